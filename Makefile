@@ -1,0 +1,27 @@
+# The two quick-start commands (README) and their shared install step.
+# `make test` is what CI runs (.ci/run calls it); both work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test smoke bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch pinned first: 2.13.0 resolves to the CPU wheel on local disk here, never an unpinned CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests/ -p no:cacheprovider -q
+
+bench: $(STAMP)
+	$(BIN)/harness bench service
+
+clean:
+	rm -rf $(VENV) build *.egg-info

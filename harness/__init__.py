@@ -1,0 +1,5 @@
+"""A pytest-driven chaos and performance benchmarking harness for GPU inference services."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

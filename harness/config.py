@@ -1,0 +1,350 @@
+"""Typed, validated configuration: the reference service's settings and the declarative service spec.
+
+Values are validated once, here, at the boundary; an invalid value raises `ConfigError` naming the
+field (dotted path, Kubernetes spelling where the spec uses it) and the bad value. Precedence
+(flag > environment > file > default) is resolved by `resolve_service_config` only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+__all__ = [
+    "PRECISIONS",
+    "TOPOLOGIES",
+    "DEFAULT_MODEL",
+    "ENV_FAULT_TOKEN",
+    "ENV_WEIGHTS_DIR",
+    "ServiceConfig",
+    "Probe",
+    "Probes",
+    "Resources",
+    "RestartPolicy",
+    "BalancerConfig",
+    "ServiceSpec",
+    "parse_memory_bytes",
+    "parse_cpu_cores",
+    "default_weights_dir",
+    "validate_model",
+    "load_yaml_file",
+    "load_spec",
+    "resolve_service_config",
+]
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+TOPOLOGIES = ("single", "active-standby", "multi-active")
+DEFAULT_MODEL = "ranker-mlp"
+ENV_FAULT_TOKEN = "HARNESS_FAULT_TOKEN"
+ENV_WEIGHTS_DIR = "HARNESS_WEIGHTS_DIR"
+
+Precision = Literal["fp32", "fp16", "bf16"]
+Topology = Literal["single", "active-standby", "multi-active"]
+Device = Literal["auto", "cpu", "cuda"]
+
+_MEMORY_UNITS = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_memory_bytes(value: str | int | float) -> int:
+    """Return a Kubernetes memory quantity ("512Mi", "2Gi", "1G", 1048576) in bytes; raise ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a memory quantity such as '512Mi'")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    else:
+        match = _QUANTITY.match(str(value))
+        if not match:
+            raise ValueError("expected a memory quantity such as '512Mi' or '2Gi'")
+        number, unit = float(match.group(1)), match.group(2)
+    if unit not in _MEMORY_UNITS:
+        raise ValueError(f"unknown memory unit {unit!r} (use Ki, Mi, Gi, Ti, k, M, G, T)")
+    size = int(number * _MEMORY_UNITS[unit])
+    if size <= 0:
+        raise ValueError("must be greater than zero")
+    return size
+
+
+def parse_cpu_cores(value: str | int | float) -> float:
+    """Return a Kubernetes CPU quantity ("500m", "1", 0.5) in cores; raise ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a CPU quantity such as '500m' or '1'")
+    text = str(value).strip()
+    try:
+        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ValueError("expected a CPU quantity such as '500m' or '1'") from None
+    if not math.isfinite(cores) or cores <= 0:
+        raise ValueError("must be greater than zero")
+    return cores
+
+
+def default_weights_dir() -> Path:
+    """Return where generated weights are cached: $HARNESS_WEIGHTS_DIR or ~/.cache/harness/weights."""
+    env = os.environ.get(ENV_WEIGHTS_DIR)
+    return Path(env) if env else Path.home() / ".cache" / "harness" / "weights"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class ServiceConfig(_Model):
+    """Settings of one reference-service process (`harness serve`)."""
+
+    model: str = DEFAULT_MODEL
+    precision: Precision = "fp32"
+    device: Device = "auto"
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    max_queue_delay_ms: float = Field(50.0, ge=0, le=60_000)
+    max_queue_size: int = Field(256, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(4 * 2**20, ge=1024)
+    startup_delay_s: float = Field(0.0, ge=0, le=3600)
+    warmup_iters: int = Field(2, ge=0, le=100)
+    torch_threads: int | None = Field(None, ge=1, le=1024)
+    seed: int = Field(0, ge=0)
+    weights_dir: Path = Field(default_factory=default_weights_dir)
+    fault_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    grace_period_s: float = Field(30.0, ge=0, le=3600)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from harness.service.registry import MODEL_NAMES  # no torch import: names only
+
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+        return value
+
+
+class Probe(_Model):
+    """A Kubernetes probe (HTTP GET), with Kubernetes field names and defaults."""
+
+    path: str
+    initial_delay_s: float = Field(0.0, alias="initialDelaySeconds", ge=0)
+    period_s: float = Field(10.0, alias="periodSeconds", gt=0)
+    timeout_s: float = Field(1.0, alias="timeoutSeconds", gt=0)
+    failure_threshold: int = Field(3, alias="failureThreshold", ge=1)
+    success_threshold: int = Field(1, alias="successThreshold", ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+def _default_liveness() -> Probe:
+    return Probe(path="/v2/health/live", periodSeconds=2, timeoutSeconds=1, failureThreshold=3)
+
+
+def _default_readiness() -> Probe:
+    return Probe(path="/v2/health/ready", periodSeconds=1, timeoutSeconds=1, failureThreshold=2)
+
+
+class Probes(_Model):
+    """Liveness, readiness and (optional) startup probes."""
+
+    liveness: Probe | None = Field(default_factory=_default_liveness)
+    readiness: Probe | None = Field(default_factory=_default_readiness)
+    startup: Probe | None = None
+
+    @model_validator(mode="after")
+    def _liveness_not_stricter_than_kubernetes(self) -> "Probes":
+        if self.liveness is not None and self.liveness.success_threshold != 1:
+            raise ValueError(f"liveness.successThreshold={self.liveness.success_threshold!r}: must be 1 (as Kubernetes requires)")
+        if self.startup is not None and self.startup.success_threshold != 1:
+            raise ValueError(f"startup.successThreshold={self.startup.success_threshold!r}: must be 1 (as Kubernetes requires)")
+        return self
+
+
+class Resources(_Model):
+    """Resource limits (and requests, defaulting to the limits) in Kubernetes quantities."""
+
+    limits_memory: str | None = Field("4Gi", alias="limits.memory")
+    limits_cpu: str | None = Field(None, alias="limits.cpu")
+    requests_memory: str | None = Field(None, alias="requests.memory")
+    requests_cpu: str | None = Field(None, alias="requests.cpu")
+    gpus: int = Field(0, alias="nvidia.com/gpu", ge=0, le=16)
+
+    @field_validator("limits_memory", "requests_memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory_bytes(value)
+        return value
+
+    @field_validator("limits_cpu", "requests_cpu")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cpu_cores(value)
+        return value
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return parse_memory_bytes(self.limits_memory) if self.limits_memory else None
+
+    @property
+    def cpu_limit_cores(self) -> float | None:
+        return parse_cpu_cores(self.limits_cpu) if self.limits_cpu else None
+
+
+class RestartPolicy(_Model):
+    """Restart policy Always with CrashLoopBackOff (Kubernetes: 10 s doubling to 300 s, reset after 10 min)."""
+
+    backoff_base_s: float = Field(10.0, gt=0, le=3600)
+    backoff_cap_s: float = Field(300.0, gt=0, le=86400)
+    reset_after_s: float = Field(600.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> "RestartPolicy":
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff_cap_s={self.backoff_cap_s!r}: below backoff_base_s={self.backoff_base_s!r}"
+            )
+        return self
+
+
+class BalancerConfig(_Model):
+    """The front load balancer (a Kubernetes Service, plus an optional mesh-style retry)."""
+
+    retry_on_connect_error: bool = False
+    connect_timeout_s: float = Field(1.0, gt=0, le=60)
+    request_timeout_s: float = Field(30.0, gt=0, le=3600)
+
+
+_TOPOLOGY_REPLICAS = {"single": 1, "active-standby": 2, "multi-active": 2}
+
+
+class ServiceSpec(_Model):
+    """What to deploy: one declarative spec that every platform (local, kubernetes) understands."""
+
+    name: str = Field("reference", pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    topology: Topology = "single"
+    replicas: int | None = Field(None, ge=1, le=64)
+    probes: Probes = Field(default_factory=Probes)
+    resources: Resources = Field(default_factory=Resources)
+    termination_grace_period_s: float = Field(30.0, alias="terminationGracePeriodSeconds", ge=0, le=3600)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    balancer: BalancerConfig = Field(default_factory=BalancerConfig)
+
+    @model_validator(mode="after")
+    def _replicas_fit_topology(self) -> "ServiceSpec":
+        if self.replicas is None:
+            object.__setattr__(self, "replicas", _TOPOLOGY_REPLICAS[self.topology])
+        replicas = self.replicas
+        if self.topology == "single" and replicas != 1:
+            raise ValueError(f"replicas={replicas!r}: topology 'single' has exactly 1 replica")
+        if self.topology == "active-standby" and replicas != 2:
+            raise ValueError(f"replicas={replicas!r}: topology 'active-standby' has exactly 2 replicas")
+        if self.topology == "multi-active" and replicas < 2:
+            raise ValueError(f"replicas={replicas!r}: topology 'multi-active' needs at least 2 replicas")
+        return self
+
+    @property
+    def replica_count(self) -> int:
+        assert self.replicas is not None  # filled in by the validator
+        return self.replicas
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+_CROSS_FIELD = re.compile(r"^([A-Za-z_][\w.]*)=(.*?): (.*)$")
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(root)"
+
+
+def validate_model(cls: type[M], data: Any, *, source: str | None = None) -> M:
+    """Return ``cls`` validated from ``data``; raise ConfigError naming the first bad field and value."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        value = first.get("input")
+        reason = first.get("msg", "invalid").removeprefix("Value error, ")
+        field = _field_path(tuple(first.get("loc", ())))
+        if first.get("type") == "extra_forbidden":
+            reason = "unknown field"
+        if first.get("type") == "missing":
+            value = None
+        cross = _CROSS_FIELD.match(reason)
+        if cross:  # a model-level rule names its own field: "replicas=3: topology 'single' has ..."
+            prefix = field + "." if field != "(root)" else ""
+            field, value, reason = prefix + cross.group(1), cross.group(2), cross.group(3)
+        others = len(exc.errors()) - 1
+        if others:
+            reason += f" (and {others} more error{'s' if others > 1 else ''})"
+        raise ConfigError(field, value, reason, source=source) from None
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Return the mapping in a YAML file; raise ConfigError for a missing, unreadable or non-mapping file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("file", str(file), f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("file", str(file), f"not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("(root)", type(data).__name__, "expected a mapping at the top level", source=str(file))
+    return data
+
+
+def load_spec(path: str | Path | None = None, **overrides: Any) -> ServiceSpec:
+    """Return the service spec from a YAML file (or the defaults), with top-level ``overrides`` applied.
+
+    Overrides whose value is None are ignored (an unset CLI flag). Raises ConfigError.
+    """
+    data: dict[str, Any] = load_yaml_file(path) if path is not None else {}
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+    if overrides.get("topology") is not None and overrides.get("replicas") is None:
+        # a topology chosen on the command line brings its own replica count unless one was given
+        data.pop("replicas", None)
+    return validate_model(ServiceSpec, data, source=str(path) if path else None)
+
+
+def resolve_service_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    file: str | Path | None = None,
+) -> ServiceConfig:
+    """Return the service config with precedence flag > environment > file > default; raise ConfigError.
+
+    The environment supplies ``HARNESS_FAULT_TOKEN`` (fault_token) and ``HARNESS_WEIGHTS_DIR``.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = load_yaml_file(file) if file is not None else {}
+    if env.get(ENV_FAULT_TOKEN):
+        data["fault_token"] = env[ENV_FAULT_TOKEN]
+    if env.get(ENV_WEIGHTS_DIR):
+        data["weights_dir"] = env[ENV_WEIGHTS_DIR]
+    for key, value in (flags or {}).items():
+        if value is not None:
+            data[key] = value
+    return validate_model(ServiceConfig, data, source=str(file) if file else None)

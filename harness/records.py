@@ -1,0 +1,113 @@
+"""Record types shared by the producers (load generators, prober, platforms) and the consumers
+(measure, chaos, sweep, report), and their on-disk form.
+
+Per-request data and prober timelines are CSV files with a header (tidy, unit-suffixed columns) so
+pandas, spreadsheets and `harness report` read them directly. Times are wall-clock epoch seconds
+(``*_s``) so they line up with platform events; latencies are milliseconds (``*_ms``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+__all__ = ["RequestRecord", "ProbeSample", "write_records", "append_records", "read_records", "REQUESTS_FILE", "TIMELINE_FILE"]
+
+REQUESTS_FILE = "requests.csv"  # per-request data of a run
+TIMELINE_FILE = "timeline.csv"  # the client-side prober's timeline
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request of a load generator.
+
+    ``intended_s`` is when the request was meant to go out (the schedule, for rate-driven load; the
+    same as ``sent_s`` for closed-loop users). ``latency_ms`` runs from ``intended_s`` to the end of
+    the response, so queueing in the generator counts (no coordinated omission). ``status`` is the
+    HTTP status, 0 when no response came (connection refused/reset, timeout).
+    """
+
+    intended_s: float
+    sent_s: float
+    latency_ms: float
+    status: int
+    ok: bool
+    error: str = ""
+    source: str = "load"  # "locust", "rate", "bench", ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSample:
+    """One request of the client-side prober: when it was sent, whether it succeeded, its latency."""
+
+    t_s: float
+    ok: bool
+    latency_ms: float
+    status: int
+    error: str = ""
+
+
+R = TypeVar("R", RequestRecord, ProbeSample)
+
+
+def _header(kind: type) -> list[str]:
+    return [f.name for f in fields(kind)]
+
+
+def write_records(path: str | Path, records: Iterable[RequestRecord | ProbeSample], kind: type[R]) -> int:
+    """Write ``records`` to a CSV file (replacing it); return how many were written."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        return _write(handle, records, kind, header=True)
+
+
+def append_records(path: str | Path, records: Iterable[RequestRecord | ProbeSample], kind: type[R]) -> int:
+    """Append ``records`` to a CSV file, writing the header if the file is new; return the count."""
+    file = Path(path)
+    new = not file.exists() or file.stat().st_size == 0
+    with open(file, "a", newline="", encoding="utf-8") as handle:
+        return _write(handle, records, kind, header=new)
+
+
+def _write(handle, records, kind, *, header: bool) -> int:
+    writer = csv.writer(handle)
+    if header:
+        writer.writerow(_header(kind))
+    count = 0
+    for record in records:
+        row = asdict(record) if not hasattr(record, "__slots__") else {f: getattr(record, f) for f in _header(kind)}
+        writer.writerow([_cell(row[name]) for name in _header(kind)])
+        count += 1
+    return count
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "nan"
+    return value
+
+
+def read_records(path: str | Path, kind: type[R]) -> Iterator[R]:
+    """Yield records of ``kind`` from a CSV file written by `write_records`/`append_records`."""
+    types = {f.name: f.type for f in fields(kind)}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            values = {}
+            for name, text in row.items():
+                declared = str(types.get(name))
+                if name not in types:
+                    continue
+                if declared == "bool":
+                    values[name] = text not in ("0", "", "False", "false")
+                elif declared == "int":
+                    values[name] = int(text)
+                elif declared == "float":
+                    values[name] = float(text)
+                else:
+                    values[name] = text or ""
+            yield kind(**values)

@@ -1,0 +1,1 @@
+"""Chaos experiments: Chaos Toolkit activities for the local platform, the chaos runner and matrix."""

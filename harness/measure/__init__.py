@@ -1,0 +1,1 @@
+"""Measurement: exact percentiles, statistics, recovery analysis, SLA tiers, telemetry."""

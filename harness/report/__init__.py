@@ -1,0 +1,1 @@
+"""Reports: saved run data -> tidy DataFrames -> figures -> HTML/Markdown/JSON; comparisons."""

@@ -1,0 +1,1 @@
+"""Performance sweeps, max-sustainable-rate search, capacity planning."""

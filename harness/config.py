@@ -111,6 +111,10 @@ class ServiceConfig(_Model):
     max_queue_size: int = Field(256, ge=1, le=1_000_000)
     max_body_bytes: int = Field(4 * 2**20, ge=1024)
     startup_delay_s: float = Field(0.0, ge=0, le=3600)
+    # True: /v2/health/live answers 200 while the model loads (only readiness waits). False: liveness
+    # also fails until loaded, like servers that open their endpoint after loading; this is what turns
+    # a slow model load into CrashLoopBackOff under a liveness probe without a startup probe.
+    live_during_load: bool = True
     warmup_iters: int = Field(2, ge=0, le=100)
     torch_threads: int | None = Field(None, ge=1, le=1024)
     seed: int = Field(0, ge=0)

@@ -1,0 +1,386 @@
+"""Statistics over repeated measurement windows: confidence intervals, stability, noise-aware comparison.
+
+Definitions (reports quote these):
+
+- **Repeats**: one number per measurement window (a window's throughput, or its p99). The harness
+  never treats the requests inside one window as independent samples of a run; the windows are.
+- **Confidence intervals** (95% unless configured):
+  - *mean*: Student's t-interval, ``mean +/- t(1 - a/2, n - 1) * s / sqrt(n)``.
+  - *median*: distribution-free, from binomial order statistics: ``[x(j), x(n-j+1)]`` with the
+    largest ``j`` whose coverage ``1 - 2 * P(Binom(n, 1/2) <= j - 1)`` is at least the confidence
+    (for n = 10 at 95%: ``[x(2), x(9)]``, coverage 97.9%). With fewer than 6 repeats no pair reaches
+    95%; the interval is then ``[min, max]`` and its achieved confidence (e.g. 75% for n = 3) is
+    stated, never rounded up.
+  - *bootstrap* (any statistic): percentile bootstrap with a fixed seed, so reruns agree.
+  ``method="auto"`` uses the median interval when n is large enough to reach the confidence and
+  the t-interval otherwise; every interval carries the method and the confidence it achieves.
+- **Stable**: at least ``min_repeats`` windows and a relative CI half-width
+  (``(high - low) / 2 / |estimate|``) at or under a threshold (default 5%). Sweeps repeat windows
+  until stable or a cap.
+- **Beyond noise**: baseline vs current repeats differ when all hold: the test's two-sided p-value is
+  under ``alpha`` (Mann-Whitney U when both sides have >= 5 repeats, Welch's t otherwise; from scipy),
+  the medians differ by at least ``min_relative_change``, and the effect size |Cliff's delta| is at
+  least ``min_effect_size``. The direction (lower or higher is better) then decides "improved" or
+  "regressed"; otherwise "no change"; fewer than 2 repeats on a side is "inconclusive". Whether the
+  two confidence intervals overlap is reported alongside.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Literal
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "IMPROVED",
+    "REGRESSED",
+    "NO_CHANGE",
+    "INCONCLUSIVE",
+    "MIN_REPEATS_FOR_RANK_TEST",
+    "Interval",
+    "RepeatStats",
+    "Stability",
+    "Comparison",
+    "mean_ci",
+    "median_ci",
+    "bootstrap_ci",
+    "summarize_repeats",
+    "assess_stability",
+    "is_stable",
+    "compare",
+]
+
+IMPROVED = "improved"
+REGRESSED = "regressed"
+NO_CHANGE = "no change"
+INCONCLUSIVE = "inconclusive"
+MIN_REPEATS_FOR_RANK_TEST = 5  # below this, Mann-Whitney's exact p cannot get far under 0.05
+
+Method = Literal["auto", "mean", "median", "bootstrap"]
+
+
+def _samples(values: Iterable[float] | np.ndarray, name: str = "samples") -> np.ndarray:
+    try:
+        array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected numbers ({exc})") from exc
+    return array[np.isfinite(array)]
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence={confidence!r}: must be between 0 and 1 (exclusive)")
+    return float(confidence)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its confidence interval; ``confidence`` is what the method achieves."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2.0
+
+    @property
+    def relative_half_width(self) -> float:
+        """Half-width over |estimate|: NaN when undefined, inf for a zero estimate with a width."""
+        hw = self.half_width
+        if not (math.isfinite(hw) and math.isfinite(self.estimate)):
+            return math.nan
+        if self.estimate == 0:
+            return 0.0 if hw == 0 else math.inf
+        return hw / abs(self.estimate)
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def overlaps(self, other: "Interval") -> bool:
+        return not (self.high < other.low or other.high < self.low)
+
+    def to_dict(self) -> dict[str, object]:
+        return _json_ready(asdict(self) | {"relative_half_width": self.relative_half_width})
+
+
+def _json_ready(data: dict[str, object]) -> dict[str, object]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+
+
+def mean_ci(samples: Iterable[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """Return the mean with its Student t-interval; bounds are NaN with fewer than 2 samples.
+
+    Raises ValueError for a confidence outside (0, 1).
+    """
+    conf = _check_confidence(confidence)
+    x = _samples(samples)
+    n = int(x.size)
+    mean = float(x.mean()) if n else math.nan
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, conf, "t-interval of the mean", n)
+    sem = float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(sps.t.ppf(0.5 + conf / 2.0, n - 1)) * sem
+    return Interval(mean, mean - half, mean + half, conf, "t-interval of the mean", n)
+
+
+def _order_statistic_rank(n: int, confidence: float) -> tuple[int, float]:
+    """Return (j, coverage) for the interval [x(j), x(n-j+1)], j = 0 when none reaches ``confidence``."""
+    best = (0, math.nan)
+    for j in range(1, n // 2 + 1):
+        coverage = 1.0 - 2.0 * float(sps.binom.cdf(j - 1, n, 0.5))
+        if coverage + 1e-12 < confidence:
+            break
+        best = (j, coverage)
+    return best
+
+
+def median_ci(samples: Iterable[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """Return the median with a distribution-free interval from binomial order statistics.
+
+    When n is too small to reach ``confidence`` the interval is [min, max] and ``confidence`` holds
+    what it achieves (1 - 2 / 2**n). Raises ValueError for a confidence outside (0, 1).
+    """
+    conf = _check_confidence(confidence)
+    x = np.sort(_samples(samples))
+    n = int(x.size)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, conf, "order statistics of the median", 0)
+    median = float(np.median(x))
+    j, coverage = _order_statistic_rank(n, conf)
+    if j == 0:
+        achieved = 1.0 - 2.0 * 0.5**n if n > 1 else 0.0
+        return Interval(median, float(x[0]), float(x[-1]), achieved, "min-max (too few repeats for the confidence)", n)
+    return Interval(median, float(x[j - 1]), float(x[n - j]), coverage, "order statistics of the median", n)
+
+
+def bootstrap_ci(
+    samples: Iterable[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.median,
+    confidence: float = 0.95,
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Return ``statistic`` with a seeded percentile-bootstrap interval (same seed, same interval).
+
+    Bounds are NaN with fewer than 2 samples. Raises ValueError for a bad confidence or resamples.
+    """
+    conf = _check_confidence(confidence)
+    if resamples < 100:
+        raise ValueError(f"resamples={resamples!r}: use at least 100")
+    x = _samples(samples)
+    n = int(x.size)
+    estimate = float(statistic(x)) if n else math.nan
+    if n < 2:
+        return Interval(estimate, math.nan, math.nan, conf, "percentile bootstrap", n)
+    rng = np.random.default_rng(seed)
+    draws = x[rng.integers(0, n, size=(resamples, n))]
+    values = np.array([statistic(row) for row in draws], dtype=float)
+    alpha = 1.0 - conf
+    low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return Interval(estimate, float(low), float(high), conf, f"percentile bootstrap ({resamples}, seed {seed})", n)
+
+
+def _interval(x: np.ndarray, confidence: float, method: Method) -> Interval:
+    if method == "mean":
+        return mean_ci(x, confidence)
+    if method == "median":
+        return median_ci(x, confidence)
+    if method == "bootstrap":
+        return bootstrap_ci(x, confidence=confidence)
+    if method == "auto":
+        reachable = _order_statistic_rank(int(x.size), _check_confidence(confidence))[0] > 0
+        return median_ci(x, confidence) if reachable else mean_ci(x, confidence)
+    raise ValueError(f"method={method!r}: use auto, mean, median or bootstrap")
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    """Median, mean and a confidence interval of repeated windows' values."""
+
+    n: int
+    median: float
+    mean: float
+    std: float
+    ci: Interval
+
+    def to_dict(self) -> dict[str, object]:
+        """Return flat keys: n, median, mean, std, ci_low, ci_high, ci_confidence, ci_method, ..."""
+        return _json_ready({
+            "n": self.n, "median": self.median, "mean": self.mean, "std": self.std,
+            "ci_low": self.ci.low, "ci_high": self.ci.high, "ci_confidence": self.ci.confidence,
+            "ci_method": self.ci.method, "relative_half_width": self.ci.relative_half_width,
+        })
+
+
+def summarize_repeats(samples: Iterable[float] | np.ndarray, confidence: float = 0.95, method: Method = "auto") -> RepeatStats:
+    """Return `RepeatStats` of the finite samples, the interval by ``method`` (see module docs).
+
+    Raises ValueError for a bad confidence or method.
+    """
+    x = _samples(samples)
+    n = int(x.size)
+    return RepeatStats(
+        n=n,
+        median=float(np.median(x)) if n else math.nan,
+        mean=float(x.mean()) if n else math.nan,
+        std=float(x.std(ddof=1)) if n > 1 else math.nan,
+        ci=_interval(x, confidence, method),
+    )
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Whether repeated windows agree closely enough to stop repeating, and why."""
+
+    stable: bool
+    n: int
+    relative_half_width: float
+    max_relative_half_width: float
+    reason: str
+
+
+def assess_stability(
+    samples: Iterable[float] | np.ndarray,
+    *,
+    max_relative_half_width: float = 0.05,
+    min_repeats: int = 3,
+    confidence: float = 0.95,
+    method: Method = "mean",
+) -> Stability:
+    """Return a `Stability`: stable when n >= ``min_repeats`` and the CI's relative half-width is at
+    or under ``max_relative_half_width``. Raises ValueError for a non-positive threshold or min_repeats < 2.
+    """
+    if not max_relative_half_width > 0:
+        raise ValueError(f"max_relative_half_width={max_relative_half_width!r}: must be greater than zero")
+    if min_repeats < 2:
+        raise ValueError(f"min_repeats={min_repeats!r}: need at least 2 for an interval")
+    x = _samples(samples)
+    if x.size < min_repeats:
+        return Stability(False, int(x.size), math.nan, max_relative_half_width, f"{x.size} of {min_repeats} repeats")
+    rel = _interval(x, confidence, method).relative_half_width
+    stable = math.isfinite(rel) and rel <= max_relative_half_width
+    verb = "<=" if stable else ">"
+    reason = f"relative CI half-width {rel:.1%} {verb} {max_relative_half_width:.1%} over {x.size} repeats"
+    return Stability(stable, int(x.size), rel, max_relative_half_width, reason)
+
+
+def is_stable(samples: Iterable[float] | np.ndarray, **options: float) -> bool:
+    """Return True when `assess_stability` finds the repeats stable (same options)."""
+    return assess_stability(samples, **options).stable
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Baseline vs current repeats of one metric, with a verdict and the evidence behind it."""
+
+    metric: str
+    verdict: str
+    reason: str
+    baseline: RepeatStats
+    current: RepeatStats
+    relative_change: float
+    test: str
+    p_value: float
+    cliffs_delta: float
+    cohens_d: float
+    ci_overlap: bool
+    lower_is_better: bool
+    alpha: float
+    min_relative_change: float
+    min_effect_size: float
+
+    @property
+    def beyond_noise(self) -> bool:
+        return self.verdict in (IMPROVED, REGRESSED)
+
+    def to_dict(self) -> dict[str, object]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "current")}
+        data["baseline"] = self.baseline.to_dict()
+        data["current"] = self.current.to_dict()
+        return _json_ready(data)
+
+
+def _cliffs_delta(baseline: np.ndarray, current: np.ndarray) -> float:
+    """P(current > baseline) - P(current < baseline), from the rank sum (ties count half)."""
+    ranks = sps.rankdata(np.concatenate([current, baseline]))
+    u_current = float(ranks[: current.size].sum()) - current.size * (current.size + 1) / 2.0
+    return 2.0 * u_current / (current.size * baseline.size) - 1.0
+
+
+def _cohens_d(baseline: np.ndarray, current: np.ndarray) -> float:
+    nb, nc = baseline.size, current.size
+    pooled = ((nb - 1) * baseline.var(ddof=1) + (nc - 1) * current.var(ddof=1)) / (nb + nc - 2)
+    diff = float(current.mean() - baseline.mean())
+    if pooled <= 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / math.sqrt(pooled)
+
+
+def _p_value(baseline: np.ndarray, current: np.ndarray) -> tuple[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision-loss notes on near-equal data
+        if min(baseline.size, current.size) >= MIN_REPEATS_FOR_RANK_TEST:
+            return "Mann-Whitney U", float(sps.mannwhitneyu(current, baseline, alternative="two-sided").pvalue)
+        if baseline.var() == 0 and current.var() == 0:
+            # Welch's t is undefined without variance: identical constants cannot differ, distinct ones do.
+            return "Welch t", 1.0 if baseline[0] == current[0] else 0.0
+        return "Welch t", float(sps.ttest_ind(current, baseline, equal_var=False).pvalue)
+
+
+def compare(
+    baseline: Iterable[float] | np.ndarray,
+    current: Iterable[float] | np.ndarray,
+    *,
+    metric: str = "value",
+    lower_is_better: bool = True,
+    alpha: float = 0.05,
+    min_relative_change: float = 0.05,
+    min_effect_size: float = 0.33,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Return a `Comparison` of current against baseline repeats with its verdict (see module docs).
+
+    Raises ValueError for thresholds out of range.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha={alpha!r}: must be between 0 and 1 (exclusive)")
+    if min_relative_change < 0 or not 0.0 <= min_effect_size <= 1.0:
+        raise ValueError(f"min_relative_change={min_relative_change!r}, min_effect_size={min_effect_size!r}: out of range")
+    b, c = _samples(baseline, "baseline"), _samples(current, "current")
+    b_stats, c_stats = summarize_repeats(b, confidence), summarize_repeats(c, confidence)
+    common = dict(metric=metric, baseline=b_stats, current=c_stats, lower_is_better=lower_is_better, alpha=alpha,
+                  min_relative_change=min_relative_change, min_effect_size=min_effect_size)
+    if b.size < 2 or c.size < 2:
+        reason = f"too few repeats to judge noise (baseline {b.size}, current {c.size}; need 2 each)"
+        change = (c_stats.median - b_stats.median) / abs(b_stats.median) if b.size and c.size and b_stats.median else math.nan
+        return Comparison(verdict=INCONCLUSIVE, reason=reason, relative_change=change, test="none", p_value=math.nan,
+                          cliffs_delta=math.nan, cohens_d=math.nan, ci_overlap=True, **common)
+    diff = c_stats.median - b_stats.median
+    if b_stats.median != 0:
+        change = diff / abs(b_stats.median)
+    else:
+        change = 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    test, p = _p_value(b, c)
+    delta = _cliffs_delta(b, c)
+    significant = p < alpha
+    large = abs(change) >= min_relative_change and abs(delta) >= min_effect_size
+    if significant and large:
+        worse = change > 0 if lower_is_better else change < 0
+        verdict = REGRESSED if worse else IMPROVED
+    else:
+        verdict = NO_CHANGE
+    reason = (f"{metric}: median {b_stats.median:.6g} -> {c_stats.median:.6g} ({change:+.1%}); {test} p={p:.3g} "
+              f"({'<' if significant else '>='} {alpha}); |Cliff's delta| {abs(delta):.2f} "
+              f"(min {min_effect_size}); min change {min_relative_change:.0%}")
+    return Comparison(verdict=verdict, reason=reason, relative_change=change, test=test, p_value=p, cliffs_delta=delta,
+                      cohens_d=_cohens_d(b, c), ci_overlap=b_stats.ci.overlaps(c_stats.ci), **common)

@@ -1,0 +1,260 @@
+"""Max sustainable request rate under a p99 SLO, found by search over the rate (not by a fixed grid).
+
+The search only decides which rate to try next; measuring is injected as ``measure(rate_rps) ->
+PointMeasurement`` so the same code runs against a real deployment (`harness.sweep.measurement`) or a
+simulated service (`harness.sweep.simulated`) in tests.
+
+Algorithm: boundary finding by geometric growth from ``start_rps`` until the first violation (or
+geometric shrinking while the start rate already fails), then bisection between the highest passing
+and the lowest failing rate until they are within ``rel_tol`` of each other. A violation where the
+service did not keep up (throughput well below the offered rate) also tells the service's capacity:
+the completed throughput under overload is an upper bound of any sustainable rate, so the upper
+bound drops to it (plus a margin) at once. A lagging generator stops the search: rates beyond what
+the generator can send cannot be measured, and the result says so instead of blaming the service.
+The answer is always a rate that was measured to pass, never an interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from harness.errors import ConfigError
+
+__all__ = [
+    "PASS",
+    "FAIL",
+    "CLEAR_FAIL",
+    "GENERATOR_LIMITED",
+    "PointMeasurement",
+    "SearchSettings",
+    "Probe",
+    "SearchResult",
+    "classify",
+    "is_clear_violation",
+    "validate_search_settings",
+    "search_max_rate",
+]
+
+PASS = "pass"
+FAIL = "fail"
+CLEAR_FAIL = "clear-fail"  # far beyond the SLO: no need for more windows at this rate
+GENERATOR_LIMITED = "generator-limited"  # the load generator could not send at the rate asked
+
+STOP_CONVERGED = "converged"
+STOP_MAX_PROBES = "max-probes"
+STOP_CAPPED = "capped"
+STOP_NONE_SUSTAINABLE = "none-sustainable"
+STOP_GENERATOR = "generator-limited"
+
+
+@dataclass(frozen=True)
+class PointMeasurement:
+    """What was measured at one offered rate (medians over the point's windows).
+
+    ``sent_rate_rps`` is the rate the generator actually sent at (None when unknown); below the offered
+    rate it means the generator lagged. ``throughput_rps`` counts successful responses per second.
+    """
+
+    rate_rps: float
+    throughput_rps: float
+    p99_ms: float
+    error_rate: float = 0.0
+    p50_ms: float = math.nan
+    p95_ms: float = math.nan
+    sent_rate_rps: float | None = None
+    generator_saturated: bool = False
+    windows: int = 1
+    status: str = "ok"
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The SLO and the search's knobs (validated by `validate_search_settings`)."""
+
+    p99_ms: float = 500.0
+    max_error_rate: float = 0.01
+    min_throughput_ratio: float = 0.95  # completed/offered below this: the service did not keep up
+    start_rps: float = 10.0
+    growth: float = 2.0
+    rel_tol: float = 0.05
+    max_probes: int = 20
+    min_rps: float = 0.5
+    max_rps: float = 100_000.0
+    clear_p99_factor: float = 4.0  # p99 beyond this many SLOs is a clear violation
+    clear_error_rate: float = 0.10
+    min_sent_ratio: float = 0.90  # sent/offered below this: the generator lagged
+    overload_margin: float = 0.10  # upper bound = completed throughput under overload x (1 + margin)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One step of the search: the rate tried, what was measured, and the verdict with its reason."""
+
+    rate_rps: float
+    verdict: str
+    reason: str
+    measurement: PointMeasurement
+
+    def to_dict(self) -> dict:
+        return {"rate_rps": self.rate_rps, "verdict": self.verdict, "reason": self.reason,
+                "measurement": self.measurement.to_dict()}
+
+
+@dataclass
+class SearchResult:
+    """The highest rate measured to pass the SLO (0.0 when none did), its bounds and every probe."""
+
+    max_rate_rps: float
+    lower_rps: float | None
+    upper_rps: float | None
+    converged: bool
+    stop_reason: str
+    detail: str
+    settings: SearchSettings
+    probes: list[Probe] = field(default_factory=list)
+
+    @property
+    def at_max(self) -> PointMeasurement | None:
+        """The measurement at the reported max rate (None when no rate passed)."""
+        passing = [p for p in self.probes if p.verdict == PASS and p.rate_rps == self.lower_rps]
+        return passing[-1].measurement if passing else None
+
+    def to_dict(self) -> dict:
+        return {
+            "max_rate_rps": self.max_rate_rps,
+            "lower_rps": self.lower_rps,
+            "upper_rps": self.upper_rps,
+            "converged": self.converged,
+            "stop_reason": self.stop_reason,
+            "detail": self.detail,
+            "probe_count": len(self.probes),
+            "settings": asdict(self.settings),
+            "probes": [p.to_dict() for p in self.probes],
+        }
+
+
+def validate_search_settings(settings: SearchSettings) -> None:
+    """Raise ConfigError naming the first setting that is out of range."""
+    positive = ("p99_ms", "start_rps", "min_rps", "max_rps")
+    for name in positive:
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(name, value, "must be a finite number greater than zero")
+    if settings.min_rps > settings.max_rps:
+        raise ConfigError("min_rps", settings.min_rps, f"above max_rps={settings.max_rps!r}")
+    if not settings.min_rps <= settings.start_rps <= settings.max_rps:
+        raise ConfigError("start_rps", settings.start_rps, f"must lie in [min_rps, max_rps] = [{settings.min_rps}, {settings.max_rps}]")
+    if not (settings.growth > 1.0 and math.isfinite(settings.growth)):
+        raise ConfigError("growth", settings.growth, "must be greater than 1")
+    if not 0 < settings.rel_tol < 1:
+        raise ConfigError("rel_tol", settings.rel_tol, "must lie in (0, 1)")
+    if not (isinstance(settings.max_probes, int) and settings.max_probes >= 1):
+        raise ConfigError("max_probes", settings.max_probes, "must be an integer >= 1")
+    for name in ("max_error_rate", "clear_error_rate", "min_throughput_ratio", "min_sent_ratio"):
+        value = getattr(settings, name)
+        if not 0 <= value <= 1:
+            raise ConfigError(name, value, "must lie in [0, 1]")
+    if settings.clear_p99_factor < 1:
+        raise ConfigError("clear_p99_factor", settings.clear_p99_factor, "must be at least 1")
+    if settings.overload_margin < 0:
+        raise ConfigError("overload_margin", settings.overload_margin, "must not be negative")
+
+
+def _generator_lagged(m: PointMeasurement, s: SearchSettings) -> bool:
+    if m.generator_saturated:
+        return True
+    return m.sent_rate_rps is not None and m.sent_rate_rps < s.min_sent_ratio * m.rate_rps
+
+
+def is_clear_violation(m: PointMeasurement, s: SearchSettings) -> bool:
+    """Return True when ``m`` is so far beyond the SLO that more windows at this rate are pointless."""
+    p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
+    return p99 > s.clear_p99_factor * s.p99_ms or m.error_rate > s.clear_error_rate or _generator_lagged(m, s)
+
+
+def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
+    """Return (verdict, reason) for one measurement against the SLO: PASS, FAIL, CLEAR_FAIL or GENERATOR_LIMITED."""
+    if _generator_lagged(m, s):
+        sent = "saturated" if m.sent_rate_rps is None else f"sent {m.sent_rate_rps:.1f} rps"
+        return GENERATOR_LIMITED, f"load generator lagged at {m.rate_rps:.1f} rps ({sent})"
+    if m.status not in ("ok", "unstable"):
+        return CLEAR_FAIL, f"measurement {m.status}: {m.reason}".rstrip(": ")
+    problems = []
+    p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
+    if p99 > s.p99_ms:
+        problems.append(f"p99 {p99:.1f} ms > SLO {s.p99_ms:g} ms")
+    if m.error_rate > s.max_error_rate:
+        problems.append(f"error rate {m.error_rate:.2%} > {s.max_error_rate:.2%}")
+    if m.throughput_rps < s.min_throughput_ratio * m.rate_rps:
+        problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {m.rate_rps:.1f} rps")
+    if not problems:
+        return PASS, f"p99 {p99:.1f} ms <= SLO {s.p99_ms:g} ms at {m.throughput_rps:.1f} rps"
+    verdict = CLEAR_FAIL if is_clear_violation(m, s) else FAIL
+    return verdict, "; ".join(problems)
+
+
+def search_max_rate(
+    measure: Callable[[float], PointMeasurement],
+    settings: SearchSettings | None = None,
+    *,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> SearchResult:
+    """Return the max sustainable rate under ``settings.p99_ms``, calling ``measure(rate_rps)`` per probe.
+
+    Raises ConfigError for invalid settings; exceptions from ``measure`` propagate (the caller owns
+    the deployment and tears it down). ``on_probe`` is told of each probe as it completes.
+    """
+    s = settings or SearchSettings()
+    validate_search_settings(s)
+    probes: list[Probe] = []
+    lo: float | None = None  # highest rate measured to pass
+    hi: float | None = None  # lowest rate known (or bounded by capacity) to fail
+    rate = s.start_rps
+
+    def finish(reason: str, detail: str, converged: bool = False) -> SearchResult:
+        return SearchResult(lo or 0.0, lo, hi, converged, reason, detail, s, probes)
+
+    while len(probes) < s.max_probes:
+        m = measure(rate)
+        verdict, why = classify(m, s)
+        probe = Probe(rate, verdict, why, m)
+        probes.append(probe)
+        if on_probe is not None:
+            on_probe(probe)
+        if verdict == GENERATOR_LIMITED:
+            hi = rate if hi is None else min(hi, rate)
+            return finish(STOP_GENERATOR, f"{why}; the max rate is a lower bound limited by the generator")
+        if verdict == PASS:
+            lo = rate if lo is None else max(lo, rate)
+        else:
+            hi = rate if hi is None else min(hi, rate)
+            if m.throughput_rps < s.min_throughput_ratio * rate and m.throughput_rps > 0:
+                # overloaded: completions ran at capacity, and no rate above capacity is sustainable
+                cap = m.throughput_rps * (1.0 + s.overload_margin)
+                if lo is None or cap > lo:
+                    hi = min(hi, cap)
+        if lo is not None and hi is not None and lo >= hi:
+            hi = lo * (1.0 + s.rel_tol)  # noise made a pass sit above a failure; the pass is the measured fact
+        if hi is None:
+            if rate >= s.max_rps:
+                return finish(STOP_CAPPED, f"passed at max_rps={s.max_rps:g}; the true maximum may be higher")
+            rate = min(rate * s.growth, s.max_rps)
+            continue
+        if lo is None:
+            if rate <= s.min_rps:
+                return finish(STOP_NONE_SUSTAINABLE, f"no rate >= min_rps={s.min_rps:g} met the SLO ({why})")
+            rate = max(min(rate / s.growth, hi / s.growth), s.min_rps)
+            continue
+        if (hi - lo) / hi <= s.rel_tol:
+            return finish(STOP_CONVERGED, f"max rate in [{lo:.2f}, {hi:.2f}) rps (rel_tol {s.rel_tol:g})", converged=True)
+        rate = (lo + hi) / 2.0
+    detail = f"stopped after max_probes={s.max_probes}"
+    if lo is not None and hi is not None:
+        detail += f" with the max rate in [{lo:.2f}, {hi:.2f}) rps"
+    return finish(STOP_MAX_PROBES, detail)

@@ -1,0 +1,130 @@
+"""The max-sustainable-rate search against a simulated service whose knee is known in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.sweep.search import (
+    CLEAR_FAIL,
+    FAIL,
+    GENERATOR_LIMITED,
+    PASS,
+    PointMeasurement,
+    SearchSettings,
+    classify,
+    is_clear_violation,
+    search_max_rate,
+)
+from harness.sweep.simulated import SimulatedService
+
+SLO_MS = 500.0
+
+
+def test_simulated_knee_is_where_p99_meets_the_slo():
+    sim = SimulatedService(capacity_rps=100.0, base_ms=20.0, noise=0.0)
+    knee = sim.knee_rps(SLO_MS)
+    assert 0.9 * 100 < knee < 100  # C x (1 - eps) with eps = 1 / (1 + x)
+    assert sim.p99_ms_at(knee) == pytest.approx(SLO_MS)
+    assert sim.p99_ms_at(knee * 0.99) < SLO_MS < sim.p99_ms_at(knee * 1.01)
+
+
+@pytest.mark.parametrize("capacity_rps", [7.0, 37.0, 100.0, 450.0])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_finds_the_knee_within_tolerance_in_few_probes(capacity_rps, seed):
+    sim = SimulatedService(capacity_rps=capacity_rps, base_ms=20.0, noise=0.03, seed=seed)
+    settings = SearchSettings(p99_ms=SLO_MS, start_rps=10.0, rel_tol=0.05)
+    result = search_max_rate(sim.measure, settings)
+    knee = sim.knee_rps(SLO_MS)
+    assert result.converged, result.detail
+    # within the search tolerance plus the simulated 3 % noise, and never above capacity
+    assert result.max_rate_rps == pytest.approx(knee, rel=0.05 + 0.03)
+    assert result.max_rate_rps < capacity_rps
+    assert len(result.probes) <= 10
+    assert len(sim.calls) == len(result.probes)
+    # the answer is a rate that was measured to pass, not an interpolation
+    assert any(p.rate_rps == result.max_rate_rps and p.verdict == PASS for p in result.probes)
+    assert result.upper_rps is not None and (result.upper_rps - result.lower_rps) / result.upper_rps <= 0.05
+
+
+def test_search_is_deterministic_for_a_seed():
+    runs = [search_max_rate(SimulatedService(100.0, seed=5).measure, SearchSettings(p99_ms=SLO_MS)) for _ in range(2)]
+    assert [p.rate_rps for p in runs[0].probes] == [p.rate_rps for p in runs[1].probes]
+    assert runs[0].max_rate_rps == runs[1].max_rate_rps
+
+
+def test_overload_throughput_bounds_the_search_at_once():
+    sim = SimulatedService(capacity_rps=50.0, noise=0.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=400.0))
+    # the first probe is far over capacity: its completions (50 rps) cap the next probe below 400 / 2
+    assert result.probes[0].verdict == CLEAR_FAIL
+    assert result.probes[1].rate_rps < 50.0 * 1.1
+    assert result.max_rate_rps == pytest.approx(sim.knee_rps(SLO_MS), rel=0.05)
+
+
+def test_start_rate_above_the_knee_searches_downwards():
+    sim = SimulatedService(capacity_rps=3.0, noise=0.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=10.0))
+    assert result.converged
+    assert result.max_rate_rps == pytest.approx(sim.knee_rps(SLO_MS), rel=0.05)
+
+
+def test_no_sustainable_rate_reports_zero_with_the_reason():
+    sim = SimulatedService(capacity_rps=100.0, base_ms=600.0, noise=0.0)  # idle latency already misses the SLO
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=8.0, min_rps=1.0))
+    assert result.max_rate_rps == 0.0
+    assert result.stop_reason == "none-sustainable"
+    assert "min_rps=1" in result.detail
+    assert result.probes[-1].rate_rps == 1.0
+
+
+def test_generator_lag_stops_the_search_and_says_so():
+    sim = SimulatedService(capacity_rps=1000.0, noise=0.0, generator_limit_rps=150.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=10.0))
+    assert result.stop_reason == "generator-limited"
+    assert result.probes[-1].verdict == GENERATOR_LIMITED
+    assert result.max_rate_rps == 80.0  # the last rate the generator could send: a lower bound
+    assert "generator" in result.detail
+
+
+def test_capped_at_max_rate():
+    sim = SimulatedService(capacity_rps=10_000.0, noise=0.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=10.0, max_rps=100.0))
+    assert result.stop_reason == "capped"
+    assert result.max_rate_rps == 100.0 and not result.converged
+
+
+def test_max_probes_bounds_the_search():
+    sim = SimulatedService(capacity_rps=20_000.0, noise=0.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=1.0, max_probes=4))
+    assert len(result.probes) == 4 and result.stop_reason == "max-probes"
+    assert result.max_rate_rps == 8.0
+
+
+def test_classify_names_each_violation():
+    s = SearchSettings(p99_ms=100.0, max_error_rate=0.01)
+    ok = PointMeasurement(rate_rps=10, throughput_rps=10, p99_ms=50)
+    assert classify(ok, s)[0] == PASS
+    slow = PointMeasurement(rate_rps=10, throughput_rps=10, p99_ms=150)
+    verdict, why = classify(slow, s)
+    assert verdict == FAIL and "p99 150.0 ms > SLO 100 ms" in why
+    errors = PointMeasurement(rate_rps=10, throughput_rps=9.7, p99_ms=50, error_rate=0.03)
+    assert classify(errors, s) == (FAIL, "error rate 3.00% > 1.00%")
+    far = PointMeasurement(rate_rps=10, throughput_rps=10, p99_ms=450)
+    assert classify(far, s)[0] == CLEAR_FAIL and is_clear_violation(far, s)
+    lag = PointMeasurement(rate_rps=100, throughput_rps=60, p99_ms=10, sent_rate_rps=60)
+    assert classify(lag, s)[0] == GENERATOR_LIMITED
+    nan_p99 = PointMeasurement(rate_rps=10, throughput_rps=0, p99_ms=math.nan, error_rate=1.0)
+    assert classify(nan_p99, s)[0] == CLEAR_FAIL
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("p99_ms", 0.0), ("start_rps", -1.0), ("growth", 1.0), ("rel_tol", 1.5), ("max_probes", 0), ("max_error_rate", 2.0)],
+)
+def test_invalid_settings_name_the_field(field, value):
+    with pytest.raises(ConfigError) as info:
+        search_max_rate(lambda r: PointMeasurement(r, r, 1.0), SearchSettings(**{field: value}))
+    assert info.value.field == field and info.value.value == value

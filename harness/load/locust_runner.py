@@ -1,0 +1,123 @@
+"""Run the harness's locustfile headless in its own process and turn its records into a `LoadResult`.
+
+Locust is never imported here: it runs as ``python -m locust`` in a child process (own session, pinned
+to the CPUs given), bounded by a hard deadline. Every request lands in a per-request CSV written by
+the locustfile; percentiles are computed exactly from it with `harness.measure.percentiles`. Locust's
+own CSVs (``<prefix>_stats.csv`` ...) and final JSON summary are kept beside it for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable
+
+from harness.errors import HarnessError
+from harness.load import child_process
+from harness.load.cpu_sampler import CpuSampler
+from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile
+from harness.load.result import LoadResult, result_from_records
+from harness.records import REQUESTS_FILE, RequestRecord, read_records
+
+__all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "run_locust"]
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LOCUST_PREFIX = "locust"  # <out>/locust_stats.csv, locust_stats_history.csv, locust_failures.csv, ...
+LOCUST_LOG = "locust.log"
+STARTUP_GRACE_S = 30.0  # Locust's imports take seconds on a busy machine; the deadline allows for it
+EXPECTED_EXIT_CODES = (0, 1)  # 1: some requests failed (--exit-code-on-error), still a valid run
+
+
+def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_s: float) -> list[str]:
+    """Return the argv that runs the harness's locustfile headless against ``host`` for ``profile``.
+
+    No ``--run-time``: the profile's shape ends the test (Locust starts the run-time timer only after a
+    shape finishes, so it cannot act as a backstop); the hard deadline in `run_locust` is the backstop.
+    """
+    prefix = str(out_dir / LOCUST_PREFIX)
+    return child_process.python_argv(
+        "locust",
+        "-f", str(LOCUSTFILE),
+        "--headless",
+        "--host", host,
+        "--stop-timeout", f"{stop_timeout_s:g}",
+        "--csv", prefix,
+        "--json-file", prefix + "_summary",
+        "--only-summary",
+        "--loglevel", "INFO",
+    )
+
+
+def _locust_counts(summary_path: Path) -> dict[str, object]:
+    """Return Locust's own final request and failure counts from its --json-file, if it wrote one."""
+    try:
+        entries = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        "locust_requests": sum(int(e.get("num_requests", 0)) for e in entries),
+        "locust_failures": sum(int(e.get("num_failures", 0)) for e in entries),
+    }
+
+
+def run_locust(
+    host: str,
+    profile: LoadProfile,
+    out_dir: str | Path,
+    *,
+    cpus: Iterable[int] | None = None,
+    stop_timeout_s: float = 5.0,
+    startup_grace_s: float = STARTUP_GRACE_S,
+    cpu_interval_s: float = 0.5,
+) -> LoadResult:
+    """Run ``profile`` against ``host`` with Locust in a child process; return its `LoadResult`.
+
+    Writes ``<out_dir>/requests.csv`` (every request), Locust's ``locust_*.csv`` and
+    ``locust_summary.json``, and ``locust.log``. The child is pinned to ``cpus`` and killed if it runs
+    past ``duration + stop_timeout + startup_grace``. Raises ConfigError for bad ``cpus``, HarnessError
+    when Locust fails without recording anything.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    requests_path = out / REQUESTS_FILE
+    requests_path.unlink(missing_ok=True)  # the locustfile appends
+    log_path = out / LOCUST_LOG
+    env = {
+        ENV_PROFILE: profile.to_env(),
+        ENV_MODEL: profile.model,
+        ENV_REQUESTS_FILE: str(requests_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = locust_argv(host, profile, out, stop_timeout_s=stop_timeout_s)
+    started_s = time.time()
+    proc = child_process.spawn(argv, cpus=cpus, env=env, log_path=log_path, cwd=out)
+    sampler = CpuSampler(proc.pid, cpu_interval_s).start()
+    hard_killed = False
+    try:
+        code = child_process.wait_bounded(proc, profile.duration_s + stop_timeout_s + startup_grace_s)
+        if code is None:
+            hard_killed = True
+            code = child_process.stop(proc)
+    finally:
+        sampler.stop()
+        if proc.poll() is None:  # interrupted (KeyboardInterrupt) or failed above: never leave Locust running
+            child_process.stop(proc)
+    ended_s = time.time()
+    records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
+    if not records and code not in EXPECTED_EXIT_CODES:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
+        raise HarnessError(f"Locust exited with code {code} and recorded no request; its log ends:\n{tail}")
+    first = min((r.intended_s for r in records), default=None)
+    last = max((r.intended_s + r.latency_ms / 1000.0 for r in records), default=None)
+    paths = {
+        "requests": str(requests_path),
+        "locust_csv_prefix": str(out / LOCUST_PREFIX),
+        "locust_summary": str(out / (LOCUST_PREFIX + "_summary.json")),
+        "locust_log": str(log_path),
+    }
+    extra = {"profile": profile.model_dump(), "host": host, **_locust_counts(out / (LOCUST_PREFIX + "_summary.json"))}
+    return result_from_records(
+        records, source="locust", cpu=sampler.stats(first, last), exit_code=code, hard_killed=hard_killed,
+        started_s=started_s, ended_s=ended_s, paths=paths, extra=extra,
+    )

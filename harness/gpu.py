@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError
 
-__all__ = ["GpuError", "GpuDevice", "GpuInventory", "GpuSample", "NvmlSession", "query_gpus"]
+__all__ = ["GpuError", "GpuDevice", "GpuInventory", "GpuSample", "NvmlSession", "query_gpus", "FakeNvml"]
 
 _MIB = 2**20
 
@@ -225,3 +225,80 @@ def query_gpus() -> GpuInventory:
     """
     with NvmlSession() as session:
         return session.inventory()
+
+
+class FakeNvml:
+    """A stand-in for the NVML library, for tests on machines without a GPU (as httpx ships a fake transport).
+
+    ``devices``: dicts with ``name``, ``memory_total_mb``, ``memory_used_mb``, ``util_percent``,
+    ``power_w`` (None: not supported) and ``processes`` ({pid: MiB}). ``init_error``: a pynvml error
+    code for `nvmlInit` to fail with (e.g. ``pynvml.NVML_ERROR_LIBRARY_NOT_FOUND``). `functions`
+    returns the pynvml functions to patch in, ``{name: replacement}``; they raise real pynvml errors.
+    """
+
+    def __init__(self, devices: list[dict[str, Any]] | None = None, *, driver_version: str = "550.54.15",
+                 cuda_driver_version: int = 12040, init_error: int | None = None) -> None:
+        self.devices = [dict(d) for d in (devices or [])]
+        self.driver_version = driver_version
+        self.cuda_driver_version = cuda_driver_version
+        self.init_error = init_error
+        self.initialised = 0  # nvmlInit calls not yet matched by nvmlShutdown
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """Return ``{pynvml function name: fake}`` covering every call `NvmlSession` makes."""
+        import pynvml
+
+        def init() -> None:
+            if self.init_error is not None:
+                raise pynvml.NVMLError(self.init_error)
+            self.initialised += 1
+
+        def shutdown() -> None:
+            self.initialised -= 1
+
+        def device(handle: int) -> dict[str, Any]:
+            return self.devices[handle]
+
+        def memory(handle: int) -> Any:
+            info = pynvml.c_nvmlMemory_t()
+            info.total = int(device(handle)["memory_total_mb"] * _MIB)
+            info.used = int(device(handle).get("memory_used_mb", 0) * _MIB)
+            info.free = info.total - info.used
+            return info
+
+        def util(handle: int) -> Any:
+            value = device(handle).get("util_percent")
+            if value is None:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            rates = pynvml.c_nvmlUtilization_t()
+            rates.gpu, rates.memory = int(value), 0
+            return rates
+
+        def power(handle: int) -> int:
+            value = device(handle).get("power_w")
+            if value is None:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            return int(value * 1000)
+
+        def processes(handle: int) -> list[Any]:
+            procs = []
+            for pid, used_mb in device(handle).get("processes", {}).items():
+                proc = pynvml.c_nvmlProcessInfo_t()
+                proc.pid, proc.usedGpuMemory = int(pid), int(used_mb * _MIB)
+                procs.append(proc)
+            return procs
+
+        return {
+            "nvmlInit": init,
+            "nvmlShutdown": shutdown,
+            "nvmlDeviceGetCount": lambda: len(self.devices),
+            "nvmlDeviceGetHandleByIndex": lambda index: index,
+            "nvmlSystemGetDriverVersion": lambda: self.driver_version,
+            "nvmlSystemGetCudaDriverVersion": lambda: self.cuda_driver_version,
+            "nvmlDeviceGetName": lambda handle: device(handle)["name"],
+            "nvmlDeviceGetUUID": lambda handle: f"GPU-fake-{handle}",
+            "nvmlDeviceGetMemoryInfo": memory,
+            "nvmlDeviceGetUtilizationRates": util,
+            "nvmlDeviceGetPowerUsage": power,
+            "nvmlDeviceGetComputeRunningProcesses": processes,
+        }

@@ -1,0 +1,333 @@
+"""Recovery analysis of one fault: pure functions over the prober timeline, request records and events.
+
+Definitions (reports quote these):
+
+- **Window**: the analysis window is ``[injected_at_s, end_s)`` in wall-clock epoch seconds;
+  ``end_s`` defaults to the end of the prober's observation (its last sample + one period).
+- **Good / bad sample**: a prober sample is *good* when it succeeded (``ok``) with a finite latency
+  at or under the latency SLO (``slo_latency_ms``); anything else -- an error, a timeout, a slow
+  answer -- is *bad*. Latency-SLO violations are failures here.
+- **First failure**: the send time of the first bad sample at or after the injection.
+- **Recovered**: at the start of the first run of consecutive good samples (after the first
+  failure) that lasts at least ``stability_window_s``; a run lasts from its first sample to the next
+  bad sample, or to the window's end. Shorter good runs between failures (flapping) do not count.
+  No bad sample at all is a valid result: recovered, TTR 0, no recovery time.
+- **TTR** (time to recover): ``recovered_at_s - first_failure_s``; None when not recovered by the
+  window's end (``recovered`` False) -- the fault outlasted the observation.
+- **Outage** (``outage_s``): total time of bad samples in the window on the prober's timeline; each
+  sample stands for the time until the next sample (its period on a regular timeline), clipped to
+  the window. An outage of exactly 2.0 s seen by a 50 ms prober measures 2.0 s within one period.
+- **Failed / total requests, availability**: the load's request records sent in the window;
+  availability = ok / total (a slow but successful request is available). Without request records
+  in the window, the prober's samples stand in (``availability_source`` says which).
+- **Latency before / during / after** (exact p50/p99 of successful requests, or prober samples
+  when there are no request records): *before* = the baseline ``[injected_at_s - baseline_s,
+  injected_at_s)`` (all earlier data when ``baseline_s`` is None); *during* = ``[injected_at_s,
+  recovered_at_s)``, or to the window's end when there was no failure or no recovery; *after* =
+  ``[recovered_at_s, end_s)`` (empty, so None, when not recovered or never failed).
+- **Platform view**: from the platform's events in the window: first kill (Killing, OOMKilled or
+  Exited), OOM kill, exit code, readiness lost, the affected replica's restart and Ready-again
+  times, restart and back-off counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from harness.errors import ConfigError, HarnessError
+from harness.measure.percentiles import ok_latencies_ms, percentile, select_window
+from harness.records import ProbeSample, RequestRecord
+
+__all__ = [
+    "DEFAULT_PROBE_PERIOD_S",
+    "RecoveryResult",
+    "is_good",
+    "infer_period_s",
+    "bad_intervals",
+    "platform_view",
+    "analyze_recovery",
+]
+
+DEFAULT_PROBE_PERIOD_S = 0.05
+_EPS_S = 1e-6  # float slack when comparing run lengths against the stability window
+_KILL_TYPES = ("Killing", "OOMKilled", "Exited")
+_DISRUPTION_TYPES = _KILL_TYPES + ("NotReady",)
+_READY_TYPES = ("Ready", "Recovered")
+
+
+def is_good(sample: ProbeSample, slo_latency_ms: float) -> bool:
+    """Return True when a prober sample succeeded with a finite latency within ``slo_latency_ms``."""
+    return bool(sample.ok) and math.isfinite(sample.latency_ms) and sample.latency_ms <= slo_latency_ms
+
+
+def infer_period_s(samples: Sequence[ProbeSample], default_s: float = DEFAULT_PROBE_PERIOD_S) -> float:
+    """Return the prober's period: the median gap between consecutive sends, or ``default_s``."""
+    times = np.sort(np.array([s.t_s for s in samples], dtype=float))
+    gaps = np.diff(times)
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.size else default_s
+
+
+def _durations(times: np.ndarray, period_s: float, end_s: float, next_s: float | None = None) -> np.ndarray:
+    """Each sample stands until the next send (the last one for a period, or until ``next_s``), clipped to ``end_s``."""
+    last = times[-1] + period_s if next_s is None else next_s
+    following = np.append(times[1:], last)
+    return np.clip(np.minimum(following, end_s) - times, 0.0, None)
+
+
+def _spans(times: np.ndarray, durations: np.ndarray, bad: np.ndarray) -> list[tuple[float, float]]:
+    spans: list[tuple[float, float]] = []
+    for t, duration in zip(times[bad], durations[bad]):
+        if duration <= 0:
+            continue
+        if spans and abs(spans[-1][1] - t) <= _EPS_S:
+            spans[-1] = (spans[-1][0], float(t + duration))
+        else:
+            spans.append((float(t), float(t + duration)))
+    return spans
+
+
+def bad_intervals(
+    timeline: Sequence[ProbeSample], slo_latency_ms: float, *, period_s: float | None = None, end_s: float | None = None
+) -> list[tuple[float, float]]:
+    """Return the merged ``(start_s, end_s)`` spans of bad samples (for charts and outage totals).
+
+    ``period_s`` defaults to `infer_period_s`; ``end_s`` to the last sample + one period.
+    """
+    samples = sorted(timeline, key=lambda s: s.t_s)
+    if not samples:
+        return []
+    period = infer_period_s(samples) if period_s is None else period_s
+    times = np.array([s.t_s for s in samples], dtype=float)
+    stop = times[-1] + period if end_s is None else end_s
+    bad = np.array([not is_good(s, slo_latency_ms) for s in samples], dtype=bool)
+    return _spans(times, _durations(times, period, stop), bad)
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    if isinstance(event, Mapping):
+        return dict(event)
+    if hasattr(event, "to_dict"):
+        return dict(event.to_dict())
+    raise ConfigError("events", type(event).__name__, "expected a mapping or an event with to_dict()")
+
+
+def _parse_events(events: Iterable[Any]) -> list[dict[str, Any]]:
+    parsed = []
+    for index, raw in enumerate(events):
+        data = _event_dict(raw)
+        try:
+            data["time_s"] = float(data["time_s"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"events[{index}].time_s", data.get("time_s"), "expected epoch seconds") from None
+        if not isinstance(data.get("type"), str) or not data["type"]:
+            raise ConfigError(f"events[{index}].type", data.get("type"), "expected an event type such as 'Killing'")
+        parsed.append(data)
+    return sorted(parsed, key=lambda e: e["time_s"])
+
+
+def _first(events: list[dict[str, Any]], types: tuple[str, ...], after_s: float = -math.inf, replica: Any = None) -> dict | None:
+    for event in events:
+        if event["type"] in types and event["time_s"] >= after_s and (replica is None or event.get("replica") == replica):
+            return event
+    return None
+
+
+def platform_view(events: Iterable[Any], start_s: float = -math.inf, end_s: float = math.inf) -> dict[str, Any]:
+    """Return the platform's view of ``[start_s, end_s)`` from its events (mappings or Event objects).
+
+    Keys: killed_at_s, kill_type, kill_reason, oom_killed, exited_at_s, exit_code, not_ready_at_s,
+    restarted_at_s, ready_again_at_s, restart_count, back_off_count, replicas_affected,
+    event_counts, events. Raises ConfigError naming a malformed event's field.
+    """
+    window = [e for e in _parse_events(events) if start_s <= e["time_s"] < end_s]
+    kill = _first(window, _KILL_TYPES)
+    exited = _first(window, ("Exited",))
+    not_ready = _first(window, ("NotReady",))
+    disruption = _first(window, _DISRUPTION_TYPES)
+    restarted = ready_again = None
+    if disruption is not None:
+        replica = disruption.get("replica")
+        restarted = _first(window, ("Started",), disruption["time_s"], replica)
+        ready_again = _first(window, _READY_TYPES, disruption["time_s"], replica)
+    exit_event = exited or _first(window, ("OOMKilled",))
+    counts = Counter(e["type"] for e in window)
+    return {
+        "killed_at_s": kill["time_s"] if kill else None,
+        "kill_type": kill["type"] if kill else None,
+        "kill_reason": (kill.get("reason") or None) if kill else None,
+        "oom_killed": counts["OOMKilled"] > 0,
+        "exited_at_s": exited["time_s"] if exited else None,
+        "exit_code": exit_event.get("exit_code") if exit_event else None,
+        "not_ready_at_s": not_ready["time_s"] if not_ready else None,
+        "restarted_at_s": restarted["time_s"] if restarted else None,
+        "ready_again_at_s": ready_again["time_s"] if ready_again else None,
+        "restart_count": counts["Started"],
+        "back_off_count": counts["BackOff"],
+        "replicas_affected": sorted({str(e["replica"]) for e in window if e["type"] in _DISRUPTION_TYPES + ("Unhealthy",) and e.get("replica") is not None}),
+        "event_counts": dict(sorted(counts.items())),
+        "events": len(window),
+    }
+
+
+@dataclass(frozen=True)
+class RecoveryResult:
+    """What clients and the platform saw of one fault (definitions in the module docstring)."""
+
+    injected_at_s: float
+    window_end_s: float
+    first_failure_s: float | None
+    recovered_at_s: float | None
+    recovered: bool
+    ttr_s: float | None
+    time_to_failure_s: float | None
+    outage_s: float
+    outages: list[tuple[float, float]]
+    failed_requests: int
+    total_requests: int
+    availability: float
+    availability_source: str
+    p50_ms_before: float
+    p99_ms_before: float
+    p50_ms_during: float
+    p99_ms_during: float
+    p50_ms_after: float
+    p99_ms_after: float
+    latency_source: str
+    probe_samples: int
+    bad_samples: int
+    probe_period_s: float
+    slo_latency_ms: float
+    stability_window_s: float
+    platform: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (NaN becomes None; outages as [start_s, end_s] lists)."""
+        data = asdict(self)
+        data["outages"] = [list(span) for span in self.outages]
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+
+
+def _validate(injected_at_s: float, slo_latency_ms: float, stability_window_s: float, baseline_s: float | None) -> None:
+    if not math.isfinite(injected_at_s):
+        raise ConfigError("injected_at_s", injected_at_s, "must be a finite epoch time")
+    if not (math.isfinite(slo_latency_ms) and slo_latency_ms > 0):
+        raise ConfigError("slo_latency_ms", slo_latency_ms, "must be greater than zero")
+    if not (math.isfinite(stability_window_s) and stability_window_s >= 0):
+        raise ConfigError("stability_window_s", stability_window_s, "must be zero or more seconds")
+    if baseline_s is not None and not baseline_s > 0:
+        raise ConfigError("baseline_s", baseline_s, "must be greater than zero (or None for all earlier data)")
+
+
+def _recovery(good: np.ndarray, times: np.ndarray, first_bad: int, end_s: float, stability_window_s: float) -> float | None:
+    """Return the start of the first good run after ``first_bad`` lasting the stability window, or None."""
+    index = first_bad
+    while index < good.size:
+        if not good[index]:
+            index += 1
+            continue
+        start = index
+        while index < good.size and good[index]:
+            index += 1
+        run_end = times[index] if index < good.size else end_s
+        if run_end - times[start] >= stability_window_s - _EPS_S:
+            return float(times[start])
+    return None
+
+
+def analyze_recovery(
+    timeline: Sequence[ProbeSample],
+    *,
+    injected_at_s: float,
+    slo_latency_ms: float,
+    stability_window_s: float,
+    requests: Sequence[RequestRecord] = (),
+    events: Iterable[Any] = (),
+    end_s: float | None = None,
+    baseline_s: float | None = None,
+    probe_period_s: float | None = None,
+) -> RecoveryResult:
+    """Return the `RecoveryResult` of a fault injected at ``injected_at_s`` (see module docstring).
+
+    Raises ConfigError for invalid parameters or malformed events, HarnessError when the prober has
+    no sample in the window (no observation is not "no outage").
+    """
+    _validate(injected_at_s, slo_latency_ms, stability_window_s, baseline_s)
+    samples = sorted(timeline, key=lambda s: s.t_s)
+    period = infer_period_s(samples) if probe_period_s is None else float(probe_period_s)
+    if not period > 0:
+        raise ConfigError("probe_period_s", probe_period_s, "must be greater than zero")
+    if not samples:
+        raise HarnessError("the prober timeline is empty: cannot judge recovery without observations")
+    if end_s is None:
+        end_s = samples[-1].t_s + period
+    if not end_s > injected_at_s:
+        raise ConfigError("end_s", end_s, f"must be after injected_at_s={injected_at_s!r}")
+    window = [s for s in samples if injected_at_s <= s.t_s < end_s]
+    if not window:
+        raise HarnessError(f"no prober sample in the analysis window [{injected_at_s!r}, {end_s!r}): cannot judge recovery")
+
+    times = np.array([s.t_s for s in window], dtype=float)
+    good = np.array([is_good(s, slo_latency_ms) for s in window], dtype=bool)
+    later = [s.t_s for s in samples if s.t_s >= end_s]
+    durations = _durations(times, period, end_s, later[0] if later else None)
+    outage_s = float(durations[~good].sum())
+
+    bad_indexes = np.flatnonzero(~good)
+    if bad_indexes.size == 0:
+        first_failure = recovered_at = None
+        recovered, ttr = True, 0.0
+    else:
+        first_failure = float(times[bad_indexes[0]])
+        recovered_at = _recovery(good, times, int(bad_indexes[0]), end_s, stability_window_s)
+        recovered = recovered_at is not None
+        ttr = recovered_at - first_failure if recovered_at is not None else None
+
+    in_window = select_window(requests, injected_at_s, end_s)
+    if in_window:
+        total, failed, source = len(in_window), sum(not r.ok for r in in_window), "requests"
+    else:
+        total, failed, source = len(window), sum(not s.ok for s in window), "prober"
+    latency_records: Sequence[RequestRecord | ProbeSample] = requests if requests else samples
+    before_start = None if baseline_s is None else injected_at_s - baseline_s
+    split = recovered_at if recovered_at is not None else end_s
+    phases = {
+        "before": select_window(latency_records, before_start, injected_at_s),
+        "during": select_window(latency_records, injected_at_s, split),
+        "after": select_window(latency_records, split, end_s) if recovered_at is not None else [],
+    }
+    latency = {name: ok_latencies_ms(chosen) for name, chosen in phases.items()}
+
+    return RecoveryResult(
+        injected_at_s=float(injected_at_s),
+        window_end_s=float(end_s),
+        first_failure_s=first_failure,
+        recovered_at_s=recovered_at,
+        recovered=recovered,
+        ttr_s=ttr,
+        time_to_failure_s=None if first_failure is None else first_failure - injected_at_s,
+        outage_s=outage_s,
+        outages=_spans(times, durations, ~good),
+        failed_requests=int(failed),
+        total_requests=int(total),
+        availability=(total - failed) / total,
+        availability_source=source,
+        p50_ms_before=percentile(latency["before"], 50),
+        p99_ms_before=percentile(latency["before"], 99),
+        p50_ms_during=percentile(latency["during"], 50),
+        p99_ms_during=percentile(latency["during"], 99),
+        p50_ms_after=percentile(latency["after"], 50),
+        p99_ms_after=percentile(latency["after"], 99),
+        latency_source="requests" if requests else "prober",
+        probe_samples=len(window),
+        bad_samples=int(bad_indexes.size),
+        probe_period_s=period,
+        slo_latency_ms=float(slo_latency_ms),
+        stability_window_s=float(stability_window_s),
+        platform=platform_view(events, injected_at_s, end_s),
+    )

@@ -1,0 +1,467 @@
+"""Chaos Toolkit activities (python provider) for a deployment on the local platform.
+
+Every activity takes ``state_file``, the JSON state file that `harness up` / `harness chaos run`
+keeps (endpoint, fault token, events file, each replica's pid, port, url and readiness), and re-reads
+it on every call, so the activities work from `chaos run` in its own process as well as from the
+harness. Experiments pass it as ``"${state_file}"`` with::
+
+    "configuration": {"state_file": {"type": "env", "key": "HARNESS_STATE_FILE", "default": "harness-state.json"}}
+
+Replicas are chosen by ``replica``: a name, ``"first-ready"`` (the first Ready replica in state-file
+order: the primary of an active-standby pair), ``"any"`` (the first with a process), ``"all"`` (fault
+and clear actions only), or ``"injected"`` (the one the last action of this process hit). Actions
+remember what they hit and when, so later probes (`wait_for_events`) judge only what followed.
+
+This module imports nothing heavy (no torch, no locust): chaos imports it in its own process. Any
+error becomes `ActivityFailed` with a one-line message, which chaoslib records in the journal.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal as signals
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from chaoslib.exceptions import ActivityFailed
+
+from harness.errors import HarnessError
+
+__all__ = [
+    "kill_replica",
+    "terminate_replica",
+    "inject_fault",
+    "delay_probe",
+    "oom_replica",
+    "clear_faults",
+    "ready_replica_count",
+    "all_replicas_ready",
+    "wait_for_ready",
+    "wait_for_events",
+    "detect_memory_leak",
+    "endpoint_responds_within",
+    "availability_over_last",
+]
+
+FAULT_KINDS = ("probe-delay", "slow-inference", "memory", "hang", "crash")
+_HTTP_TIMEOUT_S = 5.0
+_POLL_S = 0.1
+_PID_START_SLACK_S = 5.0  # a replica's recorded start vs its process's create time (pid reuse guard)
+
+# What the last action of this process hit: {"replica": name, "time_s": epoch, "action": name}.
+_last_injection: dict[str, Any] = {}
+
+T = TypeVar("T")
+
+
+def _failing(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn harness errors and OS errors into ActivityFailed with the message, never a traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except ActivityFailed:
+            raise
+        except (HarnessError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise ActivityFailed(f"{func.__name__}: {exc}") from None
+
+    return wrapper
+
+
+# --- the state file ---------------------------------------------------------------------------
+
+
+def _state(state_file: str) -> dict[str, Any]:
+    from harness.platforms.base import read_state
+
+    if not state_file:
+        raise ActivityFailed("no state file given (set HARNESS_STATE_FILE to the file `harness up --state-file` writes)")
+    return read_state(state_file)
+
+
+def _replicas(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in state.get("replicas", []) if isinstance(row, dict)]
+
+
+def _select(state: dict[str, Any], replica: str, *, allow_all: bool = False) -> list[dict[str, Any]]:
+    rows = _replicas(state)
+    names = ", ".join(f"{r.get('name')} ({r.get('state')}, ready={r.get('ready')})" for r in rows) or "none"
+    if replica == "all":
+        if not allow_all:
+            raise ActivityFailed("replica='all' is only accepted by fault and clear actions")
+        return [r for r in rows if r.get("url")]
+    if replica == "injected":
+        replica = _last_injection.get("replica") or ""
+        if not replica:
+            raise ActivityFailed("replica='injected' but no action of this run has hit a replica yet")
+    if replica == "first-ready":
+        chosen = [r for r in rows if r.get("ready") and r.get("pid")]
+        if not chosen:
+            raise ActivityFailed(f"no Ready replica to target (replicas: {names})")
+        return chosen[:1]
+    if replica == "any":
+        chosen = [r for r in rows if r.get("pid")]
+        if not chosen:
+            raise ActivityFailed(f"no running replica to target (replicas: {names})")
+        return chosen[:1]
+    chosen = [r for r in rows if r.get("name") == replica]
+    if not chosen:
+        raise ActivityFailed(f"no replica named {replica!r} (replicas: {names})")
+    return chosen
+
+
+def _remember(row: dict[str, Any], action: str) -> float:
+    now = time.time()
+    _last_injection.clear()
+    _last_injection.update({"replica": row.get("name"), "time_s": now, "action": action})
+    return now
+
+
+def _signal_number(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    text = str(name).upper()
+    text = text if text.startswith("SIG") else "SIG" + text
+    number = getattr(signals, text, None)
+    if not isinstance(number, int):
+        raise ActivityFailed(f"signal={name!r}: not a signal name (use SIGKILL, SIGTERM, ...)")
+    return int(number)
+
+
+def _live_pid(row: dict[str, Any]) -> int:
+    """Return the replica's pid after checking it is still that replica's process (not a reused pid)."""
+    import psutil
+
+    pid = row.get("pid")
+    if not pid:
+        raise ActivityFailed(f"replica {row.get('name')} has no running process (state {row.get('state')})")
+    try:
+        created_s = psutil.Process(int(pid)).create_time()
+    except psutil.NoSuchProcess:
+        raise ActivityFailed(f"replica {row.get('name')}: process {pid} is gone (the state file is stale)") from None
+    started_s = row.get("started_s")
+    if isinstance(started_s, (int, float)) and abs(created_s - started_s) > _PID_START_SLACK_S:
+        raise ActivityFailed(f"replica {row.get('name')}: pid {pid} now belongs to another process; not signalling it")
+    return int(pid)
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@_failing
+def kill_replica(state_file: str, replica: str = "first-ready", signal: str = "SIGKILL") -> dict[str, Any]:
+    """Send ``signal`` (default SIGKILL: a pod kill) to one replica's process; return what was hit."""
+    row = _select(_state(state_file), replica)[0]
+    pid = _live_pid(row)
+    number = _signal_number(signal)
+    os.kill(pid, number)
+    at = _remember(row, "kill_replica")
+    return {"replica": row["name"], "pid": pid, "signal": signals.Signals(number).name, "time_s": at}
+
+
+@_failing
+def terminate_replica(state_file: str, replica: str = "first-ready", grace_period_s: float = 30.0) -> dict[str, Any]:
+    """Stop one replica as a pod deletion does: SIGTERM, wait up to ``grace_period_s``, then SIGKILL.
+
+    Returns the replica, whether it exited within the grace period, and how long it took.
+    """
+    import psutil
+
+    row = _select(_state(state_file), replica)[0]
+    pid = _live_pid(row)
+    process = psutil.Process(pid)
+    os.kill(pid, signals.SIGTERM)
+    at = _remember(row, "terminate_replica")
+    try:
+        process.wait(timeout=max(0.0, float(grace_period_s)))
+        graceful = True
+    except psutil.TimeoutExpired:
+        graceful = False
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    except psutil.NoSuchProcess:
+        graceful = True
+    return {"replica": row["name"], "pid": pid, "graceful": graceful, "stop_s": round(time.time() - at, 3), "time_s": at}
+
+
+def _client():
+    from harness.service import client
+
+    return client
+
+
+@_failing
+def inject_fault(state_file: str, kind: str, params: dict[str, Any] | None = None, replica: str = "first-ready") -> dict[str, Any]:
+    """Inject a service fault (``kind``: probe-delay, slow-inference, memory, hang, crash) with ``params``.
+
+    ``replica`` may be ``"all"``. Returns the replicas hit and the service's answers.
+    """
+    if kind not in FAULT_KINDS:
+        raise ActivityFailed(f"kind={kind!r}: unknown fault; choose one of {', '.join(FAULT_KINDS)}")
+    state = _state(state_file)
+    token = state.get("fault_token") or ""
+    hit = {}
+    at = time.time()
+    for row in _select(state, replica, allow_all=True):
+        hit[row["name"]] = _client().inject_fault(row["url"], kind, token, dict(params or {}), timeout_s=_HTTP_TIMEOUT_S)
+        at = _remember(row, f"inject_fault:{kind}")
+    return {"kind": kind, "params": params or {}, "replicas": hit, "time_s": at}
+
+
+def delay_probe(state_file: str, probe: str = "live", delay_s: float = 2.0, duration_s: float = 30.0, replica: str = "first-ready") -> dict[str, Any]:
+    """Make one replica's liveness (``probe="live"``) or readiness (``"ready"``) answer ``delay_s`` late."""
+    if probe not in ("live", "ready"):
+        raise ActivityFailed(f"probe={probe!r}: must be 'live' or 'ready'")
+    return inject_fault(state_file, "probe-delay", {"probe": probe, "delay_s": delay_s, "duration_s": duration_s}, replica)
+
+
+def _memory_limit_mb(row: dict[str, Any]) -> float | None:
+    for directory in str(row.get("cgroup") or "").split(","):
+        for name in ("memory.limit_in_bytes", "memory.max"):
+            path = Path(directory.strip()) / name
+            try:
+                text = path.read_text().strip()
+            except OSError:
+                continue
+            if text and text != "max" and int(text) < 2**60:
+                return int(text) / 2**20
+    return None
+
+
+@_failing
+def oom_replica(
+    state_file: str, replica: str = "first-ready", over_limit_mb: float = 256.0, rate_mb_s: float = 0.0, duration_s: float = 120.0
+) -> dict[str, Any]:
+    """Grow one replica's memory past its cgroup's limit so the kernel OOM-kills it.
+
+    With ``rate_mb_s`` 0 the service allocates the limit plus ``over_limit_mb`` at once (a hog);
+    otherwise it leaks at ``rate_mb_s`` for ``duration_s``. Fails when the deployment does not
+    enforce ``limits.memory`` with a cgroup (then no kernel OOM kill can happen).
+    """
+    state = _state(state_file)
+    enforcement = str(state.get("memory_enforcement") or "none")
+    if not enforcement.startswith("cgroup"):
+        raise ActivityFailed(
+            f"memory_enforcement={enforcement!r}: limits.memory is not enforced by a cgroup here, so there is no kernel OOM kill to cause"
+        )
+    row = _select(state, replica)[0]
+    limit_mb = _memory_limit_mb(row)
+    if limit_mb is None:
+        raise ActivityFailed(f"replica {row['name']} has no memory limit in its cgroup ({row.get('cgroup')}); set resources.limits.memory")
+    params: dict[str, Any] = {"duration_s": duration_s}
+    if rate_mb_s > 0:
+        params["rate_mb_s"] = rate_mb_s
+    else:
+        params["target_mb"] = math.ceil(limit_mb + over_limit_mb)
+    answer = _client().inject_fault(row["url"], "memory", state.get("fault_token") or "", params, timeout_s=_HTTP_TIMEOUT_S)
+    at = _remember(row, "oom_replica")
+    return {"replica": row["name"], "limit_mb": round(limit_mb, 1), "params": params, "answer": answer, "time_s": at}
+
+
+@_failing
+def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
+    """Clear every injected fault on ``replica`` (default all); a replica without a process has none.
+
+    Returns per replica "cleared", "no process" or the error; never fails for a replica that is
+    restarting, since a new process starts without faults.
+    """
+    state = _state(state_file)
+    outcome: dict[str, str] = {}
+    for row in _select(state, replica, allow_all=True):
+        if not row.get("pid") or not row.get("url"):
+            outcome[row["name"]] = "no process"
+            continue
+        try:
+            _client().clear_faults(row["url"], state.get("fault_token") or "")
+            outcome[row["name"]] = "cleared"
+        except (HarnessError, OSError) as exc:
+            outcome[row["name"]] = f"not reachable ({exc})"
+    return outcome
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+
+@_failing
+def ready_replica_count(state_file: str) -> int:
+    """Return how many replicas are Ready (receiving traffic from the balancer)."""
+    return sum(1 for row in _replicas(_state(state_file)) if row.get("ready"))
+
+
+@_failing
+def all_replicas_ready(state_file: str) -> bool:
+    """Return True when every replica of the deployment is Ready."""
+    rows = _replicas(_state(state_file))
+    return bool(rows) and all(row.get("ready") for row in rows)
+
+
+@_failing
+def wait_for_ready(state_file: str, count: int | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Wait until ``count`` replicas (default all) are Ready; return how long it took.
+
+    Fails after ``timeout_s`` naming each replica's state and last exit reason.
+    """
+    start = time.monotonic()
+    while True:
+        rows = _replicas(_state(state_file))
+        wanted = len(rows) if count is None else int(count)
+        ready = sum(1 for row in rows if row.get("ready"))
+        if rows and ready >= wanted:
+            return {"ready": ready, "wanted": wanted, "waited_s": round(time.monotonic() - start, 3)}
+        if time.monotonic() - start > timeout_s:
+            detail = ", ".join(
+                f"{r.get('name')}: {r.get('state')} restarts={r.get('restarts')} last={r.get('last_reason')}" for r in rows
+            )
+            raise ActivityFailed(f"{ready}/{wanted} replicas Ready after {timeout_s:g}s ({detail})")
+        time.sleep(_POLL_S)
+
+
+@_failing
+def wait_for_events(
+    state_file: str,
+    sequence: list[str],
+    absent: list[str] | None = None,
+    exit_code: int | None = None,
+    backoff_growing: bool = False,
+    replica: str = "injected",
+    timeout_s: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Wait for the platform events that should follow the last injection of this run; return them.
+
+    ``sequence`` must appear in order on ``replica`` (or any replica with ``replica="any"``); then
+    ``absent`` types must not have appeared, ``exit_code`` must be among the exits, and with
+    ``backoff_growing`` the BackOff delays must grow. Fails after ``timeout_s`` with what was seen.
+    """
+    from harness.chaos.behaviour import check_behaviour, events_after, match_sequence
+    from harness.chaos.experiment import Expectation
+    from harness.platforms.base import read_events
+
+    since = _last_injection.get("time_s")
+    if since is None:
+        raise ActivityFailed("no action of this run injected a fault yet; wait_for_events follows one")
+    expectation = Expectation(
+        sequence=sequence, absent=absent or [], exit_code=exit_code, backoff_growing=backoff_growing, same_replica=replica != "any"
+    )
+    target = _last_injection.get("replica") if replica == "injected" else (None if replica == "any" else replica)
+    events_path = _state(state_file).get("events_path")
+    if not events_path:
+        raise ActivityFailed(f"state file {state_file} names no events_path")
+    start = time.monotonic()
+    scope = target if expectation.same_replica else None
+    while True:
+        events = read_events(events_path)
+        window = events_after(events, since, scope)
+        sequence_seen = len(match_sequence(window, sequence)) == len(sequence)
+        findings = check_behaviour(events, expectation, since_s=since, replica=target)
+        timed_out = time.monotonic() - start > timeout_s
+        # the sequence decides when to stop; growing back-off needs a second BackOff, so it may wait on
+        if sequence_seen and (not findings or not backoff_growing or timed_out):
+            if findings:
+                raise ActivityFailed("; ".join(findings))
+            return [
+                {"type": e.type, "replica": e.replica, "after_s": round(e.time_s - since, 3), "exit_code": e.exit_code}
+                for e in window
+            ]
+        if timed_out:
+            raise ActivityFailed(f"after {timeout_s:g}s: " + "; ".join(findings))
+        time.sleep(_POLL_S * 2)
+
+
+@_failing
+def detect_memory_leak(
+    state_file: str, replica: str = "injected", threshold_mb_s: float = 10.0, window_s: float = 3.0, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Watch one replica's RSS until its growth rate over ``window_s`` passes ``threshold_mb_s`` (the leak alert).
+
+    Returns the growth rate, when the alert fired (seconds after the injection) and the RSS. Fails
+    when the process ends first (killed before the alert) or after ``timeout_s``.
+    """
+    import psutil
+
+    row = _select(_state(state_file), replica)[0]
+    process = psutil.Process(_live_pid(row))
+    samples: list[tuple[float, float]] = []
+    start = time.monotonic()
+    while time.monotonic() - start <= timeout_s:
+        try:
+            samples.append((time.monotonic(), process.memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            raise ActivityFailed(f"replica {row['name']} ended before its memory growth passed {threshold_mb_s:g} MB/s") from None
+        recent = [(t, m) for t, m in samples if t >= samples[-1][0] - window_s]
+        if len(recent) >= 3 and recent[-1][0] - recent[0][0] >= window_s * 0.8:
+            slope = _slope(recent)
+            if slope > threshold_mb_s:
+                since = _last_injection.get("time_s", time.time())
+                return {"replica": row["name"], "growth_mb_s": round(slope, 2), "rss_mb": round(samples[-1][1], 1), "alert_after_s": round(time.time() - since, 3)}
+        time.sleep(0.25)
+    raise ActivityFailed(f"replica {row['name']}: memory growth stayed under {threshold_mb_s:g} MB/s for {timeout_s:g}s")
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    mean_t = statistics.fmean(t for t, _ in points)
+    mean_m = statistics.fmean(m for _, m in points)
+    num = sum((t - mean_t) * (m - mean_m) for t, m in points)
+    den = sum((t - mean_t) ** 2 for t, _ in points)
+    return num / den if den > 0 else 0.0
+
+
+@_failing
+def endpoint_responds_within(state_file: str, latency_ms: float = 500.0, attempts: int = 3) -> bool:
+    """Return True when the deployment's endpoint answers inference requests with a median latency
+    within ``latency_ms`` over ``attempts`` requests (every one must succeed)."""
+    state = _state(state_file)
+    endpoint = state.get("endpoint")
+    if not endpoint:
+        raise ActivityFailed(f"state file {state_file} names no endpoint")
+    latencies = []
+    for _ in range(max(1, int(attempts))):
+        ok, elapsed_ms = _client_infer(endpoint, timeout_s=max(1.0, latency_ms / 1000 * 4))
+        if not ok:
+            return False
+        latencies.append(elapsed_ms)
+    return statistics.median(latencies) <= latency_ms
+
+
+def _client_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
+    start = time.perf_counter()
+    try:
+        ok = bool(_client().infer(endpoint, timeout_s=timeout_s))
+    except (HarnessError, OSError):
+        ok = False
+    return ok, (time.perf_counter() - start) * 1000
+
+
+@_failing
+def availability_over_last(source: str, seconds: float = 10.0, interval_s: float = 0.1) -> float:
+    """Return availability in percent over the last ``seconds``.
+
+    ``source`` is a prober timeline (``timeline.csv``: its samples of the last ``seconds``) or a
+    state file (then this probe samples the endpoint every ``interval_s`` for ``seconds`` itself,
+    so the figure covers the ``seconds`` before it returns). Fails when there is no sample.
+    """
+    if str(source).endswith(".csv"):
+        from harness.records import ProbeSample, read_records
+
+        samples = list(read_records(source, ProbeSample))
+        if not samples:
+            raise ActivityFailed(f"no prober samples in {source}")
+        cutoff = max(s.t_s for s in samples) - seconds
+        window = [s for s in samples if s.t_s >= cutoff]
+        return 100.0 * sum(1 for s in window if s.ok) / len(window)
+    endpoint = _state(source).get("endpoint")
+    results = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        tick = time.monotonic()
+        results.append(_client_infer(endpoint, timeout_s=max(interval_s * 10, 1.0))[0])
+        time.sleep(max(0.0, interval_s - (time.monotonic() - tick)))
+    if not results:
+        raise ActivityFailed("no request completed in the window")
+    return 100.0 * sum(results) / len(results)

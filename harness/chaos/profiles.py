@@ -1,0 +1,91 @@
+"""Run profiles for chaos runs: how long each phase lasts, how much load, and the base service spec.
+
+``smoke`` is sized so that the whole fault x topology matrix finishes within minutes on a 2-core
+machine: tight probe periods, a short grace period and a short CrashLoopBackOff, a few seconds of
+baseline and a short stability window. ``nightly`` keeps Kubernetes' default probe and back-off
+timings and measures longer windows under heavier load. A user's ``--spec`` file replaces the
+profile's base spec; an experiment's own overlay (its ``extensions[harness].spec``) goes on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.errors import ConfigError
+
+__all__ = ["PROFILES", "ChaosProfile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class ChaosProfile:
+    """Timing, load and base spec of one chaos profile."""
+
+    name: str
+    baseline_s: float  # steady load before the fault; p99 "before" comes from it
+    after_s: float  # measured after recovery; p99 "after" comes from it
+    stability_s: float  # successes must last this long to count as recovered
+    ready_timeout_s: float  # for the deployment to become Ready before the baseline
+    recovery_timeout_cap_s: float  # upper bound on an experiment's recovery_timeout_s
+    load: Literal["rate", "locust"]
+    load_rate_per_s: float  # rate generator: requests per second
+    locust_users: int  # Locust: steady users
+    prober_interval_s: float
+    prober_timeout_s: float
+    base_spec: dict[str, Any] = field(default_factory=dict)
+
+
+_SMOKE_SPEC: dict[str, Any] = {
+    "service": {"max_queue_delay_ms": 5, "warmup_iters": 1, "torch_threads": 1, "grace_period_s": 2},
+    "probes": {
+        "liveness": {"path": "/v2/health/live", "periodSeconds": 0.5, "timeoutSeconds": 0.5, "failureThreshold": 3},
+        "readiness": {"path": "/v2/health/ready", "periodSeconds": 0.25, "timeoutSeconds": 0.5, "failureThreshold": 2},
+    },
+    "terminationGracePeriodSeconds": 2,
+    "restart": {"backoff_base_s": 1, "backoff_cap_s": 8, "reset_after_s": 60},
+    "balancer": {"connect_timeout_s": 0.5, "request_timeout_s": 5},
+}
+
+_NIGHTLY_SPEC: dict[str, Any] = {
+    "terminationGracePeriodSeconds": 10,
+    "restart": {"backoff_base_s": 10, "backoff_cap_s": 300},
+}
+
+PROFILES: dict[str, ChaosProfile] = {
+    "smoke": ChaosProfile(
+        name="smoke",
+        baseline_s=3.0,
+        after_s=2.0,
+        stability_s=1.0,
+        ready_timeout_s=90.0,
+        recovery_timeout_cap_s=60.0,
+        load="rate",
+        load_rate_per_s=20.0,
+        locust_users=2,
+        prober_interval_s=0.05,
+        prober_timeout_s=2.0,
+        base_spec=_SMOKE_SPEC,
+    ),
+    "nightly": ChaosProfile(
+        name="nightly",
+        baseline_s=30.0,
+        after_s=30.0,
+        stability_s=5.0,
+        ready_timeout_s=300.0,
+        recovery_timeout_cap_s=900.0,
+        load="locust",
+        load_rate_per_s=50.0,
+        locust_users=8,
+        prober_interval_s=0.05,
+        prober_timeout_s=5.0,
+        base_spec=_NIGHTLY_SPEC,
+    ),
+}
+
+
+def get_profile(name: str) -> ChaosProfile:
+    """Return the named profile; raise ConfigError naming the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError("profile", name, f"unknown profile; choose one of {', '.join(PROFILES)}") from None

@@ -29,6 +29,7 @@ __all__ = [
     "build_profile",
     "get_preset",
     "profile_from_env",
+    "check_model_name",
 ]
 
 PROFILE_KINDS = ("steady", "ramp", "step", "spike", "soak")
@@ -37,6 +38,15 @@ ENV_MODEL = "HARNESS_MODEL"  # model to send requests to when no profile is give
 ENV_REQUESTS_FILE = "HARNESS_REQUESTS_FILE"  # per-request CSV the locustfile appends to
 
 Kind = Literal["steady", "ramp", "step", "spike", "soak"]
+
+
+def check_model_name(value: str) -> str:
+    """Return ``value`` if it names a reference model; raise ValueError listing the known ones."""
+    from harness.service.registry import MODEL_NAMES
+
+    if value not in MODEL_NAMES:
+        raise ValueError(f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    return value
 
 
 class LoadProfile(BaseModel):
@@ -67,14 +77,7 @@ class LoadProfile(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
     think_time_s: float = Field(0.0, ge=0, le=3600)
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        from harness.service.registry import MODEL_NAMES
-
-        if value not in MODEL_NAMES:
-            raise ValueError(f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
-        return value
+    _known_model = field_validator("model")(lambda value: check_model_name(value))
 
     @model_validator(mode="after")
     def _shape_fits(self) -> "LoadProfile":

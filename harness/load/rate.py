@@ -1,0 +1,274 @@
+"""Rate-driven (open-loop) load: requests go out on a schedule, whatever the responses do.
+
+Closed-loop users slow down when the service slows down, which hides queueing (coordinated
+omission). Here each request has a scheduled send time (constant spacing, or Poisson arrivals from a
+seed); latency runs from that scheduled time, so a stalled server shows up as latency of every request
+that should have gone out during the stall. In-flight requests are capped: a request due while the
+cap is reached is recorded as an error (``overflow``), never silently skipped.
+
+The generator runs in its own process (``python -m harness.load.rate CONFIG``), asyncio + aiohttp,
+pinned to the CPUs given and killed if it overruns. How late it sent requests (``lag``: actual minus
+scheduled send time) says whether it kept the schedule; a generator that could not is the open-loop
+equivalent of a saturated one and is reported as ``generator_saturated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.config import DEFAULT_MODEL, validate_model
+from harness.errors import HarnessError
+from harness.load import child_process, v2_client
+from harness.load.cpu_sampler import CpuSampler
+from harness.load.profiles import check_model_name
+from harness.load.result import LoadResult, result_from_records
+from harness.measure.percentiles import percentiles
+from harness.records import REQUESTS_FILE, RequestRecord, append_records, read_records
+
+__all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "run_rate", "LAG_TOLERANCE_MS"]
+
+LAG_TOLERANCE_MS = 50.0  # p99 send lag above this: the generator did not keep its schedule
+STARTUP_GRACE_S = 20.0
+FLUSH_INTERVAL_S = 1.0
+BODY_VARIANTS = 8
+CONFIG_FILE = "rate_config.json"
+SUMMARY_FILE = "rate_summary.json"
+LOG_FILE = "rate.log"
+OVERFLOW_ERROR = "overflow: max_in_flight requests already outstanding"
+SOURCE = "rate"
+
+
+class RateConfig(BaseModel):
+    """One open-loop run: where, how fast, how long, with which arrival process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    rate_rps: float = Field(gt=0, le=100_000)
+    duration_s: float = Field(gt=0, le=86400)
+    arrival: Literal["constant", "poisson"] = "constant"
+    seed: int = Field(0, ge=0)
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(1, ge=1, le=4096)
+    timeout_s: float = Field(5.0, gt=0, le=3600)
+    max_in_flight: int = Field(256, ge=1, le=100_000)
+
+    @field_validator("host")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    _known_model = field_validator("model")(lambda value: check_model_name(value))
+
+
+@dataclass(frozen=True)
+class ScheduleLag:
+    """How late the generator sent requests (actual minus scheduled send time), in milliseconds."""
+
+    scheduled: int
+    sent: int
+    overflow: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    kept: bool  # p99 lag within LAG_TOLERANCE_MS
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """Records and summary of an open-loop run."""
+
+    config: RateConfig
+    load: LoadResult
+    lag: ScheduleLag
+    records: list[RequestRecord]
+
+    def to_dict(self) -> dict[str, object]:
+        """Return a JSON-ready summary (without the records)."""
+        lag = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self.lag).items()}
+        return {"config": self.config.model_dump(), "load": self.load.to_dict(), "lag": lag}
+
+
+def schedule_offsets(rate_rps: float, duration_s: float, arrival: str = "constant", seed: int = 0) -> list[float]:
+    """Return the send offsets (seconds from the start, ascending, < ``duration_s``) of an open-loop run.
+
+    ``constant``: every ``1/rate``; ``poisson``: exponential gaps of mean ``1/rate`` from ``seed``.
+    Raises ValueError for a non-positive rate or duration or an unknown arrival process.
+    """
+    if not rate_rps > 0 or not duration_s > 0:
+        raise ValueError(f"rate_rps={rate_rps!r}, duration_s={duration_s!r}: both must be greater than zero")
+    if arrival == "constant":
+        return [i / rate_rps for i in range(int(math.ceil(rate_rps * duration_s - 1e-9)))]
+    if arrival != "poisson":
+        raise ValueError(f"arrival={arrival!r}: choose constant or poisson")
+    rng, offsets, t = random.Random(seed), [], 0.0
+    while True:
+        t += rng.expovariate(rate_rps)
+        if t >= duration_s:
+            return offsets
+        offsets.append(t)
+
+
+# ---- the generator process -------------------------------------------------------------------------
+
+
+async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object]:
+    import aiohttp
+
+    url = v2_client.infer_url(config.host, config.model)
+    bodies = v2_client.request_bodies(config.model, config.batch_size, BODY_VARIANTS)
+    offsets = schedule_offsets(config.rate_rps, config.duration_s, config.arrival, config.seed)
+    buffer: list[RequestRecord] = []
+    lags_ms: list[float] = []
+    in_flight: set[asyncio.Task] = set()
+    overflow = 0
+    # epoch times for the records, monotonic for every interval (wall clocks can step)
+    epoch_minus_mono = time.time() - time.monotonic()
+
+    async def send(session: aiohttp.ClientSession, intended: float, body: bytes) -> None:
+        sent = time.monotonic()
+        status, error = await v2_client.post_inference(session, url, body, config.timeout_s)
+        done = time.monotonic()
+        buffer.append(RequestRecord(intended + epoch_minus_mono, sent + epoch_minus_mono, (done - intended) * 1000.0,
+                                    status, not error, error, SOURCE))
+
+    async def flusher() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            _flush(buffer, requests_path)
+
+    flush_task = asyncio.get_running_loop().create_task(flusher())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.max_in_flight)) as session:
+        start = time.monotonic() + 0.05  # a moment to get the first sleep in before the first send
+        for i, offset in enumerate(offsets):
+            intended = start + offset
+            delay = intended - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lags_ms.append((time.monotonic() - intended) * 1000.0)
+            if len(in_flight) >= config.max_in_flight:
+                overflow += 1
+                buffer.append(RequestRecord(intended + epoch_minus_mono, math.nan, math.nan, 0, False, OVERFLOW_ERROR, SOURCE))
+                continue
+            task = asyncio.get_running_loop().create_task(send(session, intended, bodies[i % len(bodies)]))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:  # every request has its own timeout; this wait is bounded by it
+            await asyncio.wait(set(in_flight), timeout=config.timeout_s + 1.0)
+    flush_task.cancel()
+    _flush(buffer, requests_path)
+    p50, p99 = (percentiles(lags_ms, (50, 99))[q] for q in (50.0, 99.0))
+    return {"scheduled": len(offsets), "sent": len(offsets) - overflow, "overflow": overflow,
+            "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_max_ms": max(lags_ms, default=math.nan)}
+
+
+def _flush(buffer: list[RequestRecord], path: Path) -> None:
+    batch = buffer[:]
+    del buffer[: len(batch)]
+    if batch:
+        append_records(path, batch, RequestRecord)
+
+
+def _worker_main(config_path: str) -> int:
+    out = Path(config_path).parent
+    config = RateConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
+    summary = v2_client.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE))
+    (out / SUMMARY_FILE).write_text(json.dumps(summary), encoding="utf-8")
+    return 0
+
+
+# ---- the harness side ------------------------------------------------------------------------------
+
+
+def run_rate(
+    host: str,
+    out_dir: str | Path,
+    *,
+    rate_rps: float,
+    duration_s: float,
+    arrival: str = "constant",
+    seed: int = 0,
+    model: str = DEFAULT_MODEL,
+    batch_size: int = 1,
+    timeout_s: float = 5.0,
+    max_in_flight: int = 256,
+    cpus: Iterable[int] | None = None,
+    startup_grace_s: float = STARTUP_GRACE_S,
+) -> RateResult:
+    """Send requests to ``host`` at ``rate_rps`` for ``duration_s`` from a pinned child; return a `RateResult`.
+
+    Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``.
+    Raises ConfigError for bad settings, HarnessError when the generator fails without records.
+    """
+    config = validate_model(RateConfig, {
+        "host": host, "rate_rps": rate_rps, "duration_s": duration_s, "arrival": arrival, "seed": seed,
+        "model": model, "batch_size": batch_size, "timeout_s": timeout_s, "max_in_flight": max_in_flight,
+    }, source="rate load")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    requests_path, summary_path, log_path = out / REQUESTS_FILE, out / SUMMARY_FILE, out / LOG_FILE
+    for stale in (requests_path, summary_path):
+        stale.unlink(missing_ok=True)
+    config_path = out / CONFIG_FILE
+    config_path.write_text(config.model_dump_json(), encoding="utf-8")
+    started_s = time.time()
+    proc = child_process.spawn(child_process.python_argv("harness.load.rate", str(config_path)), cpus=cpus,
+                               log_path=log_path)
+    sampler = CpuSampler(proc.pid).start()
+    hard_killed = False
+    try:
+        code = child_process.wait_bounded(proc, duration_s + timeout_s + startup_grace_s)
+        if code is None:
+            hard_killed = True
+            code = child_process.stop(proc)
+    finally:
+        sampler.stop()
+        if proc.poll() is None:
+            child_process.stop(proc)
+    records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
+    if not records:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
+        raise HarnessError(f"rate generator exited with code {code} and recorded no request; its log ends:\n{tail}")
+    lag = _read_lag(summary_path, len(records))
+    first = min(r.intended_s for r in records)
+    cpu = sampler.stats(first, first + duration_s)
+    load = result_from_records(
+        records, source="rate", cpu=cpu, exit_code=code, hard_killed=hard_killed, started_s=started_s,
+        ended_s=time.time(), paths={"requests": str(requests_path), "summary": str(summary_path), "log": str(log_path)},
+        extra={"rate_rps": rate_rps, "arrival": arrival, "schedule_kept": lag.kept},
+    )
+    if not lag.kept:  # the open-loop form of a saturated generator
+        load = replace(load, generator_saturated=True)
+    return RateResult(config=config, load=load, lag=lag, records=records)
+
+
+def _read_lag(summary_path: Path, recorded: int) -> ScheduleLag:
+    try:
+        data = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # killed before it finished: what was recorded is all there is
+        return ScheduleLag(recorded, recorded, 0, math.nan, math.nan, math.nan, False)
+    p99 = float(data["lag_p99_ms"]) if data["lag_p99_ms"] is not None else math.nan
+    return ScheduleLag(
+        scheduled=int(data["scheduled"]), sent=int(data["sent"]), overflow=int(data["overflow"]),
+        p50_ms=float(data["lag_p50_ms"]), p99_ms=p99, max_ms=float(data["lag_max_ms"]),
+        kept=math.isfinite(p99) and p99 <= LAG_TOLERANCE_MS,
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m harness.load.rate CONFIG_JSON\n")
+        sys.exit(2)
+    sys.exit(_worker_main(sys.argv[1]))

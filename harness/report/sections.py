@@ -1,0 +1,244 @@
+"""Saved run directories -> report sections (title, text, tables, charts, findings).
+
+`collect_sections(run_dir)` walks a run directory and recognises each part by the files it holds,
+so a report can be rebuilt from any saved run (a whole `harness run`, or one `harness load`,
+`harness chaos run`, `harness chaos matrix`, `harness sweep` or `harness capacity` output):
+
+- ``result.json`` with an ``experiment`` key: one chaos run (timeline, events, telemetry beside it);
+- ``matrix.csv``: a fault x topology matrix (its cells are chaos runs in sub-directories);
+- ``result.json`` with ``throughput_rps``: a load run (requests, telemetry beside it);
+- ``sweep.csv``: a sweep (``sweep_summary.json`` beside it when present);
+- ``capacity.json``: a capacity plan and its check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from harness.report import charts, frames
+from harness.results import read_json
+
+__all__ = ["Section", "collect_sections", "MAX_DEPTH"]
+
+MAX_DEPTH = 4  # how deep the walk looks for parts below the run directory
+
+
+@dataclass
+class Section:
+    """One part of a report; ``failed`` marks a part whose verdict is a failure."""
+
+    kind: str
+    title: str
+    path: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    figures: list[tuple[str, bytes]] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    failed: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _add_figure(section: Section, caption: str, figure) -> None:
+    if figure is not None:
+        section.figures.append((caption, charts.to_png(figure)))
+
+
+def _telemetry(section: Section, directory: Path, origin_s: float | None = None) -> None:
+    telemetry = frames.read_telemetry_frame(directory / "telemetry.csv")
+    _add_figure(section, "CPU and memory per replica (GPU when present)", charts.telemetry_over_time(telemetry, origin_s))
+
+
+def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
+    name = f"{result.get('experiment', directory.name)} on {result.get('topology', '?')}"
+    section = Section("chaos", f"Chaos: {name}", str(directory.relative_to(root)))
+    violations = list(result.get("violations") or [])
+    aborted = bool(result.get("aborted"))
+    section.failed = bool(violations) or aborted or result.get("tier_met") is False
+    section.findings = violations + (["the run was aborted before it finished"] if aborted else [])
+    section.paragraphs.append(
+        f"Fault {result.get('fault', '?')} injected into topology {result.get('topology', '?')}: "
+        f"time to recover {_fmt(result.get('ttr_s'), 2)} s, outage {_fmt(result.get('outage_s'), 2)} s, "
+        f"{result.get('failed_requests', 'n/a')} of {result.get('total_requests', 'n/a')} requests failed "
+        f"(availability {_fmt(_percent(result.get('availability')), 3)}%). Highest SLA tier met: "
+        f"{result.get('tier') or 'none'}. Chaos Toolkit journal status: {result.get('journal_status', 'n/a')}."
+    )
+    section.tables.append(("latency before / during / after the fault", [{
+        "": "p99 (ms)",
+        "before": _fmt(result.get("p99_ms_before")), "during": _fmt(result.get("p99_ms_during")),
+        "after": _fmt(result.get("p99_ms_after")),
+    }]))
+    injected = result.get("injected_at_s", result.get("injected_at"))
+    timeline = frames.read_timeline(directory / "timeline.csv")
+    events = frames.read_events(directory / "events.jsonl")
+    if isinstance(injected, (int, float)):
+        _add_figure(section, "client-side prober: latency, failures and platform events around the fault",
+                    charts.chaos_timeline(timeline, events, float(injected), recovered_at_s=result.get("recovered_at_s"),
+                                          slo_latency_ms=result.get("slo_latency_ms"), title=name))
+        if not events.empty:
+            shown = events[(events["time_s"] >= float(injected) - 5)].head(40)
+            section.tables.append(("platform events from 5 s before the fault", [
+                {"t (s)": f"{row.time_s - float(injected):+.2f}", "type": row.type, "replica": row.replica,
+                 "detail": (row.message or row.reason or "") if isinstance(row.message, str) else (row.reason or "")}
+                for row in shown.itertuples()
+            ]))
+        _telemetry(section, directory, float(injected))
+    section.summary = {k: result.get(k) for k in ("experiment", "fault", "topology", "ttr_s", "outage_s",
+                                                  "failed_requests", "total_requests", "availability", "tier")}
+    return section
+
+
+def _percent(value: Any) -> float | None:
+    return None if value is None else float(value) * 100.0
+
+
+def _matrix_section(directory: Path, root: Path) -> Section:
+    matrix = frames.read_csv_frame(directory / "matrix.csv")
+    section = Section("matrix", "Resilience matrix: fault x topology", str(directory.relative_to(root)))
+    rows = matrix.to_dict("records")
+    section.tables.append(("fault x topology", rows))
+    met_column = next((c for c in ("tier_met", "met", "passed") if c in matrix.columns), None)
+    if met_column is not None:
+        failed = matrix[~matrix[met_column].astype(str).str.lower().isin(("true", "1", "1.0"))]
+        section.failed = not failed.empty
+        section.findings = [f"{r.get('fault')} on {r.get('topology')}: configured tier not met" for r in failed.to_dict("records")]
+    section.paragraphs.append(
+        f"{len(rows)} cells. Each cell is one chaos run under load; the table gives time to recover, "
+        "availability seen by clients, failed requests and the highest SLA tier met."
+    )
+    section.summary = {"cells": len(rows), "failed_cells": len(section.findings)}
+    return section
+
+
+def _load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
+    section = Section("load", f"Load: {result.get('profile', 'profile')} on {result.get('topology', '?')}",
+                      str(directory.relative_to(root)))
+    section.paragraphs.append(
+        f"{_fmt(result.get('throughput_rps'))} req/s, p50 {_fmt(result.get('p50_ms'))} ms, p95 "
+        f"{_fmt(result.get('p95_ms'))} ms, p99 {_fmt(result.get('p99_ms'))} ms (exact, from every request); "
+        f"errors: {result.get('errors', result.get('error_count', 'n/a'))}."
+        + (" The load generator saturated its CPU: latencies include generator delay." if result.get("generator_saturated") else "")
+    )
+    if result.get("generator_saturated"):
+        section.findings.append("load generator saturated (> 90% CPU): figures are a lower bound on what the service can do")
+    requests = frames.read_requests(directory / "requests.csv")
+    _add_figure(section, "throughput and latency per second", charts.load_over_time(frames.latency_over_time(requests)))
+    _telemetry(section, directory)
+    section.summary = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
+    return section
+
+
+def _sweep_section(directory: Path, root: Path) -> Section:
+    rows = frames.read_csv_frame(directory / "sweep.csv")
+    section = Section("sweep", "Performance sweep: precision x batch size x load", str(directory.relative_to(root)))
+    summary_path = directory / "sweep_summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    slo = summary.get("p99_slo_ms") if isinstance(summary, dict) else None
+    if not rows.empty and {"precision", "max_batch_size", "throughput_rps", "p99_ms"} <= set(rows.columns):
+        level = next((c for c in ("load_level", "rate_rps", "concurrency") if c in rows.columns), None)
+        ok_rows = rows[rows["status"].astype(str).eq("ok")] if "status" in rows.columns else rows
+        keys = ["precision", "max_batch_size"] + ([level] if level else [])
+        points = ok_rows.groupby(keys, as_index=False)[["throughput_rps", "p99_ms"]].median()
+        _add_figure(section, "throughput vs p99 latency per precision and batch size", charts.frontier(points, slo))
+        under = points[points["p99_ms"] <= slo] if slo else points
+        best = under.groupby(["precision", "max_batch_size"], as_index=False)["throughput_rps"].max()
+        best = best.rename(columns={"throughput_rps": "best_throughput_rps"})
+        full = points[["precision", "max_batch_size"]].drop_duplicates().merge(best, how="left")
+        _add_figure(section, "best throughput under the p99 SLO by batch size and precision", charts.batch_effect(full))
+        section.tables.append(("best throughput under the SLO", full.to_dict("records")))
+        if "status" in rows.columns:
+            skipped = rows[~rows["status"].astype(str).eq("ok")]
+            for record in skipped.drop_duplicates(subset=[k for k in keys if k in skipped.columns]).to_dict("records"):
+                section.findings.append(
+                    f"{record.get('precision')} batch {record.get('max_batch_size')}: {record.get('status')}"
+                    f" ({record.get('reason', '')})")
+    for key in ("accuracy", "configurations"):
+        value = summary.get(key) if isinstance(summary, dict) else None
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            section.tables.append((key, value))
+    section.paragraphs.append(
+        f"{len(rows)} measurement windows. Points that could not finish in their time bound are listed, not dropped."
+    )
+    section.summary = {"windows": int(len(rows))}
+    return section
+
+
+def _capacity_section(directory: Path, root: Path) -> Section:
+    data = read_json(directory / "capacity.json")
+    section = Section("capacity", "Capacity plan", str(directory.relative_to(root)))
+    plan = data.get("plan", data)
+    section.paragraphs.append(
+        f"Target {_fmt(plan.get('target_rps'))} req/s at p99 <= {_fmt(plan.get('p99_ms'))} ms with headroom "
+        f"{_fmt(plan.get('headroom'), 2)}: {plan.get('replicas_needed', 'n/a')} replicas at a measured "
+        f"{_fmt(plan.get('per_replica_rps'))} req/s per replica. {plan.get('assumption', '')}"
+    )
+    check = data.get("check") or []
+    if isinstance(check, dict):
+        check = check.get("points") or check.get("measurements") or []
+    if check:
+        section.tables.append(("measured vs predicted", check))
+    _add_figure(section, "measured max rate vs the linear model",
+                charts.capacity_chart(check, plan.get("per_replica_rps"), plan.get("target_rps")))
+    section.summary = {k: plan.get(k) for k in ("target_rps", "replicas_needed", "per_replica_rps")}
+    return section
+
+
+def _classify(directory: Path, root: Path) -> Section | None:
+    result_path = directory / "result.json"
+    result = read_json(result_path) if result_path.exists() else None
+    if (directory / "matrix.csv").exists():
+        return _matrix_section(directory, root)
+    if isinstance(result, dict) and "experiment" in result:
+        return _chaos_section(directory, result, root)
+    if (directory / "sweep.csv").exists():
+        return _sweep_section(directory, root)
+    if (directory / "capacity.json").exists():
+        return _capacity_section(directory, root)
+    if isinstance(result, dict) and "throughput_rps" in result:
+        return _load_section(directory, result, root)
+    return None
+
+
+_ORDER: dict[str, int] = {"load": 0, "matrix": 1, "chaos": 2, "sweep": 3, "capacity": 4}
+
+
+def collect_sections(run_dir: str | Path, on_error: Callable[[Path, Exception], None] | None = None) -> list[Section]:
+    """Return the report sections found under ``run_dir``, ordered load, matrix, chaos, sweep, capacity.
+
+    A part whose files cannot be read is reported through ``on_error`` (and skipped) when given;
+    otherwise the error propagates.
+    """
+    root = Path(run_dir)
+    found: list[Section] = []
+    stack = [(root, 0)]
+    while stack:
+        directory, depth = stack.pop()
+        try:
+            section = _classify(directory, root)
+        except Exception as exc:  # one unreadable part must not hide the rest of the report
+            if on_error is None:
+                raise
+            on_error(directory, exc)
+            section = None
+        if section is not None:
+            found.append(section)
+        if depth < MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in sorted(directory.iterdir(), reverse=True) if child.is_dir())
+    return sorted(found, key=lambda s: (_ORDER.get(s.kind, 9), s.path))
+
+
+def frame_of(section: Section, index: int = 0) -> pd.DataFrame:
+    """Return a section's table as a DataFrame (for tests and Markdown rendering)."""
+    return pd.DataFrame(section.tables[index][1])

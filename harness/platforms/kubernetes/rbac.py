@@ -1,0 +1,110 @@
+"""The least RBAC the in-cluster runner needs, in one place, and how to derive it from API calls.
+
+`RUNNER_RULES` is the only list of permissions the runner's Role grants. It is the union of what the
+Chaos Toolkit activities in `CHAOS_ACTIVITIES` call (read from chaostoolkit-kubernetes) and what
+`KubernetesDeployment` calls when it attaches to a running service (`ATTACH_CALLS`). A test runs both
+against a recording fake API server and checks that the verbs it sees equal these rules, no more and
+no less; `rules_for_requests` turns recorded HTTP requests into the rules they need.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "Rule",
+    "RUNNER_RULES",
+    "CHAOS_ACTIVITIES",
+    "ATTACH_CALLS",
+    "role_rules",
+    "rule_for_request",
+    "rules_for_requests",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Rule:
+    """One permission: ``verb`` on ``resource`` in API group ``group`` ("" is the core group)."""
+
+    group: str
+    resource: str
+    verb: str
+
+
+# Chaos Toolkit activities (module.function) that the harness's Kubernetes experiments use. An
+# experiment that calls another chaosk8s activity fails the RBAC test until it is listed here and
+# the rules below grant what it needs.
+CHAOS_ACTIVITIES: tuple[str, ...] = (
+    "chaosk8s.pod.actions.terminate_pods",  # pod kill: list the pods by label, delete some
+    "chaosk8s.deployment.actions.scale_deployment",  # scale down/up: patch spec.replicas
+)
+
+# Calls `KubernetesDeployment` makes when attached to a service it did not create (in-cluster).
+ATTACH_CALLS: tuple[str, ...] = (
+    "AppsV1Api.read_namespaced_deployment",  # rollout state: wait_ready
+    "CoreV1Api.list_namespaced_pod",  # replicas()
+    "CoreV1Api.read_namespaced_pod",  # kill_replica: confirm the pod before deleting it
+    "CoreV1Api.delete_namespaced_pod",  # kill_replica
+    "CoreV1Api.list_namespaced_event",  # events()
+)
+
+# The runner's Role: namespaced, no wildcard, no create, no secrets, no exec.
+RUNNER_RULES: tuple[Rule, ...] = (
+    Rule("", "events", "list"),
+    Rule("", "pods", "delete"),
+    Rule("", "pods", "get"),
+    Rule("", "pods", "list"),
+    Rule("apps", "deployments", "get"),
+    Rule("apps", "deployments", "patch"),
+)
+
+
+def role_rules(rules: Iterable[Rule] = RUNNER_RULES) -> list[dict]:
+    """Return ``rules`` as Role ``rules`` entries, one per (group, resource), verbs sorted."""
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        grouped.setdefault((rule.group, rule.resource), set()).add(rule.verb)
+    return [
+        {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}
+        for (group, resource), verbs in sorted(grouped.items())
+    ]
+
+
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
+    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
+)
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def rule_for_request(method: str, path: str, *, watch: bool = False) -> Rule | None:
+    """Return the rule an API request needs (as the API server authorises it), or None for a
+    non-resource path such as /version. A cluster-wide request's resource is marked ``*cluster*``
+    so it can never match a namespaced Role rule."""
+    match = _PATH.match(path.split("?", 1)[0])
+    if not match:
+        return None
+    group = "" if match.group("core") else match.group("group")
+    resource = match.group("resource")
+    name = match.group("name")
+    if match.group("sub"):
+        resource = f"{resource}/{match.group('sub')}"
+    verb = _VERBS.get(method.upper())
+    if verb is None:  # GET
+        verb = "watch" if watch else ("get" if name else "list")
+    if match.group("ns") is None:
+        resource = f"{resource}*cluster*"
+    return Rule(group, resource, verb)
+
+
+def rules_for_requests(requests: Iterable[tuple[str, str]]) -> set[Rule]:
+    """Return the set of rules that the (method, path) requests need; non-resource paths are skipped."""
+    rules = set()
+    for method, path in requests:
+        query = path.split("?", 1)[1] if "?" in path else ""
+        rule = rule_for_request(method, path, watch="watch=true" in query.lower())
+        if rule is not None:
+            rules.add(rule)
+    return rules

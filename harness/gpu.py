@@ -149,32 +149,31 @@ class NvmlSession:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[..., Any], *args: Any, optional: bool = False) -> Any:
-        """Call an NVML function; unsupported values are ``None`` when ``optional``; else raise GpuError."""
+    def _call(self, name: str, *args: Any, optional: bool = False) -> Any:
+        """Call NVML function ``name``; unsupported values are ``None`` when ``optional``; else raise GpuError."""
         nvml = self._nvml
         try:
-            return fn(*args)
+            return getattr(nvml, name)(*args)
         except nvml.NVMLError as exc:
             unsupported = type(exc).__name__ in ("NVMLError_NotSupported", "NVMLError_NoPermission")
             if optional and unsupported:
                 return None
-            raise GpuError(f"NVML {getattr(fn, '__name__', fn)} failed: {exc}") from exc
+            raise GpuError(f"NVML {name} failed: {exc}") from exc
 
     def inventory(self) -> GpuInventory:
         """Return the GPUs, driver and CUDA driver version (``present=False`` with the reason if none)."""
         if not self.present:
             return GpuInventory(present=False, reason=self.reason)
-        nvml = self._nvml
         with self._lock:
-            driver = self._call(nvml.nvmlSystemGetDriverVersion, optional=True)
-            cuda = self._call(nvml.nvmlSystemGetCudaDriverVersion, optional=True)
+            driver = self._call("nvmlSystemGetDriverVersion", optional=True)
+            cuda = self._call("nvmlSystemGetCudaDriverVersion", optional=True)
             devices = []
             for index, handle in enumerate(self._handles):
-                memory = self._call(nvml.nvmlDeviceGetMemoryInfo, handle)
-                uuid = self._call(nvml.nvmlDeviceGetUUID, handle, optional=True)
+                memory = self._call("nvmlDeviceGetMemoryInfo", handle)
+                uuid = self._call("nvmlDeviceGetUUID", handle, optional=True)
                 devices.append(GpuDevice(
                     index=index,
-                    name=_text(self._call(nvml.nvmlDeviceGetName, handle)),
+                    name=_text(self._call("nvmlDeviceGetName", handle)),
                     uuid=_text(uuid) if uuid is not None else None,
                     memory_total_mb=round(memory.total / _MIB, 1),
                 ))
@@ -193,14 +192,13 @@ class NvmlSession:
         """
         if not self.present:
             return []
-        nvml = self._nvml
         samples = []
         with self._lock:
             for index, handle in enumerate(self._handles):
-                util = self._call(nvml.nvmlDeviceGetUtilizationRates, handle, optional=True)
-                memory = self._call(nvml.nvmlDeviceGetMemoryInfo, handle, optional=True)
-                power_mw = self._call(nvml.nvmlDeviceGetPowerUsage, handle, optional=True)
-                procs = self._call(nvml.nvmlDeviceGetComputeRunningProcesses, handle, optional=True) or []
+                util = self._call("nvmlDeviceGetUtilizationRates", handle, optional=True)
+                memory = self._call("nvmlDeviceGetMemoryInfo", handle, optional=True)
+                power_mw = self._call("nvmlDeviceGetPowerUsage", handle, optional=True)
+                procs = self._call("nvmlDeviceGetComputeRunningProcesses", handle, optional=True) or []
                 per_pid: dict[int, float] = {}
                 for proc in procs:
                     used = getattr(proc, "usedGpuMemory", None)

@@ -1,0 +1,133 @@
+"""Load that runs in the background of a chaos run, for as long as the run needs, then stops.
+
+`harness.load.rate.run_rate` and `harness.load.locust_runner.run_locust` run a load for a known
+duration and block until it ends. A chaos run does not know its length in advance (it measures until
+recovery), so this starts the same generator processes (the rate worker ``python -m
+harness.load.rate`` or the harness's locustfile under Locust, through `harness.load.child_process`)
+for an upper bound of time, and stops them once the measurement is over. Either way the generator
+writes ``requests.csv`` (`harness.records.RequestRecord`), the per-request data recovery is measured
+from. Locust is never imported here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from harness.config import DEFAULT_MODEL, validate_model
+from harness.errors import HarnessError
+from harness.load import child_process
+from harness.records import REQUESTS_FILE, RequestRecord, read_records
+
+__all__ = ["FLUSH_S", "BackgroundLoad"]
+
+_START_TIMEOUT_S = 30.0  # Locust's imports take seconds on a busy machine
+FLUSH_S = 1.2  # both generators flush records about once a second
+
+
+class BackgroundLoad:
+    """A load generator process started now and stopped when told (or at ``max_duration_s``).
+
+    ``kind`` "rate": open-loop at ``rate_per_s``; "locust": ``users`` steady Locust users. Records go
+    to ``<out_dir>/requests.csv``. `start` returns once the first record is written; `stop` returns
+    every record. Raises HarnessError when the generator does not start.
+    """
+
+    def __init__(
+        self,
+        kind: Literal["rate", "locust"],
+        host: str,
+        out_dir: str | Path,
+        *,
+        max_duration_s: float,
+        rate_per_s: float = 20.0,
+        users: int = 2,
+        model: str = DEFAULT_MODEL,
+        timeout_s: float = 5.0,
+        cpus: Iterable[int] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.host = host
+        self.out_dir = Path(out_dir)
+        self.max_duration_s = float(max_duration_s)
+        self.rate_per_s = float(rate_per_s)
+        self.users = int(users)
+        self.model = model
+        self.timeout_s = float(timeout_s)
+        self.cpus = child_process.validate_cpus(cpus)
+        self.requests_path = self.out_dir / REQUESTS_FILE
+        self.log_path = self.out_dir / f"{kind}.log"
+        self._proc = None
+        self.exit_code: int | None = None
+
+    def _argv_env(self) -> tuple[list[str], dict[str, str]]:
+        if self.kind == "rate":
+            from harness.load.rate import CONFIG_FILE, RateConfig
+
+            config = validate_model(RateConfig, {
+                "host": self.host, "rate_rps": self.rate_per_s, "duration_s": self.max_duration_s,
+                "model": self.model, "timeout_s": self.timeout_s,
+            }, source="chaos load")
+            config_path = self.out_dir / CONFIG_FILE
+            config_path.write_text(config.model_dump_json(), encoding="utf-8")
+            return child_process.python_argv("harness.load.rate", str(config_path)), {}
+        from harness.load.locust_runner import locust_argv
+        from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, build_profile
+
+        profile = build_profile("steady", self.max_duration_s, users=self.users, model=self.model, request_timeout_s=self.timeout_s)
+        env = {ENV_PROFILE: profile.to_env(), ENV_MODEL: self.model, ENV_REQUESTS_FILE: str(self.requests_path), "PYTHONUNBUFFERED": "1"}
+        return locust_argv(self.host, profile, self.out_dir, stop_timeout_s=self.timeout_s), env
+
+    def start(self) -> "BackgroundLoad":
+        """Start the generator; return self once it has recorded its first request."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.requests_path.unlink(missing_ok=True)
+        argv, env = self._argv_env()
+        self._proc = child_process.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
+        deadline = time.monotonic() + _START_TIMEOUT_S + FLUSH_S
+        while not (self.requests_path.exists() and self.requests_path.stat().st_size > 0):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise HarnessError(f"the {self.kind} load generator did not start (exit code {self.exit_code}); log ends:\n{self._log_tail()}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> list[RequestRecord]:
+        """Stop the generator (idempotent) and return its records.
+
+        The rate worker flushes about once a second and not on SIGTERM, so requests of the last
+        second before the stop may be missing: stop at least `FLUSH_S` after the window of interest.
+        """
+        if self._proc is not None and self.exit_code is None:
+            self.exit_code = child_process.stop(self._proc, grace_s=self.timeout_s + 2.0)
+        return self.records()
+
+    def records(self) -> list[RequestRecord]:
+        """Return the requests recorded so far."""
+        if not self.requests_path.exists():
+            return []
+        return list(read_records(self.requests_path, RequestRecord))
+
+    def describe(self) -> dict[str, Any]:
+        """Return the load's settings for the run record."""
+        data: dict[str, Any] = {"kind": self.kind, "model": self.model, "timeout_s": self.timeout_s}
+        data.update({"rate_per_s": self.rate_per_s} if self.kind == "rate" else {"users": self.users})
+        data["exit_code"] = self.exit_code
+        return data
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> "BackgroundLoad":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

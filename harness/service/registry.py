@@ -37,7 +37,7 @@ class ModelSignature:
 MODELS: dict[str, ModelSignature] = {
     "ranker-mlp": ModelSignature(
         name="ranker-mlp",
-        description="Ranking MLP 512-4096-4096-4096-16 over dense features (a recommender's scoring tower)",
+        description="Ranking MLP 512-4096-4096-4096-4096-16 over dense features (a recommender's scoring tower)",
         inputs=(TensorSpec("features", "FP32", (512,), -1.0, 1.0),),
         outputs=(TensorSpec("scores", "FP32", (16,)),),
     ),
@@ -46,6 +46,12 @@ MODELS: dict[str, ModelSignature] = {
         description="4-layer transformer encoder (d=256, 4 heads, 32 tokens) classifying token ids into 16 classes",
         inputs=(TensorSpec("input_ids", "INT64", (32,), 0, 8000),),
         outputs=(TensorSpec("logits", "FP32", (16,)),),
+    ),
+    "tiny-mlp": ModelSignature(
+        name="tiny-mlp",
+        description="Tiny MLP 32-64-64-4 for fast tests and smoke runs (loads in milliseconds; not a benchmark model)",
+        inputs=(TensorSpec("features", "FP32", (32,), -1.0, 1.0),),
+        outputs=(TensorSpec("scores", "FP32", (4,)),),
     ),
 }
 

@@ -1,0 +1,66 @@
+"""The service's command-line flags, shared by `harness serve` and `python -m harness.service`.
+
+Flags only collect values; `config_from_args` hands them to `harness.config.resolve_service_config`,
+the one place where flag > environment (HARNESS_FAULT_TOKEN, HARNESS_WEIGHTS_DIR) > file > default
+is resolved and validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from harness.config import PRECISIONS, ServiceConfig, resolve_service_config
+
+__all__ = ["add_service_arguments", "config_from_args", "run_from_args"]
+
+_FIELDS = (
+    "host", "port", "model", "precision", "device", "max_batch_size", "max_queue_delay_ms", "max_queue_size",
+    "max_body_bytes", "startup_delay_s", "live_during_load", "warmup_iters", "torch_threads", "seed",
+    "weights_dir", "fault_token", "grace_period_s",
+)
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the service flags to ``parser`` (every default None: unset flags defer to env/file/defaults)."""
+    add = parser.add_argument
+    add("--config", metavar="FILE", help="YAML file of service settings (ServiceConfig fields)")
+    add("--host", help="address to bind (default 127.0.0.1)")
+    add("--port", type=int, help="port to bind; 0 picks a free port, logged in the 'listening' event (default 8000)")
+    add("--model", help="reference model to serve (default ranker-mlp; see harness.service.registry)")
+    add("--precision", choices=PRECISIONS, help="fp32 | fp16 | bf16 (default fp32)")
+    add("--device", choices=("auto", "cpu", "cuda"), help="auto: cuda when available, else cpu (default auto)")
+    add("--max-batch-size", type=int, help="samples per forward pass at most (default 32)")
+    add("--max-queue-delay-ms", type=float, help="longest wait for a batch to fill (default 50)")
+    add("--max-queue-size", type=int, help="requests that may wait; beyond it 503 + Retry-After (default 256)")
+    add("--max-body-bytes", type=int, help="largest request body; beyond it 413 (default 4 MiB)")
+    add("--startup-delay-s", type=float, help="simulated extra model-load time (default 0)")
+    add(
+        "--live-during-load",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="liveness answers 200 while the model loads (default); --no-live-during-load fails it until loaded",
+    )
+    add("--warmup-iters", type=int, help="forward passes before turning ready (default 2)")
+    add("--torch-threads", type=int, help="torch intra-op threads (default: torch's own choice)")
+    add("--seed", type=int, help="seed of the generated weights (default 0)")
+    add("--weights-dir", help="where generated weights are cached (default $HARNESS_WEIGHTS_DIR or ~/.cache/harness/weights)")
+    add("--fault-token", help="bearer token enabling the fault hooks (default $HARNESS_FAULT_TOKEN; none: disabled)")
+    add("--grace-period-s", type=float, help="on SIGTERM, the longest wait for in-flight requests (default 30)")
+
+
+def config_from_args(args: argparse.Namespace, env: Any = None) -> ServiceConfig:
+    """Return the resolved ServiceConfig from parsed flags; raise ConfigError naming a bad value."""
+    flags = {name: getattr(args, name, None) for name in _FIELDS}
+    return resolve_service_config(flags, env=env, file=getattr(args, "config", None))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Serve with the parsed flags until drained; return the exit code. Raises HarnessError."""
+    import time
+
+    started_at = time.monotonic()
+    config = config_from_args(args)
+    from harness.service.server import serve  # uvicorn is imported only when serving
+
+    return serve(config, started_at=started_at)

@@ -85,6 +85,7 @@ class TelemetrySampler:
         self._processes: dict[int, psutil.Process] = {}
         self._rows: list[dict[str, Any]] = []
         self._rows_lock = threading.Lock()
+        self._sample_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._handle: Any = None
@@ -156,7 +157,8 @@ class TelemetrySampler:
         A failing sample is logged and counted in ``errors``; its rows are skipped.
         """
         try:
-            rows = self._collect()
+            with self._sample_lock:  # the thread and a direct caller must not interleave psutil state
+                rows = self._collect()
             with self._rows_lock:
                 if self._writer is not None:
                     self._writer.writerows({k: ("" if v is None else _cell(v)) for k, v in r.items()} for r in rows)

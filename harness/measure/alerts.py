@@ -72,7 +72,9 @@ def _group_name(sample: Mapping[str, Any], group_by: GroupBy) -> str:
     return "/".join(f"{k}={sample[k]}" for k in group_by if sample.get(k) is not None)
 
 
-def series(samples: Iterable[TelemetrySample], key: str, group_by: GroupBy = ("replica",)) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def series(
+    samples: Iterable[TelemetrySample], key: str, group_by: GroupBy = ("replica",)
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Return ``{group: (times_s, values)}`` of ``key``, sorted by time, absent values skipped.
 
     A ``(time_s, value)`` pair belongs to group ``""``; a mapping to ``group_by(sample)`` when it is
@@ -190,7 +192,8 @@ def check_gpu_utilisation(
         if start is not None and (duration >= sustained_s - _EPS_S or whole_short_series):
             span = "the whole observation" if duration < sustained_s else f">= {sustained_s:g} s"
             findings.append(
-                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) from t={start:.3f}{_label(group)}"
+                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) "
+                f"from t={start:.3f}{_label(group)}"
             )
     return findings
 

@@ -58,6 +58,7 @@ _EPS_S = 1e-6  # float slack when comparing run lengths against the stability wi
 _KILL_TYPES = ("Killing", "OOMKilled", "Exited")
 _DISRUPTION_TYPES = _KILL_TYPES + ("NotReady",)
 _READY_TYPES = ("Ready", "Recovered")
+_AFFECTED_TYPES = _DISRUPTION_TYPES + ("Unhealthy",)
 
 
 def is_good(sample: ProbeSample, slo_latency_ms: float) -> bool:
@@ -131,9 +132,12 @@ def _parse_events(events: Iterable[Any]) -> list[dict[str, Any]]:
     return sorted(parsed, key=lambda e: e["time_s"])
 
 
-def _first(events: list[dict[str, Any]], types: tuple[str, ...], after_s: float = -math.inf, replica: Any = None) -> dict | None:
+def _first(
+    events: list[dict[str, Any]], types: tuple[str, ...], after_s: float = -math.inf, replica: Any = None
+) -> dict | None:
     for event in events:
-        if event["type"] in types and event["time_s"] >= after_s and (replica is None or event.get("replica") == replica):
+        same_replica = replica is None or event.get("replica") == replica
+        if event["type"] in types and event["time_s"] >= after_s and same_replica:
             return event
     return None
 
@@ -169,7 +173,9 @@ def platform_view(events: Iterable[Any], start_s: float = -math.inf, end_s: floa
         "ready_again_at_s": ready_again["time_s"] if ready_again else None,
         "restart_count": counts["Started"],
         "back_off_count": counts["BackOff"],
-        "replicas_affected": sorted({str(e["replica"]) for e in window if e["type"] in _DISRUPTION_TYPES + ("Unhealthy",) and e.get("replica") is not None}),
+        "replicas_affected": sorted(
+            {str(e["replica"]) for e in window if e["type"] in _AFFECTED_TYPES and e.get("replica") is not None}
+        ),
         "event_counts": dict(sorted(counts.items())),
         "events": len(window),
     }
@@ -224,7 +230,9 @@ def _validate(injected_at_s: float, slo_latency_ms: float, stability_window_s: f
         raise ConfigError("baseline_s", baseline_s, "must be greater than zero (or None for all earlier data)")
 
 
-def _recovery(good: np.ndarray, times: np.ndarray, first_bad: int, end_s: float, stability_window_s: float) -> float | None:
+def _recovery(
+    good: np.ndarray, times: np.ndarray, first_bad: int, end_s: float, stability_window_s: float
+) -> float | None:
     """Return the start of the first good run after ``first_bad`` lasting the stability window, or None."""
     index = first_bad
     while index < good.size:
@@ -270,7 +278,9 @@ def analyze_recovery(
         raise ConfigError("end_s", end_s, f"must be after injected_at_s={injected_at_s!r}")
     window = [s for s in samples if injected_at_s <= s.t_s < end_s]
     if not window:
-        raise HarnessError(f"no prober sample in the analysis window [{injected_at_s!r}, {end_s!r}): cannot judge recovery")
+        raise HarnessError(
+            f"no prober sample in the analysis window [{injected_at_s!r}, {end_s!r}): cannot judge recovery"
+        )
 
     times = np.array([s.t_s for s in window], dtype=float)
     good = np.array([is_good(s, slo_latency_ms) for s in window], dtype=bool)

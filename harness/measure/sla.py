@@ -177,7 +177,9 @@ def check_availability(availability: float, tier: Tier) -> list[str]:
     return [f"availability {percent:.3f}% < {tier.availability_percent:g}% required by {tier.name}"]
 
 
-def check_recovery(ttr_s: float | None, recovered: bool | None, tier: Tier, observed_s: float | None = None) -> list[str]:
+def check_recovery(
+    ttr_s: float | None, recovered: bool | None, tier: Tier, observed_s: float | None = None
+) -> list[str]:
     """Return a finding when recovery was not seen or took longer than the tier allows.
 
     Nothing when recovery was not judged (``ttr_s`` and ``recovered`` both None).

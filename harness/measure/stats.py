@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 from scipy import stats as sps
@@ -222,7 +222,9 @@ class RepeatStats:
         })
 
 
-def summarize_repeats(samples: Iterable[float] | np.ndarray, confidence: float = 0.95, method: Method = "auto") -> RepeatStats:
+def summarize_repeats(
+    samples: Iterable[float] | np.ndarray, confidence: float = 0.95, method: Method = "auto"
+) -> RepeatStats:
     """Return `RepeatStats` of the finite samples, the interval by ``method`` (see module docs).
 
     Raises ValueError for a bad confidence or method.
@@ -274,7 +276,7 @@ def assess_stability(
     return Stability(stable, int(x.size), rel, max_relative_half_width, reason)
 
 
-def is_stable(samples: Iterable[float] | np.ndarray, **options: float) -> bool:
+def is_stable(samples: Iterable[float] | np.ndarray, **options: Any) -> bool:
     """Return True when `assess_stability` finds the repeats stable (same options)."""
     return assess_stability(samples, **options).stable
 
@@ -355,14 +357,17 @@ def compare(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha={alpha!r}: must be between 0 and 1 (exclusive)")
     if min_relative_change < 0 or not 0.0 <= min_effect_size <= 1.0:
-        raise ValueError(f"min_relative_change={min_relative_change!r}, min_effect_size={min_effect_size!r}: out of range")
+        raise ValueError(
+            f"min_relative_change={min_relative_change!r}, min_effect_size={min_effect_size!r}: out of range"
+        )
     b, c = _samples(baseline, "baseline"), _samples(current, "current")
     b_stats, c_stats = summarize_repeats(b, confidence), summarize_repeats(c, confidence)
     common = dict(metric=metric, baseline=b_stats, current=c_stats, lower_is_better=lower_is_better, alpha=alpha,
                   min_relative_change=min_relative_change, min_effect_size=min_effect_size)
     if b.size < 2 or c.size < 2:
         reason = f"too few repeats to judge noise (baseline {b.size}, current {c.size}; need 2 each)"
-        change = (c_stats.median - b_stats.median) / abs(b_stats.median) if b.size and c.size and b_stats.median else math.nan
+        comparable = b.size and c.size and b_stats.median
+        change = (c_stats.median - b_stats.median) / abs(b_stats.median) if comparable else math.nan
         return Comparison(verdict=INCONCLUSIVE, reason=reason, relative_change=change, test="none", p_value=math.nan,
                           cliffs_delta=math.nan, cohens_d=math.nan, ci_overlap=True, **common)
     diff = c_stats.median - b_stats.median

@@ -69,13 +69,14 @@ def run_locust(
     cpus: Iterable[int] | None = None,
     stop_timeout_s: float = 5.0,
     startup_grace_s: float = STARTUP_GRACE_S,
+    deadline_s: float | None = None,
     cpu_interval_s: float = 0.5,
 ) -> LoadResult:
     """Run ``profile`` against ``host`` with Locust in a child process; return its `LoadResult`.
 
     Writes ``<out_dir>/requests.csv`` (every request), Locust's ``locust_*.csv`` and
     ``locust_summary.json``, and ``locust.log``. The child is pinned to ``cpus`` and killed if it runs
-    past ``duration + stop_timeout + startup_grace``. Raises ConfigError for bad ``cpus``, HarnessError
+    past ``deadline_s`` (default ``duration + stop_timeout + startup_grace``). Raises ConfigError for bad ``cpus``, HarnessError
     when Locust fails without recording anything.
     """
     out = Path(out_dir)
@@ -95,7 +96,8 @@ def run_locust(
     sampler = CpuSampler(proc.pid, cpu_interval_s).start()
     hard_killed = False
     try:
-        code = child_process.wait_bounded(proc, profile.duration_s + stop_timeout_s + startup_grace_s)
+        limit_s = profile.duration_s + stop_timeout_s + startup_grace_s if deadline_s is None else deadline_s
+        code = child_process.wait_bounded(proc, limit_s)
         if code is None:
             hard_killed = True
             code = child_process.stop(proc)

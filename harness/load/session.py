@@ -1,0 +1,173 @@
+"""One measured load run against a deployment: Locust, the prober and telemetry together, files on disk.
+
+`run_session` is what `harness load` and the scenarios call once a deployment is Ready. It starts
+replica telemetry (1 Hz) and the client-side prober, runs the Locust profile (blocking, bounded),
+stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
+timeline and telemetry. `plan_cpus` decides where the service and the generator run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from harness import __version__
+from harness.load.locust_runner import run_locust
+from harness.load.prober import Prober, ProberSummary
+from harness.load.profiles import LoadProfile
+from harness.load.result import LoadResult
+from harness.records import TIMELINE_FILE
+
+__all__ = ["RESULT_FILE", "CpuPlan", "plan_cpus", "run_session", "machine_info"]
+
+RESULT_FILE = "result.json"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """CPUs for the service (replicas and balancer) and for the load generator and prober; None: unpinned."""
+
+    service: tuple[int, ...] | None
+    generator: tuple[int, ...] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": list(self.service) if self.service else None,
+                "generator": list(self.generator) if self.generator else None}
+
+
+def plan_cpus(available: Iterable[int] | None = None) -> CpuPlan:
+    """Return the CPU split: the last usable CPU for the generator and prober, the rest for the service.
+
+    With a single usable CPU nothing is pinned (both share it; results say so through the plan).
+    """
+    cpus = sorted(os.sched_getaffinity(0) if available is None else set(available))
+    if len(cpus) < 2:
+        return CpuPlan(None, None)
+    return CpuPlan(service=tuple(cpus[:-1]), generator=(cpus[-1],))
+
+
+def machine_info() -> dict[str, Any]:
+    """Return the CPU model and core counts of this machine (from harness.environment)."""
+    from harness.environment import cpu_info
+
+    info = dict(cpu_info())
+    info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def _start_telemetry(out: Path, deployment: Any) -> Any:
+    """Start replica telemetry if the sampler is available; an observer never breaks the run."""
+    try:
+        from harness.measure.telemetry import TELEMETRY_FILE, TelemetrySampler
+    except ImportError:  # pragma: no cover - telemetry is part of the package; kept defensive for old trees
+        return None
+
+    def pids() -> dict[str, int | None]:
+        return {r.name: r.pid for r in deployment.replicas()}
+
+    try:
+        return TelemetrySampler(out / TELEMETRY_FILE, pids).start()
+    except Exception as exc:  # noqa: BLE001 - observers must not break the run they observe
+        log.warning("telemetry not started: %s", exc)
+        return None
+
+
+def run_session(
+    deployment: Any,
+    profile: LoadProfile,
+    out_dir: str | Path,
+    *,
+    generator_cpus: Iterable[int] | None = None,
+    prober: bool = True,
+    prober_interval_s: float = 0.05,
+    prober_timeout_s: float = 1.0,
+    telemetry: bool = True,
+    stop_timeout_s: float = 5.0,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``profile`` against a Ready ``deployment``; write and return the ``result.json`` content.
+
+    Files in ``out_dir``: requests.csv, timeline.csv (with ``prober``), telemetry.csv (with
+    ``telemetry``), locust_*.csv, locust_summary.json, result.json. Raises ConfigError for bad CPUs,
+    HarnessError when the load generator or prober cannot run.
+    """
+    say = progress or (lambda _msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cpus = tuple(generator_cpus) if generator_cpus is not None else None
+    sampler = _start_telemetry(out, deployment) if telemetry else None
+    probe: Prober | None = None
+    summary: ProberSummary | None = None
+    started_s = time.time()
+    try:
+        if prober:
+            probe = Prober(deployment.endpoint, out / TIMELINE_FILE, interval_s=prober_interval_s,
+                           timeout_s=prober_timeout_s, model=profile.model, cpus=cpus).start()
+            say(f"prober running every {prober_interval_s * 1000:g} ms")
+        say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
+        result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
+    finally:
+        if probe is not None:
+            summary = probe.stop()
+        if sampler is not None:
+            try:
+                sampler.stop()
+            except Exception as exc:  # noqa: BLE001 - observers must not break the run they observe
+                log.warning("telemetry did not stop cleanly: %s", exc)
+    data = build_result(result, profile, prober_summary=summary, started_s=started_s, metadata=metadata)
+    (out / RESULT_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return data
+
+
+def build_result(
+    result: LoadResult, profile: LoadProfile, *, prober_summary: ProberSummary | None = None,
+    started_s: float | None = None, metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the ``result.json`` content of a load run (JSON-ready; NaN written as null)."""
+    data: dict[str, Any] = {
+        "kind": "load",
+        "harness_version": __version__,
+        "started_s": started_s if started_s is not None else result.started_s,
+        "ended_s": result.ended_s,
+        "duration_s": result.duration_s,
+        "profile": profile.model_dump(),
+        "requests": result.requests,
+        "ok": result.ok,
+        "errors": result.errors,
+        "errors_by_status": result.errors_by_status,
+        "throughput_rps": result.throughput_rps,
+        "request_rate_rps": result.request_rate_rps,
+        "mean_ms": result.mean_ms,
+        "p50_ms": result.p50_ms,
+        "p95_ms": result.p95_ms,
+        "p99_ms": result.p99_ms,
+        "max_ms": result.max_ms,
+        "percentiles": "exact, from requests.csv (harness.measure.percentiles)",
+        "generator_saturated": result.generator_saturated,
+        "generator_cpu": result.generator_cpu.to_dict(),
+        "locust": {"exit_code": result.exit_code, "hard_killed": result.hard_killed,
+                   "requests": result.extra.get("locust_requests"), "failures": result.extra.get("locust_failures")},
+        "prober": prober_summary.to_dict() if prober_summary is not None else None,
+        "machine": machine_info(),
+        "files": {k: Path(v).name for k, v in result.paths.items()},
+    }
+    data.update(metadata or {})
+    return _json_ready(data)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value

@@ -1,0 +1,77 @@
+"""The headless Locust runner: bounded child process, every request recorded, exact percentiles."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from harness.load.locust_runner import run_locust
+from harness.load.profiles import LoadProfile
+from harness.records import RequestRecord, read_records
+
+
+def _user_counts(history_csv) -> list[int]:
+    with open(history_csv, newline="") as handle:
+        return [int(row["User Count"]) for row in csv.DictReader(handle) if row["Name"] == "Aggregated"]
+
+
+@pytest.mark.slow
+def test_spike_profile_runs_bounded_and_records_every_request(standin, tmp_path, gen_cpus):
+    profile = LoadProfile(kind="spike", duration_s=5, spike_base_users=1, spike_peak_users=6,
+                          spike_start_s=2, spike_length_s=2, think_time_s=0.002)
+    began = time.monotonic()
+    result = run_locust(standin.url, profile, tmp_path, cpus=gen_cpus)
+    elapsed = time.monotonic() - began
+    assert elapsed < profile.duration_s + 30  # start-up, run and stop, well inside the hard deadline
+    assert not result.hard_killed and result.exit_code == 0
+    # every request Locust counted is in requests.csv
+    assert result.requests > 0
+    assert result.requests == result.extra["locust_requests"]
+    assert result.errors == 0 and result.ok == result.requests
+    # the spike really happened: Locust's own history shows base, peak, base
+    counts = _user_counts(tmp_path / "locust_stats_history.csv")
+    assert max(counts) == 6
+    assert 1 in counts[counts.index(6):]  # back to the base after the spike
+    # exact percentiles agree with numpy on the recorded latencies
+    latencies = [r.latency_ms for r in read_records(tmp_path / "requests.csv", RequestRecord) if r.ok]
+    for q, value in ((50, result.p50_ms), (95, result.p95_ms), (99, result.p99_ms)):
+        assert value == pytest.approx(float(np.percentile(latencies, q)), rel=1e-12, abs=1e-12)
+    assert result.throughput_rps == pytest.approx(result.ok / result.duration_s)
+    assert result.generator_cpu.samples >= 2 and math.isfinite(result.generator_cpu.mean_percent)
+    assert isinstance(result.generator_saturated, bool)
+    assert "locust" not in sys.modules
+
+
+@pytest.mark.slow
+def test_failed_requests_are_recorded_with_status_and_error(tmp_path, gen_cpus):
+    # a port nobody listens on: every request fails to connect
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    profile = LoadProfile(kind="steady", users=1, duration_s=2, think_time_s=0.05, request_timeout_s=1)
+    result = run_locust(f"http://127.0.0.1:{port}", profile, tmp_path, cpus=gen_cpus)
+    assert result.requests > 0 and result.ok == 0
+    assert result.errors_by_status == {"0": result.requests}
+    assert result.exit_code == 1  # Locust's exit code for a run with failures, still a valid run
+    records = list(read_records(tmp_path / "requests.csv", RequestRecord))
+    assert all(not r.ok and r.status == 0 and r.error for r in records)
+    assert math.isnan(result.p99_ms)  # no successful request: no latency figures, never a fake zero
+
+
+@pytest.mark.slow
+def test_a_generator_that_overruns_is_killed_and_leaves_nothing(standin, tmp_path, gen_cpus):
+    profile = LoadProfile(kind="steady", users=1, duration_s=30, think_time_s=0.05)
+    began = time.monotonic()
+    result = run_locust(standin.url, profile, tmp_path, cpus=gen_cpus, stop_timeout_s=1, deadline_s=4)
+    assert time.monotonic() - began < 20
+    assert result.hard_killed
+    assert result.requests > 0  # what it recorded before the kill is kept (flushed on SIGTERM)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]

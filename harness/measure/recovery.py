@@ -254,7 +254,7 @@ def analyze_recovery(
     injected_at_s: float,
     slo_latency_ms: float,
     stability_window_s: float,
-    requests: Sequence[RequestRecord] = (),
+    requests: Iterable[RequestRecord] = (),
     events: Iterable[Any] = (),
     end_s: float | None = None,
     baseline_s: float | None = None,
@@ -267,6 +267,7 @@ def analyze_recovery(
     """
     _validate(injected_at_s, slo_latency_ms, stability_window_s, baseline_s)
     samples = sorted(timeline, key=lambda s: s.t_s)
+    requests = list(requests)  # read twice below: counts, then latency phases
     period = infer_period_s(samples) if probe_period_s is None else float(probe_period_s)
     if not period > 0:
         raise ConfigError("probe_period_s", probe_period_s, "must be greater than zero")

@@ -140,6 +140,9 @@ def test_requests_give_counts_availability_and_latency_phases():
     assert result.p50_ms_during == 300.0 and result.p99_ms_during == 300.0
     assert result.p50_ms_after == 20.0 and result.p99_ms_after == 20.0
     assert result.time_to_failure_s == pytest.approx(0.5, abs=1e-6)
+    streamed = analyze_recovery(timeline, requests=iter(requests), injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS,
+                                stability_window_s=1.0, baseline_s=5.0)
+    assert streamed.to_dict() == result.to_dict()
 
 
 def test_result_dict_has_every_documented_key():

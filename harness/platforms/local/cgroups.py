@@ -1,0 +1,392 @@
+"""Per-replica cgroups (v1 or v2, whichever the machine has) for `limits.memory` and `limits.cpu`.
+
+Each deployment owns one parent cgroup per hierarchy, named ``harness-<pid>-<name>-<token>`` under the
+cgroup this process already lives in (so a session's own limits still apply), and one child per
+replica. The memory limit is the kernel's: a replica that exceeds it is killed by the OOM killer,
+which the cgroup's counters record (``oom_kill`` in memory.oom_control / memory.events). Where cgroups
+cannot be written, memory falls back to RLIMIT_AS (an allocation fails instead of an OOM kill) and CPU
+to no limit; the deployment records which mechanism was really used.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+__all__ = [
+    "CGROUP_V1",
+    "CGROUP_V2",
+    "RLIMIT",
+    "NONE",
+    "CPU_PERIOD_US",
+    "ReplicaCgroup",
+    "CgroupSet",
+    "sweep_stale_cgroups",
+    "owned_cgroup_dirs",
+]
+
+CGROUP_V1 = "cgroup-v1"
+CGROUP_V2 = "cgroup-v2"
+RLIMIT = "rlimit"
+NONE = "none"
+CPU_PERIOD_US = 100_000
+_OWNER = re.compile(r"^harness-(\d+)-")
+_REMOVE_TIMEOUT_S = 10.0
+_log = logging.getLogger("harness.platforms.local")
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    version: int  # 1 or 2
+    mount: Path
+    own: Path  # the cgroup this process is in, inside this hierarchy
+
+
+def _mounts() -> list[tuple[str, Path, set[str]]]:
+    """Return (fstype, mount point, super options) of every cgroup mount."""
+    found = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        parts, rparts = left.split(), right.split()
+        if len(parts) < 5 or len(rparts) < 3 or rparts[0] not in ("cgroup", "cgroup2"):
+            continue
+        found.append((rparts[0], Path(parts[4]), set(rparts[2].split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """Return this process's cgroup path per v1 controller, and under "" its v2 path."""
+    paths: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return paths
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path
+    return paths
+
+
+def _find_hierarchies() -> dict[str, _Hierarchy]:
+    """Return the hierarchy that holds each of the "memory" and "cpu" controllers, where one does."""
+    own = _own_paths()
+    found: dict[str, _Hierarchy] = {}
+    for fstype, mount, options in _mounts():
+        if fstype == "cgroup":
+            for controller in ("memory", "cpu"):
+                if controller in options and controller not in found:
+                    found[controller] = _Hierarchy(1, mount, mount / own.get(controller, "/").lstrip("/"))
+    for fstype, mount, _ in _mounts():
+        if fstype != "cgroup2":
+            continue
+        try:
+            available = set((mount / "cgroup.controllers").read_text().split())
+        except OSError:
+            continue
+        for controller in ("memory", "cpu"):
+            if controller in available and controller not in found:
+                found[controller] = _Hierarchy(2, mount, mount / own.get("", "/").lstrip("/"))
+    return found
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def _candidates(hierarchy: _Hierarchy) -> list[Path]:
+    """Return where a harness parent may go: our own cgroup first, then its ancestors up to the mount."""
+    out, path = [], hierarchy.own
+    while True:
+        out.append(path)
+        if path == hierarchy.mount or hierarchy.mount not in path.parents:
+            break
+        path = path.parent
+    return out
+
+
+def _enable_v2(base: Path, controllers: set[str]) -> None:
+    """Enable ``controllers`` for the children of ``base`` (raises OSError, e.g. EBUSY for a busy cgroup)."""
+    enabled = set((base / "cgroup.subtree_control").read_text().split())
+    missing = controllers - enabled
+    if missing:
+        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
+
+
+@dataclass
+class ReplicaCgroup:
+    """The cgroup directories of one replica (v1: one per controller; v2: one)."""
+
+    version: int
+    dirs: list[Path]
+    memory_dir: Path | None
+
+    @property
+    def path(self) -> str:
+        return ",".join(str(d) for d in self.dirs)
+
+    def procs_files(self) -> list[str]:
+        """Return the cgroup.procs files a new replica process writes its pid into."""
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def oom_kills(self) -> int | None:
+        """Return the kernel's count of OOM kills in this cgroup, or None where the kernel does not say."""
+        if self.memory_dir is None:
+            return None
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            for line in (self.memory_dir / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def memory_failcnt(self) -> int | None:
+        """Return how often the memory limit was hit (v1 memory.failcnt, v2 memory.events "max")."""
+        if self.memory_dir is None:
+            return None
+        try:
+            if self.version == 1:
+                return int((self.memory_dir / "memory.failcnt").read_text())
+            for line in (self.memory_dir / "memory.events").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "max":
+                    return int(value)
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def pids(self) -> set[int]:
+        """Return the pids now in this replica's cgroups."""
+        found: set[int] = set()
+        for directory in self.dirs:
+            try:
+                found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def remove(self, timeout_s: float = _REMOVE_TIMEOUT_S) -> list[str]:
+        """SIGKILL whatever is left inside, then rmdir; return problems (empty when all removed)."""
+        return [problem for d in self.dirs if (problem := _remove_dir(d, timeout_s))]
+
+
+def _remove_dir(directory: Path, timeout_s: float) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            pids = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            directory.rmdir()
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                return f"cannot remove cgroup {directory}: {exc.strerror}"
+        time.sleep(0.05)
+
+
+@dataclass
+class CgroupSet:
+    """The cgroups of one deployment: a harness-owned parent per hierarchy and a child per replica.
+
+    ``memory_enforcement`` / ``cpu_enforcement`` say what really limits a replica; ``warnings`` what
+    could not be done. Construction never raises: an unwritable hierarchy becomes a fallback.
+    """
+
+    owner: str
+    memory_limit_bytes: int | None
+    cpu_limit_cores: float | None
+    enabled: bool = True
+    memory_enforcement: str = NONE
+    cpu_enforcement: str = NONE
+    warnings: list[str] = field(default_factory=list)
+    _parents: dict[str, tuple[int, Path]] = field(default_factory=dict)  # controller -> (version, parent)
+    _replicas: list[ReplicaCgroup] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.owner = f"harness-{os.getpid()}-{self.owner}-{secrets.token_hex(3)}"
+        if not self.enabled:
+            reason = "cgroups disabled by the caller"
+        else:
+            reason = self._create_parents()
+        wanted_memory = self.memory_limit_bytes is not None
+        wanted_cpu = self.cpu_limit_cores is not None
+        if "memory" in self._parents:
+            self.memory_enforcement = CGROUP_V1 if self._parents["memory"][0] == 1 else CGROUP_V2
+        if "cpu" in self._parents and wanted_cpu:
+            self.cpu_enforcement = CGROUP_V1 if self._parents["cpu"][0] == 1 else CGROUP_V2
+        if wanted_memory and "memory" not in self._parents:
+            self.memory_enforcement = RLIMIT
+            self.warnings.append(f"limits.memory falls back to RLIMIT_AS (no kernel OOM kill): {reason}")
+        if not wanted_memory:
+            self.memory_enforcement = NONE
+        if wanted_cpu and self.cpu_enforcement == NONE:
+            self.warnings.append(f"limits.cpu is not enforced: {reason}")
+
+    def _create_parents(self) -> str:
+        """Create the harness parent in each usable hierarchy; return why a hierarchy was unusable."""
+        hierarchies = _find_hierarchies()
+        if "memory" not in hierarchies:
+            return "no cgroup memory controller is mounted"
+        wanted = ["memory"] + (["cpu"] if self.cpu_limit_cores is not None else [])
+        reasons = []
+        for controller in wanted:
+            hierarchy = hierarchies.get(controller)
+            if hierarchy is None:
+                reasons.append(f"no cgroup {controller} controller is mounted")
+                continue
+            shared = [(v, p) for v, p in self._parents.values() if p.parent in _candidates(hierarchy)]
+            if shared:  # v2, or v1 controllers mounted together: one parent serves both
+                self._parents[controller] = shared[0]
+                continue
+            try:
+                self._parents[controller] = (hierarchy.version, self._create_parent(hierarchy, wanted))
+            except OSError as exc:
+                reasons.append(f"cannot create a {controller} cgroup under {hierarchy.own}: {exc.strerror or exc}")
+        return "; ".join(reasons)
+
+    def _create_parent(self, hierarchy: _Hierarchy, controllers: list[str]) -> Path:
+        last: OSError | None = None
+        for base in _candidates(hierarchy):
+            parent = base / self.owner
+            try:
+                if hierarchy.version == 2:
+                    available = set((hierarchy.mount / "cgroup.controllers").read_text().split())
+                    wanted = set(controllers) & available
+                    _enable_v2(base, wanted)
+                    parent.mkdir()
+                    _enable_v2(parent, wanted)
+                else:
+                    parent.mkdir()
+                return parent
+            except OSError as exc:
+                last = exc
+                if parent.exists():
+                    _remove_dir(parent, 1.0)
+        assert last is not None
+        raise last
+
+    def create_replica(self, name: str) -> ReplicaCgroup | None:
+        """Return a new cgroup for replica ``name`` with the limits set, or None where cgroups are not used.
+
+        A failure here (a limit the kernel refuses) downgrades the enforcement and records a warning.
+        """
+        if "memory" not in self._parents:
+            return None
+        version, parent = self._parents["memory"]
+        dirs, memory_dir = [], parent / name
+        try:
+            memory_dir.mkdir(exist_ok=True)
+            dirs.append(memory_dir)
+            if self.memory_limit_bytes is not None:
+                self._limit_memory(version, memory_dir, self.memory_limit_bytes)
+            if self.cpu_limit_cores is not None and "cpu" in self._parents:
+                cpu_version, cpu_parent = self._parents["cpu"]
+                cpu_dir = cpu_parent / name
+                if cpu_dir != memory_dir:
+                    cpu_dir.mkdir(exist_ok=True)
+                    dirs.append(cpu_dir)
+                quota_us = max(1000, int(self.cpu_limit_cores * CPU_PERIOD_US))
+                if cpu_version == 1:
+                    _write(cpu_dir / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                    _write(cpu_dir / "cpu.cfs_quota_us", str(quota_us))
+                else:
+                    _write(cpu_dir / "cpu.max", f"{quota_us} {CPU_PERIOD_US}")
+        except OSError as exc:
+            for directory in dirs:
+                _remove_dir(directory, 1.0)
+            self.warnings.append(f"cannot set the cgroup limits of {name}: {exc.strerror or exc}")
+            self._parents.clear()
+            self.memory_enforcement = RLIMIT if self.memory_limit_bytes is not None else NONE
+            self.cpu_enforcement = NONE
+            return None
+        cgroup = ReplicaCgroup(version, dirs, memory_dir)
+        self._replicas.append(cgroup)
+        return cgroup
+
+    @staticmethod
+    def _limit_memory(version: int, directory: Path, limit: int) -> None:
+        if version == 1:
+            _write(directory / "memory.limit_in_bytes", str(limit))
+            # swap would let the process outlive the limit instead of being OOM-killed
+            if (directory / "memory.memsw.limit_in_bytes").exists():
+                _write(directory / "memory.memsw.limit_in_bytes", str(limit))
+            else:
+                _write(directory / "memory.swappiness", "0")
+        else:
+            _write(directory / "memory.max", str(limit))
+            if (directory / "memory.swap.max").exists():
+                _write(directory / "memory.swap.max", "0")
+
+    def rlimit_as_bytes(self) -> int | None:
+        """Return the RLIMIT_AS a replica gets (the fallback), or None when the cgroup enforces memory."""
+        return self.memory_limit_bytes if self.memory_enforcement == RLIMIT else None
+
+    def remove(self) -> list[str]:
+        """Remove every replica cgroup and the parents (killing what is left inside); return problems."""
+        problems: list[str] = []
+        for cgroup in self._replicas:
+            problems += cgroup.remove()
+        self._replicas.clear()
+        for _, parent in {p for p in self._parents.values()}:
+            if problem := _remove_dir(parent, _REMOVE_TIMEOUT_S):
+                problems.append(problem)
+        return problems
+
+
+def owned_cgroup_dirs(pid: int | None = None) -> list[Path]:
+    """Return the harness parent cgroups that exist now (those of process ``pid`` only, if given)."""
+    found = []
+    for hierarchy in _find_hierarchies().values():
+        for base in _candidates(hierarchy):
+            try:
+                children = list(base.iterdir())
+            except OSError:
+                continue
+            for child in children:
+                match = _OWNER.match(child.name)
+                if match and child.is_dir() and (pid is None or int(match.group(1)) == pid):
+                    found.append(child)
+    return sorted(set(found))
+
+
+def sweep_stale_cgroups() -> list[Path]:
+    """Remove harness cgroups whose owning process no longer exists; return the ones removed."""
+    removed = []
+    for parent in owned_cgroup_dirs():
+        match = _OWNER.match(parent.name)
+        if match is None or psutil.pid_exists(int(match.group(1))):
+            continue
+        children = [c for c in parent.iterdir() if c.is_dir()] if parent.exists() else []
+        problems = [p for c in children if (p := _remove_dir(c, 2.0))]
+        if not problems and _remove_dir(parent, 2.0) is None:
+            removed.append(parent)
+            _log.info("removed stale cgroup %s", parent)
+    return removed

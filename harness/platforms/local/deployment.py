@@ -1,0 +1,378 @@
+"""The local platform's deployment: replicas, the front balancer, cgroups, events and the state file.
+
+A supervisor thread runs an asyncio loop with one `Replica.run` task per replica. The replicas and
+the balancer are forked from that thread, so PR_SET_PDEATHSIG kills them if the supervisor (or the
+whole harness) dies. Every change rewrites the state file and tells the balancer which replicas are
+Ready, over its stdin. ``close()`` tears everything down and always ends with a forced sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from harness.config import ENV_FAULT_TOKEN, ServiceSpec
+from harness.errors import DeploymentError
+from harness.platforms import base as ev
+from harness.platforms.base import Event, ReplicaStatus, read_events
+from harness.platforms.local.balancer import STATS_PATH
+from harness.platforms.local.cgroups import CgroupSet, sweep_stale_cgroups
+from harness.platforms.local.eventlog import EventLog, write_state_file
+from harness.platforms.local.processes import spawn, terminate
+from harness.platforms.local.replica import HOST, Replica, ReplicaSettings
+
+__all__ = ["LocalDeployment", "service_command", "replica_names"]
+
+_log = logging.getLogger("harness.platforms.local")
+_BALANCER_START_TIMEOUT_S = 30.0
+_BALANCER_STOP_TIMEOUT_S = 3.0
+_warned: set[str] = set()  # "say so once": each fallback warning is logged once per process
+
+
+def replica_names(spec: ServiceSpec) -> list[str]:
+    """Return the replica names of a spec in order ("<name>-0" is the active-standby primary)."""
+    return [f"{spec.name}-{index}" for index in range(spec.replica_count)]
+
+
+def service_command(spec: ServiceSpec, port: int, *, python: str = sys.executable,
+                    extra_args: Sequence[str] = ()) -> list[str]:
+    """Return the argv of one reference-service replica listening on ``port`` (the token travels in env)."""
+    s = spec.service
+    command = [
+        python, "-m", "harness.service", "--host", HOST, "--port", str(port), "--model", s.model,
+        "--precision", s.precision, "--device", s.device, "--max-batch-size", str(s.max_batch_size),
+        "--max-queue-delay-ms", f"{s.max_queue_delay_ms:g}", "--max-queue-size", str(s.max_queue_size),
+        "--max-body-bytes", str(s.max_body_bytes), "--startup-delay-s", f"{s.startup_delay_s:g}",
+        "--live-during-load" if s.live_during_load else "--no-live-during-load",
+        "--warmup-iters", str(s.warmup_iters), "--seed", str(s.seed), "--weights-dir", str(s.weights_dir),
+        # the service drains within what the platform grants it before SIGKILL
+        "--grace-period-s", f"{min(s.grace_period_s, spec.termination_grace_period_s):g}",
+    ]
+    if s.torch_threads is not None:
+        command += ["--torch-threads", str(s.torch_threads)]
+    return command + list(extra_args)
+
+
+class LocalDeployment:
+    """A service spec deployed on this machine (see `harness.platforms.deploy`)."""
+
+    platform = "local"
+
+    def __init__(self, spec: ServiceSpec, *, workdir: Path, cpus: Sequence[int] | None = None,
+                 state_path: Path | None = None, fault_token: str | None = None,
+                 command: Sequence[str] | Callable[[int], Sequence[str]] | None = None,
+                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 use_cgroups: bool = True, python: str = sys.executable) -> None:
+        self.spec = spec
+        self.workdir = Path(workdir).resolve()
+        self.state_path = Path(state_path).resolve() if state_path else self.workdir / "state.json"
+        self.events_path = self.workdir / "events.jsonl"
+        self.log_dir = self.workdir / "logs"
+        self.fault_token = fault_token or spec.service.fault_token or secrets.token_urlsafe(24)
+        self.endpoint = ""
+        self.cpus = list(cpus) if cpus else None
+        self._command = command
+        self._extra_args = list(extra_args)
+        self._python = python
+        self._env = dict(env or {})
+        self._use_cgroups = use_cgroups
+        self._replicas: list[Replica] = []
+        self._tasks: list[asyncio.Task] = []
+        self._balancer: subprocess.Popen | None = None
+        self._balancer_port: int | None = None
+        self._cgroups: CgroupSet | None = None
+        self._events: EventLog | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+        self._snapshot: list[ReplicaStatus] = []
+        self._closed = False
+        self.memory_enforcement = "none"
+        self.cpu_enforcement = "none"
+
+    # ----- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "LocalDeployment":
+        """Create cgroups, start the balancer and every replica; return self. Raises DeploymentError.
+
+        Does not wait for readiness (see `wait_ready`). On failure everything started is torn down.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        sweep_stale_cgroups()
+        self._events = EventLog(self.events_path)
+        resources = self.spec.resources
+        self._cgroups = CgroupSet(self.spec.name, resources.memory_limit_bytes, resources.cpu_limit_cores,
+                                  enabled=self._use_cgroups)
+        self.memory_enforcement = self._cgroups.memory_enforcement
+        self.cpu_enforcement = self._cgroups.cpu_enforcement
+        self._report_fallbacks()
+        atexit.register(self.close)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"harness-supervisor-{self.spec.name}",
+                                        daemon=True)
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start_async(), self._loop)
+        future.result(timeout=_BALANCER_START_TIMEOUT_S + 30)
+
+    def _report_fallbacks(self) -> None:
+        assert self._cgroups is not None and self._events is not None
+        for warning in self._cgroups.warnings:
+            if warning not in _warned:
+                _warned.add(warning)
+                _log.warning("local platform: %s", warning)
+            self._events.emit(ev.ENFORCEMENT_FALLBACK, None, "EnforcementFallback", warning,
+                              memory_enforcement=self.memory_enforcement, cpu_enforcement=self.cpu_enforcement)
+
+    def _replica_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self._env)
+        env[ENV_FAULT_TOKEN] = self.fault_token
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _build_command(self, port: int) -> list[str]:
+        if self._command is None:
+            return service_command(self.spec, port, python=self._python, extra_args=self._extra_args)
+        if callable(self._command):
+            return list(self._command(port))
+        return [part.replace("{port}", str(port)) for part in self._command] + self._extra_args
+
+    async def _start_async(self) -> None:
+        await self._start_balancer()
+        assert self._cgroups is not None and self._events is not None
+        settings = ReplicaSettings(self._build_command, self._replica_env(), self.log_dir,
+                                   self._cgroups.rlimit_as_bytes(), self.cpus)
+        # a later limit failure can still downgrade enforcement: re-read it after the cgroups exist
+        cgroups = [self._cgroups.create_replica(name) for name in replica_names(self.spec)]
+        if self._cgroups.memory_enforcement != self.memory_enforcement:
+            self.memory_enforcement = self._cgroups.memory_enforcement
+            self.cpu_enforcement = self._cgroups.cpu_enforcement
+            cgroups = [None] * len(cgroups)
+            settings = ReplicaSettings(self._build_command, self._replica_env(), self.log_dir,
+                                       self._cgroups.rlimit_as_bytes(), self.cpus)
+            self._report_fallbacks()
+        for name, cgroup in zip(replica_names(self.spec), cgroups):
+            self._replicas.append(Replica(name, self.spec, settings, cgroup, self._events, self._on_change))
+        self._on_change()
+        self._tasks = [asyncio.ensure_future(r.run()) for r in self._replicas]
+
+    async def _start_balancer(self) -> None:
+        balancer = self.spec.balancer
+        command = [self._python, "-m", "harness.platforms.local.balancer", "--host", HOST, "--port", "0",
+                   "--topology", self.spec.topology, "--connect-timeout-s", f"{balancer.connect_timeout_s:g}",
+                   "--request-timeout-s", f"{balancer.request_timeout_s:g}"]
+        if balancer.retry_on_connect_error:
+            command.append("--retry-on-connect-error")
+        self._balancer = spawn(command, log_path=self.log_dir / "balancer.log", stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+        loop = asyncio.get_running_loop()
+        try:
+            line = await asyncio.wait_for(loop.run_in_executor(None, self._balancer.stdout.readline),
+                                          _BALANCER_START_TIMEOUT_S)
+            self._balancer_port = int(json.loads(line)["port"])
+        except (TimeoutError, ValueError, KeyError) as exc:
+            tail = _tail(self.log_dir / "balancer.log")
+            raise DeploymentError(f"the front balancer did not start: {exc or 'no port reported'}\n{tail}") from None
+        self.endpoint = f"http://{HOST}:{self._balancer_port}"
+
+    def _on_change(self) -> None:
+        """Called on the loop thread whenever a replica changes: state file, balancer, waiters."""
+        snapshot = [r.status() for r in self._replicas]
+        with self._changed:
+            self._snapshot = snapshot
+            self._changed.notify_all()
+        self._write_state(snapshot)
+        backends = [{"name": s.name, "host": HOST, "port": s.port, "ready": s.ready}
+                    for s in snapshot if s.port is not None]
+        if self._balancer is not None and self._balancer.poll() is None:
+            try:
+                self._balancer.stdin.write((json.dumps({"backends": backends}) + "\n").encode())
+                self._balancer.stdin.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                _log.error("local platform: cannot update the balancer: %s", exc)
+
+    def _write_state(self, snapshot: list[ReplicaStatus]) -> None:
+        write_state_file(self.state_path, {
+            "name": self.spec.name, "platform": "local", "topology": self.spec.topology,
+            "endpoint": self.endpoint, "fault_token": self.fault_token, "events_path": str(self.events_path),
+            "memory_enforcement": self.memory_enforcement, "cpu_enforcement": self.cpu_enforcement,
+            "updated_s": time.time(), "harness_pid": os.getpid(), "workdir": str(self.workdir),
+            "balancer": {"pid": self._balancer.pid if self._balancer else None, "port": self._balancer_port},
+            "replicas": [s.to_dict() for s in snapshot],
+        })
+
+    # ----- queries and actions -------------------------------------------------------------------
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """Return every replica's status now, in order."""
+        with self._changed:
+            return list(self._snapshot)
+
+    def replica(self, name: str) -> ReplicaStatus:
+        """Return one replica's status; raise DeploymentError naming the known replicas."""
+        for status in self.replicas():
+            if status.name == name:
+                return status
+        raise DeploymentError(f"no replica {name!r} (replicas: {', '.join(replica_names(self.spec))})")
+
+    def wait_ready(self, count: int | None = None, timeout_s: float = 120.0) -> None:
+        """Return once ``count`` replicas (default: all) are Ready; raise DeploymentError on timeout."""
+        wanted = self.spec.replica_count if count is None else count
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while sum(s.ready for s in self._snapshot) < wanted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._changed.wait(min(remaining, 0.5))
+            else:
+                return
+        lines = [f"  {s.name}: state={s.state} ready={s.ready} restarts={s.restarts} "
+                 f"last_exit_code={s.last_exit_code} last_reason={s.last_reason}" for s in self.replicas()]
+        logs = "".join(_tail(self.log_dir / f"{s.name}.log") for s in self.replicas() if not s.ready)
+        why = "the deployment was closed" if self._closed else f"timed out after {timeout_s:g} s"
+        raise DeploymentError(f"{wanted} Ready replica(s) wanted, {why}:\n" + "\n".join(lines) + logs)
+
+    def kill_replica(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to replica ``name``'s process (as a chaos tool would); return the pid signalled."""
+        status = self.replica(name)
+        if status.pid is None:
+            raise DeploymentError(f"replica {name!r} has no running process (state {status.state})")
+        try:
+            os.kill(status.pid, sig)
+        except ProcessLookupError:
+            raise DeploymentError(f"replica {name!r} (pid {status.pid}) exited before it could be signalled") from None
+        return status.pid
+
+    def events(self) -> list[Event]:
+        """Return the events recorded so far, oldest first."""
+        return read_events(self.events_path)
+
+    def event_count(self) -> int:
+        """Return how many events were recorded so far (a bookmark for `wait_event`)."""
+        return len(self._events.snapshot()) if self._events else 0
+
+    def wait_event(self, type_: str, replica: str | None = None, *, since: int = 0, timeout_s: float = 60.0,
+                   **fields: object) -> Event:
+        """Return the first event of ``type_`` (for ``replica``, with ``fields`` in its extras) at index ``since`` or later.
+
+        Raises DeploymentError naming what was awaited when none comes within ``timeout_s``.
+        """
+        def matches(event: Event) -> bool:
+            return (event.type == type_ and (replica is None or event.replica == replica)
+                    and all(event.extra.get(k) == v for k, v in fields.items()))
+
+        found = self._events.wait_for(matches, since, timeout_s) if self._events else None
+        if found is None:
+            recent = "\n".join(f"  {e.type} {e.replica} {e.reason}: {e.message}" for e in self.events()[-8:])
+            raise DeploymentError(f"no {type_} event for {replica or 'any replica'} within {timeout_s:g} s; "
+                                  f"latest events:\n{recent}")
+        return found
+
+    def balancer_stats(self) -> dict:
+        """Return the balancer's counters (requests per replica, no_ready, retries) from /_balancer/stats."""
+        with urllib.request.urlopen(self.endpoint + STATS_PATH, timeout=5) as response:
+            return json.loads(response.read())
+
+    # ----- teardown -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Tear everything down: replicas (SIGTERM, SIGKILL after the grace period), balancer, cgroups."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        with self._changed:
+            self._changed.notify_all()
+        try:
+            if self._loop is not None and self._loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+                future.result(timeout=self.spec.termination_grace_period_s + 30)
+        except BaseException as exc:  # a second Ctrl-C or a stuck loop: the forced sweep below still runs
+            _log.error("local platform: orderly teardown failed (%s); forcing", exc or type(exc).__name__)
+        finally:
+            self._force_cleanup()
+
+    async def _shutdown(self) -> None:
+        for replica in self._replicas:
+            replica.request_close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._balancer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._stop_balancer)
+
+    def _stop_balancer(self) -> None:
+        assert self._balancer is not None
+        try:
+            self._balancer.stdin.close()  # end of its control channel: it stops
+        except OSError:
+            pass
+        terminate(self._balancer, _BALANCER_STOP_TIMEOUT_S)
+
+    def _force_cleanup(self) -> None:
+        for replica in self._replicas:
+            if replica.proc is not None and replica.proc.poll() is None:
+                terminate(replica.proc, 0)
+        if self._balancer is not None:
+            if self._balancer.poll() is None:
+                terminate(self._balancer, 0)
+            for stream in (self._balancer.stdin, self._balancer.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout=5)
+            if not self._loop.is_running():
+                self._loop.close()
+        problems = self._cgroups.remove() if self._cgroups is not None else []
+        for problem in problems:
+            _log.error("local platform: %s", problem)
+        snapshot = [r.status() for r in self._replicas]
+        with self._changed:
+            self._snapshot = snapshot
+            self._changed.notify_all()
+        if self._events is not None:
+            self._write_state(snapshot)
+            self._events.emit(ev.DELETED, None, "Deleted", f"deployment {self.spec.name} torn down",
+                              problems=problems)
+            self._events.close()
+
+    def __enter__(self) -> "LocalDeployment":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LocalDeployment({self.spec.name!r}, endpoint={self.endpoint!r}, replicas={self.spec.replica_count})"
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"\n  --- last lines of {path} ---\n" + "\n".join(f"  | {line}" for line in text) if text else ""

@@ -1,0 +1,233 @@
+"""Accuracy drift with precision: fp16/bf16 outputs against fp32 on the same seeded inputs.
+
+A faster precision that changes the answers must be visible next to its speed-up. The outputs are
+computed by the service's own `ModelRunner` (same weights, same casts, outputs returned as fp32), in
+a child process so that torch never loads into the harness's process and a precision that is far
+too slow here (fp16 matmul on a CPU without fp16 hardware is 100x+ slower) can be killed at the
+time budget instead of hanging the sweep. Fast precisions run first so a slow one cannot starve them.
+
+Measures (reference = fp32, d = candidate - reference):
+``max_abs_error`` = max|d|, ``mean_abs_error`` = mean|d|; relative to the output's scale (not
+element-wise, which explodes near zero): ``max_rel_error`` = max|d| / max|ref|,
+``mean_rel_error`` = mean|d| / mean|ref|; ``top1_agreement`` = share of samples whose arg-max output
+is the same. ``speedup_vs_fp32`` = fp32 forward time / this precision's, same batch, one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from harness.config import PRECISIONS, default_weights_dir
+from harness.errors import ConfigError
+
+__all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy"]
+
+REFERENCE_PRECISION = "fp32"
+_SPEED_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2}  # run order: the reference, then fast before slow
+
+
+@dataclass(frozen=True)
+class AccuracyDrift:
+    """One precision's outputs against fp32's, and its forward-time speed-up; NaN where not measured."""
+
+    precision: str
+    status: str  # ok | timeout | skipped | error
+    reason: str = ""
+    samples: int = 0
+    max_abs_error: float = math.nan
+    mean_abs_error: float = math.nan
+    max_rel_error: float = math.nan
+    mean_rel_error: float = math.nan
+    top1_agreement: float = math.nan
+    forward_ms: float = math.nan  # one forward of ``samples`` at this precision (median of repeats)
+    speedup_vs_fp32: float = math.nan
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Return the error measures of ``candidate`` against ``reference`` (see module docs).
+
+    Raises ValueError when the shapes differ or there is nothing to compare.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"output shapes differ: reference {ref.shape}, candidate {cand.shape}")
+    if ref.size == 0:
+        raise ValueError("no outputs to compare")
+    diff = np.abs(cand - ref)
+    scale_max = float(np.abs(ref).max())
+    scale_mean = float(np.abs(ref).mean())
+    rows_ref = ref.reshape(ref.shape[0], -1)
+    rows_cand = cand.reshape(cand.shape[0], -1)
+    return {
+        "max_abs_error": float(diff.max()),
+        "mean_abs_error": float(diff.mean()),
+        "max_rel_error": float(diff.max()) / scale_max if scale_max > 0 else math.nan,
+        "mean_rel_error": float(diff.mean()) / scale_mean if scale_mean > 0 else math.nan,
+        "top1_agreement": float(np.mean(rows_ref.argmax(axis=1) == rows_cand.argmax(axis=1))),
+    }
+
+
+def _validate(model: str, precisions: Sequence[str], samples: int, time_budget_s: float) -> list[str]:
+    from harness.service.registry import MODEL_NAMES
+
+    if model not in MODEL_NAMES:
+        raise ConfigError("model", model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError("precisions", precision, f"choose from {', '.join(PRECISIONS)}")
+    if not isinstance(samples, int) or not 1 <= samples <= 1024:
+        raise ConfigError("samples", samples, "must be an integer in [1, 1024]")
+    if not time_budget_s > 0:
+        raise ConfigError("time_budget_s", time_budget_s, "must be greater than zero")
+    wanted = sorted(set(precisions) | {REFERENCE_PRECISION}, key=lambda p: _SPEED_ORDER.get(p, 9))
+    return wanted
+
+
+def measure_accuracy(
+    model: str,
+    precisions: Iterable[str],
+    *,
+    samples: int = 8,
+    seed: int = 0,
+    time_budget_s: float = 60.0,
+    weights_dir: str | None = None,
+    cpus: Sequence[int] | None = None,
+) -> list[AccuracyDrift]:
+    """Return one `AccuracyDrift` per precision (fp32 included, as the reference), within the budget.
+
+    Precisions not done when the budget runs out are recorded as ``timeout`` with the reason; a
+    precision whose estimated forward time cannot fit is ``skipped``. Raises ConfigError for bad
+    arguments; a failing child is reported per precision as ``error``, never raised.
+    """
+    order = _validate(model, list(precisions), samples, time_budget_s)
+    job = {"model": model, "precisions": order, "samples": samples, "seed": seed, "budget_s": time_budget_s,
+           "weights_dir": str(weights_dir or default_weights_dir()), "cpus": list(cpus) if cpus else None}
+    command = [sys.executable, "-m", "harness.sweep.accuracy", json.dumps(job)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=time_budget_s + 15.0)  # + torch import and model load
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    results = {}
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("precision") in order:
+            results[entry["precision"]] = entry
+    missing_reason = (
+        f"not finished within the accuracy budget of {time_budget_s:g} s" if timed_out
+        else f"child exited {proc.returncode}: {err.strip().splitlines()[-1] if err.strip() else 'no output'}"
+    )
+    return _drifts(order, results, "timeout" if timed_out else "error", missing_reason)
+
+
+def _drifts(order: list[str], results: dict[str, dict], missing_status: str, missing_reason: str) -> list[AccuracyDrift]:
+    reference = results.get(REFERENCE_PRECISION)
+    ref_out = np.asarray(reference["outputs"]) if reference and reference.get("status") == "ok" else None
+    drifts = []
+    for precision in order:
+        entry = results.get(precision)
+        if entry is None:
+            drifts.append(AccuracyDrift(precision, missing_status, missing_reason))
+            continue
+        if entry.get("status") != "ok":
+            drifts.append(AccuracyDrift(precision, entry.get("status", "error"), entry.get("reason", "")))
+            continue
+        outputs = np.asarray(entry["outputs"])
+        measures: dict[str, float] = {}
+        reason = ""
+        speedup = math.nan
+        if ref_out is None:
+            reason = "no fp32 reference outputs to compare with"
+        else:
+            k = outputs.shape[0]  # a slow precision may have run fewer samples: compare the same ones
+            measures = compare_outputs(ref_out[:k], outputs)
+            ref_ms = reference.get("forward_ms_by_samples", {}).get(str(k))
+            if ref_ms and entry["forward_ms"] > 0:
+                speedup = ref_ms / entry["forward_ms"]
+        drifts.append(AccuracyDrift(precision, "ok", reason or entry.get("reason", ""), int(outputs.shape[0]),
+                                    forward_ms=float(entry["forward_ms"]), speedup_vs_fp32=speedup, **measures))
+    return drifts
+
+
+def _time_forward(runner, arrays: dict, repeats: int) -> float:
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        runner.run_batch(arrays)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+def _child_main(job: dict) -> int:
+    """Run in the child process: print one JSON line per precision as it completes."""
+    if job.get("cpus"):
+        os.sched_setaffinity(0, set(job["cpus"]))
+    from harness.config import ServiceConfig
+    from harness.service.registry import example_inputs
+    from harness.service.runner import ModelRunner
+
+    deadline = time.monotonic() + float(job["budget_s"])
+    samples = int(job["samples"])
+    inputs = example_inputs(job["model"], samples, seed=int(job["seed"]))
+    for precision in job["precisions"]:
+        config = ServiceConfig(model=job["model"], precision=precision, device="cpu", warmup_iters=0,
+                               torch_threads=1, seed=0, weights_dir=job["weights_dir"], max_batch_size=samples)
+        runner = ModelRunner(config)
+        runner.load()
+        one = {name: array[:1] for name, array in inputs.items()}
+        single_ms = _time_forward(runner, one, 1)  # also pays the first-call cost
+        remaining_ms = (deadline - time.monotonic()) * 1000.0
+        k = samples
+        reason = ""
+        if single_ms * samples * 2 > remaining_ms:  # linear in samples: the worst case (no batching gain)
+            fit = int(remaining_ms / (2 * single_ms))
+            k = 2 ** int(math.log2(fit)) if fit >= 1 else 0  # a size the fp32 reference was timed at
+            if k < 1:
+                print(json.dumps({"precision": precision, "status": "skipped",
+                                  "reason": f"one sample takes {single_ms:.0f} ms; {remaining_ms / 1000:.1f} s of budget left"}), flush=True)
+                continue
+            reason = f"{k} of {samples} samples: one sample takes {single_ms:.0f} ms at {precision}"
+        batch = {name: array[:k] for name, array in inputs.items()}
+        outputs = runner.run_batch(batch)
+        output = next(iter(outputs.values()))
+        repeats = 3 if single_ms * k * 4 < (deadline - time.monotonic()) * 1000.0 else 1
+        forward_ms = _time_forward(runner, batch, repeats)
+        entry = {"precision": precision, "status": "ok", "reason": reason, "outputs": output.tolist(),
+                 "forward_ms": forward_ms}
+        if precision == REFERENCE_PRECISION:
+            # reference times at every size a slower precision might fall back to (cheap at fp32)
+            entry["forward_ms_by_samples"] = {str(samples): forward_ms}
+            for size in (1, 2, 4, 8, 16, 32):
+                if size < samples:
+                    part = {name: array[:size] for name, array in inputs.items()}
+                    entry["forward_ms_by_samples"][str(size)] = _time_forward(runner, part, 3)
+        print(json.dumps(entry), flush=True)
+        del runner
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(json.loads(sys.argv[1])))

@@ -1,0 +1,293 @@
+"""The sweep grid: what to measure (precision x max_batch_size x load level), profiles, and the CSV.
+
+A `SweepPlan` is validated once, here; points are enumerated grouped by configuration (precision,
+max_batch_size) so that one deployment serves every load level of its configuration. ``sweep.csv``
+is tidy: one row per point and repeat (measurement window), unit-suffixed columns (`CSV_COLUMNS`),
+written row by row as windows complete so an interrupted sweep keeps what finished. A point that
+could not be measured still has a row: status ``skipped``, ``timeout`` or ``error`` with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness.config import DEFAULT_MODEL, PRECISIONS
+from harness.errors import ConfigError
+
+__all__ = [
+    "SWEEP_CSV",
+    "SUMMARY_JSON",
+    "LOAD_MODES",
+    "PROFILES",
+    "CSV_COLUMNS",
+    "SweepPlan",
+    "PointKey",
+    "WindowMeasurement",
+    "build_plan",
+    "validate_plan",
+    "configurations",
+    "enumerate_points",
+    "SweepCsvWriter",
+    "read_sweep_csv",
+    "PointOutcome",
+    "OK",
+    "SKIPPED",
+    "TIMEOUT",
+    "ERROR",
+    "INTERRUPTED",
+]
+
+SWEEP_CSV = "sweep.csv"
+SUMMARY_JSON = "sweep_summary.json"
+LOAD_MODES = ("rate",)  # open-loop request rate (latency from the scheduled send time)
+
+# Point and row statuses.
+OK = "ok"  # a measured window
+SKIPPED = "skipped"  # the pre-check estimated the point cannot finish in its time bound
+TIMEOUT = "timeout"  # the point (or its deployment) ran out of its time bound
+ERROR = "error"  # deployment or measurement failed
+INTERRUPTED = "interrupted"  # SIGINT arrived before the point ran
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything a sweep needs to know; build with `build_plan` (profile defaults + overrides)."""
+
+    profile: str = "smoke"
+    model: str = DEFAULT_MODEL
+    precisions: tuple[str, ...] = ("fp32", "bf16")
+    batch_sizes: tuple[int, ...] = (1, 32)
+    load_mode: str = "rate"
+    load_levels: tuple[float, ...] = (50.0, 200.0)
+    p99_ms: float = 500.0
+    max_error_rate: float = 0.01
+    max_queue_delay_ms: float = 50.0
+    torch_threads: int = 1
+    warmup_s: float = 2.0
+    window_s: float = 3.0
+    min_windows: int = 3
+    max_windows: int = 5
+    max_relative_half_width: float = 0.10  # the stability rule's CI half-width, for throughput and p99
+    point_budget_s: float = 30.0  # wall-clock bound of one point (warm-up + windows + drain)
+    ready_timeout_s: float = 90.0  # bound on one deployment becoming Ready
+    request_timeout_s: float = 5.0
+    accuracy_samples: int = 8
+    accuracy_budget_s: float = 30.0
+    search: bool = False  # also search each configuration's max sustainable rate (SLO p99_ms)
+    search_budget_s: float = 120.0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # within 5 minutes on a 2-core machine: 2 precisions x 2 batch sizes x 2 rates, short windows.
+    # 200 rps is above one core's batch-1 fp32 capacity (~75 rps for ranker-mlp) and well within
+    # batch 32's, so batching's effect shows in throughput; precision's shows in latency and capacity.
+    "smoke": {},
+    # broader and longer: every precision, more batch sizes and rates, the max-rate search per config.
+    "nightly": dict(
+        precisions=("fp32", "bf16", "fp16"), batch_sizes=(1, 8, 32, 64), load_levels=(25.0, 50.0, 100.0, 200.0, 400.0),
+        warmup_s=5.0, window_s=10.0, min_windows=3, max_windows=10, max_relative_half_width=0.05,
+        point_budget_s=180.0, accuracy_samples=32, accuracy_budget_s=120.0, search=True, search_budget_s=600.0,
+    ),
+}
+
+
+def validate_plan(plan: SweepPlan) -> SweepPlan:
+    """Return ``plan`` if every value is usable; raise ConfigError naming the first bad field and value."""
+    from harness.service.registry import MODEL_NAMES
+
+    if plan.profile not in PROFILES:
+        raise ConfigError("profile", plan.profile, f"choose one of {', '.join(PROFILES)}")
+    if plan.model not in MODEL_NAMES:
+        raise ConfigError("model", plan.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    if not plan.precisions:
+        raise ConfigError("precisions", list(plan.precisions), "name at least one precision")
+    for precision in plan.precisions:
+        if precision not in PRECISIONS:
+            raise ConfigError("precisions", precision, f"choose from {', '.join(PRECISIONS)}")
+    if not plan.batch_sizes:
+        raise ConfigError("batch_sizes", list(plan.batch_sizes), "name at least one batch size")
+    for size in plan.batch_sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
+            raise ConfigError("batch_sizes", size, "each must be an integer in [1, 4096]")
+    if plan.load_mode not in LOAD_MODES:
+        raise ConfigError("load_mode", plan.load_mode, f"choose one of {', '.join(LOAD_MODES)}")
+    if not plan.load_levels:
+        raise ConfigError("load_levels", list(plan.load_levels), "name at least one load level")
+    for level in plan.load_levels:
+        if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level <= 100_000):
+            raise ConfigError("load_levels", level, "each must be a request rate in (0, 100000] rps")
+    positive = ("p99_ms", "warmup_s", "window_s", "point_budget_s", "ready_timeout_s", "request_timeout_s",
+                "accuracy_budget_s", "search_budget_s", "max_relative_half_width")
+    for name in positive:
+        value = getattr(plan, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(name, value, "must be a finite number greater than zero")
+    if not 0 <= plan.max_error_rate <= 1:
+        raise ConfigError("max_error_rate", plan.max_error_rate, "must lie in [0, 1]")
+    if not 0 <= plan.max_queue_delay_ms <= 60_000:
+        raise ConfigError("max_queue_delay_ms", plan.max_queue_delay_ms, "must lie in [0, 60000]")
+    if not 1 <= plan.torch_threads <= 1024:
+        raise ConfigError("torch_threads", plan.torch_threads, "must lie in [1, 1024]")
+    if not 2 <= plan.min_windows <= plan.max_windows:
+        raise ConfigError("min_windows", plan.min_windows, f"must lie in [2, max_windows={plan.max_windows}]")
+    if plan.max_windows > 100:
+        raise ConfigError("max_windows", plan.max_windows, "at most 100")
+    if not 1 <= plan.accuracy_samples <= 1024:
+        raise ConfigError("accuracy_samples", plan.accuracy_samples, "must lie in [1, 1024]")
+    needed = plan.warmup_s + plan.min_windows * plan.window_s
+    if needed > plan.point_budget_s:
+        raise ConfigError("point_budget_s", plan.point_budget_s,
+                          f"shorter than warm-up + min_windows x window_s = {needed:g} s")
+    return plan
+
+
+def build_plan(profile: str = "smoke", **overrides: Any) -> SweepPlan:
+    """Return the validated plan of ``profile`` with ``overrides`` (None values ignored); raise ConfigError."""
+    if profile not in PROFILES:
+        raise ConfigError("profile", profile, f"choose one of {', '.join(PROFILES)}")
+    known = {f.name for f in fields(SweepPlan)}
+    values: dict[str, Any] = dict(PROFILES[profile])
+    for name, value in overrides.items():
+        if name not in known:
+            raise ConfigError(name, value, "unknown sweep setting")
+        if value is not None:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    return validate_plan(replace(SweepPlan(profile=profile), **values))
+
+
+@dataclass(frozen=True, order=True)
+class PointKey:
+    """One point of the grid."""
+
+    precision: str
+    max_batch_size: int
+    load_level: float
+
+    @property
+    def config(self) -> tuple[str, int]:
+        return (self.precision, self.max_batch_size)
+
+    def label(self, mode: str = "rate") -> str:
+        unit = "rps" if mode == "rate" else "users"
+        return f"{self.precision} batch={self.max_batch_size} {mode}={self.load_level:g} {unit}"
+
+
+def configurations(plan: SweepPlan) -> list[tuple[str, int]]:
+    """Return the (precision, max_batch_size) configurations in sweep order."""
+    return [(p, b) for p in plan.precisions for b in plan.batch_sizes]
+
+
+def enumerate_points(plan: SweepPlan) -> list[PointKey]:
+    """Return every point, grouped by configuration, load levels ascending (light load first)."""
+    return [PointKey(p, b, float(level)) for p, b in configurations(plan) for level in sorted(plan.load_levels)]
+
+
+@dataclass(frozen=True)
+class WindowMeasurement:
+    """What one measurement window measured (NaN where not measured, e.g. GPU metrics without a GPU)."""
+
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    error_rate: float
+    requests: int = 0
+    sent_rate_rps: float = math.nan
+    generator_saturated: bool = False
+    cpu_percent: float = math.nan  # the service's replicas together; 100 = one core busy
+    rss_mb: float = math.nan
+    gpu_util_percent: float = math.nan
+    gpu_memory_mb: float = math.nan
+    started_s: float = math.nan
+    duration_s: float = math.nan
+
+
+CSV_COLUMNS = (
+    "model", "precision", "max_batch_size", "load_mode", "load_level", "rate_rps", "repeat", "started_s",
+    "duration_s", "requests", "throughput_rps", "sent_rate_rps", "p50_ms", "p95_ms", "p99_ms", "error_rate",
+    "cpu_percent", "rss_mb", "gpu_util_percent", "gpu_memory_mb", "generator_saturated", "status", "reason",
+)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else round(value, 6)
+    return value
+
+
+class SweepCsvWriter:
+    """Appends rows to ``sweep.csv`` and flushes each one, so a crash or SIGINT keeps every finished row."""
+
+    def __init__(self, path: str | Path, plan: SweepPlan) -> None:
+        self.path = Path(path)
+        self.plan = plan
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(CSV_COLUMNS)
+        self._handle.flush()
+        self.rows = 0
+
+    def write(self, key: PointKey, repeat: int, window: WindowMeasurement | None, status: str, reason: str = "") -> None:
+        """Write one row: a measured window (status ok), or a point that was not measured (no window)."""
+        w = window or WindowMeasurement(math.nan, math.nan, math.nan, math.nan, math.nan)
+        row = {
+            "model": self.plan.model, "precision": key.precision, "max_batch_size": key.max_batch_size,
+            "load_mode": self.plan.load_mode, "load_level": key.load_level,
+            "rate_rps": key.load_level if self.plan.load_mode == "rate" else math.nan, "repeat": repeat,
+            "status": status, "reason": reason, **{f.name: getattr(w, f.name) for f in fields(w)},
+        }
+        self._writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
+        self._handle.flush()
+        self.rows += 1
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+    def __enter__(self) -> "SweepCsvWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_INT_COLUMNS = {"max_batch_size", "repeat", "requests", "generator_saturated"}
+_TEXT_COLUMNS = {"model", "precision", "load_mode", "status", "reason"}
+
+
+def read_sweep_csv(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the rows of a ``sweep.csv`` as dicts with typed values (empty cells as NaN)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            typed: dict[str, Any] = {}
+            for name, text in row.items():
+                if name in _TEXT_COLUMNS:
+                    typed[name] = text
+                elif name in _INT_COLUMNS:
+                    typed[name] = int(text) if text else 0
+                else:
+                    typed[name] = float(text) if text else math.nan
+            yield typed
+
+
+@dataclass
+class PointOutcome:
+    """A finished (or abandoned) point: its status, reason and every measured window."""
+
+    key: PointKey
+    status: str
+    reason: str = ""
+    windows: list[WindowMeasurement] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    stable: bool = False

@@ -152,6 +152,10 @@ def _serve_args(spec: ServiceSpec) -> list[str]:
         "--max-batch-size", str(svc.max_batch_size),
         "--max-queue-delay-ms", f"{svc.max_queue_delay_ms:g}",
         "--max-queue-size", str(svc.max_queue_size),
+        "--max-body-bytes", str(svc.max_body_bytes),
+        "--warmup-iters", str(svc.warmup_iters),
+        # the image holds weights generated for its SEED build argument; another seed fails verification
+        "--seed", str(svc.seed),
         "--grace-period-s", f"{svc.grace_period_s:g}",
         "--live-during-load" if svc.live_during_load else "--no-live-during-load",
     ]

@@ -121,15 +121,16 @@ class Replica:
     def _set_ready(self, ready: bool, reason: str, message: str) -> None:
         if ready == self.ready:
             return
-        self._update(ready=ready)  # the balancer hears it before anything is written
         if ready:
-            self.events.emit(ev.READY, self.name, reason, message)
+            self.events.emit(ev.READY, self.name, reason, message)  # recorded before waiters see it
+            self._update(ready=True)
             if self._down_since is not None:
                 down_s = time.monotonic() - self._down_since
                 self.events.emit(ev.RECOVERED, self.name, "Recovered",
                                  f"{self.name} Ready again after {down_s:.2f} s", down_s=round(down_s, 4))
             self._ever_ready, self._down_since = True, None
         else:
+            self._update(ready=False)  # un-routed before anything is written
             self._record_not_ready(reason, message)
 
     def _record_not_ready(self, reason: str, message: str) -> None:

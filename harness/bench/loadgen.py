@@ -1,0 +1,137 @@
+"""A closed-loop HTTP load generator for the service benchmark (aiohttp, its own process and core).
+
+``concurrency`` workers each send one pre-encoded v2 request, wait for the answer, and send the next.
+After a warm-up, requests that complete inside the measurement window are counted; the result is
+one JSON object on stdout: throughput, latency percentiles, errors and the generator's own CPU use
+(near 100% means the client, not the server, was the limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+__all__ = ["run_load", "main"]
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_load(url: str, body: bytes, samples_per_request: int, concurrency: int, warmup_s: float, duration_s: float, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Return throughput and latency of ``concurrency`` closed-loop clients posting ``body`` to ``url``."""
+    import aiohttp
+    import numpy as np
+
+    measure_from = time.perf_counter() + warmup_s
+    measure_to = measure_from + duration_s
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    failures: dict[str, int] = {}
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while True:
+            begin = time.perf_counter()
+            if begin >= measure_to:
+                return
+            try:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                end = time.perf_counter()
+                if measure_from <= end <= measure_to:
+                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                await asyncio.sleep(0.01)
+                continue
+            end = time.perf_counter()
+            if measure_from <= end <= measure_to:
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 200:
+                    latencies.append(end - begin)
+
+    cpu_before = None
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+        await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+        cpu_before = _cpu_s()
+        await asyncio.gather(*tasks)
+    cpu_used = _cpu_s() - cpu_before
+    ok = len(latencies)
+    ms = np.asarray(latencies) * 1000 if latencies else np.asarray([float("nan")])
+    return {
+        "concurrency": concurrency,
+        "duration_s": duration_s,
+        "requests_ok": ok,
+        "requests_per_s": round(ok / duration_s, 2),
+        "samples_per_s": round(ok * samples_per_request / duration_s, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "errors": sum(n for code, n in statuses.items() if code != 200) + sum(failures.values()),
+        "statuses": {str(code): n for code, n in sorted(statuses.items())},
+        "failures": failures,
+        "client_cpu_percent": round(100.0 * cpu_used / duration_s, 1),
+        "cores": sorted(os.sched_getaffinity(0)),
+    }
+
+
+def _run(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # the standard loop only makes the client a little hungrier
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the load, print the JSON result; return 0."""
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.loadgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="base URL of the service (one-shot mode)")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--batch", type=int, default=1, help="samples per request")
+    parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--warmup-s", type=float, default=2.0)
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument(
+        "--windows", action="store_true", help='run one window per stdin line: {"url": ..., "duration_s": ..., "warmup_s": ...}'
+    )
+    args = parser.parse_args(argv)
+    import orjson
+
+    from harness.service.registry import example_request
+
+    body = orjson.dumps(example_request(args.model, args.batch, seed=7))
+
+    def window(base_url: str, warmup_s: float, duration_s: float) -> dict[str, Any]:
+        url = f"{base_url.rstrip('/')}/v2/models/{args.model}/infer"
+        return _run(run_load(url, body, args.batch, args.concurrency, warmup_s, duration_s))
+
+    if not args.windows:
+        if not args.url:
+            parser.error("--url is required without --windows")
+        sys.stdout.write(json.dumps(window(args.url, args.warmup_s, args.duration_s)) + "\n")
+        return 0
+    sys.stdout.write(json.dumps({"event": "ready"}) + "\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
+        if line.strip():
+            spec = json.loads(line)
+            result = window(spec["url"], float(spec.get("warmup_s", args.warmup_s)), float(spec.get("duration_s", args.duration_s)))
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

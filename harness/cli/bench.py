@@ -1,0 +1,113 @@
+"""`harness bench service`: the reference service's own performance, side by side with its limits.
+
+Reports raw batched forward throughput, the service at saturation over HTTP, and a naive
+(unbatched) server, with efficiency = service/raw and speedup_vs_naive = service/naive.
+A table for people, ``--json`` for machines; ``--check`` exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from harness.config import PRECISIONS
+from harness.errors import EXIT_OK, UsageError, VerdictFailed
+
+__all__ = ["register", "run_service", "format_table"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the `bench` subcommand and its `service` benchmark."""
+    parser = subparsers.add_parser("bench", help="benchmarks of the harness's own pieces", description=__doc__.splitlines()[0])
+    benches = parser.add_subparsers(dest="bench", metavar="BENCH")
+    service = benches.add_parser(
+        "service",
+        help="throughput of the reference service vs. its raw limit and a naive server",
+        description="Measure the raw batched forward loop, the batching service at saturation, and a naive server.",
+    )
+    service.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    service.add_argument("--model", default="ranker-mlp", help="reference model (default ranker-mlp)")
+    service.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    service.add_argument("--max-batch-size", type=int, default=32, help="default 32")
+    service.add_argument("--max-queue-delay-ms", type=float, default=50.0, help="default 50")
+    service.add_argument("--duration-s", type=float, default=12.0, help="measured seconds per variant, split over the rounds (default 12)")
+    service.add_argument("--rounds", type=int, default=4, help="interleaved raw/service/naive rounds (default 4)")
+    service.add_argument("--warmup-s", type=float, default=1.0, help="load warm-up before each service window (default 1)")
+    service.add_argument("--concurrency", type=int, default=None, help="closed-loop clients (default 2 x max batch size)")
+    service.add_argument("--weights-dir", default=None, help="weights cache (default as the service's)")
+    service.add_argument("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
+    service.set_defaults(func=run_service)
+    parser.set_defaults(func=lambda args: _missing_bench(parser))
+
+
+def _missing_bench(parser: argparse.ArgumentParser) -> int:
+    raise UsageError(f"choose a benchmark: {parser.prog} service")
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from harness.errors import ConfigError
+    from harness.service.registry import MODEL_NAMES
+
+    if args.model not in MODEL_NAMES:
+        raise ConfigError("model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    for name in ("max_batch_size", "duration_s", "rounds"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(name, getattr(args, name), "must be greater than zero")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ConfigError("concurrency", args.concurrency, "must be at least 1")
+    if args.warmup_s < 0 or args.max_queue_delay_ms < 0:
+        raise ConfigError("warmup_s" if args.warmup_s < 0 else "max_queue_delay_ms", min(args.warmup_s, args.max_queue_delay_ms), "must not be negative")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Return the human-readable table of a service benchmark result."""
+    rows = [
+        ("raw batched forward", f"{result['raw_samples_per_s']:.1f} samples/s", f"forward p50 {result['raw_forward_p50_ms']:.1f} ms"),
+        ("service (batching)", f"{result['service_samples_per_s']:.1f} samples/s", f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, mean batch {result['mean_batch_size']}"),
+        ("naive (batch 1)", f"{result['naive_samples_per_s']:.1f} samples/s", f"p50 {result['naive_p50_ms']:.1f} ms, p99 {result['naive_p99_ms']:.1f} ms"),
+    ]
+    lines = [
+        f"model {result['model']} {result['precision']} on {result['device']}, max_batch_size {result['max_batch_size']}, "
+        f"concurrency {result['concurrency']}, {result['torch_threads']} torch thread(s)",
+        f"server core(s) {result['server_cores']}, client core(s) {result['client_cores']}"
+        + (" (shared: one core only)" if result["cores_shared"] else ""),
+        "",
+    ]
+    lines += [f"  {name:<22} {rate:>20}   {detail}" for name, rate, detail in rows]
+    ok = lambda passed: "ok" if passed else "MISSED"  # noqa: E731
+    lines += [
+        "",
+        f"  efficiency (service/raw)      {result['efficiency']:.3f}   target >= 0.80  {ok(result['efficiency'] >= 0.80)}",
+        f"  speedup vs naive              {result['speedup_vs_naive']:.2f}x   target >= 2.0   {ok(result['speedup_vs_naive'] >= 2.0)}",
+        f"  efficiency per CPU-second     {result['efficiency_cpu']:.3f}   (service vs raw, each per CPU-second it was granted)",
+        f"  per round: efficiency {result['rounds_efficiency']}, speedup {result['rounds_speedup_vs_naive']}",
+        f"  errors: service {result['service_errors']}, naive {result['naive_errors']}; CPU: raw {result['raw_cpu_percent']}%, "
+        f"server {result['server_cpu_percent']}%, client {result['client_cpu_percent']}%; load average {result['load_average_1m']}; "
+        f"{result['elapsed_s']} s",
+    ]
+    return "\n".join(lines)
+
+
+def run_service(args: argparse.Namespace) -> int:
+    """Run the service benchmark and print the result; return 0 (1 with --check and a missed target)."""
+    _validate(args)
+    from harness.bench.servicebench import BenchSettings, run_service_bench
+
+    settings = BenchSettings(
+        model=args.model,
+        precision=args.precision,
+        max_batch_size=args.max_batch_size,
+        concurrency=args.concurrency,
+        duration_s=args.duration_s,
+        rounds=args.rounds,
+        warmup_s=args.warmup_s,
+        max_queue_delay_ms=args.max_queue_delay_ms,
+        weights_dir=args.weights_dir,
+    )
+    result = run_service_bench(settings, progress=lambda message: print(f"bench: {message}", file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    if args.check and not result["meets_targets"]:
+        raise VerdictFailed("service benchmark missed its targets", [f"efficiency={result['efficiency']}", f"speedup_vs_naive={result['speedup_vs_naive']}"])
+    return EXIT_OK

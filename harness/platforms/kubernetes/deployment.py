@@ -231,6 +231,7 @@ def deploy_kubernetes(spec: ServiceSpec, *, namespace: str = DEFAULT_NAMESPACE, 
     ``apply=None`` attaches to an already applied service when running inside a pod (the in-cluster
     runner, whose RBAC allows no create) and applies the rendered manifests otherwise; True/False
     force either. ``endpoint`` overrides the in-cluster Service URL (e.g. a ``kubectl port-forward``).
+    ``options`` (full render options) take the place of ``image`` and ``namespace`` when given.
     Raises PlatformUnavailable (no cluster configured or reachable), ConfigError (spec cannot be
     rendered) or DeploymentError (refused, or not rolled out within ``timeout_s``).
     """

@@ -27,6 +27,7 @@ __all__ = [
     "pod_security_context",
     "container_security_context",
     "container_port",
+    "checkov_skips",
     "startup_probe_from_load_time",
     "service_objects",
 ]
@@ -191,12 +192,16 @@ _TOPOLOGY_NOTES = {
     "multi-active": "multi-active: every Ready replica takes traffic, as on the local platform.",
 }
 
-_CHECKOV_SKIPS = {
-    # checkov reads suppressions from the object's own annotations: the reason is part of the manifest
-    "checkov.io/skip1": "CKV_K8S_43=The image is chosen at render time (--image NAME:TAG or NAME@sha256:DIGEST); pin a digest there",
-    "checkov.io/skip2": "CKV_K8S_35=The service reads its optional fault-hook token from HARNESS_FAULT_TOKEN; the value comes from a Secret, never from this manifest",
-    "checkov.io/skip3": "CKV_K8S_15=IfNotPresent keeps locally loaded images (kind load, minikube image load) usable; tags are immutable release tags",
-}
+_IMAGE_DIGEST = "CKV_K8S_43=The image is chosen at render time (--image NAME:TAG); render with NAME@sha256:DIGEST to pin it"
+_PULL_POLICY = "CKV_K8S_15=IfNotPresent keeps locally loaded images (kind load, minikube image load) usable; tags are immutable release tags"
+
+
+def checkov_skips(options: RenderOptions, *reasons: str) -> dict[str, str]:
+    """Return checkov suppression annotations, each ``CHECK_ID=reason``: checkov reads them from the
+    object itself, so the justification is part of the manifest. The image-digest check is only
+    suppressed when the image is not pinned by digest."""
+    common = [] if "@sha256:" in options.image else [_IMAGE_DIGEST]
+    return {f"checkov.io/skip{i}": text for i, text in enumerate([*common, _PULL_POLICY, *reasons], start=1)}
 
 
 def _deployment(spec: ServiceSpec, options: RenderOptions) -> dict[str, Any]:
@@ -241,7 +246,9 @@ def _deployment(spec: ServiceSpec, options: RenderOptions) -> dict[str, Any]:
         + f" Restart back-off is the kubelet's (10 s doubling to 300 s), not the spec's "
         f"{restart.backoff_base_s:g} s / {restart.backoff_cap_s:g} s, which only the local platform applies."
     )
-    meta = _meta(spec, options, spec.name, "inference", **{"harness.io/note": note}, **_CHECKOV_SKIPS)
+    skips = checkov_skips(options, "CKV_K8S_35=The service reads its optional fault-hook token from HARNESS_FAULT_TOKEN; "
+                          "the value comes from a Secret, never from this manifest")
+    meta = _meta(spec, options, spec.name, "inference", **{"harness.io/note": note}, **skips)
     meta["labels"]["harness.io/topology"] = spec.topology
     return {
         "apiVersion": "apps/v1",

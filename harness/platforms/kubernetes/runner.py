@@ -12,6 +12,7 @@ import yaml
 from harness.config import ServiceSpec
 from harness.platforms.kubernetes.manifests import (
     LOAD_LABEL,
+    checkov_skips,
     container_port,
     container_security_context,
     labels,
@@ -30,12 +31,10 @@ RUNNER_RESOURCES = {
     "limits": {"cpu": "2", "memory": "2Gi"},
 }
 
-_CHECKOV_SKIPS = {
-    "checkov.io/skip1": "CKV_K8S_43=The image is chosen at render time (--image NAME:TAG or NAME@sha256:DIGEST); pin a digest there",
-    "checkov.io/skip2": "CKV_K8S_35=The runner passes the optional fault-hook token as HARNESS_FAULT_TOKEN; the value comes from a Secret, never from this manifest",
-    "checkov.io/skip3": "CKV_K8S_15=IfNotPresent keeps locally loaded images (kind load, minikube image load) usable; tags are immutable release tags",
-    "checkov.io/skip4": "CKV_K8S_38=The runner calls the Kubernetes API (pod kill, rollout state, events) with its own least-privilege ServiceAccount",
-}
+_SKIP_REASONS = (
+    "CKV_K8S_35=The runner passes the optional fault-hook token as HARNESS_FAULT_TOKEN; the value comes from a Secret, never from this manifest",
+    "CKV_K8S_38=The runner calls the Kubernetes API (pod kill, rollout state, events) with its own least-privilege ServiceAccount",
+)
 
 
 def runner_name(spec: ServiceSpec) -> str:
@@ -161,14 +160,14 @@ def runner_objects(spec: ServiceSpec, options: RenderOptions) -> list[dict[str, 
         objects.append({
             "apiVersion": "batch/v1",
             "kind": "Job",
-            "metadata": _meta(spec, options, name, **_CHECKOV_SKIPS),
+            "metadata": _meta(spec, options, name, **checkov_skips(options, *_SKIP_REASONS)),
             "spec": _job_spec(spec, options),
         })
     if options.schedule is not None:
         objects.append({
             "apiVersion": "batch/v1",
             "kind": "CronJob",
-            "metadata": _meta(spec, options, f"{name}-nightly", **_CHECKOV_SKIPS),
+            "metadata": _meta(spec, options, f"{name}-nightly", **checkov_skips(options, *_SKIP_REASONS)),
             "spec": {
                 "schedule": options.schedule,
                 "concurrencyPolicy": "Forbid",  # two resilience runs at once would see each other's faults

@@ -215,14 +215,14 @@ def _deployment(spec: ServiceSpec, options: RenderOptions) -> dict[str, Any]:
         "ports": [{"name": PORT_NAME, "containerPort": container_port(spec), "protocol": "TCP"}],
         "env": _env(),
         "resources": _resources(spec),
-        "startupProbe": _probe("probes.startup", startup),
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if probes.liveness is not None:
         container["livenessProbe"] = _probe("probes.liveness", probes.liveness)
     if probes.readiness is not None:
         container["readinessProbe"] = _probe("probes.readiness", probes.readiness)
+    container["startupProbe"] = _probe("probes.startup", startup)
+    container["securityContext"] = container_security_context()
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     pod_spec: dict[str, Any] = {
         "serviceAccountName": spec.name,
         "automountServiceAccountToken": False,  # the service never calls the Kubernetes API

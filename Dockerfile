@@ -55,6 +55,8 @@ RUN groupadd --system --gid 10001 harness \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/harness --create-home --shell /usr/sbin/nologin harness
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/harness/weights /opt/harness/weights
+# the Chaos Toolkit experiments, where the in-cluster runner's `harness` finds them (./experiments)
+COPY --chown=0:0 experiments /home/harness/experiments
 ENV PATH=/opt/venv/bin:${PATH} \
     HARNESS_WEIGHTS_DIR=/opt/harness/weights \
     PYTHONDONTWRITEBYTECODE=1 \

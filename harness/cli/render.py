@@ -7,8 +7,10 @@ with ``--runner`` / ``--schedule``, the in-cluster runner Job / nightly CronJob)
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from harness.config import TOPOLOGIES
+from harness.errors import ConfigError
 
 __all__ = ["register", "run"]
 
@@ -40,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hpa-metric", choices=["cpu", "rps"], default="cpu", help="autoscale on CPU 70%% or 100 requests/s per pod")
     parser.add_argument("--max-replicas", type=int, help="autoscaler ceiling (default: twice the replicas)")
     parser.add_argument("--results-volume", choices=["pvc", "emptyDir"], default="pvc", help="where the runner writes results")
+    parser.add_argument(
+        "--runner-command", metavar="CMD",
+        help="the runner's command line (default: harness run nightly --platform kubernetes --out /results)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,9 +56,16 @@ def run(args: argparse.Namespace) -> int:
     from harness.platforms.kubernetes.render import render_manifests, write_manifests
 
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
+    extra = {}
+    if args.runner_command is not None:
+        try:
+            extra["runner_command"] = tuple(shlex.split(args.runner_command))
+        except ValueError as exc:
+            raise ConfigError("runner_command", args.runner_command, f"not a valid command line: {exc}") from None
     options = RenderOptions(
         image=args.image, namespace=args.namespace, load_time_s=args.load_time_s, hpa_metric=args.hpa_metric,
         max_replicas=args.max_replicas, runner=args.runner, schedule=args.schedule, results_volume=args.results_volume,
+        **extra,
     )
     for path in write_manifests(render_manifests(spec, options), args.out):
         print(path)

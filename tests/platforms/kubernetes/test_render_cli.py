@@ -52,3 +52,12 @@ def test_bad_input_exits_2_naming_field_and_value(tmp_path, capsys):
     assert main(["render", "--topology", "single", "--replicas", "2", "--out", str(tmp_path / "o")]) == 2
     assert "replicas=" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for a bad render
+
+
+def test_runner_command_is_split_like_a_shell_and_checked(tmp_path, capsys):
+    out = tmp_path / "k8s"
+    assert main(["render", "--out", str(out), "--runner", "--runner-command", "harness chaos matrix --profile nightly --out /results"]) == 0
+    job = yaml.safe_load(open(next(out.glob("*-job-*.yaml"))))
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["harness", "chaos", "matrix", "--profile", "nightly", "--out", "/results"]
+    assert main(["render", "--out", str(out), "--runner", "--runner-command", "harness 'unclosed"]) == 2
+    assert "runner_command=" in capsys.readouterr().err

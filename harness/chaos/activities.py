@@ -332,20 +332,24 @@ def wait_for_events(
     backoff_growing: bool = False,
     replica: str = "injected",
     timeout_s: float = 60.0,
+    since: str = "injection",
 ) -> list[dict[str, Any]]:
     """Wait for the platform events that should follow the last injection of this run; return them.
 
     ``sequence`` must appear in order on ``replica`` (or any replica with ``replica="any"``); then
     ``absent`` types must not have appeared, ``exit_code`` must be among the exits, and with
-    ``backoff_growing`` the BackOff delays must grow. Fails after ``timeout_s`` with what was seen.
+    ``backoff_growing`` the BackOff delays must grow. ``since="deployment"`` judges every event
+    since the deployment started instead (for faults that are the start itself). Fails after
+    ``timeout_s`` with what was seen.
     """
     from harness.chaos.behaviour import check_behaviour, events_after, match_sequence
     from harness.chaos.experiment import Expectation
     from harness.platforms.base import read_events
 
-    since = _last_injection.get("time_s")
-    if since is None:
-        raise ActivityFailed("no action of this run injected a fault yet; wait_for_events follows one")
+    if since not in ("injection", "deployment"):
+        raise ActivityFailed(f"since={since!r}: must be 'injection' or 'deployment'")
+    if replica == "injected" and since == "deployment":
+        replica = "any"
     expectation = Expectation(
         sequence=sequence, absent=absent or [], exit_code=exit_code, backoff_growing=backoff_growing, same_replica=replica != "any"
     )
@@ -353,20 +357,27 @@ def wait_for_events(
     events_path = _state(state_file).get("events_path")
     if not events_path:
         raise ActivityFailed(f"state file {state_file} names no events_path")
+    if since == "deployment":
+        first = read_events(events_path)
+        since_s = first[0].time_s if first else 0.0
+    else:
+        since_s = _last_injection.get("time_s")
+        if since_s is None:
+            raise ActivityFailed("no action of this run injected a fault yet; wait_for_events follows one")
     start = time.monotonic()
     scope = target if expectation.same_replica else None
     while True:
         events = read_events(events_path)
-        window = events_after(events, since, scope)
+        window = events_after(events, since_s, scope)
         sequence_seen = len(match_sequence(window, sequence)) == len(sequence)
-        findings = check_behaviour(events, expectation, since_s=since, replica=target)
+        findings = check_behaviour(events, expectation, since_s=since_s, replica=target)
         timed_out = time.monotonic() - start > timeout_s
         # the sequence decides when to stop; growing back-off needs a second BackOff, so it may wait on
         if sequence_seen and (not findings or not backoff_growing or timed_out):
             if findings:
                 raise ActivityFailed("; ".join(findings))
             return [
-                {"type": e.type, "replica": e.replica, "after_s": round(e.time_s - since, 3), "exit_code": e.exit_code}
+                {"type": e.type, "replica": e.replica, "after_s": round(e.time_s - since_s, 3), "exit_code": e.exit_code}
                 for e in window
             ]
         if timed_out:
@@ -429,11 +440,33 @@ def endpoint_responds_within(state_file: str, latency_ms: float = 500.0, attempt
     return statistics.median(latencies) <= latency_ms
 
 
+_models: dict[str, str] = {}  # endpoint -> the model it serves, found once per endpoint
+
+
+def _model(endpoint: str) -> str:
+    """Return the model the deployment serves (the repository index extension), else the default."""
+    from harness.config import DEFAULT_MODEL
+
+    if endpoint not in _models:
+        try:
+            status, index = _client().request_json("POST", f"{endpoint.rstrip('/')}/v2/repository/index", {}, timeout_s=2.0)
+        except HarnessError:
+            return DEFAULT_MODEL  # not answering now; the request itself will say so
+        names = [m.get("name") for m in index if isinstance(m, dict)] if status == 200 and isinstance(index, list) else []
+        _models[endpoint] = names[0] if names else DEFAULT_MODEL
+    return _models[endpoint]
+
+
 def _client_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
+    """Return (succeeded, latency in ms) of one inference request through ``endpoint``."""
+    from harness.service.registry import example_request
+
+    model = _model(endpoint)
     start = time.perf_counter()
     try:
-        ok = bool(_client().infer(endpoint, timeout_s=timeout_s))
-    except (HarnessError, OSError):
+        status, _ = _client().infer(endpoint, model, example_request(model), timeout_s=timeout_s)
+        ok = status == 200
+    except HarnessError:
         ok = False
     return ok, (time.perf_counter() - start) * 1000
 

@@ -9,6 +9,7 @@ seen), as `check_*` functions do.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterable, Sequence
 
@@ -20,9 +21,9 @@ __all__ = ["events_after", "match_sequence", "backoff_delays_s", "check_behaviou
 _DELAY = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*s\b")
 
 
-def events_after(events: Iterable[Event], since_s: float, replica: str | None = None) -> list[Event]:
-    """Return the events at or after ``since_s`` (wall clock), of ``replica`` when given."""
-    return [e for e in events if e.time_s >= since_s and (replica is None or e.replica == replica)]
+def events_after(events: Iterable[Event], since_s: float, replica: str | None = None, until_s: float = math.inf) -> list[Event]:
+    """Return the events in ``[since_s, until_s)`` (wall clock), of ``replica`` when given."""
+    return [e for e in events if since_s <= e.time_s < until_s and (replica is None or e.replica == replica)]
 
 
 def match_sequence(events: Sequence[Event], sequence: Sequence[str]) -> list[Event]:
@@ -68,13 +69,16 @@ def _types(events: Iterable[Event]) -> str:
     return " -> ".join(e.type for e in events)
 
 
-def check_behaviour(events: Sequence[Event], expectation: Expectation, *, since_s: float, replica: str | None = None) -> list[str]:
-    """Return findings where the events after ``since_s`` differ from ``expectation`` (empty: seen).
+def check_behaviour(
+    events: Sequence[Event], expectation: Expectation, *, since_s: float, replica: str | None = None, until_s: float = math.inf
+) -> list[str]:
+    """Return findings where the events in ``[since_s, until_s)`` differ from ``expectation`` (empty: seen).
 
     With ``expectation.same_replica`` only the events of ``replica`` (the one the fault hit) count.
+    ``until_s`` keeps the teardown's own Killing/Exited events out of the judgement.
     """
     scope = replica if expectation.same_replica else None
-    window = events_after(events, since_s, scope)
+    window = events_after(events, since_s, scope, until_s)
     who = f" on replica {scope}" if scope else ""
     findings = []
     if expectation.sequence:
@@ -95,7 +99,12 @@ def check_behaviour(events: Sequence[Event], expectation: Expectation, *, since_
         if expectation.exit_code not in codes:
             findings.append(f"expected an exit with code {expectation.exit_code}{who}; exit codes seen: {codes or 'none'}")
     if expectation.backoff_growing:
-        delays = backoff_delays_s(window)
-        if not _growing_until_cap(delays):
-            findings.append(f"expected CrashLoopBackOff with growing delays{who}; BackOff delays seen: {delays or 'none'}")
+        # each replica has its own back-off: judge the delays of each, and want one that grew
+        per_replica: dict[str | None, list[float]] = {}
+        for event in window:
+            per_replica.setdefault(event.replica, []).extend(backoff_delays_s([event]))
+        delays = {name: found for name, found in per_replica.items() if found}
+        if not delays or not all(_growing_until_cap(found) for found in delays.values()):
+            seen = "; ".join(f"{name}: {found}" for name, found in delays.items()) or "none"
+            findings.append(f"expected CrashLoopBackOff with growing delays{who}; BackOff delays seen: {seen}")
     return findings

@@ -38,8 +38,10 @@ class ChaosProfile:
 _SMOKE_SPEC: dict[str, Any] = {
     "service": {"max_queue_delay_ms": 5, "warmup_iters": 1, "torch_threads": 1, "grace_period_s": 2},
     "probes": {
-        "liveness": {"path": "/v2/health/live", "periodSeconds": 0.5, "timeoutSeconds": 0.5, "failureThreshold": 3},
-        "readiness": {"path": "/v2/health/ready", "periodSeconds": 0.25, "timeoutSeconds": 0.5, "failureThreshold": 2},
+        # the initial delay covers a start-up on a busy 2-core machine (imports, weights, warm-up):
+        # without it a restarted replica can fail liveness while loading and loop in back-off
+        "liveness": {"path": "/v2/health/live", "initialDelaySeconds": 5, "periodSeconds": 0.5, "timeoutSeconds": 1, "failureThreshold": 3},
+        "readiness": {"path": "/v2/health/ready", "periodSeconds": 0.25, "timeoutSeconds": 1, "failureThreshold": 2},
     },
     "terminationGracePeriodSeconds": 2,
     "restart": {"backoff_base_s": 1, "backoff_cap_s": 8, "reset_after_s": 60},

@@ -164,6 +164,7 @@ def run_experiment(
     journal_path: str | Path | None = None,
     log_path: str | Path | None = None,
     configuration: Mapping[str, Any] | None = None,
+    after_method_only: bool = False,
 ) -> dict[str, Any]:
     """Run a validated experiment through chaoslib and return its journal (also written to ``journal_path``).
 
@@ -171,7 +172,9 @@ def run_experiment(
     ``HARNESS_STATE_FILE`` from it) and restored afterwards; ``configuration`` overrides
     configuration keys as `chaos run --var` does. Rollbacks always run. A SIGINT or SIGTERM during
     the run ends it with journal status ``"interrupted"`` (chaoslib swallows the signal; callers
-    check `journal_interrupted`). Raises ConfigError for an invalid experiment and HarnessError if
+    check `journal_interrupted`). With ``after_method_only`` the steady-state hypothesis is checked
+    only after the method (`chaos run --hypothesis-strategy after-method-only`): for faults that are
+    the start itself, where there is no steady state before. Raises ConfigError for an invalid experiment and HarnessError if
     chaoslib fails outside any activity.
     """
     from chaoslib.exceptions import ChaosException
@@ -184,7 +187,8 @@ def run_experiment(
     with _environment(env or {}), _log_to(Path(log_path) if log_path else None):
         try:
             journal = chaoslib_run(
-                dict(experiment), settings=settings, experiment_vars=experiment_vars, strategy=Strategy.DEFAULT
+                dict(experiment), settings=settings, experiment_vars=experiment_vars,
+                strategy=Strategy.AFTER_METHOD if after_method_only else Strategy.DEFAULT,
             )
         except ChaosException as exc:
             raise ConfigError(_guess_field(str(exc)), experiment.get("title"), str(exc)) from exc

@@ -1,0 +1,176 @@
+"""The result of one chaos run: what clients saw, what the platform did, and the SLA verdict.
+
+`build_result` turns the measurements of a run (prober timeline, per-request records, platform
+events, telemetry, the Chaos Toolkit journal) into the flat ``result.json`` mapping that the CLI,
+the matrix and reports read. Definitions of the recovery figures are those of
+`harness.measure.recovery`; the verdict is `harness.measure.sla`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Sequence
+
+from harness.measure.alerts import series, slope_per_s
+from harness.platforms.base import READY, Event
+
+__all__ = [
+    "RESULT_FILE",
+    "serving_telemetry",
+    "first_memory_alert_s",
+    "injection_from_journal",
+    "journal_summary",
+    "build_result",
+]
+
+RESULT_FILE = "result.json"
+_MIN_SAMPLES = 3
+
+
+def serving_telemetry(rows: Iterable[Mapping[str, Any]], events: Sequence[Event]) -> list[Mapping[str, Any]]:
+    """Return the telemetry rows of processes that were serving: each process's rows from its
+    replica's first Ready event on. A process loading its model grows by hundreds of MB in a second
+    or two; that is start-up, not the leak the memory-growth alert is for."""
+    ready_times: dict[str, list[float]] = {}
+    for event in events:
+        if event.type == READY and event.replica:
+            ready_times.setdefault(event.replica, []).append(event.time_s)
+    first_seen: dict[tuple[Any, Any], float] = {}
+    for row in rows:
+        key = (row.get("replica"), row.get("pid"))
+        first_seen[key] = min(first_seen.get(key, math.inf), float(row.get("time_s") or math.inf))
+    kept = []
+    for row in rows:
+        if row.get("pid") is None:  # a GPU device row: always kept
+            kept.append(row)
+            continue
+        started = first_seen[(row.get("replica"), row.get("pid"))]
+        ready = [t for t in ready_times.get(str(row.get("replica")), []) if t >= started - 1.0]
+        if ready and float(row["time_s"]) >= min(ready):
+            kept.append(row)
+    return kept
+
+
+def first_memory_alert_s(rows: Iterable[Mapping[str, Any]], threshold_mb_s: float, window_s: float) -> float | None:
+    """Return when an online memory-growth alert would first fire, or None.
+
+    At each sample, the least-squares RSS slope over the last ``window_s`` of that process (at least
+    three samples) is compared with ``threshold_mb_s``; the first sample where it is higher is the
+    alert's time, as a monitoring system evaluating the rule at every scrape would see it.
+    """
+    first: float | None = None
+    for times, values in series(rows, "rss_mb", ("replica", "pid")).values():
+        for end in range(_MIN_SAMPLES, times.size + 1):
+            start = int(times.searchsorted(times[end - 1] - window_s, side="left"))
+            if end - start < _MIN_SAMPLES:
+                continue
+            slope = slope_per_s(times[start:end], values[start:end])
+            if math.isfinite(slope) and slope > threshold_mb_s:
+                at = float(times[end - 1])
+                first = at if first is None else min(first, at)
+                break
+    return first
+
+
+def _epoch(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def injection_from_journal(journal: Mapping[str, Any] | None) -> tuple[float | None, str | None]:
+    """Return (when the method's first action started, the replica it reported hitting) from a journal."""
+    for run in (journal or {}).get("run", []) or []:
+        activity = run.get("activity") or {}
+        if activity.get("type") != "action":
+            continue
+        output = run.get("output")
+        replica = output.get("replica") if isinstance(output, Mapping) else None
+        if replica is None and isinstance(output, Mapping) and isinstance(output.get("replicas"), Mapping):
+            replica = next(iter(output["replicas"]), None)
+        at = output.get("time_s") if isinstance(output, Mapping) and isinstance(output.get("time_s"), (int, float)) else None
+        return (float(at) if at is not None else _epoch(run.get("start"))), replica
+    return None, None
+
+
+def journal_summary(journal: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return the journal's status, whether it deviated, and each activity's name and status."""
+    if not journal:
+        return {"journal_status": None, "deviated": None, "activities": [], "rollbacks": []}
+    def runs(key: str) -> list[dict[str, Any]]:
+        return [
+            {"name": (r.get("activity") or {}).get("name"), "status": r.get("status"),
+             **({"error": str(r["exception"][-1]).strip()} if r.get("exception") else {})}
+            for r in journal.get(key, []) or []
+        ]
+    return {"journal_status": journal.get("status"), "deviated": journal.get("deviated"), "activities": runs("run"), "rollbacks": runs("rollbacks")}
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def build_result(
+    *,
+    experiment: str,
+    fault: str,
+    topology: str,
+    profile: str,
+    injected_at: float | None,
+    target_replica: str | None,
+    recovery: Any,
+    verdict: Any,
+    tier: str,
+    journal: Mapping[str, Any] | None,
+    behaviour_findings: list[str],
+    aborted: bool,
+    phase: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the flat result mapping of one chaos run (``recovery``/``verdict`` may be None when
+    the run ended before they could be measured: aborted, or no prober sample after the injection)."""
+    r = recovery.to_dict() if recovery is not None else {}
+    v = verdict.to_dict() if verdict is not None else {}
+    if verdict is not None:
+        from harness.measure.sla import meets
+
+        met, violations = meets(verdict, tier), verdict.violations_for(tier)
+    else:
+        met, violations = False, [f"no measurement: the run ended in phase {phase!r}"]
+    result = {
+        "experiment": experiment,
+        "fault": fault,
+        "topology": topology,
+        "profile": profile,
+        "injected_at": injected_at,
+        "target_replica": target_replica,
+        "ttr_s": r.get("ttr_s"),
+        "recovered": r.get("recovered"),
+        "outage_s": r.get("outage_s"),
+        "failed_requests": r.get("failed_requests"),
+        "total_requests": r.get("total_requests"),
+        "availability": r.get("availability"),
+        "availability_source": r.get("availability_source"),
+        "p99_ms_before": r.get("p99_ms_before"),
+        "p99_ms_during": r.get("p99_ms_during"),
+        "p99_ms_after": r.get("p99_ms_after"),
+        "first_failure_s": r.get("first_failure_s"),
+        "recovered_at_s": r.get("recovered_at_s"),
+        "tier": tier,
+        "tier_met": bool(met and not aborted),
+        "highest_tier_met": v.get("tier"),
+        "violations": violations,
+        "alerts": list(v.get("alerts", [])),
+        "behaviour_seen": not behaviour_findings and not aborted,
+        "behaviour_findings": behaviour_findings,
+        **journal_summary(journal),
+        "aborted": aborted,
+        "phase": phase,
+        "platform": r.get("platform", {}),
+        "recovery": r,
+        "verdict": v,
+    }
+    result.update(extra or {})
+    return {k: _finite(val) for k, val in result.items()}

@@ -1,0 +1,357 @@
+"""One chaos run under load: deploy, baseline, inject through chaoslib, measure until recovered, tear down.
+
+`ChaosRun.execute` is what `harness chaos run` and the matrix call. The phases:
+
+1. deploy the spec (profile base or the user's ``--spec``, then the experiment's overlay, then the
+   topology) and wait until every replica is Ready (unless the fault is the start itself);
+2. start telemetry, the client-side prober and the background load; measure a steady baseline;
+3. run the experiment through chaoslib with ``HARNESS_STATE_FILE`` set (journal kept, rollbacks
+   always played); the injection time is when its first action ran;
+4. keep measuring until clients see a stable recovery for the profile's after-window, or the
+   recovery timeout; stop load, prober and telemetry;
+5. clear every fault, tear the deployment down, judge the run and write ``result.json``.
+
+SIGINT or SIGTERM at any point ends the run early: measuring stops, faults are cleared, the
+deployment is torn down (further signals are held off while that happens), and the result says
+``aborted: true``. Everything is written under ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from harness.chaos.experiment import ENV_STATE_FILE, Experiment, merge_spec
+from harness.chaos.profiles import ChaosProfile
+from harness.config import ServiceSpec
+from harness.errors import HarnessError
+from harness.records import TIMELINE_FILE, ProbeSample, read_records
+
+__all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "split_cpus"]
+
+ENV_RECOVERY_TIMEOUT_S = "HARNESS_RECOVERY_TIMEOUT_S"
+ENV_SLO_LATENCY_MS = "HARNESS_SLO_LATENCY_MS"
+_POLL_S = 0.25
+_FLUSH_LAG_S = 0.5  # the prober appends about every 0.25 s: judge only what is surely written
+
+
+def split_cpus() -> tuple[list[int] | None, list[int] | None]:
+    """Return (service CPUs, client CPUs): the last allowed CPU for load and prober, the rest for replicas."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(allowed) < 2:
+        return None, None
+    return allowed[:-1], allowed[-1:]
+
+
+@dataclass
+class ChaosRunSettings:
+    """What to run: the experiment, where, under which profile, judged against which tier."""
+
+    experiment: Experiment
+    topology: str
+    profile: ChaosProfile
+    out_dir: Path
+    spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the profile's base spec)
+    tier: str | None = None  # default: the tier named for the topology
+    retry: bool | None = None  # balancer.retry_on_connect_error override
+    sla: Any = None  # harness.measure.sla.SlaConfig; default tiers when None
+    slo_latency_ms: float | None = None  # default: the SLA's p99 threshold
+    extra_spec: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> ServiceSpec:
+        """Return the spec to deploy: base (profile or --spec), experiment overlay, extras, topology."""
+        base = self.spec_data if self.spec_data is not None else self.profile.base_spec
+        layers = [base, self.experiment.extension.spec, self.extra_spec]
+        if self.retry is not None:
+            layers.append({"balancer": {"retry_on_connect_error": self.retry}})
+        return merge_spec(*layers, topology=self.topology)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; raised where the harness (not chaoslib) was running."""
+
+
+class ChaosRun:
+    """One chaos run (see the module docstring); `execute` returns the result mapping."""
+
+    def __init__(self, settings: ChaosRunSettings, *, progress=None) -> None:
+        from harness.measure.sla import TIER_FOR_TOPOLOGY, SlaConfig
+
+        self.settings = settings
+        self.profile = settings.profile
+        self.experiment = settings.experiment
+        self.out_dir = Path(settings.out_dir).resolve()
+        self.sla = settings.sla or SlaConfig()
+        self.tier = settings.tier or TIER_FOR_TOPOLOGY[settings.topology]
+        self.sla.tier(self.tier)  # ConfigError naming the known tiers
+        self.slo_latency_ms = settings.slo_latency_ms or self.sla.thresholds.p99_latency_ms
+        self.spec = settings.spec()
+        self.recovery_timeout_s = min(self.experiment.extension.recovery_timeout_s, self.profile.recovery_timeout_cap_s)
+        self._say = progress or (lambda message: None)
+        self.phase = "setup"
+        self.interrupted = False
+        self.deployment = None
+        self.prober = None
+        self.load = None
+        self.telemetry = None
+        self.journal: dict[str, Any] | None = None
+        self.injected_at: float | None = None
+        self.target_replica: str | None = None
+        self.deployed_at: float | None = None
+        self.experiment_end_s: float | None = None
+        self.end_s: float | None = None
+        self.errors: list[str] = []
+        self.faults_cleared: dict[str, str] = {}
+
+    # ----- signals --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.interrupted = True
+        raise _Interrupted(signal.Signals(signum).name)
+
+    def _hold_signal(self, signum: int, _frame: Any) -> None:
+        self.interrupted = True  # cleanup is under way: remember, do not break it
+
+    @contextmanager
+    def _signals(self, handler) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, previous in saved.items():
+                signal.signal(sig, previous)
+
+    # ----- the run ----------------------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        """Run every phase; return the result (also written to ``out_dir/result.json``).
+
+        Raises HarnessError (deployment never Ready, a generator failing to start) after cleaning up;
+        an interrupt is not raised but recorded (``aborted``).
+        """
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        failure: BaseException | None = None
+        with self._signals(self._on_signal):
+            try:
+                self._run_phases()
+            except KeyboardInterrupt:
+                self.interrupted = True
+            except HarnessError as exc:
+                failure = exc
+                self.errors.append(str(exc))
+            finally:
+                with self._signals(self._hold_signal):
+                    self._stop_measuring()
+                    self._teardown()
+        with self._signals(self._hold_signal):
+            result = self._judge()
+        if failure is not None and not self.interrupted:
+            raise failure
+        return result
+
+    def _run_phases(self) -> None:
+        self._deploy()
+        self._start_measuring()
+        if self.experiment.extension.inject == "running":
+            self.phase = "baseline"
+            self._say(f"baseline for {self.profile.baseline_s:g} s")
+            self._sleep(self.profile.baseline_s)
+        self._run_experiment()
+        if not self.interrupted:
+            self._await_recovery()
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.interrupted:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _deploy(self) -> None:
+        from harness.platforms import deploy
+
+        self.phase = "deploy"
+        service_cpus, _ = split_cpus()
+        self._say(f"deploying {self.spec.topology} ({self.spec.replica_count} replica(s))")
+        self.deployed_at = time.time()
+        self.deployment = deploy(self.spec, platform="local", workdir=self.out_dir / "deployment", cpus=service_cpus)
+        if self.experiment.extension.inject == "running":
+            self.phase = "wait-ready"
+            self.deployment.wait_ready(timeout_s=self.profile.ready_timeout_s)
+
+    def _start_measuring(self) -> None:
+        from harness.chaos.loadgen import BackgroundLoad
+        from harness.load.prober import Prober
+        from harness.measure.telemetry import TELEMETRY_FILE, TelemetrySampler
+
+        self.phase = "start-measuring"
+        deployment = self.deployment
+        _, client_cpus = split_cpus()
+        self.telemetry = TelemetrySampler(
+            self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
+        ).start()
+        self.prober = Prober(
+            deployment.endpoint, self.out_dir / TIMELINE_FILE, interval_s=self.profile.prober_interval_s,
+            timeout_s=self.profile.prober_timeout_s, model=self.spec.service.model, cpus=client_cpus,
+            max_duration_s=self._max_duration_s(),
+        ).start()
+        profile = self.profile
+        self.load = BackgroundLoad(
+            profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
+            rate_per_s=profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
+            timeout_s=profile.prober_timeout_s, cpus=client_cpus,
+        )
+        self.load.start()  # failed requests are records too: this returns before any replica is Ready
+
+    def _max_duration_s(self) -> float:
+        return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
+
+    def _run_experiment(self) -> None:
+        from harness.chaos.runner import JOURNAL_FILE, LOG_FILE, run_experiment
+
+        self.phase = "experiment"
+        env = {
+            ENV_STATE_FILE: str(self.deployment.state_path),
+            ENV_RECOVERY_TIMEOUT_S: f"{self.recovery_timeout_s:g}",
+            ENV_SLO_LATENCY_MS: f"{self.slo_latency_ms:g}",
+        }
+        deploy_time = self.experiment.extension.inject == "deploy"
+        self._say(f"running experiment {self.experiment.name}")
+        started = time.time()
+        self.journal = run_experiment(
+            self.experiment.run_document(), env=env, journal_path=self.out_dir / JOURNAL_FILE,
+            log_path=self.out_dir / LOG_FILE, after_method_only=deploy_time,
+        )
+        self.experiment_end_s = time.time()
+        from harness.chaos.result import injection_from_journal
+        from harness.chaos.runner import journal_interrupted
+
+        if deploy_time:
+            self.injected_at = self.deployed_at
+        else:
+            self.injected_at, self.target_replica = injection_from_journal(self.journal)
+            self.injected_at = self.injected_at or started
+        if journal_interrupted(self.journal):
+            self.interrupted = True
+
+    def _timeline(self) -> list[ProbeSample]:
+        path = self.out_dir / TIMELINE_FILE
+        return list(read_records(path, ProbeSample)) if path.exists() else []
+
+    def _analyze(self, end_s: float, **extra: Any):
+        from harness.measure.recovery import analyze_recovery
+
+        return analyze_recovery(
+            self._timeline(), injected_at_s=self.injected_at, slo_latency_ms=self.slo_latency_ms,
+            stability_window_s=self.profile.stability_s, end_s=end_s,
+            baseline_s=self.profile.baseline_s if self.experiment.extension.inject == "running" else None, **extra,
+        )
+
+    def _await_recovery(self) -> None:
+        self.phase = "recovery"
+        deadline = max(self.injected_at + self.recovery_timeout_s, self.experiment_end_s + self.profile.after_s)
+        settle_s = self.profile.after_s + self.profile.stability_s
+        self._say("measuring recovery")
+        while not self.interrupted:
+            now = time.time()
+            try:
+                recovery = self._analyze(now - _FLUSH_LAG_S)
+            except HarnessError:
+                recovery = None  # no prober sample after the injection yet
+            if recovery is not None and recovery.recovered:
+                settled_since = max(recovery.recovered_at_s or self.injected_at, self.experiment_end_s)
+                if now - settled_since >= settle_s:
+                    break
+            if now >= deadline:
+                break
+            time.sleep(_POLL_S)
+        self.end_s = time.time()
+
+    def _stop_measuring(self) -> None:
+        from harness.chaos.loadgen import FLUSH_S
+
+        if self.end_s is None:
+            self.end_s = time.time()
+        if self.load is not None and self.load.running and not self.interrupted:
+            time.sleep(FLUSH_S)  # the generator's last flush must cover the window's end
+        for name, stop in (("load", self.load and self.load.stop), ("prober", self.prober and self.prober.stop),
+                           ("telemetry", self.telemetry and self.telemetry.stop)):
+            if not stop:
+                continue
+            try:
+                stop()
+            except Exception as exc:  # an observer failing to stop must not keep the teardown from running
+                self.errors.append(f"stopping {name}: {exc}")
+
+    def _teardown(self) -> None:
+        from harness.chaos import activities
+
+        if self.deployment is None:
+            return
+        self._say("clearing faults and tearing down")
+        try:
+            self.faults_cleared = activities.clear_faults(str(self.deployment.state_path))
+        except Exception as exc:  # the deployment is closed next either way: no process keeps a fault
+            self.errors.append(f"clearing faults: {exc}")
+        try:
+            self.deployment.close()
+        finally:
+            events = Path(self.deployment.events_path)
+            if events.exists():
+                shutil.copyfile(events, self.out_dir / "events.jsonl")
+
+    # ----- judging ----------------------------------------------------------------------------------
+
+    def _judge(self) -> dict[str, Any]:
+        from harness.chaos.behaviour import check_behaviour
+        from harness.chaos.result import RESULT_FILE, build_result, first_memory_alert_s, serving_telemetry
+        from harness.measure.sla import evaluate_recovery
+        from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
+        from harness.platforms.base import read_events
+        from harness.records import REQUESTS_FILE, RequestRecord
+        from harness.results import write_json
+
+        events = read_events(self.out_dir / "events.jsonl")
+        telemetry_path = self.out_dir / TELEMETRY_FILE
+        rows = serving_telemetry(read_telemetry(telemetry_path) if telemetry_path.exists() else [], events)
+        requests_path = self.out_dir / REQUESTS_FILE
+        requests = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
+        recovery = verdict = None
+        findings: list[str] = []
+        if self.injected_at is not None and self.end_s is not None and self.end_s > self.injected_at:
+            try:
+                recovery = self._analyze(self.end_s, requests=requests, events=events)
+                verdict = evaluate_recovery(recovery, telemetry=rows, config=self.sla)
+            except HarnessError as exc:
+                self.errors.append(str(exc))
+            if not self.interrupted:
+                findings = check_behaviour(
+                    events, self.experiment.extension.expect, since_s=self.injected_at, replica=self.target_replica, until_s=self.end_s
+                )
+        thresholds = self.sla.thresholds
+        alert_at = first_memory_alert_s(rows, thresholds.memory_growth_mb_per_s, thresholds.memory_window_s)
+        extra = {
+            "deployed_at": self.deployed_at,
+            "memory_alert_after_s": None if alert_at is None or self.injected_at is None else round(alert_at - self.injected_at, 3),
+            "spec": self.spec.model_dump(mode="json", by_alias=True),
+            "load": self.load.describe() if self.load is not None else None,
+            "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
+            "faults_cleared": self.faults_cleared,
+            "errors": self.errors,
+        }
+        result = build_result(
+            experiment=self.experiment.name, fault=self.experiment.fault, topology=self.spec.topology,
+            profile=self.profile.name, injected_at=self.injected_at, target_replica=self.target_replica,
+            recovery=recovery, verdict=verdict, tier=self.tier, journal=self.journal,
+            behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
+        )
+        write_json(self.out_dir / RESULT_FILE, result)
+        return result

@@ -1,0 +1,166 @@
+"""`harness chaos`: run Chaos Toolkit experiments under load and judge recovery against SLA tiers.
+
+    harness chaos run EXPERIMENT --topology T [--profile smoke|nightly] [--spec FILE] [--tier NAME] --out DIR
+    harness chaos matrix [--faults a,b] [--topologies single,active-standby,multi-active] [--profile smoke] [--retry] --out DIR
+    harness chaos validate EXPERIMENT...
+    harness chaos spec EXPERIMENT [--topology T] [--profile P] [--spec FILE]   (the spec for `harness up --spec`)
+
+Exit codes: 0 the tier was met (every cell, for the matrix), 1 not met (every violation listed),
+2 bad input, 3 the harness could not run, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import ConfigError, UsageError, VerdictFailed
+
+__all__ = ["register"]
+
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("chaos", help="chaos experiments under load, judged against SLA tiers")
+    commands = parser.add_subparsers(dest="chaos_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+    run = commands.add_parser("run", help="run one experiment against a fresh local deployment")
+    run.add_argument("experiment", help="Chaos Toolkit experiment file (experiments/<fault>.json)")
+    _common(run)
+    run.add_argument("--tier", default=None, help="SLA tier to meet (default: the topology's own tier)")
+    run.add_argument("--out", required=True, type=Path, help="directory for result.json, journal.json, timeline, ...")
+    run.set_defaults(func=_run)
+
+    matrix = commands.add_parser("matrix", help="run each fault against each topology; write matrix.csv and matrix.md")
+    matrix.add_argument("--faults", default=None, help="comma-separated faults (default: every experiment in --experiments)")
+    matrix.add_argument("--topologies", default="single,active-standby,multi-active", help="comma-separated topologies")
+    matrix.add_argument("--experiments", type=Path, default=None, help="directory of experiment files (default: experiments/)")
+    matrix.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
+    matrix.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
+    matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
+    matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
+    matrix.add_argument("--out", required=True, type=Path, help="directory for matrix.csv, matrix.md and one folder per cell")
+    matrix.set_defaults(func=_matrix)
+
+    validate = commands.add_parser("validate", help="validate experiment files as `chaos validate` does, plus the harness extension")
+    validate.add_argument("experiments", nargs="+", type=Path)
+    validate.set_defaults(func=_validate)
+
+    spec = commands.add_parser("spec", help="print the service spec an experiment deploys (for `harness up --spec`)")
+    spec.add_argument("experiment")
+    _common(spec)
+    spec.set_defaults(func=_spec)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", default="single", help="single (default), active-standby or multi-active")
+    parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
+    parser.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
+    parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _topology(value: str) -> str:
+    from harness.config import TOPOLOGIES
+
+    if value not in TOPOLOGIES:
+        raise ConfigError("topology", value, f"choose one of {', '.join(TOPOLOGIES)}")
+    return value
+
+
+def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Path):
+    from harness.chaos.experiment import load_experiment
+    from harness.chaos.profiles import get_profile
+    from harness.chaos.session import ChaosRunSettings
+    from harness.config import load_yaml_file
+
+    profile = get_profile(args.profile)
+    experiment = load_experiment(_experiment_path(experiment_path))
+    spec_data = load_yaml_file(args.spec) if args.spec is not None else None
+    return ChaosRunSettings(
+        experiment=experiment, topology=_topology(args.topology), profile=profile, out_dir=out_dir,
+        spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None,
+    )
+
+
+def _experiment_path(value: str | Path) -> Path:
+    path = Path(value)
+    if path.exists() or path.suffix:
+        return path
+    return Path("experiments") / f"{value}.json"  # `harness chaos run pod-kill` names the shipped file
+
+
+def _progress(message: str) -> None:
+    print(f"harness chaos: {message}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.chaos.session import ChaosRun
+
+    settings = _settings(args, args.experiment, args.out)
+    result = ChaosRun(settings, progress=_progress).execute()
+    print(_summary_line(result))
+    if result["aborted"]:
+        print(f"harness chaos: interrupted; result recorded as aborted in {args.out / 'result.json'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not result["tier_met"]:
+        raise VerdictFailed(f"{result['experiment']} on {result['topology']}: tier {result['tier']} not met", result["violations"])
+    return 0
+
+
+def _summary_line(result: dict) -> str:
+    def fmt(value, unit="", digits=2):
+        return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+    availability = result.get("availability")
+    return (
+        f"{result['experiment']} x {result['topology']}: TTR {fmt(result.get('ttr_s'), ' s')}, "
+        f"outage {fmt(result.get('outage_s'), ' s')}, failed {result.get('failed_requests')}/{result.get('total_requests')}, "
+        f"availability {fmt(None if availability is None else availability * 100, '%', 3)}, "
+        f"p99 before/during/after {fmt(result.get('p99_ms_before'), '', 1)}/{fmt(result.get('p99_ms_during'), '', 1)}/"
+        f"{fmt(result.get('p99_ms_after'), ' ms', 1)}, tier {result['tier']} {'met' if result['tier_met'] else 'NOT met'}, "
+        f"behaviour {'seen' if result.get('behaviour_seen') else 'NOT seen'}"
+    )
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from harness.chaos.matrix import MatrixPlan, run_matrix
+
+    plan = MatrixPlan.from_args(
+        faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
+        spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out,
+    )
+    table = run_matrix(plan, progress=_progress)
+    print(table.markdown())
+    if table.aborted:
+        return EXIT_INTERRUPTED
+    failed = table.failed_cells()
+    if failed:
+        raise VerdictFailed(f"{len(failed)} of {len(table.rows)} cells missed their tier", failed)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from harness.chaos.experiment import load_experiment
+
+    for path in args.experiments:
+        experiment = load_experiment(path)
+        print(f"{path}: valid ({experiment.fault}: {experiment.extension.summary or experiment.title})")
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> int:
+    import yaml
+
+    if args.retry is False:
+        raise UsageError("--retry takes no value")
+    spec = _settings(args, args.experiment, Path(".")).spec()
+    print(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude={"service": {"weights_dir", "fault_token"}}), sort_keys=False), end="")
+    return 0

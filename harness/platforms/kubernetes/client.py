@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from harness.errors import DeploymentError, PlatformUnavailable
 
-__all__ = ["FIELD_MANAGER", "KubernetesClient", "kubeconfig_paths", "resource_path"]
+__all__ = ["FIELD_MANAGER", "KubernetesClient", "kubeconfig_paths", "resource_path", "rollout_progress"]
 
 FIELD_MANAGER = "harness"  # owner of the fields we apply (server-side apply)
 T = TypeVar("T")
@@ -165,12 +165,12 @@ class KubernetesClient:
     def delete(self, objects: Iterable[dict[str, Any]], *, keep_kinds: tuple[str, ...] = ("Namespace",)) -> list[str]:
         """Delete each object in reverse order (absent ones are skipped), dependents in the background;
         ``keep_kinds`` are left alone (a namespace may hold more than ours). Return what was deleted."""
+        from kubernetes.client.exceptions import ApiException
+
         deleted = []
         for obj in reversed(list(objects)):
             if obj.get("kind") in keep_kinds:
                 continue
-            from kubernetes.client.exceptions import ApiException
-
             try:
                 self._request("DELETE", resource_path(obj), query=[("propagationPolicy", "Background")])
             except DeploymentError as exc:

@@ -31,6 +31,7 @@ __all__ = [
     "ReplicaCgroup",
     "CgroupSet",
     "sweep_stale_cgroups",
+    "cgroup_base",
     "owned_cgroup_dirs",
 ]
 
@@ -359,6 +360,12 @@ class CgroupSet:
             if problem := _remove_dir(parent, _REMOVE_TIMEOUT_S):
                 problems.append(problem)
         return problems
+
+
+def cgroup_base(controller: str = "memory") -> Path | None:
+    """Return where harness parents of ``controller`` go first (this process's own cgroup), or None."""
+    hierarchy = _find_hierarchies().get(controller)
+    return hierarchy.own if hierarchy else None
 
 
 def owned_cgroup_dirs(pid: int | None = None) -> list[Path]:

@@ -199,10 +199,10 @@ class LocalDeployment:
     def _on_change(self) -> None:
         """Called on the loop thread whenever a replica changes: state file, balancer, waiters."""
         snapshot = [r.status() for r in self._replicas]
+        self._write_state(snapshot)  # before waiters wake: what wait_ready saw, the file already says
         with self._changed:
             self._snapshot = snapshot
             self._changed.notify_all()
-        self._write_state(snapshot)
         backends = [{"name": s.name, "host": HOST, "port": s.port, "ready": s.ready}
                     for s in snapshot if s.port is not None]
         if self._balancer is not None and self._balancer.poll() is None:

@@ -105,7 +105,7 @@ def post_infer():
     return _post_infer
 
 
-def leftovers(deployment: LocalDeployment) -> list[str]:
+def _leftovers(deployment: LocalDeployment) -> list[str]:
     """Return what a closed deployment left behind: live processes, listening ports, cgroup dirs."""
     events = read_events(deployment.events_path)
     pids = {int(e.extra["pid"]) for e in events if e.type == "Started" and "pid" in e.extra}
@@ -144,9 +144,23 @@ def cgroups_writable() -> bool:
 
 
 @pytest.fixture
-def stub_command():
-    """Return the argv of the stub replica ("{port}" is filled in by the platform)."""
-    return list(STUB_COMMAND)
+def fast_spec_data() -> dict[str, Any]:
+    """Return a copy of FAST_SPEC (a spec as YAML would hold it)."""
+    return copy.deepcopy(FAST_SPEC)
+
+
+@pytest.fixture
+def leftovers():
+    """Return a function listing what a closed deployment left behind (empty when nothing)."""
+    return _leftovers
+
+
+@pytest.fixture
+def stub_command(tmp_path: Path) -> list[str]:
+    """Return the argv of the stub replica ("{port}" is filled in by the platform), serving an empty dir."""
+    www = tmp_path / "www"
+    www.mkdir(exist_ok=True)
+    return [*STUB_COMMAND, "--directory", str(www)]
 
 
 @pytest.fixture
@@ -164,5 +178,5 @@ def deploy_local(tmp_path: Path):
     problems = []
     for deployment in made:
         deployment.close()
-        problems += leftovers(deployment)
+        problems += _leftovers(deployment)
     assert not problems, "teardown left things behind:\n" + "\n".join(problems)

@@ -7,7 +7,8 @@ the SLO (median p99 <= SLO, error rate within bounds, throughput keeping up with
 under the SLO, the peak throughput, and the latency/throughput frontier (Pareto set: no other point
 has both higher throughput and lower p99). Across configurations: the overall frontier, batching's
 effect (largest vs smallest batch at each load level) and precision's effect (against fp32 at the
-same batch: peak-throughput ratio, best-under-SLO ratio, p50 latency ratio at the lightest load),
+same batch: peak-throughput ratio, best-under-SLO ratio, p50 latency ratio at the lightest rate both
+meet the SLO at),
 next to the accuracy drift of that precision.
 """
 
@@ -177,14 +178,21 @@ def _precision_effect(configs: list[dict[str, Any]], points: list[dict[str, Any]
         if config["precision"] == "fp32" or base is None:
             continue
         batch = config["max_batch_size"]
-        levels = sorted(p["load_level"] for p in points if p["max_batch_size"] == batch and p["windows"])
-        light = levels[0] if levels else math.nan
+        def at(precision: str, level: float) -> dict[str, Any] | None:
+            for p in points:
+                if (p["precision"], p["max_batch_size"], p["load_level"]) == (precision, batch, level) and p["windows"]:
+                    return p
+            return None
+
+        # latency speed-up where neither side is overloaded: the lightest rate both meet the SLO at
+        shared = sorted(level for level in {p["load_level"] for p in points}
+                        if (a := at("fp32", level)) and (b := at(config["precision"], level))
+                        and a["meets_slo"] and b["meets_slo"])
+        light = shared[0] if shared else math.nan
 
         def p50(precision: str) -> float:
-            for p in points:
-                if (p["precision"], p["max_batch_size"], p["load_level"]) == (precision, batch, light) and p["windows"]:
-                    return p["p50_ms"]
-            return math.nan
+            point = at(precision, light)
+            return point["p50_ms"] if point else math.nan
 
         def figure(c: Mapping[str, Any], name: str) -> float:
             return c[name]["throughput_rps"] if c.get(name) else math.nan
@@ -194,7 +202,7 @@ def _precision_effect(configs: list[dict[str, Any]], points: list[dict[str, Any]
             "precision": config["precision"], "max_batch_size": batch,
             "peak_throughput_ratio": _ratio(figure(config, "peak"), figure(base, "peak")),
             "best_under_slo_ratio": _ratio(figure(config, "best_under_slo"), figure(base, "best_under_slo")),
-            "p50_speedup_at_light_load": _ratio(p50("fp32"), p50(config["precision"])),
+            "p50_speedup_at_light_load": _ratio(p50("fp32"), p50(config["precision"])),  # NaN: no shared passing rate
             "light_load_level": light,
             "forward_speedup": accuracy.get("speedup_vs_fp32", math.nan),
             "max_abs_error": accuracy.get("max_abs_error", math.nan),

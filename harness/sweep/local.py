@@ -1,0 +1,226 @@
+"""The sweep and capacity backend on the local platform: deploy a configuration, measure it open-loop.
+
+Each configuration is deployed once (`harness.platforms.deploy`) and serves every load level. Load
+comes from the rate generator (`harness.load.rate`: open loop, Poisson arrivals from a seed, latency
+from the scheduled send time) in its own process, pinned to other cores than the service where the
+machine has them. One generator run covers a warm-up and one or more windows; the windows are cut
+from its per-request records by send time (`harness.measure.percentiles.summarize_windows`), and the
+replicas' CPU and RSS (and GPU where present) come from `harness.measure.telemetry` over the same
+window. With one replica the load goes to the replica directly, so the front balancer's own CPU does
+not share the measured core; with several it goes through the balancer, as users' traffic would.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from harness.config import ServiceConfig, ServiceSpec
+from harness.errors import DeploymentError, HarnessError
+from harness.sweep.grid import SweepPlan, WindowMeasurement
+from harness.sweep.runner import PointTimeout, Precheck
+
+__all__ = ["split_cpus", "LocalSession", "LocalSweepBackend"]
+
+ARRIVAL = "poisson"
+TELEMETRY_INTERVAL_S = 0.5
+LAG_TOLERANCE_MS = 50.0  # as the rate generator's own rule: p99 send lag above this is a lagging generator
+
+
+def split_cpus(cpus: list[int] | None = None) -> tuple[list[int], list[int] | None]:
+    """Return (service CPUs, generator CPUs): the generator gets the last core, the service the rest.
+
+    On a single core both share it (generator CPUs None: no pinning).
+    """
+    usable = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return usable, None
+    return usable[:-1], usable[-1:]
+
+
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(statistics.median(finite)) if finite else math.nan
+
+
+class LocalSession:
+    """One deployed configuration: a pre-check of its speed, and open-loop measurement windows."""
+
+    def __init__(self, deployment, target: str, plan: SweepPlan, max_batch_size: int, workdir: Path,
+                 generator_cpus: list[int] | None, sampler) -> None:
+        self.deployment = deployment
+        self.target = target
+        self.plan = plan
+        self.max_batch_size = max_batch_size
+        self.workdir = workdir
+        self.generator_cpus = generator_cpus
+        self.sampler = sampler
+        self.runs = 0
+
+    def precheck(self, timeout_s: float) -> Precheck:
+        """Time single requests of 1 and of max_batch_size samples; return the capacity they imply.
+
+        A full batch in one request runs at once (no queue delay), so its latency is one forward plus
+        the HTTP cost. Raises PointTimeout when a request does not answer within the time left.
+        """
+        from harness.service.client import ServiceUnreachable, infer
+        from harness.service.registry import example_request
+
+        deadline = time.monotonic() + timeout_s
+        timings: dict[int, float] = {}
+        for samples, repeats in ((1, 3), (self.max_batch_size, 2)):
+            if samples in timings:
+                continue
+            body = example_request(self.plan.model, samples, seed=samples)
+            times = []
+            for _ in range(repeats):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.05:
+                    break
+                started = time.monotonic()
+                try:
+                    status, reply = infer(self.target, self.plan.model, body, timeout_s=remaining)
+                except ServiceUnreachable as exc:
+                    raise PointTimeout(f"a request of {samples} sample(s) did not answer within {remaining:.0f} s") from exc
+                if status != 200:
+                    raise HarnessError(f"pre-check request of {samples} sample(s) answered {status}: {reply.get('error', reply)}")
+                times.append((time.monotonic() - started) * 1000.0)
+            if not times:
+                break
+            timings[samples] = statistics.median(times)
+        if 1 not in timings:
+            raise PointTimeout(f"no pre-check request fitted in {timeout_s:g} s")
+        capacity = max(samples * 1000.0 / ms for samples, ms in timings.items())
+        detail = ", ".join(f"{s} sample(s) in {ms:.0f} ms" for s, ms in sorted(timings.items()))
+        return Precheck(capacity, f"{detail}: ~{capacity:.0f} requests/s")
+
+    def measure(self, level: float, *, warmup_s: float, window_s: float, count: int, timeout_s: float) -> list[WindowMeasurement]:
+        """Run the generator at ``level`` rps for a warm-up and ``count`` windows; return the windows.
+
+        Raises PointTimeout when the run cannot fit ``timeout_s``, HarnessError when it fails.
+        """
+        from harness.load.rate import run_rate, schedule_offsets
+        from harness.measure.percentiles import percentile, summarize_windows
+
+        duration_s = warmup_s + count * window_s
+        request_timeout_s = min(self.plan.request_timeout_s, max(1.0, timeout_s - duration_s - 2.0))
+        grace_s = timeout_s - duration_s - request_timeout_s
+        if grace_s < 1.0:
+            raise PointTimeout(f"{duration_s:g} s of load does not fit the {timeout_s:.0f} s left")
+        self.runs += 1
+        seed = self.plan.seed + self.runs
+        result = run_rate(
+            self.target, self.workdir / f"load-{self.runs:03d}-{level:g}rps", rate_rps=level, duration_s=duration_s,
+            arrival=ARRIVAL, seed=seed, model=self.plan.model, batch_size=1, timeout_s=request_timeout_s,
+            max_in_flight=256, cpus=self.generator_cpus, startup_grace_s=min(20.0, grace_s),
+        )
+        records = result.records
+        first_offset = schedule_offsets(level, duration_s, ARRIVAL, seed)[0]
+        start_s = min(r.intended_s for r in records) - first_offset
+        summaries = summarize_windows(records, start_s=start_s + warmup_s, window_s=window_s, count=count)
+        telemetry = self.sampler.rows() if self.sampler is not None else []
+        windows = []
+        for index, summary in enumerate(summaries):
+            lo = start_s + warmup_s + index * window_s
+            hi = lo + window_s
+            inside = [r for r in records if lo <= r.intended_s < hi]
+            lags = [(r.sent_s - r.intended_s) * 1000.0 for r in inside if math.isfinite(r.sent_s)]
+            lagging = bool(lags) and percentile(lags, 99) > LAG_TOLERANCE_MS
+            cpu, rss, gpu_util, gpu_mem = _telemetry_in(telemetry, lo, hi)
+            windows.append(WindowMeasurement(
+                throughput_rps=summary.throughput_rps, p50_ms=summary.p50_ms, p95_ms=summary.p95_ms,
+                p99_ms=summary.p99_ms, error_rate=summary.error_rate if summary.count else 1.0,
+                requests=summary.count, sent_rate_rps=summary.request_rate_rps,
+                generator_saturated=lagging or result.load.generator_cpu.saturated,
+                cpu_percent=cpu, rss_mb=rss, gpu_util_percent=gpu_util, gpu_memory_mb=gpu_mem,
+                started_s=lo, duration_s=window_s,
+            ))
+        return windows
+
+
+def _telemetry_in(rows: list[dict], lo: float, hi: float) -> tuple[float, float, float, float]:
+    """Return the medians over [lo, hi] of the replicas' summed CPU% and RSS, and of GPU util and memory."""
+    by_time: dict[float, dict[str, float]] = {}
+    for row in rows:
+        t = row.get("time_s")
+        if t is None or not lo <= t <= hi:
+            continue
+        sample = by_time.setdefault(t, {"cpu": 0.0, "rss": 0.0, "cpu_n": 0, "util": [], "mem": 0.0, "mem_n": 0})
+        if str(row.get("replica", "")).startswith("gpu:"):
+            if row.get("gpu_util_percent") is not None:
+                sample["util"].append(row["gpu_util_percent"])
+            continue
+        if row.get("cpu_percent") is not None:
+            sample["cpu"] += row["cpu_percent"]
+            sample["cpu_n"] += 1
+        if row.get("rss_mb") is not None:
+            sample["rss"] += row["rss_mb"]
+        if row.get("gpu_memory_used_mb") is not None:
+            sample["mem"] += row["gpu_memory_used_mb"]
+            sample["mem_n"] += 1
+    samples = list(by_time.values())
+    cpu = _median([s["cpu"] for s in samples if s["cpu_n"]])
+    rss = _median([s["rss"] for s in samples if s["rss"] > 0])
+    util = _median([statistics.mean(s["util"]) for s in samples if s["util"]])
+    mem = _median([s["mem"] for s in samples if s["mem_n"]])
+    return cpu, rss, util, mem
+
+
+class LocalSweepBackend:
+    """Deploys each configuration on the local platform (the `SweepBackend` of `harness.sweep.runner`)."""
+
+    def __init__(self, plan: SweepPlan, workdir: str | Path, *, replicas: int = 1,
+                 service_cpus: list[int] | None = None, generator_cpus: list[int] | None = None,
+                 telemetry: bool = True) -> None:
+        default_service, default_generator = split_cpus()
+        self.plan = plan
+        self.workdir = Path(workdir)
+        self.replicas = replicas
+        self.service_cpus = service_cpus if service_cpus is not None else default_service
+        self.generator_cpus = generator_cpus if generator_cpus is not None else default_generator
+        self.telemetry = telemetry
+
+    def spec(self, precision: str, max_batch_size: int) -> ServiceSpec:
+        """Return the service spec of one configuration."""
+        service = ServiceConfig(
+            model=self.plan.model, precision=precision, max_batch_size=max_batch_size,
+            max_queue_delay_ms=self.plan.max_queue_delay_ms, torch_threads=self.plan.torch_threads,
+            seed=self.plan.seed, device="auto",
+        )
+        topology = "single" if self.replicas == 1 else "multi-active"
+        name = f"sweep-{precision}-b{max_batch_size}-r{self.replicas}"
+        return ServiceSpec(name=name, service=service, topology=topology, replicas=self.replicas)
+
+    @contextmanager
+    def open(self, precision: str, max_batch_size: int, *, ready_timeout_s: float) -> Iterator[LocalSession]:
+        """Deploy, wait Ready, yield a `LocalSession`; always tear down. Raises PointTimeout or DeploymentError."""
+        from harness.measure.telemetry import TelemetrySampler
+        from harness.platforms import deploy
+
+        spec = self.spec(precision, max_batch_size)
+        workdir = self.workdir / spec.name
+        deployment = deploy(spec, platform="local", workdir=workdir, cpus=self.service_cpus)
+        sampler = None
+        try:
+            try:
+                deployment.wait_ready(timeout_s=ready_timeout_s)
+            except DeploymentError as exc:
+                if "timed out" in str(exc):
+                    raise PointTimeout(f"not Ready within {ready_timeout_s:g} s: {str(exc).splitlines()[0]}") from exc
+                raise
+            replicas = deployment.replicas()
+            target = replicas[0].url if self.replicas == 1 and replicas[0].url else deployment.endpoint
+            if self.telemetry:
+                sampler = TelemetrySampler(workdir / "telemetry.csv",
+                                           lambda: {r.name: r.pid for r in deployment.replicas()},
+                                           interval_s=TELEMETRY_INTERVAL_S).start()
+            yield LocalSession(deployment, target, self.plan, max_batch_size, workdir, self.generator_cpus, sampler)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            deployment.close()

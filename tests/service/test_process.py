@@ -1,0 +1,141 @@
+"""The service as a real process: JSON events, SIGTERM drain, crash fault, refusing bad weights, CLI."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from harness.service import weights
+from harness.service.client import inject_fault, wait_ready
+from harness.service.registry import example_request
+
+from .conftest import TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+class Child:
+    """`python -m harness.service ...` with its stdout events collected; killed at the end whatever happens."""
+
+    def __init__(self, args: list[str], weights_dir: Path, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, "-m", "harness.service", "--port", "0", "--model", "tiny-mlp", "--weights-dir", str(weights_dir),
+                   "--torch-threads", "1", *args]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.wait_event('listening')['port']}"
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.events.put(json.loads(line))
+
+    def wait_event(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if event["event"] == name:
+                return event
+        raise AssertionError(f"no {name!r} event within {timeout_s} s; stderr: {self.process.stderr.read() if self.process.poll() is not None else ''}")
+
+    def exit_code(self, timeout_s: float = 30.0) -> int:
+        return self.process.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def child(weights_dir: Path) -> Iterator[Any]:
+    started: list[Child] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Child:
+        process = Child(list(args), weights_dir, env)
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.kill()
+
+
+def test_ready_event_names_port_model_and_load_time(child: Any) -> None:
+    service = child()
+    ready = service.wait_event("ready")
+    assert ready["model"] == "tiny-mlp" and ready["port"] == int(service.base_url.rsplit(":", 1)[1]) and ready["load_s"] > 0
+    service.process.send_signal(signal.SIGTERM)
+    assert service.exit_code() == 0
+
+
+def test_sigterm_drains_in_flight_requests_with_none_failed(child: Any) -> None:
+    service = child("--max-queue-delay-ms", "0", "--grace-period-s", "20", env={"HARNESS_FAULT_TOKEN": TOKEN})
+    wait_ready(service.base_url, timeout_s=60)
+    inject_fault(service.base_url, "slow-inference", TOKEN, {"delay_ms": 700, "duration_s": 60})
+    body = example_request("tiny-mlp", 1)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(httpx.post, f"{service.base_url}/v2/models/tiny-mlp/infer", json=body, timeout=60) for _ in range(6)]
+        deadline = time.monotonic() + 20
+        while 'harness_in_flight_requests{model="tiny-mlp"} 6' not in httpx.get(f"{service.base_url}/metrics").text:
+            assert time.monotonic() < deadline, "requests never got in flight"
+            time.sleep(0.02)
+        service.process.send_signal(signal.SIGTERM)
+        service.wait_event("draining", timeout_s=10)
+        ready = httpx.get(f"{service.base_url}/v2/health/ready", timeout=10)
+        assert ready.status_code == 503 and "shutting down" in ready.json()["error"]
+        refused = httpx.post(f"{service.base_url}/v2/models/tiny-mlp/infer", json=body, timeout=10)
+        assert refused.status_code == 503
+        statuses = [future.result().status_code for future in futures]
+    assert statuses == [200] * 6
+    assert service.exit_code(timeout_s=30) == 0
+
+
+def test_crash_fault_exits_with_the_requested_code(child: Any) -> None:
+    service = child("--fault-token", TOKEN)
+    wait_ready(service.base_url, timeout_s=60)
+    reply = inject_fault(service.base_url, "crash", TOKEN, {"exit_code": 42, "delay_s": 0.2})
+    assert reply["fault"] == "crash"
+    assert service.exit_code() == 42
+
+
+def test_tampered_weights_never_become_ready_and_exit_nonzero(child: Any, tmp_path: Path) -> None:
+    folder = weights.ensure_weights("tiny-mlp", 0, tmp_path)
+    path = folder / weights.WEIGHTS_FILE
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    service = Child(["--startup-delay-s", "0.5"], tmp_path)
+    try:
+        ready = httpx.get(f"{service.base_url}/v2/health/ready", timeout=10)
+        assert ready.status_code == 503
+        failed = service.wait_event("load_failed")
+        assert "SHA-256" in failed["error"] and failed["error_type"] == "ModelIntegrityError"
+        assert service.exit_code() == 3
+        assert "SHA-256" in service.process.stderr.read()
+    finally:
+        service.kill()
+
+
+def test_harness_serve_cli_refuses_a_bad_flag_value_naming_it(weights_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "serve", "--max-batch-size", "0", "--weights-dir", str(weights_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "max_batch_size=0" in done.stderr

@@ -70,7 +70,7 @@ def read_timeline(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["ok"] = _as_bool(frame["ok"])
-    frame["error"] = frame["error"].fillna("").astype(str)
+    frame["error"] = frame["error"].astype("string").fillna("").astype(str)
     return frame.sort_values("t_s", kind="stable").reset_index(drop=True)
 
 
@@ -80,7 +80,7 @@ def read_requests(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["ok"] = _as_bool(frame["ok"])
-    frame["error"] = frame["error"].fillna("").astype(str)
+    frame["error"] = frame["error"].astype("string").fillna("").astype(str)
     return frame.sort_values("intended_s", kind="stable").reset_index(drop=True)
 
 

@@ -145,7 +145,7 @@ def _sweep_section(directory: Path, root: Path) -> Section:
     section = Section("sweep", "Performance sweep: precision x batch size x load", str(directory.relative_to(root)))
     summary_path = directory / "sweep_summary.json"
     summary = read_json(summary_path) if summary_path.exists() else {}
-    slo = summary.get("p99_slo_ms") if isinstance(summary, dict) else None
+    slo = (summary.get("slo") or {}).get("p99_ms") if isinstance(summary, dict) else None
     if not rows.empty and {"precision", "max_batch_size", "throughput_rps", "p99_ms"} <= set(rows.columns):
         level = next((c for c in ("load_level", "rate_rps", "concurrency") if c in rows.columns), None)
         ok_rows = rows[rows["status"].astype(str).eq("ok")] if "status" in rows.columns else rows
@@ -164,15 +164,25 @@ def _sweep_section(directory: Path, root: Path) -> Section:
                 section.findings.append(
                     f"{record.get('precision')} batch {record.get('max_batch_size')}: {record.get('status')}"
                     f" ({record.get('reason', '')})")
-    for key in ("accuracy", "configurations"):
-        value = summary.get(key) if isinstance(summary, dict) else None
+    effects = summary.get("effects", {}) if isinstance(summary, dict) else {}
+    for caption, key in (("batching effect (throughput at the largest batch over the smallest)", "batching"),
+                         ("precision effect (vs fp32)", "precision")):
+        value = effects.get(key)
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            section.tables.append((key, value))
+            section.tables.append((caption, [_flat_row(v) for v in value]))
+    accuracy = summary.get("accuracy") if isinstance(summary, dict) else None
+    if isinstance(accuracy, list) and accuracy and isinstance(accuracy[0], dict):
+        section.tables.append(("accuracy drift against fp32 on the same inputs", [_flat_row(a) for a in accuracy]))
     section.paragraphs.append(
         f"{len(rows)} measurement windows. Points that could not finish in their time bound are listed, not dropped."
     )
     section.summary = {"windows": int(len(rows))}
     return section
+
+
+def _flat_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a table row with nested values dropped (tables show scalars; the JSON keeps the rest)."""
+    return {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
 
 
 def _capacity_section(directory: Path, root: Path) -> Section:
@@ -181,17 +191,18 @@ def _capacity_section(directory: Path, root: Path) -> Section:
     plan = data.get("plan", data)
     section.paragraphs.append(
         f"Target {_fmt(plan.get('target_rps'))} req/s at p99 <= {_fmt(plan.get('p99_ms'))} ms with headroom "
-        f"{_fmt(plan.get('headroom'), 2)}: {plan.get('replicas_needed', 'n/a')} replicas at a measured "
+        f"{_fmt(plan.get('headroom'), 2)}: {plan.get('replicas', 'n/a')} replicas at a measured "
         f"{_fmt(plan.get('per_replica_rps'))} req/s per replica. {plan.get('assumption', '')}"
     )
-    check = data.get("check") or []
-    if isinstance(check, dict):
-        check = check.get("points") or check.get("measurements") or []
+    check = [_flat_row(point) for point in data.get("points") or []]
     if check:
         section.tables.append(("measured vs predicted", check))
+    if data.get("note"):
+        section.paragraphs.append(str(data["note"]))
     _add_figure(section, "measured max rate vs the linear model",
                 charts.capacity_chart(check, plan.get("per_replica_rps"), plan.get("target_rps")))
-    section.summary = {k: plan.get(k) for k in ("target_rps", "replicas_needed", "per_replica_rps")}
+    section.summary = {k: plan.get(k) for k in ("target_rps", "replicas", "per_replica_rps")}
+    section.summary["linear_model_error"] = data.get("linear_model_error")
     return section
 
 

@@ -101,7 +101,7 @@ def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None =
         parts.append(f"Load: {_text(section.summary.get('throughput_rps'))} req/s at p99 {_text(section.summary.get('p99_ms'))} ms.")
     capacity = [s for s in sections if s.kind == "capacity"]
     for section in capacity[:1]:
-        parts.append(f"Capacity: {section.summary.get('replicas_needed', 'n/a')} replicas for "
+        parts.append(f"Capacity: {section.summary.get('replicas', 'n/a')} replicas for "
                      f"{_text(section.summary.get('target_rps'))} req/s.")
     regressions = list((comparison or {}).get("regressions") or [])
     if regressions:

@@ -1,0 +1,133 @@
+"""Reports rebuilt from saved run data alone (no live run)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.report.compare import compare_runs
+from harness.report.sections import collect_sections
+from harness.report.writer import write_report
+
+from .conftest import write_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_report_is_self_contained_with_every_chart_drawn(saved_run: Path) -> None:
+    paths = write_report(saved_run)
+    html = paths["html"].read_text(encoding="utf-8")
+    images = _images(html)
+    # load: throughput/latency + telemetry; chaos: timeline + telemetry; sweep: frontier + batch effect; capacity: 1
+    assert len(images) == 7
+    assert all(image.startswith(PNG_MAGIC) and len(image) > 2000 for image in images)
+    assert "src=\"http" not in html and "<script" not in html  # nothing fetched when opened
+    assert "Resilience matrix" in html and "Capacity plan" in html and "Environment" in html
+    assert html.index("class=\"verdict pass\"") < html.index("<h2>")  # the verdict comes first
+
+
+def test_summary_and_markdown_hold_the_verdict_and_sections(saved_run: Path) -> None:
+    paths = write_report(saved_run)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert summary["passed"] is True
+    kinds = [s["kind"] for s in summary["sections"]]
+    assert kinds == ["load", "matrix", "chaos", "sweep", "capacity"]
+    chaos = next(s for s in summary["sections"] if s["kind"] == "chaos")
+    assert chaos["summary"]["ttr_s"] == 2.0
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    assert markdown.startswith("# ") and "**Verdict:** PASS." in markdown
+    assert "| fault | topology |" in markdown
+
+
+def test_failing_chaos_run_fails_the_verdict_and_lists_every_violation(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", failing_chaos=True)
+    paths = write_report(run)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert summary["passed"] is False
+    chaos = next(s for s in summary["sections"] if s["kind"] == "chaos")
+    assert len(chaos["findings"]) == 2
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "single-point tier" in html and "over 500 ms" in html
+    assert "class=\"bad\"" in html  # the matrix cell that missed its tier is coloured
+
+
+def test_fp16_points_that_timed_out_are_listed_not_dropped(saved_run: Path) -> None:
+    sweep = next(s for s in collect_sections(saved_run) if s.kind == "sweep")
+    assert any("fp16" in finding and "timeout" in finding for finding in sweep.findings)
+
+
+def test_report_of_one_part_alone(saved_run: Path) -> None:
+    paths = write_report(saved_run / "chaos" / "pod-kill-single")
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert [s["kind"] for s in summary["sections"]] == ["chaos"]
+    assert len(_images(paths["html"].read_text(encoding="utf-8"))) == 2
+
+
+def test_unreadable_part_is_named_and_the_rest_still_reported(saved_run: Path) -> None:
+    (saved_run / "load" / "result.json").write_text("{not json", encoding="utf-8")
+    paths = write_report(saved_run)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert any("load" in entry for entry in summary["unreadable"])
+    assert "chaos" in [s["kind"] for s in summary["sections"]]
+
+
+def test_empty_directory_reports_nothing_measured(tmp_path: Path) -> None:
+    summary = json.loads(write_report(tmp_path)["summary"].read_text(encoding="utf-8"))
+    assert summary["passed"] is False and "nothing was measured" in summary["verdict"]
+
+
+def test_rerun_of_the_same_build_is_not_a_regression(tmp_path: Path) -> None:
+    baseline = write_run(tmp_path / "a", seed=1)
+    current = write_run(tmp_path / "b", seed=2)
+    result = compare_runs(current, baseline)
+    assert result["rows"] and result["regressions"] == []
+    assert {row["metric"] for row in result["rows"]} >= {"load:throughput_rps", "load:p99_ms", "chaos/pod-kill-single:ttr_s"}
+
+
+def test_slowed_service_is_a_regression_beyond_noise(tmp_path: Path) -> None:
+    baseline = write_run(tmp_path / "a", seed=1, latency_ms=20.0)
+    current = write_run(tmp_path / "b", seed=2, latency_ms=30.0)
+    result = compare_runs(current, baseline)
+    flagged = " ".join(result["regressions"])
+    assert "load:p50_ms" in flagged and "load:p99_ms" in flagged
+    assert "load:throughput_rps" not in flagged  # same offered rate: latency, not throughput, moved
+
+
+def test_compare_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_run(tmp_path / "a", seed=1)
+    same = write_run(tmp_path / "b", seed=2)
+    slow = write_run(tmp_path / "c", seed=3, latency_ms=30.0)
+    assert main(["compare", str(same), "--baseline", str(baseline)]) == 0
+    assert main(["compare", str(slow), "--baseline", str(baseline)]) == 1
+    assert "regression" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "missing"), "--baseline", str(baseline)]) == 2
+    assert main(["compare", str(same), "--baseline", str(baseline), "--alpha", "2"]) == 2
+
+
+def test_report_cli_with_baseline_shows_the_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = write_run(tmp_path / "a", seed=1)
+    current = write_run(tmp_path / "b", seed=2, latency_ms=30.0)
+    assert main(["report", str(current), "--baseline", str(baseline)]) == 0
+    html = (current / "report.html").read_text(encoding="utf-8")
+    assert "Comparison with the baseline" in html and "regressed" in html
+    assert "FAIL." in html  # a regression fails the report's verdict
+
+
+def test_environment_difference_is_warned(tmp_path: Path) -> None:
+    baseline = write_run(tmp_path / "a", seed=1)
+    current = write_run(tmp_path / "b", seed=2)
+    run = json.loads((current / "run.json").read_text(encoding="utf-8"))
+    run["environment"]["cpu"]["model"] = "Some Other CPU"
+    (current / "run.json").write_text(json.dumps(run), encoding="utf-8")
+    result = compare_runs(current, baseline)
+    assert any("cpu.model" in warning for warning in result["warnings"])

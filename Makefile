@@ -20,6 +20,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/ -p no:cacheprovider -q
 
+smoke: $(STAMP)
+	$(BIN)/harness run smoke --out reports/smoke
+
 bench: $(STAMP)
 	$(BIN)/harness bench service
 

@@ -1,1 +1,15 @@
-"""Load generation: Locust profiles (own process), rate-driven open-loop load, the client-side prober."""
+"""Load generation: Locust profiles (own process), rate-driven open-loop load, the client-side prober.
+
+Public entry points (import them from their modules; this package imports nothing, so that the
+locustfile, which Locust loads in its own process, pulls in no more than it needs):
+
+- `harness.load.profiles`: `LoadProfile`, `build_profile`, `target_users`, `PRESETS`, `get_preset`.
+- `harness.load.locust_runner`: `run_locust(host, profile, out_dir, cpus=...) -> LoadResult`.
+- `harness.load.rate`: `run_rate(host, out_dir, rate_rps=..., duration_s=...) -> RateResult`.
+- `harness.load.prober`: `Prober(host, timeline_path, interval_s=0.05)` (start/stop, context manager).
+- `harness.load.session`: `run_session(deployment, profile, out_dir)` (Locust + prober + telemetry ->
+  result.json) and `plan_cpus()`.
+- `harness.load.result`: `LoadResult`; `harness.load.cpu_sampler`: the ``generator_saturated`` rule.
+
+``harness/load/locustfile.py`` imports Locust and must only ever be loaded by a Locust process.
+"""

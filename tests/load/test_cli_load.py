@@ -110,3 +110,20 @@ def test_sigint_mid_run_tears_everything_down(tmp_path):
         assert _wait_gone(marker) == []
     finally:
         _finish(proc, marker)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--duration-s", "-1"], "duration_s"),
+        (["--duration-s", "5", "--users", "0"], "users"),
+        (["--duration-s", "5", "--model", "no-such-model"], "model"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_field_before_deploying(args, named, tmp_path, capsys):
+    from harness.cli import main
+
+    code = main(["load", "--topology", "single", "--out", str(tmp_path / "run"), *args])
+    assert code == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run" / "platform").exists()  # nothing was deployed

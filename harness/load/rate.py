@@ -7,7 +7,9 @@ that should have gone out during the stall. In-flight requests are capped: a req
 cap is reached is recorded as an error (``overflow``), never silently skipped.
 
 The generator runs in its own process (``python -m harness.load.rate CONFIG``), asyncio + aiohttp,
-pinned to the CPUs given and killed if it overruns. How late it sent requests (``lag``: actual minus
+pinned to the CPUs given and killed if it overruns. SIGTERM (or SIGINT) ends it early and cleanly:
+no new requests, outstanding ones finish (bounded by their timeout), records are flushed and the
+summary written. How late it sent requests (``lag``: actual minus
 scheduled send time) says whether it kept the schedule; a generator that could not is the open-loop
 equivalent of a saturated one and is reported as ``generator_saturated``.
 """
@@ -18,6 +20,7 @@ import asyncio
 import json
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -149,20 +152,31 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
             await asyncio.sleep(FLUSH_INTERVAL_S)
             _flush(buffer, requests_path)
 
-    flush_task = asyncio.get_running_loop().create_task(flusher())
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop early on request: finish, flush, summarise
+        loop.add_signal_handler(sig, stopping.set)
+    flush_task = loop.create_task(flusher())
+    scheduled = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.max_in_flight)) as session:
         start = time.monotonic() + 0.05  # a moment to get the first sleep in before the first send
         for i, offset in enumerate(offsets):
             intended = start + offset
             delay = intended - time.monotonic()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:  # sleep until the slot, waking early on a stop request
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+            if stopping.is_set():
+                break
+            scheduled += 1
             lags_ms.append((time.monotonic() - intended) * 1000.0)
             if len(in_flight) >= config.max_in_flight:
                 overflow += 1
                 buffer.append(RequestRecord(intended + epoch_minus_mono, math.nan, math.nan, 0, False, OVERFLOW_ERROR, SOURCE))
                 continue
-            task = asyncio.get_running_loop().create_task(send(session, intended, bodies[i % len(bodies)]))
+            task = loop.create_task(send(session, intended, bodies[i % len(bodies)]))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:  # every request has its own timeout; this wait is bounded by it
@@ -170,7 +184,7 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
     flush_task.cancel()
     _flush(buffer, requests_path)
     p50, p99 = (percentiles(lags_ms, (50, 99))[q] for q in (50.0, 99.0))
-    return {"scheduled": len(offsets), "sent": len(offsets) - overflow, "overflow": overflow,
+    return {"scheduled": scheduled, "sent": scheduled - overflow, "overflow": overflow, "stopped_early": stopping.is_set(),
             "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_max_ms": max(lags_ms, default=math.nan)}
 
 

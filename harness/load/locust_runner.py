@@ -8,6 +8,7 @@ own CSVs (``<prefix>_stats.csv`` ...) and final JSON summary are kept beside it 
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -59,6 +60,32 @@ def _locust_counts(summary_path: Path) -> dict[str, object]:
         "locust_requests": sum(int(e.get("num_requests", 0)) for e in entries),
         "locust_failures": sum(int(e.get("num_failures", 0)) for e in entries),
     }
+
+
+def _locust_percentiles(stats_csv: Path) -> dict[str, object]:
+    """Return Locust's own (bucketed, approximate) p50/p95/p99 from the Aggregated row of its stats CSV.
+
+    Kept for comparison with the exact figures only; Locust rewrites the file about once a second,
+    so its last snapshot can miss the final second of requests.
+    """
+    try:
+        with open(stats_csv, newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.DictReader(handle) if row.get("Name") == "Aggregated"]
+    except OSError:
+        return {}
+    if not rows:
+        return {}
+    out: dict[str, object] = {"locust_csv_requests": _number(rows[-1].get("Request Count"))}
+    for column, key in (("50%", "locust_p50_ms"), ("95%", "locust_p95_ms"), ("99%", "locust_p99_ms")):
+        out[key] = _number(rows[-1].get(column))
+    return out
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "", "N/A") else None
+    except ValueError:
+        return None
 
 
 def run_locust(
@@ -118,7 +145,8 @@ def run_locust(
         "locust_summary": str(out / (LOCUST_PREFIX + "_summary.json")),
         "locust_log": str(log_path),
     }
-    extra = {"profile": profile.model_dump(), "host": host, **_locust_counts(out / (LOCUST_PREFIX + "_summary.json"))}
+    extra = {"profile": profile.model_dump(), "host": host, **_locust_counts(out / (LOCUST_PREFIX + "_summary.json")),
+             **_locust_percentiles(out / (LOCUST_PREFIX + "_stats.csv"))}
     return result_from_records(
         records, source="locust", cpu=sampler.stats(first, last), exit_code=code, hard_killed=hard_killed,
         started_s=started_s, ended_s=ended_s, paths=paths, extra=extra,

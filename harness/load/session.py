@@ -154,7 +154,10 @@ def build_result(
         "generator_saturated": result.generator_saturated,
         "generator_cpu": result.generator_cpu.to_dict(),
         "locust": {"exit_code": result.exit_code, "hard_killed": result.hard_killed,
-                   "requests": result.extra.get("locust_requests"), "failures": result.extra.get("locust_failures")},
+                   "requests": result.extra.get("locust_requests"), "failures": result.extra.get("locust_failures"),
+                   # Locust's own bucketed percentiles, for comparison with the exact ones above
+                   "p50_ms": result.extra.get("locust_p50_ms"), "p95_ms": result.extra.get("locust_p95_ms"),
+                   "p99_ms": result.extra.get("locust_p99_ms")},
         "prober": prober_summary.to_dict() if prober_summary is not None else None,
         "machine": machine_info(),
         "files": {k: Path(v).name for k, v in result.paths.items()},

@@ -1,0 +1,78 @@
+"""`harness run smoke|nightly [--out DIR] [--baseline DIR]`: the main job in one command.
+
+Preflight, deploy, a load profile, the chaos matrix, a sweep, capacity, then the report; progress on
+stderr throughout (stage, elapsed, ETA from the stage budgets), a table of the stages at the end and
+the path of ``report.html`` as the last line on stdout. ``smoke`` fits 15 minutes on 2 cores (a
+reduced chaos matrix: it says which cells and why); ``nightly`` runs everything; ``tiny`` is the
+harness's own one-minute self-test.
+
+Exit codes: 0 every stage completed and every verdict passed; 1 a verdict failed (an SLA tier, a
+regression against ``--baseline``, a preflight requirement: the job then stops early); 2 bad input;
+3 a stage could not run (the others still ran and the report was written); 130 interrupted (every
+deployment torn down, the report of what finished written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run_command", "format_stages"]
+
+PROFILE_CHOICES = ("smoke", "nightly", "tiny")  # harness.job.profiles.JOB_PROFILES, without importing it here
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run",
+        help="the main job: preflight, deploy, load, chaos matrix, sweep, capacity, report",
+        description="Run the whole harness once: preflight, deploy, a load profile, the chaos matrix, a sweep, "
+                    "capacity planning, and the report (report.html, report.md, summary.json). smoke fits 15 minutes "
+                    "on 2 cores; nightly runs every fault on every topology; tiny is a one-minute self-test.",
+    )
+    parser.add_argument("profile", choices=PROFILE_CHOICES, help="smoke | nightly | tiny")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
+    parser.set_defaults(func=run_command)
+
+
+def _say(line: str) -> None:
+    print(f"harness run: {line}", file=sys.stderr, flush=True)
+
+
+def format_stages(result) -> str:
+    """Return the closing table: one line per stage with status, verdict, time and budget."""
+    from harness.job import format_clock
+
+    lines = [f"{'stage':<10} {'status':<10} {'verdict':<8} {'time':>7} {'budget':>7}  note"]
+    for stage in result.stages:
+        note = stage.reason or ""
+        if stage.verdict == "fail" and stage.findings:
+            note = f"{len(stage.findings)} finding(s): {stage.findings[0]}"
+        lines.append(f"{stage.name:<10} {stage.status:<10} {stage.verdict or '-':<8} {format_clock(stage.elapsed_s):>7} "
+                     f"{format_clock(stage.budget_s):>7}  {note[:110]}")
+    lines.append(f"total {format_clock(result.elapsed_s)}; verdict {result.verdict}; exit code {result.exit_code}")
+    return "\n".join(lines)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the job; return its exit code. Raises ConfigError (exit 2) for bad input."""
+    from harness.job import run_job
+
+    result = run_job(args.profile, args.out, progress=_say, baseline=args.baseline, command=list(sys.argv))
+    print(format_stages(result), file=sys.stderr, flush=True)
+    preflight = next((s for s in result.stages if s.name == "preflight"), None)
+    if preflight is not None and preflight.stopped_job:
+        print("harness run: preflight found a requirement not met; stopped before deploying:", file=sys.stderr)
+        for finding in preflight.findings:
+            print(f"  - {finding}", file=sys.stderr)
+        print(result.out_dir / "preflight.json")
+        return result.exit_code
+    if result.report:
+        print(Path(result.report["html"]))
+    else:
+        print(f"harness run: no report was written; results are in {result.out_dir}", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,82 @@
+"""The main job: `harness run smoke|nightly` as a plain function, for the CLI and the pytest plugin.
+
+    from harness.job import run_job
+    result = run_job("smoke", Path("reports/nightly-1"), progress=print)
+    result.exit_code, result.verdict, result.report["html"], result.stage("chaos").status
+
+Stages, in order: preflight, deploy, load, chaos (the fault x topology matrix), sweep, capacity,
+report. Output layout under the job's directory: ``run.json`` (kind "run", its ``parts``),
+``preflight.json``, ``load/``, ``chaos/`` (matrix.csv, matrix.md, one directory per cell),
+``sweep/`` (sweep.csv, sweep_summary.json), ``capacity/`` (capacity.json), then ``report.html``,
+``report.md`` and ``summary.json``. See `harness.job.runner` for statuses and exit codes and
+`harness.job.profiles` for what each profile runs and its budgets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from harness.errors import ConfigError
+from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
+from harness.job.runner import (
+    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, Job, JobResult, Stage, StageOutcome,
+    StageResult, format_clock,
+)
+
+__all__ = [
+    "run_job", "validate_job_inputs", "JobResult", "StageResult", "Stage", "StageOutcome", "JobProfile",
+    "JOB_PROFILES", "STAGES", "get_job_profile", "COMPLETED", "FAILED", "SKIPPED", "ABORTED", "PASS", "FAIL",
+    "EXIT_INTERRUPTED",
+]
+
+
+def validate_job_inputs(out_dir: Path | None, baseline: Path | None) -> None:
+    """Raise ConfigError (exit 2) for an output directory holding a run already or a baseline that is not a run."""
+    from harness.results import RUN_FILE
+
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out", str(out_dir), "exists and is not a directory")
+        if (out / RUN_FILE).exists():
+            raise ConfigError("--out", str(out_dir), f"already holds a run ({RUN_FILE}); choose a new directory")
+    if baseline is not None and not (Path(baseline) / RUN_FILE).is_file():
+        raise ConfigError("--baseline", str(baseline), f"not a saved run directory (no {RUN_FILE})")
+
+
+def run_job(
+    profile: str | JobProfile,
+    out_dir: Path | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    baseline: Path | None = None,
+    stages: Sequence[Stage] | None = None,
+    command: list[str] | None = None,
+) -> JobResult:
+    """Run the main job of ``profile`` into ``out_dir`` (default ``reports/<run-id>``); return the JobResult.
+
+    ``progress`` gets one line per event (stage, elapsed, ETA from the budgets). ``stages`` replaces
+    the real stages (tests). A stage's failure or an interrupt is recorded, not raised: read
+    ``result.exit_code``. Raises ConfigError (exit 2) for an unknown profile, an output directory
+    that already holds a run, or a baseline that is not a saved run.
+    """
+    from harness.job.stages import default_stages
+    from harness.results import new_run_record, save_run
+
+    job_profile = get_job_profile(profile) if isinstance(profile, str) else profile
+    validate_job_inputs(out_dir, baseline)
+    say = progress or (lambda line: None)
+    say(f"harness run {job_profile.name}: {job_profile.description}; fingerprinting the environment")
+    record = new_run_record("run", command=command, profile=job_profile.name, platform="local",
+                            config={"job_profile": job_profile.to_dict(),
+                                    "baseline": str(baseline) if baseline is not None else None})
+    out = Path(out_dir) if out_dir is not None else Path("reports") / record.run_id
+    validate_job_inputs(out, None)
+    save_run(out, record)
+    chosen = list(stages) if stages is not None else default_stages(job_profile)
+    budget = sum(stage.budget_s for stage in chosen)
+    say(f"run {record.run_id} into {out}; stages {', '.join(s.name for s in chosen)}; budget {format_clock(budget)}")
+    job = Job(job_profile, out, record, chosen, progress=say, baseline=Path(baseline) if baseline else None,
+              save=lambda rec: save_run(out, rec))
+    return job.run()

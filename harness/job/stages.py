@@ -1,0 +1,319 @@
+"""The stages of the main job, each a thin call into the module that does the work.
+
+Every stage writes under its own directory of the job's (the report finds the parts by their files):
+
+- preflight: ``preflight.json`` (`harness.preflight`); a failed requirement stops the job;
+- deploy: the service spec on the local platform, Ready (`harness.platforms.deploy`), held for load;
+- load: a Locust profile with the prober and telemetry against that deployment
+  (`harness.load.session.run_session`) into ``load/``, then the deployment is torn down;
+- chaos: the fault x topology matrix (`harness.chaos.matrix.run_matrix`) into ``chaos/``;
+- sweep: precision x batch size x rate (`harness.sweep.runner.run_sweep`) into ``sweep/``;
+- capacity: the plan and its check (`harness capacity`'s command function, in this process) into
+  ``capacity/``;
+- report: ``report.html``, ``report.md``, ``summary.json`` (`harness.report.writer.write_report`),
+  with the baseline comparison when one is given (`harness.report.compare.compare_runs`).
+
+Heavy modules are imported inside the stage functions (torch, pandas, chaoslib), never here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.errors import HarnessError
+from harness.job.runner import FAIL, PASS, JobContext, Stage, StageOutcome
+
+__all__ = [
+    "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE",
+    "preflight_stage", "deploy_stage", "load_stage", "chaos_stage", "sweep_stage", "capacity_stage",
+    "report_stage", "default_stages", "LineWriter",
+]
+
+PREFLIGHT_FILE = "preflight.json"
+LOAD_DIR, CHAOS_DIR, SWEEP_DIR, CAPACITY_DIR = "load", "chaos", "sweep", "capacity"
+MAX_ERROR_RATE = 0.01  # a healthy service under the load profile answers at least 99% of requests
+
+
+class LineWriter(io.TextIOBase):
+    """A text stream that hands each complete line to ``emit`` (to show another command's output as progress)."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._buffer = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            if line.strip():
+                self._emit(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer.strip():
+            self._emit(self._buffer.rstrip())
+        self._buffer = ""
+
+
+def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, summary: dict[str, Any],
+                 config: dict[str, Any] | None = None, topology: str | None = None, reason: str | None = None) -> None:
+    """Write ``run.json`` of a part the called module does not record itself (same environment as the job)."""
+    from harness.results import RunRecord, save_run
+
+    record = RunRecord(kind=kind, run_id=f"{ctx.record.run_id}-{directory}", command=ctx.record.command,
+                       profile=ctx.profile.name, config=config or {}, platform="local", topology=topology,
+                       environment=ctx.record.environment, summary=summary)
+    record.finish(status, reason)
+    save_run(ctx.out_dir / directory, record)
+
+
+# ----- preflight ------------------------------------------------------------------------------------
+
+def preflight_stage(ctx: JobContext) -> StageOutcome:
+    """Run every preflight check; write preflight.json; verdict FAIL (and stop) when a requirement is not met."""
+    from harness.preflight import FAIL as FAILED_CHECK, PASS as PASSED_CHECK, PreflightOptions, findings_to_json, run_preflight
+    from harness.results import write_json
+
+    options = PreflightOptions()
+    findings = run_preflight(options)
+    write_json(ctx.out_dir / PREFLIGHT_FILE, findings_to_json(findings, options))
+    ctx.record.add_artifact("preflight", PREFLIGHT_FILE)
+    for finding in findings:
+        if finding.status != PASSED_CHECK:
+            ctx.say(f"{finding.status}: {finding.name}: {finding.detail}")
+    failed = [f"{f.name}: {f.detail}" for f in findings if f.status == FAILED_CHECK]
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding.status] = counts.get(finding.status, 0) + 1
+    return StageOutcome(verdict=FAIL if failed else PASS, findings=failed, summary={"checks": counts},
+                        stop=bool(failed), reason="a requirement is not met" if failed else None)
+
+
+# ----- deploy and load ------------------------------------------------------------------------------
+
+def _teardown(deployment: Any, out: Path) -> None:
+    """Close the deployment, then keep its events beside the load results (as `harness load` does)."""
+    try:
+        deployment.close()
+    finally:
+        source = Path(deployment.events_path)
+        if source.exists() and source.resolve() != (out / "events.jsonl").resolve():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out / "events.jsonl")
+
+
+def deploy_stage(ctx: JobContext) -> StageOutcome:
+    """Deploy the load stage's spec on the local platform and wait until Ready; hold it for the load stage."""
+    import time
+
+    from harness.config import load_spec
+    from harness.load.session import plan_cpus
+    from harness.platforms import deploy
+
+    profile = ctx.profile
+    spec = load_spec(None, topology=profile.load_topology)
+    plan = plan_cpus()
+    out = ctx.out_dir / LOAD_DIR
+    ctx.say(f"{spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) on local; "
+            f"service CPUs {plan.to_dict()['service']}, generator CPUs {plan.to_dict()['generator']}")
+    began = time.monotonic()
+    deployment = deploy(spec, platform="local", workdir=out / "platform", cpus=plan.service)
+    ctx.hold("deployment", deployment, lambda: _teardown(deployment, out))
+    ctx.values.update(spec=spec, cpu_plan=plan)
+    deployment.wait_ready(timeout_s=profile.ready_timeout_s)
+    ready_s = time.monotonic() - began
+    ctx.say(f"ready after {ready_s:.1f} s at {deployment.endpoint}")
+    return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology,
+                                 "replicas": spec.replica_count, "model": spec.service.model}, path=LOAD_DIR)
+
+
+def load_stage(ctx: JobContext) -> StageOutcome:
+    """Run the profile's load against the held deployment, tear it down; verdict from p99 and errors."""
+    from harness.load.profiles import build_profile
+    from harness.load.session import run_session
+    from harness.measure.alerts import check_p99
+    from harness.measure.sla import SlaConfig
+
+    profile, spec, plan = ctx.profile, ctx.get("spec"), ctx.get("cpu_plan")
+    deployment = ctx.get("deployment")
+    load = build_profile(profile.load_kind, profile.load_duration_s, users=profile.load_users, model=spec.service.model)
+    out = ctx.out_dir / LOAD_DIR
+    try:
+        result = run_session(
+            deployment, load, out, generator_cpus=plan.generator, progress=ctx.say,
+            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": "local",
+                      "model": spec.service.model, "cpu_plan": plan.to_dict()},
+        )
+    finally:
+        ctx.say("tearing down")
+        ctx.release("deployment")
+    findings = check_p99(result.get("p99_ms"), SlaConfig().thresholds.p99_latency_ms)
+    requests, errors = result.get("requests") or 0, result.get("errors") or 0
+    if requests == 0:
+        findings.append("no request completed during the load profile")
+    elif errors / requests > MAX_ERROR_RATE:
+        findings.append(f"error rate {errors / requests:.2%} > {MAX_ERROR_RATE:.0%} ({errors} of {requests} requests)")
+    summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms",
+                                          "generator_saturated")}
+    ctx.say(f"{requests} requests, {errors} errors, {_number(result.get('throughput_rps'))} req/s, "
+            f"p99 {_number(result.get('p99_ms'))} ms" + (" (load generator saturated)" if result.get("generator_saturated") else ""))
+    _part_record(ctx, "load", LOAD_DIR, status="completed", summary=summary, config=load.model_dump(), topology=spec.topology)
+    return StageOutcome(verdict=FAIL if findings else PASS, findings=findings, summary=summary, path=LOAD_DIR)
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+# ----- chaos matrix ---------------------------------------------------------------------------------
+
+def chaos_stage(ctx: JobContext) -> StageOutcome:
+    """Run the profile's fault x topology matrix; verdict FAIL listing every cell that missed its tier."""
+    from harness.chaos.matrix import MatrixPlan, run_matrix
+
+    profile = ctx.profile
+    ctx.say(profile.matrix_note)
+    out = ctx.out_dir / CHAOS_DIR
+    plan = MatrixPlan.from_args(
+        faults=",".join(profile.faults) if profile.faults else None, topologies=",".join(profile.topologies),
+        experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
+    )
+    table = run_matrix(plan, progress=ctx.say)
+    table.write(out)
+    failed = table.failed_cells()
+    summary = {"cells": len(table.rows), "failed_cells": len(failed), "faults": [e.name for e in plan.experiments],
+               "topologies": list(plan.topologies), "note": profile.matrix_note}
+    status = "aborted" if table.aborted else "completed"
+    _part_record(ctx, "chaos", CHAOS_DIR, status=status, summary=summary, config={"chaos_profile": plan.profile.name},
+                 reason="interrupted" if table.aborted else None)
+    if not table.rows:
+        raise HarnessError("the chaos matrix ran no cell")
+    return StageOutcome(verdict=FAIL if failed else PASS, findings=failed, summary=summary, path=CHAOS_DIR,
+                        aborted=table.aborted)
+
+
+# ----- sweep ----------------------------------------------------------------------------------------
+
+def sweep_stage(ctx: JobContext) -> StageOutcome:
+    """Run the profile's sweep (sweep.csv, sweep_summary.json); fails when no point could be measured."""
+    from harness.sweep.accuracy import measure_accuracy
+    from harness.sweep.grid import OK, SUMMARY_JSON, SWEEP_CSV, build_plan
+    from harness.sweep.local import LocalSweepBackend, split_cpus
+    from harness.sweep.runner import run_sweep
+    from harness.sweep.table import format_progress
+
+    profile = ctx.profile
+    plan = build_plan(profile.sweep_profile, **profile.sweep)
+    out = ctx.out_dir / SWEEP_DIR
+    service_cpus, generator_cpus = split_cpus()
+    ctx.say(f"{len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x {len(plan.load_levels)} "
+            f"rate(s) of {plan.model}; service on CPU {service_cpus}, generator on CPU {generator_cpus or 'shared'}")
+
+    def accuracy(p: Any) -> list[Any]:
+        if not profile.sweep_accuracy:
+            return []
+        ctx.say(f"accuracy drift of {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs")
+        return measure_accuracy(p.model, p.precisions, samples=p.accuracy_samples, seed=p.seed,
+                                time_budget_s=p.accuracy_budget_s, cpus=service_cpus)
+
+    def progress(done: int, total: int, point: Any, elapsed_s: float, eta_s: float) -> None:
+        ctx.say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows,
+                                point.reason, elapsed_s, eta_s))
+
+    backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
+    outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress)
+    statuses: dict[str, int] = {}
+    for point in outcome.points:
+        statuses[point.status] = statuses.get(point.status, 0) + 1
+    summary = {"points": len(outcome.points), "statuses": statuses, "elapsed_s": round(outcome.elapsed_s, 1)}
+    _part_record(ctx, "sweep", SWEEP_DIR, status="aborted" if outcome.interrupted else "completed", summary=summary,
+                 config=plan.to_dict(), topology="single", reason="interrupted" if outcome.interrupted else None)
+    ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
+    findings = [f"{p.key.label(plan.load_mode)}: {p.status} ({p.reason})" for p in outcome.points if p.status != OK]
+    if not outcome.interrupted and not statuses.get(OK):
+        raise HarnessError(f"no sweep point could be measured: {'; '.join(findings[:3])}")
+    return StageOutcome(findings=findings, summary=summary, path=SWEEP_DIR, aborted=outcome.interrupted,
+                        reason=f"see {SWEEP_DIR}/{SUMMARY_JSON}" if findings else None)
+
+
+# ----- capacity -------------------------------------------------------------------------------------
+
+def capacity_arguments(settings: dict[str, Any], out: Path) -> argparse.Namespace:
+    """Return the parsed arguments of `harness capacity` for ``settings`` (flag names with _; parsed by its parser)."""
+    from harness.cli import capacity
+
+    parser = argparse.ArgumentParser(prog="harness")
+    capacity.register(parser.add_subparsers(dest="command"))
+    argv = ["capacity", "--out", str(out)]
+    for name, value in settings.items():
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return parser.parse_args(argv)
+
+
+def capacity_stage(ctx: JobContext) -> StageOutcome:
+    """Plan replicas for the profile's target and check the linear model (`harness capacity`, in this process)."""
+    from harness.cli.capacity import CAPACITY_JSON, run_capacity_command
+    from harness.results import read_json
+
+    out = ctx.out_dir / CAPACITY_DIR
+    args = capacity_arguments(ctx.profile.capacity, out)
+    lines = LineWriter(ctx.say)
+    # `harness capacity` writes its progress to stderr and its table to stdout: both become progress lines
+    with contextlib.redirect_stderr(lines), contextlib.redirect_stdout(lines):
+        try:
+            run_capacity_command(args)
+        finally:
+            lines.flush()
+    data = read_json(out / CAPACITY_JSON)
+    plan = data.get("plan") or {}
+    summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
+               "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}
+    return StageOutcome(summary=summary, path=CAPACITY_DIR, reason=data.get("note") or None)
+
+
+# ----- report ---------------------------------------------------------------------------------------
+
+def report_stage(ctx: JobContext) -> StageOutcome:
+    """Write report.html, report.md and summary.json (with the baseline comparison); verdict is the report's."""
+    from harness.report.compare import compare_runs
+    from harness.report.writer import write_report
+    from harness.results import read_json
+
+    comparison = None
+    if ctx.baseline is not None:
+        ctx.say(f"comparing with the baseline {ctx.baseline}")
+        comparison = compare_runs(ctx.out_dir, ctx.baseline)
+        for warning in comparison.get("warnings") or []:
+            ctx.say(f"warning: {warning}")
+    paths = write_report(ctx.out_dir, comparison=comparison,
+                         title=f"harness run {ctx.profile.name}: {ctx.record.run_id}")
+    ctx.values["report_paths"] = dict(paths)
+    for name, key in (("report_html", "html"), ("report_md", "markdown"), ("summary", "summary")):
+        ctx.record.add_artifact(name, Path(paths[key]).name)
+    summary = read_json(paths["summary"])
+    findings = list((comparison or {}).get("regressions") or [])
+    findings += [f"{s['title']}: " + ("; ".join(s.get("findings") or []) or "failed")
+                 for s in summary.get("sections", []) if s.get("failed")]
+    findings += [f"unreadable: {e}" for e in summary.get("unreadable") or []]
+    ctx.say(summary.get("verdict", ""))
+    return StageOutcome(verdict=PASS if summary.get("passed") else FAIL, findings=findings,
+                        summary={"passed": summary.get("passed"), "regressions": len((comparison or {}).get("regressions") or []),
+                                 "sections": len(summary.get("sections", []))})
+
+
+def default_stages(profile: Any) -> list[Stage]:
+    """Return the job's stages for ``profile`` (a `JobProfile`), in order, with its budgets."""
+    run = {"preflight": preflight_stage, "deploy": deploy_stage, "load": load_stage, "chaos": chaos_stage,
+           "sweep": sweep_stage, "capacity": capacity_stage, "report": report_stage}
+    needs = {"load": ("deploy",)}
+    return [Stage(name, run[name], profile.budgets_s[name], needs=needs.get(name, ()), always=name == "report")
+            for name in profile.budgets_s]

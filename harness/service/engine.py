@@ -8,6 +8,7 @@ afterwards. Phase changes are reported through ``on_event`` as dicts the server 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ class InferenceEngine:
         self._runner: Any = None
         self.batcher: DynamicBatcher | None = None
         self._load_task: asyncio.Task | None = None
+        self._closing = threading.Event()  # wakes the worker from simulated delays at shutdown
 
     @property
     def ready(self) -> bool:
@@ -71,7 +73,7 @@ class InferenceEngine:
         from harness.service.runner import ModelRunner  # numpy only; torch is imported inside load()
 
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-worker")
-        self._runner = ModelRunner(self.config)
+        self._runner = ModelRunner(self.config, cancel=self._closing)
         self.batcher = DynamicBatcher(
             self._forward,
             self._executor,
@@ -89,10 +91,14 @@ class InferenceEngine:
             await asyncio.shield(self._load_task)
 
     async def _load(self) -> None:
+        from harness.service.runner import LoadCancelled
+
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._runner.load)
+        except LoadCancelled:
+            return
         except Exception as exc:  # any load failure leaves the service unready, with the reason visible
             self.phase = FAILED
             self.error = str(exc) or type(exc).__name__
@@ -117,7 +123,7 @@ class InferenceEngine:
     def _forward(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         delay_s = self.faults.inference_delay_s()
         if delay_s:
-            time.sleep(delay_s)  # slow-inference fault: the worker itself is slower, so queues build up
+            self._closing.wait(delay_s)  # slow-inference fault: the worker itself is slower, so queues build up
         return self._runner.run_batch(arrays)
 
     def begin_drain(self) -> None:
@@ -131,6 +137,7 @@ class InferenceEngine:
 
     async def close(self) -> None:
         """Stop the batcher and the worker thread (a forward pass in progress is not interrupted)."""
+        self._closing.set()
         if self.batcher is not None:
             await self.batcher.stop()
         if self._load_task is not None and not self._load_task.done():

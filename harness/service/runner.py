@@ -6,7 +6,7 @@ imported there, after the HTTP port is listening, and the model is only ever tou
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Any
 
 import numpy as np
@@ -15,16 +15,21 @@ from harness.config import ServiceConfig
 from harness.errors import ConfigError
 from harness.service.registry import ModelSignature, example_inputs, get_signature
 
-__all__ = ["ModelRunner", "TORCH_DTYPES"]
+__all__ = ["ModelRunner", "LoadCancelled", "TORCH_DTYPES"]
 
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class LoadCancelled(Exception):
+    """Loading was abandoned because the service is shutting down."""
 
 
 class ModelRunner:
     """One model on one device at one precision; `load` first, then `run_batch`."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, cancel: threading.Event | None = None) -> None:
         self.config = config
+        self._cancel = cancel or threading.Event()
         self.signature: ModelSignature = get_signature(config.model)
         self.device_name: str | None = None
         self.manifest: dict[str, Any] | None = None
@@ -38,8 +43,9 @@ class ModelRunner:
 
         Raises ModelIntegrityError for bad weights and ConfigError for an unusable device.
         """
-        if self.config.startup_delay_s:
-            time.sleep(self.config.startup_delay_s)  # a stand-in for a slow model download/compile
+        # the simulated slow load (a stand-in for a model download or compile) ends early on shutdown
+        if self._cancel.wait(self.config.startup_delay_s):
+            raise LoadCancelled("model load cancelled: the service is shutting down")
         import torch
 
         from harness.service.weights import load_model

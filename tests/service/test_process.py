@@ -108,6 +108,15 @@ def test_sigterm_drains_in_flight_requests_with_none_failed(child: Any) -> None:
     assert service.exit_code(timeout_s=30) == 0
 
 
+def test_sigterm_during_a_slow_load_exits_promptly(child: Any) -> None:
+    service = child("--startup-delay-s", "120")
+    assert httpx.get(f"{service.base_url}/v2/health/ready", timeout=10).status_code == 503
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    assert service.exit_code(timeout_s=30) == 0
+    assert time.monotonic() - started < 10
+
+
 def test_crash_fault_exits_with_the_requested_code(child: Any) -> None:
     service = child("--fault-token", TOKEN)
     wait_ready(service.base_url, timeout_s=60)

@@ -27,17 +27,22 @@ def register(subparsers: Any) -> None:
         help="throughput of the reference service vs. its raw limit and a naive server",
         description="Measure the raw batched forward loop, the batching service at saturation, and a naive server.",
     )
-    service.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    service.add_argument("--model", default="ranker-mlp", help="reference model (default ranker-mlp)")
-    service.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
-    service.add_argument("--max-batch-size", type=int, default=32, help="default 32")
-    service.add_argument("--max-queue-delay-ms", type=float, default=50.0, help="default 50")
-    service.add_argument("--duration-s", type=float, default=12.0, help="measured seconds per variant, split over the rounds (default 12)")
-    service.add_argument("--rounds", type=int, default=4, help="interleaved raw/service/naive rounds (default 4)")
-    service.add_argument("--warmup-s", type=float, default=1.0, help="load warm-up before each service window (default 1)")
-    service.add_argument("--concurrency", type=int, default=None, help="closed-loop clients (default 2 x max batch size)")
-    service.add_argument("--weights-dir", default=None, help="weights cache (default as the service's)")
-    service.add_argument("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
+    from harness.bench.servicebench import BenchSettings  # standard library only: cheap to import here
+
+    defaults = BenchSettings()
+    add = service.add_argument
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
+    add("--precision", choices=PRECISIONS, default=defaults.precision, help=f"default {defaults.precision}")
+    add("--max-batch-size", type=int, default=defaults.max_batch_size, help=f"default {defaults.max_batch_size}")
+    add("--max-queue-delay-ms", type=float, default=defaults.max_queue_delay_ms, help=f"default {defaults.max_queue_delay_ms:g}")
+    add("--duration-s", type=float, default=defaults.duration_s,
+        help=f"measured seconds per variant, split over the rounds (default {defaults.duration_s:g})")
+    add("--rounds", type=int, default=defaults.rounds, help=f"interleaved raw/service/naive rounds (default {defaults.rounds})")
+    add("--warmup-s", type=float, default=defaults.warmup_s, help=f"load warm-up before each service window (default {defaults.warmup_s:g})")
+    add("--concurrency", type=int, default=None, help="closed-loop clients (default 2 x max batch size)")
+    add("--weights-dir", default=None, help="weights cache (default as the service's)")
+    add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     parser.set_defaults(func=lambda args: _missing_bench(parser))
 

@@ -266,8 +266,8 @@ class LocalDeployment:
         return status.pid
 
     def events(self) -> list[Event]:
-        """Return the events recorded so far, oldest first."""
-        return read_events(self.events_path)
+        """Return the events recorded so far, oldest first (what events.jsonl holds)."""
+        return self._events.snapshot() if self._events else read_events(self.events_path)
 
     def event_count(self) -> int:
         """Return how many events were recorded so far (a bookmark for `wait_event`)."""

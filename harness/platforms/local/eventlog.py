@@ -26,7 +26,8 @@ class EventLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
-        self._file = open(path, "a", encoding="utf-8")
+        # one deployment per file: a reused workdir starts a fresh log, appended to from then on
+        self._file = open(path, "w", encoding="utf-8")
         self._events: list[Event] = []
 
     def emit(

@@ -10,6 +10,7 @@ the first restart at once, then ``backoff_base_s`` doubling to ``backoff_cap_s``
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from harness.platforms.local.processes import exit_code_of, free_port, port_is_f
 __all__ = ["ReplicaSettings", "Replica", "backoff_delay_s"]
 
 HOST = "127.0.0.1"
+_log = logging.getLogger("harness.platforms.local")
 _START_ERROR_EXIT = 128  # what a container runtime reports when the process could not be started
 
 
@@ -84,6 +86,13 @@ class Replica:
 
     async def run(self) -> None:
         """Run, watch and restart the replica until ``request_close``."""
+        try:
+            await self._supervise()
+        except Exception:  # a supervisor bug must not pass silently; teardown still kills the process
+            _log.exception("local platform: supervising %s failed", self.name)
+            raise
+
+    async def _supervise(self) -> None:
         self.events.emit(ev.SCHEDULED, self.name, "Scheduled", f"{self.name} placed on the local host",
                          cgroup=self.cgroup.path if self.cgroup else None)
         crashes = 0

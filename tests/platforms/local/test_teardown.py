@@ -21,6 +21,13 @@ from harness.platforms.local.cgroups import cgroup_base, owned_cgroup_dirs, swee
 from harness.service.client import inject_fault
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _listening_ports() -> set[int]:
     return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
 
@@ -164,3 +171,42 @@ def test_stale_cgroups_of_dead_harness_processes_are_swept(cgroups_writable):
         if stale.exists():
             (stale / "reference-0").rmdir()
             stale.rmdir()
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from harness.config import ServiceSpec, validate_model
+from harness.platforms import deploy
+spec = validate_model(ServiceSpec, {"topology": "multi-active", "probes": {
+    "liveness": {"path": "/"}, "readiness": {"path": "/", "periodSeconds": 0.2}}})
+deployment = deploy(spec, workdir=Path(sys.argv[1]), command=sys.argv[2:])
+deployment.wait_ready(timeout_s=30)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_replicas_die_with_a_harness_that_is_sigkilled_and_its_cgroups_are_swept(tmp_path, stub_command):
+    workdir = tmp_path / "work"
+    harness = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT, str(workdir), *stub_command],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert harness.stdout.readline().strip() == "ready"
+        state = read_state(workdir / "state.json")
+        pids = [r["pid"] for r in state["replicas"]] + [state["balancer"]["pid"]]
+        cgroups = [Path(p) for r in state["replicas"] if r["cgroup"] for p in r["cgroup"].split(",")]
+        harness.kill()  # no teardown runs: the kernel's parent-death signal must end the children
+        harness.wait(timeout=10)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+        harness.stdout.close()
+
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "replicas outlived the harness"
+        time.sleep(0.05)
+    sweep_stale_cgroups()  # what the next deployment does at start
+    assert not [c for c in cgroups if c.exists() or c.parent.exists()]

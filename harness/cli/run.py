@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["register", "run_command", "format_stages"]
+__all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
 PROFILE_CHOICES = ("smoke", "nightly", "tiny")  # harness.job.profiles.JOB_PROFILES, without importing it here
 
@@ -39,8 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_command)
 
 
-def _say(line: str) -> None:
-    print(f"harness run: {line}", file=sys.stderr, flush=True)
+def progress_printer(stream=None):
+    """Return a progress callable printing "harness run: LINE" to ``stream`` (default: stderr as of now).
+
+    The stream is bound once: a stage that shows another command's output as progress swaps
+    ``sys.stderr`` for a while, and progress must not write into that swap.
+    """
+    stream = stream if stream is not None else sys.stderr
+
+    def say(line: str) -> None:
+        print(f"harness run: {line}", file=stream, flush=True)
+
+    return say
 
 
 def format_stages(result) -> str:
@@ -62,7 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the job; return its exit code. Raises ConfigError (exit 2) for bad input."""
     from harness.job import run_job
 
-    result = run_job(args.profile, args.out, progress=_say, baseline=args.baseline, command=list(sys.argv))
+    result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv))
     print(format_stages(result), file=sys.stderr, flush=True)
     preflight = next((s for s in result.stages if s.name == "preflight"), None)
     if preflight is not None and preflight.stopped_job:

@@ -301,12 +301,15 @@ class Job:
         self.current, self.stage_started = stage, self.clock()
         self._line(stage.name, f"started (budget {format_clock(stage.budget_s)})")
         result = StageResult(stage.name, COMPLETED, stage.budget_s)
+        interrupted_before = self.context.interrupted
         try:
             outcome = stage.run(self.context)
             result.verdict, result.findings, result.summary = outcome.verdict, list(outcome.findings), dict(outcome.summary)
             result.path, result.reason = outcome.path, outcome.reason
             result.stopped_job = outcome.stop
-            if outcome.aborted or self.context.interrupted:
+            # a signal noted (not raised) while an `always` stage ran does not undo its finished work
+            newly_interrupted = self.context.interrupted and not interrupted_before and not stage.always
+            if outcome.aborted or newly_interrupted:
                 result.status, result.reason = ABORTED, outcome.reason or "interrupted (SIGINT/SIGTERM)"
         except KeyboardInterrupt:
             self.context.interrupted = True

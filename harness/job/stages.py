@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,25 +43,39 @@ MAX_ERROR_RATE = 0.01  # a healthy service under the load profile answers at lea
 class LineWriter(io.TextIOBase):
     """A text stream that hands each complete line to ``emit`` (to show another command's output as progress)."""
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    def __init__(self, emit: Callable[[str], None], fallback: Any = None) -> None:
         self._emit = emit
+        self._fallback = fallback if fallback is not None else sys.stderr  # the stream it stands in for
         self._buffer = ""
+        self._emitting = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        if self._emitting:  # ``emit`` itself printed to the swapped stream: pass it through, never loop
+            return self._fallback.write(text)
         self._buffer += text
         *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
-            if line.strip():
-                self._emit(line.rstrip())
+            self._send(line)
         return len(text)
 
+    def _send(self, line: str) -> None:
+        if not line.strip():
+            return
+        self._emitting = True
+        try:
+            self._emit(line.rstrip())
+        finally:
+            self._emitting = False
+
     def flush(self) -> None:
-        if self._buffer.strip():
-            self._emit(self._buffer.rstrip())
-        self._buffer = ""
+        if self._emitting:
+            self._fallback.flush()
+            return
+        line, self._buffer = self._buffer, ""
+        self._send(line)
 
 
 def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, summary: dict[str, Any],

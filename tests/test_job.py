@@ -1,0 +1,397 @@
+"""The main job: stage order, budgets and ETA, failure isolation, interrupts, exit codes, run.json.
+
+Fast tests drive `harness.job.runner.Job` with fake stages and a fake clock; one slow test runs the
+``tiny`` profile for real (every stage, about a minute on 2 cores) and checks that nothing is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, HarnessError, VerdictFailed
+from harness.job import (
+    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, JOB_PROFILES, PASS, SKIPPED, STAGES, Stage, StageOutcome,
+    get_job_profile, run_job,
+)
+from harness.job.runner import Job, exit_code_for, format_clock
+from harness.job.stages import LineWriter, capacity_arguments, default_stages
+from harness.results import RunRecord, load_run, save_run
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_job(tmp_path: Path, stages: list[Stage], *, clock=None, lines: list[str] | None = None, baseline=None) -> Job:
+    out = tmp_path / "run"
+    record = RunRecord(kind="run", profile="smoke")
+    save_run(out, record)
+    sink = lines if lines is not None else []
+    return Job(get_job_profile("smoke"), out, record, stages, progress=sink.append, baseline=baseline,
+               save=lambda rec: save_run(out, rec), **({"clock": clock} if clock else {}))
+
+
+def passing(verdict: str | None = PASS):
+    def run(ctx):
+        ctx.say("working")
+        return StageOutcome(verdict=verdict)
+    return run
+
+
+def raising(exc: BaseException):
+    def run(ctx):
+        raise exc
+    return run
+
+
+def test_stages_run_in_order_and_all_pass_gives_exit_0(tmp_path):
+    order: list[str] = []
+
+    def step(name):
+        def run(ctx):
+            order.append(name)
+            return StageOutcome(verdict=PASS)
+        return run
+
+    job = make_job(tmp_path, [Stage(n, step(n), 1.0) for n in ("preflight", "load", "chaos", "report")])
+    result = job.run()
+    assert order == ["preflight", "load", "chaos", "report"]
+    assert [s.status for s in result.stages] == [COMPLETED] * 4
+    assert result.exit_code == 0 and result.verdict == "pass"
+    record = load_run(tmp_path / "run")
+    assert record.status == "completed" and record.finished_s is not None
+    assert set(record.summary["stages"]) == {"preflight", "load", "chaos", "report"}
+    assert record.summary["exit_code"] == 0
+
+
+def test_progress_lines_name_the_stage_with_elapsed_and_eta_from_budgets(tmp_path):
+    clock, lines = FakeClock(), []
+
+    def first(ctx):
+        clock.now += 4
+        ctx.say("halfway")
+        clock.now += 6
+        return StageOutcome()
+
+    job = make_job(tmp_path, [Stage("a", first, 10), Stage("b", passing(), 20), Stage("c", passing(), 30)],
+                   clock=clock, lines=lines)
+    job.run()
+    assert lines[0] == "[0:00 | ETA 1:00] a: started (budget 0:10)"
+    assert "[0:04 | ETA 0:56] a: halfway" in lines  # 6 s left of a, then 20 + 30
+    assert any(line.startswith("[0:10 | ETA 0:50] a: completed in 0:10") for line in lines)
+
+
+def test_over_budget_is_recorded_and_eta_does_not_go_negative(tmp_path):
+    clock, lines = FakeClock(), []
+
+    def slow(ctx):
+        clock.now += 25
+        ctx.say("still going")
+        return StageOutcome()
+
+    job = make_job(tmp_path, [Stage("a", slow, 10), Stage("b", passing(), 5)], clock=clock, lines=lines)
+    result = job.run()
+    assert result.stage("a").over_budget and not result.stage("b").over_budget
+    assert "[0:25 | ETA 0:05] a: still going" in lines
+    assert any("OVER BUDGET" in line for line in lines)
+
+
+def test_a_failing_stage_is_recorded_and_the_job_goes_on_to_the_report(tmp_path):
+    ran: list[str] = []
+
+    def later(ctx):
+        ran.append("later")
+        return StageOutcome(verdict=PASS)
+
+    def report(ctx):
+        ran.append("report")
+        return StageOutcome(verdict=PASS)
+
+    job = make_job(tmp_path, [Stage("load", raising(HarnessError("locust did not start")), 1),
+                              Stage("chaos", later, 1), Stage("report", report, 1, always=True)])
+    result = job.run()
+    assert ran == ["later", "report"]
+    load = result.stage("load")
+    assert load.status == FAILED and "locust did not start" in load.reason
+    assert result.exit_code == 3 and result.verdict == "incomplete"
+    record = load_run(tmp_path / "run")
+    assert record.status == "failed" and "locust did not start" in record.reason
+
+
+def test_an_unexpected_exception_is_isolated_and_its_traceback_kept(tmp_path):
+    job = make_job(tmp_path, [Stage("sweep", raising(ZeroDivisionError("boom")), 1), Stage("capacity", passing(), 1)])
+    result = job.run()
+    assert result.stage("sweep").status == FAILED and result.stage("capacity").status == COMPLETED
+    log = (tmp_path / "run" / "job-errors.log").read_text()
+    assert "ZeroDivisionError: boom" in log and "Traceback" in log
+    assert load_run(tmp_path / "run").artifacts["errors"] == "job-errors.log"
+
+
+def test_a_failed_verdict_gives_exit_1_and_a_failed_stage_outranks_it(tmp_path):
+    job = make_job(tmp_path, [Stage("chaos", passing(FAIL), 1), Stage("report", passing(), 1, always=True)])
+    result = job.run()
+    assert result.exit_code == 1 and result.verdict == "fail"
+    assert load_run(tmp_path / "run").status == "completed"  # it ran to the end; the verdict is the failure
+
+    other = make_job(tmp_path / "b", [Stage("chaos", passing(FAIL), 1), Stage("sweep", raising(HarnessError("x")), 1)])
+    assert other.run().exit_code == 3
+
+
+def test_verdict_failed_raised_by_a_stage_is_a_failed_verdict_with_its_findings(tmp_path):
+    job = make_job(tmp_path, [Stage("chaos", raising(VerdictFailed("2 cells", ["a: not met", "b: not met"])), 1)])
+    result = job.run()
+    chaos = result.stage("chaos")
+    assert chaos.status == COMPLETED and chaos.verdict == FAIL and chaos.findings == ["a: not met", "b: not met"]
+    assert result.exit_code == 1
+
+
+def test_preflight_failure_stops_the_job_early_with_exit_1(tmp_path):
+    def preflight(ctx):
+        return StageOutcome(verdict=FAIL, findings=["python: Python 3.8"], stop=True)
+
+    ran: list[str] = []
+    job = make_job(tmp_path, [Stage("preflight", preflight, 1), Stage("deploy", raising(AssertionError), 1),
+                              Stage("report", lambda ctx: ran.append("report") or StageOutcome(), 1, always=True)])
+    result = job.run()
+    assert [s.status for s in result.stages] == [COMPLETED, SKIPPED, SKIPPED]
+    assert ran == [] and result.exit_code == 1
+    record = load_run(tmp_path / "run")
+    assert record.status == "failed" and "python: Python 3.8" in record.reason
+
+
+def test_a_stage_whose_prerequisite_failed_is_skipped_and_what_was_held_is_released(tmp_path):
+    released: list[str] = []
+
+    def deploy(ctx):
+        ctx.hold("deployment", "dep", lambda: released.append("dep"))
+        raise HarnessError("never Ready")
+
+    job = make_job(tmp_path, [Stage("deploy", deploy, 1), Stage("load", passing(), 1, needs=("deploy",)),
+                              Stage("chaos", passing(), 1)])
+    result = job.run()
+    assert result.stage("load").status == SKIPPED and "deploy" in result.stage("load").reason
+    assert result.stage("chaos").status == COMPLETED
+    assert released == ["dep"]
+
+
+def test_held_resources_are_kept_for_the_stage_that_needs_them_then_released(tmp_path):
+    events: list[str] = []
+
+    def deploy(ctx):
+        ctx.hold("deployment", "dep", lambda: events.append("released"))
+        return StageOutcome()
+
+    def load(ctx):
+        events.append(f"load uses {ctx.get('deployment')}")
+        return StageOutcome()
+
+    def chaos(ctx):
+        events.append("chaos")
+        return StageOutcome()
+
+    make_job(tmp_path, [Stage("deploy", deploy, 1), Stage("load", load, 1, needs=("deploy",)),
+                        Stage("chaos", chaos, 1)]).run()
+    assert events == ["load uses dep", "released", "chaos"]
+
+
+def test_keyboard_interrupt_aborts_the_stage_skips_the_rest_and_still_writes_the_report(tmp_path):
+    released, ran = [], []
+
+    def load(ctx):
+        ctx.hold("deployment", "dep", lambda: released.append("dep"))
+        raise KeyboardInterrupt
+
+    def report(ctx):
+        ran.append(("report", list(released)))
+        return StageOutcome(verdict=PASS)
+
+    job = make_job(tmp_path, [Stage("load", load, 1), Stage("chaos", passing(), 1), Stage("report", report, 1, always=True)])
+    result = job.run()
+    assert [s.status for s in result.stages] == [ABORTED, SKIPPED, COMPLETED]
+    assert ran == [("report", ["dep"])]  # torn down before the report is written
+    assert result.exit_code == EXIT_INTERRUPTED and result.verdict == "aborted"
+    assert load_run(tmp_path / "run").status == "aborted"
+
+
+def test_a_stage_that_handles_the_interrupt_itself_is_marked_aborted(tmp_path):
+    job = make_job(tmp_path, [Stage("chaos", lambda ctx: StageOutcome(verdict=FAIL, aborted=True), 1),
+                              Stage("sweep", passing(), 1)])
+    result = job.run()
+    assert result.stage("chaos").status == ABORTED and result.stage("sweep").status == SKIPPED
+    assert result.exit_code == EXIT_INTERRUPTED
+
+
+def test_sigint_interrupts_the_running_stage_and_is_held_off_while_the_report_is_written(tmp_path):
+    previous = signal.getsignal(signal.SIGINT)
+    finished: list[str] = []
+
+    def wait_for_signal(ctx):
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the handler raises at the next bytecode boundary
+            time.sleep(0.01)
+        raise AssertionError("SIGINT did not interrupt the stage")
+
+    def report(ctx):
+        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C must not break the report
+        time.sleep(0.05)
+        finished.append("report")
+        return StageOutcome()
+
+    job = make_job(tmp_path, [Stage("load", wait_for_signal, 1), Stage("report", report, 1, always=True)])
+    result = job.run()
+    assert result.stage("load").status == ABORTED and finished == ["report"]
+    assert result.exit_code == EXIT_INTERRUPTED
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+
+
+def test_a_failing_progress_display_never_breaks_the_job(tmp_path):
+    out = tmp_path / "run"
+    record = RunRecord(kind="run")
+
+    def broken(line):
+        raise OSError("terminal gone")
+
+    result = Job(get_job_profile("smoke"), out, record, [Stage("a", passing(), 1)], progress=broken).run()
+    assert result.exit_code == 0
+
+
+def test_parts_name_stage_directories_that_hold_a_run_record(tmp_path):
+    def load(ctx):
+        save_run(ctx.out_dir / "load", RunRecord(kind="load"))
+        return StageOutcome(path="load")
+
+    job = make_job(tmp_path, [Stage("load", load, 1), Stage("sweep", lambda ctx: StageOutcome(path="sweep"), 1)])
+    job.run()
+    assert load_run(tmp_path / "run").parts == {"load": "load"}
+
+
+def test_exit_code_order():
+    from harness.job.runner import StageResult
+
+    ok = StageResult("a", COMPLETED, 1, verdict=PASS)
+    bad = StageResult("b", COMPLETED, 1, verdict=FAIL)
+    broken = StageResult("c", FAILED, 1)
+    aborted = StageResult("d", ABORTED, 1)
+    assert exit_code_for([ok], interrupted=False) == 0
+    assert exit_code_for([ok, bad], interrupted=False) == 1
+    assert exit_code_for([bad, broken], interrupted=False) == 3
+    assert exit_code_for([bad, broken, aborted], interrupted=False) == EXIT_INTERRUPTED
+    assert format_clock(59.6) == "1:00" and format_clock(3725) == "1:02:05"
+
+
+def test_run_job_validates_its_inputs_before_running_anything(tmp_path):
+    with pytest.raises(ConfigError, match="profile='bogus'"):
+        run_job("bogus", tmp_path / "x")
+    save_run(tmp_path / "old", RunRecord(kind="run"))
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_job("smoke", tmp_path / "old", stages=[])
+    with pytest.raises(ConfigError, match="--baseline"):
+        run_job("smoke", tmp_path / "new", baseline=tmp_path / "missing", stages=[])
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_job_records_the_run_with_fake_stages(tmp_path):
+    lines: list[str] = []
+    result = run_job("smoke", tmp_path / "out", progress=lines.append,
+                     stages=[Stage("preflight", passing(), 1), Stage("report", passing(), 1, always=True)])
+    record = load_run(tmp_path / "out")
+    assert record.kind == "run" and record.profile == "smoke" and record.run_id == result.run_id
+    assert record.environment.get("cpu")  # the fingerprint
+    assert record.config["job_profile"]["faults"] == list(JOB_PROFILES["smoke"].faults)
+    assert any("budget 0:02" in line for line in lines)
+
+
+def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
+    from harness.cli import main
+
+    save_run(tmp_path / "old", RunRecord(kind="run"))
+    assert main(["run", "smoke", "--out", str(tmp_path / "old")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "weekly"])
+    assert exc.value.code == 2
+
+
+def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():
+    for profile in JOB_PROFILES.values():
+        assert tuple(profile.budgets_s) == STAGES
+        assert [s.name for s in default_stages(profile)] == list(STAGES)
+    smoke = JOB_PROFILES["smoke"]
+    assert smoke.total_budget_s <= 15 * 60 - 60  # a minute to spare for start-up and contention
+    assert smoke.budgets_s["chaos"] <= 7 * 60 and smoke.budgets_s["sweep"] <= 3 * 60
+    assert smoke.budgets_s["capacity"] <= 2 * 60
+    assert all(f in smoke.matrix_note for f in smoke.faults) and all(t in smoke.matrix_note for t in smoke.topologies)
+
+
+def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
+    from harness.chaos.matrix import MatrixPlan
+    from harness.sweep.grid import build_plan
+
+    for profile in JOB_PROFILES.values():
+        plan = MatrixPlan.from_args(faults=",".join(profile.faults) if profile.faults else None,
+                                    topologies=",".join(profile.topologies), experiments_dir=None,
+                                    profile=profile.chaos_profile, spec_file=None, retry=False, tier=None,
+                                    out_dir=tmp_path)
+        assert plan.experiments and plan.topologies == list(profile.topologies)
+        build_plan(profile.sweep_profile, **profile.sweep)
+        args = capacity_arguments(profile.capacity, tmp_path / "capacity")
+        assert args.target_rps == profile.capacity["target_rps"] and args.out == str(tmp_path / "capacity")
+
+
+def test_line_writer_forwards_lines_and_never_loops():
+    import io
+
+    fallback = io.StringIO()
+    seen: list[str] = []
+    writer = LineWriter(lambda line: (seen.append(line), writer.write(f"echo {line}\n")), fallback=fallback)
+    writer.write("one\ntw")
+    writer.write("o\n\n")
+    writer.write("three")
+    writer.flush()
+    assert seen == ["one", "two", "three"]
+    assert fallback.getvalue() == "echo one\necho two\necho three\n"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path):
+    import psutil
+
+    lines: list[str] = []
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    result = run_job("tiny", tmp_path / "tiny", progress=lines.append)
+    statuses = {s.name: s.status for s in result.stages}
+    assert statuses == dict.fromkeys(STAGES, COMPLETED), [f"{s.name}: {s.reason}" for s in result.stages]
+    assert result.exit_code in (0, 1)  # 1 only when a cell missed its tier on a very busy machine
+    out = tmp_path / "tiny"
+    for path in ("run.json", "preflight.json", "load/result.json", "load/requests.csv", "load/events.jsonl",
+                 "chaos/matrix.csv", "chaos/matrix.md", "sweep/sweep.csv", "sweep/sweep_summary.json",
+                 "capacity/capacity.json", "report.html", "report.md", "summary.json"):
+        assert (out / path).is_file(), path
+    cell = next((out / "chaos").glob("*/*/result.json")).parent
+    for name in ("timeline.csv", "requests.csv", "events.jsonl", "telemetry.csv", "journal.json"):
+        assert (cell / name).is_file(), name
+    record = load_run(out)
+    assert set(record.parts) == {"load", "chaos", "sweep", "capacity"}
+    assert result.report["html"] == out / "report.html"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert any("ETA" in line and "chaos:" in line for line in lines)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, [p.cmdline() for p in left]

@@ -176,7 +176,7 @@ class LocalSweepBackend:
 
     def __init__(self, plan: SweepPlan, workdir: str | Path, *, replicas: int = 1,
                  service_cpus: list[int] | None = None, generator_cpus: list[int] | None = None,
-                 telemetry: bool = True) -> None:
+                 telemetry: bool = True, direct: bool | None = None) -> None:
         default_service, default_generator = split_cpus()
         self.plan = plan
         self.workdir = Path(workdir)
@@ -184,6 +184,8 @@ class LocalSweepBackend:
         self.service_cpus = service_cpus if service_cpus is not None else default_service
         self.generator_cpus = generator_cpus if generator_cpus is not None else default_generator
         self.telemetry = telemetry
+        # direct: load goes to the replica itself (one replica only); else through the front balancer
+        self.direct = (replicas == 1) if direct is None else (direct and replicas == 1)
 
     def spec(self, precision: str, max_batch_size: int) -> ServiceSpec:
         """Return the service spec of one configuration."""
@@ -214,7 +216,7 @@ class LocalSweepBackend:
                     raise PointTimeout(f"not Ready within {ready_timeout_s:g} s: {str(exc).splitlines()[0]}") from exc
                 raise
             replicas = deployment.replicas()
-            target = replicas[0].url if self.replicas == 1 and replicas[0].url else deployment.endpoint
+            target = replicas[0].url if self.direct and replicas[0].url else deployment.endpoint
             if self.telemetry:
                 sampler = TelemetrySampler(workdir / "telemetry.csv",
                                            lambda: {r.name: r.pid for r in deployment.replicas()},

@@ -63,7 +63,7 @@ class LocalSession:
         self.runs = 0
 
     def precheck(self, timeout_s: float) -> Precheck:
-        """Time single requests of 1 and of max_batch_size samples; return the capacity they imply.
+        """Time single requests of 1 and of max_batch_size samples; return the (optimistic) capacity they imply.
 
         A full batch in one request runs at once (no queue delay), so its latency is one forward plus
         the HTTP cost. Raises PointTimeout when a request does not answer within the time left.
@@ -92,7 +92,7 @@ class LocalSession:
                 times.append((time.monotonic() - started) * 1000.0)
             if not times:
                 break
-            timings[samples] = statistics.median(times)
+            timings[samples] = min(times)  # the best case: skip only what cannot fit even then
         if 1 not in timings:
             raise PointTimeout(f"no pre-check request fitted in {timeout_s:g} s")
         capacity = max(samples * 1000.0 / ms for samples, ms in timings.items())

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 QUEUE_LIMIT = 256  # the service's bounded queue (ServiceConfig.max_queue_size default): backlog beyond it is shed
+OVERLOAD_FACTOR = 1.5  # offered/capacity beyond which a point is expected to stop after one window
 RERUN_WARMUP_S = 0.5  # a fresh generator run after the first: a moment for its connections to open
 STABILITY_METRICS = ("throughput_rps", "p99_ms")
 
@@ -104,14 +105,16 @@ class SweepOutcome:
 
 
 def estimate_point_s(capacity_rps: float, level: float, plan: SweepPlan) -> float:
-    """Return the estimated wall time (s) of a point: its minimum windows plus draining the backlog.
+    """Return the estimated wall time (s) of a point: its windows plus draining the backlog it builds.
 
-    Open-loop load above capacity builds a backlog (up to the service's bounded queue) that the
-    service must drain before the next measurement means anything.
+    A rate far above capacity (over `OVERLOAD_FACTOR` x) is a clear violation that stops after its
+    first window; below that the point runs ``min_windows``. Open-loop load above capacity builds a
+    backlog (up to the service's bounded queue) that the service must drain before it answers anew.
     """
     if not (math.isfinite(capacity_rps) and capacity_rps > 0):
         return math.inf
-    run_s = plan.warmup_s + plan.min_windows * (plan.window_s + RERUN_WARMUP_S)
+    windows = 1 if level > OVERLOAD_FACTOR * capacity_rps else plan.min_windows
+    run_s = plan.warmup_s + windows * (plan.window_s + RERUN_WARMUP_S)
     backlog = min(float(QUEUE_LIMIT), max(0.0, level - capacity_rps) * run_s)
     return run_s + backlog / capacity_rps
 

@@ -137,8 +137,10 @@ def test_estimate_point_counts_the_backlog_drain():
     base = plan.warmup_s + plan.min_windows * (plan.window_s + 0.5)
     assert estimate_point_s(1000.0, 50.0, plan) == pytest.approx(base)
     # 10 rps over capacity for the whole run, drained at 10 rps
-    assert estimate_point_s(10.0, 20.0, plan) == pytest.approx(base + 10.0 * base / 10.0)
-    assert estimate_point_s(1.0, 1000.0, plan) == pytest.approx(base + 256.0)  # the queue bounds the backlog
+    assert estimate_point_s(10.0, 14.0, plan) == pytest.approx(base + 4.0 * base / 10.0)
+    # far over capacity: one window (a clear violation stops there), and the queue bounds the backlog
+    one = plan.warmup_s + plan.window_s + 0.5
+    assert estimate_point_s(1.0, 1000.0, plan) == pytest.approx(one + 256.0)
     assert estimate_point_s(math.nan, 10.0, plan) == math.inf
 
 

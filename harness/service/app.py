@@ -291,7 +291,7 @@ class ServiceApp:
         if fault.kind == "hang":
             loop.call_later(0.02, time.sleep, fault.params["duration_s"])  # blocks the whole event loop
         else:
-            loop.call_later(fault.params["delay_s"], self._crash, fault.params["exit_code"])
+            fault.timer = loop.call_later(fault.params["delay_s"], self._crash, fault.params["exit_code"])
 
     def _crash(self, exit_code: int) -> None:
         self.on_event({"event": "crash", "exit_code": exit_code})

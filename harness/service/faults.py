@@ -155,6 +155,7 @@ class Fault:
     started_at_s: float
     expires_at_s: float
     ballast: MemoryBallast | None = field(default=None, repr=False)
+    timer: Any = field(default=None, repr=False)  # the event-loop handle of a scheduled crash
 
     def describe(self) -> dict[str, Any]:
         out = {"id": self.id, "fault": self.kind, "params": self.params, "started_at_s": self.started_at_s, "expires_at_s": self.expires_at_s}
@@ -197,12 +198,14 @@ class FaultManager:
         return list(self._faults)
 
     def clear(self) -> int:
-        """End every fault (a scheduled crash cannot be called back); return how many were active."""
+        """End every fault, calling back a crash still scheduled; return how many were active."""
         with self._lock:
             faults, self._faults = self._faults, []
         for fault in faults:
             if fault.ballast is not None:
                 fault.ballast.stop()
+            if fault.timer is not None:
+                fault.timer.cancel()
         return len(faults)
 
     def counts(self) -> dict[str, int]:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from harness.service import weights
-from harness.service.client import inject_fault, wait_ready
+from harness.service.client import clear_faults, inject_fault, wait_ready
 from harness.service.registry import example_request
 
 from .conftest import TOKEN
@@ -148,3 +148,28 @@ def test_harness_serve_cli_refuses_a_bad_flag_value_naming_it(weights_dir: Path)
     )
     assert done.returncode == 2
     assert "max_batch_size=0" in done.stderr
+
+
+def test_a_scheduled_crash_can_be_called_back(child: Any) -> None:
+    service = child("--fault-token", TOKEN)
+    wait_ready(service.base_url, timeout_s=60)
+    inject_fault(service.base_url, "crash", TOKEN, {"exit_code": 7, "delay_s": 1.5})
+    assert clear_faults(service.base_url, TOKEN) == {"cleared": 1}
+    time.sleep(2.0)  # past the crash's time: the process must still be serving
+    assert service.process.poll() is None
+    assert httpx.get(f"{service.base_url}/v2/health/live", timeout=10).status_code == 200
+
+
+def test_a_port_in_use_is_a_clear_error(weights_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.service", "--port", str(port), "--model", "tiny-mlp", "--weights-dir", str(weights_dir)],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

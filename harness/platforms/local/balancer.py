@@ -175,6 +175,8 @@ class Balancer:
                     if raw is None:
                         break
                     head = parse_head(raw)
+                    if head.has_token(b"expect", b"100-continue"):  # curl asks before sending a body
+                        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                     body = await read_request_body(reader, head)
                 except HttpError as exc:
                     writer.write(json_response(exc.status, {"error": str(exc)}, close=True))
@@ -229,7 +231,9 @@ class Balancer:
 
     def _request_bytes(self, head: Head, body: bytes) -> bytes:
         method, target, _ = head.start
-        headers = [(k, v) for k, v in head.headers if k.lower() not in HOP_BY_HOP and k.lower() != b"content-length"]
+        # the body is already here: its framing is ours to state, and nothing is left to "expect"
+        headers = [(k, v) for k, v in head.headers
+                   if k.lower() not in HOP_BY_HOP and k.lower() not in (b"content-length", b"expect")]
         if body or method in (b"POST", b"PUT", b"PATCH"):
             headers.append((b"content-length", str(len(body)).encode()))
         return render_head(method + b" " + target + b" HTTP/1.1", headers) + body

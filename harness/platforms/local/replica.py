@@ -167,10 +167,11 @@ class Replica:
             self._update(port=port, last_exit_code=_START_ERROR_EXIT, last_reason="StartError")
             self.events.emit(ev.EXITED, self.name, "StartError", f"cannot start: {exc}", _START_ERROR_EXIT)
             return 0.0
-        start_mono = time.monotonic()
         self._update(proc=proc, port=port, state="Running", started_s=time.time())
-        self.events.emit(ev.STARTED, self.name, "Started", f"Started {self.name}: pid {proc.pid}, port {port}",
-                         pid=proc.pid, port=port, restarts=self.restarts)
+        started_event = self.events.emit(ev.STARTED, self.name, "Started",
+                                         f"Started {self.name}: pid {proc.pid}, port {port}",
+                                         pid=proc.pid, port=port, restarts=self.restarts)
+        start_mono = started_event.mono_s  # probe delays count from the moment the event records
         exited = _watch_exit(proc)
         kill = asyncio.get_running_loop().create_future()
         started = asyncio.Event()

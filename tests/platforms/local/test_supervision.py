@@ -4,7 +4,11 @@ startup probe against a real stub replica."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 from harness.config import Probe
@@ -94,3 +98,32 @@ def test_startup_probe_failing_failure_threshold_times_kills_and_restarts(deploy
     assert [(e.extra["probe"], e.extra["failures"]) for e in failures][-3:] == [("startup", 1), ("startup", 2), ("startup", 3)]
     assert "HTTP 404" in failures[-1].message
     assert not deployment.replica("reference-0").ready
+
+
+def test_a_run_longer_than_reset_after_restarts_at_once_again(deploy_local, stub_spec):
+    # every run lasts past reset_after_s, so no crash counts as part of a loop: no back-off, ever
+    spec = stub_spec(restart={"backoff_base_s": 5, "backoff_cap_s": 10, "reset_after_s": 0.3})
+    deployment = deploy_local(spec, command=[sys.executable, "-c", "import time; time.sleep(0.6); raise SystemExit(3)"])
+    mark = 0
+    for _ in range(3):
+        exited = deployment.wait_event("Exited", "reference-0", since=mark, timeout_s=30)
+        mark = deployment.events().index(exited) + 1
+    assert not [e for e in deployment.events() if e.type == "BackOff"]
+    assert deployment.replica("reference-0").restarts >= 2
+
+
+def test_replicas_are_pinned_to_the_cpus_given(deploy_local, stub_spec, stub_command):
+    deployment = deploy_local(stub_spec(), command=stub_command, cpus=[0])
+    deployment.wait_ready(timeout_s=30)
+    assert psutil.Process(deployment.replica("reference-0").pid).cpu_affinity() == [0]
+
+
+def test_the_balancer_answers_expect_100_continue_before_the_body(deploy_local, stub_spec, stub_command):
+    deployment = deploy_local(stub_spec(), command=stub_command)
+    deployment.wait_ready(timeout_s=30)
+    address = urlsplit(deployment.endpoint)
+    with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        assert sock.recv(64).startswith(b"HTTP/1.")  # the stub's own answer to a POST, relayed

@@ -30,7 +30,8 @@ def deploy(
 ) -> Deployment:
     """Deploy ``spec`` on ``platform``; return the started Deployment (call ``wait_ready`` next).
 
-    ``cpus`` pins the replicas to those CPU ids (local). Platform-specific ``options`` are passed on
+    ``cpus`` pins the replicas to those CPU ids on the local platform (a cluster places pods itself, so
+    kubernetes ignores it). Platform-specific ``options`` are passed on
     (see `harness.platforms.local.deploy_local`). Raises ConfigError for an unknown platform,
     PlatformUnavailable where the platform cannot be reached, DeploymentError if deploying fails.
     """
@@ -39,8 +40,6 @@ def deploy(
 
         return deploy_local(spec, workdir=Path(workdir), cpus=cpus, **options)
     if platform == "kubernetes":
-        if cpus is not None:
-            raise ConfigError("cpus", list(cpus), "CPU pinning is a local-platform option (use resources on kubernetes)")
         try:
             module = importlib.import_module("harness.platforms.kubernetes")
         except ImportError as exc:

@@ -84,6 +84,12 @@ class ServiceApp:
         self.engine = InferenceEngine(config, self.metrics, self.faults, on_event, started_at)
         self.on_event = on_event
         self.signature = self.engine.signature
+        self._routes = {
+            (): ("GET", self._server_metadata),
+            ("health", "live"): ("GET", self._live),
+            ("health", "ready"): ("GET", self._ready),
+            ("repository", "index"): ("POST", self._repository_index),
+        }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -97,6 +103,9 @@ class ServiceApp:
             reply = _error(exc.status, exc.message, (b"connection", b"close"))
         except ConnectionResetError:
             return
+        except Exception as exc:  # a bug must not take the connection down without a JSON answer
+            self.on_event({"event": "internal_error", "path": scope["path"], "error": f"{type(exc).__name__}: {exc}"})
+            reply = _error(500, f"internal error: {type(exc).__name__}: {exc}")
         headers = [(b"content-length", str(len(reply.body)).encode()), *reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
@@ -130,13 +139,7 @@ class ServiceApp:
             return await self._model_route(method, rest[1], rest[2:], scope, receive)
         if rest and rest[0] == "faults":
             return await self._fault_route(method, rest[1:], scope, receive)
-        routes = {
-            (): ("GET", self._server_metadata),
-            ("health", "live"): ("GET", self._live),
-            ("health", "ready"): ("GET", self._ready),
-            ("repository", "index"): ("POST", self._repository_index),
-        }
-        route = routes.get(tuple(p for p in rest if p))
+        route = self._routes.get(tuple(p for p in rest if p))
         if route is None:
             return _error(404, f"no route for {method} {path}")
         if method != route[0]:

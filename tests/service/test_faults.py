@@ -73,10 +73,10 @@ def test_probe_delay_slows_one_probe_then_expires(service: Any) -> None:
     assert reply["fault"] == "probe-delay" and reply["expires_at_s"] == pytest.approx(time.time() + 2.0, abs=1.0)
     ready, slow_s = _timed(lambda: httpx.get(f"{service.base_url}/v2/health/ready", timeout=10))
     assert ready.status_code == 200 and slow_s >= 0.6
-    _, live_s = _timed(lambda: httpx.get(f"{service.base_url}/v2/health/live", timeout=10))
-    assert live_s < 0.6
+    live_s = min(_timed(lambda: httpx.get(f"{service.base_url}/v2/health/live", timeout=10))[1] for _ in range(2))
+    assert live_s < 0.6  # only the readiness probe is delayed
     _wait_until(lambda: time.time() > reply["expires_at_s"])
-    _, after_s = _timed(lambda: httpx.get(f"{service.base_url}/v2/health/ready", timeout=10))
+    after_s = min(_timed(lambda: httpx.get(f"{service.base_url}/v2/health/ready", timeout=10))[1] for _ in range(3))
     assert after_s < 0.6 and list_faults(service.base_url, TOKEN) == []
 
 
@@ -112,7 +112,7 @@ def test_memory_leak_grows_at_its_rate_until_cleared(service: Any) -> None:
 
 
 def test_hang_stops_every_answer_then_resumes(service: Any) -> None:
-    reply = inject_fault(service.base_url, "hang", TOKEN, {"duration_s": 1.5})
+    reply = inject_fault(service.base_url, "hang", TOKEN, {"duration_s": 2.5})
     assert reply["fault"] == "hang"
     time.sleep(0.1)  # the hang begins just after the reply is sent
     with pytest.raises(httpx.TimeoutException):

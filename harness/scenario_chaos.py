@@ -1,0 +1,226 @@
+"""Chaos scenarios: which fault x topology cells a profile runs, one cell's run, and what it must show.
+
+`resilience_cases(profile)` lists the cells: ``nightly`` every local experiment in ``experiments/``
+on every topology; ``smoke`` the main job's reduced matrix (`harness.job.profiles.SMOKE_FAULTS` x
+`SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE` for why), so a ``harness run smoke`` output and a
+scenario run are each other's baselines and replays.
+
+Some cells cannot meet their tier by construction, and their case says so (``expected_miss``) so
+the suite fails only on news:
+
+- a ``single`` replica is down for the whole fault (kill, OOM, un-routing): every request in that
+  time fails, which over a measured window of seconds to minutes is far below single-point's 99%;
+- a fault whose experiment claims the service never becomes Ready again (``expect.absent``
+  names Ready: ``slow-startup`` without a startup probe crash-loops by design).
+
+`ChaosScenario.inject` runs one cell through `harness.chaos.session.ChaosRun` (deploy, load,
+prober, the experiment through chaoslib, recovery, teardown) into the session's
+``chaos/<experiment>/<topology>`` part; `ChaosOutcome` holds the result and the expectations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.scenario import NotApplicable, ScenarioFailed, ScenarioSession, expect_none
+
+__all__ = [
+    "CHAOS_DIR",
+    "FaultCase",
+    "BehaviourNotSeen",
+    "SlaNotMet",
+    "resilience_cases",
+    "ChaosScenarios",
+    "ChaosScenario",
+    "ChaosOutcome",
+    "write_matrix",
+]
+
+CHAOS_DIR = "chaos"
+RESULT_FILE = "result.json"
+SINGLE_MISS = ("a single replica is down for the whole fault: the requests in that time fail, far more than "
+               "the 1% single-point allows over a window of seconds")
+NEVER_READY_MISS = "the experiment claims the service never becomes Ready again ({summary})"
+
+log = logging.getLogger("harness.scenario")
+
+
+class BehaviourNotSeen(ScenarioFailed):
+    """The platform did not react as the fault claims (events missing, out of order, or forbidden ones seen)."""
+
+
+class SlaNotMet(ScenarioFailed):
+    """The SLA tier was not met; the message lists every violation."""
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    """One cell of the resilience matrix; ``expected_miss`` says why its tier cannot be met (or None)."""
+
+    experiment: str
+    topology: str
+    expected_miss: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.experiment}-{self.topology}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _experiments_dir(directory: str | Path | None) -> Path:
+    from harness.chaos.matrix import default_experiments_dir
+
+    return Path(directory) if directory is not None else default_experiments_dir()
+
+
+def resilience_cases(profile: str, experiments_dir: str | Path | None = None, platform: str = "local") -> list[FaultCase]:
+    """Return the fault x topology cells ``profile`` runs on ``platform``, experiments read from ``experiments_dir``.
+
+    Raises ConfigError for an unknown profile or an invalid experiment file (naming the field).
+    """
+    from harness.chaos.experiment import experiment_files, load_experiment
+    from harness.config import TOPOLOGIES
+    from harness.errors import ConfigError
+    from harness.job.profiles import SMOKE_FAULTS, SMOKE_TOPOLOGIES
+
+    if profile not in ("smoke", "nightly"):
+        raise ConfigError("profile", profile, "choose one of smoke, nightly")
+    files = {path.stem: path for path in experiment_files(_experiments_dir(experiments_dir))}
+    names = sorted(files) if profile == "nightly" else [name for name in SMOKE_FAULTS if name in files]
+    topologies = TOPOLOGIES if profile == "nightly" else SMOKE_TOPOLOGIES
+    cases = []
+    for name in names:
+        experiment = load_experiment(files[name], validate=False)  # chaoslib validates when the cell runs
+        if platform not in experiment.extension.platforms:
+            continue
+        never_ready = "Ready" in experiment.extension.expect.absent
+        for topology in topologies:
+            miss = NEVER_READY_MISS.format(summary=experiment.extension.summary or name) if never_ready else (
+                SINGLE_MISS if topology == "single" else None)
+            cases.append(FaultCase(name, topology, miss))
+    return cases
+
+
+@dataclass
+class ChaosOutcome:
+    """The result of one chaos cell (``result.json`` of `harness.chaos.result.build_result`) and its checks."""
+
+    result: dict[str, Any]
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.result.get('experiment')} on {self.result.get('topology')}"
+
+    @property
+    def violations(self) -> list[str]:
+        return list(self.result.get("violations") or [])
+
+    def expect_behaviour(self) -> None:
+        """Raise BehaviourNotSeen listing every finding when the platform did not behave as the fault claims."""
+        findings = list(self.result.get("behaviour_findings") or [])
+        if self.result.get("aborted"):
+            findings.append(f"the run was aborted in phase {self.result.get('phase')!r}")
+        if not findings and not self.result.get("behaviour_seen"):
+            findings.append("behaviour not judged: " + "; ".join(self.result.get("errors") or ["no measurement"]))
+        expect_none(findings, f"{self.name}: the platform did not behave as {self.result.get('fault')} claims",
+                    BehaviourNotSeen)
+
+    def expect_tier(self) -> None:
+        """Raise SlaNotMet listing EVERY violation (tier shortfalls and alerts) when the tier was not met."""
+        if self.result.get("tier_met"):
+            return
+        findings = self.violations or [f"the run ended in phase {self.result.get('phase')!r} without a verdict"]
+        if self.result.get("aborted"):
+            findings.append("the run was aborted")
+        raise SlaNotMet(f"{self.name}: SLA tier {self.result.get('tier')} not met", findings)
+
+
+class ChaosScenario:
+    """Given: one experiment on one topology under the profile's load, judged against ``tier``."""
+
+    def __init__(self, session: ScenarioSession, experiment: str, topology: str, *, tier: str | None = None) -> None:
+        from harness.chaos.experiment import load_experiment
+        from harness.chaos.profiles import get_profile
+        from harness.chaos.session import ChaosRunSettings
+        from harness.config import TOPOLOGIES
+        from harness.errors import ConfigError
+
+        if topology not in TOPOLOGIES:
+            raise ConfigError("topology", topology, f"choose one of {', '.join(TOPOLOGIES)}")
+        self.session = session
+        self.topology = topology
+        self.experiment = load_experiment(_experiments_dir(session.options.experiments_dir) / f"{experiment}.json")
+        self.relative = f"{CHAOS_DIR}/{experiment}/{topology}"
+        self.settings = ChaosRunSettings(
+            experiment=self.experiment, topology=topology, profile=get_profile(session.options.profile),
+            out_dir=session.run_dir / self.relative, tier=tier or session.options.tier,
+        )
+
+    @property
+    def spec(self) -> Any:
+        """The service spec the cell deploys (profile base, the experiment's overlay, the topology)."""
+        return self.settings.spec()
+
+    def inject(self) -> ChaosOutcome:
+        """Deploy, load, inject the fault, measure recovery, tear down; return the outcome.
+
+        Raises NotApplicable off the local platform (chaos runs drive local deployments), HarnessError
+        when the run cannot start (nothing Ready), ConfigError for an invalid experiment.
+        """
+        from harness.chaos.session import ChaosRun
+        from harness.results import read_json
+
+        if self.session.options.platform != "local" and not self.session.replaying:
+            raise NotApplicable("harness.chaos runs cells on the local platform only; on Kubernetes run "
+                                "experiments/kubernetes/ with `chaos run` against the cluster")
+        path = self.session.part_dir(self.relative, unique=False)
+        started = time.monotonic()
+        if self.session.replaying:
+            result = read_json(path / RESULT_FILE)
+        else:
+            log.info("chaos %s x %s: starting", self.experiment.name, self.topology)
+            result = ChaosRun(self.settings, progress=lambda line: log.info("chaos: %s", line)).execute()
+        result.setdefault("cell_s", round(time.monotonic() - started, 1))
+        self.session.save_part(path, "chaos", topology=self.topology, config={"experiment": self.experiment.name},
+                               summary={k: result.get(k) for k in ("ttr_s", "availability", "tier", "tier_met")},
+                               status="aborted" if result.get("aborted") else "completed")
+        return ChaosOutcome(result, path)
+
+
+class ChaosScenarios:
+    """The ``chaos`` fixture: prepares cells of the session's profile."""
+
+    def __init__(self, session: ScenarioSession) -> None:
+        self.session = session
+
+    def prepare(self, experiment: str, *, topology: str, tier: str | None = None) -> ChaosScenario:
+        """Return the cell ``experiment`` x ``topology`` ready to inject; raise ConfigError for bad names."""
+        return ChaosScenario(self.session, experiment, topology, tier=tier)
+
+
+def write_matrix(session: ScenarioSession) -> Path | None:
+    """Write ``chaos/matrix.csv`` (and .md, .json) from every cell the session ran; return its directory, or None."""
+    from harness.chaos.matrix import COLUMNS, MatrixTable
+    from harness.config import TOPOLOGIES
+    from harness.results import read_json
+
+    root = session.run_dir / CHAOS_DIR
+    rows = []
+    for path in sorted(root.glob(f"*/*/{RESULT_FILE}")) if root.is_dir() else []:
+        result = read_json(path)
+        row = {key: result.get(key) for key in COLUMNS}
+        row["error"] = "interrupted" if result.get("aborted") else ("; ".join(result.get("errors") or []) or None)
+        row["retry"] = bool(((result.get("spec") or {}).get("balancer") or {}).get("retry_on_connect_error"))
+        rows.append(row)
+    if not rows:
+        return None
+    seen = {row["topology"] for row in rows}
+    MatrixTable(rows=rows, topologies=[t for t in TOPOLOGIES if t in seen]).write(root)
+    return root

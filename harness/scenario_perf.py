@@ -1,0 +1,302 @@
+"""Performance scenarios: deployments, load runs, the sweep and the capacity plan, with their expectations.
+
+What each measures comes from the main job's profile (`harness.job.profiles.JOB_PROFILES`), and the
+sweep and capacity parts are produced by the job's own stage functions (`harness.job.stages`), so
+``pytest scenarios/ --harness-profile smoke`` and ``harness run smoke`` measure the same things into
+the same layout (``load``, ``sweep``, ``capacity``): either one is a baseline for the other.
+
+- `DeploymentFactory` (the ``deploy_service`` fixture): deploys a spec, waits Ready, tears every
+  deployment down at the end of the test.
+- `LoadScenarios` (the ``load`` fixture): a Locust profile with the prober and telemetry against a
+  deployment (`harness.load.session.run_session`; Locust runs in its own process); `LoadOutcome`
+  judges availability, p99 and memory growth with `harness.measure.sla`.
+- `PerfScenario` (the ``perf`` fixture): the sweep, once per session; `SweepResult` holds the summary.
+- `CapacityScenario` (the ``capacity`` fixture): the plan and its check, once per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from harness.scenario import Comparison, NotApplicable, ScenarioSession, expect_none
+
+__all__ = [
+    "MIN_SCALING_RATIO",
+    "DeploymentFactory",
+    "LoadOutcome",
+    "LoadScenarios",
+    "SweepResult",
+    "PerfScenario",
+    "CapacityResult",
+    "CapacityScenario",
+]
+
+# N replicas on N cores of their own should sustain at least this share of N x one replica's max rate
+MIN_SCALING_RATIO = 0.7
+DEPLOYMENTS_DIR = "deployments"
+
+log = logging.getLogger("harness.scenario")
+
+
+def _job_profile(session: ScenarioSession) -> Any:
+    from harness.job import get_job_profile
+
+    return get_job_profile(session.options.profile)
+
+
+class DeploymentFactory:
+    """Deploys service specs on the session's platform; `close` tears down every one it made."""
+
+    def __init__(self, session: ScenarioSession) -> None:
+        self.session = session
+        self._deployments: list[Any] = []
+
+    def __call__(self, topology: str = "single", *, spec: str | Path | None = None,
+                 ready_timeout_s: float | None = None) -> Any:
+        """Deploy ``spec`` (a YAML file; default the reference service) as ``topology``; return it once Ready.
+
+        Raises NotApplicable when replaying or when the platform is unavailable here, ConfigError for
+        a bad spec, DeploymentError when it does not become Ready within ``ready_timeout_s``.
+        """
+        from harness.config import load_spec
+        from harness.errors import PlatformUnavailable
+        from harness.load.session import plan_cpus
+        from harness.platforms import deploy
+
+        if self.session.replaying:
+            raise NotApplicable("a live deployment cannot be replayed from saved data")
+        service_spec = load_spec(spec, topology=topology)
+        platform = self.session.options.platform
+        workdir = self.session.run_dir / DEPLOYMENTS_DIR / f"{service_spec.name}-{topology}-{len(self._deployments) + 1}"
+        cpus = plan_cpus().service if platform == "local" else None
+        try:
+            deployment = deploy(service_spec, platform=platform, workdir=workdir, cpus=cpus)
+        except PlatformUnavailable as exc:
+            raise NotApplicable(f"platform {platform} unavailable: {exc}") from exc
+        self._deployments.append(deployment)
+        log.info("deployed %s (%d replica(s)) on %s; waiting until Ready", topology, service_spec.replica_count, platform)
+        deployment.wait_ready(timeout_s=ready_timeout_s or _job_profile(self.session).ready_timeout_s)
+        return deployment
+
+    def close(self) -> list[str]:
+        """Tear down every deployment (even when one fails to); return the errors met, one line each."""
+        errors = []
+        while self._deployments:
+            deployment = self._deployments.pop()
+            try:
+                deployment.close()
+            except Exception as exc:  # the others must still be torn down
+                errors.append(f"tearing down {getattr(deployment, 'endpoint', deployment)}: {exc}")
+        return errors
+
+
+class LoadOutcome:
+    """One load run's ``result.json`` and telemetry, judged against an SLA tier."""
+
+    def __init__(self, result: dict[str, Any], path: Path, tier: str) -> None:
+        self.result = result
+        self.path = path
+        self.tier = tier
+
+    def violations(self) -> list[str]:
+        """Return every violation of the tier: availability shortfall, p99 and memory-growth alerts."""
+        from harness.measure.sla import SlaConfig, evaluate
+        from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
+
+        requests = int(self.result.get("requests") or 0)
+        if requests == 0:
+            return ["no request completed during the load"]
+        telemetry_path = self.path / TELEMETRY_FILE
+        telemetry = read_telemetry(telemetry_path, devices=True) if telemetry_path.exists() else []
+        p99 = self.result.get("p99_ms")
+        verdict = evaluate(availability=int(self.result.get("ok") or 0) / requests,
+                           p99_ms=float(p99) if p99 is not None else None, telemetry=telemetry,
+                           config=SlaConfig(required_tier=self.tier))
+        return verdict.violations_for(self.tier)
+
+    def expect_tier(self) -> None:
+        """Raise ScenarioFailed listing every violation of the tier (see `violations`)."""
+        saturated = " (the load generator saturated: latencies include its delay)" if self.result.get("generator_saturated") else ""
+        expect_none(self.violations(), f"load on {self.result.get('topology')}: SLA tier {self.tier} not met{saturated}")
+
+
+class LoadScenarios:
+    """The ``load`` fixture: runs load profiles against deployments into ``load`` parts."""
+
+    def __init__(self, session: ScenarioSession) -> None:
+        self.session = session
+
+    def run(self, deployment: Any, *, kind: str | None = None, duration_s: float | None = None,
+            users: int | None = None, tier: str | None = None) -> LoadOutcome:
+        """Run load of ``kind`` (default: the profile's) against a Ready deployment; return the outcome.
+
+        Raises ConfigError for a bad profile, HarnessError when the generator or prober cannot run.
+        """
+        from harness.load.profiles import build_profile
+        from harness.load.session import plan_cpus, run_session
+        from harness.measure.sla import TIER_FOR_TOPOLOGY
+
+        job = _job_profile(self.session)
+        spec = deployment.spec
+        profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s,
+                                users=users or job.load_users, model=spec.service.model)
+        path = self.session.part_dir("load")
+        plan = plan_cpus() if self.session.options.platform == "local" else None
+        log.info("load %s for %g s against %s", profile.kind, profile.duration_s, deployment.endpoint)
+        result = run_session(deployment, profile, path, generator_cpus=plan.generator if plan else None,
+                             progress=lambda line: log.info("load: %s", line),
+                             metadata={"topology": spec.topology, "replicas": spec.replica_count,
+                                       "platform": self.session.options.platform, "model": spec.service.model})
+        events = Path(deployment.events_path)
+        if events.exists():
+            shutil.copyfile(events, path / "events.jsonl")
+        self.session.save_part(path, "load", topology=spec.topology, config=profile.model_dump(),
+                               summary={k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p99_ms")})
+        return LoadOutcome(result, path, tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology])
+
+
+class SweepResult:
+    """A finished sweep part: ``sweep_summary.json`` (points with their SLO verdicts) and its comparison."""
+
+    def __init__(self, session: ScenarioSession, path: Path) -> None:
+        from harness.results import read_json
+        from harness.sweep.grid import SUMMARY_JSON
+
+        self.session = session
+        self.path = path
+        self.summary = read_json(path / SUMMARY_JSON)
+        self.points = list(self.summary.get("points") or [])
+
+    @property
+    def p99_slo_ms(self) -> float:
+        return float((self.summary.get("slo") or {}).get("p99_ms") or math.nan)
+
+    def expect_no_errors(self) -> None:
+        """Raise ScenarioFailed listing every point that failed outright (a time bound is not a failure)."""
+        expect_none([f"{_label(p)}: {p.get('reason') or 'error'}" for p in self.points if p.get("status") == "error"],
+                    "sweep points that failed")
+
+    def expect_slo_met(self, rate_rps: float) -> None:
+        """Raise ScenarioFailed listing every configuration measured at ``rate_rps`` that missed the p99 SLO."""
+        at_rate = [p for p in self.points if math.isclose(float(p.get("load_level", math.nan)), rate_rps)]
+        measured = [p for p in at_rate if p.get("windows")]
+        findings = [f"{_label(p)}: {p.get('slo_verdict')}" for p in measured if not p.get("meets_slo")]
+        if not measured:
+            findings.append(f"no configuration was measured at {rate_rps:g} rps "
+                            f"({', '.join(sorted({str(p.get('status')) for p in at_rate})) or 'no such point'})")
+        expect_none(findings, f"configurations missing the p99 <= {self.p99_slo_ms:g} ms SLO at {rate_rps:g} rps")
+
+    def compare_with_baseline(self) -> Comparison:
+        """Return the comparison with the baseline's sweep; NotApplicable without --harness-baseline."""
+        return self.session.compare_part(self.path)
+
+
+def _label(point: dict[str, Any]) -> str:
+    return f"{point.get('precision')} batch={point.get('max_batch_size')} at {float(point.get('load_level', math.nan)):g} rps"
+
+
+class PerfScenario:
+    """The ``perf`` fixture: the profile's sweep, measured once per session (later tests reuse it)."""
+
+    def __init__(self, session: ScenarioSession) -> None:
+        self.session = session
+        self._result: SweepResult | None = None
+
+    def sweep_plan(self) -> Any:
+        """Return the profile's `harness.sweep.grid.SweepPlan` (what ``harness run <profile>`` sweeps)."""
+        from harness.sweep.grid import build_plan
+
+        job = _job_profile(self.session)
+        return build_plan(job.sweep_profile, **job.sweep)
+
+    def sweep(self) -> SweepResult:
+        """Run the sweep into the ``sweep`` part (first call only); return its result.
+
+        Raises NotApplicable off the local platform, HarnessError when no point could be measured.
+        """
+        from harness.job.stages import SWEEP_DIR, sweep_stage
+
+        if self._result is None:
+            if self.session.options.platform != "local" and not self.session.replaying:
+                raise NotApplicable("sweeps deploy on the local platform only (harness.sweep.local)")
+            path = self.session.part_dir(SWEEP_DIR, unique=False)
+            if not self.session.replaying:
+                sweep_stage(self.session.job_context())
+            self._result = SweepResult(self.session, path)
+        return self._result
+
+
+class CapacityResult:
+    """A finished capacity part (``capacity.json``): the plan, each replica count measured, the note."""
+
+    def __init__(self, path: Path) -> None:
+        from harness.results import read_json
+
+        self.path = path
+        self.data = read_json(path / "capacity.json")
+        self.plan = dict(self.data.get("plan") or {})
+        self.points = list(self.data.get("points") or [])
+
+    def service_cores(self) -> int | None:
+        """How many cores the replicas had to themselves (None when not recorded)."""
+        config = self.data.get("config") or {}
+        cores, generator = config.get("cores"), config.get("generator_cpus")
+        return None if cores is None else len(cores) - len(generator or [])
+
+    def expect_plan(self) -> None:
+        """Raise ScenarioFailed listing why the plan cannot be trusted: no rate met the SLO, a count unmeasured."""
+        per_replica, replicas = self.plan.get("per_replica_rps") or 0.0, self.plan.get("replicas") or 0
+        findings = [] if per_replica > 0 else [f"one replica sustained no rate under p99 <= {self.plan.get('p99_ms')} ms"]
+        findings += [f"{p['replicas']} replica(s) sustained no rate under the SLO" for p in self.points if not p.get("measured_rps")]
+        if per_replica > 0 and replicas * per_replica < (self.plan.get("required_rps") or 0) - 1e-6:
+            findings.append(f"{replicas} x {per_replica:.1f} rps does not cover the required {self.plan.get('required_rps')} rps")
+        expect_none(findings, "the capacity plan")
+
+    def expect_scaling(self, min_ratio: float = MIN_SCALING_RATIO) -> None:
+        """Raise ScenarioFailed when N replicas on cores of their own sustained < ``min_ratio`` x N x one replica.
+
+        NotApplicable when every multi-replica count shared cores (nothing to judge on this machine).
+        """
+        cores = self.service_cores()
+        judged = [p for p in self.points if p["replicas"] > 1 and cores is not None and p["replicas"] <= cores]
+        if not judged:
+            counts = ", ".join(str(p["replicas"]) for p in self.points if p["replicas"] > 1) or "none"
+            raise NotApplicable(f"linear scaling not judged: replica counts measured ({counts}) exceed the "
+                                f"{cores} core(s) the replicas had to themselves; {self.data.get('note') or ''}".rstrip("; "))
+        expect_none([f"{p['replicas']} replicas sustained {p['measured_rps']:.1f} rps, {p['ratio']:.2f} of the "
+                     f"predicted {p['predicted_rps']:.1f} (< {min_ratio:g})" for p in judged if p["ratio"] < min_ratio],
+                    "linear scaling did not hold")
+
+
+class CapacityScenario:
+    """The ``capacity`` fixture: the profile's plan and check (``harness capacity``), once per session."""
+
+    def __init__(self, session: ScenarioSession) -> None:
+        self.session = session
+        self._result: CapacityResult | None = None
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """The profile's capacity settings: target_rps, p99_ms, headroom, ... (the `harness capacity` flags)."""
+        return dict(_job_profile(self.session).capacity)
+
+    def plan_and_check(self) -> CapacityResult:
+        """Measure one replica, plan, check the plan by deploying (first call only); return the result.
+
+        Raises NotApplicable off the local platform, HarnessError when one replica meets the SLO at no rate.
+        """
+        from harness.job.stages import CAPACITY_DIR, capacity_stage
+
+        if self._result is None:
+            if self.session.options.platform != "local" and not self.session.replaying:
+                raise NotApplicable("the capacity check deploys on the local platform only")
+            path = self.session.part_dir(CAPACITY_DIR, unique=False)
+            if not self.session.replaying:
+                capacity_stage(self.session.job_context())
+            self._result = CapacityResult(path)
+        return self._result
+

@@ -1,0 +1,50 @@
+"""Performance: steady load within the SLA, the sweep, and no regression against a baseline.
+
+What is measured comes from the main job's profile (`harness.job.profiles`), so these scenarios and
+``harness run smoke|nightly`` measure the same things into the same layout: either one's output is
+a ``--harness-baseline`` for the other. ``smoke``: 30 s of steady Locust load on one replica, and a
+sweep of fp32 and bf16 x max_batch_size 1 and 32 x 50 and 150 rps (a few minutes on 2 cores);
+``nightly``: stepped load for 5 minutes and the full sweep with max-rate searches.
+
+The sweep is measured once per session (the ``perf`` fixture) and judged by the tests below; the
+baseline comparison is skipped without ``--harness-baseline``.
+"""
+
+import pytest
+
+pytestmark = pytest.mark.perf
+
+
+def test_steady_load_meets_the_tier(deploy_service, load):
+    # given: the reference service on one replica, Ready
+    service = deploy_service(topology="single")
+
+    # when: the profile's load runs against it (Locust in its own process, the prober alongside)
+    outcome = load.run(service)
+
+    # then: availability meets the topology's tier and no monitoring threshold fired (p99, memory growth)
+    outcome.expect_tier()
+
+
+def test_sweep_serves_the_lightest_rate_within_the_slo(perf):
+    # given: the profile's sweep plan, precision x max_batch_size x request rate
+    lightest_rps = min(perf.sweep_plan().load_levels)
+
+    # when: every point is measured (warm-up, repeated windows, medians with confidence intervals)
+    sweep = perf.sweep()
+
+    # then: no point failed outright (a point over its time bound is recorded, not failed)
+    sweep.expect_no_errors()
+    # and: every configuration measured at the lightest rate met the p99 SLO, every miss listed
+    sweep.expect_slo_met(lightest_rps)
+
+
+def test_sweep_is_no_slower_than_the_baseline(perf, baseline):
+    # given: the sweep of this session and a saved baseline run (--harness-baseline)
+    sweep = perf.sweep()
+
+    # when: each metric is compared on its repeated windows (a statistical test, not a bare percentage)
+    comparison = sweep.compare_with_baseline()
+
+    # then: no metric regressed beyond noise, every regression listed
+    comparison.expect_no_regression()

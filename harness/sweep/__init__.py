@@ -1,1 +1,14 @@
-"""Performance sweeps, max-sustainable-rate search, capacity planning."""
+"""Performance sweeps, max-sustainable-rate search, capacity planning.
+
+- `harness.sweep.search`: max sustainable rate under a p99 SLO, by search over the rate (injected ``measure``).
+- `harness.sweep.capacity`: replicas = ceil(R x (1 + headroom) / per-replica rate), and the linear-scaling check.
+- `harness.sweep.grid`: the sweep plan (profiles smoke/nightly), its points, the tidy ``sweep.csv``.
+- `harness.sweep.runner`: the sweep loop: time bounds, skip/timeout recording, stability, SIGINT.
+- `harness.sweep.summary`: ``sweep_summary.json`` from ``sweep.csv`` (CIs, SLO verdicts, frontier, effects).
+- `harness.sweep.accuracy`: fp16/bf16 outputs against fp32 on the same seeded inputs.
+- `harness.sweep.local`: the local-platform backend (deployments, rate generator, telemetry).
+- `harness.sweep.simulated`: a service with a known knee, for tests.
+- `harness.sweep.table`: text tables of sweep and capacity results.
+
+Nothing here imports torch at module level; submodules are imported where used.
+"""

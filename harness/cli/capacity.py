@@ -79,6 +79,8 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     save_run(out, record)
     service_cpus, generator_cpus = split_cpus(cores)
 
+    measured: dict[int, float] = {}
+
     def measure_replicas(count: int):
         # one replica gets the service cores; more replicas than those share every core (said in the note)
         cpus = service_cpus if count <= len(service_cpus) else cores
@@ -88,12 +90,15 @@ def run_capacity_command(args: argparse.Namespace) -> int:
              f"generator on CPU {generator_cpus or 'shared'} ...")
         with backend.open(args.precision, args.batch_size, ready_timeout_s=plan.ready_timeout_s) as session:
             pre = session.precheck(timeout_s=30.0)
-            start = max(1.0, 0.5 * pre.capacity_rps * count)
+            # start below the expected answer: half the pre-check's estimate, or 60 % of the linear prediction
+            start = max(1.0, 0.6 * count * measured[1] if measured.get(1) else 0.5 * pre.capacity_rps * count)
             _say(f"replicas={count}: pre-check {pre.detail}; searching from {start:.0f} rps")
-            return search_session(
+            result = search_session(
                 session, plan, start_rps=start, budget_s=plan.search_budget_s,
                 on_probe=lambda p: _say(f"  replicas={count} probe {p.rate_rps:.1f} rps: {p.verdict} ({p.reason})"),
             )
+            measured[count] = result.max_rate_rps
+            return result
 
     try:
         check = check_linear_scaling(measure_replicas, target_rps=args.target_rps, p99_ms=args.p99_ms,

@@ -24,6 +24,7 @@ import itertools
 import os
 import sys
 import time
+from pathlib import Path
 
 import gevent
 import orjson
@@ -69,6 +70,8 @@ class RequestRecorder:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).unlink(missing_ok=True)  # records are appended: start from an empty file
         self.buffer: list[RequestRecord] = []
         self.written = 0
 

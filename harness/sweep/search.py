@@ -53,8 +53,10 @@ STOP_GENERATOR = "generator-limited"
 class PointMeasurement:
     """What was measured at one offered rate (medians over the point's windows).
 
-    ``sent_rate_rps`` is the rate the generator actually sent at (None when unknown); below the offered
-    rate it means the generator lagged. ``throughput_rps`` counts successful responses per second.
+    ``sent_rate_rps`` is the arrival rate the schedule actually produced in the windows (None when
+    unknown): with Poisson arrivals it differs from ``rate_rps`` by chance, so keeping up is judged
+    against it. ``generator_saturated`` says the generator could not keep its schedule.
+    ``throughput_rps`` counts successful responses per second.
     """
 
     rate_rps: float
@@ -88,7 +90,6 @@ class SearchSettings:
     max_rps: float = 100_000.0
     clear_p99_factor: float = 4.0  # p99 beyond this many SLOs is a clear violation
     clear_error_rate: float = 0.10
-    min_sent_ratio: float = 0.90  # sent/offered below this: the generator lagged
     overload_margin: float = 0.10  # upper bound = completed throughput under overload x (1 + margin)
 
 
@@ -156,7 +157,7 @@ def validate_search_settings(settings: SearchSettings) -> None:
         raise ConfigError("rel_tol", settings.rel_tol, "must lie in (0, 1)")
     if not (isinstance(settings.max_probes, int) and settings.max_probes >= 1):
         raise ConfigError("max_probes", settings.max_probes, "must be an integer >= 1")
-    for name in ("max_error_rate", "clear_error_rate", "min_throughput_ratio", "min_sent_ratio"):
+    for name in ("max_error_rate", "clear_error_rate", "min_throughput_ratio"):
         value = getattr(settings, name)
         if not 0 <= value <= 1:
             raise ConfigError(name, value, "must lie in [0, 1]")
@@ -166,23 +167,24 @@ def validate_search_settings(settings: SearchSettings) -> None:
         raise ConfigError("overload_margin", settings.overload_margin, "must not be negative")
 
 
-def _generator_lagged(m: PointMeasurement, s: SearchSettings) -> bool:
-    if m.generator_saturated:
-        return True
-    return m.sent_rate_rps is not None and m.sent_rate_rps < s.min_sent_ratio * m.rate_rps
+def _generator_lagged(m: PointMeasurement) -> bool:
+    return m.generator_saturated
+
+
+def _offered_rps(m: PointMeasurement) -> float:
+    return m.sent_rate_rps if m.sent_rate_rps is not None and m.sent_rate_rps > 0 else m.rate_rps
 
 
 def is_clear_violation(m: PointMeasurement, s: SearchSettings) -> bool:
     """Return True when ``m`` is so far beyond the SLO that more windows at this rate are pointless."""
     p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
-    return p99 > s.clear_p99_factor * s.p99_ms or m.error_rate > s.clear_error_rate or _generator_lagged(m, s)
+    return p99 > s.clear_p99_factor * s.p99_ms or m.error_rate > s.clear_error_rate or _generator_lagged(m)
 
 
 def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
     """Return (verdict, reason) for one measurement against the SLO: PASS, FAIL, CLEAR_FAIL or GENERATOR_LIMITED."""
-    if _generator_lagged(m, s):
-        sent = "saturated" if m.sent_rate_rps is None else f"sent {m.sent_rate_rps:.1f} rps"
-        return GENERATOR_LIMITED, f"load generator lagged at {m.rate_rps:.1f} rps ({sent})"
+    if _generator_lagged(m):
+        return GENERATOR_LIMITED, f"load generator could not keep its schedule at {m.rate_rps:.1f} rps"
     if m.status not in ("ok", "unstable"):
         return CLEAR_FAIL, f"measurement {m.status}: {m.reason}".rstrip(": ")
     problems = []
@@ -191,8 +193,9 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
         problems.append(f"p99 {p99:.1f} ms > SLO {s.p99_ms:g} ms")
     if m.error_rate > s.max_error_rate:
         problems.append(f"error rate {m.error_rate:.2%} > {s.max_error_rate:.2%}")
-    if m.throughput_rps < s.min_throughput_ratio * m.rate_rps:
-        problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {m.rate_rps:.1f} rps")
+    offered = _offered_rps(m)
+    if m.throughput_rps < s.min_throughput_ratio * offered:
+        problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
     if not problems:
         return PASS, f"p99 {p99:.1f} ms <= SLO {s.p99_ms:g} ms at {m.throughput_rps:.1f} rps"
     verdict = CLEAR_FAIL if is_clear_violation(m, s) else FAIL
@@ -234,7 +237,7 @@ def search_max_rate(
             lo = rate if lo is None else max(lo, rate)
         else:
             hi = rate if hi is None else min(hi, rate)
-            if m.throughput_rps < s.min_throughput_ratio * rate and m.throughput_rps > 0:
+            if 0 < m.throughput_rps < s.min_throughput_ratio * _offered_rps(m):
                 # overloaded: completions ran at capacity, and no rate above capacity is sustainable
                 cap = m.throughput_rps * (1.0 + s.overload_margin)
                 if lo is None or cap > lo:

@@ -114,8 +114,13 @@ def test_classify_names_each_violation():
     assert classify(errors, s) == (FAIL, "error rate 3.00% > 1.00%")
     far = PointMeasurement(rate_rps=10, throughput_rps=10, p99_ms=450)
     assert classify(far, s)[0] == CLEAR_FAIL and is_clear_violation(far, s)
-    lag = PointMeasurement(rate_rps=100, throughput_rps=60, p99_ms=10, sent_rate_rps=60)
+    lag = PointMeasurement(rate_rps=100, throughput_rps=60, p99_ms=10, generator_saturated=True)
     assert classify(lag, s)[0] == GENERATOR_LIMITED
+    # Poisson arrivals produced fewer requests than the nominal rate: keeping up is judged against them
+    unlucky = PointMeasurement(rate_rps=20, throughput_rps=17.0, p99_ms=10, sent_rate_rps=17.2)
+    assert classify(unlucky, s)[0] == PASS
+    behind = PointMeasurement(rate_rps=20, throughput_rps=15.0, p99_ms=10, sent_rate_rps=20.5)
+    assert classify(behind, s)[0] == FAIL
     nan_p99 = PointMeasurement(rate_rps=10, throughput_rps=0, p99_ms=math.nan, error_rate=1.0)
     assert classify(nan_p99, s)[0] == CLEAR_FAIL
 

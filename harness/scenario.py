@@ -20,6 +20,7 @@ failed scenario shows all its SLA violations at once, not the first.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -266,7 +267,12 @@ class ScenarioSession:
         relative = path.resolve().relative_to(self.run_dir).as_posix()
         counterpart = self.options.baseline / relative
         baseline = counterpart if counterpart.is_dir() else self.options.baseline
-        comparison = Comparison(compare_runs(path, baseline))
+        data = compare_runs(path, baseline)
+        # metrics of the part itself are named "." by compare_runs: name them by the part instead
+        label = re.compile(r"(?<![\w.])\.:")
+        data["rows"] = [{**row, "metric": label.sub(f"{relative}:", row["metric"])} for row in data["rows"]]
+        data["regressions"] = [label.sub(f"{relative}:", text) for text in data["regressions"]]
+        comparison = Comparison(data)
         self.comparisons[relative] = comparison
         return comparison
 
@@ -281,9 +287,9 @@ class ScenarioSession:
         # the baseline is a standalone part (a sweep directory): show what the scenarios compared
         merged: dict[str, Any] = {"baseline": str(self.options.baseline), "current": str(self.run_dir),
                                   "rows": [], "regressions": [], "warnings": []}
-        for relative, comparison in self.comparisons.items():
-            merged["rows"] += [{**row, "metric": f"{relative}/{row['metric']}"} for row in comparison.rows]
-            merged["regressions"] += [f"{relative}/{r}" for r in comparison.regressions]
+        for comparison in self.comparisons.values():
+            merged["rows"] += comparison.rows
+            merged["regressions"] += comparison.regressions
             merged["warnings"] += [w for w in comparison.warnings if w not in merged["warnings"]]
         return merged
 

@@ -125,12 +125,27 @@ class ChaosOutcome:
     def expect_behaviour(self) -> None:
         """Raise BehaviourNotSeen listing every finding when the platform did not behave as the fault claims."""
         findings = list(self.result.get("behaviour_findings") or [])
+        if not self.result.get("activities") and not self.result.get("aborted"):
+            findings.insert(0, f"the experiment's method never ran (journal status {self.result.get('journal_status')}): "
+                               f"{self._why_not_injected()}")
         if self.result.get("aborted"):
             findings.append(f"the run was aborted in phase {self.result.get('phase')!r}")
         if not findings and not self.result.get("behaviour_seen"):
             findings.append("behaviour not judged: " + "; ".join(self.result.get("errors") or ["no measurement"]))
         expect_none(findings, f"{self.name}: the platform did not behave as {self.result.get('fault')} claims",
                     BehaviourNotSeen)
+
+    def _why_not_injected(self) -> str:
+        """Return the failed steady-state probes before the method, from journal.json (where it was kept)."""
+        from harness.results import read_json
+
+        path = self.path / "journal.json"
+        journal = read_json(path) if path.exists() else {}
+        before = ((journal.get("steady_states") or {}).get("before") or {}) if isinstance(journal, dict) else {}
+        failed = [(p.get("activity") or {}).get("name", "?") for p in before.get("probes") or [] if not p.get("tolerance_met", True)]
+        if before.get("steady_state_met") is False:
+            return f"the steady-state hypothesis did not hold before the fault (failed: {', '.join(failed) or 'n/a'})"
+        return "see journal.json and chaostoolkit.log"
 
     def expect_tier(self) -> None:
         """Raise SlaNotMet listing EVERY violation (tier shortfalls and alerts) when the tier was not met."""

@@ -5,14 +5,15 @@ fault through Chaos Toolkit (the experiment file in ``experiments/``), measures 
 down (`harness.scenario_chaos`). The ``fault_case`` parameter is the profile's list of cells:
 
 - ``nightly``: every local experiment in ``experiments/`` on single, active-standby and multi-active.
-- ``smoke`` (about 10 minutes on 2 cores): pod-kill, oom-kill and readiness-probe-delay on single and
-  multi-active, 6 cells of 20-60 s each. These are the three ways a replica is lost (killed by the
-  platform, OOM-killed by the kernel in its memory cgroup, un-routed by a failing readiness probe
-  without a restart); single shows the outage a lone replica has, multi-active the balancer keeping
-  traffic on the survivor. It is the main job's smoke matrix (`harness.job.profiles.SMOKE_FAULTS`),
-  so a ``harness run smoke`` output is a baseline (or a ``--harness-replay``) for this suite. The
-  slower faults (hang, liveness-probe-delay, memory-leak, pod-kill-graceful, the slow-startup pair)
-  and active-standby run nightly.
+- ``smoke`` (within about 10 minutes on 2 cores): the main job's reduced matrix,
+  `harness.job.profiles.SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, today pod-kill, oom-kill and
+  readiness-probe-delay on each topology (9 cells of 20-60 s). Why these: they are the three ways a
+  replica is lost (killed by the platform, OOM-killed by the kernel in its memory cgroup, un-routed by
+  a failing readiness probe without a restart), and on each topology they show the difference the
+  topology makes (single has an outage, active-standby fails over, multi-active keeps traffic on
+  the survivors). The other faults (hang, liveness-probe-delay, memory-leak, pod-kill-graceful, the
+  slow-startup pair) each take 20-60 s longer and run nightly. Sharing the job's matrix makes a
+  ``harness run smoke`` output a baseline (or a ``--harness-replay``) for this suite and back.
 
 Cells that cannot meet their tier by construction (a single replica's outage; a start-up that never
 becomes Ready) are strict expected failures with the reason: they fail the suite only if they pass.

@@ -1,0 +1,141 @@
+"""The scenario classes without pytest's plugin: options, the session's run directory, cases, expectations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, UsageError
+from harness.results import load_run, write_json
+from harness.scenario import NotApplicable, ScenarioFailed, ScenarioSession, expect_none, validate_options
+from harness.scenario_chaos import NEVER_READY_MISS, SINGLE_MISS, resilience_cases
+from harness.scenario_perf import CapacityResult, LoadOutcome, SweepResult
+
+
+def _session(tmp_path: Path, **options) -> ScenarioSession:
+    return ScenarioSession(validate_options(reports_root=tmp_path / "reports", **options), inspect_torch=False)
+
+
+def test_a_failed_expectation_lists_every_finding() -> None:
+    expect_none([], "nothing wrong")
+    with pytest.raises(ScenarioFailed) as caught:
+        expect_none(["a", "b", "c"], "three things")
+    assert str(caught.value) == "three things (3):\n  - a\n  - b\n  - c"
+    assert caught.value.findings == ["a", "b", "c"] and isinstance(caught.value, AssertionError)
+
+
+def test_options_are_validated_naming_the_option(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--harness-tier='gold': unknown tier"):
+        validate_options(tier="gold")
+    with pytest.raises(ConfigError, match=r"--harness-profile='weekly'"):
+        validate_options(profile="weekly")
+    with pytest.raises(UsageError, match=r"--harness-baseline=.*: not a directory"):
+        validate_options(baseline=tmp_path / "missing")
+    (tmp_path / "old" / "run.json").parent.mkdir()
+    (tmp_path / "old" / "run.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(UsageError, match="already holds a run"):
+        validate_options(report_dir=tmp_path / "old")
+    assert validate_options(tier="multi-active", report_dir=tmp_path / "new").tier == "multi-active"
+
+
+def test_a_session_owns_one_run_directory_and_its_parts(tmp_path: Path) -> None:
+    session = _session(tmp_path, profile="nightly")
+    assert session.run_dir.parent == (tmp_path / "reports").resolve()
+    assert session.run_dir.name == session.record.run_id and load_run(session.run_dir).kind == "run"
+    first, second = session.part_dir("load"), session.part_dir("load")
+    assert (first.name, second.name) == ("load", "load-2")
+    assert session.part_dir("chaos/pod-kill/single", unique=False) == session.part_dir("chaos/pod-kill/single", unique=False)
+    assert sorted(load_run(session.run_dir).parts) == ["chaos/pod-kill/single", "load", "load-2"]
+
+
+def test_finish_records_the_outcomes_and_writes_the_report(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    ran = []
+    session.before_report(lambda s: ran.append(s.run_dir))
+    session.note_test("a::x", "passed", 1.0)
+    session.note_test("a::y", "xfailed", 2.0, "expected")
+    with pytest.raises(ConfigError):
+        session.note_test("a::z", "exploded", 0.0)
+    paths = session.finish(failed=False)
+    assert ran == [session.run_dir] and paths["html"].is_file() and paths["summary"].is_file()
+    record = load_run(session.run_dir)
+    assert record.status == "completed" and record.summary["tests"]["passed"] == 1
+    assert record.summary["tests"]["xfailed"] == 1 and record.artifacts["report_html"] == "report.html"
+
+
+def test_replaying_copies_the_saved_part_or_is_not_applicable(tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    write_json(saved / "sweep" / "sweep_summary.json", {"points": []})
+    session = _session(tmp_path, replay=saved)
+    assert (session.part_dir("sweep", unique=False) / "sweep_summary.json").is_file()
+    with pytest.raises(NotApplicable, match="has no part 'capacity'"):
+        session.part_dir("capacity", unique=False)
+
+
+def test_comparing_without_a_baseline_is_not_applicable(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    with pytest.raises(NotApplicable, match="no baseline"):
+        session.compare_part(session.part_dir("sweep"))
+
+
+def test_the_resilience_cases_of_each_profile() -> None:
+    from harness.config import TOPOLOGIES
+    from harness.job.profiles import SMOKE_FAULTS, SMOKE_TOPOLOGIES
+
+    smoke = resilience_cases("smoke")
+    assert [(c.experiment, c.topology) for c in smoke] == [(f, t) for f in SMOKE_FAULTS for t in SMOKE_TOPOLOGIES]
+    assert all((c.expected_miss == SINGLE_MISS) == (c.topology == "single") for c in smoke)
+    nightly = {c.id: c for c in resilience_cases("nightly")}
+    assert {c.topology for c in nightly.values()} == set(TOPOLOGIES) and "hang-multi-active" in nightly
+    assert nightly["slow-startup-multi-active"].expected_miss.startswith(NEVER_READY_MISS.split("{")[0])
+    assert nightly["slow-startup-fixed-multi-active"].expected_miss is None
+    with pytest.raises(ConfigError, match="profile='weekly'"):
+        resilience_cases("weekly")
+
+
+def test_a_load_outcome_lists_every_violation_of_its_tier(tmp_path: Path) -> None:
+    outcome = LoadOutcome({"requests": 1000, "ok": 950, "p99_ms": 900.0, "topology": "multi-active"}, tmp_path, "multi-active")
+    with pytest.raises(ScenarioFailed) as caught:
+        outcome.expect_tier()
+    assert caught.value.findings == ["availability 95.000% < 99.99% required by multi-active", "p99 latency 900.0 ms > 500 ms"]
+    LoadOutcome({"requests": 1000, "ok": 1000, "p99_ms": 40.0}, tmp_path, "multi-active").expect_tier()
+    assert LoadOutcome({"requests": 0}, tmp_path, "single-point").violations() == ["no request completed during the load"]
+
+
+def test_a_sweep_result_lists_every_configuration_missing_the_slo(tmp_path: Path) -> None:
+    def point(precision: str, batch: int, level: float, meets: bool, status: str = "ok") -> dict:
+        return {"precision": precision, "max_batch_size": batch, "load_level": level, "status": status,
+                "windows": 3 if status == "ok" else 0, "meets_slo": meets, "slo_verdict": "p99 900 ms > 500 ms",
+                "reason": "deployment failed" if status == "error" else ""}
+
+    write_json(tmp_path / "sweep" / "sweep_summary.json", {"slo": {"p99_ms": 500.0}, "points": [
+        point("fp32", 1, 50.0, False), point("bf16", 1, 50.0, False), point("fp32", 32, 50.0, True),
+        point("fp16", 1, 50.0, False, status="skipped"), point("fp16", 32, 50.0, False, status="error"),
+    ]})
+    result = SweepResult(_session(tmp_path), tmp_path / "sweep")
+    with pytest.raises(ScenarioFailed) as caught:
+        result.expect_slo_met(50.0)
+    assert len(caught.value.findings) == 2 and caught.value.findings[0].startswith("fp32 batch=1 at 50 rps")
+    with pytest.raises(ScenarioFailed, match="fp16 batch=32 at 50 rps: deployment failed"):
+        result.expect_no_errors()
+    with pytest.raises(ScenarioFailed, match="no configuration was measured at 150 rps"):
+        result.expect_slo_met(150.0)
+
+
+def test_capacity_scaling_is_judged_only_where_replicas_had_their_own_cores(tmp_path: Path) -> None:
+    def capacity(cores: list[int], ratio: float) -> CapacityResult:
+        plan = {"target_rps": 1000.0, "p99_ms": 500.0, "headroom": 0.3, "per_replica_rps": 300.0,
+                "required_rps": 1300.0, "replicas": 5}
+        points = [{"replicas": 1, "predicted_rps": 300.0, "measured_rps": 300.0, "ratio": 1.0},
+                  {"replicas": 2, "predicted_rps": 600.0, "measured_rps": 600.0 * ratio, "ratio": ratio}]
+        write_json(tmp_path / "capacity.json", {"plan": plan, "points": points, "note": "shared",
+                                                "config": {"cores": cores, "generator_cpus": cores[-1:]}})
+        return CapacityResult(tmp_path)
+
+    capacity([0, 1], 0.5).expect_plan()
+    with pytest.raises(NotApplicable, match=r"exceed the 1 core\(s\)"):
+        capacity([0, 1], 0.5).expect_scaling()
+    capacity([0, 1, 2], 0.9).expect_scaling()
+    with pytest.raises(ScenarioFailed, match="2 replicas sustained 300.0 rps, 0.50 of the predicted 600.0"):
+        capacity([0, 1, 2], 0.5).expect_scaling()

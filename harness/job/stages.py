@@ -147,7 +147,7 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
     ready_s = time.monotonic() - began
     ctx.say(f"ready after {ready_s:.1f} s at {deployment.endpoint}")
     return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology,
-                                 "replicas": spec.replica_count, "model": spec.service.model}, path=LOAD_DIR)
+                                 "replicas": spec.replica_count, "model": spec.service.model})
 
 
 def load_stage(ctx: JobContext) -> StageOutcome:

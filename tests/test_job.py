@@ -395,3 +395,65 @@ def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path):
             break
         time.sleep(0.2)
     assert not left, [p.cmdline() for p in left]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ctrl_c_during_the_chaos_matrix_tears_everything_down_and_writes_the_report(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    import psutil
+
+    from harness.platforms.local.cgroups import owned_cgroup_dirs
+
+    out = tmp_path / "tiny"
+    cell = out / "chaos" / "pod-kill" / "single"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+
+    def session_processes() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.pid != proc.pid and os.getsid(p.pid) == proc.pid and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p)
+            except (OSError, psutil.Error):
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 150
+        while not (cell / "timeline.csv").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the cell is deployed and measured from here: replicas, load, prober all running
+        assert (cell / "timeline.csv").exists(), "".join(lines)[-3000:]
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole foreground group
+        stdout, _ = proc.communicate(timeout=120)
+        reader.join(timeout=10)
+        text = "".join(lines)
+        assert proc.returncode == EXIT_INTERRUPTED, text[-3000:]
+        record = load_run(out)
+        assert record.status == "aborted"
+        stages = record.summary["stages"]
+        assert stages["chaos"]["status"] == ABORTED
+        assert stages["sweep"]["status"] == SKIPPED and stages["capacity"]["status"] == SKIPPED
+        assert stages["report"]["status"] == COMPLETED
+        assert (out / "report.html").is_file() and stdout.strip().endswith("report.html")
+        assert (out / "load" / "result.json").is_file()  # what finished before the interrupt is kept
+        deadline = time.monotonic() + 20
+        while session_processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not session_processes(), [p.cmdline() for p in session_processes()]
+        assert owned_cgroup_dirs(proc.pid) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for p in session_processes():
+            p.kill()

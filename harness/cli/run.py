@@ -25,12 +25,20 @@ PROFILE_CHOICES = ("smoke", "nightly", "tiny")  # harness.job.profiles.JOB_PROFI
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
+    from harness.job.profiles import JOB_PROFILES, SMOKE_MATRIX_NOTE, format_budgets
+
+    epilog = "\n".join(
+        [f"{p.name}: {p.description}; budgets {format_budgets(p)}" for p in JOB_PROFILES.values()]
+        + ["", SMOKE_MATRIX_NOTE, "", "exit codes: 0 pass, 1 a verdict failed (SLA tier, regression, preflight), "
+           "2 bad input, 3 a stage could not run, 130 interrupted"])
     parser = subparsers.add_parser(
         "run",
         help="the main job: preflight, deploy, load, chaos matrix, sweep, capacity, report",
         description="Run the whole harness once: preflight, deploy, a load profile, the chaos matrix, a sweep, "
                     "capacity planning, and the report (report.html, report.md, summary.json). smoke fits 15 minutes "
                     "on 2 cores; nightly runs every fault on every topology; tiny is a one-minute self-test.",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("profile", choices=PROFILE_CHOICES, help="smoke | nightly | tiny")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default reports/<run-id>)")

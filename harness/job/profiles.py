@@ -29,6 +29,7 @@ __all__ = [
     "JobProfile",
     "JOB_PROFILES",
     "get_job_profile",
+    "format_budgets",
 ]
 
 # Stage names, in the order the job runs them.
@@ -136,10 +137,20 @@ JOB_PROFILES: dict[str, JobProfile] = {
         sweep=dict(precisions=("fp32",), batch_sizes=(8,), load_levels=(20.0,), warmup_s=0.5, window_s=1.0,
                    min_windows=2, max_windows=2, point_budget_s=12.0),
         sweep_accuracy=False,
-        capacity=dict(target_rps=20.0, p99_ms=500.0, headroom=0.3, max_replicas=1, precision="fp32",
-                      batch_size=8, window_s=1.0, search_budget_s=25.0),
+        capacity=dict(target_rps=20.0, p99_ms=2000.0, headroom=0.3, max_replicas=1, precision="fp32",
+                      batch_size=8, window_s=1.0, search_budget_s=30.0),
     ),
 }
+
+
+def format_budgets(profile: JobProfile) -> str:
+    """Return the stage budgets as one line: "preflight 0:05, deploy 0:20, ... (total 13:20)"."""
+    def clock(seconds: float) -> str:
+        minutes, secs = divmod(int(round(seconds)), 60)
+        return f"{minutes}:{secs:02d}"
+
+    stages = ", ".join(f"{stage} {clock(seconds)}" for stage, seconds in profile.budgets_s.items())
+    return f"{stages} (total {clock(profile.total_budget_s)})"
 
 
 def get_job_profile(name: str) -> JobProfile:

@@ -201,6 +201,7 @@ class Job:
         self.started = clock()
         self.current: Stage | None = None
         self.stage_started = self.started
+        self._stopped = False
         self.context = JobContext(profile, self.out_dir, record, baseline=baseline, progress=self._stage_say)
 
     # ----- progress ---------------------------------------------------------------------------------
@@ -255,30 +256,39 @@ class Job:
 
     def run(self) -> JobResult:
         """Run every stage; return the JobResult. Never raises for a stage's failure; records everything."""
-        stopped = False
+        self._stopped = False
         with self._signals(hold=False):
             for stage in self.stages:
-                if stopped or (self.context.interrupted and not stage.always):
-                    why = "the job was interrupted" if self.context.interrupted else "the job stopped early (preflight)"
-                    self._skip(stage, why)
-                    continue
-                missing = [n for n in stage.needs if self.context.results.get(n, StageResult(n, SKIPPED, 0)).status != COMPLETED]
-                if missing:
-                    self._skip(stage, f"needs {', '.join(missing)}, which did not complete")
-                    continue
-                if stage.always:
-                    self._release()
-                    with self._signals(hold=True):
-                        result = self._run_stage(stage)
-                else:
-                    result = self._run_stage(stage)
-                    if result.status != COMPLETED or not self._needed_later(stage):
-                        self._release()
-                stopped = stopped or result.stopped_job
-                if result.status == ABORTED:
+                try:
+                    self._step(stage)
+                except KeyboardInterrupt:  # between stages (saving run.json, a progress line)
                     self.context.interrupted = True
+                    if stage.name not in self.context.results:
+                        self._skip(stage, "the job was interrupted")
+        with self._signals(hold=True):
             self._release()
-        return self._finish()
+            return self._finish()
+
+    def _step(self, stage: Stage) -> None:
+        if self._stopped or (self.context.interrupted and not stage.always):
+            why = "the job was interrupted" if self.context.interrupted else "the job stopped early (preflight)"
+            self._skip(stage, why)
+            return
+        missing = [n for n in stage.needs if self.context.results.get(n, StageResult(n, SKIPPED, 0)).status != COMPLETED]
+        if missing:
+            self._skip(stage, f"needs {', '.join(missing)}, which did not complete")
+            return
+        if stage.always:
+            self._release()
+            with self._signals(hold=True):
+                result = self._run_stage(stage)
+        else:
+            result = self._run_stage(stage)
+            if result.status != COMPLETED or not self._needed_later(stage):
+                self._release()
+        self._stopped = self._stopped or result.stopped_job
+        if result.status == ABORTED:
+            self.context.interrupted = True
 
     def _needed_later(self, stage: Stage) -> bool:
         """Whether a later stage needs ``stage`` (and so what it holds, such as a deployment)."""

@@ -81,13 +81,22 @@ class BackgroundLoad:
 
     def start(self) -> "BackgroundLoad":
         """Start the generator; return self once it has recorded its first request."""
+        return self.spawn().wait_started()
+
+    def spawn(self) -> "BackgroundLoad":
+        """Start the generator process without waiting for it (see `wait_started`)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.requests_path.unlink(missing_ok=True)
         argv, env = self._argv_env()
         self._proc = child_process.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
+        return self
+
+    def wait_started(self) -> "BackgroundLoad":
+        """Return self once the generator has recorded a request (failed ones count); raise HarnessError
+        (after stopping it) when it exits or records nothing within the start timeout."""
         deadline = time.monotonic() + _START_TIMEOUT_S + FLUSH_S
         while not (self.requests_path.exists() and self.requests_path.stat().st_size > 0):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise HarnessError(f"the {self.kind} load generator did not start (exit code {self.exit_code}); log ends:\n{self._log_tail()}")
             time.sleep(0.05)

@@ -36,14 +36,14 @@ class ChaosProfile:
 
 
 _SMOKE_SPEC: dict[str, Any] = {
-    "service": {"max_queue_delay_ms": 5, "warmup_iters": 1, "torch_threads": 1, "grace_period_s": 2},
+    "service": {"max_queue_delay_ms": 5, "warmup_iters": 1, "torch_threads": 1, "grace_period_s": 1},
     "probes": {
         # the initial delay covers a start-up on a busy 2-core machine (imports, weights, warm-up):
         # without it a restarted replica can fail liveness while loading and loop in back-off
         "liveness": {"path": "/v2/health/live", "initialDelaySeconds": 5, "periodSeconds": 0.5, "timeoutSeconds": 1, "failureThreshold": 3},
         "readiness": {"path": "/v2/health/ready", "periodSeconds": 0.25, "timeoutSeconds": 1, "failureThreshold": 2},
     },
-    "terminationGracePeriodSeconds": 2,
+    "terminationGracePeriodSeconds": 1,
     "restart": {"backoff_base_s": 1, "backoff_cap_s": 8, "reset_after_s": 60},
     "balancer": {"connect_timeout_s": 0.5, "request_timeout_s": 5},
 }
@@ -56,8 +56,8 @@ _NIGHTLY_SPEC: dict[str, Any] = {
 PROFILES: dict[str, ChaosProfile] = {
     "smoke": ChaosProfile(
         name="smoke",
-        baseline_s=3.0,
-        after_s=2.0,
+        baseline_s=2.0,
+        after_s=1.5,
         stability_s=1.0,
         ready_timeout_s=90.0,
         recovery_timeout_cap_s=60.0,

@@ -42,10 +42,16 @@ _POLL_S = 0.25
 _FLUSH_LAG_S = 0.5  # the prober appends about every 0.25 s: judge only what is surely written
 
 
+_MIN_CPUS_TO_PIN = 4
+
+
 def split_cpus() -> tuple[list[int] | None, list[int] | None]:
-    """Return (service CPUs, client CPUs): the last allowed CPU for load and prober, the rest for replicas."""
+    """Return (service CPUs, client CPUs): with 4+ CPUs the last one runs load and prober, the rest
+    the replicas; with fewer, nothing is pinned. On 2 cores, pinning every replica to one core lets a
+    restarting replica (imports, weights) starve the replica that is still serving, which says more
+    about the pinning than about the topology."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(allowed) < 2:
+    if len(allowed) < _MIN_CPUS_TO_PIN:
         return None, None
     return allowed[:-1], allowed[-1:]
 
@@ -109,6 +115,8 @@ class ChaosRun:
         self.end_s: float | None = None
         self.errors: list[str] = []
         self.faults_cleared: dict[str, str] = {}
+        self.phase_s: dict[str, float] = {}
+        self._phase_started = time.monotonic()
 
     # ----- signals --------------------------------------------------------------------------------
 
@@ -131,6 +139,12 @@ class ChaosRun:
             for sig, previous in saved.items():
                 signal.signal(sig, previous)
 
+    def _enter(self, phase: str) -> None:
+        """Start ``phase``; the time spent in the previous one goes into ``phase_s`` (result.json)."""
+        now = time.monotonic()
+        self.phase_s[self.phase] = round(self.phase_s.get(self.phase, 0.0) + now - self._phase_started, 3)
+        self.phase, self._phase_started = phase, now
+
     # ----- the run ----------------------------------------------------------------------------------
 
     def execute(self) -> dict[str, Any]:
@@ -151,8 +165,11 @@ class ChaosRun:
                 self.errors.append(str(exc))
             finally:
                 with self._signals(self._hold_signal):
+                    ended_in = self.phase
+                    self._enter("teardown")
                     self._stop_measuring()
                     self._teardown()
+                    self._enter(ended_in)
         with self._signals(self._hold_signal):
             result = self._judge()
         if failure is not None and not self.interrupted:
@@ -161,9 +178,13 @@ class ChaosRun:
 
     def _run_phases(self) -> None:
         self._deploy()
+        # load and prober start while the replicas load (their imports take a second or two); what
+        # they record before the baseline is outside every window the analysis looks at
         self._start_measuring()
         if self.experiment.extension.inject == "running":
-            self.phase = "baseline"
+            self._enter("wait-ready")
+            self.deployment.wait_ready(timeout_s=self.profile.ready_timeout_s)
+            self._enter("baseline")
             self._say(f"baseline for {self.profile.baseline_s:g} s")
             self._sleep(self.profile.baseline_s)
         self._run_experiment()
@@ -178,23 +199,26 @@ class ChaosRun:
     def _deploy(self) -> None:
         from harness.platforms import deploy
 
-        self.phase = "deploy"
+        self._enter("deploy")
         service_cpus, _ = split_cpus()
         self._say(f"deploying {self.spec.topology} ({self.spec.replica_count} replica(s))")
         self.deployed_at = time.time()
         self.deployment = deploy(self.spec, platform="local", workdir=self.out_dir / "deployment", cpus=service_cpus)
-        if self.experiment.extension.inject == "running":
-            self.phase = "wait-ready"
-            self.deployment.wait_ready(timeout_s=self.profile.ready_timeout_s)
 
     def _start_measuring(self) -> None:
         from harness.chaos.loadgen import BackgroundLoad
         from harness.load.prober import Prober
         from harness.measure.telemetry import TELEMETRY_FILE, TelemetrySampler
 
-        self.phase = "start-measuring"
+        self._enter("start-measuring")
         deployment = self.deployment
         _, client_cpus = split_cpus()
+        profile = self.profile
+        self.load = BackgroundLoad(
+            profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
+            rate_per_s=profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
+            timeout_s=profile.prober_timeout_s, cpus=client_cpus,
+        ).spawn()  # its imports overlap the prober's start
         self.telemetry = TelemetrySampler(
             self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
         ).start()
@@ -203,13 +227,7 @@ class ChaosRun:
             timeout_s=self.profile.prober_timeout_s, model=self.spec.service.model, cpus=client_cpus,
             max_duration_s=self._max_duration_s(),
         ).start()
-        profile = self.profile
-        self.load = BackgroundLoad(
-            profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
-            rate_per_s=profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
-            timeout_s=profile.prober_timeout_s, cpus=client_cpus,
-        )
-        self.load.start()  # failed requests are records too: this returns before any replica is Ready
+        self.load.wait_started()  # failed requests are records too: this returns before any replica is Ready
 
     def _max_duration_s(self) -> float:
         return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
@@ -217,7 +235,7 @@ class ChaosRun:
     def _run_experiment(self) -> None:
         from harness.chaos.runner import JOURNAL_FILE, LOG_FILE, run_experiment
 
-        self.phase = "experiment"
+        self._enter("experiment")
         env = {
             ENV_STATE_FILE: str(self.deployment.state_path),
             ENV_RECOVERY_TIMEOUT_S: f"{self.recovery_timeout_s:g}",
@@ -256,7 +274,7 @@ class ChaosRun:
         )
 
     def _await_recovery(self) -> None:
-        self.phase = "recovery"
+        self._enter("recovery")
         deadline = max(self.injected_at + self.recovery_timeout_s, self.experiment_end_s + self.profile.after_s)
         settle_s = self.profile.after_s + self.profile.stability_s
         self._say("measuring recovery")
@@ -345,6 +363,7 @@ class ChaosRun:
             "load": self.load.describe() if self.load is not None else None,
             "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
             "faults_cleared": self.faults_cleared,
+            "phase_s": self.phase_s,
             "errors": self.errors,
         }
         result = build_result(
@@ -354,4 +373,28 @@ class ChaosRun:
             behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
         )
         write_json(self.out_dir / RESULT_FILE, result)
+        self._record(result)
         return result
+
+    def _record(self, result: dict[str, Any]) -> None:
+        """Write run.json (the harness's run record) naming every artifact this run left."""
+        from harness.results import ARTIFACT_FILES, new_run_record, save_run
+
+        record = new_run_record(
+            "chaos", inspect_torch=False, profile=self.profile.name, platform="local", topology=self.spec.topology,
+            config={"experiment": str(self.experiment.path), "fault": self.experiment.fault, "tier": self.tier,
+                    "slo_latency_ms": self.slo_latency_ms, "spec": result["spec"], "sla": self.sla.model_dump(mode="json")},
+        )
+        record.created_s = self.deployed_at or record.created_s
+        for name in ("result", "journal", "timeline", "requests", "events", "telemetry"):
+            if (self.out_dir / ARTIFACT_FILES[name]).exists():
+                record.add_artifact(name, ARTIFACT_FILES[name])
+        keys = ("ttr_s", "outage_s", "availability", "failed_requests", "total_requests", "tier", "tier_met", "behaviour_seen")
+        record.summary = {key: result.get(key) for key in keys}
+        if self.interrupted:
+            record.finish("aborted", f"interrupted in phase {self.phase}")
+        elif self.errors and result.get("ttr_s") is None:
+            record.finish("failed", "; ".join(self.errors))
+        else:
+            record.finish("completed" if result["tier_met"] else "failed", None if result["tier_met"] else "; ".join(result["violations"]))
+        save_run(self.out_dir, record)

@@ -1,0 +1,185 @@
+"""The fault x topology matrix: each experiment against each topology, one table of the outcomes.
+
+Every cell is a full `ChaosRun` (its own deployment, load, prober and result under
+``<out>/<fault>/<topology>/``); the table (``matrix.csv`` long-form, ``matrix.md`` fault x
+topology, ``matrix.json``) is written after every cell, so an interrupted matrix still leaves the
+cells it finished. The comparison the table exists for: how much a topology (and the balancer's
+retry) changes time to recover, availability and failed requests for the same fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.chaos.experiment import Experiment, experiment_files, load_experiment
+from harness.chaos.profiles import ChaosProfile, get_profile
+from harness.config import TOPOLOGIES, load_yaml_file
+from harness.errors import ConfigError, HarnessError
+
+__all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "default_experiments_dir", "run_matrix"]
+
+COLUMNS = (
+    "fault", "topology", "retry", "ttr_s", "recovered", "outage_s", "availability", "failed_requests", "total_requests",
+    "p99_ms_before", "p99_ms_during", "p99_ms_after", "tier", "tier_met", "highest_tier_met", "behaviour_seen",
+    "cell_s", "error",
+)
+
+
+def default_experiments_dir() -> Path:
+    """Return ``experiments/`` in the working directory, else the one next to the installed package."""
+    here = Path("experiments")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _names(text: str | None, field: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError(field, text, "give at least one name")
+    return names
+
+
+@dataclass
+class MatrixPlan:
+    """What the matrix runs: experiments (local ones) x topologies, under one profile."""
+
+    experiments: list[Experiment]
+    topologies: list[str]
+    profile: ChaosProfile
+    out_dir: Path
+    spec_data: dict[str, Any] | None = None
+    retry: bool = False
+    tier: str | None = None
+
+    @classmethod
+    def from_args(cls, *, faults: str | None, topologies: str, experiments_dir: Path | None, profile: str,
+                  spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path) -> "MatrixPlan":
+        """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file."""
+        directory = experiments_dir or default_experiments_dir()
+        available = {path.stem: path for path in experiment_files(directory)}
+        wanted = _names(faults, "faults") or sorted(available)
+        unknown = [name for name in wanted if name not in available]
+        if unknown:
+            raise ConfigError("faults", unknown[0], f"no experiment {unknown[0]}.json in {directory} (have: {', '.join(sorted(available))})")
+        experiments = [load_experiment(available[name]) for name in wanted]
+        experiments = [e for e in experiments if "local" in e.extension.platforms]
+        chosen = _names(topologies, "topologies") or []
+        for name in chosen:
+            if name not in TOPOLOGIES:
+                raise ConfigError("topologies", name, f"choose from {', '.join(TOPOLOGIES)}")
+        spec_data = load_yaml_file(spec_file) if spec_file is not None else None
+        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier)
+
+
+@dataclass
+class MatrixTable:
+    """The rows of a matrix run (one per cell) and how to write them."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    topologies: list[str] = field(default_factory=list)
+    aborted: bool = False
+    started_s: float = field(default_factory=time.time)
+    retry: bool = False
+
+    def failed_cells(self) -> list[str]:
+        """Return "fault x topology: why" for each cell that missed its tier or failed to run."""
+        out = []
+        for row in self.rows:
+            if row.get("error"):
+                out.append(f"{row['fault']} x {row['topology']}: {row['error']}")
+            elif not row.get("tier_met"):
+                out.append(f"{row['fault']} x {row['topology']}: tier {row['tier']} not met")
+        return out
+
+    def write(self, out_dir: Path) -> None:
+        """Write matrix.csv, matrix.md and matrix.json into ``out_dir``."""
+        from harness.results import write_json
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "matrix.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
+        (out_dir / "matrix.md").write_text(self.markdown() + "\n", encoding="utf-8")
+        write_json(out_dir / "matrix.json", {"rows": self.rows, "aborted": self.aborted, "retry": self.retry,
+                                             "duration_s": time.time() - self.started_s})
+
+    def markdown(self) -> str:
+        """Return the fault x topology table: each cell "TTR / availability / failed of total / tier met"."""
+        faults = list(dict.fromkeys(row["fault"] for row in self.rows))
+        header = "| fault | " + " | ".join(self.topologies) + " |"
+        lines = [header, "|---|" + "---|" * len(self.topologies)]
+        for fault in faults:
+            cells = []
+            for topology in self.topologies:
+                row = next((r for r in self.rows if r["fault"] == fault and r["topology"] == topology), None)
+                cells.append(_cell(row))
+            lines.append(f"| {fault} | " + " | ".join(cells) + " |")
+        note = (f"Each cell: TTR / availability / failed of total requests / tier (met or not). Balancer retry "
+                f"{'on' if self.retry else 'off'}. {len(self.rows)} cells in {time.time() - self.started_s:.0f} s"
+                f"{' (interrupted)' if self.aborted else ''}.")
+        return "\n".join(lines + ["", note])
+
+
+def _cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "not run"
+    if row.get("error"):
+        return f"error: {row['error'][:60]}"
+    ttr = "not recovered" if not row.get("recovered") else f"TTR {row['ttr_s']:.1f} s"
+    availability = row.get("availability")
+    share = "n/a" if availability is None else f"{availability * 100:.2f}%"
+    met = "met" if row.get("tier_met") else "NOT met"
+    return f"{ttr} / {share} / {row.get('failed_requests')} of {row.get('total_requests')} / {row['tier']} {met}"
+
+
+def _row(result: dict[str, Any], cell_s: float, retry: bool) -> dict[str, Any]:
+    row = {key: result.get(key) for key in COLUMNS if key in result}
+    row.update({"cell_s": round(cell_s, 1), "retry": retry, "error": "; ".join(result.get("errors") or []) or None})
+    if result.get("aborted"):
+        row["error"] = "interrupted"
+    return row
+
+
+def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = None) -> MatrixTable:
+    """Run every cell of ``plan`` in turn; return the table (also written to ``plan.out_dir``).
+
+    A cell the harness cannot run is recorded with its error and the matrix goes on; an interrupt
+    ends the matrix after that cell's cleanup.
+    """
+    from harness.chaos.session import ChaosRun, ChaosRunSettings
+
+    say = progress or (lambda message: None)
+    table = MatrixTable(topologies=list(plan.topologies), retry=plan.retry)
+    total = len(plan.experiments) * len(plan.topologies)
+    for experiment in plan.experiments:
+        for topology in plan.topologies:
+            index = len(table.rows) + 1
+            say(f"[{index}/{total}] {experiment.name} x {topology}")
+            cell_dir = plan.out_dir / experiment.name / topology
+            settings = ChaosRunSettings(
+                experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
+                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry,
+            )
+            started = time.monotonic()
+            try:
+                result = ChaosRun(settings).execute()
+            except HarnessError as exc:
+                result = {"fault": experiment.fault, "topology": topology, "errors": [str(exc)]}
+            row = _row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
+            table.rows.append(row)
+            table.write(plan.out_dir)
+            say(f"[{index}/{total}] {experiment.name} x {topology}: {_cell(row)} ({row['cell_s']:.0f} s)")
+            if result.get("aborted"):
+                table.aborted = True
+                table.write(plan.out_dir)
+                return table
+    return table

@@ -105,11 +105,12 @@ class _Server(uvicorn.Server):
             emit_event({"event": "draining", "in_flight": self.app.metrics.in_flight, "grace_period_s": self.grace_period_s})
         if self._drain_deadline is not None and not self.should_exit:
             remaining = self._drain_deadline - time.monotonic()
-            if self.app.engine.idle() or remaining <= 0:
-                if remaining <= 0:
+            # stop waiting for in-flight requests a second early: closing connections needs a moment too
+            if self.app.engine.idle() or remaining <= 1.0:
+                if not self.app.engine.idle():
                     emit_event({"event": "drain_timeout", "in_flight": self.app.metrics.in_flight})
                 # uvicorn's own shutdown (closing connections) gets what is left of the grace period
-                self.config.timeout_graceful_shutdown = max(1, int(remaining + 0.999))
+                self.config.timeout_graceful_shutdown = max(1, int(remaining))
                 self.should_exit = True
         return await super().on_tick(counter)
 

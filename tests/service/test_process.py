@@ -173,3 +173,22 @@ def test_a_port_in_use_is_a_clear_error(weights_dir: Path) -> None:
         )
     assert done.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_a_drain_that_outlasts_the_grace_period_still_exits_in_time(child: Any) -> None:
+    service = child("--grace-period-s", "2", "--max-queue-delay-ms", "0", env={"HARNESS_FAULT_TOKEN": TOKEN})
+    wait_ready(service.base_url, timeout_s=60)
+    inject_fault(service.base_url, "slow-inference", TOKEN, {"delay_ms": 20000, "duration_s": 60})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(httpx.post, f"{service.base_url}/v2/models/tiny-mlp/infer", json=example_request("tiny-mlp", 1), timeout=60)
+        deadline = time.monotonic() + 20
+        while 'harness_in_flight_requests{model="tiny-mlp"} 1' not in httpx.get(f"{service.base_url}/metrics").text:
+            assert time.monotonic() < deadline, "the request never got in flight"
+            time.sleep(0.02)
+        started = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        assert service.exit_code(timeout_s=30) == 0
+        assert time.monotonic() - started < 6  # the grace period (2 s) plus process teardown
+        service.wait_event("drain_timeout", timeout_s=5)
+        with pytest.raises(httpx.HTTPError):
+            stuck.result().raise_for_status()

@@ -256,8 +256,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         run = state.start()
         for nodeid, (outcome, duration_s, message) in state.outcomes.items():
             run.note_test(nodeid, outcome, duration_s, message)
-        failed = exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
-        state.report = run.finish(failed, reason=f"pytest exit status {int(exitstatus)}" if failed else None)
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            state.report = run.finish("completed")
+        else:
+            status = "aborted" if exitstatus == pytest.ExitCode.INTERRUPTED else "failed"
+            state.report = run.finish(status, reason=f"pytest exit status {int(exitstatus)}")
     except HarnessError as exc:  # the tests' own verdicts stand; a missing report is an error of its own
         state.report_error = f"{type(exc).__name__}: {exc}"
         if session.exitstatus == pytest.ExitCode.OK:

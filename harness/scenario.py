@@ -293,17 +293,16 @@ class ScenarioSession:
             merged["warnings"] += [w for w in comparison.warnings if w not in merged["warnings"]]
         return merged
 
-    def finish(self, failed: bool, reason: str | None = None) -> dict[str, Path]:
-        """Close the record, compare with the baseline if any, write the report; return its paths.
-
-        Raises HarnessError when the report cannot be written.
+    def finish(self, status: str = "completed", reason: str | None = None) -> dict[str, Path]:
+        """Close the record (completed, failed or aborted), compare with the baseline if any, write the
+        report; return its paths. Raises HarnessError when the report cannot be written.
         """
         from harness.report.writer import write_report
 
         counts = {o: sum(1 for t in self.tests if t.outcome == o) for o in OUTCOMES}
         self.record.summary = {**self.record.summary, "tests": counts,
                                "outcomes": [t.__dict__ for t in self.tests]}
-        self.record.finish("failed" if failed else "completed", reason)
+        self.record.finish(status, reason)
         self.save()
         for action in self._before_report:
             action(self)

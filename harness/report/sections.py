@@ -67,13 +67,16 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
     violations = list(result.get("violations") or [])
     aborted = bool(result.get("aborted"))
     section.failed = bool(violations) or aborted or result.get("tier_met") is False
-    section.findings = violations + (["the run was aborted before it finished"] if aborted else [])
+    behaviour = [f"platform behaviour: {finding}" for finding in result.get("behaviour_findings") or []]
+    section.failed = section.failed or bool(behaviour)
+    section.findings = violations + behaviour + (["the run was aborted before it finished"] if aborted else [])
     section.paragraphs.append(
         f"Fault {result.get('fault', '?')} injected into topology {result.get('topology', '?')}: "
         f"time to recover {_fmt(result.get('ttr_s'), 2)} s, outage {_fmt(result.get('outage_s'), 2)} s, "
         f"{result.get('failed_requests', 'n/a')} of {result.get('total_requests', 'n/a')} requests failed "
-        f"(availability {_fmt(_percent(result.get('availability')), 3)}%). Highest SLA tier met: "
-        f"{result.get('tier') or 'none'}. Chaos Toolkit journal status: {result.get('journal_status', 'n/a')}."
+        f"(availability {_fmt(_percent(result.get('availability')), 3)}%). Required tier "
+        f"{result.get('tier') or 'n/a'}: {'met' if result.get('tier_met') else 'NOT met'}; highest tier met: "
+        f"{result.get('highest_tier_met') or 'none'}. Chaos Toolkit journal status: {result.get('journal_status', 'n/a')}."
     )
     section.tables.append(("latency before / during / after the fault", [{
         "": "p99 (ms)",
@@ -96,7 +99,8 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
             ]))
         _telemetry(section, directory, float(injected))
     section.summary = {k: result.get(k) for k in ("experiment", "fault", "topology", "ttr_s", "outage_s",
-                                                  "failed_requests", "total_requests", "availability", "tier")}
+                                                  "failed_requests", "total_requests", "availability", "tier",
+                                                  "tier_met", "highest_tier_met")}
     return section
 
 

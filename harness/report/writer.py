@@ -40,11 +40,10 @@ class ReportPaths(dict):
 
 def _cell_class(column: str, value: Any) -> str:
     text = str(value).strip().lower()
-    if column in ("tier_met", "met", "passed", "recovered") or column.startswith("tier"):
-        if text in _GOOD_WORDS or (column.startswith("tier") and text not in _BAD_WORDS and text not in ("", "nan")):
-            return "good"
-        if text in _BAD_WORDS or text in ("", "nan"):
-            return "bad"
+    if column in ("tier_met", "met", "passed", "recovered", "behaviour_seen"):
+        return "good" if text in _GOOD_WORDS else "bad"
+    if column == "highest_tier_met":
+        return "bad" if text in _BAD_WORDS or text in ("", "nan", "n/a") else "good"
     return ""
 
 

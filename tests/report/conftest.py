@@ -69,7 +69,7 @@ def write_chaos(directory: Path, *, outage_s: float = 2.0, tier: str | None = "s
         "injected_at_s": injected, "recovered_at_s": injected + outage_s, "ttr_s": outage_s, "outage_s": outage_s,
         "failed_requests": int(outage_s / 0.05), "total_requests": len(samples),
         "availability": 1 - outage_s / 30.0, "p99_ms_before": 16.0, "p99_ms_during": None, "p99_ms_after": 16.0,
-        "tier": tier, "violations": list(violations), "journal_status": "completed", "aborted": False,
+        "tier": "single-point", "tier_met": tier is not None, "highest_tier_met": tier, "violations": list(violations), "journal_status": "completed", "aborted": False,
         "slo_latency_ms": 500.0,
     })
 

@@ -23,11 +23,25 @@ import os
 import signal as signals
 import statistics
 import time
-from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
+from harness.chaos.targets import (
+    HTTP_TIMEOUT_S,
+    POLL_S,
+    failing,
+    last_injection,
+    live_pid,
+    memory_limit_mb,
+    read_state_file,
+    remember,
+    replicas,
+    select,
+    service_client,
+    signal_number,
+    timed_infer,
+)
 from harness.errors import HarnessError
 
 __all__ = [
@@ -47,124 +61,23 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("probe-delay", "slow-inference", "memory", "hang", "crash")
-_HTTP_TIMEOUT_S = 5.0
-_POLL_S = 0.1
-_PID_START_SLACK_S = 5.0  # a replica's recorded start vs its process's create time (pid reuse guard)
-
-# What the last action of this process hit: {"replica": name, "time_s": epoch, "action": name}.
-_last_injection: dict[str, Any] = {}
-
-T = TypeVar("T")
-
-
-def _failing(func: Callable[..., T]) -> Callable[..., T]:
-    """Turn harness errors and OS errors into ActivityFailed with the message, never a traceback."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return func(*args, **kwargs)
-        except ActivityFailed:
-            raise
-        except (HarnessError, OSError, ValueError, KeyError, TypeError) as exc:
-            raise ActivityFailed(f"{func.__name__}: {exc}") from None
-
-    return wrapper
-
-
-# --- the state file ---------------------------------------------------------------------------
-
-
-def _state(state_file: str) -> dict[str, Any]:
-    from harness.platforms.base import read_state
-
-    if not state_file:
-        raise ActivityFailed("no state file given (set HARNESS_STATE_FILE to the file `harness up --state-file` writes)")
-    return read_state(state_file)
-
-
-def _replicas(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return [row for row in state.get("replicas", []) if isinstance(row, dict)]
-
-
-def _select(state: dict[str, Any], replica: str, *, allow_all: bool = False) -> list[dict[str, Any]]:
-    rows = _replicas(state)
-    names = ", ".join(f"{r.get('name')} ({r.get('state')}, ready={r.get('ready')})" for r in rows) or "none"
-    if replica == "all":
-        if not allow_all:
-            raise ActivityFailed("replica='all' is only accepted by fault and clear actions")
-        return [r for r in rows if r.get("url")]
-    if replica == "injected":
-        replica = _last_injection.get("replica") or ""
-        if not replica:
-            raise ActivityFailed("replica='injected' but no action of this run has hit a replica yet")
-    if replica == "first-ready":
-        chosen = [r for r in rows if r.get("ready") and r.get("pid")]
-        if not chosen:
-            raise ActivityFailed(f"no Ready replica to target (replicas: {names})")
-        return chosen[:1]
-    if replica == "any":
-        chosen = [r for r in rows if r.get("pid")]
-        if not chosen:
-            raise ActivityFailed(f"no running replica to target (replicas: {names})")
-        return chosen[:1]
-    chosen = [r for r in rows if r.get("name") == replica]
-    if not chosen:
-        raise ActivityFailed(f"no replica named {replica!r} (replicas: {names})")
-    return chosen
-
-
-def _remember(row: dict[str, Any], action: str) -> float:
-    now = time.time()
-    _last_injection.clear()
-    _last_injection.update({"replica": row.get("name"), "time_s": now, "action": action})
-    return now
-
-
-def _signal_number(name: str | int) -> int:
-    if isinstance(name, int):
-        return name
-    text = str(name).upper()
-    text = text if text.startswith("SIG") else "SIG" + text
-    number = getattr(signals, text, None)
-    if not isinstance(number, int):
-        raise ActivityFailed(f"signal={name!r}: not a signal name (use SIGKILL, SIGTERM, ...)")
-    return int(number)
-
-
-def _live_pid(row: dict[str, Any]) -> int:
-    """Return the replica's pid after checking it is still that replica's process (not a reused pid)."""
-    import psutil
-
-    pid = row.get("pid")
-    if not pid:
-        raise ActivityFailed(f"replica {row.get('name')} has no running process (state {row.get('state')})")
-    try:
-        created_s = psutil.Process(int(pid)).create_time()
-    except psutil.NoSuchProcess:
-        raise ActivityFailed(f"replica {row.get('name')}: process {pid} is gone (the state file is stale)") from None
-    started_s = row.get("started_s")
-    if isinstance(started_s, (int, float)) and abs(created_s - started_s) > _PID_START_SLACK_S:
-        raise ActivityFailed(f"replica {row.get('name')}: pid {pid} now belongs to another process; not signalling it")
-    return int(pid)
 
 
 # --- actions ----------------------------------------------------------------------------------
 
 
-@_failing
+@failing
 def kill_replica(state_file: str, replica: str = "first-ready", signal: str = "SIGKILL") -> dict[str, Any]:
     """Send ``signal`` (default SIGKILL: a pod kill) to one replica's process; return what was hit."""
-    row = _select(_state(state_file), replica)[0]
-    pid = _live_pid(row)
-    number = _signal_number(signal)
+    row = select(read_state_file(state_file), replica)[0]
+    pid = live_pid(row)
+    number = signal_number(signal)
     os.kill(pid, number)
-    at = _remember(row, "kill_replica")
+    at = remember(row, "kill_replica")
     return {"replica": row["name"], "pid": pid, "signal": signals.Signals(number).name, "time_s": at}
 
 
-@_failing
+@failing
 def terminate_replica(state_file: str, replica: str = "first-ready", grace_period_s: float = 30.0) -> dict[str, Any]:
     """Stop one replica as a pod deletion does: SIGTERM, wait up to ``grace_period_s``, then SIGKILL.
 
@@ -172,11 +85,11 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
     """
     import psutil
 
-    row = _select(_state(state_file), replica)[0]
-    pid = _live_pid(row)
+    row = select(read_state_file(state_file), replica)[0]
+    pid = live_pid(row)
     process = psutil.Process(pid)
     os.kill(pid, signals.SIGTERM)
-    at = _remember(row, "terminate_replica")
+    at = remember(row, "terminate_replica")
     try:
         process.wait(timeout=max(0.0, float(grace_period_s)))
         graceful = True
@@ -191,13 +104,7 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
     return {"replica": row["name"], "pid": pid, "graceful": graceful, "stop_s": round(time.time() - at, 3), "time_s": at}
 
 
-def _client():
-    from harness.service import client
-
-    return client
-
-
-@_failing
+@failing
 def inject_fault(state_file: str, kind: str, params: dict[str, Any] | None = None, replica: str = "first-ready") -> dict[str, Any]:
     """Inject a service fault (``kind``: probe-delay, slow-inference, memory, hang, crash) with ``params``.
 
@@ -205,13 +112,13 @@ def inject_fault(state_file: str, kind: str, params: dict[str, Any] | None = Non
     """
     if kind not in FAULT_KINDS:
         raise ActivityFailed(f"kind={kind!r}: unknown fault; choose one of {', '.join(FAULT_KINDS)}")
-    state = _state(state_file)
+    state = read_state_file(state_file)
     token = state.get("fault_token") or ""
     hit = {}
     at = time.time()
-    for row in _select(state, replica, allow_all=True):
-        hit[row["name"]] = _client().inject_fault(row["url"], kind, token, dict(params or {}), timeout_s=_HTTP_TIMEOUT_S)
-        at = _remember(row, f"inject_fault:{kind}")
+    for row in select(state, replica, allow_all=True):
+        hit[row["name"]] = service_client().inject_fault(row["url"], kind, token, dict(params or {}), timeout_s=HTTP_TIMEOUT_S)
+        at = remember(row, f"inject_fault:{kind}")
     return {"kind": kind, "params": params or {}, "replicas": hit, "time_s": at}
 
 
@@ -222,20 +129,7 @@ def delay_probe(state_file: str, probe: str = "live", delay_s: float = 2.0, dura
     return inject_fault(state_file, "probe-delay", {"probe": probe, "delay_s": delay_s, "duration_s": duration_s}, replica)
 
 
-def _memory_limit_mb(row: dict[str, Any]) -> float | None:
-    for directory in str(row.get("cgroup") or "").split(","):
-        for name in ("memory.limit_in_bytes", "memory.max"):
-            path = Path(directory.strip()) / name
-            try:
-                text = path.read_text().strip()
-            except OSError:
-                continue
-            if text and text != "max" and int(text) < 2**60:
-                return int(text) / 2**20
-    return None
-
-
-@_failing
+@failing
 def oom_replica(
     state_file: str, replica: str = "first-ready", over_limit_mb: float = 256.0, rate_mb_s: float = 0.0, duration_s: float = 120.0
 ) -> dict[str, Any]:
@@ -245,14 +139,14 @@ def oom_replica(
     otherwise it leaks at ``rate_mb_s`` for ``duration_s``. Fails when the deployment does not
     enforce ``limits.memory`` with a cgroup (then no kernel OOM kill can happen).
     """
-    state = _state(state_file)
+    state = read_state_file(state_file)
     enforcement = str(state.get("memory_enforcement") or "none")
     if not enforcement.startswith("cgroup"):
         raise ActivityFailed(
             f"memory_enforcement={enforcement!r}: limits.memory is not enforced by a cgroup here, so there is no kernel OOM kill to cause"
         )
-    row = _select(state, replica)[0]
-    limit_mb = _memory_limit_mb(row)
+    row = select(state, replica)[0]
+    limit_mb = memory_limit_mb(row)
     if limit_mb is None:
         raise ActivityFailed(f"replica {row['name']} has no memory limit in its cgroup ({row.get('cgroup')}); set resources.limits.memory")
     params: dict[str, Any] = {"duration_s": duration_s}
@@ -260,26 +154,30 @@ def oom_replica(
         params["rate_mb_s"] = rate_mb_s
     else:
         params["target_mb"] = math.ceil(limit_mb + over_limit_mb)
-    answer = _client().inject_fault(row["url"], "memory", state.get("fault_token") or "", params, timeout_s=_HTTP_TIMEOUT_S)
-    at = _remember(row, "oom_replica")
+    at = remember(row, "oom_replica")
+    try:
+        answer: Any = service_client().inject_fault(row["url"], "memory", state.get("fault_token") or "", params, timeout_s=HTTP_TIMEOUT_S)
+    except service_client().ServiceUnreachable:
+        answer = "no answer: killed while allocating"  # the kernel was faster than the reply
+
     return {"replica": row["name"], "limit_mb": round(limit_mb, 1), "params": params, "answer": answer, "time_s": at}
 
 
-@_failing
+@failing
 def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
     """Clear every injected fault on ``replica`` (default all); a replica without a process has none.
 
     Returns per replica "cleared", "no process" or the error; never fails for a replica that is
     restarting, since a new process starts without faults.
     """
-    state = _state(state_file)
+    state = read_state_file(state_file)
     outcome: dict[str, str] = {}
-    for row in _select(state, replica, allow_all=True):
+    for row in select(state, replica, allow_all=True):
         if not row.get("pid") or not row.get("url"):
             outcome[row["name"]] = "no process"
             continue
         try:
-            _client().clear_faults(row["url"], state.get("fault_token") or "")
+            service_client().clear_faults(row["url"], state.get("fault_token") or "")
             outcome[row["name"]] = "cleared"
         except (HarnessError, OSError) as exc:
             outcome[row["name"]] = f"not reachable ({exc})"
@@ -289,20 +187,20 @@ def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
 # --- probes -----------------------------------------------------------------------------------
 
 
-@_failing
+@failing
 def ready_replica_count(state_file: str) -> int:
     """Return how many replicas are Ready (receiving traffic from the balancer)."""
-    return sum(1 for row in _replicas(_state(state_file)) if row.get("ready"))
+    return sum(1 for row in replicas(read_state_file(state_file)) if row.get("ready"))
 
 
-@_failing
+@failing
 def all_replicas_ready(state_file: str) -> bool:
     """Return True when every replica of the deployment is Ready."""
-    rows = _replicas(_state(state_file))
+    rows = replicas(read_state_file(state_file))
     return bool(rows) and all(row.get("ready") for row in rows)
 
 
-@_failing
+@failing
 def wait_for_ready(state_file: str, count: int | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
     """Wait until ``count`` replicas (default all) are Ready; return how long it took.
 
@@ -310,7 +208,7 @@ def wait_for_ready(state_file: str, count: int | None = None, timeout_s: float =
     """
     start = time.monotonic()
     while True:
-        rows = _replicas(_state(state_file))
+        rows = replicas(read_state_file(state_file))
         wanted = len(rows) if count is None else int(count)
         ready = sum(1 for row in rows if row.get("ready"))
         if rows and ready >= wanted:
@@ -320,10 +218,10 @@ def wait_for_ready(state_file: str, count: int | None = None, timeout_s: float =
                 f"{r.get('name')}: {r.get('state')} restarts={r.get('restarts')} last={r.get('last_reason')}" for r in rows
             )
             raise ActivityFailed(f"{ready}/{wanted} replicas Ready after {timeout_s:g}s ({detail})")
-        time.sleep(_POLL_S)
+        time.sleep(POLL_S)
 
 
-@_failing
+@failing
 def wait_for_events(
     state_file: str,
     sequence: list[str],
@@ -353,15 +251,15 @@ def wait_for_events(
     expectation = Expectation(
         sequence=sequence, absent=absent or [], exit_code=exit_code, backoff_growing=backoff_growing, same_replica=replica != "any"
     )
-    target = _last_injection.get("replica") if replica == "injected" else (None if replica == "any" else replica)
-    events_path = _state(state_file).get("events_path")
+    target = last_injection.get("replica") if replica == "injected" else (None if replica == "any" else replica)
+    events_path = read_state_file(state_file).get("events_path")
     if not events_path:
         raise ActivityFailed(f"state file {state_file} names no events_path")
     if since == "deployment":
         first = read_events(events_path)
         since_s = first[0].time_s if first else 0.0
     else:
-        since_s = _last_injection.get("time_s")
+        since_s = last_injection.get("time_s")
         if since_s is None:
             raise ActivityFailed("no action of this run injected a fault yet; wait_for_events follows one")
     start = time.monotonic()
@@ -382,10 +280,10 @@ def wait_for_events(
             ]
         if timed_out:
             raise ActivityFailed(f"after {timeout_s:g}s: " + "; ".join(findings))
-        time.sleep(_POLL_S * 2)
+        time.sleep(POLL_S * 2)
 
 
-@_failing
+@failing
 def detect_memory_leak(
     state_file: str, replica: str = "injected", threshold_mb_s: float = 10.0, window_s: float = 3.0, timeout_s: float = 30.0
 ) -> dict[str, Any]:
@@ -396,8 +294,8 @@ def detect_memory_leak(
     """
     import psutil
 
-    row = _select(_state(state_file), replica)[0]
-    process = psutil.Process(_live_pid(row))
+    row = select(read_state_file(state_file), replica)[0]
+    process = psutil.Process(live_pid(row))
     samples: list[tuple[float, float]] = []
     start = time.monotonic()
     while time.monotonic() - start <= timeout_s:
@@ -409,7 +307,7 @@ def detect_memory_leak(
         if len(recent) >= 3 and recent[-1][0] - recent[0][0] >= window_s * 0.8:
             slope = _slope(recent)
             if slope > threshold_mb_s:
-                since = _last_injection.get("time_s", time.time())
+                since = last_injection.get("time_s", time.time())
                 return {"replica": row["name"], "growth_mb_s": round(slope, 2), "rss_mb": round(samples[-1][1], 1), "alert_after_s": round(time.time() - since, 3)}
         time.sleep(0.25)
     raise ActivityFailed(f"replica {row['name']}: memory growth stayed under {threshold_mb_s:g} MB/s for {timeout_s:g}s")
@@ -423,55 +321,24 @@ def _slope(points: list[tuple[float, float]]) -> float:
     return num / den if den > 0 else 0.0
 
 
-@_failing
+@failing
 def endpoint_responds_within(state_file: str, latency_ms: float = 500.0, attempts: int = 3) -> bool:
     """Return True when the deployment's endpoint answers inference requests with a median latency
     within ``latency_ms`` over ``attempts`` requests (every one must succeed)."""
-    state = _state(state_file)
+    state = read_state_file(state_file)
     endpoint = state.get("endpoint")
     if not endpoint:
         raise ActivityFailed(f"state file {state_file} names no endpoint")
     latencies = []
     for _ in range(max(1, int(attempts))):
-        ok, elapsed_ms = _client_infer(endpoint, timeout_s=max(1.0, latency_ms / 1000 * 4))
+        ok, elapsed_ms = timed_infer(endpoint, timeout_s=max(1.0, latency_ms / 1000 * 4))
         if not ok:
             return False
         latencies.append(elapsed_ms)
     return statistics.median(latencies) <= latency_ms
 
 
-_models: dict[str, str] = {}  # endpoint -> the model it serves, found once per endpoint
-
-
-def _model(endpoint: str) -> str:
-    """Return the model the deployment serves (the repository index extension), else the default."""
-    from harness.config import DEFAULT_MODEL
-
-    if endpoint not in _models:
-        try:
-            status, index = _client().request_json("POST", f"{endpoint.rstrip('/')}/v2/repository/index", {}, timeout_s=2.0)
-        except HarnessError:
-            return DEFAULT_MODEL  # not answering now; the request itself will say so
-        names = [m.get("name") for m in index if isinstance(m, dict)] if status == 200 and isinstance(index, list) else []
-        _models[endpoint] = names[0] if names else DEFAULT_MODEL
-    return _models[endpoint]
-
-
-def _client_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
-    """Return (succeeded, latency in ms) of one inference request through ``endpoint``."""
-    from harness.service.registry import example_request
-
-    model = _model(endpoint)
-    start = time.perf_counter()
-    try:
-        status, _ = _client().infer(endpoint, model, example_request(model), timeout_s=timeout_s)
-        ok = status == 200
-    except HarnessError:
-        ok = False
-    return ok, (time.perf_counter() - start) * 1000
-
-
-@_failing
+@failing
 def availability_over_last(source: str, seconds: float = 10.0, interval_s: float = 0.1) -> float:
     """Return availability in percent over the last ``seconds``.
 
@@ -488,12 +355,12 @@ def availability_over_last(source: str, seconds: float = 10.0, interval_s: float
         cutoff = max(s.t_s for s in samples) - seconds
         window = [s for s in samples if s.t_s >= cutoff]
         return 100.0 * sum(1 for s in window if s.ok) / len(window)
-    endpoint = _state(source).get("endpoint")
+    endpoint = read_state_file(source).get("endpoint")
     results = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         tick = time.monotonic()
-        results.append(_client_infer(endpoint, timeout_s=max(interval_s * 10, 1.0))[0])
+        results.append(timed_infer(endpoint, timeout_s=max(interval_s * 10, 1.0))[0])
         time.sleep(max(0.0, interval_s - (time.monotonic() - tick)))
     if not results:
         raise ActivityFailed("no request completed in the window")

@@ -57,7 +57,7 @@ PROFILES: dict[str, ChaosProfile] = {
     "smoke": ChaosProfile(
         name="smoke",
         baseline_s=2.0,
-        after_s=1.5,
+        after_s=1.0,
         stability_s=1.0,
         ready_timeout_s=90.0,
         recovery_timeout_cap_s=60.0,

@@ -1,0 +1,113 @@
+"""The local activities' targeting and error messages, against state files written here (no processes)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from chaoslib.exceptions import ActivityFailed
+
+from harness.chaos import activities, targets
+
+
+def _state(tmp_path, replicas, **extra):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"endpoint": "http://127.0.0.1:9", "fault_token": "t", "events_path": str(tmp_path / "events.jsonl"),
+                                "memory_enforcement": "cgroup-v1", "replicas": replicas, **extra}))
+    return str(path)
+
+
+ROWS = [
+    {"name": "r-0", "pid": None, "url": None, "state": "CrashLoopBackOff", "ready": False},
+    # started_s 0: whatever process holds these pids now, it is not the replica, so nothing is signalled
+    {"name": "r-1", "pid": 4242, "url": "http://127.0.0.1:9", "state": "Running", "ready": True, "started_s": 0.0},
+    {"name": "r-2", "pid": 4343, "url": "http://127.0.0.1:9", "state": "Running", "ready": False, "started_s": 0.0},
+]
+
+
+@pytest.fixture(autouse=True)
+def _forget_injections():
+    targets.last_injection.clear()
+    yield
+    targets.last_injection.clear()
+
+
+def test_replicas_are_chosen_by_role_or_name():
+    state = {"replicas": ROWS}
+    assert [r["name"] for r in targets.select(state, "first-ready")] == ["r-1"]
+    assert [r["name"] for r in targets.select(state, "any")] == ["r-1"]
+    assert [r["name"] for r in targets.select(state, "r-2")] == ["r-2"]
+    assert [r["name"] for r in targets.select(state, "all", allow_all=True)] == ["r-1", "r-2"]
+    with pytest.raises(ActivityFailed, match="only accepted by fault and clear actions"):
+        targets.select(state, "all")
+    with pytest.raises(ActivityFailed, match=r"no replica named 'r-9' \(replicas: r-0 \(CrashLoopBackOff, ready=False\)"):
+        targets.select(state, "r-9")
+    with pytest.raises(ActivityFailed, match="no action of this run has hit a replica yet"):
+        targets.select(state, "injected")
+    targets.remember(ROWS[2], "test")
+    assert [r["name"] for r in targets.select(state, "injected")] == ["r-2"]
+    with pytest.raises(ActivityFailed, match="no Ready replica"):
+        targets.select({"replicas": ROWS[:1]}, "first-ready")
+
+
+def test_signals_by_name_or_number():
+    assert targets.signal_number("SIGKILL") == 9 and targets.signal_number("term") == 15 and targets.signal_number(2) == 2
+    with pytest.raises(ActivityFailed, match="signal='SIGNOPE': not a signal name"):
+        targets.signal_number("SIGNOPE")
+
+
+def test_errors_are_one_line_activity_failures(tmp_path):
+    with pytest.raises(ActivityFailed, match="no deployment state file at"):
+        activities.ready_replica_count(str(tmp_path / "missing.json"))
+    with pytest.raises(ActivityFailed, match="set HARNESS_STATE_FILE"):
+        activities.kill_replica("")
+    path = _state(tmp_path, ROWS)
+    assert activities.ready_replica_count(path) == 1 and activities.all_replicas_ready(path) is False
+    with pytest.raises(ActivityFailed, match="kind='melt': unknown fault"):
+        activities.inject_fault(path, "melt")
+    with pytest.raises(ActivityFailed, match="probe='deep': must be 'live' or 'ready'"):
+        activities.delay_probe(path, probe="deep")
+    with pytest.raises(ActivityFailed, match="no action of this run injected a fault yet"):
+        activities.wait_for_events(path, ["Ready"], timeout_s=0.1)
+    with pytest.raises(ActivityFailed, match="process 4242 is gone|now belongs to another process"):
+        activities.kill_replica(path, replica="r-1")
+
+
+def test_oom_needs_a_memory_cgroup(tmp_path):
+    path = _state(tmp_path, ROWS, memory_enforcement="rlimit")
+    with pytest.raises(ActivityFailed, match="memory_enforcement='rlimit': limits.memory is not enforced by a cgroup"):
+        activities.oom_replica(path)
+    path = _state(tmp_path, [{**ROWS[1], "cgroup": str(tmp_path)}])
+    with pytest.raises(ActivityFailed, match="has no memory limit in its cgroup"):
+        activities.oom_replica(path)
+    (tmp_path / "memory.limit_in_bytes").write_text(str(512 * 2**20))
+    assert targets.memory_limit_mb({"cgroup": f"/nonexistent,{tmp_path}"}) == 512.0
+
+
+def test_clearing_never_fails_for_replicas_without_a_process_or_an_answer(tmp_path):
+    path = _state(tmp_path, ROWS)
+    outcome = activities.clear_faults(path)
+    assert set(outcome) == {"r-1", "r-2"}  # r-0 has no address while it backs off
+    assert outcome["r-1"].startswith("not reachable") and outcome["r-2"].startswith("not reachable")
+    assert activities.clear_faults(_state(tmp_path, [{**ROWS[1], "pid": None}])) == {"r-1": "no process"}
+
+
+def test_waiting_for_events_judges_what_followed_the_injection(tmp_path):
+    path = _state(tmp_path, ROWS)
+    now = time.time()
+    lines = [
+        {"time_s": now - 10, "mono_s": 0, "type": "Killing", "replica": "r-1"},
+        {"time_s": now + 0.1, "mono_s": 1, "type": "NotReady", "replica": "r-1"},
+        {"time_s": now + 0.2, "mono_s": 2, "type": "Ready", "replica": "r-1"},
+    ]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    targets.remember(ROWS[1], "test")
+    targets.last_injection["time_s"] = now
+    seen = activities.wait_for_events(path, ["NotReady", "Ready"], absent=["Killing"], timeout_s=1)
+    assert [e["type"] for e in seen] == ["NotReady", "Ready"]
+    with pytest.raises(ActivityFailed, match="no Exited after NotReady -> Ready"):
+        activities.wait_for_events(path, ["NotReady", "Ready", "Exited"], timeout_s=0.3)
+    # "deployment" looks back to the first event: the earlier Killing counts then
+    with pytest.raises(ActivityFailed, match="expected no Killing"):
+        activities.wait_for_events(path, ["Ready"], absent=["Killing"], since="deployment", timeout_s=0.3)

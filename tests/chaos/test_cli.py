@@ -1,0 +1,97 @@
+"""`harness chaos`: bad input exits 2 naming the field; the verdict maps to exit 0/1/130; spec and
+validate print what they should. No deployment is started here (ChaosRun is replaced where needed)."""
+
+from __future__ import annotations
+
+import yaml
+import pytest
+
+from harness.chaos import session
+from harness.chaos.matrix import MatrixTable
+from harness.cli import main
+
+from .helpers import ROOT
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["chaos", "run", "pod-kill", "--topology", "triple", "--out", "x"], "topology"),
+        (["chaos", "run", "pod-kill", "--profile", "weekly", "--out", "x"], "profile"),
+        (["chaos", "run", "no-such-fault", "--out", "x"], "experiment"),
+        (["chaos", "run", "pod-kill", "--tier", "gold", "--out", "x"], "tier"),
+        (["chaos", "matrix", "--faults", "pod-kill,nope", "--out", "x"], "faults"),
+        (["chaos", "matrix", "--topologies", "single,ring", "--out", "x"], "topologies"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(argv, field, capsys, tmp_path):
+    argv = [a if a != "x" else str(tmp_path / "out") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{field}=" in err, err
+    assert not (tmp_path / "out").exists()  # nothing was deployed
+
+
+def test_an_invalid_experiment_file_names_the_activity(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"title": "t", "description": "d", "method": [{"type": "action", "name": "x"}],'
+                   ' "extensions": [{"name": "harness", "fault": "bad"}]}')
+    assert main(["chaos", "validate", str(bad)]) == 2
+    assert "method[0]=" in capsys.readouterr().err
+
+
+def test_validate_and_spec(capsys):
+    assert main(["chaos", "validate", "experiments/oom-kill.json", "experiments/kubernetes/pod-kill.json"]) == 0
+    assert "valid (oom-kill" in capsys.readouterr().out
+    assert main(["chaos", "spec", "oom-kill", "--topology", "multi-active"]) == 0
+    spec = yaml.safe_load(capsys.readouterr().out)
+    assert spec["topology"] == "multi-active" and spec["replicas"] == 2
+    assert spec["resources"]["limits.memory"] == "1Gi"  # the experiment's own overlay
+    assert spec["probes"]["readiness"]["periodSeconds"] == 0.25  # the smoke profile's base
+
+
+def _fake_run(result):
+    class FakeRun:
+        def __init__(self, settings, progress=None):
+            self.settings = settings
+
+        def execute(self):
+            return {"experiment": "pod-kill", "topology": self.settings.topology, "tier": "single-point", **result}
+
+    return FakeRun
+
+
+@pytest.mark.parametrize(
+    "result, code",
+    [
+        ({"tier_met": True, "aborted": False, "violations": []}, 0),
+        ({"tier_met": False, "aborted": False, "violations": ["availability 50.000% < 99% required by single-point"]}, 1),
+        ({"tier_met": False, "aborted": True, "violations": []}, 130),
+    ],
+)
+def test_the_verdict_is_the_exit_code(monkeypatch, capsys, tmp_path, result, code):
+    monkeypatch.setattr(session, "ChaosRun", _fake_run(result))
+    assert main(["chaos", "run", "pod-kill", "--out", str(tmp_path)]) == code
+    err = capsys.readouterr().err
+    for violation in result["violations"]:
+        assert violation in err
+
+
+def test_matrix_table_lists_every_cell_that_missed(tmp_path):
+    table = MatrixTable(topologies=["single", "multi-active"], retry=True)
+    table.rows = [
+        {"fault": "pod-kill", "topology": "single", "ttr_s": 3.0, "recovered": True, "availability": 0.5,
+         "failed_requests": 60, "total_requests": 120, "tier": "single-point", "tier_met": False},
+        {"fault": "pod-kill", "topology": "multi-active", "ttr_s": 0.0, "recovered": True, "availability": 1.0,
+         "failed_requests": 0, "total_requests": 130, "tier": "multi-active", "tier_met": True},
+    ]
+    table.write(tmp_path)
+    markdown = (tmp_path / "matrix.md").read_text()
+    assert "| pod-kill | TTR 3.0 s / 50.00% / 60 of 120 / single-point NOT met | TTR 0.0 s / 100.00% / 0 of 130 / multi-active met |" in markdown
+    assert table.failed_cells() == ["pod-kill x single: tier single-point not met"]
+    assert (tmp_path / "matrix.csv").read_text().splitlines()[0].startswith("fault,topology,retry,ttr_s")

@@ -1,0 +1,44 @@
+"""Result assembly: start-up excluded from the leak alert, the online alert time, injection from the journal."""
+
+from __future__ import annotations
+
+from harness.chaos.result import first_memory_alert_s, injection_from_journal, journal_summary, serving_telemetry
+from harness.platforms.base import Event
+
+
+def _rows(pid, start_s, rss_mb):
+    return [{"time_s": start_s + 0.5 * i, "replica": "r0", "pid": pid, "rss_mb": value} for i, value in enumerate(rss_mb)]
+
+
+def test_rows_before_a_process_is_ready_are_not_judged():
+    loading = _rows(1, 100.0, [50, 300, 450, 460, 461, 461])  # a model load, then steady
+    restarted = _rows(2, 110.0, [60, 400, 455, 455])
+    events = [Event(101.2, 1.0, "Ready", "r0"), Event(111.0, 2.0, "Ready", "r0")]
+    kept = serving_telemetry(loading + restarted + [{"time_s": 100.0, "replica": "gpu:0", "pid": None}], events)
+    assert [(r["pid"], r["time_s"]) for r in kept if r["pid"]] == [(1, 101.5), (1, 102.0), (1, 102.5), (2, 111.0), (2, 111.5)]
+    assert first_memory_alert_s(kept, 10.0, 60.0) is None
+    assert first_memory_alert_s(loading, 10.0, 60.0) == 101.0  # what the start-up would have raised
+
+
+def test_the_online_alert_fires_at_the_first_sample_over_the_threshold():
+    leak = _rows(1, 0.0, [500, 500, 500, 500, 520, 560, 600, 640])  # flat for 1.5 s, then +80 MB/s
+    at = first_memory_alert_s(leak, 10.0, 2.0)
+    assert at is not None and 2.0 <= at <= 3.0
+
+
+def test_the_injection_is_the_first_action_of_the_method():
+    journal = {
+        "status": "completed", "deviated": False,
+        "run": [
+            {"activity": {"type": "probe", "name": "p"}, "status": "succeeded", "start": "2026-01-01T00:00:00+00:00"},
+            {"activity": {"type": "action", "name": "kill"}, "status": "succeeded", "start": "2026-01-01T00:00:01+00:00",
+             "output": {"replica": "reference-1", "time_s": 1767225601.25}},
+        ],
+        "rollbacks": [{"activity": {"name": "clear"}, "status": "failed", "exception": ["Traceback", "ActivityFailed: no\n"]}],
+    }
+    assert injection_from_journal(journal) == (1767225601.25, "reference-1")
+    del journal["run"][1]["output"]
+    assert injection_from_journal(journal) == (1767225601.0, None)
+    summary = journal_summary(journal)
+    assert summary["rollbacks"] == [{"name": "clear", "status": "failed", "error": "ActivityFailed: no"}]
+    assert injection_from_journal(None) == (None, None)

@@ -100,7 +100,7 @@ JOB_PROFILES: dict[str, JobProfile] = {
         name="smoke",
         description="everything once, small: within 15 minutes on 2 cores",
         # measured on the 2-core development machine while other work shared it (see docs)
-        budgets_s=_budgets(preflight=5, deploy=20, load=45, chaos=420, sweep=170, capacity=110, report=30),
+        budgets_s=_budgets(preflight=5, deploy=15, load=45, chaos=330, sweep=160, capacity=120, report=30),
         load_duration_s=30.0,
         load_users=4,
         sweep=dict(precisions=("fp32", "bf16"), batch_sizes=(1, 32), load_levels=(50.0, 150.0),

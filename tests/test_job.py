@@ -311,6 +311,49 @@ def test_run_job_records_the_run_with_fake_stages(tmp_path):
     assert any("budget 0:02" in line for line in lines)
 
 
+def _saved_load(latency_ms: float, seed: int):
+    """A fake load stage writing what `harness.load.session.run_session` writes that the report reads."""
+    import numpy as np
+
+    from harness.records import RequestRecord, write_records
+    from harness.results import write_json
+
+    def run(ctx):
+        out = ctx.out_dir / "load"
+        out.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        times = 1_700_000_000.0 + np.arange(0, 20.0, 0.01)
+        latencies = rng.gamma(8.0, latency_ms / 8.0, size=times.size)
+        write_records(out / "requests.csv", [RequestRecord(float(t), float(t), float(v), 200, True, "", "locust")
+                                             for t, v in zip(times, latencies)], RequestRecord)
+        write_json(out / "result.json", {"kind": "load", "profile": "steady", "topology": "single",
+                                         "throughput_rps": 100.0, "p99_ms": float(np.percentile(latencies, 99)),
+                                         "errors": 0, "requests": int(times.size)})
+        return StageOutcome(verdict=PASS, path="load")
+    return run
+
+
+def test_report_stage_writes_the_report_and_a_regression_against_the_baseline_fails_the_job(tmp_path):
+    from harness.job.stages import report_stage
+
+    baseline = run_job("smoke", tmp_path / "base", stages=[Stage("load", _saved_load(20.0, 1), 1),
+                                                           Stage("report", report_stage, 1, always=True)])
+    assert baseline.exit_code == 0, baseline.stages
+    assert baseline.report["html"] == tmp_path / "base" / "report.html" and baseline.report["html"].is_file()
+    record = load_run(tmp_path / "base")
+    assert record.artifacts["report_html"] == "report.html" and record.artifacts["summary"] == "summary.json"
+
+    same = run_job("smoke", tmp_path / "same", baseline=tmp_path / "base",
+                   stages=[Stage("load", _saved_load(20.0, 2), 1), Stage("report", report_stage, 1, always=True)])
+    assert same.exit_code == 0, same.stage("report").findings
+
+    slower = run_job("smoke", tmp_path / "slow", baseline=tmp_path / "base",
+                     stages=[Stage("load", _saved_load(60.0, 3), 1), Stage("report", report_stage, 1, always=True)])
+    report = slower.stage("report")
+    assert report.verdict == FAIL and any("p99_ms" in f for f in report.findings), report.findings
+    assert slower.exit_code == 1 and "Comparison with the baseline" in (tmp_path / "slow" / "report.html").read_text()
+
+
 def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     from harness.cli import main
 
@@ -346,6 +389,20 @@ def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
         build_plan(profile.sweep_profile, **profile.sweep)
         args = capacity_arguments(profile.capacity, tmp_path / "capacity")
         assert args.target_rps == profile.capacity["target_rps"] and args.out == str(tmp_path / "capacity")
+
+
+def test_the_job_package_imports_no_heavy_library_and_names_its_surface():
+    import subprocess
+    import sys
+
+    import harness.job
+
+    code = ("import sys, harness.job, harness.job.stages, harness.cli.run; "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib', 'locust', 'gevent', 'chaoslib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+    assert all(hasattr(harness.job, name) for name in harness.job.__all__)
+    assert {"run_job", "JobResult", "StageResult", "JOB_PROFILES"} <= set(harness.job.__all__)
 
 
 def test_line_writer_forwards_lines_and_never_loops():

@@ -201,8 +201,12 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
         faults=",".join(profile.faults) if profile.faults else None, topologies=",".join(profile.topologies),
         experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
     )
-    table = run_matrix(plan, progress=ctx.say)
-    table.write(out)
+    try:
+        table = run_matrix(plan, progress=ctx.say)
+    except KeyboardInterrupt:  # between two cells (a cell itself records the interrupt and returns)
+        _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": profile.matrix_note},
+                     config={"chaos_profile": plan.profile.name}, reason="interrupted")
+        raise
     failed = table.failed_cells()
     summary = {"cells": len(table.rows), "failed_cells": len(failed), "faults": [e.name for e in plan.experiments],
                "topologies": list(plan.topologies), "note": profile.matrix_note}

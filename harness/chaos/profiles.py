@@ -40,7 +40,7 @@ _SMOKE_SPEC: dict[str, Any] = {
     "probes": {
         # the initial delay covers a start-up on a busy 2-core machine (imports, weights, warm-up):
         # without it a restarted replica can fail liveness while loading and loop in back-off
-        "liveness": {"path": "/v2/health/live", "initialDelaySeconds": 5, "periodSeconds": 0.5, "timeoutSeconds": 1, "failureThreshold": 3},
+        "liveness": {"path": "/v2/health/live", "initialDelaySeconds": 5, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3},
         "readiness": {"path": "/v2/health/ready", "periodSeconds": 0.25, "timeoutSeconds": 1, "failureThreshold": 2},
     },
     "terminationGracePeriodSeconds": 1,

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from harness.chaos.experiment import ENV_STATE_FILE, Experiment, merge_spec
 from harness.chaos.profiles import ChaosProfile
 from harness.config import ServiceSpec
-from harness.errors import HarnessError
+from harness.errors import DeploymentError, HarnessError
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
 __all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "split_cpus"]
@@ -116,6 +116,7 @@ class ChaosRun:
         self.errors: list[str] = []
         self.faults_cleared: dict[str, str] = {}
         self.phase_s: dict[str, float] = {}
+        self.teardown_failed = False
         self._phase_started = time.monotonic()
 
     # ----- signals --------------------------------------------------------------------------------
@@ -167,13 +168,14 @@ class ChaosRun:
                 with self._signals(self._hold_signal):
                     ended_in = self.phase
                     self._enter("teardown")
-                    self._stop_measuring()
-                    self._teardown()
+                    self._finish()
                     self._enter(ended_in)
         with self._signals(self._hold_signal):
             result = self._judge()
         if failure is not None and not self.interrupted:
             raise failure
+        if self.teardown_failed:
+            raise DeploymentError(f"teardown of {self.out_dir / 'deployment'} failed: {'; '.join(self.errors)}")
         return result
 
     def _run_phases(self) -> None:
@@ -293,11 +295,29 @@ class ChaosRun:
             time.sleep(_POLL_S)
         self.end_s = time.time()
 
+    def _finish(self) -> None:
+        """Clear every fault and tear the deployment down while the measurements stop.
+
+        The analysis window ends at ``end_s``, so what load and prober record during the teardown is
+        outside it: the deployment closes in a thread while the load's last flush is waited for.
+        """
+        if self.end_s is None:
+            self.end_s = time.time()
+        closer = None
+        if self.deployment is not None:
+            self._say("clearing faults and tearing down")
+            self._clear_faults()
+            closer = threading.Thread(target=self._close_deployment, name="chaos-teardown", daemon=True)
+            closer.start()
+        try:
+            self._stop_measuring()
+        finally:
+            if closer is not None:
+                closer.join()
+
     def _stop_measuring(self) -> None:
         from harness.chaos.loadgen import FLUSH_S
 
-        if self.end_s is None:
-            self.end_s = time.time()
         if self.load is not None and self.load.running and not self.interrupted:
             time.sleep(FLUSH_S)  # the generator's last flush must cover the window's end
         for name, stop in (("load", self.load and self.load.stop), ("prober", self.prober and self.prober.stop),
@@ -309,18 +329,20 @@ class ChaosRun:
             except Exception as exc:  # an observer failing to stop must not keep the teardown from running
                 self.errors.append(f"stopping {name}: {exc}")
 
-    def _teardown(self) -> None:
+    def _clear_faults(self) -> None:
         from harness.chaos import activities
 
-        if self.deployment is None:
-            return
-        self._say("clearing faults and tearing down")
         try:
             self.faults_cleared = activities.clear_faults(str(self.deployment.state_path))
         except Exception as exc:  # the deployment is closed next either way: no process keeps a fault
             self.errors.append(f"clearing faults: {exc}")
+
+    def _close_deployment(self) -> None:
         try:
             self.deployment.close()
+        except Exception as exc:  # recorded, and the run is failed by it: a teardown must never be silent
+            self.errors.append(f"tearing down: {exc}")
+            self.teardown_failed = True
         finally:
             events = Path(self.deployment.events_path)
             if events.exists():

@@ -20,7 +20,7 @@ import orjson
 from harness.config import ServiceConfig
 from harness.service import protocol
 from harness.service.batcher import QueueFull, ShuttingDown
-from harness.service.engine import InferenceEngine
+from harness.service.engine import FAILED, LOADING, InferenceEngine
 from harness.service.faults import Fault, FaultError, FaultManager
 from harness.service.metrics import CONTENT_TYPE, ServiceMetrics
 from harness.service.protocol import ProtocolError, error_body
@@ -154,7 +154,7 @@ class ServiceApp:
         if delay_s:
             await asyncio.sleep(delay_s)
         engine = self.engine
-        if engine.phase == "failed" or (engine.phase == "loading" and not self.config.live_during_load):
+        if engine.phase == FAILED or (engine.phase == LOADING and not self.config.live_during_load):
             return _json(503, {"live": False, "error": engine.not_ready_reason()})
         return _json(200, {"live": True})
 

@@ -279,5 +279,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     regressions = sum(len(c.regressions) for c in comparisons.values())
     if state.options.baseline is not None:
         terminalreporter.write_line(f"baseline: {state.options.baseline} ({regressions} regression(s) in the compared parts)")
+    from harness.results import read_json
+
+    verdict = str(read_json(state.report["summary"]).get("verdict") or "")
+    terminalreporter.write_line(f"verdict: {verdict[:300]}{'...' if len(verdict) > 300 else ''}")
     terminalreporter.write_line(f"run directory: {state.run.run_dir if state.run else ''}")
     terminalreporter.write_line(f"report: {state.report['html']}")

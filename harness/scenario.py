@@ -3,8 +3,8 @@
 Plain classes that the pytest plugin (`harness.pytest_plugin`) hands to scenario tests, testable
 without pytest (nothing here imports it). A session owns one run directory, ``reports/<run-id>/``
 by default: ``run.json`` (kind ``run``, the environment fingerprint, the test outcomes) and one
-sub-directory per part a scenario produced (``chaos/pod-kill-single``, ``load/steady-single``,
-``perf/sweep``, ``capacity``), each with its own ``run.json``. `ScenarioSession.finish` compares
+sub-directory per part a scenario produced, in the main job's layout (``load``, ``chaos/<fault>/
+<topology>``, ``sweep``, ``capacity``), each with its own ``run.json``. `ScenarioSession.finish` compares
 the run with the baseline (when one was given) and writes ``report.html``, ``report.md`` and
 ``summary.json`` with `harness.report.writer.write_report`, the one rendering path.
 

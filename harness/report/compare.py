@@ -157,7 +157,7 @@ def compare_runs(current_dir: str | Path, baseline_dir: str | Path, thresholds: 
         rows.append({"metric": name, "baseline": b, "current": c, "change": change, "verdict": verdict,
                      "beyond_noise": verdict not in ("no change", INCONCLUSIVE), "reason": reason})
         if verdict == REGRESSED:
-            regressions.append(f"{name}: {reason}")
+            regressions.append(reason if reason.startswith(name) else f"{name}: {reason}")
     if not rows:
         warnings.append("no metric is present in both runs: nothing was compared")
     return {"baseline": str(baseline_dir), "current": str(current_dir), "rows": rows, "regressions": regressions,

@@ -127,7 +127,10 @@ def _matrix_section(directory: Path, root: Path) -> Section:
 
 
 def _load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
-    section = Section("load", f"Load: {result.get('profile', 'profile')} on {result.get('topology', '?')}",
+    profile = result.get("profile", "profile")
+    if isinstance(profile, dict):  # a full LoadProfile: name it by its kind, users and duration
+        profile = f"{profile.get('kind', '?')} ({profile.get('users', '?')} users, {_fmt(profile.get('duration_s'), 0)} s)"
+    section = Section("load", f"Load: {profile} on {result.get('topology', '?')}",
                       str(directory.relative_to(root)))
     section.paragraphs.append(
         f"{_fmt(result.get('throughput_rps'))} req/s, p50 {_fmt(result.get('p50_ms'))} ms, p95 "

@@ -11,7 +11,11 @@ Definitions (reports quote these):
 - **Recovered**: at the start of the first run of consecutive good samples (after the first
   failure) that lasts at least ``stability_window_s``; a run lasts from its first sample to the next
   bad sample, or to the window's end. Shorter good runs between failures (flapping) do not count.
-  No bad sample at all is a valid result: recovered, TTR 0, no recovery time.
+  No bad sample at all is a valid result: recovered, TTR 0, no recovery time. A recovery cannot
+  come before the fault's platform effect: when a kill (Killing, OOMKilled, Exited) or readiness
+  loss (NotReady) happens after a candidate recovery and bad samples follow it (a memory fault whose
+  growth first only slowed answers, then ended in an OOM kill), the candidate is discarded and
+  recovery is sought again from the first bad sample after that event.
 - **TTR** (time to recover): ``recovered_at_s - first_failure_s``; None when not recovered by the
   window's end (``recovered`` False) -- the fault outlasted the observation.
 - **Outage** (``outage_s``): total time of bad samples in the window on the prober's timeline; each
@@ -248,6 +252,20 @@ def _recovery(
     return None
 
 
+def _recovery_after_platform(
+    good: np.ndarray, times: np.ndarray, recovered_at: float | None, end_s: float, stability_window_s: float,
+    disruptions_s: Sequence[float],
+) -> float | None:
+    """Return ``recovered_at`` moved past every later disruption event that bad samples follow."""
+    while recovered_at is not None:
+        later = [t for t in disruptions_s if recovered_at < t < end_s]
+        bad_after = [int(i) for i in np.flatnonzero(~good) if later and times[i] >= later[0]]
+        if not bad_after:
+            return recovered_at
+        recovered_at = _recovery(good, times, bad_after[0], end_s, stability_window_s)
+    return None
+
+
 def analyze_recovery(
     timeline: Sequence[ProbeSample],
     *,
@@ -268,6 +286,7 @@ def analyze_recovery(
     _validate(injected_at_s, slo_latency_ms, stability_window_s, baseline_s)
     samples = sorted(timeline, key=lambda s: s.t_s)
     requests = list(requests)  # read twice below: counts, then latency phases
+    parsed_events = _parse_events(events)
     period = infer_period_s(samples) if probe_period_s is None else float(probe_period_s)
     if not period > 0:
         raise ConfigError("probe_period_s", probe_period_s, "must be greater than zero")
@@ -296,6 +315,8 @@ def analyze_recovery(
     else:
         first_failure = float(times[bad_indexes[0]])
         recovered_at = _recovery(good, times, int(bad_indexes[0]), end_s, stability_window_s)
+        disruptions = [e["time_s"] for e in parsed_events if e["type"] in _DISRUPTION_TYPES]
+        recovered_at = _recovery_after_platform(good, times, recovered_at, end_s, stability_window_s, disruptions)
         recovered = recovered_at is not None
         ttr = recovered_at - first_failure if recovered_at is not None else None
 
@@ -340,5 +361,5 @@ def analyze_recovery(
         probe_period_s=period,
         slo_latency_ms=float(slo_latency_ms),
         stability_window_s=float(stability_window_s),
-        platform=platform_view(events, injected_at_s, end_s),
+        platform=platform_view(parsed_events, injected_at_s, end_s),
     )

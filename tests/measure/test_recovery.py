@@ -58,6 +58,30 @@ def test_flapping_recovery_is_not_counted():
     assert len(result.outages) == 3
 
 
+def test_recovery_cannot_precede_the_faults_platform_effect():
+    # A memory fault first only slows answers (over the SLO at 10-10.5 s), answers are good for 2 s,
+    # then the kernel OOM-kills the replica at 12.5 s and clients fail until 13.5 s.
+    timeline = _timeline(30.0, [(12.5, 13.5)], slow_spans=[(10.0, 10.5)])
+    events = [{"time_s": T0 + 12.5, "type": "OOMKilled", "replica": "reference-0"},
+              {"time_s": T0 + 13.4, "type": "Ready", "replica": "reference-0"}]
+    result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0,
+                              events=events)
+    assert result.first_failure_s == pytest.approx(T0 + 10.0, abs=1e-6)
+    assert result.recovered_at_s == pytest.approx(T0 + 13.5, abs=1e-6)
+    assert result.ttr_s == pytest.approx(3.5, abs=1e-6)
+    # without the platform's events the same timeline recovers before the kill: the events decide
+    blind = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
+    assert blind.recovered_at_s == pytest.approx(T0 + 10.5, abs=1e-6)
+
+
+def test_a_later_event_without_client_failures_does_not_move_recovery():
+    timeline = _timeline(30.0, [(10.0, 11.0)])
+    events = [{"time_s": T0 + 20.0, "type": "Exited", "replica": "reference-1", "exit_code": 0}]
+    result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0,
+                              events=events)
+    assert result.recovered_at_s == pytest.approx(T0 + 11.0, abs=1e-6)
+
+
 def test_flapping_until_the_end_is_not_recovered():
     spans = [(10.0 + k, 10.6 + k) for k in range(20)]  # 0.6 s bad, 0.4 s good, to the end
     result = analyze_recovery(_timeline(30.0, spans), injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)

@@ -59,54 +59,63 @@ def chaos_timeline(
     *,
     recovered_at_s: float | None = None,
     slo_latency_ms: float | None = None,
+    window: tuple[float, float] | None = None,
     title: str = "",
 ) -> Figure | None:
     """Return the prober's view of a fault: latency of each probe (failures marked) and platform events.
 
-    The x axis is seconds from injection; the fault is a vertical line at 0, recovery a green line.
+    The x axis is seconds from injection; the fault is a red line at 0, recovery a dashed green line.
+    ``window`` (epoch seconds) clips the view to the measured window (deployment start-up and
+    teardown are not part of the experiment).
     """
+    if window is not None:
+        timeline = timeline[(timeline["t_s"] >= window[0]) & (timeline["t_s"] <= window[1])]
     if timeline.empty:
         return None
     t = timeline["t_s"].to_numpy(float) - injected_at_s
     ok = timeline["ok"].to_numpy(bool)
     latency = timeline["latency_ms"].to_numpy(float)
-    figure, (top, bottom) = _figure(9.0, 4.2, rows=2, ratios=[3, 1])
+    figure, (top, bottom) = _figure(9.0, 4.4, rows=2, ratios=[3, 1])
     top.scatter(t[ok], latency[ok], s=6, color=GOOD, label="probe ok", linewidths=0)
-    ceiling = np.nanmax(latency[ok]) if ok.any() else 1.0
-    if slo_latency_ms is not None:
+    ceiling = float(np.nanmax(latency[ok])) if ok.any() else 1.0
+    if slo_latency_ms is not None and slo_latency_ms < ceiling * 4:
         ceiling = max(ceiling, slo_latency_ms)
-        top.axhline(slo_latency_ms, color=NEUTRAL, linestyle=":", linewidth=1, label=f"SLO {slo_latency_ms:g} ms")
+        top.axhline(slo_latency_ms, color=NEUTRAL, linestyle=":", linewidth=1, label=f"latency SLO {slo_latency_ms:g} ms")
     if (~ok).any():
-        top.scatter(t[~ok], np.full((~ok).sum(), ceiling * 1.05), marker="x", s=14, color=BAD, label="probe failed")
+        top.scatter(t[~ok], np.full(int((~ok).sum()), ceiling * 1.08), marker="x", s=14, color=BAD, label="probe failed")
+    top.set_ylim(0, ceiling * 1.15)
     top.set_ylabel("probe latency (ms)")
-    top.set_yscale("symlog", linthresh=10)
     for axis in (top, bottom):
         axis.axvline(0.0, color=BAD, linewidth=1.5)
         if recovered_at_s is not None:
             axis.axvline(recovered_at_s - injected_at_s, color=GOOD, linewidth=1.5, linestyle="--")
         axis.grid(alpha=0.25)
-    top.legend(loc="upper left", fontsize=7, ncols=4, frameon=False)
-    # success rate over 0.5 s buckets below, with the platform's events as ticks
+    top.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, ncols=4, frameon=False)
+    # success rate over 0.5 s buckets below, with the platform's events as vertical lines
     bucket = np.floor(t / 0.5) * 0.5
     rate = pd.Series(ok.astype(float)).groupby(bucket).mean()
     bottom.step(rate.index.to_numpy(float), rate.to_numpy(float) * 100, where="post", color=ACCENT, linewidth=1)
     bottom.set_ylim(-5, 110)
     bottom.set_ylabel("ok %")
-    bottom.set_xlabel("seconds from fault injection")
+    bottom.set_xlabel("seconds from fault injection (red: fault, dashed green: recovered)")
     if not events.empty:
-        shown = events[events["type"].isin(_MARKED_EVENTS)]
+        x_events = events["time_s"].to_numpy(float) - injected_at_s
+        inside = (x_events >= t.min() - 0.5) & (x_events <= t.max() + 0.5)
+        shown = events[inside & events["type"].isin(_MARKED_EVENTS).to_numpy()]
         seen: set[str] = set()
         for _, event in shown.iterrows():
+            kind = str(event["type"])
             x = float(event["time_s"]) - injected_at_s
-            if x < t.min() - 1 or x > t.max() + 1:
-                continue
-            colour = EVENT_COLOURS.get(str(event["type"]), NEUTRAL)
-            label = str(event["type"]) if event["type"] not in seen else None
-            seen.add(str(event["type"]))
-            bottom.axvline(x, color=colour, linewidth=1, alpha=0.8, label=label)
+            if kind == "Unhealthy":  # frequent: a tick, not a line
+                bottom.plot([x], [2], marker="|", markersize=8, color=EVENT_COLOURS[kind],
+                            label=kind if kind not in seen else None, linestyle="none")
+            else:
+                bottom.axvline(x, color=EVENT_COLOURS.get(kind, NEUTRAL), linewidth=1, alpha=0.85,
+                               label=kind if kind not in seen else None)
+            seen.add(kind)
         if seen:
-            bottom.legend(loc="lower left", fontsize=6, ncols=min(len(seen), 6), frameon=False)
-    top.set_title(title or "client-side prober during the fault", fontsize=10)
+            bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6, frameon=False)
+    top.set_title(title or "client-side prober during the fault", fontsize=10, pad=18)
     return figure
 
 

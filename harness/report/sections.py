@@ -87,21 +87,50 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
     timeline = frames.read_timeline(directory / "timeline.csv")
     events = frames.read_events(directory / "events.jsonl")
     if isinstance(injected, (int, float)):
+        window = _measured_window(timeline, float(injected), result)
         _add_figure(section, "client-side prober: latency, failures and platform events around the fault",
                     charts.chaos_timeline(timeline, events, float(injected), recovered_at_s=result.get("recovered_at_s"),
-                                          slo_latency_ms=result.get("slo_latency_ms"), title=name))
+                                          slo_latency_ms=result.get("slo_latency_ms"), window=window, title=name))
         if not events.empty:
-            shown = events[(events["time_s"] >= float(injected) - 5)].head(40)
-            section.tables.append(("platform events from 5 s before the fault", [
-                {"t (s)": f"{row.time_s - float(injected):+.2f}", "type": row.type, "replica": row.replica,
-                 "detail": (row.message or row.reason or "") if isinstance(row.message, str) else (row.reason or "")}
-                for row in shown.itertuples()
-            ]))
+            shown = events[(events["time_s"] >= window[0]) & (events["time_s"] <= window[1])]
+            section.tables.append(("platform events in the measured window (repeats folded)",
+                                   _folded_events(shown, float(injected))))
         _telemetry(section, directory, float(injected))
     section.summary = {k: result.get(k) for k in ("experiment", "fault", "topology", "ttr_s", "outage_s",
                                                   "failed_requests", "total_requests", "availability", "tier",
                                                   "tier_met", "highest_tier_met")}
     return section
+
+
+def _measured_window(timeline: pd.DataFrame, injected_s: float, result: dict[str, Any]) -> tuple[float, float]:
+    """Return (start, end) epoch seconds of what the experiment measured: from the first successful
+    probe (the deployment is up) to the end of the recovery analysis window (before teardown)."""
+    start, end = injected_s - 30.0, injected_s + 3600.0
+    if not timeline.empty:
+        ok = timeline[timeline["ok"]]
+        start = float(ok["t_s"].min()) if not ok.empty else float(timeline["t_s"].min())
+        end = float(timeline["t_s"].max())
+    recovery = result.get("recovery") if isinstance(result.get("recovery"), dict) else {}
+    window_end = recovery.get("window_end_s") or result.get("window_end_s")
+    if isinstance(window_end, (int, float)):
+        end = min(end, float(window_end))
+    return min(start, injected_s), max(end, injected_s)
+
+
+def _folded_events(events: pd.DataFrame, injected_s: float) -> list[dict[str, Any]]:
+    """Return event rows with runs of the same (type, replica, detail) folded into one row with a count."""
+    rows: list[dict[str, Any]] = []
+    for event in events.itertuples():
+        detail = event.message if isinstance(event.message, str) and event.message else (event.reason or "")
+        detail = detail if isinstance(detail, str) else ""
+        key = (event.type, event.replica, detail)
+        if rows and rows[-1]["_key"] == key:
+            rows[-1]["count"] += 1
+            rows[-1]["until (s)"] = f"{event.time_s - injected_s:+.2f}"
+            continue
+        rows.append({"_key": key, "t (s)": f"{event.time_s - injected_s:+.2f}", "until (s)": "", "count": 1,
+                     "type": event.type, "replica": event.replica, "detail": detail})
+    return [{k: v for k, v in row.items() if k != "_key"} for row in rows]
 
 
 def _percent(value: Any) -> float | None:
@@ -112,7 +141,7 @@ def _matrix_section(directory: Path, root: Path) -> Section:
     matrix = frames.read_csv_frame(directory / "matrix.csv")
     section = Section("matrix", "Resilience matrix: fault x topology", str(directory.relative_to(root)))
     rows = matrix.to_dict("records")
-    section.tables.append(("fault x topology", rows))
+    section.tables.append(("fault x topology", [_matrix_row(row) for row in rows]))
     met_column = next((c for c in ("tier_met", "met", "passed") if c in matrix.columns), None)
     if met_column is not None:
         failed = matrix[~matrix[met_column].astype(str).str.lower().isin(("true", "1", "1.0"))]
@@ -124,6 +153,26 @@ def _matrix_section(directory: Path, root: Path) -> Section:
     )
     section.summary = {"cells": len(rows), "failed_cells": len(section.findings)}
     return section
+
+
+def _matrix_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a matrix cell as a readable table row (units in the headers, availability in percent)."""
+    out = {"fault": row.get("fault"), "topology": row.get("topology")}
+    if "retry" in row:
+        out["retry"] = row.get("retry")
+    availability = row.get("availability")
+    out.update({
+        "TTR (s)": _fmt(row.get("ttr_s"), 2),
+        "outage (s)": _fmt(row.get("outage_s"), 2),
+        "availability (%)": _fmt(_percent(availability) if isinstance(availability, (int, float)) else None, 3),
+        "failed / total": f"{_fmt(row.get('failed_requests'), 0)} / {_fmt(row.get('total_requests'), 0)}",
+        "p99 during (ms)": _fmt(row.get("p99_ms_during"), 0),
+        "required tier": row.get("tier"),
+    })
+    for key in ("tier_met", "highest_tier_met", "behaviour_seen", "error"):
+        if key in row:
+            out[key] = row.get(key)
+    return out
 
 
 def _load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:

@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Callable
 
 from harness.errors import ConfigError, HarnessError
-from harness.sweep.search import SearchResult
+from harness.sweep.search import STOP_GENERATOR, SearchResult
 
 __all__ = [
     "ASSUMPTION",
@@ -207,8 +207,13 @@ def check_linear_scaling(
         if on_point is not None:
             on_point(point)
     fits = plan.replicas <= allowed_replicas
-    note = "" if fits else (
+    notes = [] if fits else [
         f"the plan needs {plan.replicas} replicas but this machine allows {allowed_replicas}; "
         f"linearity was checked up to {points[-1].replicas}"
-    )
-    return CapacityCheck(plan, points, allowed_replicas, fits, note)
+    ]
+    limited = [p.replicas for p in points if p.search.get("stop_reason") == STOP_GENERATOR]
+    if limited:
+        # a generator-limited search measured the generator's ceiling: a lower bound of the service's rate
+        notes.append(f"the load generator limited the search at {', '.join(map(str, limited))} replica(s): those rates "
+                     "are lower bounds, so the plan is conservative and their ratios do not judge linearity")
+    return CapacityCheck(plan, points, allowed_replicas, fits, "; ".join(notes))

@@ -108,3 +108,15 @@ def test_linear_scaling_check_without_any_sustainable_rate_fails_clearly():
 
     with pytest.raises(HarnessError, match="one replica sustained no rate"):
         check_linear_scaling(never, target_rps=10, p99_ms=500)
+
+
+def test_generator_limited_searches_are_called_lower_bounds():
+    settings = SearchSettings(p99_ms=500.0, start_rps=10.0)
+
+    def measure_replicas(count: int):
+        sim = SimulatedService(1000.0 * count, noise=0.0, generator_limit_rps=150.0)
+        return search_max_rate(sim.measure, settings)
+
+    check = check_linear_scaling(measure_replicas, target_rps=100, p99_ms=500, headroom=0.0, allowed_replicas=2)
+    assert check.points[0].measured_rps == 80.0  # the generator's ceiling, not the service's
+    assert "lower bounds" in check.note and "1, 2 replica(s)" in check.note

@@ -7,7 +7,7 @@ budget is recorded, ``over_budget``); the work itself is bounded by the settings
 search budget), not by killing a stage.
 
 ``smoke`` must finish within 15 minutes on a 2-core machine, so it runs a reduced chaos matrix
-(`SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE`), a 4-point sweep and a one-search-
+(`SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE`), an 8-point sweep with short windows and a one-search-
 per-count capacity check. ``nightly`` runs every shipped experiment on every topology, the
 nightly sweep with its max-rate searches, and the capacity check with full search budgets.
 ``tiny`` is the harness's own end-to-end self-test (about a minute): one fault on one topology,

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.errors import ConfigError, UsageError, VerdictFailed
+from harness.errors import ConfigError, VerdictFailed
 
 __all__ = ["register"]
 
@@ -159,8 +159,6 @@ def _validate(args: argparse.Namespace) -> int:
 def _spec(args: argparse.Namespace) -> int:
     import yaml
 
-    if args.retry is False:
-        raise UsageError("--retry takes no value")
     spec = _settings(args, args.experiment, Path(".")).spec()
     print(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude={"service": {"weights_dir", "fault_token"}}), sort_keys=False), end="")
     return 0

@@ -216,19 +216,23 @@ class ChaosRun:
         deployment = self.deployment
         _, client_cpus = split_cpus()
         profile = self.profile
+        # each is assigned before it starts: an interrupt during a start must still find it to stop
         self.load = BackgroundLoad(
             profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
             rate_per_s=profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
             timeout_s=profile.prober_timeout_s, cpus=client_cpus,
-        ).spawn()  # its imports overlap the prober's start
+        )
+        self.load.spawn()  # its imports overlap the prober's start
         self.telemetry = TelemetrySampler(
             self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
-        ).start()
+        )
+        self.telemetry.start()
         self.prober = Prober(
             deployment.endpoint, self.out_dir / TIMELINE_FILE, interval_s=self.profile.prober_interval_s,
             timeout_s=self.profile.prober_timeout_s, model=self.spec.service.model, cpus=client_cpus,
             max_duration_s=self._max_duration_s(),
-        ).start()
+        )
+        self.prober.start()
         self.load.wait_started()  # failed requests are records too: this returns before any replica is Ready
 
     def _max_duration_s(self) -> float:

@@ -46,7 +46,7 @@ class BenchSettings:
     max_batch_size: int = 32
     concurrency: int | None = None  # default: 2 x max_batch_size
     duration_s: float = 12.0  # measured seconds per variant, split over the rounds
-    rounds: int = 6
+    rounds: int = 8
     warmup_s: float = 0.5
     max_queue_delay_ms: float = 50.0
     torch_threads: int = 1

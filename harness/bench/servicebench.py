@@ -296,6 +296,7 @@ def _summarise(
         "efficiency": round(_median(efficiencies), 4),
         "speedup_vs_naive": round(_median(speedups), 3),
         "efficiency_cpu": round(_median(cpu_efficiencies), 4),
+        "ratio_method": "median over rounds of each round's ratio (raw, service and naive measured back to back)",
         "p50_ms": round(_median([s["p50_ms"] for s in services]), 3),
         "p99_ms": round(max(s["p99_ms"] for s in services), 3),
         "naive_p50_ms": round(_median([n["p50_ms"] for n in naives]), 3),

@@ -71,3 +71,40 @@ def test_a_missing_deployment_is_an_activity_failure(cluster):
 
     with pytest.raises(ActivityFailed, match="reading deployment chaos/absent: 404"):
         k8s.set_startup_delay("absent", NS)
+
+
+def test_the_kubernetes_experiments_need_no_permission_beyond_the_runner_role_and_deployments_list(cluster):
+    """Every python activity of experiments/kubernetes/ runs against the fake; the API calls they make
+    need the runner's Role plus, for chaosk8s's deployment_available_and_healthy, listing deployments."""
+    import importlib
+    import json
+
+    from chaoslib import substitute
+    from chaoslib.exceptions import ActivityFailed
+    from kubernetes.client.rest import ApiException
+
+    from harness.platforms.kubernetes.rbac import Rule
+
+    from .helpers import ROOT
+
+    configuration = {"ns": NS, "deployment": NAME}
+    called = set()
+    for path in sorted((ROOT / "experiments" / "kubernetes").glob("*.json")):
+        experiment = json.loads(path.read_text())
+        activities = experiment["steady-state-hypothesis"]["probes"] + experiment["method"] + experiment["rollbacks"]
+        for activity in activities:
+            provider = activity["provider"]
+            if provider["type"] != "python":
+                continue
+            arguments = substitute(provider.get("arguments", {}), configuration, {})
+            if "timeout_s" in arguments:
+                arguments["timeout_s"] = 0.1
+            func = getattr(importlib.import_module(provider["module"]), provider["func"])
+            try:
+                func(**arguments)
+            except (ActivityFailed, ApiException):
+                pass  # a probe the fake does not satisfy (it cannot list deployments) still made its calls
+            called.add(f"{provider['module']}.{provider['func']}")
+    assert "chaosk8s.pod.actions.terminate_pods" in called and "harness.chaos.kubernetes_activities.set_startup_delay" in called
+    needed = rules_for_requests(cluster.requests)
+    assert needed - set(RUNNER_RULES) <= {Rule("apps", "deployments", "list")}

@@ -52,7 +52,6 @@ class BenchSettings:
     torch_threads: int = 1
     device: str = "auto"
     weights_dir: str | None = None
-    nice: int = 0  # niceness of every process the benchmark starts; negative (root only) shields it from other load
     python: str = field(default=sys.executable)
 
     @property
@@ -68,11 +67,9 @@ def pick_cores() -> tuple[list[int], list[int]]:
     return cores, cores
 
 
-def _pinned(cores: list[int], nice: int = 0) -> Callable[[], None]:
+def _pinned(cores: list[int]) -> Callable[[], None]:
     def pin() -> None:  # runs in the child between fork and exec: threads it starts inherit the mask
         os.sched_setaffinity(0, set(cores))
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
 
     return pin
 
@@ -80,10 +77,9 @@ def _pinned(cores: list[int], nice: int = 0) -> Callable[[], None]:
 class _Child:
     """A pinned child process whose stdout lines are collected by a thread; always stopped on exit."""
 
-    def __init__(self, command: list[str], cores: list[int], what: str, stdin: bool = False, nice: int = 0) -> None:
+    def __init__(self, command: list[str], cores: list[int], what: str, stdin: bool = False) -> None:
         self.command = command
         self.cores = cores
-        self.nice = nice
         self.what = what
         self._stdin = stdin
         self._stderr = tempfile.TemporaryFile(mode="w+")
@@ -100,7 +96,7 @@ class _Child:
             stderr=self._stderr,
             text=True,
             env=env,
-            preexec_fn=_pinned(self.cores, self.nice),
+            preexec_fn=_pinned(self.cores),
         )
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -186,7 +182,7 @@ class ServerProcess(_Child):
         ]
         if settings.weights_dir:
             command += ["--weights-dir", settings.weights_dir]
-        super().__init__(command, cores, f"service (max_batch_size={max_batch_size})", nice=settings.nice)
+        super().__init__(command, cores, f"service (max_batch_size={max_batch_size})")
         self.base_url = ""
         self.ready_event: dict[str, Any] = {}
 
@@ -253,11 +249,11 @@ def run_service_bench(settings: BenchSettings, progress: Callable[[str], None] =
     services: list[dict[str, Any]] = []
     naives: list[dict[str, Any]] = []
     progress(f"starting: raw loop and two servers on core(s) {server_cores}, load generator on {client_cores}")
-    with _Child(raw_command, server_cores, "raw forward loop", stdin=True, nice=settings.nice) as raw:
+    with _Child(raw_command, server_cores, "raw forward loop", stdin=True) as raw:
         raw.next_event(_READY_TIMEOUT_S)  # loads (and on first use generates) the weights before the servers do
         with ServerProcess(settings, server_cores, settings.max_batch_size, settings.max_queue_delay_ms) as server, \
                 ServerProcess(settings, server_cores, 1, 0.0) as naive_server, \
-                _Child(load_command, client_cores, "load generator", stdin=True, nice=settings.nice) as load:
+                _Child(load_command, client_cores, "load generator", stdin=True) as load:
             load.next_event(60)
             for index in range(settings.rounds):
                 progress(f"round {index + 1}/{settings.rounds}: raw, batching service, naive service ({window_s:g} s each)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -43,8 +42,6 @@ def register(subparsers: Any) -> None:
     add("--warmup-s", type=float, default=defaults.warmup_s, help=f"load warm-up before each service window (default {defaults.warmup_s:g})")
     add("--concurrency", type=int, default=None, help="closed-loop clients (default 2 x max batch size)")
     add("--weights-dir", default=None, help="weights cache (default as the service's)")
-    add("--nice", type=int, default=defaults.nice,
-        help="niceness of the benchmark's processes; negative (root only) shields them from other load on a shared machine")
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     parser.set_defaults(func=lambda args: _missing_bench(parser))
@@ -63,10 +60,6 @@ def _validate(args: argparse.Namespace) -> None:
     for name in ("max_batch_size", "duration_s", "rounds"):
         if getattr(args, name) <= 0:
             raise ConfigError(name, getattr(args, name), "must be greater than zero")
-    if not -20 <= args.nice <= 19:
-        raise ConfigError("nice", args.nice, "must be from -20 to 19")
-    if args.nice < 0 and os.geteuid() != 0:
-        raise ConfigError("nice", args.nice, "a negative niceness needs root")
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError("concurrency", args.concurrency, "must be at least 1")
     if args.warmup_s < 0 or args.max_queue_delay_ms < 0:
@@ -117,7 +110,6 @@ def run_service(args: argparse.Namespace) -> int:
         warmup_s=args.warmup_s,
         max_queue_delay_ms=args.max_queue_delay_ms,
         weights_dir=args.weights_dir,
-        nice=args.nice,
     )
     result = run_service_bench(settings, progress=lambda message: print(f"bench: {message}", file=sys.stderr, flush=True))
     print(json.dumps(result, indent=2) if args.json else format_table(result))

@@ -8,8 +8,9 @@ hits all three alike:
   service  `python -m harness.service` on those core(s), saturated over HTTP by a closed-loop
            aiohttp generator (`harness.bench.loadgen`) pinned to the other core(s);
   naive    the same stack with batching off (max_batch_size=1: one forward pass per request).
-efficiency = service / raw samples/s; speedup_vs_naive = service / naive samples/s. Every server is
-torn down in a ``finally``, whatever happens.
+efficiency = service / raw samples/s and speedup_vs_naive = service / naive samples/s, each the
+median over rounds of that round's ratio; efficiency_cpu compares samples per CPU-second granted
+(insensitive to other processes sharing the core). Every process is torn down in a ``finally``.
 """
 
 from __future__ import annotations

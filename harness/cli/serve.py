@@ -6,7 +6,6 @@ exits 0 after a graceful drain on SIGTERM, 3 if the model cannot be loaded, 2 fo
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from harness.service.options import add_service_arguments, run_from_args

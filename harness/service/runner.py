@@ -89,8 +89,3 @@ class ModelRunner:
         result = output.to(device="cpu", dtype=torch.float32).numpy()
         return {self.signature.outputs[0].name: result}
 
-    def gpu_memory_bytes(self) -> int | None:
-        """Return the CUDA memory torch holds for this process, or None on CPU."""
-        if self._torch is None or self.device_name != "cuda":
-            return None
-        return int(self._torch.cuda.memory_reserved())

@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="client-side prober interval (default: 0.05)")
     parser.add_argument("--no-prober", action="store_true", help="run without the client-side prober")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the service and the generator to CPUs")
+    parser.add_argument("--inject-fault", default=None, metavar="KIND",
+                        help="inject a service fault into every replica for the whole run (e.g. slow-inference), "
+                             "to measure a deliberately degraded build")
+    parser.add_argument("--fault-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a parameter of --inject-fault (repeatable), e.g. delay_ms=30")
     parser.set_defaults(func=run)
 
 
@@ -64,6 +69,33 @@ def _spec(args: argparse.Namespace) -> Any:
     return spec
 
 
+def _fault_params(pairs: list[str]) -> dict[str, Any]:
+    """Return --fault-param KEY=VALUE pairs as a dict (numbers parsed); raise ConfigError naming a bad one."""
+    from harness.errors import ConfigError
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--fault-param", pair, "expected KEY=VALUE, e.g. delay_ms=30")
+        try:
+            params[key.strip()] = float(text) if "." in text or "e" in text.lower() else int(text)
+        except ValueError:
+            params[key.strip()] = text
+    return params
+
+
+def _inject(deployment: Any, kind: str, params: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """Inject ``kind`` into every replica for the run; return what was injected (for result.json)."""
+    from harness.service.client import inject_fault
+
+    params = {"duration_s": duration_s, **params}
+    for replica in deployment.replicas():
+        inject_fault(replica.url, kind, deployment.fault_token, params)
+    _say(f"injected {kind} {params} into every replica")
+    return {"kind": kind, "params": params}
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -75,6 +107,11 @@ def run(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     profile = build_profile(args.profile, args.duration_s, users=args.users, model=spec.service.model)
+    fault_params = _fault_params(args.fault_param)
+    if fault_params and not args.inject_fault:
+        from harness.errors import ConfigError
+
+        raise ConfigError("--fault-param", args.fault_param, "needs --inject-fault")
     plan = CpuPlan(None, None) if args.no_pin else plan_cpus()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,11 +126,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             deployment.wait_ready(timeout_s=READY_TIMEOUT_S)
             _say(f"ready after {time.monotonic() - began:.1f} s at {deployment.endpoint}")
+            injected = (_inject(deployment, args.inject_fault, fault_params, profile.duration_s + 120.0)
+                        if args.inject_fault else None)
             result = run_session(
                 deployment, profile, out, generator_cpus=plan.generator, prober=not args.no_prober,
                 prober_interval_s=args.prober_interval_s, progress=_say,
                 metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": args.platform,
-                          "model": spec.service.model, "cpu_plan": plan.to_dict()},
+                          "model": spec.service.model, "cpu_plan": plan.to_dict(), "injected_fault": injected},
             )
         finally:
             _say("tearing down")

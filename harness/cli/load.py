@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             _copy_events(deployment, out)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    _record(out, result, spec, args)
     _say(_summary_line(result))
     if result.get("generator_saturated"):
         _say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
@@ -147,6 +148,24 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
                                                  "generator_saturated")}))
     return 0
+
+
+def _record(out: Path, result: dict[str, Any], spec: Any, args: argparse.Namespace) -> None:
+    """Write run.json: the environment fingerprint makes `harness compare` of two load runs warn on
+    different machines."""
+    from harness.results import ARTIFACT_FILES, new_run_record, save_run
+
+    record = new_run_record("load", command=["harness", *sys.argv[1:]], profile=args.profile, platform=args.platform,
+                            topology=spec.topology, config={"spec": spec.model_dump(by_alias=True, mode="json"),
+                                                            "profile": result.get("profile"),
+                                                            "injected_fault": result.get("injected_fault")})
+    for name in ("result", "requests", "timeline", "telemetry", "events"):
+        if (out / ARTIFACT_FILES[name]).exists():
+            record.add_artifact(name, ARTIFACT_FILES[name])
+    record.summary = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
+                                                 "generator_saturated")}
+    record.finish("completed")
+    save_run(out, record)
 
 
 def _copy_events(deployment: Any, out: Path) -> None:

@@ -1,10 +1,13 @@
 """The least RBAC the in-cluster runner needs, in one place, and how to derive it from API calls.
 
-`RUNNER_RULES` is the only list of permissions the runner's Role grants. It is the union of what the
-Chaos Toolkit activities in `CHAOS_ACTIVITIES` call (read from chaostoolkit-kubernetes) and what
-`KubernetesDeployment` calls when it attaches to a running service (`ATTACH_CALLS`). A test runs both
-against a recording fake API server and checks that the verbs it sees equal these rules, no more and
-no less; `rules_for_requests` turns recorded HTTP requests into the rules they need.
+`RUNNER_RULES` is the only list of permissions the runner's Role grants: pods get/list/delete,
+deployments get/list/patch, events list. It is the union of what the Chaos Toolkit activities in
+`CHAOS_ACTIVITIES` call (chaostoolkit-kubernetes's and `harness.chaos.kubernetes_activities`, as the
+experiments in experiments/kubernetes/ use them) and what `KubernetesDeployment` calls when it
+attaches to a running service (`ATTACH_CALLS`). A test runs both against a recording fake API server
+and checks that the verbs it sees equal these rules, no more and no less, and that the experiment
+files use exactly the listed activities; `rules_for_requests` turns recorded HTTP requests into the
+rules they need.
 """
 
 from __future__ import annotations
@@ -33,12 +36,17 @@ class Rule:
     verb: str
 
 
-# Chaos Toolkit activities (module.function) that the harness's Kubernetes experiments use. An
-# experiment that calls another chaosk8s activity fails the RBAC test until it is listed here and
-# the rules below grant what it needs.
+# Chaos Toolkit activities (module.function) that the experiments in experiments/kubernetes/ call:
+# chaostoolkit-kubernetes's and the harness's own (`harness.chaos.kubernetes_activities`). A test
+# keeps this list equal to what the experiment files use and derives the rules below from the
+# requests each activity makes.
 CHAOS_ACTIVITIES: tuple[str, ...] = (
     "chaosk8s.pod.actions.terminate_pods",  # pod kill: list the pods by label, delete some
-    "chaosk8s.deployment.actions.scale_deployment",  # scale down/up: patch spec.replicas
+    "chaosk8s.pod.probes.pods_in_conditions",  # steady state: list the pods by label
+    "chaosk8s.deployment.probes.deployment_available_and_healthy",  # steady state: list deployments by name
+    "harness.chaos.kubernetes_activities.set_startup_delay",  # slow start-up: get, then patch the deployment
+    "harness.chaos.kubernetes_activities.restore_deployment",  # its rollback: get, then patch it back
+    "harness.chaos.kubernetes_activities.wait_for_crash_loop",  # list the pods by label until one loops
 )
 
 # Calls `KubernetesDeployment` makes when attached to a service it did not create (in-cluster).
@@ -57,6 +65,7 @@ RUNNER_RULES: tuple[Rule, ...] = (
     Rule("", "pods", "get"),
     Rule("", "pods", "list"),
     Rule("apps", "deployments", "get"),
+    Rule("apps", "deployments", "list"),
     Rule("apps", "deployments", "patch"),
 )
 

@@ -88,7 +88,8 @@ class BackgroundLoad:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.requests_path.unlink(missing_ok=True)
         argv, env = self._argv_env()
-        self._proc = child_process.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
+        with child_process.interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
+            self._proc = child_process.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
         return self
 
     def wait_started(self) -> "BackgroundLoad":

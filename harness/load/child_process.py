@@ -1,26 +1,36 @@
-"""Child processes of the load layer: started pinned to CPUs in their own session, always bounded.
+"""Child processes of the load layer: started pinned to CPUs in their own session, never orphaned.
 
 Load generators and the prober run outside the harness's process so that neither Locust's gevent
 monkey-patching nor the harness's GIL touches them, and so a runaway one can be killed whole (its
-process group). `spawn` pins the child with `os.sched_setaffinity` right after the fork-exec (before
-it has imported anything heavy), which keeps the parent free of `preexec_fn` and its thread hazards.
+process group). Two guarantees keep one from outliving the harness:
+
+- every child asks the kernel for SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG, the
+  local platform's child setup, shared: it also pins the child before exec), so a harness killed
+  outright takes its children along;
+- SIGINT and SIGTERM are held off while a child starts (`interrupts_held`): a KeyboardInterrupt
+  raised between the fork and the moment the caller records the Popen would leave a child nobody
+  stops. `spawn` kills its child if an interrupt came while it started; a caller that keeps the
+  handle for a later teardown wraps the call and the store in `interrupts_held` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from harness.errors import ConfigError, HarnessError
 
-__all__ = ["validate_cpus", "spawn", "stop", "wait_bounded", "python_argv"]
+__all__ = ["validate_cpus", "interrupts_held", "spawn", "stop", "wait_bounded", "python_argv"]
 
 TERM_GRACE_S = 5.0  # SIGTERM -> SIGKILL
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def validate_cpus(cpus: Iterable[int] | None, field: str = "cpus") -> tuple[int, ...] | None:
@@ -45,6 +55,39 @@ def python_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off for the block, then pass each one that arrived to its handler.
+
+    The handler runs (and may raise) as the block ends, so whatever the block recorded is recorded
+    first. Python runs signal handlers only in the main thread; elsewhere nothing can interrupt the
+    block and this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    saved: dict[int, Any] = {}
+    try:
+        for sig in HELD_SIGNALS:
+            if signal.getsignal(sig) is not None:  # None: set outside Python, and could not be put back
+                saved[sig] = signal.signal(sig, lambda signum, _frame: arrived.append(signum))
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):
+            _deliver(sig, saved[sig])
+
+
+def _deliver(sig: int, handler: Any) -> None:
+    if callable(handler):
+        handler(sig, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(sig)  # the default action: the process ends (its children with it)
+    # SIG_IGN: dropped, as it would have been
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -56,28 +99,36 @@ def spawn(
 ) -> subprocess.Popen:
     """Start ``argv`` in a new session, pinned to ``cpus``; return the Popen.
 
-    stdout and stderr go to ``log_path`` (appended) or are discarded. Raises HarnessError when the
-    program cannot be started, ConfigError for bad ``cpus``.
+    stdout and stderr go to ``log_path`` (appended) or are discarded. The child is SIGKILLed when the
+    calling thread ends, so call this from one that outlives it (the main thread). An interrupt that
+    arrives while the child starts kills the child, then is raised; to keep the child for a teardown
+    instead, store the result inside `interrupts_held`. Raises HarnessError when the program cannot be
+    started, ConfigError for bad ``cpus``.
     """
+    # the platform's child setup (PR_SET_PDEATHSIG, then pinning), imported here: the children that
+    # import this module (prober, rate worker) need none of the platform
+    from harness.platforms.local.processes import _child_setup
+
     pinned = validate_cpus(cpus)
     full_env = dict(os.environ)
     full_env.update(env or {})
-    log = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL
+    setup = _child_setup(os.getpid(), (), None, pinned)
+    proc = None
     try:
-        proc = subprocess.Popen(
-            list(argv), env=full_env, cwd=cwd, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    except OSError as exc:
-        raise HarnessError(f"cannot start {argv[0]!r}: {exc}") from exc
-    finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
-    if pinned is not None:
-        try:
-            os.sched_setaffinity(proc.pid, pinned)
-        except OSError:  # the child died at once; its exit status tells the caller why
-            pass
-    return proc
+        with interrupts_held():
+            with open(log_path, "ab") if log_path is not None else contextlib.nullcontext(subprocess.DEVNULL) as log:
+                proc = subprocess.Popen(
+                    list(argv), env=full_env, cwd=cwd, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=setup,
+                )
+        return proc
+    except BaseException as exc:
+        if proc is not None:  # an interrupt while it started: nobody holds the handle, so stop it here
+            with interrupts_held():
+                stop(proc, grace_s=0, first_signal=signal.SIGKILL)
+        if isinstance(exc, (OSError, subprocess.SubprocessError)):  # SubprocessError: the child setup failed
+            raise HarnessError(f"cannot start {argv[0]!r}: {exc}") from exc
+        raise
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

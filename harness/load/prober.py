@@ -222,8 +222,9 @@ class Prober:
         self._config_path.write_text(self.config.model_dump_json(), encoding="utf-8")
         log_path = self.timeline_path.with_name(self.timeline_path.stem + ".prober.log")
         self._started_s = time.time()
-        self._proc = child_process.spawn(child_process.python_argv("harness.load.prober", str(self._config_path)),
-                                         cpus=self.cpus, log_path=log_path)
+        with child_process.interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
+            self._proc = child_process.spawn(child_process.python_argv("harness.load.prober", str(self._config_path)),
+                                             cpus=self.cpus, log_path=log_path)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.timeline_path.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:

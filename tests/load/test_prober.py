@@ -15,6 +15,8 @@ from harness.errors import ConfigError
 from harness.load.prober import Prober
 from harness.records import ProbeSample, read_records
 
+from .interrupts import Interrupt, interrupt_after_fork, is_gone, sigint_raises  # noqa: F401
+
 
 def _wait_for_samples(path, count: int, timeout_s: float = 30.0) -> list[ProbeSample]:
     deadline = time.monotonic() + timeout_s
@@ -106,3 +108,14 @@ def test_stop_leaves_no_process_and_an_unreachable_endpoint_is_failures_not_erro
     assert all(not r.ok and r.status == 0 and r.error for r in rows)
     assert summary.failed >= 5 and summary.ok == 0
     assert math.isfinite(summary.jitter_p99_ms)
+
+
+def test_an_interrupt_right_after_the_prober_is_spawned_leaves_it_recorded_and_stop_ends_it(tmp_path, interrupt_after_fork):
+    prober = Prober("http://127.0.0.1:9", tmp_path / "timeline.csv")
+    try:
+        with pytest.raises(Interrupt):
+            prober.start()  # SIGINT lands before start() returns, as a Ctrl-C during a chaos run's start can
+    finally:
+        prober.stop()  # what the chaos run's teardown does
+    [pid] = interrupt_after_fork
+    assert is_gone(pid), "the prober outlived the teardown"

@@ -39,7 +39,6 @@ import math
 import os
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Mapping
@@ -47,6 +46,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness import __version__
+from harness.atomicfile import replace_text
 from harness.errors import HarnessError
 
 __all__ = [
@@ -213,21 +213,7 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
     """
     path = Path(path)
     text = json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return replace_text(path, text + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from harness.atomicfile import replace_text
 from harness.platforms.base import Event
 
 __all__ = ["EventLog", "write_state_file"]
@@ -78,15 +77,4 @@ class EventLog:
 
 def write_state_file(path: Path, state: dict[str, Any]) -> None:
     """Replace ``path`` with ``state`` as JSON, atomically (temp file + rename), mode 0600 (it holds a token)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    replace_text(path, json.dumps(state, indent=1, default=str), private=True, fsync=False)

@@ -107,12 +107,12 @@ def spawn(
     """
     # the platform's child setup (PR_SET_PDEATHSIG, then pinning), imported here: the children that
     # import this module (prober, rate worker) need none of the platform
-    from harness.platforms.local.processes import _child_setup
+    from harness.platforms.local.processes import child_setup
 
     pinned = validate_cpus(cpus)
     full_env = dict(os.environ)
     full_env.update(env or {})
-    setup = _child_setup(os.getpid(), (), None, pinned)
+    setup = child_setup(os.getpid(), (), None, pinned)
     proc = None
     try:
         with interrupts_held():

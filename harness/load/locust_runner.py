@@ -119,18 +119,21 @@ def run_locust(
     }
     argv = locust_argv(host, profile, out, stop_timeout_s=stop_timeout_s)
     started_s = time.time()
-    proc = child_process.spawn(argv, cpus=cpus, env=env, log_path=log_path, cwd=out)
-    sampler = CpuSampler(proc.pid, cpu_interval_s).start()
+    proc = sampler = None
     hard_killed = False
     try:
+        with child_process.interrupts_held():  # an interrupt lands only once the child is recorded here
+            proc = child_process.spawn(argv, cpus=cpus, env=env, log_path=log_path, cwd=out)
+            sampler = CpuSampler(proc.pid, cpu_interval_s).start()
         limit_s = profile.duration_s + stop_timeout_s + startup_grace_s if deadline_s is None else deadline_s
         code = child_process.wait_bounded(proc, limit_s)
         if code is None:
             hard_killed = True
             code = child_process.stop(proc)
     finally:
-        sampler.stop()
-        if proc.poll() is None:  # interrupted (KeyboardInterrupt) or failed above: never leave Locust running
+        if sampler is not None:
+            sampler.stop()
+        if proc is not None and proc.poll() is None:  # interrupted or failed above: never leave Locust running
             child_process.stop(proc)
     ended_s = time.time()
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []

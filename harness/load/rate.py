@@ -238,18 +238,21 @@ def run_rate(
     config_path = out / CONFIG_FILE
     config_path.write_text(config.model_dump_json(), encoding="utf-8")
     started_s = time.time()
-    proc = child_process.spawn(child_process.python_argv("harness.load.rate", str(config_path)), cpus=cpus,
-                               log_path=log_path)
-    sampler = CpuSampler(proc.pid).start()
+    proc = sampler = None
     hard_killed = False
     try:
+        with child_process.interrupts_held():  # an interrupt lands only once the child is recorded here
+            proc = child_process.spawn(child_process.python_argv("harness.load.rate", str(config_path)), cpus=cpus,
+                                       log_path=log_path)
+            sampler = CpuSampler(proc.pid).start()
         code = child_process.wait_bounded(proc, duration_s + timeout_s + startup_grace_s)
         if code is None:
             hard_killed = True
             code = child_process.stop(proc)
     finally:
-        sampler.stop()
-        if proc.poll() is None:
+        if sampler is not None:
+            sampler.stop()
+        if proc is not None and proc.poll() is None:
             child_process.stop(proc)
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
     if not records:

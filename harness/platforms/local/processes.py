@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["spawn", "terminate", "free_port", "port_is_free", "exit_code_of", "signal_name"]
+__all__ = ["spawn", "child_setup", "terminate", "free_port", "port_is_free", "exit_code_of", "signal_name"]
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -43,7 +43,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _child_setup(
+def child_setup(
     parent_pid: int, procs_files: Sequence[str], rlimit_as: int | None, cpus: Sequence[int] | None
 ) -> Callable[[], None]:
     procs = [os.fsencode(p) for p in procs_files]
@@ -93,7 +93,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             process_group=0,
             close_fds=True,
-            preexec_fn=_child_setup(os.getpid(), procs_files, rlimit_as, cpus),
+            preexec_fn=child_setup(os.getpid(), procs_files, rlimit_as, cpus),
         )
 
 

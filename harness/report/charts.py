@@ -49,7 +49,10 @@ def to_png(figure: Figure, dpi: int = 110) -> bytes:
 def _figure(width: float = 9.0, height: float = 3.6, rows: int = 1, sharex: bool = True, ratios=None):
     figure = Figure(figsize=(width, height), layout="constrained")
     axes = figure.subplots(rows, 1, sharex=sharex, gridspec_kw={"height_ratios": ratios} if ratios else None)
-    return figure, (axes if rows > 1 else [axes])
+    axes = list(axes) if rows > 1 else [axes]
+    for axis in axes:  # "+4.516e2" offsets hide the values people read off a chart: show them plainly
+        axis.ticklabel_format(axis="y", useOffset=False, style="plain")
+    return figure, axes
 
 
 def chaos_timeline(

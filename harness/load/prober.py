@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from harness.config import DEFAULT_MODEL, validate_model
 from harness.errors import HarnessError
 from harness.load import child_process, v2_client
-from harness.load.profiles import check_model_name
+from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
 from harness.records import ProbeSample, append_records
 
@@ -56,12 +56,7 @@ class ProberConfig(BaseModel):
     max_duration_s: float = Field(6 * 3600, gt=0)  # the child stops itself after this, whatever happens
     max_in_flight: int | None = Field(None, ge=1, le=100_000)
 
-    @field_validator("host")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    _http = field_validator("host")(lambda value: check_http_url(value))
 
     _known_model = field_validator("model")(lambda value: check_model_name(value))
 

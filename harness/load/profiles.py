@@ -29,6 +29,7 @@ __all__ = [
     "build_profile",
     "get_preset",
     "profile_from_env",
+    "check_http_url",
     "check_model_name",
 ]
 
@@ -38,6 +39,13 @@ ENV_MODEL = "HARNESS_MODEL"  # model to send requests to when no profile is give
 ENV_REQUESTS_FILE = "HARNESS_REQUESTS_FILE"  # per-request CSV the locustfile appends to
 
 Kind = Literal["steady", "ramp", "step", "spike", "soak"]
+
+
+def check_http_url(value: str) -> str:
+    """Return an http(s) base URL without its trailing slash; raise ValueError for any other scheme."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
 
 
 def check_model_name(value: str) -> str:

@@ -33,7 +33,7 @@ from harness.config import DEFAULT_MODEL, validate_model
 from harness.errors import HarnessError
 from harness.load import child_process, v2_client
 from harness.load.cpu_sampler import CpuSampler
-from harness.load.profiles import check_model_name
+from harness.load.profiles import check_http_url, check_model_name
 from harness.load.result import LoadResult, result_from_records
 from harness.measure.percentiles import percentiles
 from harness.records import REQUESTS_FILE, RequestRecord, append_records, read_records
@@ -66,12 +66,7 @@ class RateConfig(BaseModel):
     timeout_s: float = Field(5.0, gt=0, le=3600)
     max_in_flight: int = Field(256, ge=1, le=100_000)
 
-    @field_validator("host")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    _http = field_validator("host")(lambda value: check_http_url(value))
 
     _known_model = field_validator("model")(lambda value: check_model_name(value))
 

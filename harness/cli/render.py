@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-volume", choices=["pvc", "emptyDir"], default="pvc", help="where the runner writes results")
     parser.add_argument(
         "--runner-command", metavar="CMD",
-        help="the runner's command line (default: harness run nightly --platform kubernetes --out /results)",
+        help="the runner's command line (default: every experiment in experiments/kubernetes/ through `chaos run`, "
+             "journals in /results/<UTC time>/)",
     )
     parser.set_defaults(func=run)
 

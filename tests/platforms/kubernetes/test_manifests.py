@@ -161,7 +161,8 @@ def test_runner_job_and_cronjob():
     kinds = _by_kind(objects)
     job, cron = kinds["Job"][0], kinds["CronJob"][0]
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:3] == ["harness", "run", "nightly"] and "/results" in container["command"]
+    assert container["command"][:2] == ["sh", "-c"] and "experiments/kubernetes/*.json" in container["command"][2]
+    assert "chaos --log-file" in container["command"][2] and "/results/" in container["command"][2]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HARNESS_ENDPOINT"] == "http://reference.harness.svc.cluster.local:8000"
     assert env["CHAOSTOOLKIT_IN_POD"] == "true"

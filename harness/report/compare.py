@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from harness.environment import fingerprint_differences
-from harness.measure.percentiles import percentile
 from harness.measure.stats import INCONCLUSIVE, REGRESSED, compare
 from harness.report import frames
 from harness.report.sections import MAX_DEPTH
@@ -52,21 +51,11 @@ class MetricSamples:
 
 
 def _windows(requests, window_s: float) -> dict[str, list[float]]:
-    if requests.empty:
-        return {}
-    t0 = float(requests["intended_s"].min())
-    index = np.floor((requests["intended_s"].to_numpy(float) - t0) / window_s).astype(int)
-    last = index.max()
-    out: dict[str, list[float]] = {"throughput_rps": [], "p50_ms": [], "p99_ms": []}
-    for window in range(1, last):  # drop the first (warm-up) and the last (partial) window
-        rows = requests[index == window]
-        ok = rows[rows["ok"]]["latency_ms"].to_numpy(float)
-        if len(ok) == 0:
-            continue
-        out["throughput_rps"].append(len(ok) / window_s)
-        out["p50_ms"].append(percentile(ok, 50))
-        out["p99_ms"].append(percentile(ok, 99))
-    return out
+    """Per-window samples from `frames.latency_over_time`, without the first (warm-up) and last
+    (partial) window, nor windows with no successful request."""
+    buckets = frames.latency_over_time(requests, window_s)
+    inner = buckets.iloc[1:-1].dropna(subset=["p50_ms"])
+    return {metric: inner[metric].tolist() for metric in ("throughput_rps", "p50_ms", "p99_ms")}
 
 
 def _walk(root: Path):

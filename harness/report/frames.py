@@ -64,24 +64,23 @@ def _as_bool(series: pd.Series) -> pd.Series:
     return series.astype(str).str.lower().isin(("1", "true", "1.0"))
 
 
-def read_timeline(path: str | Path) -> pd.DataFrame:
-    """Return the prober timeline (t_s, ok, latency_ms, status, error), sorted by time."""
-    frame = read_csv_frame(path, TIMELINE_COLUMNS)
+def _read_records(path: str | Path, columns: list[str], time_column: str) -> pd.DataFrame:
+    frame = read_csv_frame(path, columns)
     if frame.empty:
         return frame
     frame["ok"] = _as_bool(frame["ok"])
     frame["error"] = frame["error"].astype("string").fillna("").astype(str)
-    return frame.sort_values("t_s", kind="stable").reset_index(drop=True)
+    return frame.sort_values(time_column, kind="stable").reset_index(drop=True)
+
+
+def read_timeline(path: str | Path) -> pd.DataFrame:
+    """Return the prober timeline (t_s, ok, latency_ms, status, error), sorted by time."""
+    return _read_records(path, TIMELINE_COLUMNS, "t_s")
 
 
 def read_requests(path: str | Path) -> pd.DataFrame:
     """Return per-request records, sorted by intended send time."""
-    frame = read_csv_frame(path, REQUEST_COLUMNS)
-    if frame.empty:
-        return frame
-    frame["ok"] = _as_bool(frame["ok"])
-    frame["error"] = frame["error"].astype("string").fillna("").astype(str)
-    return frame.sort_values("intended_s", kind="stable").reset_index(drop=True)
+    return _read_records(path, REQUEST_COLUMNS, "intended_s")
 
 
 def read_events(path: str | Path) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from harness.chaos.experiment import Experiment, experiment_files, load_experime
 from harness.chaos.profiles import ChaosProfile, get_profile
 from harness.config import TOPOLOGIES, load_yaml_file
 from harness.errors import ConfigError, HarnessError
+from harness.platforms.target import PlatformTarget
 
 __all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "default_experiments_dir", "run_matrix"]
 
@@ -48,7 +49,7 @@ def _names(text: str | None, field: str) -> list[str] | None:
 
 @dataclass
 class MatrixPlan:
-    """What the matrix runs: experiments (local ones) x topologies, under one profile."""
+    """What the matrix runs: experiments (those for the target's platform) x topologies, under one profile."""
 
     experiments: list[Experiment]
     topologies: list[str]
@@ -57,25 +58,57 @@ class MatrixPlan:
     spec_data: dict[str, Any] | None = None
     retry: bool = False
     tier: str | None = None
+    target: PlatformTarget = field(default_factory=PlatformTarget)
 
     @classmethod
-    def from_args(cls, *, faults: str | None, topologies: str, experiments_dir: Path | None, profile: str,
-                  spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path) -> "MatrixPlan":
-        """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file."""
-        directory = experiments_dir or default_experiments_dir()
+    def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, profile: str,
+                  spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path,
+                  target: PlatformTarget | None = None) -> "MatrixPlan":
+        """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file.
+
+        ``topologies`` None means every topology locally; on Kubernetes (``target``) the only
+        topology is the applied Deployment's, the spec is the target's and the experiments default
+        to ``experiments/kubernetes/``.
+        """
+        target = target or PlatformTarget()
+        if target.is_kubernetes:
+            spec_file = spec_file or target.spec_path
+        directory = experiments_dir or (default_experiments_dir() / "kubernetes" if target.is_kubernetes else default_experiments_dir())
         available = {path.stem: path for path in experiment_files(directory)}
         wanted = _names(faults, "faults") or sorted(available)
         unknown = [name for name in wanted if name not in available]
         if unknown:
-            raise ConfigError("faults", unknown[0], f"no experiment {unknown[0]}.json in {directory} (have: {', '.join(sorted(available))})")
+            raise ConfigError("faults", unknown[0], f"no experiment {unknown[0]}.json in {directory} (have: {', '.join(sorted(available)) or 'none'})")
         experiments = [load_experiment(available[name]) for name in wanted]
-        experiments = [e for e in experiments if "local" in e.extension.platforms]
-        chosen = _names(topologies, "topologies") or []
+        experiments = [e for e in experiments if target.platform in e.extension.platforms]
+        if not experiments:
+            raise ConfigError("faults", faults or str(directory), f"none of these experiments is for the {target.platform} "
+                              f"platform (extensions[harness].platforms)")
+        spec_data = load_yaml_file(spec_file) if spec_file is not None else None
+        chosen = _names(topologies, "topologies") if topologies is not None else None
+        if target.is_kubernetes:
+            applied = _applied_topology(spec_data, spec_file)
+            if chosen not in (None, [applied]):
+                raise ConfigError("topologies", topologies, f"on Kubernetes the matrix tests the applied Deployment, "
+                                  f"which is {applied}; render and apply another spec for another topology")
+            chosen = [applied]
+        chosen = chosen or list(TOPOLOGIES)
         for name in chosen:
             if name not in TOPOLOGIES:
                 raise ConfigError("topologies", name, f"choose from {', '.join(TOPOLOGIES)}")
-        spec_data = load_yaml_file(spec_file) if spec_file is not None else None
-        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier)
+        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier, target)
+
+
+def _applied_topology(spec_data: dict[str, Any] | None, spec_file: Path | None) -> str:
+    """Return the topology of the applied spec; raise ConfigError (naming the file) for a bad spec."""
+    from harness.chaos.experiment import merge_spec
+
+    if spec_data is None:
+        raise ConfigError("--spec", None, "the Kubernetes platform needs the applied service spec")
+    try:
+        return merge_spec(spec_data).topology
+    except ConfigError as exc:
+        raise ConfigError(exc.field, exc.value, exc.reason, source=exc.source or str(spec_file)) from None
 
 
 @dataclass
@@ -167,7 +200,7 @@ def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = Non
             cell_dir = plan.out_dir / experiment.name / topology
             settings = ChaosRunSettings(
                 experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
-                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry,
+                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target,
             )
             started = time.monotonic()
             try:

@@ -90,6 +90,8 @@ def injection_from_journal(journal: Mapping[str, Any] | None) -> tuple[float | N
         replica = output.get("replica") if isinstance(output, Mapping) else None
         if replica is None and isinstance(output, Mapping) and isinstance(output.get("replicas"), Mapping):
             replica = next(iter(output["replicas"]), None)
+        if replica is None and isinstance(output, list) and output and isinstance(output[0], str):
+            replica = output[0]  # chaosk8s terminate_pods returns the names of the pods it deleted
         at = output.get("time_s") if isinstance(output, Mapping) and isinstance(output.get("time_s"), (int, float)) else None
         return (float(at) if at is not None else _epoch(run.get("start"))), replica
     return None, None

@@ -31,7 +31,8 @@ from typing import Any, Iterator
 from harness.chaos.experiment import ENV_STATE_FILE, Experiment, merge_spec
 from harness.chaos.profiles import ChaosProfile
 from harness.config import ServiceSpec
-from harness.errors import DeploymentError, HarnessError
+from harness.errors import ConfigError, DeploymentError, HarnessError
+from harness.platforms.target import PlatformTarget
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
 __all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "split_cpus"]
@@ -70,14 +71,37 @@ class ChaosRunSettings:
     sla: Any = None  # harness.measure.sla.SlaConfig; default tiers when None
     slo_latency_ms: float | None = None  # default: the SLA's p99 threshold
     extra_spec: dict[str, Any] = field(default_factory=dict)
+    target: PlatformTarget = field(default_factory=PlatformTarget)  # local (deploy) or kubernetes (attach)
 
     def spec(self) -> ServiceSpec:
-        """Return the spec to deploy: base (profile or --spec), experiment overlay, extras, topology."""
+        """Return the spec to deploy: base (profile or --spec), experiment overlay, extras, topology.
+
+        On Kubernetes it is the applied Deployment's spec as it is: the harness attaches and cannot
+        change it, so an overlay, another topology or the balancer's retry is a ConfigError.
+        """
+        if self.target.is_kubernetes:
+            return self._attached_spec()
         base = self.spec_data if self.spec_data is not None else self.profile.base_spec
         layers = [base, self.experiment.extension.spec, self.extra_spec]
         if self.retry is not None:
             layers.append({"balancer": {"retry_on_connect_error": self.retry}})
         return merge_spec(*layers, topology=self.topology)
+
+    def _attached_spec(self) -> ServiceSpec:
+        source = str(self.target.spec_path or "--spec")
+        if self.spec_data is None:
+            raise ConfigError("--spec", None, "the Kubernetes platform needs the applied service spec", source=source)
+        if self.experiment.extension.spec or self.extra_spec:
+            overlay = self.experiment.extension.spec or self.extra_spec
+            raise ConfigError("extensions[harness].spec", overlay, "an attached Deployment cannot be changed by the "
+                              "harness: use an experiment from experiments/kubernetes/", source=str(self.experiment.path))
+        if self.retry:
+            raise ConfigError("--retry", True, "the Kubernetes Service routes the traffic: there is no harness balancer to retry")
+        spec = merge_spec(self.spec_data)
+        if self.topology != spec.topology:
+            raise ConfigError("topology", self.topology, f"the applied Deployment is {spec.topology}; render and apply "
+                              f"a {self.topology} spec to test that topology", source=source)
+        return spec
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -205,7 +229,10 @@ class ChaosRun:
         service_cpus, _ = split_cpus()
         self._say(f"deploying {self.spec.topology} ({self.spec.replica_count} replica(s))")
         self.deployed_at = time.time()
-        self.deployment = deploy(self.spec, platform="local", workdir=self.out_dir / "deployment", cpus=service_cpus)
+        target = self.settings.target
+        options = dict(target.deploy_options(), timeout_s=self.profile.ready_timeout_s) if target.is_kubernetes else {}
+        self.deployment = deploy(self.spec, platform=target.platform, workdir=self.out_dir / "deployment",
+                                 cpus=service_cpus, **options)
 
     def _start_measuring(self) -> None:
         from harness.chaos.loadgen import BackgroundLoad
@@ -223,10 +250,11 @@ class ChaosRun:
             timeout_s=profile.prober_timeout_s, cpus=client_cpus,
         )
         self.load.spawn()  # its imports overlap the prober's start
-        self.telemetry = TelemetrySampler(
-            self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
-        )
-        self.telemetry.start()
+        if not self.settings.target.is_kubernetes:  # pods run on other nodes: their CPU/RSS/GPU are not ours to sample
+            self.telemetry = TelemetrySampler(
+                self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
+            )
+            self.telemetry.start()
         self.prober = Prober(
             deployment.endpoint, self.out_dir / TIMELINE_FILE, interval_s=self.profile.prober_interval_s,
             timeout_s=self.profile.prober_timeout_s, model=self.spec.service.model, cpus=client_cpus,
@@ -246,6 +274,7 @@ class ChaosRun:
             ENV_STATE_FILE: str(self.deployment.state_path),
             ENV_RECOVERY_TIMEOUT_S: f"{self.recovery_timeout_s:g}",
             ENV_SLO_LATENCY_MS: f"{self.slo_latency_ms:g}",
+            **self.settings.target.experiment_env(self.deployment),
         }
         deploy_time = self.experiment.extension.inject == "deploy"
         self._say(f"running experiment {self.experiment.name}")
@@ -337,6 +366,9 @@ class ChaosRun:
         from harness.chaos import activities
 
         try:
+            if self.settings.target.is_kubernetes:
+                self.faults_cleared = self.deployment.clear_faults()
+                return
             self.faults_cleared = activities.clear_faults(str(self.deployment.state_path))
         except Exception as exc:  # the deployment is closed next either way: no process keeps a fault
             self.errors.append(f"clearing faults: {exc}")
@@ -389,6 +421,8 @@ class ChaosRun:
             "load": self.load.describe() if self.load is not None else None,
             "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
             "faults_cleared": self.faults_cleared,
+            "target": self.settings.target.describe(),
+            "platform_watch_errors": list(getattr(self.deployment, "watch_errors", []) or []),
             "phase_s": self.phase_s,
             "errors": self.errors,
         }
@@ -407,7 +441,8 @@ class ChaosRun:
         from harness.results import ARTIFACT_FILES, new_run_record, save_run
 
         record = new_run_record(
-            "chaos", inspect_torch=False, profile=self.profile.name, platform="local", topology=self.spec.topology,
+            "chaos", inspect_torch=False, profile=self.profile.name, platform=self.settings.target.platform,
+            topology=self.spec.topology,
             config={"experiment": str(self.experiment.path), "fault": self.experiment.fault, "tier": self.tier,
                     "slo_latency_ms": self.slo_latency_ms, "spec": result["spec"], "sla": self.sla.model_dump(mode="json")},
         )

@@ -2,6 +2,7 @@
 
     harness chaos run EXPERIMENT --topology T [--profile smoke|nightly] [--spec FILE] [--tier NAME] --out DIR
     harness chaos matrix [--faults a,b] [--topologies single,active-standby,multi-active] [--profile smoke] [--retry] --out DIR
+    harness chaos run|matrix ... --platform kubernetes [--spec FILE] [--namespace NS] [--endpoint URL] [--context C]
     harness chaos validate EXPERIMENT...
     harness chaos spec EXPERIMENT [--topology T] [--profile P] [--spec FILE]   (the spec for `harness up --spec`)
 
@@ -15,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli.target import add_platform_arguments, target_from_args
 from harness.errors import ConfigError, VerdictFailed
 
 __all__ = ["register"]
@@ -27,22 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="chaos_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: _usage(parser))
 
-    run = commands.add_parser("run", help="run one experiment against a fresh local deployment")
-    run.add_argument("experiment", help="Chaos Toolkit experiment file (experiments/<fault>.json)")
+    run = commands.add_parser("run", help="run one experiment against a fresh local deployment (or an applied Kubernetes one)")
+    run.add_argument("experiment", help="Chaos Toolkit experiment file (experiments/<fault>.json; "
+                                        "experiments/kubernetes/<fault>.json with --platform kubernetes)")
     _common(run)
+    add_platform_arguments(run)
     run.add_argument("--tier", default=None, help="SLA tier to meet (default: the topology's own tier)")
     run.add_argument("--out", required=True, type=Path, help="directory for result.json, journal.json, timeline, ...")
     run.set_defaults(func=_run)
 
     matrix = commands.add_parser("matrix", help="run each fault against each topology; write matrix.csv and matrix.md")
     matrix.add_argument("--faults", default=None, help="comma-separated faults (default: every experiment in --experiments)")
-    matrix.add_argument("--topologies", default="single,active-standby,multi-active", help="comma-separated topologies")
-    matrix.add_argument("--experiments", type=Path, default=None, help="directory of experiment files (default: experiments/)")
+    matrix.add_argument("--topologies", default=None, help="comma-separated topologies (default: all three; on "
+                                                           "Kubernetes, the applied Deployment's)")
+    matrix.add_argument("--experiments", type=Path, default=None,
+                        help="directory of experiment files (default: experiments/, or experiments/kubernetes/)")
     matrix.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
     matrix.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
     matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
     matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
     matrix.add_argument("--out", required=True, type=Path, help="directory for matrix.csv, matrix.md and one folder per cell")
+    add_platform_arguments(matrix)
     matrix.set_defaults(func=_matrix)
 
     validate = commands.add_parser("validate", help="validate experiment files as `chaos validate` does, plus the harness extension")
@@ -56,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--topology", default="single", help="single (default), active-standby or multi-active")
+    parser.add_argument("--topology", default=None, help="single (default), active-standby or multi-active "
+                                                       "(on Kubernetes: the applied Deployment's)")
     parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
     parser.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
     parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
@@ -76,25 +84,36 @@ def _topology(value: str) -> str:
 
 
 def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Path):
-    from harness.chaos.experiment import load_experiment
+    from harness.chaos.experiment import load_experiment, merge_spec
     from harness.chaos.profiles import get_profile
     from harness.chaos.session import ChaosRunSettings
     from harness.config import load_yaml_file
 
+    target = target_from_args(args) if hasattr(args, "platform") else None
     profile = get_profile(args.profile)
-    experiment = load_experiment(_experiment_path(experiment_path))
-    spec_data = load_yaml_file(args.spec) if args.spec is not None else None
-    return ChaosRunSettings(
-        experiment=experiment, topology=_topology(args.topology), profile=profile, out_dir=out_dir,
+    experiment = load_experiment(_experiment_path(experiment_path, kubernetes=bool(target and target.is_kubernetes)))
+    spec_file = target.spec_path if target is not None and target.is_kubernetes else args.spec
+    spec_data = load_yaml_file(spec_file) if spec_file is not None else None
+    topology = args.topology
+    if topology is None:
+        topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else "single"
+    settings = ChaosRunSettings(
+        experiment=experiment, topology=_topology(topology), profile=profile, out_dir=out_dir,
         spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None,
+        **({"target": target} if target is not None else {}),
     )
+    if target is not None and target.platform not in experiment.extension.platforms:
+        raise ConfigError("experiment", str(experiment.path), f"is for {', '.join(experiment.extension.platforms)}, "
+                          f"not {target.platform} (extensions[harness].platforms)")
+    return settings
 
 
-def _experiment_path(value: str | Path) -> Path:
+def _experiment_path(value: str | Path, *, kubernetes: bool = False) -> Path:
     path = Path(value)
     if path.exists() or path.suffix:
         return path
-    return Path("experiments") / f"{value}.json"  # `harness chaos run pod-kill` names the shipped file
+    # `harness chaos run pod-kill` names the shipped file
+    return Path("experiments") / ("kubernetes" if kubernetes else "") / f"{value}.json"
 
 
 def _progress(message: str) -> None:
@@ -135,7 +154,7 @@ def _matrix(args: argparse.Namespace) -> int:
 
     plan = MatrixPlan.from_args(
         faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
-        spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out,
+        spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),
     )
     table = run_matrix(plan, progress=_progress)
     print(table.markdown())

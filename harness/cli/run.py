@@ -1,4 +1,4 @@
-"""`harness run smoke|nightly [--out DIR] [--baseline DIR]`: the main job in one command.
+"""`harness run smoke|nightly [--out DIR] [--baseline DIR] [--platform kubernetes ...]`: the main job in one command.
 
 Preflight, deploy, a load profile, the chaos matrix, a sweep, capacity, then the report; progress on
 stderr throughout (stage, elapsed, ETA from the stage budgets), a table of the stages at the end and
@@ -10,6 +10,10 @@ Exit codes: 0 every stage completed and every verdict passed; 1 a verdict failed
 regression against ``--baseline``, a preflight requirement: the job then stops early); 2 bad input;
 3 a stage could not run (the others still ran and the report was written); 130 interrupted (every
 deployment torn down, the report of what finished written).
+
+``--platform kubernetes`` (the in-cluster runner Job's command) attaches to the Deployment applied
+from ``--spec``/``$HARNESS_SPEC``: load and the chaos matrix (experiments/kubernetes/) run against its
+Service, preflight, sweep and capacity are skipped saying why, and the report is the same.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from harness.cli.target import add_platform_arguments, target_from_args
 
 __all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
@@ -44,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                         help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
+    parser.add_argument("--spec", type=Path, default=None, metavar="FILE",
+                        help="kubernetes: the applied service spec (default $HARNESS_SPEC, which the runner Job mounts)")
+    add_platform_arguments(parser)
     parser.set_defaults(func=run_command)
 
 
@@ -78,9 +87,15 @@ def format_stages(result) -> str:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the job; return its exit code. Raises ConfigError (exit 2) for bad input."""
+    from harness.errors import ConfigError
     from harness.job import run_job
 
-    result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv))
+    if args.platform == "local" and args.spec is not None:
+        raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
+                          "each stage's own spec)")
+    target = target_from_args(args)
+    result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),
+                     target=target)
     print(format_stages(result), file=sys.stderr, flush=True)
     preflight = next((s for s in result.stages if s.name == "preflight"), None)
     if preflight is not None and preflight.stopped_job:

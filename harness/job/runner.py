@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness.errors import EXIT_OK, EXIT_RUNTIME, EXIT_VERDICT_FAILED, HarnessError, VerdictFailed
+from harness.platforms.target import PlatformTarget
 
 __all__ = [
     "COMPLETED", "FAILED", "SKIPPED", "ABORTED", "PASS", "FAIL", "EXIT_INTERRUPTED",
@@ -60,13 +61,15 @@ class StageOutcome:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the job; ``needs``: stages that must have completed first; ``always``: runs after an interrupt."""
+    """One step of the job; ``needs``: stages that must have completed first; ``always``: runs after an
+    interrupt; ``skip_reason``: the stage does not apply here (recorded as skipped, with this reason)."""
 
     name: str
     run: Callable[["JobContext"], StageOutcome]
     budget_s: float
     needs: tuple[str, ...] = ()
     always: bool = False
+    skip_reason: str | None = None
 
 
 @dataclass
@@ -116,8 +119,10 @@ class JobResult:
 class JobContext:
     """What stages share: the profile, the output directory, progress, the baseline and held resources."""
 
-    def __init__(self, profile: Any, out_dir: Path, record: Any, *, baseline: Path | None, progress: Progress) -> None:
+    def __init__(self, profile: Any, out_dir: Path, record: Any, *, baseline: Path | None, progress: Progress,
+                 target: PlatformTarget | None = None) -> None:
         self.profile = profile
+        self.target = target or PlatformTarget()  # local (deploy here) or kubernetes (attach to the applied service)
         self.out_dir = out_dir
         self.record = record
         self.baseline = baseline
@@ -190,7 +195,8 @@ class Job:
 
     def __init__(self, profile: Any, out_dir: Path, record: Any, stages: list[Stage], *,
                  progress: Progress | None = None, baseline: Path | None = None,
-                 save: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 save: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 target: PlatformTarget | None = None) -> None:
         self.profile = profile
         self.out_dir = Path(out_dir)
         self.record = record
@@ -202,7 +208,7 @@ class Job:
         self.current: Stage | None = None
         self.stage_started = self.started
         self._stopped = False
-        self.context = JobContext(profile, self.out_dir, record, baseline=baseline, progress=self._stage_say)
+        self.context = JobContext(profile, self.out_dir, record, baseline=baseline, progress=self._stage_say, target=target)
 
     # ----- progress ---------------------------------------------------------------------------------
 
@@ -273,6 +279,9 @@ class Job:
         if self._stopped or (self.context.interrupted and not stage.always):
             why = "the job was interrupted" if self.context.interrupted else "the job stopped early (preflight)"
             self._skip(stage, why)
+            return
+        if stage.skip_reason:
+            self._skip(stage, stage.skip_reason)
             return
         missing = [n for n in stage.needs if self.context.results.get(n, StageResult(n, SKIPPED, 0)).status != COMPLETED]
         if missing:

@@ -4,6 +4,7 @@ Every stage writes under its own directory of the job's (the report finds the pa
 
 - preflight: ``preflight.json`` (`harness.preflight`); a failed requirement stops the job;
 - deploy: the service spec on the local platform, Ready (`harness.platforms.deploy`), held for load;
+  on Kubernetes, the applied Deployment attached to (rolled out, every pod Ready), created by nobody here;
 - load: a Locust profile with the prober and telemetry against that deployment
   (`harness.load.session.run_session`) into ``load/``, then the deployment is torn down;
 - chaos: the fault x topology matrix (`harness.chaos.matrix.run_matrix`) into ``chaos/``;
@@ -12,6 +13,9 @@ Every stage writes under its own directory of the job's (the report finds the pa
   ``capacity/``;
 - report: ``report.html``, ``report.md``, ``summary.json`` (`harness.report.writer.write_report`),
   with the baseline comparison when one is given (`harness.report.compare.compare_runs`).
+
+On Kubernetes (``ctx.target``) preflight, sweep and capacity are skipped with the reason in
+`KUBERNETES_SKIPS`: they check or deploy on this machine, and the in-cluster runner only attaches.
 
 Heavy modules are imported inside the stage functions (torch, pandas, chaoslib), never here.
 """
@@ -30,7 +34,7 @@ from harness.errors import HarnessError
 from harness.job.runner import FAIL, PASS, JobContext, Stage, StageOutcome
 
 __all__ = [
-    "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE",
+    "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE", "KUBERNETES_SKIPS",
     "preflight_stage", "deploy_stage", "load_stage", "chaos_stage", "sweep_stage", "capacity_stage",
     "report_stage", "default_stages", "LineWriter",
 ]
@@ -38,6 +42,17 @@ __all__ = [
 PREFLIGHT_FILE = "preflight.json"
 LOAD_DIR, CHAOS_DIR, SWEEP_DIR, CAPACITY_DIR = "load", "chaos", "sweep", "capacity"
 MAX_ERROR_RATE = 0.01  # a healthy service under the load profile answers at least 99% of requests
+
+# Stages that do not apply when the job attaches to a Kubernetes Deployment, and why (in the stage table
+# and run.json): the runner's Role creates nothing, and these check or deploy on the local machine.
+KUBERNETES_SKIPS = {
+    "preflight": "checks this machine for the local platform (cgroups, CPUs, ports); on Kubernetes the deploy "
+                 "stage checks the cluster instead (API reachable, Deployment rolled out, every pod Ready)",
+    "sweep": "a sweep deploys one service per precision x batch size, and on Kubernetes the harness only attaches "
+             "to the applied Deployment (its Role creates nothing); run `harness sweep` where it may deploy",
+    "capacity": "capacity planning deploys 1..N replicas of its own, and on Kubernetes the harness only attaches "
+                "to the applied Deployment; run `harness capacity` where it may deploy",
+}
 
 
 class LineWriter(io.TextIOBase):
@@ -84,7 +99,7 @@ def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, sum
     from harness.results import RunRecord, save_run
 
     record = RunRecord(kind=kind, run_id=f"{ctx.record.run_id}-{directory}", command=ctx.record.command,
-                       profile=ctx.profile.name, config=config or {}, platform="local", topology=topology,
+                       profile=ctx.profile.name, config=config or {}, platform=ctx.target.platform, topology=topology,
                        environment=ctx.record.environment, summary=summary)
     record.finish(status, reason)
     save_run(ctx.out_dir / directory, record)
@@ -126,13 +141,16 @@ def _teardown(deployment: Any, out: Path) -> None:
 
 
 def deploy_stage(ctx: JobContext) -> StageOutcome:
-    """Deploy the load stage's spec on the local platform and wait until Ready; hold it for the load stage."""
+    """Deploy the load stage's spec on the local platform and wait until Ready; hold it for the load stage.
+    On Kubernetes, attach to the applied Deployment instead (see `_attach_stage`)."""
     import time
 
     from harness.config import load_spec
     from harness.load.session import plan_cpus
     from harness.platforms import deploy
 
+    if ctx.target.is_kubernetes:
+        return _attach_stage(ctx)
     profile = ctx.profile
     spec = load_spec(None, topology=profile.load_topology)
     plan = plan_cpus()
@@ -150,6 +168,30 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
                                  "replicas": spec.replica_count, "model": spec.service.model})
 
 
+def _attach_stage(ctx: JobContext) -> StageOutcome:
+    """Attach to the applied Kubernetes Deployment of the target's spec; hold it for the load stage."""
+    import time
+
+    from harness.config import load_spec
+    from harness.load.session import CpuPlan
+    from harness.platforms import deploy
+
+    target, profile = ctx.target, ctx.profile
+    spec = load_spec(target.spec_path)
+    out = ctx.out_dir / LOAD_DIR
+    ctx.say(f"attaching to {target.namespace}/{spec.name} ({spec.topology}, {spec.replica_count} replica(s), "
+            f"model {spec.service.model}) on kubernetes")
+    began = time.monotonic()
+    deployment = deploy(spec, platform="kubernetes", workdir=out / "platform", timeout_s=profile.ready_timeout_s,
+                        **target.deploy_options())
+    ctx.hold("deployment", deployment, lambda: _teardown(deployment, out))
+    ctx.values.update(spec=spec, cpu_plan=CpuPlan(service=None, generator=None))  # the cluster places the pods
+    ready_s = time.monotonic() - began
+    ctx.say(f"{spec.replica_count} pod(s) Ready after {ready_s:.1f} s; service at {deployment.endpoint}")
+    return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology, "replicas": spec.replica_count,
+                                 "model": spec.service.model, "namespace": target.namespace, "endpoint": deployment.endpoint})
+
+
 def load_stage(ctx: JobContext) -> StageOutcome:
     """Run the profile's load against the held deployment, tear it down; verdict from p99 and errors."""
     from harness.load.profiles import build_profile
@@ -164,7 +206,7 @@ def load_stage(ctx: JobContext) -> StageOutcome:
     try:
         result = run_session(
             deployment, load, out, generator_cpus=plan.generator, progress=ctx.say,
-            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": "local",
+            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": ctx.target.platform,
                       "model": spec.service.model, "cpu_plan": plan.to_dict()},
         )
     finally:
@@ -197,9 +239,12 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
     profile = ctx.profile
     ctx.say(profile.matrix_note)
     out = ctx.out_dir / CHAOS_DIR
+    kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
     plan = MatrixPlan.from_args(
-        faults=",".join(profile.faults) if profile.faults else None, topologies=",".join(profile.topologies),
+        faults=",".join(profile.faults) if profile.faults else None,
+        topologies=None if kubernetes else ",".join(profile.topologies),
         experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
+        target=ctx.target,
     )
     try:
         table = run_matrix(plan, progress=ctx.say)
@@ -329,10 +374,13 @@ def report_stage(ctx: JobContext) -> StageOutcome:
                                  "sections": len(summary.get("sections", []))})
 
 
-def default_stages(profile: Any) -> list[Stage]:
-    """Return the job's stages for ``profile`` (a `JobProfile`), in order, with its budgets."""
+def default_stages(profile: Any, target: Any = None) -> list[Stage]:
+    """Return the job's stages for ``profile`` (a `JobProfile`), in order, with its budgets; on a
+    Kubernetes ``target`` (a `PlatformTarget`) the stages in `KUBERNETES_SKIPS` are skipped, saying why."""
+    skips = KUBERNETES_SKIPS if target is not None and target.is_kubernetes else {}
     run = {"preflight": preflight_stage, "deploy": deploy_stage, "load": load_stage, "chaos": chaos_stage,
            "sweep": sweep_stage, "capacity": capacity_stage, "report": report_stage}
     needs = {"load": ("deploy",)}
-    return [Stage(name, run[name], profile.budgets_s[name], needs=needs.get(name, ()), always=name == "report")
+    return [Stage(name, run[name], 0.0 if name in skips else profile.budgets_s[name], needs=needs.get(name, ()),
+                  always=name == "report", skip_reason=skips.get(name))
             for name in profile.budgets_s]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ __all__ = ["KubernetesDeployment", "deploy_kubernetes", "replica_status", "trans
 
 # Kubernetes event reasons that have a name in the harness's event vocabulary; others keep their own.
 _REASONS = {"Scheduled": SCHEDULED, "Started": STARTED, "Killing": KILLING, "Unhealthy": UNHEALTHY, "BackOff": BACK_OFF}
+WATCH_INTERVAL_S = 1.0  # how often the watcher reads the pods (Ready/NotReady/restart transitions)
+_EVENTS_EVERY = 5  # ... and every this many reads, the namespace's events
 
 
 def _timestamp(value: Any) -> float | None:
@@ -103,15 +106,42 @@ class KubernetesDeployment:
         self._seen: dict[str, ReplicaStatus] = {}
         self._not_ready_since: dict[str, float] = {}
         self._seen_events: set[tuple[str, int]] = set()
+        self._lock = threading.RLock()  # the watcher thread and callers read the cluster concurrently
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.watch_errors: list[str] = []
         self._closed = False
 
     # -- the Deployment interface ------------------------------------------------------------------
     def replicas(self) -> list[ReplicaStatus]:
         """Return the service's pods as replica rows; record transitions since the last read."""
-        rows = [replica_status(pod, self.port) for pod in self.client.list_pods(self.namespace, self._selector)]
-        self._record_transitions(rows)
-        self._write_state(rows)
-        return rows
+        with self._lock:
+            rows = [replica_status(pod, self.port) for pod in self.client.list_pods(self.namespace, self._selector)]
+            self._record_transitions(rows)
+            self._write_state(rows)
+            return rows
+
+    def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
+        """Start reading the pods every ``interval_s`` (and the events every few reads) in a thread,
+        so that events.jsonl holds the Ready/NotReady/restart transitions with their times, as the local
+        platform's supervisor records them; `close` stops it. A failed read is kept in
+        ``watch_errors`` and the watcher goes on (the API server may be briefly unreachable)."""
+        if self._watcher is not None:
+            return
+        self._watcher = threading.Thread(target=self._watch, args=(interval_s,), name="k8s-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self, interval_s: float) -> None:
+        reads = 0
+        while not self._stop.wait(interval_s):
+            try:
+                self.replicas()
+                reads += 1
+                if reads % _EVENTS_EVERY == 0:
+                    self.events()
+            except HarnessError as exc:
+                if len(self.watch_errors) < 100:
+                    self.watch_errors.append(f"{time.time():.3f}: {exc}")
 
     def wait_ready(self, count: int | None = None, timeout_s: float = 120.0) -> None:
         """Return once ``count`` pods (default: the spec's replicas) are Ready; raise DeploymentError on timeout."""
@@ -147,26 +177,54 @@ class KubernetesDeployment:
         """Return every event recorded so far (after adding new cluster events), oldest first."""
         prefix = f"{self.spec.name}-"
         fresh = []
-        for item in self.client.list_events(self.namespace):
-            obj = item.involved_object
-            if obj is None or not (obj.name == self.spec.name or (obj.name or "").startswith(prefix)):
-                continue
-            key = (item.metadata.uid or item.metadata.name, item.count or 1)
-            if key in self._seen_events:
-                continue
-            self._seen_events.add(key)
-            fresh.append(translate_event(item))
-        self._append(sorted(fresh, key=lambda e: e.time_s))
+        with self._lock:
+            for item in self.client.list_events(self.namespace):
+                obj = item.involved_object
+                if obj is None or not (obj.name == self.spec.name or (obj.name or "").startswith(prefix)):
+                    continue
+                key = (item.metadata.uid or item.metadata.name, item.count or 1)
+                if key in self._seen_events:
+                    continue
+                self._seen_events.add(key)
+                fresh.append(translate_event(item))
+            self._append(sorted(fresh, key=lambda e: e.time_s))
         from harness.platforms.base import read_events
 
         return sorted(read_events(self.events_path), key=lambda e: e.time_s)
+
+    def clear_faults(self) -> dict[str, str]:
+        """End every fault on every running pod (DELETE /v2/faults on each pod's own address, since the
+        Service would pick one pod); return per pod "cleared", "no address" or why it was not reachable.
+        Without a fault token the hooks are off and nothing can have been injected through them."""
+        from harness.service.client import clear_faults
+
+        if not self.fault_token:
+            return {row.name: "fault hooks off (no token)" for row in self.replicas()}
+        outcome: dict[str, str] = {}
+        for row in self.replicas():
+            if not row.url or row.state != "Running":
+                outcome[row.name] = "no address" if not row.url else f"not running ({row.state})"
+                continue
+            try:
+                clear_faults(row.url, self.fault_token)
+                outcome[row.name] = "cleared"
+            except (HarnessError, OSError) as exc:
+                outcome[row.name] = f"not reachable ({exc})"
+        return outcome
 
     def close(self) -> None:
         """Delete what this deployment applied (not the namespace) and wait, bounded, for its pods to go."""
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=self.client.request_timeout_s + 5.0)
         try:
+            try:
+                self.events()  # the last cluster events (Killing, BackOff ...) before the records close
+            except HarnessError as exc:
+                self.watch_errors.append(f"{time.time():.3f}: final events: {exc}")
             if self.applied:
                 self.client.delete(self.applied)
                 deadline = time.monotonic() + max(30.0, self.spec.termination_grace_period_s + 30.0)
@@ -225,13 +283,15 @@ class KubernetesDeployment:
 def deploy_kubernetes(spec: ServiceSpec, *, namespace: str = DEFAULT_NAMESPACE, image: str = DEFAULT_IMAGE,
                       workdir: str | Path, apply: bool | None = None, client: KubernetesClient | None = None,
                       context: str | None = None, endpoint: str | None = None, wait: bool = True,
-                      timeout_s: float = 300.0, options: RenderOptions | None = None) -> KubernetesDeployment:
+                      timeout_s: float = 300.0, options: RenderOptions | None = None,
+                      watch_interval_s: float | None = WATCH_INTERVAL_S) -> KubernetesDeployment:
     """Deploy ``spec`` to a cluster and return it once rolled out (unless ``wait`` is False).
 
     ``apply=None`` attaches to an already applied service when running inside a pod (the in-cluster
     runner, whose RBAC allows no create) and applies the rendered manifests otherwise; True/False
     force either. ``endpoint`` overrides the in-cluster Service URL (e.g. a ``kubectl port-forward``).
     ``options`` (full render options) take the place of ``image`` and ``namespace`` when given.
+    ``watch_interval_s`` starts the pod watcher (`KubernetesDeployment.watch`); None leaves it off.
     Raises PlatformUnavailable (no cluster configured or reachable), ConfigError (spec cannot be
     rendered) or DeploymentError (refused, or not rolled out within ``timeout_s``).
     """
@@ -250,6 +310,8 @@ def deploy_kubernetes(spec: ServiceSpec, *, namespace: str = DEFAULT_NAMESPACE, 
         if wait:
             client.wait_rollout(options.namespace, spec.name, timeout_s=timeout_s)
             deployment.wait_ready(timeout_s=timeout_s)
+        if watch_interval_s is not None:
+            deployment.watch(watch_interval_s)
     except BaseException:
         try:
             if applied:

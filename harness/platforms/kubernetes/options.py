@@ -36,18 +36,12 @@ DEFAULT_NAMESPACE = "harness"
 # up; `harness render --load-time-s` takes a figure measured on the target nodes.
 MEASURED_LOAD_TIME_S = 2.0
 
-# The in-cluster nightly run: every Kubernetes experiment through plain Chaos Toolkit (chaosk8s and the
-# harness's Kubernetes activities, configured from the runner's environment), one journal and log per
-# experiment in a timestamped folder on the results volume; exit 1 when any experiment deviated.
-# (`harness run` drives the local platform only: an in-cluster main job with load, prober and the
-# HTML report is not built yet.)
-RUNNER_SCRIPT = (
-    'out="/results/$(date -u +%Y%m%dT%H%M%SZ)"; mkdir -p "$out"; status=0; '
-    'for e in experiments/kubernetes/*.json; do n=$(basename "$e" .json); '
-    'case "$n" in slow-startup*) how="--hypothesis-strategy after-method-only";; *) how="";; esac; '
-    'chaos --log-file "$out/$n.log" run --rollback-strategy always $how --journal-path "$out/$n.journal.json" "$e" '
-    '|| status=1; done; echo "journals in $out"; exit $status'
-)
+# The in-cluster nightly run: the main job attached to the applied Deployment (`harness run nightly
+# --platform kubernetes`, configured from the runner's environment: HARNESS_SPEC, HARNESS_NAMESPACE,
+# HARNESS_ENDPOINT): load with the prober, every experiment in experiments/kubernetes/ under load, and
+# the report, into a timestamped folder on the results volume. Its exit code is the Job's: 0 every
+# verdict passed, 1 a verdict failed, 3 a stage could not run.
+RUNNER_SCRIPT = 'exec harness run nightly --platform kubernetes --out "/results/$(date -u +%Y%m%dT%H%M%SZ)"'
 DEFAULT_RUNNER_COMMAND: tuple[str, ...] = ("sh", "-c", RUNNER_SCRIPT)
 
 HPA_METRICS = ("cpu", "rps")
@@ -79,7 +73,7 @@ class RenderOptions:
     results_volume: Literal["pvc", "emptyDir"] = "pvc"
     results_size: str = "2Gi"
     runner_command: tuple[str, ...] = field(default=DEFAULT_RUNNER_COMMAND)
-    runner_deadline_s: int = 3600  # activeDeadlineSeconds of one runner Job
+    runner_deadline_s: int = 7200  # activeDeadlineSeconds of one runner Job: nightly's budgets total 69 min on it
 
     @property
     def with_runner(self) -> bool:

@@ -4,10 +4,12 @@ hardened, and rejecting what Kubernetes cannot take with a ConfigError naming th
 from __future__ import annotations
 
 import math
+import shlex
 
 import kubernetes_validate
 import pytest
 
+from harness.cli import build_parser
 from harness.config import ServiceSpec, validate_model
 from harness.errors import ConfigError
 from harness.platforms.kubernetes import MEASURED_LOAD_TIME_S, RenderOptions, render_manifests
@@ -161,11 +163,17 @@ def test_runner_job_and_cronjob():
     kinds = _by_kind(objects)
     job, cron = kinds["Job"][0], kinds["CronJob"][0]
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:2] == ["sh", "-c"] and "experiments/kubernetes/*.json" in container["command"][2]
-    assert "chaos --log-file" in container["command"][2] and "/results/" in container["command"][2]
+    assert container["command"][:2] == ["sh", "-c"]
+    # the main job attached to the applied Deployment, into a timestamped folder on the results volume
+    script = container["command"][2].replace("$(date -u +%Y%m%dT%H%M%SZ)", "20261202T020000Z")
+    words = shlex.split(script)
+    assert words[:2] == ["exec", "harness"]
+    args = build_parser().parse_args(words[2:])
+    assert (args.command, args.profile, args.platform) == ("run", "nightly", "kubernetes")
+    assert str(args.out) == "/results/20261202T020000Z" and args.spec is None  # the spec comes from HARNESS_SPEC
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HARNESS_ENDPOINT"] == "http://reference.harness.svc.cluster.local:8000"
-    assert env["CHAOSTOOLKIT_IN_POD"] == "true"
+    assert env["CHAOSTOOLKIT_IN_POD"] == "true" and env["HARNESS_SPEC"] == "/etc/harness/spec.yaml"
     assert job["spec"]["backoffLimit"] == 0
     assert cron["spec"]["schedule"] == "0 2 * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert cron["spec"]["jobTemplate"]["spec"]["template"] == job["spec"]["template"]

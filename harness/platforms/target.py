@@ -1,0 +1,92 @@
+"""Where a harness command runs its service: a fresh local deployment, or a Kubernetes Deployment
+that an operator already applied (the in-cluster runner's case).
+
+`PlatformTarget.resolve` is the one place where the flags, the runner's environment and the defaults
+meet, in that order of precedence: ``--namespace`` over ``HARNESS_NAMESPACE`` over ``harness``, and
+the same for the endpoint (``HARNESS_ENDPOINT``), the spec file (``HARNESS_SPEC``) and the context.
+On Kubernetes the harness *attaches*: it reads the pods, deletes them for a kill and reads events
+(exactly `harness.platforms.kubernetes.rbac.RUNNER_RULES`), never creates or deletes the service.
+So the topology is the applied Deployment's, and a spec overlay an experiment asks for cannot be
+applied: both are reported, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+__all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_ENDPOINT", "ENV_SPEC", "PlatformTarget"]
+
+ENV_NAMESPACE = "HARNESS_NAMESPACE"
+ENV_DEPLOYMENT = "HARNESS_K8S_DEPLOYMENT"
+ENV_ENDPOINT = "HARNESS_ENDPOINT"
+ENV_SPEC = "HARNESS_SPEC"
+DEFAULT_NAMESPACE = "harness"  # as harness.platforms.kubernetes.options, without importing the client
+
+
+@dataclass(frozen=True)
+class PlatformTarget:
+    """The platform a run deploys to (``local``) or attaches to (``kubernetes``)."""
+
+    platform: str = "local"
+    namespace: str | None = None  # kubernetes only
+    endpoint: str | None = None  # kubernetes: the Service URL; None = its cluster DNS name
+    context: str | None = None  # kubernetes: kubeconfig context; None = current (or the pod's account)
+    spec_path: Path | None = None  # the applied service spec (kubernetes: required to know its shape)
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.platform == "kubernetes"
+
+    @classmethod
+    def resolve(cls, platform: str = "local", *, namespace: str | None = None, endpoint: str | None = None,
+                context: str | None = None, spec: str | Path | None = None,
+                environ: dict[str, str] | None = None) -> "PlatformTarget":
+        """Return the target for these flags, filling the gaps from the environment; raise ConfigError.
+
+        ``local`` takes no cluster flag (each names itself in the error). ``kubernetes`` needs the
+        spec of what was applied: ``--spec`` or ``HARNESS_SPEC`` (the runner's ConfigMap).
+        """
+        env = os.environ if environ is None else environ
+        if platform not in ("local", "kubernetes"):
+            raise ConfigError("--platform", platform, "choose local or kubernetes")
+        if platform == "local":
+            for flag, value in (("--namespace", namespace), ("--endpoint", endpoint), ("--context", context)):
+                if value is not None:
+                    raise ConfigError(flag, value, "only applies with --platform kubernetes")
+            return cls("local", spec_path=Path(spec) if spec is not None else None)
+        namespace = namespace or env.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE
+        endpoint = endpoint or env.get(ENV_ENDPOINT) or None
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError("--endpoint", endpoint, "must be an http:// or https:// URL of the service")
+        spec_value = spec if spec is not None else env.get(ENV_SPEC)
+        if not spec_value:
+            raise ConfigError("--spec", None, f"--platform kubernetes needs the applied service spec: give --spec FILE "
+                                              f"or set {ENV_SPEC} (the runner Job mounts it)")
+        spec_path = Path(spec_value)
+        if not spec_path.is_file():
+            raise ConfigError("--spec", str(spec_path), "no such file")
+        return cls("kubernetes", namespace=namespace, endpoint=endpoint.rstrip("/") if endpoint else None,
+                   context=context, spec_path=spec_path)
+
+    def deploy_options(self) -> dict[str, Any]:
+        """Return the options `harness.platforms.deploy` needs for this target (attach, never apply)."""
+        if not self.is_kubernetes:
+            return {}
+        return {"namespace": self.namespace, "endpoint": self.endpoint, "context": self.context, "apply": False}
+
+    def experiment_env(self, deployment: Any) -> dict[str, str]:
+        """Return the environment the Kubernetes experiment files read, pointing at ``deployment``."""
+        if not self.is_kubernetes:
+            return {}
+        return {ENV_NAMESPACE: self.namespace or DEFAULT_NAMESPACE, ENV_DEPLOYMENT: deployment.spec.name,
+                ENV_ENDPOINT: deployment.endpoint, "HARNESS_FAULT_TOKEN": deployment.fault_token or ""}
+
+    def describe(self) -> dict[str, Any]:
+        """Return the target as JSON-ready data (recorded in run.json's config)."""
+        return {"platform": self.platform, "namespace": self.namespace, "endpoint": self.endpoint,
+                "context": self.context, "spec": str(self.spec_path) if self.spec_path else None}

@@ -62,7 +62,13 @@ def test_replica_over_its_memory_limit_is_oom_killed_by_the_kernel_and_restarted
     assert oom.exit_code == 137
     exited = deployment.wait_event("Exited", REPLICA, since=mark, timeout_s=1)
     assert (exited.exit_code, exited.reason, exited.extra["signal"]) == (137, "OOMKilled", "SIGKILL")
-    assert _types_since(deployment, mark, REPLICA)[:4] == ["OOMKilled", "Exited", "NotReady", "Started"]
+    types = _types_since(deployment, mark, REPLICA)
+    at = types.index("OOMKilled")
+    assert types[at:at + 2] == ["OOMKilled", "Exited"]
+    # under memory pressure the readiness probe may fail (NotReady) before the kernel kills the
+    # replica; either way it goes NotReady exactly once before it is started again
+    before, between = types[:at], types[at + 2:types.index("Started", at)]
+    assert before in ([], ["NotReady"]) and before + between == ["NotReady"], types
     replica = deployment.replica(REPLICA)
     assert replica.ready and replica.restarts == 1 and replica.last_reason == "OOMKilled"
 

@@ -95,3 +95,39 @@ def test_matrix_table_lists_every_cell_that_missed(tmp_path):
     assert "| pod-kill | TTR 3.0 s / 50.00% / 60 of 120 / single-point NOT met | TTR 0.0 s / 100.00% / 0 of 130 / multi-active met |" in markdown
     assert table.failed_cells() == ["pod-kill x single: tier single-point not met"]
     assert (tmp_path / "matrix.csv").read_text().splitlines()[0].startswith("fault,topology,retry,ttr_s")
+
+
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["chaos", "matrix", "--platform", "kubernetes", "--out", "x"], "--spec"),
+        (["chaos", "matrix", "--namespace", "nightly", "--out", "x"], "--namespace"),
+        (["chaos", "matrix", "--platform", "kubernetes", "--spec", "SPEC", "--topologies", "single", "--out", "x"],
+         "topologies"),
+        (["chaos", "run", "pod-kill", "--platform", "kubernetes", "--spec", "SPEC", "--endpoint", "reference:8000",
+          "--out", "x"], "--endpoint"),
+    ],
+)
+def test_bad_kubernetes_input_exits_2_naming_the_field(argv, field, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_SPEC", raising=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("topology: active-standby\n")
+    argv = [str(tmp_path / "out") if a == "x" else str(spec) if a == "SPEC" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{field}=" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_kubernetes_matrix_plan_tests_the_applied_topology_with_the_kubernetes_experiments(tmp_path):
+    from harness.chaos.matrix import MatrixPlan
+    from harness.platforms.target import PlatformTarget
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("topology: active-standby\n")
+    target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
+    plan = MatrixPlan.from_args(faults="pod-kill,oom-kill", topologies=None, experiments_dir=None, profile="smoke",
+                                spec_file=None, retry=False, tier=None, out_dir=tmp_path / "out", target=target)
+    assert plan.topologies == ["active-standby"]
+    assert sorted(e.path.parent.name for e in plan.experiments) == ["kubernetes", "kubernetes"]
+    assert all("kubernetes" in e.extension.platforms for e in plan.experiments)

@@ -42,3 +42,12 @@ def test_the_injection_is_the_first_action_of_the_method():
     summary = journal_summary(journal)
     assert summary["rollbacks"] == [{"name": "clear", "status": "failed", "error": "ActivityFailed: no"}]
     assert injection_from_journal(None) == (None, None)
+
+
+def test_chaosk8s_terminate_pods_output_names_the_deleted_pod():
+    # chaosk8s.pod.actions.terminate_pods returns the names of the pods it deleted
+    journal = {"run": [{"activity": {"type": "action", "name": "kill"}, "start": "2026-01-01T00:00:01",
+                        "output": ["reference-7d9c-abcde", "reference-7d9c-fghij"]}]}
+    assert injection_from_journal(journal) == (1767225601.0, "reference-7d9c-abcde")
+    journal["run"][0]["output"] = []
+    assert injection_from_journal(journal) == (1767225601.0, None)

@@ -4,13 +4,14 @@ real HTTP on loopback): apply, rollout, pods as replicas, pod kill, events, dele
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.config import ServiceSpec
 from harness.errors import DeploymentError, PlatformUnavailable
-from harness.platforms.base import EXITED, KILLING, OOM_KILLED, READY, RECOVERED, SCHEDULED, STARTED, UNHEALTHY, Deployment, read_state
+from harness.platforms.base import EXITED, KILLING, NOT_READY, OOM_KILLED, READY, RECOVERED, SCHEDULED, STARTED, UNHEALTHY, Deployment, read_state
 from harness.platforms.kubernetes import KubernetesClient, RenderOptions, deploy_kubernetes, render_manifests
 from harness.platforms.kubernetes.client import resource_path
 
@@ -143,3 +144,77 @@ def test_attached_deployment_deletes_nothing(fake_apiserver, tmp_path):
 def test_missing_deployment_when_attaching_is_a_deployment_error(fake_apiserver, tmp_path):
     with pytest.raises(DeploymentError, match="HTTP 404"):
         _deploy(tmp_path, apply=False)
+
+
+def _wait_for_types(deployment, wanted: set[str], timeout_s: float = 5.0) -> list[str]:
+    from harness.platforms.base import read_events
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        types = [event.type for event in read_events(deployment.events_path)]
+        if wanted <= set(types) or time.monotonic() >= deadline:
+            return types
+        time.sleep(0.05)
+
+
+def test_watcher_records_transitions_without_anyone_reading_the_pods(fake_apiserver, tmp_path):
+    with _deploy(tmp_path, topology="single", replicas=1, watch_interval_s=0.05) as deployment:
+        name = deployment.replicas()[0].name
+        fake_apiserver.set_container(NS, name, ready=False, restartCount=1,
+                                     lastState={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+        types = _wait_for_types(deployment, {NOT_READY, OOM_KILLED})
+        assert {NOT_READY, OOM_KILLED} <= set(types), types
+        fake_apiserver.set_container(NS, name, ready=True, restartCount=1)
+        types = _wait_for_types(deployment, {READY, RECOVERED})
+        assert types.index(NOT_READY) < types.index(RECOVERED), types
+        assert deployment.watch_errors == []
+
+
+def test_watcher_keeps_a_failed_read_and_goes_on(fake_apiserver, tmp_path, monkeypatch):
+    with _deploy(tmp_path, topology="single", replicas=1, watch_interval_s=None) as deployment:
+        name = deployment.replicas()[0].name
+        real, calls = deployment.client.list_pods, []
+
+        def flaky(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise DeploymentError("list pods: HTTP 503 (apiserver restarting)")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(deployment.client, "list_pods", flaky)
+        deployment.watch(0.05)
+        fake_apiserver.set_container(NS, name, ready=False)
+        types = _wait_for_types(deployment, {NOT_READY})
+        assert NOT_READY in types
+        assert len(deployment.watch_errors) == 1 and "HTTP 503" in deployment.watch_errors[0]
+
+
+def test_clear_faults_without_a_token_says_the_hooks_are_off(fake_apiserver, tmp_path, monkeypatch):
+    import harness.service.client as service_client
+
+    monkeypatch.setattr(service_client, "clear_faults", lambda *a, **k: pytest.fail("no token: nothing to clear"))
+    with _deploy(tmp_path, watch_interval_s=None) as deployment:
+        deployment.fault_token = ""
+        outcome = deployment.clear_faults()
+        assert outcome == {row.name: "fault hooks off (no token)" for row in deployment.replicas()}
+
+
+def test_clear_faults_calls_each_pod_directly_and_reports_each(fake_apiserver, tmp_path, monkeypatch):
+    import harness.service.client as service_client
+    from harness.service.client import ServiceUnreachable
+
+    with _deploy(tmp_path, watch_interval_s=None) as deployment:
+        deployment.fault_token = "s3cret"
+        first, second = deployment.replicas()
+        called = []
+
+        def fake_clear(url, token):
+            called.append((url, token))
+            if url == second.url:
+                raise ServiceUnreachable(f"{url}: connection refused")
+
+        monkeypatch.setattr(service_client, "clear_faults", fake_clear)
+        outcome = deployment.clear_faults()
+    assert called == [(first.url, "s3cret"), (second.url, "s3cret")]
+    assert outcome[first.name] == "cleared"
+    assert outcome[second.name].startswith("not reachable (") and "connection refused" in outcome[second.name]

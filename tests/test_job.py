@@ -451,6 +451,9 @@ def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path):
     assert result.report["html"] == out / "report.html"
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # load, chaos timeline, telemetry, ...
+    stage_table = (out / "report.md").read_text().split("## Job stages")[1].split("\n## ")[0]
+    assert "Ran on the local platform" in stage_table
+    assert all(f"| {name} | {statuses[name]} |" in stage_table for name in STAGES if name != "report")
     assert any("ETA" in line and "chaos:" in line for line in lines)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

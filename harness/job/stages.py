@@ -358,7 +358,8 @@ def report_stage(ctx: JobContext) -> StageOutcome:
         comparison = compare_runs(ctx.out_dir, ctx.baseline)
         for warning in comparison.get("warnings") or []:
             ctx.say(f"warning: {warning}")
-    paths = write_report(ctx.out_dir, comparison=comparison,
+    job = {"target": ctx.target.describe(), "stages": [result.to_dict() for result in ctx.results.values()]}
+    paths = write_report(ctx.out_dir, comparison=comparison, job=job,
                          title=f"harness run {ctx.profile.name}: {ctx.record.run_id}")
     ctx.values["report_paths"] = dict(paths)
     for name, key in (("report_html", "html"), ("report_md", "markdown"), ("summary", "summary")):

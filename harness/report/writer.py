@@ -126,6 +126,32 @@ def _environment(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
+def _job(root: Path, job: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Return the main job's target and stage rows: ``job`` as the report stage passes it (the job is
+    still running), else what a finished `harness run` saved in run.json; None for other runs."""
+    if job is None and (root / RUN_FILE).exists():
+        record = load_run(root)
+        stages = (record.summary or {}).get("stages") if record.kind == "run" else None
+        if isinstance(stages, Mapping):
+            job = {"target": (record.config or {}).get("target"), "stages": list(stages.values())}
+    return job
+
+
+def _job_paragraph_and_rows(job: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    target = job.get("target") or {}
+    where = "the local platform (deployed and torn down by the harness)"
+    if target.get("platform") == "kubernetes":
+        where = (f"Kubernetes, attached to the applied Deployment in namespace {target.get('namespace')} "
+                 f"(service {target.get('endpoint') or 'at its cluster DNS name'}, spec {target.get('spec')})")
+    rows = [{"stage": s.get("name"), "status": s.get("status"), "verdict": s.get("verdict"),
+             "elapsed (s)": s.get("elapsed_s"), "budget (s)": s.get("budget_s"),
+             "why": s.get("reason") or "; ".join((s.get("findings") or [])[:3]) or ""}
+            for s in job.get("stages") or [] if isinstance(s, Mapping)]
+    not_run = [f"{r['stage']} ({r['status']})" for r in rows if r["status"] not in ("completed", None)]
+    text = f"Ran on {where}." + (f" Not run to the end: {', '.join(not_run)}; the table says why." if not_run else "")
+    return text, rows
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for key, value in data.items():
@@ -140,10 +166,12 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]
 
 
 def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = None,
-                 title: str | None = None) -> ReportPaths:
+                 title: str | None = None, job: Mapping[str, Any] | None = None) -> ReportPaths:
     """Rebuild report.html, report.md and summary.json in ``run_dir`` from its saved data; return their paths.
 
-    Raises HarnessError when a saved file cannot be read.
+    ``job`` ({"target": PlatformTarget.describe(), "stages": [StageResult.to_dict()...]}) is the main
+    job's stage table while it runs; a finished job's is read from its run.json. Raises HarnessError
+    when a saved file cannot be read.
     """
     root = Path(run_dir)
     errors: list[str] = []
@@ -170,6 +198,11 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
         out_md.append("## Comparison with the baseline\n")
         out_md.extend(f"- {w}\n" for w in comparison.get("warnings") or [])
         out_md.append(_md_table(rows))
+    job = _job(root, job)
+    if job:
+        text, rows = _job_paragraph_and_rows(job)
+        out_html.append(f"<h2>Job stages</h2><p>{html.escape(text)}</p>{_html_table(rows)}")
+        out_md.append(f"## Job stages\n\n{text}\n\n{_md_table(rows)}")
     for section in sections:
         out_html.append(f"<h2>{html.escape(section.title)}</h2><small>{html.escape(section.path or '.')}</small>")
         out_md.append(f"## {section.title}\n\n_{section.path or '.'}_\n")
@@ -211,6 +244,7 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
                       "findings": s.findings, "summary": s.summary, "charts": len(s.figures)} for s in sections],
         "unreadable": errors,
         "comparison": dict(comparison) if comparison else None,
+        "job": dict(job) if job else None,
         "environment": environment,
     })
     return paths

@@ -131,3 +131,35 @@ def test_environment_difference_is_warned(tmp_path: Path) -> None:
     (current / "run.json").write_text(json.dumps(run), encoding="utf-8")
     result = compare_runs(current, baseline)
     assert any("cpu.model" in warning for warning in result["warnings"])
+
+
+def test_a_finished_job_shows_its_stages_and_where_it_ran(saved_run: Path) -> None:
+    from harness.results import load_run, save_run
+
+    record = load_run(saved_run)
+    record.config = {"target": {"platform": "kubernetes", "namespace": "nightly", "endpoint": None, "context": None,
+                                "spec": "/etc/harness/spec.yaml"}}
+    record.summary = {"stages": {
+        "deploy": {"name": "deploy", "status": "completed", "verdict": None, "reason": None, "findings": [],
+                   "elapsed_s": 1.5, "budget_s": 60.0},
+        "sweep": {"name": "sweep", "status": "skipped", "verdict": None, "reason": "the harness only attaches",
+                  "findings": [], "elapsed_s": 0.0, "budget_s": 0.0},
+    }}
+    save_run(saved_run, record)
+    paths = write_report(saved_run)
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Job stages" in markdown and "namespace nightly" in markdown
+    assert "Not run to the end: sweep (skipped)" in markdown
+    assert "| sweep | skipped |" in markdown and "the harness only attaches" in markdown
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert [s["name"] for s in summary["job"]["stages"]] == ["deploy", "sweep"]
+
+    # while the job runs, the report stage hands over the stages so far
+    live = {"target": {"platform": "local"}, "stages": [{"name": "load", "status": "failed", "reason": "boom"}]}
+    markdown = write_report(saved_run, job=live)["markdown"].read_text(encoding="utf-8")
+    assert "Ran on the local platform" in markdown and "load (failed)" in markdown and "sweep" not in markdown.split("## Job stages")[1].split("##")[0]
+
+
+def test_a_single_run_has_no_job_stage_table(saved_run: Path) -> None:
+    markdown = write_report(saved_run / "chaos" / "pod-kill-single")["markdown"].read_text(encoding="utf-8")
+    assert "Job stages" not in markdown

@@ -259,8 +259,11 @@ class KubernetesDeployment:
                 self._not_ready_since[row.name] = mono
                 events.append(Event(now, mono, NOT_READY, row.name))
             self._seen[row.name] = row
-        for name in set(self._seen) - {row.name for row in rows}:
-            del self._seen[name]  # the pod is gone; its replacement has a new name
+        for name in sorted(set(self._seen) - {row.name for row in rows}):
+            gone = self._seen.pop(name)  # the pod is gone; its replacement has a new name
+            self._not_ready_since.pop(name, None)
+            if gone.ready:  # a deleted or evicted pod stops serving: as the local platform's exited replica
+                events.append(Event(now, mono, NOT_READY, name, reason="PodDeleted", message=f"pod {name} is gone"))
         self._append(events)
 
     def _append(self, events: list[Event]) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "serving_telemetry",
     "first_memory_alert_s",
     "injection_from_journal",
+    "refused_injections",
     "journal_summary",
     "build_result",
 ]
@@ -97,6 +98,28 @@ def injection_from_journal(journal: Mapping[str, Any] | None) -> tuple[float | N
     return None, None
 
 
+def refused_injections(journal: Mapping[str, Any] | None) -> list[str]:
+    """Return one finding per method action that an HTTP endpoint refused (status 400 or more).
+
+    chaoslib records such an answer as a succeeded activity, so a fault hook that answered 403 (no
+    or a wrong fault token) would read as a fault injected with no effect: a false pass.
+    """
+    refused = []
+    for run in (journal or {}).get("run", []) or []:
+        activity = run.get("activity") or {}
+        output = run.get("output")
+        provider = activity.get("provider") or {}
+        if activity.get("type") != "action" or provider.get("type") != "http" or not isinstance(output, Mapping):
+            continue
+        status = output.get("status")
+        if isinstance(status, int) and status >= 400:
+            body = output.get("body")
+            detail = body.get("error") if isinstance(body, Mapping) else body
+            refused.append(f"fault not injected: {activity.get('name')} ({provider.get('method', 'GET')} "
+                           f"{provider.get('url')}) answered HTTP {status}" + (f": {str(detail)[:200]}" if detail else ""))
+    return refused
+
+
 def journal_summary(journal: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the journal's status, whether it deviated, and each activity's name and status."""
     if not journal:
@@ -132,7 +155,8 @@ def build_result(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the flat result mapping of one chaos run (``recovery``/``verdict`` may be None when
-    the run ended before they could be measured: aborted, or no prober sample after the injection)."""
+    the run ended before they could be measured: aborted, or no prober sample after the injection).
+    An injection the service refused (`refused_injections`) fails the run, whatever was measured."""
     r = recovery.to_dict() if recovery is not None else {}
     v = verdict.to_dict() if verdict is not None else {}
     if verdict is not None:
@@ -141,6 +165,9 @@ def build_result(
         met, violations = meets(verdict, tier), verdict.violations_for(tier)
     else:
         met, violations = False, [f"no measurement: the run ended in phase {phase!r}"]
+    refused = refused_injections(journal)
+    if refused:
+        met, violations = False, refused + list(violations)
     result = {
         "experiment": experiment,
         "fault": fault,
@@ -165,7 +192,7 @@ def build_result(
         "highest_tier_met": v.get("tier"),
         "violations": violations,
         "alerts": list(v.get("alerts", [])),
-        "behaviour_seen": not behaviour_findings and not aborted,
+        "behaviour_seen": not behaviour_findings and not aborted and not refused,
         "behaviour_findings": behaviour_findings,
         **journal_summary(journal),
         "aborted": aborted,

@@ -7,12 +7,13 @@ with ``--runner`` / ``--schedule``, the in-cluster runner Job / nightly CronJob)
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "runner_command"]
 
 DEFAULT_OUT = "k8s"
 
@@ -44,10 +45,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-volume", choices=["pvc", "emptyDir"], default="pvc", help="where the runner writes results")
     parser.add_argument(
         "--runner-command", metavar="CMD",
-        help="the runner's command line (default: every experiment in experiments/kubernetes/ through `chaos run`, "
-             "journals in /results/<UTC time>/)",
+        help="the runner's command line, split like a shell's (default: sh -c 'exec harness run nightly --platform "
+             "kubernetes --out /results/<UTC time>'); a harness command line is checked as harness would parse it",
     )
     parser.set_defaults(func=run)
+
+
+def runner_command(text: str) -> tuple[str, ...]:
+    """Return ``text`` split like a shell's; raise ConfigError when it cannot run as the Job's command.
+
+    A harness command line, given bare (``harness run smoke ...``) or as ``sh -c 'exec harness ...'``,
+    is parsed as harness would parse it, so a typo fails here and not at 02:00 in the cluster.
+    """
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError("runner_command", text, f"not a valid command line: {exc}") from None
+    if not words:
+        raise ConfigError("runner_command", text, "must name a command")
+    if words[0] == "exec":
+        raise ConfigError("runner_command", text, "exec is a shell builtin, not a program: give the command itself "
+                                                  "(harness run ...) or a shell line (sh -c 'exec harness run ...')")
+    harness_words = list(words[1:]) if words[0] == "harness" else None
+    if words[:2] == ("sh", "-c") and len(words) >= 3:
+        try:  # a command substitution is one word to the shell: stand a placeholder in for it
+            script = shlex.split(re.sub(r"\$\([^()]*\)", "SUBSTITUTED", words[2]))
+        except ValueError as exc:
+            raise ConfigError("runner_command", text, f"the shell line is not valid: {exc}") from None
+        script = script[1:] if script[:1] == ["exec"] else script
+        if script[:1] == ["harness"] and not {";", "&&", "||", "|"} & set(script):
+            harness_words = script[1:]
+    if harness_words is not None:
+        _check_harness_words(text, harness_words)
+    return words
+
+
+def _check_harness_words(text: str, words: list[str]) -> None:
+    import contextlib
+    import io
+
+    from harness.cli import build_parser
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(words)
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # --help and --version exit 0: they run
+            message = (errors.getvalue().strip().splitlines() or ["harness would refuse it"])[-1]
+            raise ConfigError("runner_command", text, f"harness would refuse it: {message}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
     extra = {}
     if args.runner_command is not None:
-        try:
-            extra["runner_command"] = tuple(shlex.split(args.runner_command))
-        except ValueError as exc:
-            raise ConfigError("runner_command", args.runner_command, f"not a valid command line: {exc}") from None
+        extra["runner_command"] = runner_command(args.runner_command)
     options = RenderOptions(
         image=args.image, namespace=args.namespace, load_time_s=args.load_time_s, hpa_metric=args.hpa_metric,
         max_replicas=args.max_replicas, runner=args.runner, schedule=args.schedule, results_volume=args.results_volume,

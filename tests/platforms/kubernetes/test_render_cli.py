@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from harness.cli import main
@@ -61,3 +62,26 @@ def test_runner_command_is_split_like_a_shell_and_checked(tmp_path, capsys):
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["harness", "chaos", "matrix", "--profile", "nightly", "--out", "/results"]
     assert main(["render", "--out", str(out), "--runner", "--runner-command", "harness 'unclosed"]) == 2
     assert "runner_command=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, why", [
+    ("exec harness run smoke --platform kubernetes", "exec is a shell builtin"),
+    ("harness run smoke --platfrom kubernetes", "harness would refuse it: "),
+    ("sh -c 'exec harness run smoke --out \"/results/$(date -u +%s)\" --bogus'", "unrecognized arguments: --bogus"),
+    ("sh -c 'exec harness \"unclosed'", "the shell line is not valid"),
+    ("", "must name a command"),
+])
+def test_a_runner_command_that_would_fail_in_the_cluster_fails_the_render(tmp_path, capsys, command, why):
+    out = tmp_path / "k8s"
+    assert main(["render", "--out", str(out), "--runner", "--runner-command", command]) == 2
+    err = capsys.readouterr().err
+    assert "runner_command=" in err and why in err, err
+    assert not out.exists()
+
+
+def test_a_shell_runner_command_for_a_shorter_run_renders_as_given(tmp_path):
+    out = tmp_path / "k8s"
+    script = "exec harness run smoke --platform kubernetes --out /results/smoke-$(date -u +%Y%m%dT%H%M%SZ)"  # as the README
+    assert main(["render", "--out", str(out), "--runner", "--runner-command", f"sh -c '{script}'"]) == 0
+    job = yaml.safe_load(open(next(out.glob("*-job-*.yaml"))))
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["sh", "-c", script]

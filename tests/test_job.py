@@ -363,6 +363,17 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "weekly"])
     assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "tiny", "--platform", "kuberentes"])
+    assert exc.value.code == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("topology: ring\n")
+    for argv, field in ((["--platform", "kubernetes", "--spec", str(bad)], "topology="),  # before any stage runs
+                        (["--spec", str(bad)], "--spec="),  # the local job deploys each stage's own spec
+                        (["--platform", "kubernetes", "--spec", str(tmp_path / "absent.yaml")], "no such file")):
+        assert main(["run", "tiny", "--out", str(tmp_path / "new"), *argv]) == 2
+        assert field in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():

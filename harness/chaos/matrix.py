@@ -87,6 +87,10 @@ class MatrixPlan:
         spec_data = load_yaml_file(spec_file) if spec_file is not None else None
         chosen = _names(topologies, "topologies") if topologies is not None else None
         if target.is_kubernetes:
+            from harness.chaos.session import check_attachable
+
+            for experiment in experiments:  # before any cell runs: each would fail on it
+                check_attachable(experiment, retry=retry)
             applied = _applied_topology(spec_data, spec_file)
             if chosen not in (None, [applied]):
                 raise ConfigError("topologies", topologies, f"on Kubernetes the matrix tests the applied Deployment, "

@@ -35,7 +35,7 @@ from harness.errors import ConfigError, DeploymentError, HarnessError
 from harness.platforms.target import PlatformTarget
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
-__all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "split_cpus"]
+__all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "check_attachable", "split_cpus"]
 
 ENV_RECOVERY_TIMEOUT_S = "HARNESS_RECOVERY_TIMEOUT_S"
 ENV_SLO_LATENCY_MS = "HARNESS_SLO_LATENCY_MS"
@@ -91,17 +91,23 @@ class ChaosRunSettings:
         source = str(self.target.spec_path or "--spec")
         if self.spec_data is None:
             raise ConfigError("--spec", None, "the Kubernetes platform needs the applied service spec", source=source)
-        if self.experiment.extension.spec or self.extra_spec:
-            overlay = self.experiment.extension.spec or self.extra_spec
-            raise ConfigError("extensions[harness].spec", overlay, "an attached Deployment cannot be changed by the "
-                              "harness: use an experiment from experiments/kubernetes/", source=str(self.experiment.path))
-        if self.retry:
-            raise ConfigError("--retry", True, "the Kubernetes Service routes the traffic: there is no harness balancer to retry")
+        check_attachable(self.experiment, retry=bool(self.retry), extra_spec=self.extra_spec)
         spec = merge_spec(self.spec_data)
         if self.topology != spec.topology:
             raise ConfigError("topology", self.topology, f"the applied Deployment is {spec.topology}; render and apply "
                               f"a {self.topology} spec to test that topology", source=source)
         return spec
+
+
+def check_attachable(experiment: Experiment, *, retry: bool, extra_spec: dict[str, Any] | None = None) -> None:
+    """Raise ConfigError for what an attached Kubernetes Deployment cannot do: an experiment (or extra)
+    spec overlay, since the harness does not change what was applied, or the harness balancer's retry."""
+    overlay = experiment.extension.spec or extra_spec
+    if overlay:
+        raise ConfigError("extensions[harness].spec", overlay, "an attached Deployment cannot be changed by the "
+                          "harness: use an experiment from experiments/kubernetes/", source=str(experiment.path))
+    if retry:
+        raise ConfigError("--retry", True, "the Kubernetes Service routes the traffic: there is no harness balancer to retry")
 
 
 class _Interrupted(KeyboardInterrupt):

@@ -68,16 +68,28 @@ def runner_command(text: str) -> tuple[str, ...]:
                                                   "(harness run ...) or a shell line (sh -c 'exec harness run ...')")
     harness_words = list(words[1:]) if words[0] == "harness" else None
     if words[:2] == ("sh", "-c") and len(words) >= 3:
-        try:  # a command substitution is one word to the shell: stand a placeholder in for it
-            script = shlex.split(re.sub(r"\$\([^()]*\)", "SUBSTITUTED", words[2]))
-        except ValueError as exc:
-            raise ConfigError("runner_command", text, f"the shell line is not valid: {exc}") from None
+        script = _shell_words(text, words[2])
         script = script[1:] if script[:1] == ["exec"] else script
-        if script[:1] == ["harness"] and not {";", "&&", "||", "|"} & set(script):
+        if script[:1] == ["harness"]:
             harness_words = script[1:]
     if harness_words is not None:
         _check_harness_words(text, harness_words)
     return words
+
+
+def _shell_words(text: str, line: str) -> list[str]:
+    """Return the words of a one-command shell line; [] for a line with operators or redirections
+    (a pipeline or a list is the shell's to run, not a harness command line to check)."""
+    line = re.sub(r"\$\([^()]*\)", "SUBSTITUTED", line)  # a command substitution is one word to the shell
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError as exc:
+        raise ConfigError("runner_command", text, f"the shell line is not valid: {exc}") from None
+    if any(token and set(token) <= set("();<>|&") for token in tokens):
+        return []
+    return tokens
 
 
 def _check_harness_words(text: str, words: list[str]) -> None:
@@ -89,11 +101,15 @@ def _check_harness_words(text: str, words: list[str]) -> None:
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
-            build_parser().parse_args(words)
+            args = build_parser().parse_args(words)
     except SystemExit as exc:
         if exc.code not in (0, None):  # --help and --version exit 0: they run
             message = (errors.getvalue().strip().splitlines() or ["harness would refuse it"])[-1]
             raise ConfigError("runner_command", text, f"harness would refuse it: {message}") from None
+        return
+    if getattr(args, "platform", None) == "local":
+        raise ConfigError("runner_command", text, "would deploy a service of its own inside the runner pod (the local "
+                                                  "platform): add --platform kubernetes to attach to the applied Deployment")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -94,6 +94,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
                           "each stage's own spec)")
     target = target_from_args(args)
+    if target.is_kubernetes:  # a bad applied spec is bad input (exit 2), found before any stage runs
+        from harness.config import load_spec
+
+        load_spec(target.spec_path)
     result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),
                      target=target)
     print(format_stages(result), file=sys.stderr, flush=True)

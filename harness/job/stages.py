@@ -206,6 +206,7 @@ def load_stage(ctx: JobContext) -> StageOutcome:
     try:
         result = run_session(
             deployment, load, out, generator_cpus=plan.generator, progress=ctx.say,
+            telemetry=not ctx.target.is_kubernetes,  # pods run on other nodes: their CPU/RSS/GPU are not ours to sample
             metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": ctx.target.platform,
                       "model": spec.service.model, "cpu_plan": plan.to_dict()},
         )
@@ -237,7 +238,6 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
     from harness.chaos.matrix import MatrixPlan, run_matrix
 
     profile = ctx.profile
-    ctx.say(profile.matrix_note)
     out = ctx.out_dir / CHAOS_DIR
     kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
     plan = MatrixPlan.from_args(
@@ -246,15 +246,20 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
         experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
         target=ctx.target,
     )
+    note = profile.matrix_note
+    if kubernetes:
+        note = (f"{profile.name} on Kubernetes runs {len(plan.experiments)} experiment(s) of experiments/kubernetes/ "
+                f"({', '.join(e.name for e in plan.experiments)}) on the applied {plan.topologies[0]} Deployment")
+    ctx.say(note)
     try:
         table = run_matrix(plan, progress=ctx.say)
     except KeyboardInterrupt:  # between two cells (a cell itself records the interrupt and returns)
-        _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": profile.matrix_note},
+        _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": note},
                      config={"chaos_profile": plan.profile.name}, reason="interrupted")
         raise
     failed = table.failed_cells()
     summary = {"cells": len(table.rows), "failed_cells": len(failed), "faults": [e.name for e in plan.experiments],
-               "topologies": list(plan.topologies), "note": profile.matrix_note}
+               "topologies": list(plan.topologies), "note": note}
     status = "aborted" if table.aborted else "completed"
     _part_record(ctx, "chaos", CHAOS_DIR, status=status, summary=summary, config={"chaos_profile": plan.profile.name},
                  reason="interrupted" if table.aborted else None)

@@ -19,12 +19,13 @@ from typing import Any
 
 from harness.errors import ConfigError
 
-__all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_ENDPOINT", "ENV_SPEC", "PlatformTarget"]
+__all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_ENDPOINT", "ENV_SPEC", "ENV_CONTEXT", "PlatformTarget"]
 
 ENV_NAMESPACE = "HARNESS_NAMESPACE"
 ENV_DEPLOYMENT = "HARNESS_K8S_DEPLOYMENT"
 ENV_ENDPOINT = "HARNESS_ENDPOINT"
 ENV_SPEC = "HARNESS_SPEC"
+ENV_CONTEXT = "KUBERNETES_CONTEXT"  # chaostoolkit-kubernetes's kubeconfig context
 DEFAULT_NAMESPACE = "harness"  # as harness.platforms.kubernetes.options, without importing the client
 
 
@@ -83,8 +84,11 @@ class PlatformTarget:
         """Return the environment the Kubernetes experiment files read, pointing at ``deployment``."""
         if not self.is_kubernetes:
             return {}
-        return {ENV_NAMESPACE: self.namespace or DEFAULT_NAMESPACE, ENV_DEPLOYMENT: deployment.spec.name,
-                ENV_ENDPOINT: deployment.endpoint, "HARNESS_FAULT_TOKEN": deployment.fault_token or ""}
+        env = {ENV_NAMESPACE: self.namespace or DEFAULT_NAMESPACE, ENV_DEPLOYMENT: deployment.spec.name,
+               ENV_ENDPOINT: deployment.endpoint, "HARNESS_FAULT_TOKEN": deployment.fault_token or ""}
+        if self.context:  # chaosk8s reads it: the experiments then act on the cluster the harness watches
+            env[ENV_CONTEXT] = self.context
+        return env
 
     def describe(self) -> dict[str, Any]:
         """Return the target as JSON-ready data (recorded in run.json's config)."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from harness import __version__
 from harness.report.sections import Section, collect_sections
+from harness.errors import HarnessError
 from harness.results import RUN_FILE, load_run, read_json, write_json
 
 __all__ = ["write_report", "ReportPaths", "verdict_text"]
@@ -111,9 +112,19 @@ def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None =
     return passed, ("PASS. " if passed else "FAIL. ") + " ".join(parts)
 
 
-def _environment(run_dir: Path) -> dict[str, Any]:
-    if (run_dir / RUN_FILE).exists():
-        record = load_run(run_dir)
+def _run_record(run_dir: Path, errors: list[str]) -> Any:
+    """Return the run.json record of ``run_dir``; None when there is none or it cannot be read (said in ``errors``)."""
+    if not (run_dir / RUN_FILE).exists():
+        return None
+    try:
+        return load_run(run_dir)
+    except HarnessError as exc:
+        errors.append(str(exc))  # names the file
+        return None
+
+
+def _environment(run_dir: Path, record: Any) -> dict[str, Any]:
+    if record is not None:
         env = dict(record.environment or {})
         env.setdefault("run_id", record.run_id)
         return env
@@ -126,11 +137,10 @@ def _environment(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def _job(root: Path, job: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _job(record: Any, job: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """Return the main job's target and stage rows: ``job`` as the report stage passes it (the job is
     still running), else what a finished `harness run` saved in run.json; None for other runs."""
-    if job is None and (root / RUN_FILE).exists():
-        record = load_run(root)
+    if job is None and record is not None:
         stages = (record.summary or {}).get("stages") if record.kind == "run" else None
         if isinstance(stages, Mapping):
             job = {"target": (record.config or {}).get("target"), "stages": list(stages.values())}
@@ -177,7 +187,8 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
     errors: list[str] = []
     sections = collect_sections(root, on_error=lambda path, exc: errors.append(f"{path}: {exc}"))
     passed, verdict = verdict_text(sections, comparison)
-    environment = _environment(root)
+    record = _run_record(root, errors)
+    environment = _environment(root, record)
     heading = title or f"Resilience and performance report: {root.resolve().name}"
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
@@ -198,7 +209,7 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
         out_md.append("## Comparison with the baseline\n")
         out_md.extend(f"- {w}\n" for w in comparison.get("warnings") or [])
         out_md.append(_md_table(rows))
-    job = _job(root, job)
+    job = _job(record, job)
     if job:
         text, rows = _job_paragraph_and_rows(job)
         out_html.append(f"<h2>Job stages</h2><p>{html.escape(text)}</p>{_html_table(rows)}")

@@ -106,6 +106,8 @@ def test_matrix_table_lists_every_cell_that_missed(tmp_path):
          "topologies"),
         (["chaos", "run", "pod-kill", "--platform", "kubernetes", "--spec", "SPEC", "--endpoint", "reference:8000",
           "--out", "x"], "--endpoint"),
+        (["chaos", "matrix", "--platform", "kubernetes", "--spec", "SPEC", "--faults", "pod-kill", "--retry",
+          "--out", "x"], "--retry"),
     ],
 )
 def test_bad_kubernetes_input_exits_2_naming_the_field(argv, field, capsys, tmp_path, monkeypatch):
@@ -131,3 +133,24 @@ def test_kubernetes_matrix_plan_tests_the_applied_topology_with_the_kubernetes_e
     assert plan.topologies == ["active-standby"]
     assert sorted(e.path.parent.name for e in plan.experiments) == ["kubernetes", "kubernetes"]
     assert all("kubernetes" in e.extension.platforms for e in plan.experiments)
+
+
+def test_kubernetes_matrix_refuses_an_experiment_that_changes_the_spec_before_any_cell(tmp_path):
+    import json
+
+    from harness.chaos.matrix import MatrixPlan
+    from harness.errors import ConfigError
+    from harness.platforms.target import PlatformTarget
+
+    document = json.loads((ROOT / "experiments" / "kubernetes" / "pod-kill.json").read_text())
+    next(e for e in document["extensions"] if e["name"] == "harness")["spec"] = {"terminationGracePeriodSeconds": 5}
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "pod-kill.json").write_text(json.dumps(document))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("topology: multi-active\nreplicas: 2\n")
+    target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
+    with pytest.raises(ConfigError) as err:
+        MatrixPlan.from_args(faults=None, topologies=None, experiments_dir=experiments, profile="smoke", spec_file=None,
+                             retry=False, tier=None, out_dir=tmp_path / "out", target=target)
+    assert err.value.field == "extensions[harness].spec" and err.value.source == str(experiments / "pod-kill.json")

@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli.target import add_platform_arguments, target_from_args
 from harness.errors import ConfigError
-from harness.platforms.target import ENV_DEPLOYMENT, ENV_ENDPOINT, ENV_NAMESPACE, ENV_SPEC, PlatformTarget
+from harness.platforms.target import ENV_CONTEXT, ENV_DEPLOYMENT, ENV_ENDPOINT, ENV_NAMESPACE, ENV_SPEC, PlatformTarget
 
 
 @pytest.fixture
@@ -94,6 +94,10 @@ def test_experiment_env_points_the_kubernetes_experiments_at_the_attached_deploy
     assert target.experiment_env(deployment) == {ENV_NAMESPACE: "nightly", ENV_DEPLOYMENT: "reference",
                                                  ENV_ENDPOINT: "http://reference.nightly.svc:8000",
                                                  "HARNESS_FAULT_TOKEN": ""}
+    # a --context reaches chaosk8s too: the experiments act on the cluster the harness watches
+    with_context = PlatformTarget.resolve("kubernetes", context="kind-harness", spec=spec_file, environ={})
+    assert with_context.experiment_env(deployment)[ENV_CONTEXT] == "kind-harness"
+    assert ENV_CONTEXT not in target.experiment_env(deployment)
 
 
 def test_cli_flags_resolve_through_the_same_rules(spec_file, monkeypatch):

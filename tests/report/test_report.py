@@ -163,3 +163,11 @@ def test_a_finished_job_shows_its_stages_and_where_it_ran(saved_run: Path) -> No
 def test_a_single_run_has_no_job_stage_table(saved_run: Path) -> None:
     markdown = write_report(saved_run / "chaos" / "pod-kill-single")["markdown"].read_text(encoding="utf-8")
     assert "Job stages" not in markdown
+
+
+def test_an_unreadable_run_record_is_reported_not_raised(saved_run: Path) -> None:
+    (saved_run / "run.json").write_text("{not json", encoding="utf-8")
+    paths = write_report(saved_run)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    assert any("run.json" in line for line in summary["unreadable"]), summary["unreadable"]
+    assert "unreadable:" in paths["markdown"].read_text(encoding="utf-8")

@@ -139,9 +139,10 @@ class KubernetesDeployment:
                 reads += 1
                 if reads % _EVENTS_EVERY == 0:
                     self.events()
-            except HarnessError as exc:
+            except Exception as exc:  # noqa: BLE001 - a dead watcher would stop recording without a word
                 if len(self.watch_errors) < 100:
-                    self.watch_errors.append(f"{time.time():.3f}: {exc}")
+                    what = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+                    self.watch_errors.append(f"{time.time():.3f}: {what}")
 
     def wait_ready(self, count: int | None = None, timeout_s: float = 120.0) -> None:
         """Return once ``count`` pods (default: the spec's replicas) are Ready; raise DeploymentError on timeout."""
@@ -195,11 +196,11 @@ class KubernetesDeployment:
     def clear_faults(self) -> dict[str, str]:
         """End every fault on every running pod (DELETE /v2/faults on each pod's own address, since the
         Service would pick one pod); return per pod "cleared", "no address" or why it was not reachable.
-        Without a fault token the hooks are off and nothing can have been injected through them."""
+        Without a fault token here nothing can have been injected through the hooks by this run."""
         from harness.service.client import clear_faults
 
         if not self.fault_token:
-            return {row.name: "fault hooks off (no token)" for row in self.replicas()}
+            return {row.name: "no fault token here (HARNESS_FAULT_TOKEN unset)" for row in self.replicas()}
         outcome: dict[str, str] = {}
         for row in self.replicas():
             if not row.url or row.state != "Running":
@@ -218,8 +219,10 @@ class KubernetesDeployment:
             return
         self._closed = True
         self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=self.client.request_timeout_s + 5.0)
+        if self._watcher is not None:  # one pass is at most two API calls, each bounded by the request timeout
+            self._watcher.join(timeout=2 * self.client.request_timeout_s + 5.0)
+            if self._watcher.is_alive():
+                self.watch_errors.append(f"{time.time():.3f}: the watcher did not stop; its last read may be missing")
         try:
             try:
                 self.events()  # the last cluster events (Killing, BackOff ...) before the records close
@@ -269,9 +272,8 @@ class KubernetesDeployment:
     def _append(self, events: list[Event]) -> None:
         if not events:
             return
-        with open(self.events_path, "a", encoding="utf-8") as handle:
-            for event in events:
-                handle.write(json.dumps(event.to_dict(), default=str) + "\n")
+        with self._lock, open(self.events_path, "a", encoding="utf-8") as handle:  # whole lines, one writer at a time
+            handle.write("".join(json.dumps(event.to_dict(), default=str) + "\n" for event in events))
 
     def _write_state(self, rows: list[ReplicaStatus]) -> None:
         state = {
@@ -292,7 +294,7 @@ def deploy_kubernetes(spec: ServiceSpec, *, namespace: str = DEFAULT_NAMESPACE, 
 
     ``apply=None`` attaches to an already applied service when running inside a pod (the in-cluster
     runner, whose RBAC allows no create) and applies the rendered manifests otherwise; True/False
-    force either. ``endpoint`` overrides the in-cluster Service URL (e.g. a ``kubectl port-forward``).
+    force either. ``endpoint`` overrides the in-cluster Service URL (an address that reaches the Service).
     ``options`` (full render options) take the place of ``image`` and ``namespace`` when given.
     ``watch_interval_s`` starts the pod watcher (`KubernetesDeployment.watch`); None leaves it off.
     Raises PlatformUnavailable (no cluster configured or reachable), ConfigError (spec cannot be

@@ -57,9 +57,11 @@ def test_bad_input_exits_2_naming_field_and_value(tmp_path, capsys):
 
 def test_runner_command_is_split_like_a_shell_and_checked(tmp_path, capsys):
     out = tmp_path / "k8s"
-    assert main(["render", "--out", str(out), "--runner", "--runner-command", "harness chaos matrix --profile nightly --out /results"]) == 0
+    assert main(["render", "--out", str(out), "--runner", "--runner-command",
+                 "harness chaos matrix --platform kubernetes --profile nightly --out /results"]) == 0
     job = yaml.safe_load(open(next(out.glob("*-job-*.yaml"))))
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["harness", "chaos", "matrix", "--profile", "nightly", "--out", "/results"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == [
+        "harness", "chaos", "matrix", "--platform", "kubernetes", "--profile", "nightly", "--out", "/results"]
     assert main(["render", "--out", str(out), "--runner", "--runner-command", "harness 'unclosed"]) == 2
     assert "runner_command=" in capsys.readouterr().err
 
@@ -70,6 +72,8 @@ def test_runner_command_is_split_like_a_shell_and_checked(tmp_path, capsys):
     ("sh -c 'exec harness run smoke --out \"/results/$(date -u +%s)\" --bogus'", "unrecognized arguments: --bogus"),
     ("sh -c 'exec harness \"unclosed'", "the shell line is not valid"),
     ("", "must name a command"),
+    ("harness run nightly --out /results/n", "add --platform kubernetes"),
+    ("sh -c 'exec harness chaos matrix --out /results/m'", "add --platform kubernetes"),
 ])
 def test_a_runner_command_that_would_fail_in_the_cluster_fails_the_render(tmp_path, capsys, command, why):
     out = tmp_path / "k8s"
@@ -85,3 +89,24 @@ def test_a_shell_runner_command_for_a_shorter_run_renders_as_given(tmp_path):
     assert main(["render", "--out", str(out), "--runner", "--runner-command", f"sh -c '{script}'"]) == 0
     job = yaml.safe_load(open(next(out.glob("*-job-*.yaml"))))
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["sh", "-c", script]
+
+
+@pytest.mark.parametrize("script", [
+    "harness run smoke --platform kubernetes --out /results/s; echo done",
+    "harness run smoke --platform kubernetes --out /results/s > /results/s.log 2>&1",
+    "harness run smoke --platform kubernetes --out /results/s && touch /results/ok",
+])
+def test_a_shell_line_with_operators_is_the_shells_to_run(tmp_path, script):
+    out = tmp_path / "k8s"
+    assert main(["render", "--out", str(out), "--runner", "--runner-command", f"sh -c '{script}'"]) == 0
+    job = yaml.safe_load(open(next(out.glob("*-job-*.yaml"))))
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["sh", "-c", script]
+
+
+def test_the_default_runner_command_passes_its_own_check():
+    import shlex
+
+    from harness.cli.render import runner_command
+    from harness.platforms.kubernetes.options import DEFAULT_RUNNER_COMMAND
+
+    assert runner_command(shlex.join(DEFAULT_RUNNER_COMMAND)) == DEFAULT_RUNNER_COMMAND

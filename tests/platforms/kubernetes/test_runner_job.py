@@ -74,7 +74,7 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
     cell_dir = out / "chaos" / "pod-kill" / "single"
     cell = json.loads((cell_dir / "result.json").read_text())
     assert cell["target"]["platform"] == "kubernetes" and cell["platform_watch_errors"] == []
-    assert cell["faults_cleared"] == {name: "fault hooks off (no token)" for name in fake_apiserver.pod_names(NS)}
+    assert cell["faults_cleared"] == {name: "no fault token here (HARNESS_FAULT_TOKEN unset)" for name in fake_apiserver.pod_names(NS)}
     deleted = [url for method, url in fake_apiserver.requests if method == "DELETE" and "/pods/" in url]
     assert len(deleted) == 1
     victim = deleted[0].split("?")[0].rsplit("/", 1)[1]

@@ -144,6 +144,7 @@ class ChaosRun:
         self.experiment_end_s: float | None = None
         self.end_s: float | None = None
         self.errors: list[str] = []
+        self.experiment_env: dict[str, str] = {}  # what the experiment ran with (its ${...} configuration)
         self.faults_cleared: dict[str, str] = {}
         self.phase_s: dict[str, float] = {}
         self.teardown_failed = False
@@ -282,6 +283,7 @@ class ChaosRun:
             ENV_SLO_LATENCY_MS: f"{self.slo_latency_ms:g}",
             **self.settings.target.experiment_env(self.deployment),
         }
+        self.experiment_env = env
         deploy_time = self.experiment.extension.inject == "deploy"
         self._say(f"running experiment {self.experiment.name}")
         started = time.time()
@@ -437,6 +439,7 @@ class ChaosRun:
             profile=self.profile.name, injected_at=self.injected_at, target_replica=self.target_replica,
             recovery=recovery, verdict=verdict, tier=self.tier, journal=self.journal,
             behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
+            experiment_env=self.experiment_env,
         )
         write_json(self.out_dir / RESULT_FILE, result)
         self._record(result)

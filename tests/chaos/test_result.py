@@ -54,8 +54,9 @@ def test_chaosk8s_terminate_pods_output_names_the_deleted_pod():
 
 
 def _http_journal(status, body):
-    return {"run": [{"activity": {"type": "action", "name": "hang-one-pod",
-                                  "provider": {"type": "http", "method": "POST", "url": "http://svc:8000/v2/faults/hang"}},
+    return {"experiment": {"configuration": {"endpoint": {"type": "env", "key": "HARNESS_ENDPOINT", "default": "http://d"}}},
+            "run": [{"activity": {"type": "action", "name": "hang-one-pod",
+                                  "provider": {"type": "http", "method": "POST", "url": "${endpoint}/v2/faults/hang"}},
                      "status": "succeeded", "start": "2026-01-01T00:00:01", "output": {"status": status, "body": body}}]}
 
 
@@ -63,7 +64,8 @@ def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
     from harness.chaos.result import build_result, refused_injections
 
     journal = _http_journal(403, {"error": "fault hooks are disabled: no token configured"})
-    refused = refused_injections(journal)
+    assert refused_injections(journal)[0].startswith("fault not injected: hang-one-pod (POST http://d/v2/faults/hang)")
+    refused = refused_injections(journal, {"HARNESS_ENDPOINT": "http://svc:8000"})
     assert refused == ["fault not injected: hang-one-pod (POST http://svc:8000/v2/faults/hang) answered HTTP 403: "
                        "fault hooks are disabled: no token configured"]
     assert refused_injections(_http_journal(200, {"fault": "hang"})) == []
@@ -81,6 +83,7 @@ def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
     monkeypatch.setattr(sla, "meets", lambda verdict, tier: True)
     result = build_result(experiment="hang", fault="hang", topology="single", profile="smoke", injected_at=1.0,
                           target_replica=None, recovery=None, verdict=Passing(), tier="single-point",
-                          journal=journal, behaviour_findings=[], aborted=False, phase="done")
+                          journal=journal, behaviour_findings=[], aborted=False, phase="done",
+                          experiment_env={"HARNESS_ENDPOINT": "http://svc:8000"})
     assert result["tier_met"] is False and result["behaviour_seen"] is False
     assert result["violations"] == refused

@@ -87,3 +87,28 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
     # the attached job changed nothing it did not have to, and needed nothing beyond the Role
     assert not [method for method, _ in fake_apiserver.requests if method in ("POST", "PUT")]
     assert rules_for_requests(fake_apiserver.requests) <= set(RUNNER_RULES)
+
+
+def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(fake_apiserver, service, tmp_path, monkeypatch):
+    from harness.chaos import profiles
+    from harness.chaos.matrix import MatrixPlan, run_matrix
+
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], recovery_timeout_cap_s=1.0))
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("topology: single\n")
+    client = KubernetesClient()
+    try:
+        client.apply(render_manifests(load_spec(spec_file), RenderOptions(namespace=NS)))
+    finally:
+        client.close()
+    target = PlatformTarget.resolve("kubernetes", namespace=NS, endpoint=service.url, spec=spec_file, environ={})
+    plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, profile="smoke", spec_file=None,
+                                retry=False, tier=None, out_dir=tmp_path / "chaos", target=target)
+    table = run_matrix(plan)
+
+    # the stand-in has no fault hooks (404), as a service without the token refuses them (403)
+    cell = json.loads((tmp_path / "chaos" / "hang" / "single" / "result.json").read_text())
+    assert cell["tier_met"] is False and cell["behaviour_seen"] is False
+    assert cell["violations"][0].startswith(f"fault not injected: hang-one-pod (POST {service.url}/v2/faults/hang) "
+                                            "answered HTTP 404"), cell["violations"]
+    assert table.failed_cells(), table.rows

@@ -32,13 +32,12 @@ def service():
         stop_standin(server)
 
 
-def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner_role_only(
-        fake_apiserver, service, tmp_path, monkeypatch):
+@pytest.fixture
+def applied(fake_apiserver, service, tmp_path, monkeypatch) -> PlatformTarget:
+    """A single-replica service applied on the fake cluster, and the target that attaches to it."""
     from harness.chaos import profiles
-    from harness.job import COMPLETED, SKIPPED, run_job
-    from harness.job.stages import KUBERNETES_SKIPS
 
-    # the experiment pauses for the recovery timeout after the kill: keep the cell short
+    # the experiments pause for the recovery timeout after injecting: keep each cell short
     monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], recovery_timeout_cap_s=2.0))
     monkeypatch.delenv("HARNESS_FAULT_TOKEN", raising=False)
     spec_file = tmp_path / "spec.yaml"
@@ -49,8 +48,16 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
     finally:
         client.close()
     fake_apiserver.requests.clear()
+    return PlatformTarget.resolve("kubernetes", namespace=NS, endpoint=service.url, spec=spec_file, environ={})
+
+
+def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner_role_only(
+        fake_apiserver, applied, tmp_path):
+    from harness.job import COMPLETED, SKIPPED, run_job
+    from harness.job.stages import KUBERNETES_SKIPS
+
     before = set(fake_apiserver.pod_names(NS))
-    target = PlatformTarget.resolve("kubernetes", namespace=NS, endpoint=service.url, spec=spec_file, environ={})
+    target = applied
 
     lines: list[str] = []
     out = tmp_path / "run"
@@ -89,19 +96,10 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
     assert rules_for_requests(fake_apiserver.requests) <= set(RUNNER_RULES)
 
 
-def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(fake_apiserver, service, tmp_path, monkeypatch):
-    from harness.chaos import profiles
+def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(applied, service, tmp_path):
     from harness.chaos.matrix import MatrixPlan, run_matrix
 
-    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], recovery_timeout_cap_s=1.0))
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text("topology: single\n")
-    client = KubernetesClient()
-    try:
-        client.apply(render_manifests(load_spec(spec_file), RenderOptions(namespace=NS)))
-    finally:
-        client.close()
-    target = PlatformTarget.resolve("kubernetes", namespace=NS, endpoint=service.url, spec=spec_file, environ={})
+    target = applied
     plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, profile="smoke", spec_file=None,
                                 retry=False, tier=None, out_dir=tmp_path / "chaos", target=target)
     table = run_matrix(plan)

@@ -9,7 +9,6 @@ the matrix and reports read. Definitions of the recovery figures are those of
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -99,27 +98,13 @@ def injection_from_journal(journal: Mapping[str, Any] | None) -> tuple[float | N
     return None, None
 
 
-def _configured(text: str, journal: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """Return ``text`` with each ``${name}`` of the experiment's configuration filled in as chaoslib did
-    (an env entry from ``env``, else its default; a plain value as it is); unknown names stay."""
-    configuration = (journal.get("experiment") or {}).get("configuration") or {}
-
-    def value(match: re.Match[str]) -> str:
-        entry = configuration.get(match.group(1))
-        if isinstance(entry, Mapping) and entry.get("type") == "env":
-            found = env.get(str(entry.get("key")), entry.get("default"))
-            return match.group(0) if found is None else str(found)
-        return match.group(0) if entry is None or isinstance(entry, Mapping) else str(entry)
-
-    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", value, text)
-
-
-def refused_injections(journal: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> list[str]:
+def refused_injections(journal: Mapping[str, Any] | None, configuration: Mapping[str, Any] | None = None) -> list[str]:
     """Return one finding per method action that an HTTP endpoint refused (status 400 or more).
 
     chaoslib records such an answer as a succeeded activity, so a fault hook that answered 403 (no
-    or a wrong fault token) would read as a fault injected with no effect: a false pass. ``env`` is
-    the environment the experiment ran with (to name the URL it called).
+    or a wrong fault token) would read as a fault injected with no effect: a false pass.
+    ``configuration`` is the run's resolved configuration (`harness.chaos.runner.resolved_configuration`),
+    to name the URL it called.
     """
     refused = []
     for run in (journal or {}).get("run", []) or []:
@@ -132,7 +117,11 @@ def refused_injections(journal: Mapping[str, Any] | None, env: Mapping[str, str]
         if isinstance(status, int) and status >= 400:
             body = output.get("body")
             detail = body.get("error") if isinstance(body, Mapping) else body
-            url = _configured(str(provider.get("url")), journal or {}, env or {})
+            url = str(provider.get("url"))
+            if configuration:
+                from chaoslib import substitute
+
+                url = str(substitute(url, dict(configuration), {}))
             refused.append(f"fault not injected: {activity.get('name')} ({provider.get('method', 'GET')} {url}) "
                            f"answered HTTP {status}" + (f": {str(detail)[:200]}" if detail else ""))
     return refused
@@ -171,7 +160,7 @@ def build_result(
     aborted: bool,
     phase: str,
     extra: Mapping[str, Any] | None = None,
-    experiment_env: Mapping[str, str] | None = None,
+    configuration: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the flat result mapping of one chaos run (``recovery``/``verdict`` may be None when
     the run ended before they could be measured: aborted, or no prober sample after the injection).
@@ -184,7 +173,7 @@ def build_result(
         met, violations = meets(verdict, tier), verdict.violations_for(tier)
     else:
         met, violations = False, [f"no measurement: the run ended in phase {phase!r}"]
-    refused = refused_injections(journal, experiment_env)
+    refused = refused_injections(journal, configuration)
     if refused:
         met, violations = False, refused + list(violations)
     result = {

@@ -24,6 +24,7 @@ __all__ = [
     "load_experiment_file",
     "validate_experiment",
     "run_experiment",
+    "resolved_configuration",
     "write_journal",
     "journal_interrupted",
 ]
@@ -198,6 +199,19 @@ def run_experiment(
             if journal is not None and journal_path is not None:
                 write_journal(journal, journal_path)
     return journal
+
+
+def resolved_configuration(experiment: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Return the experiment's configuration as chaoslib resolves it with ``env`` set (the values its
+    ``${...}`` placeholders took in the run); {} when chaoslib cannot resolve it."""
+    from chaoslib.configuration import load_configuration
+    from chaoslib.exceptions import ChaosException
+
+    with _environment(env):
+        try:
+            return dict(load_configuration(dict(experiment.get("configuration") or {})))
+        except (ChaosException, KeyError, TypeError, ValueError):
+            return {}
 
 
 def write_journal(journal: Mapping[str, Any], path: str | Path) -> Path:

@@ -144,7 +144,7 @@ class ChaosRun:
         self.experiment_end_s: float | None = None
         self.end_s: float | None = None
         self.errors: list[str] = []
-        self.experiment_env: dict[str, str] = {}  # what the experiment ran with (its ${...} configuration)
+        self.experiment_configuration: dict[str, Any] = {}  # the values its ${...} placeholders took
         self.faults_cleared: dict[str, str] = {}
         self.phase_s: dict[str, float] = {}
         self.teardown_failed = False
@@ -274,7 +274,7 @@ class ChaosRun:
         return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
 
     def _run_experiment(self) -> None:
-        from harness.chaos.runner import JOURNAL_FILE, LOG_FILE, run_experiment
+        from harness.chaos.runner import JOURNAL_FILE, LOG_FILE, resolved_configuration, run_experiment
 
         self._enter("experiment")
         env = {
@@ -283,14 +283,15 @@ class ChaosRun:
             ENV_SLO_LATENCY_MS: f"{self.slo_latency_ms:g}",
             **self.settings.target.experiment_env(self.deployment),
         }
-        self.experiment_env = env
         deploy_time = self.experiment.extension.inject == "deploy"
         self._say(f"running experiment {self.experiment.name}")
         started = time.time()
+        document = self.experiment.run_document()
         self.journal = run_experiment(
-            self.experiment.run_document(), env=env, journal_path=self.out_dir / JOURNAL_FILE,
+            document, env=env, journal_path=self.out_dir / JOURNAL_FILE,
             log_path=self.out_dir / LOG_FILE, after_method_only=deploy_time,
         )
+        self.experiment_configuration = resolved_configuration(document, env)
         self.experiment_end_s = time.time()
         from harness.chaos.result import injection_from_journal
         from harness.chaos.runner import journal_interrupted
@@ -439,7 +440,7 @@ class ChaosRun:
             profile=self.profile.name, injected_at=self.injected_at, target_replica=self.target_replica,
             recovery=recovery, verdict=verdict, tier=self.tier, journal=self.journal,
             behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
-            experiment_env=self.experiment_env,
+            configuration=self.experiment_configuration,
         )
         write_json(self.out_dir / RESULT_FILE, result)
         self._record(result)

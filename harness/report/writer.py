@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness import __version__
-from harness.report.sections import Section, collect_sections
 from harness.errors import HarnessError
+from harness.report.sections import Section, collect_sections
 from harness.results import RUN_FILE, load_run, read_json, write_json
 
 __all__ = ["write_report", "ReportPaths", "verdict_text"]

@@ -62,10 +62,13 @@ def _http_journal(status, body):
 
 def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
     from harness.chaos.result import build_result, refused_injections
+    from harness.chaos.runner import resolved_configuration
 
     journal = _http_journal(403, {"error": "fault hooks are disabled: no token configured"})
-    assert refused_injections(journal)[0].startswith("fault not injected: hang-one-pod (POST http://d/v2/faults/hang)")
-    refused = refused_injections(journal, {"HARNESS_ENDPOINT": "http://svc:8000"})
+    assert refused_injections(journal)[0].startswith("fault not injected: hang-one-pod (POST ${endpoint}/v2/faults/hang)")
+    configuration = resolved_configuration(journal["experiment"], {"HARNESS_ENDPOINT": "http://svc:8000"})
+    assert resolved_configuration(journal["experiment"], {})["endpoint"] == "http://d"  # its default
+    refused = refused_injections(journal, configuration)
     assert refused == ["fault not injected: hang-one-pod (POST http://svc:8000/v2/faults/hang) answered HTTP 403: "
                        "fault hooks are disabled: no token configured"]
     assert refused_injections(_http_journal(200, {"fault": "hang"})) == []
@@ -84,6 +87,6 @@ def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
     result = build_result(experiment="hang", fault="hang", topology="single", profile="smoke", injected_at=1.0,
                           target_replica=None, recovery=None, verdict=Passing(), tier="single-point",
                           journal=journal, behaviour_findings=[], aborted=False, phase="done",
-                          experiment_env={"HARNESS_ENDPOINT": "http://svc:8000"})
+                          configuration=configuration)
     assert result["tier_met"] is False and result["behaviour_seen"] is False
     assert result["violations"] == refused

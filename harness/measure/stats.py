@@ -14,6 +14,10 @@ Definitions (reports quote these):
   - *bootstrap* (any statistic): percentile bootstrap with a fixed seed, so reruns agree.
   ``method="auto"`` uses the median interval when n is large enough to reach the confidence and
   the t-interval otherwise; every interval carries the method and the confidence it achieves.
+- **Proportions** (a failed-request fraction, a share of bad prober samples): the Wilson score
+  interval, ``(p + z^2/2n +/- z * sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``; unlike the normal
+  approximation it stays inside [0, 1] and is not a zero-width interval at 0 or n successes, so 0
+  failures of 80 requests reads as "at most 4.6%", not "0%".
 - **Stable**: at least ``min_repeats`` windows and a relative CI half-width
   (``(high - low) / 2 / |estimate|``) at or under a threshold (default 5%). Sweeps repeat windows
   until stable or a cap.
@@ -48,6 +52,7 @@ __all__ = [
     "mean_ci",
     "median_ci",
     "bootstrap_ci",
+    "wilson_interval",
     "summarize_repeats",
     "assess_stability",
     "is_stable",
@@ -188,6 +193,26 @@ def bootstrap_ci(
     alpha = 1.0 - conf
     low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return Interval(estimate, float(low), float(high), conf, f"percentile bootstrap ({resamples}, seed {seed})", n)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Return the Wilson score interval (low, high) of a proportion ``successes / n``.
+
+    (0.0, 1.0) when ``n`` is 0 (nothing observed: anything is possible). Raises ValueError for a
+    count outside 0..n or a confidence outside (0, 1).
+    """
+    conf = _check_confidence(confidence)
+    k, total = int(successes), int(n)
+    if total < 0 or not 0 <= k <= total:
+        raise ValueError(f"successes={successes!r}, n={n!r}: need 0 <= successes <= n")
+    if total == 0:
+        return 0.0, 1.0
+    z = float(sps.norm.ppf(0.5 + conf / 2.0))
+    p = k / total
+    denominator = 1.0 + z * z / total
+    centre = (p + z * z / (2.0 * total)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / total + z * z / (4.0 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _interval(x: np.ndarray, confidence: float, method: Method) -> Interval:

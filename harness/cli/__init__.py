@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 pass, 1 verdict failed, 2 usage/config error, 3 runtime)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except HarnessError as exc:  # a type= converter's (harness.paths): argparse passes ours through
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import TOPOLOGIES
+from harness.paths import path_type
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 READY_TIMEOUT_S = 180.0
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="availability topology (default: the spec's, else single)")
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default="steady", help="load shape (default: steady)")
     parser.add_argument("--duration-s", type=float, required=True, metavar="N", help="length of the load, seconds")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    parser.add_argument("--spec", type=Path, default=None, metavar="FILE", help="service spec (YAML)")
+    parser.add_argument("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE", help="service spec (YAML)")
     parser.add_argument("--users", type=int, default=None, metavar="N",
                         help="users (the peak for ramp, step and spike; default 4)")
     parser.add_argument("--model", default=None, help="reference model (default: the spec's)")

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.config import ServiceConfig
 from harness.service.batcher import DynamicBatcher
-from harness.service.faults import FaultManager
+from harness.service.faults import FaultManager, stretch_wait_s
 from harness.service.metrics import ServiceMetrics
 from harness.service.registry import get_signature
 
@@ -53,6 +53,7 @@ class InferenceEngine:
         self.batcher: DynamicBatcher | None = None
         self._load_task: asyncio.Task | None = None
         self._closing = threading.Event()  # wakes the worker from simulated delays at shutdown
+        self._clock: Callable[[], float] = time.perf_counter  # times forward passes for the slow-inference factor
 
     @property
     def ready(self) -> bool:
@@ -121,10 +122,16 @@ class InferenceEngine:
         )
 
     def _forward(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # slow-inference fault: the worker itself is slower, so queues build up
         delay_s = self.faults.inference_delay_s()
         if delay_s:
-            self._closing.wait(delay_s)  # slow-inference fault: the worker itself is slower, so queues build up
-        return self._runner.run_batch(arrays)
+            self._closing.wait(delay_s)
+        factor = self.faults.inference_factor()
+        started = self._clock()
+        outputs = self._runner.run_batch(arrays)
+        if factor > 1.0:  # a proportionally slower build: this pass takes factor x its own measured time
+            self._closing.wait(stretch_wait_s(self._clock() - started, factor))
+        return outputs
 
     def begin_drain(self) -> None:
         """Turn not-ready at once and refuse new inference; queued and running requests still finish."""

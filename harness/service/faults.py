@@ -1,12 +1,14 @@
 """Fault hooks: validated fault requests, the set of active faults, and the memory a fault holds.
 
 The HTTP side (`harness.service.app`) authenticates and calls `FaultManager.inject`; the handlers
-consult `probe_delay_s` and `inference_delay_s`; hang and crash are acted on by the app after the
+consult `probe_delay_s`, `inference_delay_s` and `inference_factor`; hang and crash are acted on by the app after the
 reply is sent. Every fault expires by itself (``duration_s``, or the crash's own exit).
 
 Kinds and parameters (anything else is refused naming the field and value):
   probe-delay     probe "live"|"ready", delay_s >= 0, duration_s
-  slow-inference  delay_ms >= 0 (added to every forward pass), duration_s
+  slow-inference  delay_ms >= 0 (added to every forward pass, whatever its size) and/or
+                  factor >= 1 (every forward pass takes factor x its own measured time: a build that
+                  is proportionally slower, e.g. 1.1 = 10% slower), duration_s; at least one of the two
   memory          rate_mb_s (a leak, growing until duration_s or max_mb) or target_mb (a hog), duration_s
   hang            duration_s: the event loop is blocked, so nothing is answered, then it resumes
   crash           exit_code (default 1), delay_s (default 0): os._exit after the delay
@@ -22,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FAULT_KINDS", "FaultError", "Fault", "FaultManager", "validate_fault", "MemoryBallast"]
+__all__ = ["FAULT_KINDS", "FaultError", "Fault", "FaultManager", "validate_fault", "stretch_wait_s", "MemoryBallast"]
 
 FAULT_KINDS = ("probe-delay", "slow-inference", "memory", "hang", "crash")
 MAX_DURATION_S = 3600.0
+MAX_SLOWDOWN_FACTOR = 100.0
 DEFAULT_DURATION_S = {"probe-delay": 30.0, "slow-inference": 30.0, "memory": 30.0, "hang": 10.0}
 DEFAULT_LEAK_CAP_MB = 8192.0  # a leak stops growing here unless max_mb says otherwise: the host is shared
 _MB = 2**20
@@ -62,7 +65,7 @@ def validate_fault(kind: str, params: Any) -> dict[str, Any]:
         raise FaultError(f"body must be a JSON object of parameters, got {type(params).__name__}")
     allowed = {
         "probe-delay": {"probe", "delay_s", "duration_s"},
-        "slow-inference": {"delay_ms", "duration_s"},
+        "slow-inference": {"delay_ms", "factor", "duration_s"},
         "memory": {"rate_mb_s", "target_mb", "max_mb", "duration_s"},
         "hang": {"duration_s"},
         "crash": {"exit_code", "delay_s"},
@@ -80,7 +83,11 @@ def validate_fault(kind: str, params: Any) -> dict[str, Any]:
         out["probe"] = probe
         out["delay_s"] = _number(params, "delay_s", None, 0.0, MAX_DURATION_S)
     elif kind == "slow-inference":
-        out["delay_ms"] = _number(params, "delay_ms", None, 0.0, MAX_DURATION_S * 1000)
+        if "delay_ms" not in params and "factor" not in params:
+            raise FaultError("delay_ms=None, factor=None: give delay_ms (added to every forward pass) "
+                             "or factor (x every forward pass's own time), or both")
+        out["delay_ms"] = _number(params, "delay_ms", 0.0, 0.0, MAX_DURATION_S * 1000)
+        out["factor"] = _number(params, "factor", 1.0, 1.0, MAX_SLOWDOWN_FACTOR)
     elif kind == "memory":
         if ("rate_mb_s" in params) == ("target_mb" in params):
             raise FaultError(f"rate_mb_s={params.get('rate_mb_s')!r}, target_mb={params.get('target_mb')!r}: give exactly one")
@@ -228,3 +235,15 @@ class FaultManager:
             return 0.0
         delays = [f.params["delay_ms"] for f in self.active() if f.kind == "slow-inference"]
         return max(delays, default=0.0) / 1000.0
+
+    def inference_factor(self) -> float:
+        """Return the factor every forward pass's time is stretched by now (1.0: none)."""
+        if not self._faults:
+            return 1.0
+        factors = [f.params["factor"] for f in self.active() if f.kind == "slow-inference"]
+        return max(factors, default=1.0)
+
+
+def stretch_wait_s(forward_s: float, factor: float) -> float:
+    """Return how long to wait after a forward pass of ``forward_s`` so that it takes ``factor`` x as long."""
+    return max(0.0, (factor - 1.0) * forward_s)

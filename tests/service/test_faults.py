@@ -55,6 +55,9 @@ def test_fault_hooks_are_disabled_without_a_configured_token(start_service: Call
         ("slow-inference", {"delay_ms": -5}, 400, "delay_ms=-5"),
         ("slow-inference", {"delay_ms": 5, "duration_s": 0}, 400, "duration_s=0"),
         ("slow-inference", {"delay_ms": "5"}, 400, "delay_ms='5': must be a finite number"),
+        ("slow-inference", {"factor": 0.9}, 400, "factor=0.9: must be >= 1.0"),
+        ("slow-inference", {"factor": "fast"}, 400, "factor='fast': must be a finite number"),
+        ("slow-inference", {"duration_s": 5}, 400, "delay_ms=None, factor=None: give delay_ms"),
         ("memory", {"rate_mb_s": 1, "target_mb": 1}, 400, "give exactly one"),
         ("memory", {"target_mb": 1, "max_mb": 5}, 400, "max_mb=5"),
         ("hang", {"duration_s": 1, "colour": "red"}, 400, "colour='red': unknown parameter"),
@@ -89,6 +92,63 @@ def test_slow_inference_slows_every_forward_pass_then_expires(service: Any) -> N
     _wait_until(lambda: time.time() > reply["expires_at_s"])
     fastest = min(_timed(lambda: httpx.post(url, json=body, timeout=10))[1] for _ in range(3))
     assert fastest < 0.5
+
+
+class _FakeClock:
+    """perf_counter stand-in: time moves only when the fake runner says a forward pass took it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _FakeRunner:
+    def __init__(self, clock: _FakeClock, forward_s: float) -> None:
+        self.clock, self.forward_s = clock, forward_s
+
+    def run_batch(self, arrays: dict) -> dict:
+        self.clock.now += self.forward_s
+        return {"out": arrays["x"]}
+
+
+class _RecordingEvent:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return False
+
+
+def _engine_with_fake_runner(forward_s: float) -> tuple[Any, _RecordingEvent]:
+    from harness.config import ServiceConfig
+    from harness.service.engine import InferenceEngine
+    from harness.service.faults import FaultManager
+    from harness.service.metrics import ServiceMetrics
+
+    config = ServiceConfig(model="tiny-mlp")
+    engine = InferenceEngine(config, ServiceMetrics(config.model, config.max_batch_size), FaultManager())
+    clock, closing = _FakeClock(), _RecordingEvent()
+    engine._clock, engine._runner, engine._closing = clock, _FakeRunner(clock, forward_s), closing
+    return engine, closing
+
+
+@pytest.mark.parametrize("forward_s", [0.012, 0.042])
+def test_slow_inference_factor_stretches_each_forward_pass_by_its_own_time(forward_s: float) -> None:
+    engine, closing = _engine_with_fake_runner(forward_s)
+    assert engine._forward({"x": 1}) == {"out": 1} and closing.waits == []  # no fault: no wait
+    engine.faults.inject("slow-inference", {"factor": 1.1})
+    engine._forward({"x": 2})
+    assert closing.waits == [pytest.approx(0.1 * forward_s)]  # forward + wait = 1.1 x forward, whatever its size
+
+
+def test_slow_inference_delay_and_factor_combine() -> None:
+    engine, closing = _engine_with_fake_runner(0.020)
+    engine.faults.inject("slow-inference", {"delay_ms": 5, "factor": 1.5})
+    engine._forward({"x": 1})
+    assert closing.waits == [pytest.approx(0.005), pytest.approx(0.010)]  # the fixed delay, then 0.5 x 20 ms
 
 
 def test_memory_hog_allocates_real_memory_and_releases_it(service: Any) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import pytest
 
 from harness.errors import HarnessError
+from harness.paths import resolve_path
 from harness.scenario import PLATFORMS, PROFILES, NotApplicable, ScenarioOptions, ScenarioSession, validate_options
 
 MARKERS = {
@@ -116,17 +117,23 @@ def pytest_configure(config: pytest.Config) -> None:
         if name not in known:
             config.addinivalue_line("markers", f"{name}: {text}")
     try:
+        paths = {name: _path_option(config, name) for name in ("report_dir", "baseline", "replay", "experiments")}
         options = validate_options(
             profile=config.getoption("harness_profile"), platform=config.getoption("harness_platform"),
-            report_dir=config.getoption("harness_report_dir"), baseline=config.getoption("harness_baseline"),
-            tier=config.getoption("harness_tier"), replay=config.getoption("harness_replay"),
-            experiments_dir=config.getoption("harness_experiments"),
+            report_dir=paths["report_dir"], baseline=paths["baseline"], tier=config.getoption("harness_tier"),
+            replay=paths["replay"], experiments_dir=paths["experiments"],
         )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
     state = _PluginState(config, options)
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "harness-scenario-state")
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """Return option ``--harness-<name>`` resolved against the directory pytest was started in (None if not given)."""
+    value = config.getoption(f"harness_{name}")
+    return None if value is None else resolve_path(value, f"--harness-{name.replace('_', '-')}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

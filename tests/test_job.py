@@ -399,7 +399,7 @@ def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
         assert plan.experiments and plan.topologies == list(profile.topologies)
         build_plan(profile.sweep_profile, **profile.sweep)
         args = capacity_arguments(profile.capacity, tmp_path / "capacity")
-        assert args.target_rps == profile.capacity["target_rps"] and args.out == str(tmp_path / "capacity")
+        assert args.target_rps == profile.capacity["target_rps"] and args.out == tmp_path / "capacity"
 
 
 def test_the_job_package_imports_no_heavy_library_and_names_its_surface():

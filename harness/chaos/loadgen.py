@@ -18,6 +18,7 @@ from typing import Any, Iterable, Literal
 from harness.config import DEFAULT_MODEL, validate_model
 from harness.errors import HarnessError
 from harness.load import child_process
+from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, read_records
 
 __all__ = ["FLUSH_S", "BackgroundLoad"]
@@ -30,8 +31,9 @@ class BackgroundLoad:
     """A load generator process started now and stopped when told (or at ``max_duration_s``).
 
     ``kind`` "rate": open-loop at ``rate_per_s``; "locust": ``users`` steady Locust users. Records go
-    to ``<out_dir>/requests.csv``. `start` returns once the first record is written; `stop` returns
-    every record. Raises HarnessError when the generator does not start.
+    to ``<out_dir>/requests.csv``; ``out_dir`` is resolved first, so the generator (which runs in it)
+    is handed absolute paths only. `start` returns once the first record is written; `stop` returns
+    every record. Raises ConfigError for an empty ``out_dir``, HarnessError when the generator does not start.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class BackgroundLoad:
     ) -> None:
         self.kind = kind
         self.host = host
-        self.out_dir = Path(out_dir)
+        self.out_dir = resolve_path(out_dir, "out_dir")
         self.max_duration_s = float(max_duration_s)
         self.rate_per_s = float(rate_per_s)
         self.users = int(users)
@@ -99,7 +101,8 @@ class BackgroundLoad:
         while not (self.requests_path.exists() and self.requests_path.stat().st_size > 0):
             if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise HarnessError(f"the {self.kind} load generator did not start (exit code {self.exit_code}); log ends:\n{self._log_tail()}")
+                raise HarnessError(f"the {self.kind} load generator did not start: nothing recorded in {self.requests_path} "
+                                   f"(exit code {self.exit_code}); log ends:\n{child_process.log_tail(self.log_path)}")
             time.sleep(0.05)
         return self
 
@@ -129,12 +132,6 @@ class BackgroundLoad:
         data.update({"rate_per_s": self.rate_per_s} if self.kind == "rate" else {"users": self.users})
         data["exit_code"] = self.exit_code
         return data
-
-    def _log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-        except OSError:
-            return ""
 
     def __enter__(self) -> "BackgroundLoad":
         return self.start()

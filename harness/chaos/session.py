@@ -32,6 +32,7 @@ from harness.chaos.experiment import ENV_STATE_FILE, Experiment, merge_spec
 from harness.chaos.profiles import ChaosProfile
 from harness.config import ServiceSpec
 from harness.errors import ConfigError, DeploymentError, HarnessError
+from harness.paths import resolve_path
 from harness.platforms.target import PlatformTarget
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
@@ -123,7 +124,7 @@ class ChaosRun:
         self.settings = settings
         self.profile = settings.profile
         self.experiment = settings.experiment
-        self.out_dir = Path(settings.out_dir).resolve()
+        self.out_dir = resolve_path(settings.out_dir, "out_dir")
         self.sla = settings.sla or SlaConfig()
         self.tier = settings.tier or TIER_FOR_TOPOLOGY[settings.topology]
         self.sla.tier(self.tier)  # ConfigError naming the known tiers

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.config import PRECISIONS
 from harness.errors import EXIT_OK, UsageError, VerdictFailed
+from harness.paths import path_type
 
 __all__ = ["register", "run_service", "format_table"]
 
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
     add("--rounds", type=int, default=defaults.rounds, help=f"interleaved raw/service/naive rounds (default {defaults.rounds})")
     add("--warmup-s", type=float, default=defaults.warmup_s, help=f"load warm-up before each service window (default {defaults.warmup_s:g})")
     add("--concurrency", type=int, default=None, help="closed-loop clients (default 2 x max batch size)")
-    add("--weights-dir", default=None, help="weights cache (default as the service's)")
+    add("--weights-dir", type=path_type("--weights-dir"), default=None, help="weights cache (default as the service's)")
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     parser.set_defaults(func=lambda args: _missing_bench(parser))
@@ -109,7 +110,7 @@ def run_service(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         warmup_s=args.warmup_s,
         max_queue_delay_ms=args.max_queue_delay_ms,
-        weights_dir=args.weights_dir,
+        weights_dir=str(args.weights_dir) if args.weights_dir is not None else None,
     )
     result = run_service_bench(settings, progress=lambda message: print(f"bench: {message}", file=sys.stderr, flush=True))
     print(json.dumps(result, indent=2) if args.json else format_table(result))

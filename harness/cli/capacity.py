@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import PRECISIONS
 from harness.errors import ConfigError
+from harness.paths import path_type
 
 __all__ = ["register", "run_capacity_command", "CAPACITY_JSON"]
 
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--window-s", type=float, default=3.0, help="measurement window of each search probe")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="warm-up before each search probe's windows")
     parser.add_argument("--search-budget-s", type=float, default=240.0, help="wall-clock bound of each search")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--out", required=True, type=path_type("--out"), metavar="DIR", help="output directory")
     parser.set_defaults(func=run_capacity_command)
 
 

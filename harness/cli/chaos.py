@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.cli.target import add_platform_arguments, target_from_args
 from harness.errors import ConfigError, VerdictFailed
+from harness.paths import path_type, resolve_path
 
 __all__ = ["register"]
 
@@ -35,25 +36,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(run)
     add_platform_arguments(run)
     run.add_argument("--tier", default=None, help="SLA tier to meet (default: the topology's own tier)")
-    run.add_argument("--out", required=True, type=Path, help="directory for result.json, journal.json, timeline, ...")
+    run.add_argument("--out", required=True, type=path_type("--out"), help="directory for result.json, journal.json, timeline, ...")
     run.set_defaults(func=_run)
 
     matrix = commands.add_parser("matrix", help="run each fault against each topology; write matrix.csv and matrix.md")
     matrix.add_argument("--faults", default=None, help="comma-separated faults (default: every experiment in --experiments)")
     matrix.add_argument("--topologies", default=None, help="comma-separated topologies (default: all three; on "
                                                            "Kubernetes, the applied Deployment's)")
-    matrix.add_argument("--experiments", type=Path, default=None,
+    matrix.add_argument("--experiments", type=path_type("--experiments"), default=None,
                         help="directory of experiment files (default: experiments/, or experiments/kubernetes/)")
     matrix.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
-    matrix.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
+    matrix.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
     matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
     matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
-    matrix.add_argument("--out", required=True, type=Path, help="directory for matrix.csv, matrix.md and one folder per cell")
+    matrix.add_argument("--out", required=True, type=path_type("--out"), help="directory for matrix.csv, matrix.md and one folder per cell")
     add_platform_arguments(matrix)
     matrix.set_defaults(func=_matrix)
 
     validate = commands.add_parser("validate", help="validate experiment files as `chaos validate` does, plus the harness extension")
-    validate.add_argument("experiments", nargs="+", type=Path)
+    validate.add_argument("experiments", nargs="+", type=path_type("EXPERIMENT"))
     validate.set_defaults(func=_validate)
 
     spec = commands.add_parser("spec", help="print the service spec an experiment deploys (for `harness up --spec`)")
@@ -66,7 +67,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", default=None, help="single (default), active-standby or multi-active "
                                                        "(on Kubernetes: the applied Deployment's)")
     parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
-    parser.add_argument("--spec", type=Path, default=None, help="service spec YAML replacing the profile's base spec")
+    parser.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
     parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
 
 
@@ -109,11 +110,11 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
 
 
 def _experiment_path(value: str | Path, *, kubernetes: bool = False) -> Path:
-    path = Path(value)
+    path = resolve_path(value, "experiment")
     if path.exists() or path.suffix:
         return path
     # `harness chaos run pod-kill` names the shipped file
-    return Path("experiments") / ("kubernetes" if kubernetes else "") / f"{value}.json"
+    return resolve_path(Path("experiments") / ("kubernetes" if kubernetes else "") / f"{value}.json", "experiment")
 
 
 def _progress(message: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from harness.paths import path_type
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="free loopback ports needed at once (default: 4)")
     parser.add_argument("--min-free-disk-gb", type=float, default=1.0, metavar="GB",
                         help="free disk needed where weights are stored (default: 1)")
-    parser.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--weights-dir", type=path_type("--weights-dir"), default=None, metavar="DIR",
                         help="where model weights are stored (default: $HARNESS_WEIGHTS_DIR or ~/.cache/harness/weights)")
     parser.set_defaults(func=run)
 

@@ -11,7 +11,8 @@ import re
 import shlex
 
 from harness.config import TOPOLOGIES
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
+from harness.paths import path_type
 
 __all__ = ["register", "run", "runner_command"]
 
@@ -28,12 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render a service spec to Kubernetes manifests, one YAML file per object, in apply order.",
     )
     parser.add_argument("--platform", choices=["kubernetes"], default="kubernetes", help="target platform (default: kubernetes)")
-    parser.add_argument("--spec", metavar="FILE", help="service spec YAML (default: the built-in defaults)")
+    parser.add_argument("--spec", type=path_type("--spec"), metavar="FILE", help="service spec YAML (default: the built-in defaults)")
     parser.add_argument("--topology", choices=TOPOLOGIES, help="override the spec's topology")
     parser.add_argument("--replicas", type=int, help="override the spec's replica count")
     parser.add_argument("--image", default=DEFAULT_IMAGE, metavar="NAME:TAG", help=f"container image (default: {DEFAULT_IMAGE})")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, metavar="NS", help=f"namespace (default: {DEFAULT_NAMESPACE})")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", default=DEFAULT_OUT, type=path_type("--out"), metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
     parser.add_argument("--runner", action="store_true", help="also render the in-cluster runner Job with its RBAC and results volume")
     parser.add_argument("--schedule", metavar="CRON", help="also render a runner CronJob on this schedule, e.g. '0 2 * * *'")
     parser.add_argument(
@@ -107,6 +108,8 @@ def _check_harness_words(text: str, words: list[str]) -> None:
             message = (errors.getvalue().strip().splitlines() or ["harness would refuse it"])[-1]
             raise ConfigError("runner_command", text, f"harness would refuse it: {message}") from None
         return
+    except HarnessError as exc:  # a flag's type= converter (an empty path) refused it
+        raise ConfigError("runner_command", text, f"harness would refuse it: {exc}") from None
     if getattr(args, "platform", None) == "local":
         raise ConfigError("runner_command", text, "would deploy a service of its own inside the runner pod (the local "
                                                   "platform): add --platform kubernetes to attach to the applied Deployment")

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.target import add_platform_arguments, target_from_args
+from harness.paths import path_type
 
 __all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
@@ -47,10 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("profile", choices=PROFILE_CHOICES, help="smoke | nightly | tiny")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
+    parser.add_argument("--baseline", type=path_type("--baseline"), default=None, metavar="DIR",
                         help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
-    parser.add_argument("--spec", type=Path, default=None, metavar="FILE",
+    parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE",
                         help="kubernetes: the applied service spec (default $HARNESS_SPEC, which the runner Job mounts)")
     add_platform_arguments(parser)
     parser.set_defaults(func=run_command)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.paths import path_type
 
 __all__ = ["register", "run_sweep_command", "parse_list"]
 
@@ -43,7 +44,7 @@ def register(subparsers: Any) -> None:
                         help="also search each configuration's max sustainable rate under the SLO")
     parser.add_argument("--no-search", dest="search", action="store_false")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracy-drift measurement")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--out", required=True, type=path_type("--out"), metavar="DIR", help="output directory")
     parser.set_defaults(func=run_sweep_command)
 
 

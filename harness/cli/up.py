@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError
+from harness.paths import path_type
 
 __all__ = ["register", "run_up"]
 
@@ -33,10 +34,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--topology", choices=TOPOLOGIES, help="single | active-standby | multi-active (default: the spec's)")
     parser.add_argument("--replicas", type=int, help="replica count (default: the topology's)")
-    parser.add_argument("--spec", metavar="FILE", help="service spec YAML (default: the built-in defaults)")
+    parser.add_argument("--spec", type=path_type("--spec"), metavar="FILE", help="service spec YAML (default: the built-in defaults)")
     parser.add_argument("--for-s", type=float, metavar="N", help="stay up N seconds (default: until SIGINT/SIGTERM)")
-    parser.add_argument("--state-file", metavar="PATH", help="where to write the state JSON (default WORKDIR/state.json)")
-    parser.add_argument("--workdir", metavar="DIR", help="events, logs and state (default: a new temporary directory)")
+    parser.add_argument("--state-file", type=path_type("--state-file"), metavar="PATH", help="where to write the state JSON (default WORKDIR/state.json)")
+    parser.add_argument("--workdir", type=path_type("--workdir"), metavar="DIR", help="events, logs and state (default: a new temporary directory)")
     parser.add_argument("--no-cgroups", action="store_true", help="do not use cgroups (limits fall back to RLIMIT_AS)")
     parser.set_defaults(func=run_up)
 
@@ -49,12 +50,12 @@ def run_up(args: argparse.Namespace) -> int:
     if args.for_s is not None and not args.for_s > 0:
         raise ConfigError("--for-s", args.for_s, "must be greater than zero")
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="harness-up-"))
+    workdir = args.workdir if args.workdir else Path(tempfile.mkdtemp(prefix="harness-up-"))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         started = time.monotonic()
-        deployment = deploy(spec, workdir=workdir, state_path=Path(args.state_file) if args.state_file else None,
+        deployment = deploy(spec, workdir=workdir, state_path=args.state_file,
                             use_cgroups=not args.no_cgroups)
         with deployment:
             _say(f"endpoint {deployment.endpoint}")

@@ -23,6 +23,7 @@ from harness.job.runner import (
     ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, Job, JobResult, Stage, StageOutcome,
     StageResult, format_clock,
 )
+from harness.paths import resolve_path
 from harness.platforms.target import PlatformTarget
 
 __all__ = [
@@ -48,40 +49,45 @@ def validate_job_inputs(out_dir: Path | None, baseline: Path | None) -> None:
 
 def run_job(
     profile: str | JobProfile,
-    out_dir: Path | None = None,
+    out_dir: str | Path | None = None,
     *,
     progress: Callable[[str], None] | None = None,
-    baseline: Path | None = None,
+    baseline: str | Path | None = None,
     stages: Sequence[Stage] | None = None,
     command: list[str] | None = None,
     target: PlatformTarget | None = None,
 ) -> JobResult:
     """Run the main job of ``profile`` into ``out_dir`` (default ``reports/<run-id>``); return the JobResult.
 
+    ``out_dir`` and ``baseline`` are resolved against the current directory first (`harness.paths`).
+
     ``target`` is where the service runs: local (default: each stage deploys its own) or an applied
     Kubernetes Deployment that the stages attach to (sweep and capacity are then skipped, saying why).
     ``progress`` gets one line per event (stage, elapsed, ETA from the budgets). ``stages`` replaces
     the real stages (tests). A stage's failure or an interrupt is recorded, not raised: read
-    ``result.exit_code``. Raises ConfigError (exit 2) for an unknown profile, an output directory
-    that already holds a run, or a baseline that is not a saved run.
+    ``result.exit_code``. Raises ConfigError (exit 2) for an unknown profile, an empty path, an output
+    directory that already holds a run, or a baseline that is not a saved run.
     """
     from harness.job.stages import default_stages
     from harness.results import new_run_record, save_run
 
     job_profile = get_job_profile(profile) if isinstance(profile, str) else profile
     target = target or PlatformTarget()
+    # absolute from here on: stages hand these directories to child processes
+    out_dir = resolve_path(out_dir, "out_dir") if out_dir is not None else None
+    baseline = resolve_path(baseline, "baseline") if baseline is not None else None
     validate_job_inputs(out_dir, baseline)
     say = progress or (lambda line: None)
     say(f"harness run {job_profile.name}: {job_profile.description}; fingerprinting the environment")
     record = new_run_record("run", command=command, profile=job_profile.name, platform=target.platform,
                             config={"job_profile": job_profile.to_dict(), "target": target.describe(),
                                     "baseline": str(baseline) if baseline is not None else None})
-    out = Path(out_dir) if out_dir is not None else Path("reports") / record.run_id
+    out = out_dir if out_dir is not None else resolve_path(Path("reports") / record.run_id, "out_dir")
     validate_job_inputs(out, None)
     save_run(out, record)
     chosen = list(stages) if stages is not None else default_stages(job_profile, target)
     budget = sum(stage.budget_s for stage in chosen)
     say(f"run {record.run_id} into {out}; stages {', '.join(s.name for s in chosen)}; budget {format_clock(budget)}")
-    job = Job(job_profile, out, record, chosen, progress=say, baseline=Path(baseline) if baseline else None,
+    job = Job(job_profile, out, record, chosen, progress=say, baseline=baseline,
               save=lambda rec: save_run(out, rec), target=target)
     return job.run()

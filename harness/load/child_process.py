@@ -27,9 +27,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from harness.errors import ConfigError, HarnessError
 
-__all__ = ["validate_cpus", "interrupts_held", "spawn", "stop", "wait_bounded", "python_argv"]
+__all__ = ["validate_cpus", "interrupts_held", "spawn", "stop", "wait_bounded", "python_argv", "log_tail",
+           "no_records_error"]
 
 TERM_GRACE_S = 5.0  # SIGTERM -> SIGKILL
+LOG_TAIL_CHARS = 2000  # how much of a failed child's log an error quotes
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -129,6 +131,25 @@ def spawn(
         if isinstance(exc, (OSError, subprocess.SubprocessError)):  # SubprocessError: the child setup failed
             raise HarnessError(f"cannot start {argv[0]!r}: {exc}") from exc
         raise
+
+
+def log_tail(log_path: str | Path, chars: int = LOG_TAIL_CHARS) -> str:
+    """Return the last ``chars`` characters of a child's log ("" when there is none)."""
+    try:
+        return Path(log_path).read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def no_records_error(generator: str, requests_path: Path, exit_code: int | None, log_path: Path) -> HarnessError:
+    """Return the error of a load generator that recorded no request: a failed run, never an empty success.
+
+    Its first line names the records file (absolute: the generator was handed that path) and the
+    generator's exit code; the log's tail follows on the next lines.
+    """
+    state = "is empty" if requests_path.exists() else "was not written"
+    return HarnessError(f"{generator} recorded no request: {requests_path} {state} (exit code {exit_code}); "
+                        f"its log {log_path} ends:\n{log_tail(log_path)}")
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

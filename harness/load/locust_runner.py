@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from harness.errors import HarnessError
 from harness.load import child_process
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile
 from harness.load.result import LoadResult, result_from_records
+from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, read_records
 
 __all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "run_locust"]
@@ -27,7 +27,6 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_PREFIX = "locust"  # <out>/locust_stats.csv, locust_stats_history.csv, locust_failures.csv, ...
 LOCUST_LOG = "locust.log"
 STARTUP_GRACE_S = 30.0  # Locust's imports take seconds on a busy machine; the deadline allows for it
-EXPECTED_EXIT_CODES = (0, 1)  # 1: some requests failed (--exit-code-on-error), still a valid run
 
 
 def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_s: float) -> list[str]:
@@ -103,10 +102,11 @@ def run_locust(
 
     Writes ``<out_dir>/requests.csv`` (every request), Locust's ``locust_*.csv`` and
     ``locust_summary.json``, and ``locust.log``. The child is pinned to ``cpus`` and killed if it runs
-    past ``deadline_s`` (default ``duration + stop_timeout + startup_grace``). Raises ConfigError for bad ``cpus``, HarnessError
-    when Locust fails without recording anything.
+    past ``deadline_s`` (default ``duration + stop_timeout + startup_grace``). ``out_dir`` is resolved
+    first: Locust runs in it and gets absolute paths only. Raises ConfigError for bad ``cpus`` or an
+    empty ``out_dir``, HarnessError when Locust recorded no request (whatever its exit code).
     """
-    out = Path(out_dir)
+    out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     requests_path = out / REQUESTS_FILE
     requests_path.unlink(missing_ok=True)  # the locustfile appends
@@ -137,9 +137,8 @@ def run_locust(
             child_process.stop(proc)
     ended_s = time.time()
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
-    if not records and code not in EXPECTED_EXIT_CODES:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
-        raise HarnessError(f"Locust exited with code {code} and recorded no request; its log ends:\n{tail}")
+    if not records:  # a load run without records is a failed run, never an empty success
+        raise child_process.no_records_error("Locust", requests_path, code, log_path)
     first = min((r.intended_s for r in records), default=None)
     last = max((r.intended_s + r.latency_ms / 1000.0 for r in records), default=None)
     paths = {

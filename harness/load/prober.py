@@ -32,6 +32,7 @@ from harness.errors import HarnessError
 from harness.load import child_process, v2_client
 from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
+from harness.paths import resolve_path
 from harness.records import ProbeSample, append_records
 
 __all__ = ["ProberConfig", "ProberSummary", "Prober"]
@@ -195,7 +196,7 @@ class Prober:
         cpus: Iterable[int] | None = None,
         max_duration_s: float = 6 * 3600,
     ) -> None:
-        timeline = Path(timeline_path).resolve()
+        timeline = resolve_path(timeline_path, "timeline_path")  # the prober child is handed it
         self.config = validate_model(ProberConfig, {
             "host": host, "timeline_path": str(timeline), "model": model, "interval_s": interval_s,
             "timeout_s": timeout_s, "max_duration_s": max_duration_s,

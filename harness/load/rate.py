@@ -30,12 +30,12 @@ from typing import Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config import DEFAULT_MODEL, validate_model
-from harness.errors import HarnessError
 from harness.load import child_process, v2_client
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import check_http_url, check_model_name
 from harness.load.result import LoadResult, result_from_records
 from harness.measure.percentiles import percentiles
+from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, append_records, read_records
 
 __all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "run_rate", "LAG_TOLERANCE_MS"]
@@ -218,14 +218,15 @@ def run_rate(
 ) -> RateResult:
     """Send requests to ``host`` at ``rate_rps`` for ``duration_s`` from a pinned child; return a `RateResult`.
 
-    Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``.
-    Raises ConfigError for bad settings, HarnessError when the generator fails without records.
+    Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``; the
+    generator is handed absolute paths only. Raises ConfigError for bad settings (an empty ``out_dir``
+    included), HarnessError when the generator recorded no request.
     """
     config = validate_model(RateConfig, {
         "host": host, "rate_rps": rate_rps, "duration_s": duration_s, "arrival": arrival, "seed": seed,
         "model": model, "batch_size": batch_size, "timeout_s": timeout_s, "max_in_flight": max_in_flight,
     }, source="rate load")
-    out = Path(out_dir)
+    out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     requests_path, summary_path, log_path = out / REQUESTS_FILE, out / SUMMARY_FILE, out / LOG_FILE
     for stale in (requests_path, summary_path):
@@ -251,8 +252,7 @@ def run_rate(
             child_process.stop(proc)
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
     if not records:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
-        raise HarnessError(f"rate generator exited with code {code} and recorded no request; its log ends:\n{tail}")
+        raise child_process.no_records_error("the rate generator", requests_path, code, log_path)
     lag = _read_lag(summary_path, len(records))
     first = min(r.intended_s for r in records)
     cpu = sampler.stats(first, first + duration_s)

@@ -22,6 +22,7 @@ from harness.load.locust_runner import run_locust
 from harness.load.prober import Prober, ProberSummary
 from harness.load.profiles import LoadProfile
 from harness.load.result import LoadResult
+from harness.paths import resolve_path
 from harness.records import TIMELINE_FILE
 
 __all__ = ["RESULT_FILE", "CpuPlan", "plan_cpus", "run_session", "machine_info"]
@@ -96,11 +97,12 @@ def run_session(
     """Run ``profile`` against a Ready ``deployment``; write and return the ``result.json`` content.
 
     Files in ``out_dir``: requests.csv, timeline.csv (with ``prober``), telemetry.csv (with
-    ``telemetry``), locust_*.csv, locust_summary.json, result.json. Raises ConfigError for bad CPUs,
-    HarnessError when the load generator or prober cannot run.
+    ``telemetry``), locust_*.csv, locust_summary.json, result.json; ``out_dir`` is resolved first.
+    Raises ConfigError for bad CPUs or an empty ``out_dir``, HarnessError when the load generator or
+    prober cannot run or the generator recorded no request.
     """
     say = progress or (lambda _msg: None)
-    out = Path(out_dir)
+    out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     cpus = tuple(generator_cpus) if generator_cpus is not None else None
     sampler = _start_telemetry(out, deployment) if telemetry else None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.paths import resolve_path
 
 __all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_ENDPOINT", "ENV_SPEC", "ENV_CONTEXT", "PlatformTarget"]
 
@@ -59,7 +60,7 @@ class PlatformTarget:
             for flag, value in (("--namespace", namespace), ("--endpoint", endpoint), ("--context", context)):
                 if value is not None:
                     raise ConfigError(flag, value, "only applies with --platform kubernetes")
-            return cls("local", spec_path=Path(spec) if spec is not None else None)
+            return cls("local", spec_path=resolve_path(spec, "--spec") if spec is not None else None)
         namespace = namespace or env.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE
         endpoint = endpoint or env.get(ENV_ENDPOINT) or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
@@ -68,7 +69,7 @@ class PlatformTarget:
         if not spec_value:
             raise ConfigError("--spec", None, f"--platform kubernetes needs the applied service spec: give --spec FILE "
                                               f"or set {ENV_SPEC} (the runner Job mounts it)")
-        spec_path = Path(spec_value)
+        spec_path = resolve_path(spec_value, "--spec")  # $HARNESS_SPEC enters here, relative or not
         if not spec_path.is_file():
             raise ConfigError("--spec", str(spec_path), "no such file")
         return cls("kubernetes", namespace=namespace, endpoint=endpoint.rstrip("/") if endpoint else None,

@@ -28,6 +28,7 @@ import numpy as np
 
 from harness.config import PRECISIONS, default_weights_dir
 from harness.errors import ConfigError
+from harness.paths import resolve_path
 
 __all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy"]
 
@@ -114,7 +115,7 @@ def measure_accuracy(
     """
     order = _validate(model, list(precisions), samples, time_budget_s)
     job = {"model": model, "precisions": order, "samples": samples, "seed": seed, "budget_s": time_budget_s,
-           "weights_dir": str(weights_dir or default_weights_dir()), "cpus": list(cpus) if cpus else None}
+           "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir")), "cpus": list(cpus) if cpus else None}
     command = [sys.executable, "-m", "harness.sweep.accuracy", json.dumps(job)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timed_out = False

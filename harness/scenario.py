@@ -36,6 +36,7 @@ __all__ = [
     "REPORTS_ROOT",
     "ScenarioFailed",
     "NotApplicable",
+    "Inconclusive",
     "expect_none",
     "ScenarioOptions",
     "validate_options",
@@ -64,6 +65,16 @@ class ScenarioFailed(AssertionError):
 
 class NotApplicable(Exception):
     """The scenario cannot be judged here (platform missing, part not in the replayed run); the reason says why."""
+
+
+class Inconclusive(NotApplicable):
+    """The data cannot support a verdict either way (`harness.measure.sla`'s "inconclusive"): the test is
+    skipped with every reason, neither passed nor failed, and the report shows it as inconclusive."""
+
+    def __init__(self, title: str, reasons: Iterable[str]) -> None:
+        self.title = title
+        self.reasons = [str(r) for r in reasons]
+        super().__init__(f"inconclusive: {title}: " + "; ".join(self.reasons))
 
 
 def expect_none(findings: Iterable[str], title: str, error: type[ScenarioFailed] = ScenarioFailed) -> None:

@@ -5,13 +5,12 @@ on every topology; ``smoke`` the main job's reduced matrix (`harness.job.profile
 `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE` for why), so a ``harness run smoke`` output and a
 scenario run are each other's baselines and replays.
 
-Some cells cannot meet their tier by construction, and their case says so (``expected_miss``) so
-the suite fails only on news:
-
-- a ``single`` replica is down for the whole fault (kill, OOM, un-routing): every request in that
-  time fails, which over a measured window of seconds to minutes is far below single-point's 99%;
-- a fault whose experiment claims the service never becomes Ready again (``expect.absent``
-  names Ready: ``slow-startup`` without a startup probe crash-loops by design).
+A cell is judged as `harness.measure.sla` defines: the fault's cost against the tier's error
+budget, its recovery time against the tier's maximum, and the alerts it should (and should not)
+raise. A cell whose data cannot support a verdict is skipped as inconclusive, with the reasons. One
+kind of cell cannot meet its tier by construction, and its case says so (``expected_miss``) so the
+suite fails only on news: a fault whose experiment claims the service never becomes Ready again
+(``expect.absent`` names Ready: ``slow-startup`` without a startup probe crash-loops by design).
 
 `ChaosScenario.inject` runs one cell through `harness.chaos.session.ChaosRun` (deploy, load,
 prober, the experiment through chaoslib, recovery, teardown) into the session's
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import NotApplicable, ScenarioFailed, ScenarioSession, expect_none
+from harness.scenario import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none
 
 __all__ = [
     "CHAOS_DIR",
@@ -42,8 +41,6 @@ __all__ = [
 
 CHAOS_DIR = "chaos"
 RESULT_FILE = "result.json"
-SINGLE_MISS = ("a single replica is down for the whole fault: the requests in that time fail, far more than "
-               "the 1% single-point allows over a window of seconds")
 NEVER_READY_MISS = "the experiment claims the service never becomes Ready again ({summary})"
 
 log = logging.getLogger("harness.scenario")
@@ -101,8 +98,7 @@ def resilience_cases(profile: str, experiments_dir: str | Path | None = None, pl
             continue
         never_ready = "Ready" in experiment.extension.expect.absent
         for topology in topologies:
-            miss = NEVER_READY_MISS.format(summary=experiment.extension.summary or name) if never_ready else (
-                SINGLE_MISS if topology == "single" else None)
+            miss = NEVER_READY_MISS.format(summary=experiment.extension.summary or name) if never_ready else None
             cases.append(FaultCase(name, topology, miss))
     return cases
 
@@ -120,6 +116,7 @@ class ChaosOutcome:
 
     @property
     def violations(self) -> list[str]:
+        """Why the cell is not met (empty when it is met or inconclusive)."""
         return list(self.result.get("violations") or [])
 
     def expect_behaviour(self) -> None:
@@ -148,13 +145,16 @@ class ChaosOutcome:
         return "see journal.json and chaostoolkit.log"
 
     def expect_tier(self) -> None:
-        """Raise SlaNotMet listing EVERY violation (tier shortfalls and alerts) when the tier was not met."""
-        if self.result.get("tier_met"):
+        """Return when the tier is met; raise SlaNotMet listing EVERY reason (budget, recovery, alert checks)
+        when it is not met (or nothing could be measured), Inconclusive when the data cannot tell."""
+        outcome = self.result.get("outcome")
+        if outcome == "met":
             return
-        findings = self.violations or [f"the run ended in phase {self.result.get('phase')!r} without a verdict"]
-        if self.result.get("aborted"):
-            findings.append("the run was aborted")
-        raise SlaNotMet(f"{self.name}: SLA tier {self.result.get('tier')} not met", findings)
+        reasons = list(self.result.get("reasons") or [])
+        if outcome == "inconclusive":
+            raise Inconclusive(f"{self.name}: SLA tier {self.result.get('tier')}", reasons)
+        findings = reasons or [f"the run ended in phase {self.result.get('phase')!r} without a verdict"]
+        raise SlaNotMet(f"{self.name}: SLA tier {self.result.get('tier')} {outcome or 'not met'}", findings)
 
 
 class ChaosScenario:
@@ -202,7 +202,7 @@ class ChaosScenario:
         else:
             log.info("chaos %s x %s: starting", self.experiment.name, self.topology)
             result = ChaosRun(self.settings, progress=lambda line: log.info("chaos: %s", line)).execute()
-        summary = {k: result.get(k) for k in ("ttr_s", "availability", "tier", "tier_met")}
+        summary = {k: result.get(k) for k in ("outcome", "ttr_s", "outage_s", "unavailability_s", "tier", "tier_met")}
         self.session.save_part(path, "chaos", topology=self.topology, config={"experiment": self.experiment.name},
                                summary={**summary, "cell_s": round(time.monotonic() - started, 1)},
                                status="aborted" if result.get("aborted") else "completed")
@@ -222,7 +222,7 @@ class ChaosScenarios:
 
 def write_matrix(session: ScenarioSession) -> Path | None:
     """Write ``chaos/matrix.csv`` (and .md, .json) from every cell the session ran; return its directory, or None."""
-    from harness.chaos.matrix import COLUMNS, MatrixTable
+    from harness.chaos.matrix import MatrixTable, matrix_row
     from harness.config import TOPOLOGIES
     from harness.results import read_json
 
@@ -230,12 +230,10 @@ def write_matrix(session: ScenarioSession) -> Path | None:
     rows = []
     for path in sorted(root.glob(f"*/*/{RESULT_FILE}")) if root.is_dir() else []:
         result = read_json(path)
-        row = {key: result.get(key) for key in COLUMNS}
-        row["error"] = "interrupted" if result.get("aborted") else ("; ".join(result.get("errors") or []) or None)
-        row["retry"] = bool(((result.get("spec") or {}).get("balancer") or {}).get("retry_on_connect_error"))
         part = path.parent / "run.json"
-        row["cell_s"] = (read_json(part).get("summary") or {}).get("cell_s") if part.exists() else None
-        rows.append(row)
+        cell_s = (read_json(part).get("summary") or {}).get("cell_s") if part.exists() else None
+        retry = bool(((result.get("spec") or {}).get("balancer") or {}).get("retry_on_connect_error"))
+        rows.append(matrix_row(result, cell_s or 0.0, retry))
     if not rows:
         return None
     seen = {row["topology"] for row in rows}

@@ -102,26 +102,37 @@ class LoadOutcome:
         self.path = path
         self.tier = tier
 
-    def violations(self) -> list[str]:
-        """Return every violation of the tier: availability shortfall, p99 and memory-growth alerts."""
-        from harness.measure.sla import SlaConfig, evaluate
+    def verdict(self) -> Any:
+        """Return the steady-state `harness.measure.sla.Verdict` of this load (see `evaluate_steady`)."""
+        from harness.measure.sla import SlaConfig, evaluate_steady
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
 
-        requests = int(self.result.get("requests") or 0)
-        if requests == 0:
-            return ["no request completed during the load"]
         telemetry_path = self.path / TELEMETRY_FILE
         telemetry = read_telemetry(telemetry_path, devices=True) if telemetry_path.exists() else []
         p99 = self.result.get("p99_ms")
-        verdict = evaluate(availability=int(self.result.get("ok") or 0) / requests,
-                           p99_ms=float(p99) if p99 is not None else None, telemetry=telemetry,
-                           config=SlaConfig(required_tier=self.tier))
-        return verdict.violations_for(self.tier)
+        requests = int(self.result.get("requests") or 0)
+        return evaluate_steady(failed=requests - int(self.result.get("ok") or 0), total=requests,
+                               p99_ms=float(p99) if p99 is not None else None, telemetry=telemetry,
+                               config=SlaConfig(required_tier=self.tier))
+
+    def violations(self) -> list[str]:
+        """Return why the tier is not met: the failed fraction over the tier's allowance, every alert
+        (empty when met or inconclusive)."""
+        if int(self.result.get("requests") or 0) == 0:
+            return ["no request completed during the load"]
+        verdict = self.verdict()
+        return verdict.reasons() if verdict.outcome() == "not met" else []
 
     def expect_tier(self) -> None:
-        """Raise ScenarioFailed listing every violation of the tier (see `violations`)."""
+        """Raise ScenarioFailed listing every violation of the tier (see `violations`); Inconclusive when
+        too few requests were measured to tell."""
+        from harness.scenario import Inconclusive
+
         saturated = " (the load generator saturated: latencies include its delay)" if self.result.get("generator_saturated") else ""
         expect_none(self.violations(), f"load on {self.result.get('topology')}: SLA tier {self.tier} not met{saturated}")
+        verdict = self.verdict()
+        if verdict.outcome() == "inconclusive":
+            raise Inconclusive(f"load on {self.result.get('topology')}: SLA tier {self.tier}", verdict.reasons())
 
 
 class LoadScenarios:

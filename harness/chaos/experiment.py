@@ -8,6 +8,8 @@ harness reads the one named ``"harness"``, which `chaos validate`/`chaos run` ig
         "fault": "oom-kill",
         "spec": {"resources": {"limits.memory": "1200Mi"}},
         "expect": {"sequence": ["OOMKilled", "Started", "Ready"], "exit_code": 137},
+        "expect_alerts": ["memory-growth"],
+        "faults_per_day": 0.2,
         "recovery_timeout_s": 60
     }]
 
@@ -15,7 +17,12 @@ harness reads the one named ``"harness"``, which `chaos validate`/`chaos run` ig
 needs to mean anything (a memory limit to exceed, a start-up slower than the probes allow). `harness
 chaos run` deploys with it; `harness chaos spec EXPERIMENT` prints the merged spec for `harness up
 --spec` so plain `chaos run` sees the same deployment. ``expect`` is the platform behaviour the fault
-claims, checked against the platform's events (see `harness.chaos.behaviour`).
+claims, checked against the platform's events (see `harness.chaos.behaviour`). ``expect_alerts``
+names the monitoring alerts the fault should raise (`harness.measure.alerts.ALERT_NAMES`): one that
+stays silent fails the cell, one not named that fires is a violation (`harness.measure.sla`).
+``faults_per_day`` is how often such a fault is expected in production (default: the SLA config's,
+one a day); the SLA config's per-fault rate overrides it. It scales one fault's cost to the
+projected burn of the error budget.
 """
 
 from __future__ import annotations
@@ -76,11 +83,24 @@ class HarnessExtension(_Model):
     summary: str = ""
     spec: dict[str, Any] = Field(default_factory=dict)
     expect: Expectation = Field(default_factory=Expectation)
+    expect_alerts: list[str] = Field(default_factory=list)
+    faults_per_day: float | None = Field(None, gt=0, le=1e6)
     recovery_timeout_s: float = Field(60.0, gt=0, le=3600)
     # "running": inject into a deployment that served a steady baseline (the usual case);
     # "deploy": the fault is the start itself (a slow model load), measured from deployment start.
     inject: Literal["running", "deploy"] = "running"
     platforms: list[Literal["local", "kubernetes"]] = Field(default_factory=lambda: ["local"])
+
+
+    @field_validator("expect_alerts")
+    @classmethod
+    def _known_alerts(cls, value: list[str]) -> list[str]:
+        from harness.measure.alerts import ALERT_NAMES
+
+        unknown = [name for name in value if name not in ALERT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown alert {unknown[0]!r}; known: {', '.join(ALERT_NAMES)}")
+        return value
 
 
 class Experiment:

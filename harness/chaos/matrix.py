@@ -21,12 +21,13 @@ from harness.config import TOPOLOGIES, load_yaml_file
 from harness.errors import ConfigError, HarnessError
 from harness.platforms.target import PlatformTarget
 
-__all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "default_experiments_dir", "run_matrix"]
+__all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "default_experiments_dir", "matrix_row", "run_matrix"]
 
 COLUMNS = (
-    "fault", "topology", "retry", "ttr_s", "recovered", "outage_s", "availability", "failed_requests", "total_requests",
+    "fault", "topology", "retry", "outcome", "ttr_s", "recovered", "outage_s", "unavailability_s", "availability",
+    "failed_requests", "total_requests", "projected_burn", "projected_burn_high", "error_budget_s", "faults_per_period",
     "p99_ms_before", "p99_ms_during", "p99_ms_after", "tier", "tier_met", "highest_tier_met", "behaviour_seen",
-    "cell_s", "error",
+    "alerts_detected", "reason", "cell_s", "error",
 )
 
 
@@ -126,14 +127,19 @@ class MatrixTable:
     retry: bool = False
 
     def failed_cells(self) -> list[str]:
-        """Return "fault x topology: why" for each cell that missed its tier or failed to run."""
+        """Return "fault x topology: why" for each cell whose verdict is "not met" or that failed to run."""
         out = []
         for row in self.rows:
             if row.get("error"):
                 out.append(f"{row['fault']} x {row['topology']}: {row['error']}")
-            elif not row.get("tier_met"):
-                out.append(f"{row['fault']} x {row['topology']}: tier {row['tier']} not met")
+            elif row.get("outcome") in ("not met", "error"):
+                out.append(f"{row['fault']} x {row['topology']}: {row.get('reason') or 'tier ' + str(row['tier']) + ' not met'}")
         return out
+
+    def inconclusive_cells(self) -> list[str]:
+        """Return "fault x topology: why" for each cell whose data could not support a verdict."""
+        return [f"{row['fault']} x {row['topology']}: {row.get('reason')}" for row in self.rows
+                if not row.get("error") and row.get("outcome") == "inconclusive"]
 
     def write(self, out_dir: Path) -> None:
         """Write matrix.csv, matrix.md and matrix.json into ``out_dir``."""
@@ -160,10 +166,15 @@ class MatrixTable:
                 row = next((r for r in self.rows if r["fault"] == fault and r["topology"] == topology), None)
                 cells.append(_cell(row))
             lines.append(f"| {fault} | " + " | ".join(cells) + " |")
-        note = (f"Each cell: TTR / availability / failed of total requests / tier (met or not). Balancer retry "
+        note = (f"Each cell: TTR / client-side outage / unavailability / failed of total requests / projected burn of "
+                f"the tier's error budget / verdict for the tier (met, NOT met, inconclusive). Balancer retry "
                 f"{'on' if self.retry else 'off'}. {len(self.rows)} cells in {time.time() - self.started_s:.0f} s"
                 f"{' (interrupted)' if self.aborted else ''}.")
         return "\n".join(lines + ["", note])
+
+
+def _seconds(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
 
 
 def _cell(row: dict[str, Any] | None) -> str:
@@ -171,15 +182,26 @@ def _cell(row: dict[str, Any] | None) -> str:
         return "not run"
     if row.get("error"):
         return f"error: {row['error'][:60]}"
-    ttr = "not recovered" if not row.get("recovered") else f"TTR {row['ttr_s']:.1f} s"
-    availability = row.get("availability")
-    share = "n/a" if availability is None else f"{availability * 100:.2f}%"
-    met = "met" if row.get("tier_met") else "NOT met"
-    return f"{ttr} / {share} / {row.get('failed_requests')} of {row.get('total_requests')} / {row['tier']} {met}"
+    ttr = "not recovered" if not row.get("recovered") else f"TTR {_seconds(row.get('ttr_s'))}"
+    burn = row.get("projected_burn")
+    burn_text = "n/a" if burn is None else f"burn {burn:.2%}"
+    verdict = {"met": "met", "not met": "NOT met", "inconclusive": "inconclusive"}.get(str(row.get("outcome")), str(row.get("outcome")))
+    return (f"{ttr} / outage {_seconds(row.get('outage_s'))} / unavailable {_seconds(row.get('unavailability_s'))} / "
+            f"{row.get('failed_requests')} of {row.get('total_requests')} / {burn_text} / {row['tier']} {verdict}")
 
 
-def _row(result: dict[str, Any], cell_s: float, retry: bool) -> dict[str, Any]:
+def matrix_row(result: dict[str, Any], cell_s: float, retry: bool) -> dict[str, Any]:
+    """Return the table row of one cell's ``result.json`` (its budget and alert checks flattened)."""
     row = {key: result.get(key) for key in COLUMNS if key in result}
+    budget = result.get("budget") or {}
+    row.update({key: budget.get(name) for key, name in (("projected_burn", "projected_burn"),
+                                                         ("projected_burn_high", "projected_burn_high"),
+                                                         ("error_budget_s", "error_budget_s"),
+                                                         ("faults_per_period", "faults_per_period"))})
+    detected = [c for c in result.get("alert_checks") or [] if c.get("status") == "detected"]
+    row["alerts_detected"] = "; ".join(f"{c['name']} (lead {c['lead_s']:.1f} s)" if c.get("lead_s") is not None
+                                       else c["name"] for c in detected) or None
+    row["reason"] = "; ".join(result.get("reasons") or []) or None
     row.update({"cell_s": round(cell_s, 1), "retry": retry, "error": "; ".join(result.get("errors") or []) or None})
     if result.get("aborted"):
         row["error"] = "interrupted"
@@ -211,7 +233,7 @@ def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = Non
                 result = ChaosRun(settings).execute()
             except HarnessError as exc:
                 result = {"fault": experiment.fault, "topology": topology, "errors": [str(exc)]}
-            row = _row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
+            row = matrix_row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
             table.rows.append(row)
             table.write(plan.out_dir)
             say(f"[{index}/{total}] {experiment.name} x {topology}: {_cell(row)} ({row['cell_s']:.0f} s)")

@@ -12,21 +12,21 @@ import math
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
-from harness.measure.alerts import series, slope_per_s
 from harness.platforms.base import READY, Event
 
 __all__ = [
     "RESULT_FILE",
     "serving_telemetry",
-    "first_memory_alert_s",
     "injection_from_journal",
     "refused_injections",
     "journal_summary",
     "build_result",
+    "kill_label",
+    "OUTCOME_ERROR",
+    "OUTCOME_ABORTED",
 ]
 
 RESULT_FILE = "result.json"
-_MIN_SAMPLES = 3
 
 
 def serving_telemetry(rows: Iterable[Mapping[str, Any]], events: Sequence[Event]) -> list[Mapping[str, Any]]:
@@ -51,27 +51,6 @@ def serving_telemetry(rows: Iterable[Mapping[str, Any]], events: Sequence[Event]
         if ready and float(row["time_s"]) >= min(ready):
             kept.append(row)
     return kept
-
-
-def first_memory_alert_s(rows: Iterable[Mapping[str, Any]], threshold_mb_s: float, window_s: float) -> float | None:
-    """Return when an online memory-growth alert would first fire, or None.
-
-    At each sample, the least-squares RSS slope over the last ``window_s`` of that process (at least
-    three samples) is compared with ``threshold_mb_s``; the first sample where it is higher is the
-    alert's time, as a monitoring system evaluating the rule at every scrape would see it.
-    """
-    first: float | None = None
-    for times, values in series(rows, "rss_mb", ("replica", "pid")).values():
-        for end in range(_MIN_SAMPLES, times.size + 1):
-            start = int(times.searchsorted(times[end - 1] - window_s, side="left"))
-            if end - start < _MIN_SAMPLES:
-                continue
-            slope = slope_per_s(times[start:end], values[start:end])
-            if math.isfinite(slope) and slope > threshold_mb_s:
-                at = float(times[end - 1])
-                first = at if first is None else min(first, at)
-                break
-    return first
 
 
 def _epoch(text: Any) -> float | None:
@@ -144,6 +123,26 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+OUTCOME_ERROR, OUTCOME_ABORTED = "error", "aborted"  # besides sla's met / not met / inconclusive
+
+
+def kill_label(platform: Mapping[str, Any]) -> str:
+    """Return how the report names the platform's kill in an alert's lead time ("OOM kill", "kill")."""
+    return "OOM kill" if platform.get("kill_type") == "OOMKilled" or platform.get("oom_killed") else "kill"
+
+
+def _budget_summary(verdict: Any, tier: str) -> dict[str, Any]:
+    judgement = verdict.judgement(tier)
+    worst = max(judgement.burns, key=lambda b: b["projected_high"], default=None)
+    return {
+        "error_budget_s": judgement.error_budget_s, "faults_per_period": judgement.faults_per_period,
+        "projected_burn": judgement.projected_burn,
+        "projected_burn_low": worst["projected_low"] if worst else None,
+        "projected_burn_high": worst["projected_high"] if worst else None,
+        "view": worst["view"] if worst else None,
+    }
+
+
 def build_result(
     *,
     experiment: str,
@@ -164,18 +163,28 @@ def build_result(
 ) -> dict[str, Any]:
     """Return the flat result mapping of one chaos run (``recovery``/``verdict`` may be None when
     the run ended before they could be measured: aborted, or no prober sample after the injection).
-    An injection the service refused (`refused_injections`) fails the run, whatever was measured."""
+
+    ``outcome`` is the cell's verdict: `harness.measure.sla`'s met / not met / inconclusive for
+    ``tier`` (budget burn, recovery time, alert checks), made "not met" by an injection the service
+    refused (`refused_injections`) or a fault that did not behave as it claims (the test did not
+    test what it says), "error" when nothing could be measured and "aborted" when interrupted.
+    ``reasons`` says why whenever the outcome is not "met"; ``violations`` holds them when it is
+    "not met" (empty otherwise).
+    """
+    from harness.measure.sla import MET, NOT_MET
+
     r = recovery.to_dict() if recovery is not None else {}
     v = verdict.to_dict() if verdict is not None else {}
-    if verdict is not None:
-        from harness.measure.sla import meets
-
-        met, violations = meets(verdict, tier), verdict.violations_for(tier)
-    else:
-        met, violations = False, [f"no measurement: the run ended in phase {phase!r}"]
     refused = refused_injections(journal, configuration)
-    if refused:
-        met, violations = False, refused + list(violations)
+    behaviour = [f"platform behaviour: {finding}" for finding in behaviour_findings]
+    if verdict is not None:
+        outcome, reasons = verdict.outcome(tier), verdict.reasons(tier)
+    else:
+        outcome, reasons = OUTCOME_ERROR, [f"no measurement: the run ended in phase {phase!r}"]
+    if refused or (behaviour and outcome != OUTCOME_ERROR):
+        outcome, reasons = NOT_MET, refused + behaviour + (reasons if outcome == NOT_MET else [])
+    if aborted:
+        outcome, reasons = OUTCOME_ABORTED, [f"interrupted in phase {phase!r}"] + reasons
     result = {
         "experiment": experiment,
         "fault": fault,
@@ -183,9 +192,13 @@ def build_result(
         "profile": profile,
         "injected_at": injected_at,
         "target_replica": target_replica,
+        "outcome": outcome,
+        "reasons": reasons,
         "ttr_s": r.get("ttr_s"),
         "recovered": r.get("recovered"),
         "outage_s": r.get("outage_s"),
+        "unavailability_s": r.get("unavailability_s"),
+        "unavailability_open": r.get("unavailability_open"),
         "failed_requests": r.get("failed_requests"),
         "total_requests": r.get("total_requests"),
         "availability": r.get("availability"),
@@ -196,10 +209,12 @@ def build_result(
         "first_failure_s": r.get("first_failure_s"),
         "recovered_at_s": r.get("recovered_at_s"),
         "tier": tier,
-        "tier_met": bool(met and not aborted),
-        "highest_tier_met": v.get("tier"),
-        "violations": violations,
-        "alerts": list(v.get("alerts", [])),
+        "tier_met": outcome == MET,
+        "highest_tier_met": v.get("highest_tier_met"),
+        "budget": _budget_summary(verdict, tier) if verdict is not None else None,
+        "violations": reasons if outcome == NOT_MET else [],
+        "alert_checks": list(v.get("alert_checks", [])),
+        "alerts": [c["message"] for c in v.get("alert_checks", []) if c.get("status") != "missed"],
         "behaviour_seen": not behaviour_findings and not aborted and not refused,
         "behaviour_findings": behaviour_findings,
         **journal_summary(journal),

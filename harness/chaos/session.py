@@ -398,8 +398,8 @@ class ChaosRun:
 
     def _judge(self) -> dict[str, Any]:
         from harness.chaos.behaviour import check_behaviour
-        from harness.chaos.result import RESULT_FILE, build_result, first_memory_alert_s, serving_telemetry
-        from harness.measure.sla import evaluate_recovery
+        from harness.chaos.result import RESULT_FILE, build_result, kill_label, serving_telemetry
+        from harness.measure.sla import evaluate_fault
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
         from harness.platforms.base import read_events
         from harness.records import REQUESTS_FILE, RequestRecord
@@ -407,32 +407,36 @@ class ChaosRun:
 
         events = read_events(self.out_dir / "events.jsonl")
         telemetry_path = self.out_dir / TELEMETRY_FILE
+        sampled = self.telemetry is not None  # None on Kubernetes: the pods' CPU/RSS are not ours to sample
         rows = serving_telemetry(read_telemetry(telemetry_path) if telemetry_path.exists() else [], events)
         requests_path = self.out_dir / REQUESTS_FILE
         requests = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
         recovery = verdict = None
         findings: list[str] = []
+        extension = self.experiment.extension
         if self.injected_at is not None and self.end_s is not None and self.end_s > self.injected_at:
             try:
                 recovery = self._analyze(self.end_s, requests=requests, events=events)
-                verdict = evaluate_recovery(recovery, telemetry=rows, config=self.sla)
+                verdict = evaluate_fault(
+                    recovery, fault=self.experiment.fault, config=self.sla, expected_alerts=extension.expect_alerts,
+                    declared_faults_per_day=extension.faults_per_day, telemetry=rows if sampled else None,
+                    killed_at_s=recovery.platform.get("killed_at_s"), kill_label=kill_label(recovery.platform),
+                )
             except HarnessError as exc:
                 self.errors.append(str(exc))
             if not self.interrupted:
                 findings = check_behaviour(
-                    events, self.experiment.extension.expect, since_s=self.injected_at, replica=self.target_replica, until_s=self.end_s
+                    events, extension.expect, since_s=self.injected_at, replica=self.target_replica, until_s=self.end_s
                 )
-        thresholds = self.sla.thresholds
-        alert_at = first_memory_alert_s(rows, thresholds.memory_growth_mb_per_s, thresholds.memory_window_s)
         extra = {
             "deployed_at": self.deployed_at,
-            "memory_alert_after_s": None if alert_at is None or self.injected_at is None else round(alert_at - self.injected_at, 3),
             "spec": self.spec.model_dump(mode="json", by_alias=True),
             "load": self.load.describe() if self.load is not None else None,
             "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
             "faults_cleared": self.faults_cleared,
             "target": self.settings.target.describe(),
             "platform_watch_errors": list(getattr(self.deployment, "watch_errors", []) or []),
+            "slo_latency_ms": self.slo_latency_ms,
             "phase_s": self.phase_s,
             "errors": self.errors,
         }
@@ -461,12 +465,15 @@ class ChaosRun:
         for name in ("result", "journal", "timeline", "requests", "events", "telemetry"):
             if (self.out_dir / ARTIFACT_FILES[name]).exists():
                 record.add_artifact(name, ARTIFACT_FILES[name])
-        keys = ("ttr_s", "outage_s", "availability", "failed_requests", "total_requests", "tier", "tier_met", "behaviour_seen")
+        keys = ("outcome", "ttr_s", "outage_s", "unavailability_s", "availability", "failed_requests", "total_requests",
+                "tier", "tier_met", "behaviour_seen")
         record.summary = {key: result.get(key) for key in keys}
         if self.interrupted:
             record.finish("aborted", f"interrupted in phase {self.phase}")
         elif self.errors and result.get("ttr_s") is None:
             record.finish("failed", "; ".join(self.errors))
+        elif result["outcome"] == "not met":
+            record.finish("failed", "; ".join(result["reasons"]))
         else:
-            record.finish("completed" if result["tier_met"] else "failed", None if result["tier_met"] else "; ".join(result["violations"]))
+            record.finish("completed", None if result["outcome"] == "met" else "; ".join(result["reasons"]))
         save_run(self.out_dir, record)

@@ -130,8 +130,13 @@ def _run(args: argparse.Namespace) -> int:
     if result["aborted"]:
         print(f"harness chaos: interrupted; result recorded as aborted in {args.out / 'result.json'}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if not result["tier_met"]:
-        raise VerdictFailed(f"{result['experiment']} on {result['topology']}: tier {result['tier']} not met", result["violations"])
+    if result["outcome"] == "inconclusive":
+        print(f"harness chaos: tier {result['tier']} inconclusive (not a failure):", file=sys.stderr)
+        for reason in result["reasons"]:
+            print(f"  - {reason}", file=sys.stderr)
+    if result["outcome"] in ("not met", "error"):
+        raise VerdictFailed(f"{result['experiment']} on {result['topology']}: tier {result['tier']} {result['outcome']}",
+                            result["reasons"])
     return 0
 
 
@@ -139,13 +144,15 @@ def _summary_line(result: dict) -> str:
     def fmt(value, unit="", digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
-    availability = result.get("availability")
+    budget = result.get("budget") or {}
+    burn = budget.get("projected_burn")
     return (
         f"{result['experiment']} x {result['topology']}: TTR {fmt(result.get('ttr_s'), ' s')}, "
-        f"outage {fmt(result.get('outage_s'), ' s')}, failed {result.get('failed_requests')}/{result.get('total_requests')}, "
-        f"availability {fmt(None if availability is None else availability * 100, '%', 3)}, "
+        f"client-side outage {fmt(result.get('outage_s'), ' s')}, unavailability {fmt(result.get('unavailability_s'), ' s')}, "
+        f"failed {result.get('failed_requests')}/{result.get('total_requests')}, "
+        f"projected burn {fmt(None if burn is None else burn * 100, '%', 2)} of the {result['tier']} error budget, "
         f"p99 before/during/after {fmt(result.get('p99_ms_before'), '', 1)}/{fmt(result.get('p99_ms_during'), '', 1)}/"
-        f"{fmt(result.get('p99_ms_after'), ' ms', 1)}, tier {result['tier']} {'met' if result['tier_met'] else 'NOT met'}, "
+        f"{fmt(result.get('p99_ms_after'), ' ms', 1)}, tier {result['tier']} {result.get('outcome')}, "
         f"behaviour {'seen' if result.get('behaviour_seen') else 'NOT seen'}"
     )
 
@@ -161,9 +168,11 @@ def _matrix(args: argparse.Namespace) -> int:
     print(table.markdown())
     if table.aborted:
         return EXIT_INTERRUPTED
+    for cell in table.inconclusive_cells():
+        print(f"harness chaos: inconclusive (not a failure): {cell}", file=sys.stderr)
     failed = table.failed_cells()
     if failed:
-        raise VerdictFailed(f"{len(failed)} of {len(table.rows)} cells missed their tier", failed)
+        raise VerdictFailed(f"{len(failed)} of {len(table.rows)} cells did not meet their tier", failed)
     return 0
 
 

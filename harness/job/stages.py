@@ -257,16 +257,18 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
         _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": note},
                      config={"chaos_profile": plan.profile.name}, reason="interrupted")
         raise
-    failed = table.failed_cells()
-    summary = {"cells": len(table.rows), "failed_cells": len(failed), "faults": [e.name for e in plan.experiments],
-               "topologies": list(plan.topologies), "note": note}
+    failed, unsure = table.failed_cells(), table.inconclusive_cells()
+    summary = {"cells": len(table.rows), "failed_cells": len(failed), "inconclusive_cells": len(unsure),
+               "faults": [e.name for e in plan.experiments], "topologies": list(plan.topologies), "note": note}
     status = "aborted" if table.aborted else "completed"
     _part_record(ctx, "chaos", CHAOS_DIR, status=status, summary=summary, config={"chaos_profile": plan.profile.name},
                  reason="interrupted" if table.aborted else None)
     if not table.rows:
         raise HarnessError("the chaos matrix ran no cell")
+    for cell in unsure:
+        ctx.say(f"inconclusive (not a failure): {cell}")
     return StageOutcome(verdict=FAIL if failed else PASS, findings=failed, summary=summary, path=CHAOS_DIR,
-                        aborted=table.aborted)
+                        aborted=table.aborted, reason=f"{len(unsure)} inconclusive cell(s): {unsure[0]}" if unsure else None)
 
 
 # ----- sweep ----------------------------------------------------------------------------------------

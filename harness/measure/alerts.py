@@ -1,6 +1,9 @@
 """Monitoring-threshold checks over telemetry: p99 latency, sustained GPU utilisation, memory growth.
 
-Each ``check_*`` returns findings (a list of messages, empty when fine); none raises on bad data.
+Each ``check_*`` returns findings (a list of messages, empty when fine); each ``*_alerts`` the same
+as `Alert` objects that also say when the alert would first have fired; none raises on bad data.
+The three alerts are named `P99_LATENCY`, `GPU_UTILISATION` and `MEMORY_GROWTH` (experiments
+declare the ones their fault should raise by these names; `harness.measure.sla` judges them).
 
 Telemetry comes in a neutral shape: either ``(time_s, value)`` pairs, or mappings such as
 ``{"time_s": ..., "replica": "replica-0", "rss_mb": ..., "cpu_percent": ..., "gpu_util_percent": ...}``.
@@ -16,6 +19,11 @@ Definitions (reports quote these):
   ``sustained_s`` (a run lasts from its first reading to the next reading at or under the threshold,
   or one sampling period past its last reading); when the whole series is shorter than
   ``sustained_s``, every reading (at least two) above the threshold counts as sustained.
+- **Fired at**: when a monitoring system evaluating the rule at every sample would first have
+  fired: for memory growth, the first sample at which the slope over the last ``window_s`` of that
+  process (at least 3 samples) exceeds the threshold; for GPU utilisation, ``sustained_s`` into the
+  first run above the threshold that lasted that long; for p99, unknown (None: it is judged on a
+  whole phase's requests).
 - **Memory growth**: the least-squares slope of RSS (MB) over time (s) within a window of
   ``window_s``, sliding over the series one sample at a time; the largest slope is reported, so a
   leak that starts mid-run is caught, while a one-off allocation counts only as its size spread
@@ -26,11 +34,17 @@ Definitions (reports quote these):
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
+    "P99_LATENCY",
+    "GPU_UTILISATION",
+    "MEMORY_GROWTH",
+    "ALERT_NAMES",
+    "Alert",
     "TelemetrySample",
     "series",
     "gpu_group",
@@ -40,7 +54,29 @@ __all__ = [
     "check_p99",
     "check_gpu_utilisation",
     "check_memory_growth",
+    "p99_alerts",
+    "gpu_utilisation_alerts",
+    "memory_growth_alerts",
+    "first_memory_growth_s",
 ]
+
+P99_LATENCY = "p99-latency"
+GPU_UTILISATION = "gpu-utilisation"
+MEMORY_GROWTH = "memory-growth"
+ALERT_NAMES = (P99_LATENCY, GPU_UTILISATION, MEMORY_GROWTH)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert that fired: its name (one of `ALERT_NAMES`), the finding, and when it would first
+    have fired (epoch seconds; None when the rule is judged on a whole phase)."""
+
+    name: str
+    message: str
+    fired_at_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 TelemetrySample = Mapping[str, Any] | tuple[float, float]
 GroupBy = Sequence[str] | Callable[[Mapping[str, Any]], str]
@@ -165,12 +201,42 @@ def _label(group: str) -> str:
     return f" ({group})" if group else ""
 
 
-def check_p99(p99_ms: float | None, threshold_ms: float = 500.0) -> list[str]:
-    """Return a finding when the p99 latency exceeds ``threshold_ms``; none when p99 is None/NaN (unmeasured)."""
+def p99_alerts(p99_ms: float | None, threshold_ms: float = 500.0) -> list[Alert]:
+    """Return the p99-latency alert when ``p99_ms`` exceeds ``threshold_ms``; none when p99 is None/NaN (unmeasured)."""
     value = _number(p99_ms)
     if value is None or value <= threshold_ms:
         return []
-    return [f"p99 latency {value:.1f} ms > {threshold_ms:g} ms"]
+    return [Alert(P99_LATENCY, f"p99 latency {value:.1f} ms > {threshold_ms:g} ms")]
+
+
+def check_p99(p99_ms: float | None, threshold_ms: float = 500.0) -> list[str]:
+    """Return a finding when the p99 latency exceeds ``threshold_ms``; none when p99 is None/NaN (unmeasured)."""
+    return [alert.message for alert in p99_alerts(p99_ms, threshold_ms)]
+
+
+def gpu_utilisation_alerts(
+    samples: Iterable[TelemetrySample],
+    threshold_percent: float = 90.0,
+    sustained_s: float = 60.0,
+    *,
+    key: str = "gpu_util_percent",
+    group_by: GroupBy = gpu_group,
+) -> list[Alert]:
+    """Return one alert per series whose GPU utilisation stayed above ``threshold_percent`` for
+    ``sustained_s`` (or the whole, shorter series); nothing for absent GPU readings.
+    """
+    alerts = []
+    for group, (times, values) in series(samples, key, group_by).items():
+        duration, start = longest_run_above(times, values, threshold_percent)
+        observed = float(times[-1] - times[0]) + _period_s(times)
+        whole_short_series = observed < sustained_s and times.size >= 2 and bool((values > threshold_percent).all())
+        if start is not None and (duration >= sustained_s - _EPS_S or whole_short_series):
+            span = "the whole observation" if duration < sustained_s else f">= {sustained_s:g} s"
+            alerts.append(Alert(
+                GPU_UTILISATION,
+                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) from t={start:.3f}{_label(group)}",
+                start + min(duration, sustained_s)))
+    return alerts
 
 
 def check_gpu_utilisation(
@@ -184,18 +250,46 @@ def check_gpu_utilisation(
     """Return one finding per series whose GPU utilisation stayed above ``threshold_percent`` for
     ``sustained_s`` (or the whole, shorter series); nothing for absent GPU readings.
     """
-    findings = []
+    return [a.message for a in gpu_utilisation_alerts(samples, threshold_percent, sustained_s, key=key, group_by=group_by)]
+
+
+def first_memory_growth_s(
+    times: np.ndarray, values: np.ndarray, threshold_mb_per_s: float, window_s: float | None
+) -> float | None:
+    """Return when an online memory-growth rule (see **Fired at**) first fires on one series, or None."""
+    for end in range(_MIN_SLOPE_SAMPLES, times.size + 1):
+        start = 0 if window_s is None else int(times.searchsorted(times[end - 1] - window_s, side="left"))
+        if end - start < _MIN_SLOPE_SAMPLES:
+            continue
+        slope = slope_per_s(times[start:end], values[start:end])
+        if math.isfinite(slope) and slope > threshold_mb_per_s:
+            return float(times[end - 1])
+    return None
+
+
+def memory_growth_alerts(
+    samples: Iterable[TelemetrySample],
+    threshold_mb_per_s: float = 10.0,
+    window_s: float | None = 60.0,
+    *,
+    key: str = "rss_mb",
+    group_by: GroupBy = MEMORY_GROUP_KEYS,
+) -> list[Alert]:
+    """Return one alert per series whose RSS grew faster than ``threshold_mb_per_s`` (a leak).
+
+    Raises ValueError for a non-positive ``window_s``.
+    """
+    alerts = []
     for group, (times, values) in series(samples, key, group_by).items():
-        duration, start = longest_run_above(times, values, threshold_percent)
-        observed = float(times[-1] - times[0]) + _period_s(times)
-        whole_short_series = observed < sustained_s and times.size >= 2 and bool((values > threshold_percent).all())
-        if start is not None and (duration >= sustained_s - _EPS_S or whole_short_series):
-            span = "the whole observation" if duration < sustained_s else f">= {sustained_s:g} s"
-            findings.append(
-                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) "
-                f"from t={start:.3f}{_label(group)}"
-            )
-    return findings
+        slope, start = max_window_slope_per_s(times, values, window_s)
+        if start is not None and math.isfinite(slope) and slope > threshold_mb_per_s:
+            over = "the whole series" if window_s is None or times[-1] - times[0] <= window_s else f"{window_s:g} s"
+            alerts.append(Alert(
+                MEMORY_GROWTH,
+                f"memory growth {slope:.2f} MB/s > {threshold_mb_per_s:g} MB/s (least squares over {over} from "
+                f"t={start:.3f}){_label(group)}",
+                first_memory_growth_s(times, values, threshold_mb_per_s, window_s)))
+    return alerts
 
 
 def check_memory_growth(
@@ -210,13 +304,4 @@ def check_memory_growth(
 
     Raises ValueError for a non-positive ``window_s``.
     """
-    findings = []
-    for group, (times, values) in series(samples, key, group_by).items():
-        slope, start = max_window_slope_per_s(times, values, window_s)
-        if start is not None and math.isfinite(slope) and slope > threshold_mb_per_s:
-            over = "the whole series" if window_s is None or times[-1] - times[0] <= window_s else f"{window_s:g} s"
-            findings.append(
-                f"memory growth {slope:.2f} MB/s > {threshold_mb_per_s:g} MB/s (least squares over {over} from "
-                f"t={start:.3f}){_label(group)}"
-            )
-    return findings
+    return [a.message for a in memory_growth_alerts(samples, threshold_mb_per_s, window_s, key=key, group_by=group_by)]

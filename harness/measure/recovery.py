@@ -8,19 +8,32 @@ Definitions (reports quote these):
   at or under the latency SLO (``slo_latency_ms``); anything else -- an error, a timeout, a slow
   answer -- is *bad*. Latency-SLO violations are failures here.
 - **First failure**: the send time of the first bad sample at or after the injection.
-- **Recovered**: at the start of the first run of consecutive good samples (after the first
-  failure) that lasts at least ``stability_window_s``; a run lasts from its first sample to the next
-  bad sample, or to the window's end. Shorter good runs between failures (flapping) do not count.
-  No bad sample at all is a valid result: recovered, TTR 0, no recovery time. A recovery cannot
-  come before the fault's platform effect: when a kill (Killing, OOMKilled, Exited) or readiness
-  loss (NotReady) happens after a candidate recovery and bad samples follow it (a memory fault whose
-  growth first only slowed answers, then ended in an OOM kill), the candidate is discarded and
-  recovery is sought again from the first bad sample after that event.
+- **Recovered**: when clients *received* the first answer of the first run of consecutive good
+  samples (after the first failure) that lasts at least ``stability_window_s``; a run lasts from its
+  first sample's send time to the next bad sample's, or to the window's end. Shorter good runs
+  between failures (flapping) do not count. Recovery is the receive time, not the send time: a
+  request sent 0.3 s before a stall ends and answered within the SLO right after it was still
+  waiting while the service was stalled. No bad sample at all is a valid result: recovered, TTR 0,
+  no recovery time. A recovery cannot come before the fault's effect ends: (a) when a kill
+  (Killing, OOMKilled, Exited) or readiness loss (NotReady) happens after a candidate recovery and
+  bad samples follow it (a memory fault whose growth first only slowed answers, then ended in an
+  OOM kill), the candidate is discarded and recovery is sought again from the first bad sample
+  after that event; (b) a candidate received before the end of the longest unavailability (below)
+  is discarded likewise, and recovery is sought again after it.
 - **TTR** (time to recover): ``recovered_at_s - first_failure_s``; None when not recovered by the
   window's end (``recovered`` False) -- the fault outlasted the observation.
-- **Outage** (``outage_s``): total time of bad samples in the window on the prober's timeline; each
+- **Client-side outage** (``outage_s``): what users felt, by *send* time: the total time of bad
+  samples in the window on the prober's timeline (failed, or answered over the latency SLO); each
   sample stands for the time until the next sample (its period on a regular timeline), clipped to
   the window. An outage of exactly 2.0 s seen by a 50 ms prober measures 2.0 s within one period.
+  For a stall of D seconds it is about D minus the SLO (requests sent in the stall's last SLO
+  seconds are answered in time) plus however long the service takes to drain its backlog.
+- **Unavailability** (``unavailability_s``): the service's view, by *receive* time: the longest
+  interval in the window with no successful answer (``ok``, whatever its latency) received by the
+  prober; it starts at the injection or at a success, and ends at the next success received (or
+  at the window's end, then ``unavailability_open`` is true and the figure is a lower bound). For
+  a stall of known length it equals the stall, plus the time the first answer after it takes; when
+  nothing went wrong it is about one prober period.
 - **Failed / total requests, availability**: the load's request records sent in the window;
   availability = ok / total (a slow but successful request is available). Without request records
   in the window, the prober's samples stand in (``availability_source`` says which).
@@ -53,6 +66,7 @@ __all__ = [
     "is_good",
     "infer_period_s",
     "bad_intervals",
+    "longest_unavailability",
     "platform_view",
     "analyze_recovery",
 ]
@@ -198,6 +212,10 @@ class RecoveryResult:
     time_to_failure_s: float | None
     outage_s: float
     outages: list[tuple[float, float]]
+    unavailability_s: float
+    unavailable_from_s: float
+    unavailable_until_s: float
+    unavailability_open: bool
     failed_requests: int
     total_requests: int
     availability: float
@@ -234,10 +252,9 @@ def _validate(injected_at_s: float, slo_latency_ms: float, stability_window_s: f
         raise ConfigError("baseline_s", baseline_s, "must be greater than zero (or None for all earlier data)")
 
 
-def _recovery(
-    good: np.ndarray, times: np.ndarray, first_bad: int, end_s: float, stability_window_s: float
-) -> float | None:
-    """Return the start of the first good run after ``first_bad`` lasting the stability window, or None."""
+def _recovery(good: np.ndarray, times: np.ndarray, first_bad: int, end_s: float, stability_window_s: float) -> int | None:
+    """Return the index of the first sample of the first good run after ``first_bad`` lasting the
+    stability window (send times), or None."""
     index = first_bad
     while index < good.size:
         if not good[index]:
@@ -248,22 +265,44 @@ def _recovery(
             index += 1
         run_end = times[index] if index < good.size else end_s
         if run_end - times[start] >= stability_window_s - _EPS_S:
-            return float(times[start])
+            return start
     return None
 
 
-def _recovery_after_platform(
-    good: np.ndarray, times: np.ndarray, recovered_at: float | None, end_s: float, stability_window_s: float,
+def _recovery_after_disruptions(
+    good: np.ndarray, times: np.ndarray, start: int | None, end_s: float, stability_window_s: float,
     disruptions_s: Sequence[float],
-) -> float | None:
-    """Return ``recovered_at`` moved past every later disruption event that bad samples follow."""
-    while recovered_at is not None:
-        later = [t for t in disruptions_s if recovered_at < t < end_s]
-        bad_after = [int(i) for i in np.flatnonzero(~good) if later and times[i] >= later[0]]
+) -> int | None:
+    """Return ``start`` moved past every later disruption (an event, the longest unavailability's
+    start) that bad samples follow."""
+    while start is not None:
+        later = [t for t in disruptions_s if times[start] < t < end_s]
+        bad_after = [int(i) for i in np.flatnonzero(~good) if later and times[i] >= min(later)]
         if not bad_after:
-            return recovered_at
-        recovered_at = _recovery(good, times, bad_after[0], end_s, stability_window_s)
+            return start
+        start = _recovery(good, times, bad_after[0], end_s, stability_window_s)
     return None
+
+
+def longest_unavailability(
+    samples: Sequence[ProbeSample], start_s: float, end_s: float
+) -> tuple[float, float, float, bool]:
+    """Return (seconds, from_s, until_s, open) of the longest interval in ``[start_s, end_s]`` with no
+    successful answer received (see **Unavailability** in the module docstring).
+
+    ``open`` is True when the interval runs to ``end_s`` with no success after it (a lower bound).
+    """
+    received = sorted(
+        s.t_s + s.latency_ms / 1000.0 for s in samples if s.ok and math.isfinite(s.latency_ms)
+    )
+    edges = [start_s] + [t for t in received if start_s < t <= end_s]
+    best = (0.0, start_s, start_s, False)
+    for before, after in zip(edges, edges[1:]):
+        if after - before > best[0]:
+            best = (after - before, before, after, False)
+    if end_s - edges[-1] > best[0]:
+        best = (end_s - edges[-1], edges[-1], end_s, True)
+    return best
 
 
 def analyze_recovery(
@@ -308,15 +347,18 @@ def analyze_recovery(
     durations = _durations(times, period, end_s, later[0] if later else None)
     outage_s = float(durations[~good].sum())
 
+    unavailable_s, unavailable_from, unavailable_until, unavailable_open = longest_unavailability(
+        samples, injected_at_s, end_s)
     bad_indexes = np.flatnonzero(~good)
     if bad_indexes.size == 0:
         first_failure = recovered_at = None
         recovered, ttr = True, 0.0
     else:
         first_failure = float(times[bad_indexes[0]])
-        recovered_at = _recovery(good, times, int(bad_indexes[0]), end_s, stability_window_s)
-        disruptions = [e["time_s"] for e in parsed_events if e["type"] in _DISRUPTION_TYPES]
-        recovered_at = _recovery_after_platform(good, times, recovered_at, end_s, stability_window_s, disruptions)
+        start = _recovery(good, times, int(bad_indexes[0]), end_s, stability_window_s)
+        disruptions = [e["time_s"] for e in parsed_events if e["type"] in _DISRUPTION_TYPES] + [unavailable_from]
+        start = _recovery_after_disruptions(good, times, start, end_s, stability_window_s, disruptions)
+        recovered_at = None if start is None else float(times[start] + window[start].latency_ms / 1000.0)
         recovered = recovered_at is not None
         ttr = recovered_at - first_failure if recovered_at is not None else None
 
@@ -345,6 +387,10 @@ def analyze_recovery(
         time_to_failure_s=None if first_failure is None else first_failure - injected_at_s,
         outage_s=outage_s,
         outages=_spans(times, durations, ~good),
+        unavailability_s=float(unavailable_s),
+        unavailable_from_s=float(unavailable_from),
+        unavailable_until_s=float(unavailable_until),
+        unavailability_open=bool(unavailable_open),
         failed_requests=int(failed),
         total_requests=int(total),
         availability=(total - failed) / total,

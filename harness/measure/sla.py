@@ -1,66 +1,110 @@
-"""SLA tiers and the verdict: the one place tiers, thresholds and pass/fail are defined.
+"""SLA tiers as error budgets, and the verdict on one fault: the one place they are defined.
 
 Definitions (reports quote these):
 
-- **Tier**: a named pair (minimum availability, maximum recovery time). Defaults, from DESIGN.md:
-  single-point 99.0% / 4 h, active-standby 99.5% / 15 min, multi-active 99.99% / 30 s. Tiers are
-  ranked by strictness (higher availability, then shorter recovery); configurable from YAML.
-- **Availability**: the fraction of requests answered successfully in the analysis window (see
-  `harness.measure.recovery`); a tier is met on availability when ``availability * 100`` is at least
-  its percentage.
-- **Recovery**: a tier is met on recovery when the time to recover (TTR) is at most its maximum.
-  Not recovered by the end of the observation fails every tier: recovery could not be confirmed.
-  When no fault was injected (TTR and recovered both None) recovery is not judged.
-- **Monitoring thresholds** (alerts, on top of the tier): p99 inference latency > 500 ms, GPU
-  utilisation > 90% sustained for 60 s (or the whole, shorter observation), memory growth > 10 MB/s
-  (least-squares slope of RSS over 60 s windows). See `harness.measure.alerts`.
-- **Verdict**: the highest tier met (or None), each tier's shortfalls, every alert, and
-  ``violations``: all of them as messages. `meets` is the pass/fail: the required tier is met and,
-  unless told otherwise, no alert fired.
+- **Tier**: an availability objective over a period (``period_days``, default 30) and a maximum
+  recovery time. Defaults, from DESIGN.md: single-point 99.0% / 4 h, active-standby 99.5% / 15 min,
+  multi-active 99.99% / 30 s. Configurable from YAML.
+- **Error budget**: ``(1 - objective) x period``: over 30 days 99.0% allows 7.2 h, 99.5% 3.6 h,
+  99.99% 4.32 min of full outage. A monthly objective cannot be judged from the seconds around one
+  fault; what one fault costs, and how often it happens, can.
+- **Cost of one fault**, in seconds of full outage, two views of the analysis window (see
+  `harness.measure.recovery`): the *outage cost* is the client-side outage (the time of bad prober
+  samples: failed, or over the latency SLO); the *failed-request cost* is the fraction of the load's
+  requests that failed times the window's length (as many lost requests as that many seconds of full
+  outage would lose at the same rate). Each is a proportion (bad of all prober samples; failed of all
+  requests) times the window, so each has a Wilson score interval (`confidence`, default 95%).
+- **Budget burn per fault**: cost / error budget. **Projected burn**: burn per fault x the expected
+  number of such faults per period (``faults_per_day`` x ``period_days``; default one a day, so 30
+  per 30 days; per fault in ``fault_rates_per_day``, else the experiment's own ``faults_per_day``).
+- **Outcome of a tier** (met / not met / inconclusive), never a confident red the data cannot carry:
+  - *not met*: the time to recover exceeds the tier's maximum, or recovery was not seen within an
+    observation at least that long, or the projected burn's *lower* bound exceeds the budget (100%)
+    in either view;
+  - *met*: recovered within the maximum, and the projected burn's *upper* bound fits the budget in
+    both views;
+  - *inconclusive*: anything else: the burn's interval straddles the budget (too few samples to
+    tell), or recovery was not seen within an observation shorter than the tier's maximum.
+- **Alerts** (monitoring thresholds, `harness.measure.alerts`): p99 inference latency > 500 ms on
+  the steady state (the larger of the p99 before and after the fault), GPU utilisation > 90%
+  sustained for 60 s, memory growth > 10 MB/s. They are reported beside the tier, never folded into
+  it. An experiment declares the alerts its fault should raise: an expected alert that fired is a
+  passed detection check with its lead time (before the platform's kill, else after the injection);
+  an expected alert that stayed silent fails the cell (monitoring would have missed the fault); an
+  alert nobody expected is a violation and fails the cell too.
+- **Verdict of a cell**: not met when the required tier is not met or any alert check fails;
+  otherwise inconclusive when the tier is; otherwise met.
+- **Steady state** (a load run without a fault, `evaluate_steady`): the failed fraction's Wilson
+  interval against the tier's allowed fraction ``1 - objective``: met when its upper bound fits,
+  not met when its lower bound exceeds it, inconclusive otherwise (2,000 requests cannot show
+  99.99%); plus the alerts, all unexpected.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.config import load_yaml_file, validate_model
 from harness.errors import ConfigError
-from harness.measure.alerts import TelemetrySample, check_gpu_utilisation, check_memory_growth, check_p99
+from harness.measure.alerts import (
+    ALERT_NAMES,
+    GPU_UTILISATION,
+    MEMORY_GROWTH,
+    Alert,
+    TelemetrySample,
+    gpu_utilisation_alerts,
+    memory_growth_alerts,
+    p99_alerts,
+)
 from harness.measure.recovery import RecoveryResult
+from harness.measure.stats import wilson_interval
 
 __all__ = [
+    "MET",
+    "NOT_MET",
+    "INCONCLUSIVE",
     "DEFAULT_TIERS",
     "TIER_FOR_TOPOLOGY",
+    "DAY_S",
     "Tier",
     "Thresholds",
     "SlaConfig",
+    "Cost",
+    "TierJudgement",
+    "AlertCheck",
     "Verdict",
     "load_sla_config",
-    "check_availability",
-    "check_recovery",
+    "fault_cost",
+    "judge_tier",
+    "raised_alerts",
     "check_alerts",
-    "evaluate",
-    "evaluate_recovery",
-    "meets",
+    "evaluate_fault",
+    "evaluate_steady",
 ]
 
+MET, NOT_MET, INCONCLUSIVE = "met", "not met", "inconclusive"
 TIER_FOR_TOPOLOGY = {"single": "single-point", "active-standby": "active-standby", "multi-active": "multi-active"}
+DAY_S = 86_400.0
 _EPS = 1e-9
 
 
 class Tier(BaseModel):
-    """One SLA tier: the availability it promises and how fast it must recover."""
+    """One SLA tier: the availability it promises over the period and how fast it must recover."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    availability_percent: float = Field(gt=0, le=100)
+    availability_percent: float = Field(gt=0, lt=100)
     max_recovery_s: float = Field(gt=0)
+
+    def error_budget_s(self, period_s: float) -> float:
+        """Return the seconds of full outage the objective allows over ``period_s``."""
+        return (1.0 - self.availability_percent / 100.0) * period_s
 
 
 DEFAULT_TIERS = (
@@ -83,13 +127,17 @@ class Thresholds(BaseModel):
 
 
 class SlaConfig(BaseModel):
-    """The tiers, the thresholds, and (optionally) the tier a run must meet."""
+    """The tiers, their period, how often each fault is expected, the thresholds and the required tier."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS))
     thresholds: Thresholds = Field(default_factory=Thresholds)
     required_tier: str | None = None
+    period_days: float = Field(30.0, gt=0, le=3660)
+    faults_per_day: float = Field(1.0, gt=0, le=1e6)  # the default expected rate of any fault
+    fault_rates_per_day: dict[str, float] = Field(default_factory=dict)  # per fault name, e.g. {"oom-kill": 0.1}
+    confidence: float = Field(0.95, gt=0.5, lt=1)
 
     @field_validator("tiers")
     @classmethod
@@ -102,6 +150,14 @@ class SlaConfig(BaseModel):
             raise ValueError(f"duplicate tier names: {', '.join(duplicates)}")
         return tiers
 
+    @field_validator("fault_rates_per_day")
+    @classmethod
+    def _positive_rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for name, rate in rates.items():
+            if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"{name}={rate!r}: expected faults per day must be a number greater than zero")
+        return rates
+
     @model_validator(mode="after")
     def _known_required_tier(self) -> "SlaConfig":
         if self.required_tier is not None and self.required_tier not in self.tier_names:
@@ -111,6 +167,10 @@ class SlaConfig(BaseModel):
     @property
     def tier_names(self) -> list[str]:
         return [t.name for t in self.tiers]
+
+    @property
+    def period_s(self) -> float:
+        return self.period_days * DAY_S
 
     @property
     def ranked_tiers(self) -> list[Tier]:
@@ -123,6 +183,12 @@ class SlaConfig(BaseModel):
             if tier.name == name:
                 return tier
         raise ConfigError("tier", name, f"unknown tier (known: {', '.join(self.tier_names)})")
+
+    def faults_per_period(self, fault: str | None, declared_per_day: float | None = None) -> float:
+        """Return how many faults of kind ``fault`` the period expects: this config's rate for it,
+        else the experiment's declared rate, else the default; times the period in days."""
+        rate = self.fault_rates_per_day.get(fault or "", declared_per_day or self.faults_per_day)
+        return rate * self.period_days
 
 
 def load_sla_config(path: str | Path | None = None, data: Mapping[str, Any] | None = None) -> SlaConfig:
@@ -142,142 +208,340 @@ def load_sla_config(path: str | Path | None = None, data: Mapping[str, Any] | No
     return validate_model(SlaConfig, merged, source=str(path) if path is not None else None)
 
 
+# ----- cost and budget ------------------------------------------------------------------------------
+
 @dataclass(frozen=True)
-class Verdict:
-    """The outcome of an SLA evaluation (see module docstring)."""
+class Cost:
+    """One view of a fault's cost in seconds of full outage, with its Wilson interval (see docstring)."""
 
-    tier: str | None
-    tiers_met: list[str]
-    tier_findings: dict[str, list[str]]
-    alerts: list[str]
-    violations: list[str]
-    required_tier: str | None = None
-    measured: dict[str, Any] = field(default_factory=dict)
-
-    def violations_for(self, tier: str) -> list[str]:
-        """Return what keeps ``tier`` from passing: its shortfalls, then every alert; raise ConfigError if unknown."""
-        if tier not in self.tier_findings:
-            raise ConfigError("tier", tier, f"unknown tier (known: {', '.join(self.tier_findings)})")
-        return list(self.tier_findings[tier]) + list(self.alerts)
+    view: str  # "outage" or "failed requests"
+    cost_s: float
+    low_s: float
+    high_s: float
+    bad: int
+    total: int
+    window_s: float
+    lower_bound: bool = False  # the fault outlasted the observation: the true cost is at least this
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "tier": self.tier, "tiers_met": list(self.tiers_met), "required_tier": self.required_tier,
-            "passed": meets(self) if self.required_tier else None,
-            "tier_findings": {k: list(v) for k, v in self.tier_findings.items()},
-            "alerts": list(self.alerts), "violations": list(self.violations), "measured": dict(self.measured),
-        }
+        return asdict(self)
 
 
-def check_availability(availability: float, tier: Tier) -> list[str]:
-    """Return a finding when ``availability`` (a fraction 0..1) is under the tier's percentage."""
-    percent = availability * 100.0
-    if percent + _EPS >= tier.availability_percent:
-        return []
-    return [f"availability {percent:.3f}% < {tier.availability_percent:g}% required by {tier.name}"]
+def fault_cost(recovery: RecoveryResult, confidence: float = 0.95) -> list[Cost]:
+    """Return the outage cost and the failed-request cost of the fault ``recovery`` measured."""
+    window_s = max(0.0, recovery.window_end_s - recovery.injected_at_s)
+    open_ended = not recovery.recovered
+    low, high = wilson_interval(recovery.bad_samples, recovery.probe_samples, confidence)
+    outage = Cost("outage", recovery.outage_s, min(low * window_s, recovery.outage_s),
+                  max(high * window_s, recovery.outage_s), recovery.bad_samples, recovery.probe_samples, window_s,
+                  open_ended)
+    total, failed = recovery.total_requests, recovery.failed_requests
+    low, high = wilson_interval(failed, total, confidence)
+    point = failed / total * window_s if total else 0.0
+    requests = Cost("failed requests", point, low * window_s, high * window_s, failed, total, window_s, open_ended)
+    return [outage, requests]
 
 
-def check_recovery(
-    ttr_s: float | None, recovered: bool | None, tier: Tier, observed_s: float | None = None
-) -> list[str]:
-    """Return a finding when recovery was not seen or took longer than the tier allows.
+@dataclass(frozen=True)
+class TierJudgement:
+    """A tier's outcome for one fault: the budget, each view's projected burn, recovery, and why."""
 
-    Nothing when recovery was not judged (``ttr_s`` and ``recovered`` both None).
-    """
+    tier: str
+    outcome: str
+    reasons: list[str]
+    error_budget_s: float
+    faults_per_period: float | None
+    burns: list[dict[str, Any]] = field(default_factory=list)  # per view: burn per fault and projected, with bounds
+    max_recovery_s: float = 0.0
+
+    @property
+    def projected_burn(self) -> float | None:
+        """The larger projected burn of the two views (a fraction of the budget), or None."""
+        return max((b["projected"] for b in self.burns), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["projected_burn"] = self.projected_burn
+        return data
+
+
+def _recovery_reasons(ttr_s: float | None, recovered: bool | None, observed_s: float | None, tier: Tier) -> tuple[str | None, str]:
+    """Return (outcome forced by recovery or None, its reason)."""
     if recovered is None and ttr_s is None:
-        return []
+        return None, "recovery not judged (no fault injected)"
     if recovered is False or ttr_s is None:
-        seen = f" within the observed {observed_s:.1f} s" if observed_s is not None else ""
-        return [f"not recovered{seen}; {tier.name} requires recovery within {tier.max_recovery_s:g} s"]
-    if ttr_s <= tier.max_recovery_s + _EPS:
-        return []
-    return [f"recovery took {ttr_s:.2f} s > {tier.max_recovery_s:g} s allowed by {tier.name}"]
+        seen = observed_s if observed_s is not None else 0.0
+        if seen + _EPS >= tier.max_recovery_s:
+            return NOT_MET, f"not recovered within the observed {seen:.1f} s; {tier.name} requires recovery within {tier.max_recovery_s:g} s"
+        return INCONCLUSIVE, (f"not recovered within the observed {seen:.1f} s, shorter than the {tier.max_recovery_s:g} s "
+                              f"{tier.name} allows: cannot tell")
+    if ttr_s > tier.max_recovery_s + _EPS:
+        return NOT_MET, f"recovery took {ttr_s:.2f} s > {tier.max_recovery_s:g} s allowed by {tier.name}"
+    return None, f"recovered in {ttr_s:.2f} s (<= {tier.max_recovery_s:g} s)"
+
+
+def judge_tier(
+    tier: Tier, costs: Sequence[Cost], *, ttr_s: float | None, recovered: bool | None, observed_s: float | None,
+    faults_per_period: float, period_s: float,
+) -> TierJudgement:
+    """Return the tier's outcome for a fault of these ``costs`` expected ``faults_per_period`` times
+    per ``period_s`` (see the module docstring)."""
+    budget_s = tier.error_budget_s(period_s)
+    forced, recovery_reason = _recovery_reasons(ttr_s, recovered, observed_s, tier)
+    reasons = [recovery_reason] if forced else []
+    burns = []
+    over, unsure = False, False
+    for cost in costs:
+        scale = faults_per_period / budget_s
+        burn = {"view": cost.view, "cost_s": cost.cost_s, "cost_low_s": cost.low_s, "cost_high_s": cost.high_s,
+                "burn_per_fault": cost.cost_s / budget_s, "projected": cost.cost_s * scale,
+                "projected_low": cost.low_s * scale, "projected_high": cost.high_s * scale,
+                "lower_bound": cost.lower_bound}
+        burns.append(burn)
+        what = (f"{cost.view} {cost.cost_s:.2f} s per fault (95% {cost.low_s:.2f}-{cost.high_s:.2f} s from {cost.bad} of "
+                f"{cost.total}) x {faults_per_period:g} faults per period = {burn['projected']:.1%} of the "
+                f"{_duration(budget_s)} error budget ({burn['projected_low']:.1%}-{burn['projected_high']:.1%})")
+        if burn["projected_low"] > 1.0 + _EPS:
+            over = True
+            reasons.append(f"{what}: over budget")
+        elif burn["projected_high"] > 1.0 + _EPS or cost.lower_bound:
+            unsure = True
+            why = "the fault outlasted the observation" if cost.lower_bound and burn["projected_high"] <= 1.0 else "too few samples to tell"
+            reasons.append(f"{what}: {why}")
+    if forced == NOT_MET or over:
+        outcome = NOT_MET
+    elif forced == INCONCLUSIVE or unsure:
+        outcome = INCONCLUSIVE
+    else:
+        outcome = MET
+        worst = max(burns, key=lambda b: b["projected_high"]) if burns else None
+        reasons = [recovery_reason] + ([f"projected burn {worst['projected']:.2%} of the {_duration(budget_s)} budget "
+                                        f"(at most {worst['projected_high']:.2%}, {worst['view']})"] if worst else [])
+    return TierJudgement(tier.name, outcome, reasons, budget_s, faults_per_period, burns, tier.max_recovery_s)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+# ----- alerts -----------------------------------------------------------------------------------------
+
+def raised_alerts(
+    thresholds: Thresholds, *, p99_ms: float | None = None, telemetry: Iterable[TelemetrySample] | None = None
+) -> list[Alert]:
+    """Return every alert the monitoring thresholds raise: p99, sustained GPU utilisation, memory growth."""
+    samples = list(telemetry or ())
+    return (
+        p99_alerts(p99_ms, thresholds.p99_latency_ms)
+        + gpu_utilisation_alerts(samples, thresholds.gpu_util_percent, thresholds.gpu_sustained_s)
+        + memory_growth_alerts(samples, thresholds.memory_growth_mb_per_s, thresholds.memory_window_s)
+    )
 
 
 def check_alerts(
     thresholds: Thresholds, *, p99_ms: float | None = None, telemetry: Iterable[TelemetrySample] | None = None
 ) -> list[str]:
-    """Return every monitoring-threshold finding: p99, sustained GPU utilisation, memory growth."""
-    samples = list(telemetry or ())
-    return (
-        check_p99(p99_ms, thresholds.p99_latency_ms)
-        + check_gpu_utilisation(samples, thresholds.gpu_util_percent, thresholds.gpu_sustained_s)
-        + check_memory_growth(samples, thresholds.memory_growth_mb_per_s, thresholds.memory_window_s)
-    )
+    """Return every monitoring-threshold finding as a message (see `raised_alerts`)."""
+    return [alert.message for alert in raised_alerts(thresholds, p99_ms=p99_ms, telemetry=telemetry)]
 
 
-def _validate_availability(availability: float) -> float:
-    try:
-        value = float(availability)
-    except (TypeError, ValueError):
-        raise ConfigError("availability", availability, "expected a fraction between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError("availability", availability, "expected a fraction between 0 and 1")
-    return value
+@dataclass(frozen=True)
+class AlertCheck:
+    """One alert judged against the experiment's expectation.
+
+    ``status``: "detected" (expected and fired: passed), "missed" (expected, silent: failed),
+    "unexpected" (fired, not expected: a violation) or "unobserved" (expected, but what it is computed
+    from was not sampled here, e.g. no replica telemetry on Kubernetes: neither passed nor failed).
+    """
+
+    name: str
+    status: str
+    message: str
+    fired_at_s: float | None = None
+    lead_s: float | None = None  # seconds before the platform's kill (positive) or after the injection (negative)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "detected"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("missed", "unexpected")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed}
 
 
-def evaluate(
+_TELEMETRY_ALERTS = (GPU_UTILISATION, MEMORY_GROWTH)
+
+
+def _check_alerts_against(
+    fired: Sequence[Alert], expected: Sequence[str], *, injected_at_s: float | None, killed_at_s: float | None,
+    kill_label: str, telemetry_sampled: bool = True,
+) -> list[AlertCheck]:
+    unknown = [name for name in expected if name not in ALERT_NAMES]
+    if unknown:
+        raise ConfigError("expect_alerts", unknown[0], f"unknown alert; known: {', '.join(ALERT_NAMES)}")
+    checks = []
+    for name in dict.fromkeys(expected):
+        mine = [a for a in fired if a.name == name]
+        if not mine and not telemetry_sampled and name in _TELEMETRY_ALERTS:
+            checks.append(AlertCheck(name, "unobserved", f"expected alert {name} not judged: no replica telemetry was "
+                                                          f"sampled on this platform"))
+            continue
+        if not mine:
+            checks.append(AlertCheck(name, "missed", f"expected alert {name} did not fire: monitoring would miss this fault"))
+            continue
+        times = [a.fired_at_s for a in mine if a.fired_at_s is not None]
+        at = min(times) if times else None
+        if at is not None and killed_at_s is not None:
+            lead = killed_at_s - at
+            when = f"fired {abs(lead):.1f} s {'before' if lead >= 0 else 'after'} the {kill_label}"
+        elif at is not None and injected_at_s is not None:
+            lead = injected_at_s - at
+            when = f"fired {max(0.0, -lead):.1f} s after the injection"
+        else:
+            lead, when = None, "fired"
+        checks.append(AlertCheck(name, "detected", f"expected alert {name} {when}: {mine[0].message}", at, lead))
+    for alert in fired:
+        if alert.name not in expected:
+            checks.append(AlertCheck(alert.name, "unexpected", f"unexpected alert: {alert.message}", alert.fired_at_s))
+    return checks
+
+
+# ----- the verdict ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of an SLA evaluation (see the module docstring): every tier's judgement and the alert checks."""
+
+    required_tier: str | None
+    judgements: dict[str, TierJudgement]
+    alert_checks: list[AlertCheck]
+    costs: list[Cost] = field(default_factory=list)
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def judgement(self, tier: str | None = None) -> TierJudgement:
+        """Return the judgement of ``tier`` (default: the required one); raise ConfigError if unknown."""
+        name = tier or self.required_tier
+        if name is None:
+            raise ConfigError("tier", None, "no SLA tier given and none configured (required_tier)")
+        if name not in self.judgements:
+            raise ConfigError("tier", name, f"unknown tier (known: {', '.join(self.judgements)})")
+        return self.judgements[name]
+
+    @property
+    def alert_failures(self) -> list[str]:
+        """The alert checks that fail the cell: expected alerts that stayed silent, unexpected alerts."""
+        return [check.message for check in self.alert_checks if check.failed]
+
+    def outcome(self, tier: str | None = None) -> str:
+        """Return met / not met / inconclusive for ``tier`` (default: required) with the alert checks."""
+        judged = self.judgement(tier).outcome
+        if judged == NOT_MET or self.alert_failures:
+            return NOT_MET
+        return judged
+
+    def reasons(self, tier: str | None = None) -> list[str]:
+        """Return why ``tier`` is not met or inconclusive (empty when met): tier reasons, then alert failures."""
+        judgement = self.judgement(tier)
+        tier_reasons = [] if judgement.outcome == MET else [f"{judgement.tier}: {r}" for r in judgement.reasons]
+        return tier_reasons + self.alert_failures
+
+    @property
+    def highest_tier_met(self) -> str | None:
+        """The strictest tier whose outcome (alerts included) is met, or None."""
+        met = [name for name in self.judgements if self.outcome(name) == MET]
+        return met[-1] if met else None
+
+    def to_dict(self) -> dict[str, Any]:
+        required = self.required_tier
+        return {
+            "required_tier": required, "outcome": self.outcome() if required else None,
+            "highest_tier_met": self.highest_tier_met,
+            "tiers": {name: j.to_dict() for name, j in self.judgements.items()},
+            "alert_checks": [c.to_dict() for c in self.alert_checks], "costs": [c.to_dict() for c in self.costs],
+            "measured": dict(self.measured),
+        }
+
+
+def _steady_p99(recovery: RecoveryResult) -> float | None:
+    steady = [v for v in (recovery.p99_ms_before, recovery.p99_ms_after) if math.isfinite(v)]
+    return max(steady) if steady else None
+
+
+def evaluate_fault(
+    recovery: RecoveryResult,
     *,
-    availability: float,
-    ttr_s: float | None = None,
-    recovered: bool | None = None,
-    p99_ms: float | None = None,
-    telemetry: Iterable[TelemetrySample] | None = None,
-    observed_s: float | None = None,
+    fault: str | None = None,
     config: SlaConfig | None = None,
+    expected_alerts: Sequence[str] = (),
+    declared_faults_per_day: float | None = None,
+    telemetry: Iterable[TelemetrySample] | None = None,
+    p99_ms: float | None = None,
+    killed_at_s: float | None = None,
+    kill_label: str = "kill",
 ) -> Verdict:
-    """Return the `Verdict` for measured availability (fraction), recovery, p99 and telemetry.
+    """Return the `Verdict` on one fault's `RecoveryResult`: every tier's budget judgement and the alerts.
 
-    Raises ConfigError for an availability outside 0..1 or a negative TTR.
+    ``p99_ms`` defaults to the steady-state p99 (the larger of before and after: the fault's own
+    period is judged by its cost and recovery, not by the latency alert). ``killed_at_s`` (the
+    platform's kill, e.g. an OOM kill) is what an alert's lead time is measured against.
+    ``telemetry`` None means none was sampled (expected telemetry alerts are then "unobserved"), an
+    empty list that none was recorded. Raises ConfigError for an unknown expected alert name.
     """
     config = config or SlaConfig()
-    value = _validate_availability(availability)
-    if ttr_s is not None and not (math.isfinite(ttr_s) and ttr_s >= 0):
-        raise ConfigError("ttr_s", ttr_s, "expected zero or more seconds (None when not recovered)")
-    findings = {
-        tier.name: check_availability(value, tier) + check_recovery(ttr_s, recovered, tier, observed_s)
+    costs = fault_cost(recovery, config.confidence)
+    per_period = config.faults_per_period(fault, declared_faults_per_day)
+    observed_s = recovery.window_end_s - recovery.injected_at_s
+    judgements = {
+        tier.name: judge_tier(tier, costs, ttr_s=recovery.ttr_s, recovered=recovery.recovered, observed_s=observed_s,
+                              faults_per_period=per_period, period_s=config.period_s)
         for tier in config.ranked_tiers
     }
-    met = [name for name, found in findings.items() if not found]
-    alerts = check_alerts(config.thresholds, p99_ms=p99_ms, telemetry=telemetry)
-    violations = [f"{name}: {message}" for name, found in findings.items() for message in found] + alerts
-    measured = {
-        "availability_percent": value * 100.0, "ttr_s": ttr_s, "recovered": recovered,
-        "p99_ms": p99_ms if p99_ms is not None and math.isfinite(p99_ms) else None, "observed_s": observed_s,
-    }
-    return Verdict(
-        tier=met[-1] if met else None, tiers_met=met, tier_findings=findings, alerts=alerts, violations=violations,
-        required_tier=config.required_tier, measured=measured,
-    )
+    p99 = _steady_p99(recovery) if p99_ms is None else p99_ms
+    fired = raised_alerts(config.thresholds, p99_ms=p99, telemetry=telemetry)
+    checks = _check_alerts_against(fired, expected_alerts, injected_at_s=recovery.injected_at_s,
+                                   killed_at_s=killed_at_s, kill_label=kill_label, telemetry_sampled=telemetry is not None)
+    measured = {"ttr_s": recovery.ttr_s, "recovered": recovery.recovered, "outage_s": recovery.outage_s,
+                "unavailability_s": recovery.unavailability_s, "observed_s": observed_s,
+                "failed_requests": recovery.failed_requests, "total_requests": recovery.total_requests,
+                "p99_ms": p99, "faults_per_period": per_period, "period_days": config.period_days}
+    return Verdict(config.required_tier, judgements, checks, costs, measured)
 
 
-def evaluate_recovery(
-    result: RecoveryResult,
+def evaluate_steady(
     *,
+    failed: int,
+    total: int,
     p99_ms: float | None = None,
     telemetry: Iterable[TelemetrySample] | None = None,
     config: SlaConfig | None = None,
 ) -> Verdict:
-    """Return the `Verdict` of one fault's `RecoveryResult`.
-
-    ``p99_ms`` defaults to the steady-state p99: the larger of the before and after p99 (the
-    failure period itself is judged by availability and recovery, not by the latency alert).
-    """
-    if p99_ms is None:
-        steady = [v for v in (result.p99_ms_before, result.p99_ms_after) if math.isfinite(v)]
-        p99_ms = max(steady) if steady else None
-    return evaluate(
-        availability=result.availability, ttr_s=result.ttr_s, recovered=result.recovered, p99_ms=p99_ms,
-        telemetry=telemetry, observed_s=result.window_end_s - result.injected_at_s, config=config,
-    )
-
-
-def meets(verdict: Verdict, tier: str | None = None, *, include_alerts: bool = True) -> bool:
-    """Return True when ``tier`` (default: the verdict's required tier) is met, and no alert fired
-    unless ``include_alerts`` is False. Raises ConfigError when no tier is given or it is unknown.
-    """
-    name = tier or verdict.required_tier
-    if name is None:
-        raise ConfigError("tier", None, "no SLA tier given and none configured (required_tier)")
-    problems = verdict.violations_for(name)  # raises for an unknown tier
-    return not (problems if include_alerts else verdict.tier_findings[name])
+    """Return the `Verdict` on a load run without a fault (see **Steady state**). Raises ConfigError
+    for counts that are not 0 <= failed <= total."""
+    config = config or SlaConfig()
+    if not (isinstance(failed, int) and isinstance(total, int) and 0 <= failed <= total):
+        raise ConfigError("failed", failed, f"expected a count from 0 to total={total!r}")
+    low, high = wilson_interval(failed, total, config.confidence)
+    judgements = {}
+    for tier in config.ranked_tiers:
+        allowed = 1.0 - tier.availability_percent / 100.0
+        what = (f"{failed} of {total} requests failed ({failed / total if total else 0:.3%}; 95% {low:.3%}-{high:.3%}) "
+                f"against {allowed:.3%} allowed by {tier.availability_percent:g}%")
+        if low > allowed + _EPS:
+            outcome, reasons = NOT_MET, [f"{what}: over"]
+        elif high > allowed + _EPS:
+            outcome, reasons = INCONCLUSIVE, [f"{what}: too few requests to tell"]
+        else:
+            outcome, reasons = MET, [what]
+        judgements[tier.name] = TierJudgement(tier.name, outcome, reasons, tier.error_budget_s(config.period_s), None,
+                                              [], tier.max_recovery_s)
+    fired = raised_alerts(config.thresholds, p99_ms=p99_ms, telemetry=telemetry)
+    checks = _check_alerts_against(fired, (), injected_at_s=None, killed_at_s=None, kill_label="kill")
+    return Verdict(config.required_tier, judgements, checks, [],
+                   {"failed_requests": failed, "total_requests": total, "p99_ms": p99_ms})

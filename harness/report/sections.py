@@ -41,6 +41,7 @@ class Section:
     findings: list[str] = field(default_factory=list)
     failed: bool = False
     summary: dict[str, Any] = field(default_factory=dict)
+    inconclusive: bool = False  # the data could not support a verdict either way (not a failure)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -64,25 +65,24 @@ def _telemetry(section: Section, directory: Path, origin_s: float | None = None)
 def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
     name = f"{result.get('experiment', directory.name)} on {result.get('topology', '?')}"
     section = Section("chaos", f"Chaos: {name}", str(directory.relative_to(root)))
-    violations = list(result.get("violations") or [])
-    aborted = bool(result.get("aborted"))
-    section.failed = bool(violations) or aborted or result.get("tier_met") is False
-    behaviour = [f"platform behaviour: {finding}" for finding in result.get("behaviour_findings") or []]
-    section.failed = section.failed or bool(behaviour)
-    section.findings = violations + behaviour + (["the run was aborted before it finished"] if aborted else [])
-    section.paragraphs.append(
-        f"Fault {result.get('fault', '?')} injected into topology {result.get('topology', '?')}: "
-        f"time to recover {_fmt(result.get('ttr_s'), 2)} s, outage {_fmt(result.get('outage_s'), 2)} s, "
-        f"{result.get('failed_requests', 'n/a')} of {result.get('total_requests', 'n/a')} requests failed "
-        f"(availability {_fmt(_percent(result.get('availability')), 3)}%). Required tier "
-        f"{result.get('tier') or 'n/a'}: {'met' if result.get('tier_met') else 'NOT met'}; highest tier met: "
-        f"{result.get('highest_tier_met') or 'none'}. Chaos Toolkit journal status: {result.get('journal_status', 'n/a')}."
-    )
+    outcome = result.get("outcome") or ("met" if result.get("tier_met") else "not met")  # results before outcomes
+    reasons = list(result.get("reasons") or result.get("violations") or [])
+    section.failed = outcome not in ("met", "inconclusive")
+    section.inconclusive = outcome == "inconclusive"
+    section.findings = reasons if outcome != "met" else []
+    section.paragraphs.append(_chaos_paragraph(result, outcome))
     section.tables.append(("latency before / during / after the fault", [{
         "": "p99 (ms)",
         "before": _fmt(result.get("p99_ms_before")), "during": _fmt(result.get("p99_ms_during")),
         "after": _fmt(result.get("p99_ms_after")),
     }]))
+    budget = _budget_rows(result)
+    if budget:
+        section.tables.append(("error budget per tier: one fault's cost, projected over the period", budget))
+    checks = [{"alert": c.get("name"), "check": c.get("status"), "detail": c.get("message")}
+              for c in result.get("alert_checks") or [] if isinstance(c, dict)]
+    if checks:
+        section.tables.append(("alert checks (expected alerts must fire; others must not)", checks))
     injected = result.get("injected_at_s", result.get("injected_at"))
     timeline = frames.read_timeline(directory / "timeline.csv")
     events = frames.read_events(directory / "events.jsonl")
@@ -96,10 +96,58 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
             section.tables.append(("platform events in the measured window (repeats folded)",
                                    _folded_events(shown, float(injected))))
         _telemetry(section, directory, float(injected))
-    section.summary = {k: result.get(k) for k in ("experiment", "fault", "topology", "ttr_s", "outage_s",
-                                                  "failed_requests", "total_requests", "availability", "tier",
-                                                  "tier_met", "highest_tier_met")}
+    budget_summary = result.get("budget") or {}
+    section.summary = {k: result.get(k) for k in ("experiment", "fault", "topology", "outcome", "ttr_s", "outage_s",
+                                                  "unavailability_s", "failed_requests", "total_requests", "availability",
+                                                  "tier", "tier_met", "highest_tier_met")}
+    section.summary.update(outcome=outcome, reasons=reasons, projected_burn=budget_summary.get("projected_burn"))
     return section
+
+
+def _chaos_paragraph(result: dict[str, Any], outcome: str) -> str:
+    """Return the cell's story: what clients saw (both outage figures), the cost against the budget, the verdict."""
+    budget = result.get("budget") or {}
+    text = (f"Fault {result.get('fault', '?')} injected into topology {result.get('topology', '?')}: clients saw a "
+            f"client-side outage of {_fmt(result.get('outage_s'), 2)} s (requests by send time that failed or answered "
+            f"over the {_fmt(result.get('slo_latency_ms'), 0)} ms SLO) and went "
+            f"{'at least ' if result.get('unavailability_open') else ''}{_fmt(result.get('unavailability_s'), 2)} s "
+            f"without any successful answer (unavailability); time to recover {_fmt(result.get('ttr_s'), 2)} s; "
+            f"{result.get('failed_requests', 'n/a')} of {result.get('total_requests', 'n/a')} requests failed.")
+    burn = budget.get("projected_burn")
+    if burn is not None:
+        text += (f" Expected {_fmt(budget.get('faults_per_period'), 0)} times per period, such faults would burn "
+                 f"{burn:.2%} (95% up to {budget.get('projected_burn_high', 0):.2%}) of {result.get('tier')}'s "
+                 f"{_budget_text(budget.get('error_budget_s'))} error budget.")
+    text += f" Verdict for {result.get('tier') or 'n/a'}: {outcome}"
+    reasons = list(result.get("reasons") or [])
+    text += f" ({reasons[0]})." if outcome != "met" and reasons else "."
+    detected = [c.get("message") for c in result.get("alert_checks") or [] if isinstance(c, dict) and c.get("status") == "detected"]
+    if detected:
+        text += " " + " ".join(f"{m[0].upper()}{m[1:]}." for m in detected)
+    return text
+
+
+def _budget_text(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "n/a"
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else (f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s")
+
+
+def _budget_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one row per tier and view: cost, projected burn with its interval, and the tier's outcome."""
+    tiers = ((result.get("verdict") or {}).get("tiers") or {}) if isinstance(result.get("verdict"), dict) else {}
+    rows = []
+    for name, judgement in tiers.items():
+        for burn in judgement.get("burns") or []:
+            rows.append({
+                "tier": name, "view": burn.get("view"), "cost per fault (s)": _fmt(burn.get("cost_s"), 2),
+                "faults per period": _fmt(judgement.get("faults_per_period"), 0),
+                "error budget": _budget_text(judgement.get("error_budget_s")),
+                "projected burn": f"{burn.get('projected', 0):.2%} ({burn.get('projected_low', 0):.2%}-"
+                                  f"{burn.get('projected_high', 0):.2%})",
+                "max recovery (s)": _fmt(judgement.get("max_recovery_s"), 0), "outcome": judgement.get("outcome"),
+            })
+    return rows
 
 
 def _measured_window(timeline: pd.DataFrame, injected_s: float, result: dict[str, Any]) -> tuple[float, float]:
@@ -142,35 +190,56 @@ def _matrix_section(directory: Path, root: Path) -> Section:
     section = Section("matrix", "Resilience matrix: fault x topology", str(directory.relative_to(root)))
     rows = matrix.to_dict("records")
     section.tables.append(("fault x topology", [_matrix_row(row) for row in rows]))
-    met_column = next((c for c in ("tier_met", "met", "passed") if c in matrix.columns), None)
-    if met_column is not None:
-        failed = matrix[~matrix[met_column].astype(str).str.lower().isin(("true", "1", "1.0"))]
-        section.failed = not failed.empty
-        section.findings = [f"{r.get('fault')} on {r.get('topology')}: configured tier not met" for r in failed.to_dict("records")]
+    outcomes = [_row_outcome(row) for row in rows]
+    failed = [row for row, outcome in zip(rows, outcomes) if outcome not in ("met", "inconclusive")]
+    unsure = [row for row, outcome in zip(rows, outcomes) if outcome == "inconclusive"]
+    section.failed = bool(failed)
+    section.inconclusive = bool(unsure) and not failed
+    section.findings = [f"{r.get('fault')} on {r.get('topology')}: {_text_or(r.get('error')) or _text_or(r.get('reason')) or 'not met'}"
+                        for r in failed]
+    section.findings += [f"{r.get('fault')} on {r.get('topology')}: inconclusive: {_text_or(r.get('reason'))}" for r in unsure]
     section.paragraphs.append(
-        f"{len(rows)} cells. Each cell is one chaos run under load; the table gives time to recover, "
-        "availability seen by clients, failed requests and the highest SLA tier met."
+        f"{len(rows)} cells: {outcomes.count('met')} met, {len(failed)} not met, {len(unsure)} inconclusive. Each cell "
+        "is one chaos run under load. It is judged on the fault's cost (client-side outage and failed requests, each "
+        "with a 95% interval), projected over the period at the expected rate of that fault, against the tier's error "
+        "budget; on its time to recover against the tier's maximum; and on the alerts the fault should raise."
     )
-    section.summary = {"cells": len(rows), "failed_cells": len(section.findings)}
+    section.summary = {"cells": len(rows), "failed_cells": len(failed), "inconclusive_cells": len(unsure),
+                       "met_cells": outcomes.count("met")}
     return section
 
 
+def _text_or(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _row_outcome(row: dict[str, Any]) -> str:
+    if _text_or(row.get("error")):
+        return "error"
+    outcome = _text_or(row.get("outcome"))
+    if outcome:
+        return outcome
+    return "met" if str(row.get("tier_met")).lower() in ("true", "1", "1.0") else "not met"
+
+
 def _matrix_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Return a matrix cell as a readable table row (units in the headers, availability in percent)."""
+    """Return a matrix cell as a readable table row (units in the headers, burn in percent)."""
     out = {"fault": row.get("fault"), "topology": row.get("topology")}
     if "retry" in row:
         out["retry"] = row.get("retry")
-    availability = row.get("availability")
+    burn = row.get("projected_burn")
     out.update({
         "TTR (s)": _fmt(row.get("ttr_s"), 2),
-        "outage (s)": _fmt(row.get("outage_s"), 2),
-        "availability (%)": _fmt(_percent(availability) if isinstance(availability, (int, float)) else None, 3),
+        "client-side outage (s)": _fmt(row.get("outage_s"), 2),
+        "unavailability (s)": _fmt(row.get("unavailability_s"), 2),
         "failed / total": f"{_fmt(row.get('failed_requests'), 0)} / {_fmt(row.get('total_requests'), 0)}",
+        "projected burn": f"{burn:.2%}" if isinstance(burn, (int, float)) and not math.isnan(burn) else "n/a",
         "p99 during (ms)": _fmt(row.get("p99_ms_during"), 0),
-        "required tier": row.get("tier"),
+        "tier": row.get("tier"),
+        "outcome": _row_outcome(row),
     })
-    for key in ("tier_met", "highest_tier_met", "behaviour_seen", "error"):
-        if key in row:
+    for key in ("alerts_detected", "error"):
+        if key in row and _text_or(row.get(key)):
             out[key] = row.get(key)
     return out
 
@@ -182,17 +251,20 @@ def _load_section(directory: Path, result: dict[str, Any], root: Path) -> Sectio
     section = Section("load", f"Load: {profile} on {result.get('topology', '?')}",
                       str(directory.relative_to(root)))
     section.paragraphs.append(
-        f"{_fmt(result.get('throughput_rps'))} req/s, p50 {_fmt(result.get('p50_ms'))} ms, p95 "
+        f"{result.get('requests', 'n/a')} requests, {_fmt(result.get('throughput_rps'))} req/s, p50 {_fmt(result.get('p50_ms'))} ms, p95 "
         f"{_fmt(result.get('p95_ms'))} ms, p99 {_fmt(result.get('p99_ms'))} ms (exact, from every request); "
         f"errors: {result.get('errors', result.get('error_count', 'n/a'))}."
         + (" The load generator saturated its CPU: latencies include generator delay." if result.get("generator_saturated") else "")
     )
+    if not result.get("requests"):
+        section.failed = True
+        section.findings.append("no request was recorded: the load generator wrote no records")
     if result.get("generator_saturated"):
         section.findings.append("load generator saturated (> 90% CPU): figures are a lower bound on what the service can do")
     requests = frames.read_requests(directory / "requests.csv")
     _add_figure(section, "throughput and latency per second", charts.load_over_time(frames.latency_over_time(requests)))
     _telemetry(section, directory)
-    section.summary = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
+    section.summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
     return section
 
 

@@ -26,7 +26,8 @@ h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;border-bottom:1px sol
 .verdict{padding:.8em 1em;border-radius:6px;margin:1em 0}.pass{background:#e8f5e9;border:1px solid #2e7d32}
 .fail{background:#ffebee;border:1px solid #c62828} table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:left} th{background:#f5f5f5}
-td.good{background:#c8e6c9} td.bad{background:#ffcdd2} figure{margin:1em 0} figure img{max-width:100%}
+td.good{background:#c8e6c9} td.bad{background:#ffcdd2} td.unsure{background:#fff3c4}
+.verdict.unsure{background:#fff8e1;border:1px solid #f9a825} pre.definitions{white-space:pre-wrap;font-size:.85em;background:#fafafa;padding:.6em} figure{margin:1em 0} figure img{max-width:100%}
 figcaption{font-size:.85em;color:#555} .env td:first-child{font-weight:600} .findings li{color:#b71c1c}
 small{color:#666}
 """
@@ -43,6 +44,8 @@ def _cell_class(column: str, value: Any) -> str:
     text = str(value).strip().lower()
     if column in ("tier_met", "met", "passed", "recovered", "behaviour_seen"):
         return "good" if text in _GOOD_WORDS else "bad"
+    if column == "outcome":
+        return {"met": "good", "inconclusive": "unsure"}.get(text, "bad")
     if column == "highest_tier_met":
         return "bad" if text in _BAD_WORDS or text in ("", "nan", "n/a") else "good"
     return ""
@@ -82,34 +85,82 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None = None) -> tuple[bool, str]:
-    """Return (passed, one-paragraph verdict) over every section and an optional baseline comparison."""
+def _cell_name(section: Section) -> str:
+    return f"{section.summary.get('experiment') or section.summary.get('fault')} on {section.summary.get('topology')}"
+
+
+def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None = None,
+                 job: Mapping[str, Any] | None = None) -> tuple[bool, str]:
+    """Return (passed, the report's first paragraph): the verdict, then every failure with its one reason,
+    what was inconclusive and why, and the headline figures. Inconclusive is not a failure; a job stage
+    that could not run (``job``'s stages) is."""
+    broken = [s for s in (job or {}).get("stages") or [] if isinstance(s, Mapping) and s.get("status") == "failed"]
     if not sections:
+        if broken:
+            return False, "FAIL. " + " ".join(f"Stage {s.get('name')} could not run: {s.get('reason')}." for s in broken)
         return False, "No results were found in this run directory: nothing was measured."
-    failed = [s for s in sections if s.failed]
-    kinds = sorted({s.kind for s in sections})
-    parts = [f"{len(sections)} result sets ({', '.join(kinds)})."]
     chaos = [s for s in sections if s.kind == "chaos"]
+    others = [s for s in sections if s.kind != "chaos"]
+    failed_cells = [s for s in chaos if s.failed]
+    unsure_cells = [s for s in chaos if s.inconclusive]
+    # a matrix fails through its cells: name each failure once, with its reason
+    failed_other = [s for s in others if s.failed and not (s.kind == "matrix" and chaos)]
+    regressions = list((comparison or {}).get("regressions") or [])
+    passed = not failed_cells and not failed_other and not regressions and not broken
+    parts = [f"Stage {s.get('name')} could not run: {s.get('reason')}." for s in broken]
     if chaos:
-        met = [s for s in chaos if not s.failed]
-        parts.append(f"{len(met)} of {len(chaos)} chaos runs met their SLA tier.")
-        ttrs = [s.summary.get("ttr_s") for s in chaos if isinstance(s.summary.get("ttr_s"), (int, float))]
-        if ttrs:
-            parts.append(f"Worst time to recover: {max(ttrs):.2f} s.")
-    load = [s for s in sections if s.kind == "load"]
-    for section in load[:1]:
-        parts.append(f"Load: {_text(section.summary.get('throughput_rps'))} req/s at p99 {_text(section.summary.get('p99_ms'))} ms.")
-    capacity = [s for s in sections if s.kind == "capacity"]
-    for section in capacity[:1]:
+        met = len(chaos) - len(failed_cells) - len(unsure_cells)
+        parts.append(f"Chaos: {met} of {len(chaos)} cells met their SLA tier, {len(failed_cells)} did not, "
+                     f"{len(unsure_cells)} inconclusive.")
+    for section in failed_cells:
+        parts.append(f"Not met: {_cell_name(section)}: {section.findings[0] if section.findings else 'see its section'}.")
+    for section in unsure_cells:
+        parts.append(f"Inconclusive (not a failure): {_cell_name(section)}: "
+                     f"{section.findings[0] if section.findings else 'see its section'}.")
+    for section in failed_other:
+        parts.append(f"Failed: {section.title}: {section.findings[0] if section.findings else 'see its section'}.")
+    for section in [s for s in others if s.kind == "load"][:1]:
+        summary = section.summary
+        parts.append(f"Load: {_text(summary.get('requests'))} requests, {_text(summary.get('throughput_rps'))} req/s, "
+                     f"p99 {_text(summary.get('p99_ms'))} ms.")
+    ttrs = [(s.summary.get("ttr_s"), _cell_name(s)) for s in chaos if isinstance(s.summary.get("ttr_s"), (int, float))]
+    if ttrs:
+        worst = max(ttrs)
+        parts.append(f"Worst time to recover: {worst[0]:.2f} s ({worst[1]}).")
+    burns = [(s.summary.get("projected_burn"), _cell_name(s)) for s in chaos
+             if isinstance(s.summary.get("projected_burn"), (int, float))]
+    if burns:
+        worst = max(burns)
+        parts.append(f"Largest projected error-budget burn: {worst[0]:.2%} ({worst[1]}).")
+    for section in [s for s in others if s.kind == "capacity"][:1]:
         parts.append(f"Capacity: {section.summary.get('replicas', 'n/a')} replicas for "
                      f"{_text(section.summary.get('target_rps'))} req/s.")
-    regressions = list((comparison or {}).get("regressions") or [])
     if regressions:
-        parts.append(f"{len(regressions)} regression(s) against the baseline beyond noise.")
-    passed = not failed and not regressions
-    if failed:
-        parts.append("Failed: " + "; ".join(s.title for s in failed) + ".")
-    return passed, ("PASS. " if passed else "FAIL. ") + " ".join(parts)
+        parts.append(f"{len(regressions)} regression(s) against the baseline beyond noise: {regressions[0]}.")
+    word = "PASS" if passed else "FAIL"
+    if passed and unsure_cells:
+        word = "PASS (with inconclusive cells)"
+    return passed, f"{word}. " + " ".join(parts)
+
+
+def _definitions() -> list[tuple[str, str]]:
+    """Return (module, its Definitions block) for every module a verdict in this report depends on: the
+    report quotes them rather than restating them."""
+    import importlib
+
+    quoted = []
+    for name in ("harness.measure.recovery", "harness.measure.sla", "harness.report.compare"):
+        doc = importlib.import_module(name).__doc__ or ""
+        marker = doc.find("Definitions")
+        block = doc[marker:] if marker >= 0 else doc
+        quoted.append((name, block.strip()))
+    return quoted
+
+
+def _verdict_class(passed: bool, sections: list[Section]) -> str:
+    if not passed:
+        return "fail"
+    return "unsure" if any(s.inconclusive for s in sections) else "pass"
 
 
 def _run_record(run_dir: Path, errors: list[str]) -> Any:
@@ -186,8 +237,9 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
     root = Path(run_dir)
     errors: list[str] = []
     sections = collect_sections(root, on_error=lambda path, exc: errors.append(f"{path}: {exc}"))
-    passed, verdict = verdict_text(sections, comparison)
     record = _run_record(root, errors)
+    job = _job(record, job)
+    passed, verdict = verdict_text(sections, comparison, job)
     environment = _environment(root, record)
     heading = title or f"Resilience and performance report: {root.resolve().name}"
     generated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -195,7 +247,7 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
     out_html = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(heading)}</title>",
                 f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(heading)}</h1>",
                 f"<small>generated {generated} by harness {__version__} from saved data in {html.escape(str(root))}</small>",
-                f"<div class=\"verdict {'pass' if passed else 'fail'}\">{html.escape(verdict)}</div>"]
+                f"<div class=\"verdict {_verdict_class(passed, sections)}\">{html.escape(verdict)}</div>"]
     out_md = [f"# {heading}\n", f"_generated {generated} by harness {__version__}_\n", f"**Verdict:** {verdict}\n"]
     if errors:
         out_html.append("<ul class=\"findings\">" + "".join(f"<li>unreadable: {html.escape(e)}</li>" for e in errors) + "</ul>")
@@ -209,7 +261,6 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
         out_md.append("## Comparison with the baseline\n")
         out_md.extend(f"- {w}\n" for w in comparison.get("warnings") or [])
         out_md.append(_md_table(rows))
-    job = _job(record, job)
     if job:
         text, rows = _job_paragraph_and_rows(job)
         out_html.append(f"<h2>Job stages</h2><p>{html.escape(text)}</p>{_html_table(rows)}")
@@ -231,6 +282,11 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
             out_html.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
             out_md.append(f"_chart: {caption} (embedded in report.html)_\n")
+    out_html.append("<h2>How the verdicts are judged</h2><p>Quoted from the modules that compute them.</p>")
+    out_md.append("## How the verdicts are judged\n\nQuoted from the modules that compute them.\n")
+    for module, block in _definitions():
+        out_html.append(f"<h3>{html.escape(module)}</h3><pre class=\"definitions\">{html.escape(block)}</pre>")
+        out_md.append(f"### {module}\n\n```text\n{block}\n```\n")
     env_rows = _flatten(environment)
     out_html.append("<h2>Environment</h2>")
     out_md.append("## Environment\n")
@@ -251,7 +307,7 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
         "verdict": verdict,
         "generated_s": time.time(),
         "harness_version": __version__,
-        "sections": [{"kind": s.kind, "title": s.title, "path": s.path, "failed": s.failed,
+        "sections": [{"kind": s.kind, "title": s.title, "path": s.path, "failed": s.failed, "inconclusive": s.inconclusive,
                       "findings": s.findings, "summary": s.summary, "charts": len(s.figures)} for s in sections],
         "unreadable": errors,
         "comparison": dict(comparison) if comparison else None,

@@ -1,9 +1,18 @@
-"""Result assembly: start-up excluded from the leak alert, the online alert time, injection from the journal."""
+"""Result assembly: start-up excluded from the leak alert, the online alert time, injection from the journal,
+the cell's outcome."""
 
 from __future__ import annotations
 
-from harness.chaos.result import first_memory_alert_s, injection_from_journal, journal_summary, serving_telemetry
+import pytest
+
+from harness.chaos.result import injection_from_journal, journal_summary, serving_telemetry
+from harness.measure.alerts import memory_growth_alerts
 from harness.platforms.base import Event
+
+
+def first_memory_alert_s(rows, threshold_mb_s, window_s):
+    alerts = memory_growth_alerts(rows, threshold_mb_s, window_s)
+    return min((a.fired_at_s for a in alerts), default=None)
 
 
 def _rows(pid, start_s, rss_mb):
@@ -60,7 +69,7 @@ def _http_journal(status, body):
                      "status": "succeeded", "start": "2026-01-01T00:00:01", "output": {"status": status, "body": body}}]}
 
 
-def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
+def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass():
     from harness.chaos.result import build_result, refused_injections
     from harness.chaos.runner import resolved_configuration
 
@@ -74,19 +83,38 @@ def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass(monkeypatch):
     assert refused_injections(_http_journal(200, {"fault": "hang"})) == []
     assert refused_injections(None) == []
 
-    class Passing:  # a verdict that met every tier: the refusal must still fail the run
-        def to_dict(self):
-            return {"tier": "multi-active", "alerts": []}
-
-        def violations_for(self, tier):
-            return []
-
-    import harness.measure.sla as sla
-
-    monkeypatch.setattr(sla, "meets", lambda verdict, tier: True)
+    verdict = _passing_verdict()
     result = build_result(experiment="hang", fault="hang", topology="single", profile="smoke", injected_at=1.0,
-                          target_replica=None, recovery=None, verdict=Passing(), tier="single-point",
+                          target_replica=None, recovery=None, verdict=verdict, tier="single-point",
                           journal=journal, behaviour_findings=[], aborted=False, phase="done",
                           configuration=configuration)
-    assert result["tier_met"] is False and result["behaviour_seen"] is False
-    assert result["violations"] == refused
+    assert verdict.outcome("single-point") == "met"  # every tier met: the refusal must still fail the run
+    assert result["outcome"] == "not met" and result["tier_met"] is False and result["behaviour_seen"] is False
+    assert result["violations"] == refused == result["reasons"]
+
+
+def _passing_verdict():
+    from harness.measure.recovery import analyze_recovery
+    from harness.measure.sla import SlaConfig, evaluate_fault
+    from harness.records import ProbeSample
+
+    timeline = [ProbeSample(100.0 + i * 0.05, True, 10.0, 200) for i in range(200)]
+    return evaluate_fault(analyze_recovery(timeline, injected_at_s=101.0, slo_latency_ms=500.0, stability_window_s=1.0),
+                          config=SlaConfig(), telemetry=[])
+
+
+def test_outcomes_of_a_cell():
+    from harness.chaos.result import build_result
+
+    common = dict(experiment="pod-kill", fault="pod-kill", topology="single", profile="smoke", injected_at=1.0,
+                  target_replica="reference-0", recovery=None, tier="single-point", journal=None, phase="done")
+    met = build_result(verdict=_passing_verdict(), behaviour_findings=[], aborted=False, **common)
+    assert met["outcome"] == "met" and met["reasons"] == [] and met["violations"] == [] and met["tier_met"]
+    assert met["budget"]["error_budget_s"] == pytest.approx(7.2 * 3600) and met["budget"]["projected_burn"] == 0.0
+    wrong = build_result(verdict=_passing_verdict(), behaviour_findings=["expected Exited -> Started: no Started"],
+                         aborted=False, **common)
+    assert wrong["outcome"] == "not met" and wrong["reasons"] == ["platform behaviour: expected Exited -> Started: no Started"]
+    nothing = build_result(verdict=None, behaviour_findings=[], aborted=False, **common)
+    assert nothing["outcome"] == "error" and nothing["reasons"] == ["no measurement: the run ended in phase 'done'"]
+    stopped = build_result(verdict=_passing_verdict(), behaviour_findings=[], aborted=True, **common)
+    assert stopped["outcome"] == "aborted" and not stopped["tier_met"]

@@ -15,6 +15,7 @@ from harness.records import ProbeSample, RequestRecord
 T0 = 1_700_000_000.0  # an epoch time, so float resolution is what real timelines have
 PERIOD_S = 0.05
 SLO_MS = 500.0
+ANSWER_S = 0.012  # the latency of a good answer in these timelines
 
 
 def _timeline(duration_s: float, bad_spans: list[tuple[float, float]], *, phase_s: float = 0.0, jitter_s: float = 0.0,
@@ -39,8 +40,9 @@ def test_two_second_outage_is_measured_as_two_seconds_within_one_period(phase_s,
     result = analyze_recovery(timeline, injected_at_s=T0 + 9.9, slo_latency_ms=SLO_MS, stability_window_s=1.0)
     assert abs(result.outage_s - 2.0) <= PERIOD_S
     assert abs(result.first_failure_s - (T0 + 10.0)) <= PERIOD_S
-    assert abs(result.recovered_at_s - (T0 + 12.0)) <= PERIOD_S
-    assert abs(result.ttr_s - 2.0) <= PERIOD_S
+    # recovery is when the first good answer was received: sent at 12.0 s, answered in 12 ms
+    assert abs(result.recovered_at_s - (T0 + 12.0 + ANSWER_S)) <= PERIOD_S
+    assert abs(result.ttr_s - 2.0 - ANSWER_S) <= PERIOD_S
     assert result.recovered
     assert len(result.outages) == 1
     assert abs((result.outages[0][1] - result.outages[0][0]) - 2.0) <= PERIOD_S
@@ -52,8 +54,8 @@ def test_flapping_recovery_is_not_counted():
     timeline = _timeline(30.0, [(10.0, 11.0), (11.5, 12.0), (12.3, 13.0)])
     result = analyze_recovery(timeline, injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
     assert result.recovered
-    assert result.recovered_at_s == pytest.approx(T0 + 13.0, abs=1e-6)
-    assert result.ttr_s == pytest.approx(3.0, abs=1e-6)
+    assert result.recovered_at_s == pytest.approx(T0 + 13.0 + ANSWER_S, abs=1e-6)
+    assert result.ttr_s == pytest.approx(3.0 + ANSWER_S, abs=1e-6)
     assert result.outage_s == pytest.approx(1.0 + 0.5 + 0.7, abs=1e-6)
     assert len(result.outages) == 3
 
@@ -67,11 +69,13 @@ def test_recovery_cannot_precede_the_faults_platform_effect():
     result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0,
                               events=events)
     assert result.first_failure_s == pytest.approx(T0 + 10.0, abs=1e-6)
-    assert result.recovered_at_s == pytest.approx(T0 + 13.5, abs=1e-6)
-    assert result.ttr_s == pytest.approx(3.5, abs=1e-6)
-    # without the platform's events the same timeline recovers before the kill: the events decide
+    assert result.recovered_at_s == pytest.approx(T0 + 13.5 + ANSWER_S, abs=1e-6)
+    assert result.ttr_s == pytest.approx(3.5 + ANSWER_S, abs=1e-6)
+    # without the platform's events the second figure decides as well: 1 s with no successful answer
+    # (12.5 to 13.5 s) is the longest unavailability, and recovery cannot come before its end
     blind = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
-    assert blind.recovered_at_s == pytest.approx(T0 + 10.5, abs=1e-6)
+    assert blind.unavailability_s == pytest.approx(13.5 - 12.45, abs=1e-6)  # last success sent 12.45
+    assert blind.recovered_at_s == pytest.approx(T0 + 13.5 + ANSWER_S, abs=1e-6)
 
 
 def test_a_later_event_without_client_failures_does_not_move_recovery():
@@ -79,7 +83,7 @@ def test_a_later_event_without_client_failures_does_not_move_recovery():
     events = [{"time_s": T0 + 20.0, "type": "Exited", "replica": "reference-1", "exit_code": 0}]
     result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0,
                               events=events)
-    assert result.recovered_at_s == pytest.approx(T0 + 11.0, abs=1e-6)
+    assert result.recovered_at_s == pytest.approx(T0 + 11.0 + ANSWER_S, abs=1e-6)
 
 
 def test_flapping_until_the_end_is_not_recovered():
@@ -91,7 +95,7 @@ def test_flapping_until_the_end_is_not_recovered():
 def test_stability_window_zero_recovers_at_the_first_good_sample():
     result = analyze_recovery(_timeline(20.0, [(10.0, 11.0), (11.5, 12.0)]), injected_at_s=T0 + 10.0,
                               slo_latency_ms=SLO_MS, stability_window_s=0.0)
-    assert result.recovered_at_s == pytest.approx(T0 + 11.0, abs=1e-6)
+    assert result.recovered_at_s == pytest.approx(T0 + 11.0 + ANSWER_S, abs=1e-6)
 
 
 def test_no_outage_is_a_valid_result_with_ttr_zero():
@@ -125,8 +129,11 @@ def test_latency_slo_violations_count_as_failures_but_not_as_unavailability():
     result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
     assert result.first_failure_s == pytest.approx(T0 + 10.0, abs=1e-6)
     assert result.outage_s == pytest.approx(2.0, abs=1e-6)
-    assert result.ttr_s == pytest.approx(2.0, abs=1e-6)
+    assert result.ttr_s == pytest.approx(2.0 + ANSWER_S, abs=1e-6)
     assert result.availability == 1.0  # slow answers still answered
+    # answers kept coming at 800 ms: only the first slow one leaves a gap (last fast answer 9.962, first
+    # slow one 10.8), far less than the 2 s the slow answers lasted
+    assert result.unavailability_s == pytest.approx(10.8 - (9.95 + ANSWER_S), abs=1e-6)
     assert result.p99_ms_during == pytest.approx(800.0)
     assert not is_good(timeline[200], SLO_MS) and is_good(timeline[0], SLO_MS)
 
@@ -139,7 +146,9 @@ def test_prober_gaps_during_timeouts_count_until_the_next_sample():
     result = analyze_recovery(before + stalled + after, injected_at_s=T0 + 9.95, slo_latency_ms=SLO_MS,
                               stability_window_s=1.0, probe_period_s=PERIOD_S)
     assert result.outage_s == pytest.approx(2.0, abs=1e-6)
-    assert result.ttr_s == pytest.approx(2.0, abs=1e-6)
+    assert result.ttr_s == pytest.approx(2.0 + 0.010, abs=1e-6)
+    # no success received from the last one before the stall (sent 9.95, answered 9.96) to the next (12.01)
+    assert result.unavailability_s == pytest.approx(12.01 - 9.96, abs=1e-6)
 
 
 def test_requests_give_counts_availability_and_latency_phases():
@@ -253,3 +262,45 @@ def test_bad_intervals_and_period_inference():
     assert infer_period_s(timeline) == pytest.approx(PERIOD_S)
     assert infer_period_s([]) == 0.05
     assert bad_intervals([], SLO_MS) == []
+
+
+def _stall_timeline(stall_from: float, stall_s: float, *, duration_s: float = 30.0, drain_s: float = 0.02,
+                    phase_s: float = 0.0) -> list[ProbeSample]:
+    """A 50 ms prober in front of a replica frozen (SIGSTOP) for ``stall_s``: every probe sent during the
+    stall is answered once it ends (after ``drain_s`` of catching up), none fails."""
+    samples = []
+    stall_to = stall_from + stall_s
+    for i in range(int(round(duration_s / PERIOD_S))):
+        sent = phase_s + i * PERIOD_S
+        answered = max(sent + ANSWER_S, stall_to + drain_s) if stall_from <= sent + ANSWER_S and sent < stall_to else sent + ANSWER_S
+        samples.append(ProbeSample(t_s=T0 + sent, ok=True, latency_ms=(answered - sent) * 1000.0, status=200))
+    return samples
+
+
+@pytest.mark.parametrize("stall_s", [1.0, 3.0, 5.0])
+@pytest.mark.parametrize("phase_s", [0.0, 0.021, 0.049])
+def test_a_stall_of_known_length_is_its_unavailability_and_recovery_follows_it(stall_s, phase_s):
+    timeline = _stall_timeline(10.0, stall_s, phase_s=phase_s)
+    result = analyze_recovery(timeline, injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
+    # the longest time without a successful answer is the stall plus the first answer's catch-up
+    assert result.unavailability_s == pytest.approx(stall_s + 0.02, abs=ANSWER_S + 1e-6)
+    assert not result.unavailability_open
+    # by send time, probes sent in the stall's last 500 ms (the SLO) were answered in time:
+    # the client-side outage is the stall minus the SLO, within a prober period
+    assert result.outage_s == pytest.approx(stall_s - SLO_MS / 1000.0 + 0.02, abs=PERIOD_S + 1e-6)
+    # recovery never precedes the end of the stall as the unavailability figure sees it
+    assert result.recovered_at_s >= result.unavailable_until_s - 1e-6
+    assert result.recovered_at_s == pytest.approx(T0 + 10.0 + stall_s + 0.02, abs=1e-6)
+
+
+def test_an_unavailability_that_lasts_to_the_windows_end_is_open():
+    result = analyze_recovery(_timeline(30.0, [(10.0, 99.0)]), injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS,
+                              stability_window_s=1.0)
+    assert result.unavailability_open
+    assert result.unavailability_s == pytest.approx(20.0, abs=1e-6)
+    assert result.unavailable_until_s == result.window_end_s
+
+
+def test_no_fault_leaves_about_one_period_between_answers():
+    result = analyze_recovery(_timeline(30.0, []), injected_at_s=T0 + 10.0, slo_latency_ms=SLO_MS, stability_window_s=1.0)
+    assert result.unavailability_s == pytest.approx(PERIOD_S, abs=ANSWER_S + 1e-6)

@@ -1,4 +1,4 @@
-"""SLA tiers as validated config, the verdict listing every violation, and the pass/fail rule."""
+"""SLA tiers as error budgets: the budget arithmetic, met / not met / inconclusive, and the alert checks."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from harness.errors import ConfigError
 from harness.measure.recovery import analyze_recovery
 from harness.measure.sla import (
     DEFAULT_TIERS,
+    INCONCLUSIVE,
+    MET,
+    NOT_MET,
     TIER_FOR_TOPOLOGY,
+    Cost,
     SlaConfig,
     Thresholds,
-    check_availability,
-    check_recovery,
-    evaluate,
-    evaluate_recovery,
+    evaluate_fault,
+    evaluate_steady,
+    judge_tier,
     load_sla_config,
-    meets,
 )
-from harness.records import ProbeSample
+from harness.records import ProbeSample, RequestRecord
 
 T0 = 1_700_000_000.0
 
@@ -58,6 +60,10 @@ def test_load_from_yaml_with_overrides(tmp_path):
     ("data", "field"),
     [
         ({"tiers": [{"name": "x", "availability_percent": 101, "max_recovery_s": 1}]}, "tiers.0.availability_percent"),
+        ({"tiers": [{"name": "x", "availability_percent": 100, "max_recovery_s": 1}]}, "tiers.0.availability_percent"),
+        ({"period_days": 0}, "period_days"),
+        ({"faults_per_day": -1}, "faults_per_day"),
+        ({"fault_rates_per_day": {"pod-kill": 0}}, "fault_rates_per_day"),
         ({"tiers": [{"name": "x", "availability_percent": 99, "max_recovery_s": 0}]}, "tiers.0.max_recovery_s"),
         ({"thresholds": {"p99_latency_ms": -5}}, "thresholds.p99_latency_ms"),
         ({"thresholds": {"gpu_util_percent": 150}}, "thresholds.gpu_util_percent"),
@@ -87,103 +93,185 @@ def test_bad_yaml_file_is_a_config_error(tmp_path):
         load_sla_config(tmp_path / "missing.yaml")
 
 
-def test_highest_tier_met():
-    verdict = evaluate(availability=0.99995, ttr_s=10.0, recovered=True)
-    assert verdict.tier == "multi-active" and verdict.tiers_met == ["single-point", "active-standby", "multi-active"]
-    assert verdict.violations == [] and verdict.alerts == []
-    middle = evaluate(availability=0.996, ttr_s=60.0, recovered=True)
-    assert middle.tier == "active-standby"
-    assert middle.tier_findings["multi-active"] == [
-        "availability 99.600% < 99.99% required by multi-active",
-        "recovery took 60.00 s > 30 s allowed by multi-active",
-    ]
-    assert len(middle.violations) == 2 and all(v.startswith("multi-active: ") for v in middle.violations)
+MONTH_S = 30 * 86_400.0
 
 
-def test_no_tier_met_lists_every_tier_shortfall():
-    verdict = evaluate(availability=0.98, ttr_s=2000.0, recovered=True)
-    assert verdict.tier is None and verdict.tiers_met == []
-    assert len(verdict.tier_findings["single-point"]) == 1  # 2000 s is within 4 h
-    assert len(verdict.tier_findings["active-standby"]) == 2
-    assert len(verdict.violations) == 5
+def test_error_budgets_are_the_objective_over_the_period():
+    config = SlaConfig()
+    budgets = {t.name: t.error_budget_s(config.period_s) for t in config.tiers}
+    assert budgets["single-point"] == pytest.approx(7.2 * 3600)
+    assert budgets["active-standby"] == pytest.approx(3.6 * 3600)
+    assert budgets["multi-active"] == pytest.approx(4.32 * 60)
+    assert config.faults_per_period("pod-kill") == 30.0  # one a day over 30 days
+    tuned = SlaConfig(fault_rates_per_day={"oom-kill": 0.1}, faults_per_day=2.0, period_days=7)
+    assert tuned.faults_per_period("oom-kill") == pytest.approx(0.7)
+    assert tuned.faults_per_period("pod-kill") == pytest.approx(14.0)
+    assert tuned.faults_per_period("pod-kill", declared_per_day=0.5) == pytest.approx(3.5)  # the experiment's own
+    assert tuned.faults_per_period("oom-kill", declared_per_day=0.5) == pytest.approx(0.7)  # the config wins
 
 
-def test_not_recovered_fails_every_tier():
-    verdict = evaluate(availability=0.999999, ttr_s=None, recovered=False, observed_s=45.0)
-    assert verdict.tier is None
-    for findings in verdict.tier_findings.values():
-        assert findings and "not recovered within the observed 45.0 s" in findings[0]
+def _cost(cost_s: float, bad: int, total: int, window_s: float = 10.0, view: str = "outage") -> Cost:
+    from harness.measure.stats import wilson_interval
+
+    low, high = wilson_interval(bad, total)
+    return Cost(view, cost_s, low * window_s, high * window_s, bad, total, window_s)
 
 
-def test_without_a_fault_only_availability_is_judged():
-    verdict = evaluate(availability=0.9996)
-    assert verdict.tier == "active-standby"
-    assert check_recovery(None, None, DEFAULT_TIERS[0]) == []
+def test_burn_arithmetic_cost_over_budget_times_faults_per_period():
+    tier = DEFAULT_TIERS[0]  # single-point: 7.2 h
+    judged = judge_tier(tier, [_cost(2.0, 40, 200)], ttr_s=2.1, recovered=True, observed_s=10.0,
+                        faults_per_period=30.0, period_s=MONTH_S)
+    burn = judged.burns[0]
+    assert burn["burn_per_fault"] == pytest.approx(2.0 / 25_920.0)
+    assert burn["projected"] == pytest.approx(2.0 * 30 / 25_920.0)  # 0.23% of the budget
+    low, high = burn["cost_low_s"], burn["cost_high_s"]
+    assert low < 2.0 < high
+    assert burn["projected_high"] == pytest.approx(high * 30 / 25_920.0)
+    assert judged.outcome == MET and judged.projected_burn == pytest.approx(burn["projected"])
 
 
-def test_every_violation_is_listed_for_the_required_tier():
-    leak = [{"time_s": T0 + i, "replica": "replica-0", "pid": 7, "rss_mb": 300.0 + 25.0 * i,
-             "gpu_index": 0, "gpu_util_percent": 97.0} for i in range(90)]
-    config = SlaConfig(required_tier="multi-active")
-    verdict = evaluate(availability=0.99, ttr_s=45.0, recovered=True, p99_ms=750.0, telemetry=leak, config=config)
-    problems = verdict.violations_for("multi-active")
-    assert len(problems) == 5
-    text = "\n".join(problems)
-    for needle in ("availability 99.000%", "recovery took 45.00 s", "p99 latency 750.0 ms", "GPU utilisation", "memory growth"):
-        assert needle in text
-    assert len(verdict.alerts) == 3
-    assert verdict.tier == "single-point"
-    assert not meets(verdict)  # the required tier
-    assert not meets(verdict, "single-point")  # alerts fail it...
-    assert meets(verdict, "single-point", include_alerts=False)  # ...unless only the tier is asked
+def test_a_restart_that_fits_the_single_point_budget_is_met_not_red():
+    # the case the issue names: a 2.1 s single-replica restart, one a day, against 7.2 h a month
+    judged = judge_tier(DEFAULT_TIERS[0], [_cost(2.1, 42, 200)], ttr_s=2.1, recovered=True, observed_s=10.0,
+                        faults_per_period=30.0, period_s=MONTH_S)
+    assert judged.outcome == MET
+
+
+def test_a_burn_confidently_over_budget_is_not_met():
+    # multi-active allows 259.2 s a month: 30 faults of 12 s (240 bad of 400 samples) burn far more
+    judged = judge_tier(DEFAULT_TIERS[2], [_cost(12.0, 240, 400, window_s=20.0)], ttr_s=12.0, recovered=True,
+                        observed_s=20.0, faults_per_period=30.0, period_s=MONTH_S)
+    assert judged.outcome == NOT_MET
+    assert any("over budget" in reason for reason in judged.reasons)
+
+
+def test_too_few_samples_is_inconclusive_not_a_confident_red():
+    # 2 failed of 8 requests in a 60 s window: 15 s per fault, but the interval (0.07-0.59 of the window,
+    # 4-36 s) times 30 faults straddles multi-active's 259.2 s budget
+    judged = judge_tier(DEFAULT_TIERS[2], [_cost(15.0, 2, 8, window_s=60.0, view="failed requests")], ttr_s=5.0,
+                        recovered=True, observed_s=60.0, faults_per_period=30.0, period_s=MONTH_S)
+    assert judged.outcome == INCONCLUSIVE
+    assert "too few samples to tell" in judged.reasons[0]
+    # the same fraction over 800 requests is precise enough to be a confident red (13-17 s x 30 > 259 s)
+    many = judge_tier(DEFAULT_TIERS[2], [_cost(15.0, 200, 800, window_s=60.0, view="failed requests")], ttr_s=5.0,
+                      recovered=True, observed_s=60.0, faults_per_period=30.0, period_s=MONTH_S)
+    assert many.outcome == NOT_MET
+
+
+def test_recovery_time_against_the_tiers_maximum():
+    cost = [_cost(0.0, 0, 2000)]
+    slow = judge_tier(DEFAULT_TIERS[2], cost, ttr_s=45.0, recovered=True, observed_s=60.0, faults_per_period=0.3,
+                      period_s=MONTH_S)
+    assert slow.outcome == NOT_MET and "recovery took 45.00 s > 30 s" in slow.reasons[0]
+    unseen_long = judge_tier(DEFAULT_TIERS[2], cost, ttr_s=None, recovered=False, observed_s=60.0,
+                             faults_per_period=0.3, period_s=MONTH_S)
+    assert unseen_long.outcome == NOT_MET  # 60 s observed > 30 s allowed
+    unseen_short = judge_tier(DEFAULT_TIERS[0], cost, ttr_s=None, recovered=False, observed_s=60.0,
+                              faults_per_period=0.3, period_s=MONTH_S)
+    assert unseen_short.outcome == INCONCLUSIVE  # 60 s observed says nothing about 4 h
+    assert "cannot tell" in unseen_short.reasons[0]
+
+
+def _recovery(bad_from: float, bad_to: float, *, requests_failed: int = 0, requests: int = 400, duration_s: float = 20.0):
+    """A 50 ms prober failing in [bad_from, bad_to) s, injected at 9 s; ``requests`` spread over the window."""
+    timeline = [ProbeSample(T0 + i * 0.05, not (bad_from <= i * 0.05 < bad_to), 12.0, 200 if not (bad_from <= i * 0.05 < bad_to) else 503)
+                for i in range(int(duration_s / 0.05))]
+    spacing = (duration_s - 9.0) / requests
+    records = [RequestRecord(T0 + 9.0 + i * spacing, T0 + 9.0 + i * spacing, 12.0,
+                             503 if i < requests_failed else 200, i >= requests_failed) for i in range(requests)]
+    return analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=500.0, stability_window_s=1.0,
+                            requests=records)
+
+
+def test_evaluate_fault_judges_every_tier_from_a_constructed_timeline():
+    result = _recovery(10.0, 25.0, requests_failed=80, duration_s=30.0)
+    verdict = evaluate_fault(result, fault="pod-kill", config=SlaConfig(required_tier="multi-active"), telemetry=[])
+    # 15 s of outage a day: fits single-point (7.2 h) and active-standby (3.6 h), over multi-active (4.32 min:
+    # 30 x 14-16 s); recovery in 15 s is within every tier's maximum
+    assert verdict.judgement("single-point").outcome == MET
+    assert verdict.judgement("active-standby").outcome == MET
+    assert verdict.outcome() == NOT_MET and verdict.highest_tier_met == "active-standby"
+    assert "over budget" in verdict.reasons()[0]
+    assert verdict.measured["ttr_s"] == pytest.approx(15.012, abs=1e-6)
+    assert verdict.measured["p99_ms"] == 12.0
+    views = {cost.view: cost for cost in verdict.costs}
+    assert views["outage"].cost_s == pytest.approx(15.0, abs=1e-6)
+    assert views["failed requests"].cost_s == pytest.approx(80 / 400 * 21.0)
     data = verdict.to_dict()
-    assert data["passed"] is False and data["required_tier"] == "multi-active"
+    assert data["outcome"] == NOT_MET and data["tiers"]["multi-active"]["projected_burn"] > 1
     json.dumps(data, allow_nan=False)
 
 
+LEAK = [{"time_s": T0 + 9.0 + i * 0.5, "replica": "reference-0", "pid": 7, "rss_mb": 300.0 + 25.0 * i} for i in range(20)]
+FLAT = [{"time_s": T0 + 9.0 + i * 0.5, "replica": "reference-0", "pid": 7, "rss_mb": 300.0} for i in range(20)]
+
+
+def test_an_expected_alert_that_fired_is_a_passed_detection_with_its_lead_time():
+    result = _recovery(14.0, 15.0)
+    verdict = evaluate_fault(result, fault="oom-kill", expected_alerts=["memory-growth"], telemetry=LEAK,
+                             killed_at_s=T0 + 14.0, kill_label="OOM kill", config=SlaConfig(required_tier="single-point"))
+    [check] = verdict.alert_checks
+    assert check.status == "detected" and check.passed
+    assert check.fired_at_s == pytest.approx(T0 + 10.0)  # the third sample: the first slope over 3 samples
+    assert check.lead_s == pytest.approx(4.0)
+    assert "fired 4.0 s before the OOM kill" in check.message
+    assert verdict.outcome() == MET and verdict.alert_failures == []
+
+
+def test_an_expected_alert_that_stayed_silent_fails_the_cell():
+    verdict = evaluate_fault(_recovery(14.0, 15.0), expected_alerts=["memory-growth"], telemetry=FLAT,
+                             config=SlaConfig(required_tier="single-point"))
+    assert verdict.judgement().outcome == MET  # the tier itself holds...
+    assert verdict.outcome() == NOT_MET  # ...but monitoring would have missed the fault
+    assert verdict.reasons() == ["expected alert memory-growth did not fire: monitoring would miss this fault"]
+
+
+def test_an_unexpected_alert_is_a_violation():
+    verdict = evaluate_fault(_recovery(14.0, 15.0), telemetry=LEAK, config=SlaConfig(required_tier="single-point"))
+    [check] = verdict.alert_checks
+    assert check.status == "unexpected" and check.name == "memory-growth"
+    assert verdict.outcome() == NOT_MET and verdict.reasons()[0].startswith("unexpected alert: memory growth")
+    slow = evaluate_fault(_recovery(14.0, 15.0), p99_ms=750.0, telemetry=FLAT, config=SlaConfig(required_tier="single-point"))
+    assert [c.name for c in slow.alert_checks] == ["p99-latency"] and slow.outcome() == NOT_MET
+
+
+def test_without_telemetry_an_expected_memory_alert_is_unobserved_not_missed():
+    verdict = evaluate_fault(_recovery(14.0, 15.0), expected_alerts=["memory-growth"], telemetry=None,
+                             config=SlaConfig(required_tier="single-point"))
+    [check] = verdict.alert_checks
+    assert check.status == "unobserved" and not check.failed and verdict.outcome() == MET
+
+
+def test_unknown_expected_alert_is_a_config_error():
+    with pytest.raises(ConfigError, match="expect_alerts='pager'"):
+        evaluate_fault(_recovery(14.0, 15.0), expected_alerts=["pager"], telemetry=[])
+
+
 def test_absent_gpu_telemetry_raises_no_alert():
-    rows = [{"time_s": T0 + i, "replica": "replica-0", "pid": 7, "rss_mb": 300.0, "cpu_percent": 50.0,
-             "gpu_util_percent": None} for i in range(120)]
-    verdict = evaluate(availability=1.0, ttr_s=0.0, recovered=True, p99_ms=20.0, telemetry=rows,
-                       config=SlaConfig(required_tier="multi-active"))
-    assert verdict.alerts == [] and meets(verdict)
+    rows = [{"time_s": T0 + 9 + i, "replica": "replica-0", "pid": 7, "rss_mb": 300.0, "cpu_percent": 50.0,
+             "gpu_util_percent": None} for i in range(12)]
+    verdict = evaluate_fault(_recovery(14.0, 15.0), telemetry=rows, config=SlaConfig(required_tier="multi-active"))
+    assert verdict.alert_checks == []
 
 
-def test_meets_requires_a_known_tier():
-    verdict = evaluate(availability=1.0)
+def test_steady_state_judges_the_failed_fraction_with_its_interval():
+    config = SlaConfig(required_tier="single-point")
+    assert evaluate_steady(failed=0, total=2000, config=config).outcome() == MET  # at most 0.19% < 1%
+    assert evaluate_steady(failed=50, total=1000, config=config).outcome() == NOT_MET  # 5%, at least 3.8%
+    assert evaluate_steady(failed=1, total=100, config=config).outcome() == INCONCLUSIVE
+    strict = evaluate_steady(failed=0, total=2000, config=SlaConfig(required_tier="multi-active"))
+    assert strict.outcome() == INCONCLUSIVE  # 2,000 requests cannot show 99.99%
+    assert "too few requests to tell" in strict.reasons()[0]
+    with pytest.raises(ConfigError, match="failed"):
+        evaluate_steady(failed=5, total=2)
+
+
+def test_judgement_requires_a_known_tier():
+    verdict = evaluate_fault(_recovery(14.0, 15.0), telemetry=[])
     with pytest.raises(ConfigError, match="no SLA tier"):
-        meets(verdict)
+        verdict.outcome()
     with pytest.raises(ConfigError, match="unknown tier"):
-        meets(verdict, "platinum")
-    assert meets(verdict, "multi-active")
-
-
-def test_bad_measurements_are_config_errors():
-    with pytest.raises(ConfigError, match="availability"):
-        evaluate(availability=99.5)  # a percentage where a fraction belongs
-    with pytest.raises(ConfigError, match="availability"):
-        evaluate(availability="high")
-    with pytest.raises(ConfigError, match="ttr_s"):
-        evaluate(availability=1.0, ttr_s=-1.0, recovered=True)
+        verdict.outcome("platinum")
+    assert verdict.outcome("single-point") == MET
     with pytest.raises(ConfigError, match="tier"):
         SlaConfig().tier("nope")
-
-
-def test_availability_boundary_is_inclusive():
-    assert check_availability(0.995, DEFAULT_TIERS[1]) == []
-    assert check_availability(0.9949, DEFAULT_TIERS[1])
-    assert check_recovery(900.0, True, DEFAULT_TIERS[1]) == []
-
-
-def test_evaluate_recovery_from_a_constructed_timeline():
-    # 50 ms prober, 20 s; failures for 2 s from t=10; p99 of steady state 12 ms.
-    timeline = [ProbeSample(T0 + i * 0.05, not (200 <= i < 240), 12.0 if not (200 <= i < 240) else 1.0,
-                            200 if not (200 <= i < 240) else 503) for i in range(400)]
-    result = analyze_recovery(timeline, injected_at_s=T0 + 9.0, slo_latency_ms=500.0, stability_window_s=1.0)
-    verdict = evaluate_recovery(result, config=SlaConfig(required_tier="active-standby"))
-    # availability 40 bad of 220 samples in [9, 20): 81.8%: no tier; recovery 2 s meets every tier's time.
-    assert verdict.tier is None
-    assert verdict.measured["ttr_s"] == pytest.approx(2.0, abs=1e-6)
-    assert verdict.measured["p99_ms"] == 12.0
-    assert all("recovery" not in v for v in verdict.violations)
-    assert not meets(verdict)

@@ -29,6 +29,7 @@ def write_load(directory: Path, *, seed: int, latency_ms: float = 20.0, duration
         "profile": {"kind": "steady", "users": 4, "duration_s": duration_s}, "topology": "single", "throughput_rps": rate_rps,
         "p50_ms": float(np.percentile(ok, 50)), "p95_ms": float(np.percentile(ok, 95)),
         "p99_ms": float(np.percentile(ok, 99)), "errors": 0, "generator_saturated": False,
+        "requests": len(records), "ok": len(records),
     })
     write_telemetry(directory, duration_s)
 

@@ -171,3 +171,43 @@ def test_an_unreadable_run_record_is_reported_not_raised(saved_run: Path) -> Non
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
     assert any("run.json" in line for line in summary["unreadable"]), summary["unreadable"]
     assert "unreadable:" in paths["markdown"].read_text(encoding="utf-8")
+
+
+def _cell(root: Path, name: str, outcome: str, reasons: list[str]) -> None:
+    from harness.results import write_json
+
+    from .conftest import write_chaos
+
+    write_chaos(root / "chaos" / name)
+    result = json.loads((root / "chaos" / name / "result.json").read_text(encoding="utf-8"))
+    result.update(outcome=outcome, reasons=reasons, unavailability_s=2.05, tier_met=outcome == "met",
+                  budget={"error_budget_s": 25920.0, "faults_per_period": 30.0, "projected_burn": 0.0023,
+                          "projected_burn_high": 0.003})
+    write_json(root / "chaos" / name / "result.json", result)
+
+
+def test_the_first_paragraph_names_each_red_cell_with_its_reason_and_what_was_inconclusive(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _cell(run, "oom-kill-single", "not met", ["expected alert memory-growth did not fire: monitoring would miss this fault"])
+    _cell(run, "pod-kill-multi", "inconclusive", ["multi-active: failed requests: too few samples to tell"])
+    _cell(run, "pod-kill-single", "met", [])
+    summary = json.loads(write_report(run)["summary"].read_text(encoding="utf-8"))
+    first = summary["verdict"]
+    assert first.startswith("FAIL. Chaos: 1 of 3 cells met their SLA tier, 1 did not, 1 inconclusive.")
+    assert "Not met: pod-kill on single: expected alert memory-growth did not fire" in first
+    assert "Inconclusive (not a failure): pod-kill on single: multi-active: failed requests: too few samples" in first
+    assert "Largest projected error-budget burn: 0.23%" in first
+    (run / "chaos" / "oom-kill-single" / "result.json").unlink()
+    summary = json.loads(write_report(run)["summary"].read_text(encoding="utf-8"))
+    assert summary["passed"] is True and summary["verdict"].startswith("PASS (with inconclusive cells).")
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert 'class="verdict unsure"' in html and "How the verdicts are judged" in html
+    assert "Unavailability" in html and "Error budget" in html  # the definitions are quoted from their modules
+
+
+def test_a_stage_that_could_not_run_fails_the_first_paragraph(saved_run: Path) -> None:
+    live = {"target": {"platform": "local"}, "stages": [
+        {"name": "load", "status": "failed", "reason": "HarnessError: the load generator wrote no records to /x/requests.csv"}]}
+    summary = json.loads(write_report(saved_run, job=live)["summary"].read_text(encoding="utf-8"))
+    assert summary["passed"] is False
+    assert summary["verdict"].startswith("FAIL. Stage load could not run: HarnessError: the load generator wrote no records")

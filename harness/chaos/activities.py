@@ -47,6 +47,7 @@ from harness.errors import HarnessError
 __all__ = [
     "kill_replica",
     "terminate_replica",
+    "freeze_replica",
     "inject_fault",
     "delay_probe",
     "oom_replica",
@@ -102,6 +103,47 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
     except psutil.NoSuchProcess:
         graceful = True
     return {"replica": row["name"], "pid": pid, "graceful": graceful, "stop_s": round(time.time() - at, 3), "time_s": at}
+
+
+MAX_FREEZE_S = 3600.0
+
+
+@failing
+def freeze_replica(state_file: str, replica: str = "first-ready", duration_s: float = 3.0) -> dict[str, Any]:
+    """Freeze one replica's process with SIGSTOP for ``duration_s``, then SIGCONT it: a hang that needs
+    nothing from the server (its event loop, worker thread and probes all stop answering; the kernel
+    still accepts connections). Returns when it resumed, with the exact times of both signals.
+
+    The process is continued on every way out of this call, an interrupt or an error included.
+    """
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not 0 < float(duration_s) <= MAX_FREEZE_S:
+        raise ActivityFailed(f"duration_s={duration_s!r}: must be a number of seconds above 0 and at most {MAX_FREEZE_S:g}")
+    row = select(read_state_file(state_file), replica)[0]
+    pid = live_pid(row)
+    os.kill(pid, signals.SIGSTOP)
+    at = remember(row, "freeze_replica")
+    try:
+        time.sleep(float(duration_s))
+    finally:
+        try:
+            os.kill(pid, signals.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed while frozen (a liveness restart): nothing left to continue
+        resumed = time.time()
+    return {"replica": row["name"], "pid": pid, "time_s": at, "resumed_at_s": resumed,
+            "frozen_s": round(resumed - at, 4)}
+
+
+def _continue_frozen(row: dict[str, Any]) -> None:
+    """SIGCONT a replica's process, in case a freeze was cut short without continuing it (harmless otherwise)."""
+    try:
+        pid = live_pid(row)  # never a reused pid: continuing someone's stopped job is not ours to do
+    except ActivityFailed:
+        return
+    try:
+        os.kill(pid, signals.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @failing
@@ -165,7 +207,8 @@ def oom_replica(
 
 @failing
 def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
-    """Clear every injected fault on ``replica`` (default all); a replica without a process has none.
+    """Clear every injected fault on ``replica`` (default all), and continue a frozen process; a replica
+    without a process has none.
 
     Returns per replica "cleared", "no process" or the error; never fails for a replica that is
     restarting, since a new process starts without faults.
@@ -173,6 +216,7 @@ def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
     state = read_state_file(state_file)
     outcome: dict[str, str] = {}
     for row in select(state, replica, allow_all=True):
+        _continue_frozen(row)
         if not row.get("pid") or not row.get("url"):
             outcome[row["name"]] = "no process"
             continue

@@ -141,6 +141,7 @@ def load_experiment(path: str | Path, *, validate: bool = True) -> Experiment:
     document = load_experiment_file(file)
     if validate:
         validate_experiment(document, source=str(file))
+    _refuse_other_spellings(document, source=str(file))
     raw = _find_extension(document, source=str(file))
     extension = validate_model(HarnessExtension, raw, source=str(file)) if raw is not None else None
     if extension is None:
@@ -151,6 +152,16 @@ def load_experiment(path: str | Path, *, validate: bool = True) -> Experiment:
         except ConfigError as exc:
             raise ConfigError(f"extensions[harness].spec.{exc.field}", exc.value, exc.reason, source=str(file)) from None
     return Experiment(file, document, extension)
+
+
+def _refuse_other_spellings(document: Mapping[str, Any], *, source: str) -> None:
+    """Raise ConfigError for a harness block where the harness does not read it (it would be ignored silently)."""
+    configuration = document.get("configuration")
+    for where, holder in (("x-harness", document), ("configuration.x-harness", configuration),
+                          ("configuration.harness", configuration)):
+        if isinstance(holder, Mapping) and where.rsplit(".", 1)[-1] in holder:
+            raise ConfigError(where, "...", "the harness reads its block only from the experiment's \"extensions\" list: "
+                              "{\"name\": \"harness\", \"fault\": ..., \"spec\": {...}}", source=source)
 
 
 def _find_extension(document: Mapping[str, Any], *, source: str) -> dict[str, Any] | None:
@@ -176,9 +187,12 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
 def merge_spec(*layers: Mapping[str, Any], topology: str | None = None) -> ServiceSpec:
     """Return the ServiceSpec of the layers merged left to right (nested mappings merge), then ``topology``.
 
-    A topology given here replaces the replica count with the topology's own. Raises ConfigError.
+    The layers go on top of the spec's defaults before anything is validated, so an overlay may
+    change one field of a probe (``probes.liveness.failureThreshold`` alone). A topology given here
+    replaces the replica count with the topology's own. Raises ConfigError.
     """
-    data: dict[str, Any] = {}
+    # topology and replicas stay out of the base: each is derived from the other when only one is given
+    data: dict[str, Any] = ServiceSpec().model_dump(by_alias=True, mode="json", exclude={"topology", "replicas"})
     for layer in layers:
         data = _deep_merge(data, layer)
     if topology is not None:

@@ -45,11 +45,66 @@ def register(subparsers: Any) -> None:
     add("--weights-dir", type=path_type("--weights-dir"), default=None, help="weights cache (default as the service's)")
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
+    _register_stall(benches)
     parser.set_defaults(func=lambda args: _missing_bench(parser))
 
 
+def _register_stall(benches: Any) -> None:
+    from harness.bench.stall import StallSettings
+
+    defaults = StallSettings()
+    stall = benches.add_parser(
+        "stall",
+        help="freeze a replica for known times (SIGSTOP/SIGCONT): is the unavailability figure the stall?",
+        description="Freeze one replica of the reference service for stalls of known length under load, with probes "
+                    "that neither restart nor un-route it, and measure each stall's unavailability (the longest time "
+                    "without a successful answer) against the frozen time. Exit 1 if any misses the tolerance.",
+        epilog="exit codes: 0 every stall within the tolerance, 1 one was not, 2 bad input, 3 the benchmark could not run",
+    )
+    add = stall.add_argument
+    add("--stalls-s", default=",".join(f"{d:g}" for d in defaults.stalls_s),
+        help=f"stall lengths in seconds, comma-separated (default {','.join(f'{d:g}' for d in defaults.stalls_s)})")
+    add("--repeats", type=int, default=defaults.repeats, help=f"times each stall is repeated (default {defaults.repeats})")
+    add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
+    add("--rate-rps", type=float, default=defaults.rate_rps,
+        help=f"open-loop load beside the prober, requests/s; 0 for none (default {defaults.rate_rps:g})")
+    add("--tolerance-ms", type=float, default=defaults.tolerance_ms, help=f"allowed error (default {defaults.tolerance_ms:g})")
+    add("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/bench-stall-<time>)")
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    stall.set_defaults(func=run_stall)
+
+
+def run_stall(args: argparse.Namespace) -> int:
+    """Run the stall benchmark; return 0, or raise VerdictFailed when a stall misses the tolerance."""
+    import time
+
+    from harness.bench.stall import StallSettings, format_stall_table, run_stall_bench
+    from harness.errors import ConfigError
+    from harness.service.registry import MODEL_NAMES
+
+    try:
+        stalls = tuple(float(part) for part in str(args.stalls_s).split(",") if part.strip())
+    except ValueError:
+        raise ConfigError("--stalls-s", args.stalls_s, "expected seconds separated by commas, e.g. 1,3,5") from None
+    if args.model not in MODEL_NAMES:
+        raise ConfigError("--model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    settings = StallSettings(stalls_s=stalls, repeats=args.repeats, model=args.model, rate_rps=args.rate_rps,
+                             tolerance_ms=args.tolerance_ms).validate()
+    from pathlib import Path
+
+    out = args.out or Path("reports").resolve() / time.strftime("bench-stall-%Y%m%dT%H%M%SZ", time.gmtime())
+    result = run_stall_bench(settings, out, progress=lambda message: print(f"bench stall: {message}", file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=2) if args.json else format_stall_table(result))
+    print(f"bench stall: results in {out}", file=sys.stderr)
+    if not result["all_within_tolerance"]:
+        missed = [f"{row['stall_s']:g} s stall: unavailability {row['unavailability_s']:.3f} s, error {row['error_ms']:+.1f} ms"
+                  for row in result["stalls"] if not row["within_tolerance"]]
+        raise VerdictFailed(f"{len(missed)} stall(s) measured outside +-{settings.tolerance_ms:g} ms", missed)
+    return EXIT_OK
+
+
 def _missing_bench(parser: argparse.ArgumentParser) -> int:
-    raise UsageError(f"choose a benchmark: {parser.prog} service")
+    raise UsageError(f"choose a benchmark: {parser.prog} service|stall")
 
 
 def _validate(args: argparse.Namespace) -> None:

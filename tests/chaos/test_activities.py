@@ -111,3 +111,47 @@ def test_waiting_for_events_judges_what_followed_the_injection(tmp_path):
     # "deployment" looks back to the first event: the earlier Killing counts then
     with pytest.raises(ActivityFailed, match="expected no Killing"):
         activities.wait_for_events(path, ["Ready"], absent=["Killing"], since="deployment", timeout_s=0.3)
+
+
+def _process_state(tmp_path, proc):
+    import psutil
+
+    row = {"name": "r-0", "pid": proc.pid, "url": "http://127.0.0.1:9", "state": "Running", "ready": True,
+           "started_s": psutil.Process(proc.pid).create_time()}
+    return _state(tmp_path, [row])
+
+
+def test_freeze_stops_the_process_for_the_duration_then_continues_it(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        path = _process_state(tmp_path, proc)
+        seen = []
+        watcher = threading.Timer(0.3, lambda: seen.append(psutil.Process(proc.pid).status()))
+        watcher.start()
+        out = activities.freeze_replica(path, duration_s=0.6)
+        watcher.join()
+        assert seen == [psutil.STATUS_STOPPED]  # frozen while the action ran
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED  # and continued after it
+        assert out["replica"] == "r-0" and out["pid"] == proc.pid
+        assert out["frozen_s"] == pytest.approx(0.6, abs=0.1) and out["resumed_at_s"] > out["time_s"]
+        assert targets.last_injection["action"] == "freeze_replica"
+        # a freeze cut short elsewhere (a killed chaos process) is undone by clear_faults
+        proc.send_signal(19)  # SIGSTOP
+        activities.clear_faults(path)
+        time.sleep(0.1)
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("duration", [0, -1, "3", True, 7200])
+def test_freeze_refuses_a_bad_duration(tmp_path, duration):
+    with pytest.raises(ActivityFailed, match=f"duration_s={duration!r}: must be a number of seconds"):
+        activities.freeze_replica(_state(tmp_path, ROWS), duration_s=duration)

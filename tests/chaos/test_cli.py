@@ -3,14 +3,17 @@ validate print what they should. No deployment is started here (ChaosRun is repl
 
 from __future__ import annotations
 
+import shutil
+
 import yaml
 import pytest
 
 from harness.chaos import session
 from harness.chaos.matrix import MatrixTable
 from harness.cli import main
+from harness.records import RequestRecord, read_records
 
-from .helpers import ROOT
+from .helpers import ROOT, assert_nothing_left
 
 
 @pytest.fixture(autouse=True)
@@ -69,32 +72,40 @@ def _fake_run(result):
 @pytest.mark.parametrize(
     "result, code",
     [
-        ({"tier_met": True, "aborted": False, "violations": []}, 0),
-        ({"tier_met": False, "aborted": False, "violations": ["availability 50.000% < 99% required by single-point"]}, 1),
-        ({"tier_met": False, "aborted": True, "violations": []}, 130),
+        ({"outcome": "met", "aborted": False, "reasons": []}, 0),
+        ({"outcome": "not met", "aborted": False,
+          "reasons": ["expected alert memory-growth did not fire: monitoring would miss this fault"]}, 1),
+        # the data cannot tell: said on the terminal, and not a failure
+        ({"outcome": "inconclusive", "aborted": False, "reasons": ["multi-active: failed requests: too few samples to tell"]}, 0),
+        ({"outcome": "error", "aborted": False, "reasons": ["no measurement: the run ended in phase 'deploy'"]}, 1),
+        ({"outcome": "aborted", "aborted": True, "reasons": []}, 130),
     ],
 )
 def test_the_verdict_is_the_exit_code(monkeypatch, capsys, tmp_path, result, code):
     monkeypatch.setattr(session, "ChaosRun", _fake_run(result))
     assert main(["chaos", "run", "pod-kill", "--out", str(tmp_path)]) == code
     err = capsys.readouterr().err
-    for violation in result["violations"]:
-        assert violation in err
+    for reason in result["reasons"]:
+        assert reason in err
 
 
 def test_matrix_table_lists_every_cell_that_missed(tmp_path):
     table = MatrixTable(topologies=["single", "multi-active"], retry=True)
     table.rows = [
-        {"fault": "pod-kill", "topology": "single", "ttr_s": 3.0, "recovered": True, "availability": 0.5,
-         "failed_requests": 60, "total_requests": 120, "tier": "single-point", "tier_met": False},
-        {"fault": "pod-kill", "topology": "multi-active", "ttr_s": 0.0, "recovered": True, "availability": 1.0,
-         "failed_requests": 0, "total_requests": 130, "tier": "multi-active", "tier_met": True},
+        {"fault": "pod-kill", "topology": "single", "ttr_s": 3.0, "recovered": True, "outage_s": 2.5,
+         "unavailability_s": 3.0, "failed_requests": 60, "total_requests": 120, "projected_burn": 0.0035,
+         "tier": "single-point", "outcome": "not met", "reason": "unexpected alert: p99 latency 900.0 ms > 500 ms"},
+        {"fault": "pod-kill", "topology": "multi-active", "ttr_s": 0.0, "recovered": True, "outage_s": 0.0,
+         "unavailability_s": 0.05, "failed_requests": 0, "total_requests": 130, "projected_burn": 0.0,
+         "tier": "multi-active", "outcome": "inconclusive", "reason": "too few samples to tell"},
     ]
     table.write(tmp_path)
     markdown = (tmp_path / "matrix.md").read_text()
-    assert "| pod-kill | TTR 3.0 s / 50.00% / 60 of 120 / single-point NOT met | TTR 0.0 s / 100.00% / 0 of 130 / multi-active met |" in markdown
-    assert table.failed_cells() == ["pod-kill x single: tier single-point not met"]
-    assert (tmp_path / "matrix.csv").read_text().splitlines()[0].startswith("fault,topology,retry,ttr_s")
+    assert ("| pod-kill | TTR 3.0 s / outage 2.5 s / unavailable 3.0 s / 60 of 120 / burn 0.35% / single-point NOT met | "
+            "TTR 0.0 s / outage 0.0 s / unavailable 0.1 s / 0 of 130 / burn 0.00% / multi-active inconclusive |") in markdown
+    assert table.failed_cells() == ["pod-kill x single: unexpected alert: p99 latency 900.0 ms > 500 ms"]
+    assert table.inconclusive_cells() == ["pod-kill x multi-active: too few samples to tell"]
+    assert (tmp_path / "matrix.csv").read_text().splitlines()[0].startswith("fault,topology,retry,outcome,ttr_s")
 
 
 @pytest.mark.parametrize(
@@ -154,3 +165,20 @@ def test_kubernetes_matrix_refuses_an_experiment_that_changes_the_spec_before_an
         MatrixPlan.from_args(faults=None, topologies=None, experiments_dir=experiments, profile="smoke", spec_file=None,
                              retry=False, tier=None, out_dir=tmp_path / "out", target=target)
     assert err.value.field == "extensions[harness].spec" and err.value.source == str(experiments / "pod-kill.json")
+
+
+@pytest.mark.slow
+def test_a_run_with_relative_paths_writes_its_records_where_the_user_asked(tmp_path, monkeypatch, capsys):
+    # the experiment file and --out both relative to where the user stands, as in `harness chaos run
+    # experiments/pod-kill.json --out reports/pod-kill`; the load generator runs in --out
+    shutil.copy(ROOT / "experiments" / "pod-kill.json", tmp_path / "pod-kill.json")
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["chaos", "run", "pod-kill.json", "--topology", "single", "--profile", "smoke", "--out", "rel/dir"])
+    finally:
+        assert_nothing_left(tmp_path / "rel" / "dir")
+    assert code in (0, 1), capsys.readouterr().err[-3000:]  # one replica may miss its tier: still a finished run
+    out = tmp_path / "rel" / "dir"
+    records = list(read_records(out / "requests.csv", RequestRecord))
+    assert records and (out / "result.json").is_file() and (out / "timeline.csv").is_file()
+    assert not (out / "rel").exists()

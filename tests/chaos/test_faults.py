@@ -22,6 +22,7 @@ pytestmark = pytest.mark.chaos
 RESULT_KEYS = {
     "experiment", "fault", "topology", "injected_at", "ttr_s", "outage_s", "failed_requests", "total_requests",
     "availability", "p99_ms_before", "p99_ms_during", "p99_ms_after", "tier", "violations", "journal_status", "aborted",
+    "outcome", "reasons", "unavailability_s", "budget", "alert_checks",
 }
 FILES = ("result.json", "journal.json", "timeline.csv", "requests.csv", "events.jsonl", "telemetry.csv", "run.json")
 
@@ -68,7 +69,12 @@ def test_pod_kill_restarts_the_replica_and_measures_recovery(tmp_path):
     assert 0 < result["failed_requests"] < result["total_requests"]
     ready_again = events[kinds.index("Ready")].time_s
     assert abs(result["recovered_at_s"] - ready_again) < 2.0
-    assert not result["tier_met"] and any("availability" in v for v in result["violations"])
+    # the two outage figures: no successful answer from the kill until the restarted replica answers
+    assert result["unavailability_s"] >= result["outage_s"] - 0.5 and result["unavailability_s"] > 0.2
+    assert result["recovered_at_s"] >= result["recovery"]["unavailable_until_s"] - 1e-6
+    # a restart of a few seconds, once a day, is a sliver of single-point's 7.2 h a month: met, not red
+    assert result["outcome"] == "met" and result["tier_met"], result["reasons"]
+    assert 0 < result["budget"]["projected_burn"] < 0.05
     assert result["faults_cleared"] == {"reference-0": "cleared"}
 
 
@@ -93,6 +99,10 @@ def test_oom_kill_is_a_kernel_oom_kill_with_exit_137(tmp_path):
     oom = [e for e in events_after(tmp_path, result["injected_at"]) if e.type == "OOMKilled"]
     assert oom and oom[0].exit_code == 137
     assert result["platform"]["oom_killed"] and result["recovered"] and result["ttr_s"] is not None
+    # the experiment expects the memory-growth alert: it fired, before the kernel's kill, as a passed check
+    [check] = result["alert_checks"]
+    assert check["name"] == "memory-growth" and check["status"] == "detected", check
+    assert "before the OOM kill" in check["message"] and check["lead_s"] > 0
 
 
 @pytest.mark.slow
@@ -125,8 +135,8 @@ def test_memory_leak_alert_fires_before_the_oom_kill(tmp_path):
     result = run("memory-leak", tmp_path)
     assert result["behaviour_seen"], result["behaviour_findings"]
     oom = next(e for e in events_after(tmp_path, result["injected_at"]) if e.type == "OOMKilled")
-    assert result["memory_alert_after_s"] is not None
-    assert result["memory_alert_after_s"] < oom.time_s - result["injected_at"]
+    [check] = result["alert_checks"]
+    assert check["status"] == "detected" and check["fired_at_s"] < oom.time_s, check
     assert any("memory growth" in alert for alert in result["alerts"])
     detected = next(a for a in json.loads((tmp_path / "journal.json").read_text())["run"] if a["activity"]["name"].startswith("leak-alert"))
     assert detected["output"]["growth_mb_s"] > 10

@@ -127,6 +127,20 @@ def test_a_failing_stage_is_recorded_and_the_job_goes_on_to_the_report(tmp_path)
     assert record.status == "failed" and "locust did not start" in record.reason
 
 
+def test_a_load_stage_whose_generator_recorded_nothing_is_failed_naming_the_records_file(tmp_path):
+    from harness.load.child_process import no_records_error
+
+    requests = tmp_path / "run" / "load" / "requests.csv"
+    (tmp_path / "locust.log").write_text("Traceback ...\nno module named locust\n")
+    job = make_job(tmp_path, [Stage("load", raising(no_records_error("Locust", requests, 0, tmp_path / "locust.log")), 1),
+                              Stage("report", passing(), 1, always=True)])
+    result = job.run()
+    load = result.stage("load")
+    assert load.status == FAILED and result.exit_code == 3
+    assert f"{requests} was not written (exit code 0)" in load.reason  # the reason is the message's first line
+    assert "no module named locust" not in load.reason
+
+
 def test_an_unexpected_exception_is_isolated_and_its_traceback_kept(tmp_path):
     job = make_job(tmp_path, [Stage("sweep", raising(ZeroDivisionError("boom")), 1), Stage("capacity", passing(), 1)])
     result = job.run()
@@ -432,21 +446,34 @@ def test_line_writer_forwards_lines_and_never_loops():
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path):
+def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    # `harness run tiny --out reports/tiny` as a user types it, with a relative --out (the README's `make
+    # smoke` does the same): Locust once wrote the load stage's records to <out>/load/<out>/load/
     import psutil
 
-    lines: list[str] = []
+    from harness.cli import main
+    from harness.records import RequestRecord, read_records
+
+    monkeypatch.chdir(tmp_path)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    result = run_job("tiny", tmp_path / "tiny", progress=lines.append)
-    statuses = {s.name: s.status for s in result.stages}
-    why = [f"{s.name}: {s.reason}" for s in result.stages]
-    out = tmp_path / "tiny"
+    code = main(["run", "tiny", "--out", "reports/tiny"])
+    stdout, stderr = capsys.readouterr()
+    lines = stderr.splitlines()
+    out = tmp_path.resolve() / "reports" / "tiny"
+    record = load_run(out)
+    stages = record.summary["stages"]
+    statuses = {name: stage["status"] for name, stage in stages.items()}
+    why = [f"{name}: {stage['reason']}" for name, stage in stages.items()]
     assert not (out / "job-errors.log").exists(), (out / "job-errors.log").read_text()  # no wiring error anywhere
     assert [n for n in STAGES if statuses[n] != COMPLETED and n not in ("sweep", "capacity")] == [], why
     # sweep and capacity measure at the edge of what a busy 2-core machine can do: a measurement that
     # cannot be made is their (recorded) failure, exit 3, not the job's wiring
     assert statuses["sweep"] in (COMPLETED, FAILED) and statuses["capacity"] in (COMPLETED, FAILED), why
-    assert result.exit_code in ((0, 1) if set(statuses.values()) == {COMPLETED} else (3,)), why
+    assert code == record.summary["exit_code"] in ((0, 1) if set(statuses.values()) == {COMPLETED} else (3,)), why
+    load = stages["load"]["summary"]
+    assert load["requests"] > 0 and load["p99_ms"] is not None, load  # the real count, read from its records
+    assert len(list(read_records(out / "load" / "requests.csv", RequestRecord))) == load["requests"]
+    assert not (out / "load" / "reports").exists()
     for path in ("run.json", "preflight.json", "load/result.json", "load/requests.csv", "load/events.jsonl",
                  "chaos/matrix.csv", "chaos/matrix.md", "report.html", "report.md", "summary.json"):
         assert (out / path).is_file(), path
@@ -457,9 +484,8 @@ def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path):
     cell = next((out / "chaos").glob("*/*/result.json")).parent
     for name in ("timeline.csv", "requests.csv", "events.jsonl", "telemetry.csv", "journal.json"):
         assert (cell / name).is_file(), name
-    record = load_run(out)
     assert {"load", "chaos"} <= set(record.parts) <= {"load", "chaos", "sweep", "capacity"}
-    assert result.report["html"] == out / "report.html"
+    assert stdout.splitlines()[-1] == str(out / "report.html")
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # load, chaos timeline, telemetry, ...
     stage_table = (out / "report.md").read_text().split("## Job stages")[1].split("\n## ")[0]

@@ -117,6 +117,23 @@ def test_options_are_parsed_and_handed_to_the_fixtures(pytester: pytest.Pytester
     result.assert_outcomes(passed=1)
 
 
+def test_path_options_are_resolved_where_pytest_was_started(pytester: pytest.Pytester) -> None:
+    (pytester.path / "base").mkdir()
+    pytester.makepyfile("""
+        from pathlib import Path
+
+        def test_paths(harness_options, run_dir):
+            here = Path.cwd().resolve()
+            assert harness_options.baseline == here / "base" and harness_options.report_dir == here / "rel" / "out"
+            assert run_dir == here / "rel" / "out"
+    """)
+    result = pytester.runpytest(*PLUGIN, "--harness-baseline", "base", "--harness-report-dir", "rel/out")
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest(*PLUGIN, "--harness-report-dir", "")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--harness-report-dir='': an empty path*"])
+
+
 def test_a_bad_option_is_a_usage_error_naming_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing():\n    pass\n")
     result = pytester.runpytest(*PLUGIN, "--harness-tier", "gold")

@@ -47,6 +47,7 @@ def _start(out: Path, profile: str, *extra: str) -> tuple[subprocess.Popen, str]
     env = dict(os.environ, HARNESS_TEST_RUN=marker)
     argv = [sys.executable, "-m", "harness", "load", "--topology", "single", "--profile", profile,
             "--duration-s", str(DURATION_S), "--users", "4", "--model", MODEL, "--out", str(out), *extra]
+    # started in the current directory: a relative ``out`` is relative to it, as a user's is
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), marker
 
 
@@ -90,6 +91,25 @@ def test_harness_load_runs_each_profile_and_leaves_nothing_running(profile, tmp_
     assert (out / "telemetry.csv").exists() and (out / "locust_stats.csv").exists()
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert events[0]["type"] and events[-1]["type"] == "Deleted"  # the copy is taken after teardown
+
+
+@pytest.mark.slow
+def test_a_relative_out_holds_every_record_where_the_user_asked(tmp_path, monkeypatch):
+    # as the README's `make smoke` does: Locust runs in --out, and a relative path once put its records
+    # in rel/dir/rel/dir/ while the run read 0 requests and still "completed"
+    monkeypatch.chdir(tmp_path)
+    proc, marker = _start(Path("rel/dir"), "steady")
+    try:
+        _, stderr = proc.communicate(timeout=RUN_LIMIT_S)
+        assert proc.returncode == 0, stderr[-3000:]
+    finally:
+        _finish(proc, marker)
+    out = tmp_path / "rel" / "dir"
+    result = json.loads((out / "result.json").read_text())
+    assert result["requests"] > 0
+    assert len(list(read_records(out / "requests.csv", RequestRecord))) == result["requests"]
+    assert (out / "timeline.csv").exists() and (out / "locust_stats.csv").exists()
+    assert not (out / "rel").exists()
 
 
 @pytest.mark.slow

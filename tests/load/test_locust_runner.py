@@ -6,6 +6,7 @@ import csv
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -76,3 +77,27 @@ def test_a_generator_that_overruns_is_killed_and_leaves_nothing(standin, tmp_pat
     assert result.hard_killed
     assert result.requests > 0  # what it recorded before the kill is kept (flushed on SIGTERM)
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_relative_out_dir_reaches_locust_absolute_and_no_records_is_a_failed_run(tmp_path, monkeypatch, exit_code):
+    # Locust runs in its output directory: a relative path handed to it once put every record in <out>/<out>/
+    from harness.errors import HarnessError
+
+    from .fake_generator import hand_over_to_fake, path_arguments, read_seen
+
+    hand_over_to_fake(monkeypatch, tmp_path / "seen.json", exit_code)
+    monkeypatch.chdir(tmp_path)
+    profile = LoadProfile(kind="steady", users=1, duration_s=1)
+    with pytest.raises(HarnessError) as info:
+        run_locust("http://127.0.0.1:9", profile, "rel/dir", startup_grace_s=10)
+    out = tmp_path.resolve() / "rel" / "dir"
+    first_line = str(info.value).splitlines()[0]
+    assert str(out / "requests.csv") in first_line and f"exit code {exit_code}" in first_line
+    assert info.value.exit_code == 3
+    seen = read_seen(tmp_path / "seen.json")
+    assert seen["cwd"] == str(out)
+    handed = path_arguments(seen)
+    assert str(out / "requests.csv") in handed and any(a.startswith(str(out / "locust")) for a in handed)
+    assert all(Path(a).is_absolute() for a in handed), handed
+    assert not (out / "rel").exists()

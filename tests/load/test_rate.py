@@ -6,6 +6,7 @@ import math
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,19 @@ def test_sigterm_ends_the_generator_early_with_every_sent_request_flushed(standi
     records = list(read_records(tmp_path / REQUESTS_FILE, RequestRecord))
     assert summary["stopped_early"] and summary["scheduled"] == len(records) > 0
     assert all(r.ok for r in records)
+
+
+def test_a_relative_out_dir_reaches_the_generator_absolute_and_no_records_is_a_failed_run(tmp_path, monkeypatch):
+    from harness.errors import HarnessError
+
+    from .fake_generator import hand_over_to_fake, read_seen
+
+    hand_over_to_fake(monkeypatch, tmp_path / "seen.json")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HarnessError) as info:
+        run_rate("http://127.0.0.1:9", "rel/dir", rate_rps=1, duration_s=1, startup_grace_s=10)
+    out = tmp_path.resolve() / "rel" / "dir"
+    first_line = str(info.value).splitlines()[0]
+    assert str(out / "requests.csv") in first_line and "exit code 0" in first_line
+    [config] = read_seen(tmp_path / "seen.json")["argv"]
+    assert Path(config) == out / "rate_config.json"

@@ -60,11 +60,12 @@ class MatrixPlan:
     retry: bool = False
     tier: str | None = None
     target: PlatformTarget = field(default_factory=PlatformTarget)
+    sla: Any = None  # harness.measure.sla.SlaConfig; the defaults when None
 
     @classmethod
     def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, profile: str,
                   spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path,
-                  target: PlatformTarget | None = None) -> "MatrixPlan":
+                  target: PlatformTarget | None = None, sla: Any = None) -> "MatrixPlan":
         """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file.
 
         ``topologies`` None means every topology locally; on Kubernetes (``target``) the only
@@ -101,7 +102,11 @@ class MatrixPlan:
         for name in chosen:
             if name not in TOPOLOGIES:
                 raise ConfigError("topologies", name, f"choose from {', '.join(TOPOLOGIES)}")
-        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier, target)
+        if tier is not None:
+            from harness.measure.sla import SlaConfig
+
+            (sla or SlaConfig()).tier(tier)  # ConfigError naming the known tiers, before any cell runs
+        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier, target, sla)
 
 
 def _applied_topology(spec_data: dict[str, Any] | None, spec_file: Path | None) -> str:
@@ -226,7 +231,7 @@ def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = Non
             cell_dir = plan.out_dir / experiment.name / topology
             settings = ChaosRunSettings(
                 experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
-                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target,
+                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target, sla=plan.sla,
             )
             started = time.monotonic()
             try:

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(run)
     add_platform_arguments(run)
     run.add_argument("--tier", default=None, help="SLA tier to meet (default: the topology's own tier)")
+    _sla_argument(run)
     run.add_argument("--out", required=True, type=path_type("--out"), help="directory for result.json, journal.json, timeline, ...")
     run.set_defaults(func=_run)
 
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     matrix.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
     matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
     matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
+    _sla_argument(matrix)
     matrix.add_argument("--out", required=True, type=path_type("--out"), help="directory for matrix.csv, matrix.md and one folder per cell")
     add_platform_arguments(matrix)
     matrix.set_defaults(func=_matrix)
@@ -69,6 +71,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
     parser.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
     parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
+
+
+def _sla_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sla", type=path_type("--sla"), default=None, metavar="FILE",
+                        help="SLA file (YAML): tiers, period_days, faults_per_day, fault_rates_per_day, thresholds "
+                             "(default: the tiers of harness.measure.sla, one fault a day)")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -100,7 +108,7 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
         topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else "single"
     settings = ChaosRunSettings(
         experiment=experiment, topology=_topology(topology), profile=profile, out_dir=out_dir,
-        spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None,
+        spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None, sla=_sla(args),
         **({"target": target} if target is not None else {}),
     )
     if target is not None and target.platform not in experiment.extension.platforms:
@@ -113,12 +121,22 @@ def _experiment_path(value: str | Path, *, kubernetes: bool = False) -> Path:
     path = resolve_path(value, "experiment")
     if path.exists() or path.suffix:
         return path
-    # `harness chaos run pod-kill` names the shipped file
-    return resolve_path(Path("experiments") / ("kubernetes" if kubernetes else "") / f"{value}.json", "experiment")
+    # `harness chaos run pod-kill` names the shipped file: experiments/ here, else the one beside the package
+    from harness.chaos.matrix import default_experiments_dir
+
+    return resolve_path(default_experiments_dir() / ("kubernetes" if kubernetes else "") / f"{value}.json", "experiment")
 
 
 def _progress(message: str) -> None:
     print(f"harness chaos: {message}", file=sys.stderr, flush=True)
+
+
+def _sla(args: argparse.Namespace):
+    """Return the SLA config of ``--sla`` (None: the defaults); ConfigError names a bad field."""
+    from harness.measure.sla import load_sla_config
+
+    path = getattr(args, "sla", None)
+    return load_sla_config(path) if path is not None else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -163,6 +181,7 @@ def _matrix(args: argparse.Namespace) -> int:
     plan = MatrixPlan.from_args(
         faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
         spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),
+        sla=_sla(args),
     )
     table = run_matrix(plan, progress=_progress)
     print(table.markdown())

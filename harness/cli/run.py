@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
     parser.add_argument("--baseline", type=path_type("--baseline"), default=None, metavar="DIR",
                         help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
+    parser.add_argument("--sla", type=path_type("--sla"), default=None, metavar="FILE",
+                        help="SLA file (YAML) for the chaos verdicts: tiers, period_days, faults_per_day, "
+                             "fault_rates_per_day, thresholds (default: harness.measure.sla's tiers, one fault a day)")
     parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE",
                         help="kubernetes: the applied service spec (default $HARNESS_SPEC, which the runner Job mounts)")
     add_platform_arguments(parser)
@@ -99,8 +102,11 @@ def run_command(args: argparse.Namespace) -> int:
         from harness.config import load_spec
 
         load_spec(target.spec_path)
+    from harness.measure.sla import load_sla_config
+
+    sla = load_sla_config(args.sla) if args.sla is not None else None  # a bad file is bad input: exit 2 before any stage
     result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),
-                     target=target)
+                     target=target, sla=sla)
     print(format_stages(result), file=sys.stderr, flush=True)
     preflight = next((s for s in result.stages if s.name == "preflight"), None)
     if preflight is not None and preflight.stopped_job:

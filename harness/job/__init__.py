@@ -15,7 +15,7 @@ report. Output layout under the job's directory: ``run.json`` (kind "run", its `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError
 from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
@@ -56,6 +56,7 @@ def run_job(
     stages: Sequence[Stage] | None = None,
     command: list[str] | None = None,
     target: PlatformTarget | None = None,
+    sla: Any = None,
 ) -> JobResult:
     """Run the main job of ``profile`` into ``out_dir`` (default ``reports/<run-id>``); return the JobResult.
 
@@ -63,6 +64,7 @@ def run_job(
 
     ``target`` is where the service runs: local (default: each stage deploys its own) or an applied
     Kubernetes Deployment that the stages attach to (sweep and capacity are then skipped, saying why).
+    ``sla`` (a `harness.measure.sla.SlaConfig`) judges the chaos cells (default: its defaults).
     ``progress`` gets one line per event (stage, elapsed, ETA from the budgets). ``stages`` replaces
     the real stages (tests). A stage's failure or an interrupt is recorded, not raised: read
     ``result.exit_code``. Raises ConfigError (exit 2) for an unknown profile, an empty path, an output
@@ -90,4 +92,5 @@ def run_job(
     say(f"run {record.run_id} into {out}; stages {', '.join(s.name for s in chosen)}; budget {format_clock(budget)}")
     job = Job(job_profile, out, record, chosen, progress=say, baseline=baseline,
               save=lambda rec: save_run(out, rec), target=target)
+    job.context.sla = sla
     return job.run()

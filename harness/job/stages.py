@@ -244,7 +244,7 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
         faults=",".join(profile.faults) if profile.faults else None,
         topologies=None if kubernetes else ",".join(profile.topologies),
         experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
-        target=ctx.target,
+        target=ctx.target, sla=ctx.sla,
     )
     note = profile.matrix_note
     if kubernetes:

@@ -182,3 +182,24 @@ def test_a_run_with_relative_paths_writes_its_records_where_the_user_asked(tmp_p
     records = list(read_records(out / "requests.csv", RequestRecord))
     assert records and (out / "result.json").is_file() and (out / "timeline.csv").is_file()
     assert not (out / "rel").exists()
+
+
+def test_an_sla_file_reaches_the_run_and_a_bad_one_is_refused_before_it(monkeypatch, capsys, tmp_path):
+    seen = []
+
+    class Recording:
+        def __init__(self, settings, progress=None):
+            seen.append(settings)
+
+        def execute(self):
+            return {"experiment": "pod-kill", "topology": "single", "tier": "single-point", "outcome": "met",
+                    "aborted": False, "reasons": []}
+
+    monkeypatch.setattr(session, "ChaosRun", Recording)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sla.yaml").write_text("sla:\n  period_days: 7\n  fault_rates_per_day: {pod-kill: 0.5}\n")
+    assert main(["chaos", "run", "pod-kill", "--sla", "sla.yaml", "--out", "out"]) == 0
+    assert seen[0].sla.faults_per_period("pod-kill") == 3.5
+    (tmp_path / "bad.yaml").write_text("sla:\n  period_days: -7\n")
+    assert main(["chaos", "run", "pod-kill", "--sla", "bad.yaml", "--out", "out2"]) == 2
+    assert "period_days=-7" in capsys.readouterr().err and len(seen) == 1

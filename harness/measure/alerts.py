@@ -34,6 +34,7 @@ Definitions (reports quote these):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -197,6 +198,12 @@ def max_window_slope_per_s(times: np.ndarray, values: np.ndarray, window_s: floa
     return best
 
 
+def clock(epoch_s: float) -> str:
+    """Return an epoch time as a UTC clock time to the millisecond ("01:33:12.526 UTC"), for messages people read."""
+    whole = int(epoch_s)
+    return time.strftime("%H:%M:%S", time.gmtime(whole)) + f".{int(round((epoch_s - whole) * 1000)) % 1000:03d} UTC"
+
+
 def _label(group: str) -> str:
     return f" ({group})" if group else ""
 
@@ -234,7 +241,7 @@ def gpu_utilisation_alerts(
             span = "the whole observation" if duration < sustained_s else f">= {sustained_s:g} s"
             alerts.append(Alert(
                 GPU_UTILISATION,
-                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) from t={start:.3f}{_label(group)}",
+                f"GPU utilisation above {threshold_percent:g}% for {duration:.1f} s ({span}) from {clock(start)}{_label(group)}",
                 start + min(duration, sustained_s)))
     return alerts
 
@@ -287,7 +294,7 @@ def memory_growth_alerts(
             alerts.append(Alert(
                 MEMORY_GROWTH,
                 f"memory growth {slope:.2f} MB/s > {threshold_mb_per_s:g} MB/s (least squares over {over} from "
-                f"t={start:.3f}){_label(group)}",
+                f"{clock(start)}){_label(group)}",
                 first_memory_growth_s(times, values, threshold_mb_per_s, window_s)))
     return alerts
 

@@ -238,9 +238,9 @@ def _matrix_row(row: dict[str, Any]) -> dict[str, Any]:
         "tier": row.get("tier"),
         "outcome": _row_outcome(row),
     })
-    for key in ("alerts_detected", "error"):
-        if key in row and _text_or(row.get(key)):
-            out[key] = row.get(key)
+    out["alerts detected (lead time)"] = _text_or(row.get("alerts_detected")) or "-"
+    if _text_or(row.get("error")):
+        out["error"] = row.get("error")
     return out
 
 

@@ -165,7 +165,7 @@ class Comparison:
         """Raise ScenarioFailed listing every regression beyond noise (or why nothing could be compared)."""
         if not self.rows:
             raise ScenarioFailed(f"nothing compared against the baseline {self.data.get('baseline')}", self.warnings)
-        expect_none(self.regressions, f"regressions beyond noise against the baseline {self.data.get('baseline')}")
+        expect_none(self.regressions, f"regressions beyond run-to-run noise against the baseline {self.data.get('baseline')}")
 
 
 @dataclass

@@ -44,8 +44,9 @@ def test_sweep_is_no_slower_than_the_baseline(perf, baseline):
     # given: the sweep of this session and a saved baseline run (--harness-baseline)
     sweep = perf.sweep()
 
-    # when: each metric is compared on its repeated windows (a statistical test, not a bare percentage)
+    # when: each point is compared with the baseline's (a sweep's repeats are windows of one run, not
+    # independent rounds: its rows show the change and are never judged on them; rounds are, see harness compare)
     comparison = sweep.compare_with_baseline()
 
-    # then: no metric regressed beyond noise, every regression listed
+    # then: no metric regressed beyond run-to-run noise, every regression listed
     comparison.expect_no_regression()

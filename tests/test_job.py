@@ -325,8 +325,9 @@ def test_run_job_records_the_run_with_fake_stages(tmp_path):
     assert any("budget 0:02" in line for line in lines)
 
 
-def _saved_load(latency_ms: float, seed: int):
-    """A fake load stage writing what `harness.load.session.run_session` writes that the report reads."""
+def _saved_load(latency_ms: float, seed: int, rounds: int = 0):
+    """A fake load stage writing what `harness.load.session.run_session` writes that the report reads
+    (with ``rounds``, also the per-round figures `harness load --rounds` writes, which compare judges)."""
     import numpy as np
 
     from harness.records import RequestRecord, write_records
@@ -340,9 +341,12 @@ def _saved_load(latency_ms: float, seed: int):
         latencies = rng.gamma(8.0, latency_ms / 8.0, size=times.size)
         write_records(out / "requests.csv", [RequestRecord(float(t), float(t), float(v), 200, True, "", "locust")
                                              for t, v in zip(times, latencies)], RequestRecord)
+        per_round = [{"round": i + 1, "p50_ms": latency_ms * f, "p99_ms": 2 * latency_ms * f, "throughput_rps": 100.0}
+                     for i, f in enumerate(rng.lognormal(0.0, 0.01, size=rounds))]
         write_json(out / "result.json", {"kind": "load", "profile": "steady", "topology": "single",
                                          "throughput_rps": 100.0, "p99_ms": float(np.percentile(latencies, 99)),
-                                         "errors": 0, "requests": int(times.size)})
+                                         "errors": 0, "requests": int(times.size),
+                                         **({"rounds": per_round} if rounds else {})})
         return StageOutcome(verdict=PASS, path="load")
     return run
 
@@ -350,7 +354,7 @@ def _saved_load(latency_ms: float, seed: int):
 def test_report_stage_writes_the_report_and_a_regression_against_the_baseline_fails_the_job(tmp_path):
     from harness.job.stages import report_stage
 
-    baseline = run_job("smoke", tmp_path / "base", stages=[Stage("load", _saved_load(20.0, 1), 1),
+    baseline = run_job("smoke", tmp_path / "base", stages=[Stage("load", _saved_load(20.0, 1, rounds=5), 1),
                                                            Stage("report", report_stage, 1, always=True)])
     assert baseline.exit_code == 0, baseline.stages
     assert baseline.report["html"] == tmp_path / "base" / "report.html" and baseline.report["html"].is_file()
@@ -358,11 +362,11 @@ def test_report_stage_writes_the_report_and_a_regression_against_the_baseline_fa
     assert record.artifacts["report_html"] == "report.html" and record.artifacts["summary"] == "summary.json"
 
     same = run_job("smoke", tmp_path / "same", baseline=tmp_path / "base",
-                   stages=[Stage("load", _saved_load(20.0, 2), 1), Stage("report", report_stage, 1, always=True)])
+                   stages=[Stage("load", _saved_load(20.0, 2, rounds=5), 1), Stage("report", report_stage, 1, always=True)])
     assert same.exit_code == 0, same.stage("report").findings
 
     slower = run_job("smoke", tmp_path / "slow", baseline=tmp_path / "base",
-                     stages=[Stage("load", _saved_load(60.0, 3), 1), Stage("report", report_stage, 1, always=True)])
+                     stages=[Stage("load", _saved_load(60.0, 3, rounds=5), 1), Stage("report", report_stage, 1, always=True)])
     report = slower.stage("report")
     assert report.verdict == FAIL and any("p99_ms" in f for f in report.findings), report.findings
     assert slower.exit_code == 1 and "Comparison with the baseline" in (tmp_path / "slow" / "report.html").read_text()

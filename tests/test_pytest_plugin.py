@@ -272,8 +272,10 @@ def test_a_part_missing_from_the_replayed_run_is_skipped_with_the_reason(pyteste
     result.stdout.fnmatch_lines(["SKIPPED*has no part 'chaos/pod-kill/single'*"])
 
 
-def test_a_sweep_regression_against_the_baseline_fails_and_shows_in_the_report(pytester: pytest.Pytester,
-                                                                                tmp_path: Path) -> None:
+def test_a_sweep_against_the_baseline_is_shown_but_never_judged_on_its_windows(pytester: pytest.Pytester,
+                                                                            tmp_path: Path) -> None:
+    # a sweep point's repeats are windows inside one run, not rounds: run-to-run noise is not sampled,
+    # so even a 2.5x p99 is shown as inconclusive rather than failing the scenario on windows
     current, base, out = tmp_path / "current", tmp_path / "base", pytester.path / "out"
     _sweep(current / "sweep", p99_ms=150.0, seed=1)
     _sweep(base / "sweep", p99_ms=60.0, seed=2)
@@ -281,13 +283,14 @@ def test_a_sweep_regression_against_the_baseline_fails_and_shows_in_the_report(p
     result = pytester.runpytest(*PLUGIN, "-rs", "--harness-replay", str(current),
                                 "--harness-baseline", str(base), "--harness-report-dir", str(out))
     # the steady-load scenario needs a live deployment: skipped when replaying
-    result.assert_outcomes(passed=1, failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*regressions beyond noise against the baseline * (4):*",
-                                 *["*  - sweep:*,32,*:p99_ms: *"] * 4])  # every regressed point, not only the first
+    result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*a live deployment cannot be replayed*"])
     comparison = read_json(out / "summary.json")["comparison"]
-    assert len(comparison["regressions"]) == 4 and comparison["rows"]
-    assert "Comparison with the baseline" in (out / "report.html").read_text(encoding="utf-8")
+    assert comparison["regressions"] == [] and comparison["rows"]
+    p99 = [row for row in comparison["rows"] if row["metric"].endswith(":p99_ms")]
+    assert p99 and all(row["verdict"] == "inconclusive" and "windows inside one run" in row["reason"] for row in p99)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Comparison with the baseline" in html and "run-to-run noise" in html
 
 
 def test_the_baseline_scenario_is_skipped_without_a_baseline(pytester: pytest.Pytester, tmp_path: Path) -> None:

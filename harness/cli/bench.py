@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     _register_stall(benches)
+    from harness.cli._bench_compare import add_parsers  # `bench ab` and `bench compare`
+
+    add_parsers(benches)
     parser.set_defaults(func=lambda args: _missing_bench(parser))
 
 
@@ -104,7 +107,7 @@ def run_stall(args: argparse.Namespace) -> int:
 
 
 def _missing_bench(parser: argparse.ArgumentParser) -> int:
-    raise UsageError(f"choose a benchmark: {parser.prog} service|stall")
+    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|ab|compare")
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -3,17 +3,18 @@
 Writes to ``--out``: requests.csv (every request), timeline.csv (the prober), telemetry.csv,
 locust_*.csv and locust_summary.json (Locust's own figures, for comparison), events.jsonl (the
 platform's events) and result.json (throughput, exact p50/p95/p99, errors, generator_saturated).
-Progress goes to stderr. The deployment is torn down on every way out, SIGINT and SIGTERM included.
+With ``--rounds N`` (N > 1) each round is a fresh deployment written to ``round-01/``... and the
+top-level result.json holds the medians over rounds (`harness.load.rounds`); ``--rate-rps`` sends
+open-loop load instead of Locust users. Progress goes to stderr. Deployments are torn down on every
+way out, SIGINT and SIGTERM included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harness.config import TOPOLOGIES
 from harness.paths import path_type
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
-READY_TIMEOUT_S = 180.0
+DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +52,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="inject a service fault into every replica for the whole run (e.g. slow-inference), "
                              "to measure a deliberately degraded build")
     parser.add_argument("--fault-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a parameter of --inject-fault (repeatable), e.g. delay_ms=30")
+                        help="a parameter of --inject-fault (repeatable): for slow-inference factor=1.1 makes every "
+                             "forward pass take 1.1x its own time (a build 10%% slower), delay_ms=30 adds a fixed "
+                             "30 ms to every forward pass whatever its size")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="independent measurements, each a fresh deployment (deploy, ready, warm-up, measure, "
+                             "tear down), written to round-01/ ...; result.json holds the medians over rounds. "
+                             "harness compare needs at least 3 rounds a side to judge noise (default 1)")
+    parser.add_argument("--rate-rps", type=float, default=None, metavar="R",
+                        help="open-loop load at R requests/s, evenly spaced, latency from the intended send time, "
+                             "instead of Locust users (not with --users or a --profile other than steady)")
+    parser.add_argument("--request-rows", type=int, default=1, metavar="N",
+                        help="samples per request with --rate-rps (default 1)")
+    parser.add_argument("--warmup-s", type=float, default=None, metavar="S",
+                        help=f"unmeasured open-loop load before each round's measurement (default {DEFAULT_WARMUP_S:g} "
+                             "with --rounds > 1 or --rate-rps, else 0)")
     parser.set_defaults(func=run)
 
 
@@ -70,31 +85,24 @@ def _spec(args: argparse.Namespace) -> Any:
     return spec
 
 
-def _fault_params(pairs: list[str]) -> dict[str, Any]:
-    """Return --fault-param KEY=VALUE pairs as a dict (numbers parsed); raise ConfigError naming a bad one."""
+def _load_shape(args: argparse.Namespace, model: str) -> Any:
+    """Return the Locust profile, or a RateLoad for --rate-rps; raise ConfigError for conflicting flags."""
     from harness.errors import ConfigError
+    from harness.load.profiles import build_profile
+    from harness.load.session import RateLoad
 
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError("--fault-param", pair, "expected KEY=VALUE, e.g. delay_ms=30")
-        try:
-            params[key.strip()] = float(text) if "." in text or "e" in text.lower() else int(text)
-        except ValueError:
-            params[key.strip()] = text
-    return params
-
-
-def _inject(deployment: Any, kind: str, params: dict[str, Any], duration_s: float) -> dict[str, Any]:
-    """Inject ``kind`` into every replica for the run; return what was injected (for result.json)."""
-    from harness.service.client import inject_fault
-
-    params = {"duration_s": duration_s, **params}
-    for replica in deployment.replicas():
-        inject_fault(replica.url, kind, deployment.fault_token, params)
-    _say(f"injected {kind} {params} into every replica")
-    return {"kind": kind, "params": params}
+    if args.rate_rps is None:
+        return build_profile(args.profile, args.duration_s, users=args.users, model=model)
+    if args.users is not None or args.profile != "steady":
+        flag, value = ("--users", args.users) if args.users is not None else ("--profile", args.profile)
+        raise ConfigError(flag, value, "Locust users do not mix with --rate-rps (open-loop); drop one of them")
+    if not args.rate_rps > 0:
+        raise ConfigError("--rate-rps", args.rate_rps, "must be greater than zero")
+    if not args.duration_s > 0:
+        raise ConfigError("--duration-s", args.duration_s, "must be greater than zero")
+    if args.request_rows < 1:
+        raise ConfigError("--request-rows", args.request_rows, "must be at least 1")
+    return RateLoad(args.rate_rps, args.duration_s, model=model, request_rows=args.request_rows)
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:
@@ -102,43 +110,25 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Deploy, run the profile, write the results, tear down; return 0. Raises HarnessError subclasses."""
-    from harness.load.profiles import build_profile
-    from harness.load.session import CpuPlan, plan_cpus, run_session
+    """Deploy, run the profile (in rounds), write the results, tear down; return 0. Raises HarnessError subclasses."""
+    from harness.load.rounds import Arm, parse_fault_params, run_rounds
+    from harness.load.session import CpuPlan, plan_cpus
 
     spec = _spec(args)
-    profile = build_profile(args.profile, args.duration_s, users=args.users, model=spec.service.model)
-    fault_params = _fault_params(args.fault_param)
-    if fault_params and not args.inject_fault:
-        from harness.errors import ConfigError
-
-        raise ConfigError("--fault-param", args.fault_param, "needs --inject-fault")
+    load = _load_shape(args, spec.service.model)
+    arm = Arm("load", spec, args.inject_fault, parse_fault_params(args.fault_param))
+    warmup_s = args.warmup_s if args.warmup_s is not None else (
+        DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
     plan = CpuPlan(None, None) if args.no_pin else plan_cpus()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    from harness.platforms import deploy
-
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
     try:
-        _say(f"deploying {spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) "
-             f"on {args.platform}; service CPUs {plan.to_dict()['service']}, generator CPUs {plan.to_dict()['generator']}")
-        began = time.monotonic()
-        deployment = deploy(spec, platform=args.platform, workdir=out / "platform", cpus=plan.service)
-        try:
-            deployment.wait_ready(timeout_s=READY_TIMEOUT_S)
-            _say(f"ready after {time.monotonic() - began:.1f} s at {deployment.endpoint}")
-            injected = (_inject(deployment, args.inject_fault, fault_params, profile.duration_s + 120.0)
-                        if args.inject_fault else None)
-            result = run_session(
-                deployment, profile, out, generator_cpus=plan.generator, prober=not args.no_prober,
-                prober_interval_s=args.prober_interval_s, progress=_say,
-                metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": args.platform,
-                          "model": spec.service.model, "cpu_plan": plan.to_dict(), "injected_fault": injected},
-            )
-        finally:
-            _say("tearing down")
-            deployment.close()
-            _copy_events(deployment, out)
+        result = run_rounds(
+            arm, load, out, rounds=args.rounds, platform=args.platform, cpus=plan, warmup_s=warmup_s,
+            prober=not args.no_prober, prober_interval_s=args.prober_interval_s, progress=_say,
+            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": args.platform,
+                      "model": spec.service.model, "cpu_plan": plan.to_dict()},
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     _record(out, result, spec, args)
@@ -167,12 +157,6 @@ def _record(out: Path, result: dict[str, Any], spec: Any, args: argparse.Namespa
                                                  "generator_saturated")}
     record.finish("completed")
     save_run(out, record)
-
-
-def _copy_events(deployment: Any, out: Path) -> None:
-    source = Path(deployment.events_path)
-    if source.exists() and source.resolve() != (out / "events.jsonl").resolve():
-        shutil.copyfile(source, out / "events.jsonl")
 
 
 def _summary_line(result: dict[str, Any]) -> str:

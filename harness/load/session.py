@@ -1,7 +1,8 @@
 """One measured load run against a deployment: Locust, the prober and telemetry together, files on disk.
 
 `run_session` is what `harness load` and the scenarios call once a deployment is Ready. It starts
-replica telemetry (1 Hz) and the client-side prober, runs the Locust profile (blocking, bounded),
+replica telemetry (1 Hz) and the client-side prober, runs the Locust profile or, for a `RateLoad`,
+the open-loop rate generator (blocking, bounded),
 stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
 timeline and telemetry. `plan_cpus` decides where the service and the generator run.
 """
@@ -18,14 +19,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from harness import __version__
+from harness.config import DEFAULT_MODEL
 from harness.load.locust_runner import run_locust
 from harness.load.prober import Prober, ProberSummary
 from harness.load.profiles import LoadProfile
+from harness.load.rate import run_rate
 from harness.load.result import LoadResult
 from harness.paths import resolve_path
 from harness.records import TIMELINE_FILE
 
-__all__ = ["RESULT_FILE", "CpuPlan", "plan_cpus", "run_session", "machine_info"]
+__all__ = ["RESULT_FILE", "CpuPlan", "RateLoad", "plan_cpus", "run_session", "machine_info"]
 
 RESULT_FILE = "result.json"
 log = logging.getLogger(__name__)
@@ -41,6 +44,23 @@ class CpuPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"service": list(self.service) if self.service else None,
                 "generator": list(self.generator) if self.generator else None}
+
+
+@dataclass(frozen=True)
+class RateLoad:
+    """Open-loop load for `run_session`: constant spacing at ``rate_rps`` for ``duration_s``, each request
+    carrying ``request_rows`` samples; latency runs from the intended send time (`harness.load.rate`)."""
+
+    rate_rps: float
+    duration_s: float
+    model: str = DEFAULT_MODEL
+    request_rows: int = 1
+    kind: str = "rate"
+
+    def model_dump(self) -> dict[str, Any]:
+        """Return the load's description for result.json (as `LoadProfile.model_dump` does)."""
+        return {"kind": self.kind, "rate_rps": self.rate_rps, "duration_s": self.duration_s, "model": self.model,
+                "request_rows": self.request_rows, "arrival": "constant"}
 
 
 def plan_cpus(available: Iterable[int] | None = None) -> CpuPlan:
@@ -82,7 +102,7 @@ def _start_telemetry(out: Path, deployment: Any) -> Any:
 
 def run_session(
     deployment: Any,
-    profile: LoadProfile,
+    profile: LoadProfile | RateLoad,
     out_dir: str | Path,
     *,
     generator_cpus: Iterable[int] | None = None,
@@ -114,8 +134,14 @@ def run_session(
             probe = Prober(deployment.endpoint, out / TIMELINE_FILE, interval_s=prober_interval_s,
                            timeout_s=prober_timeout_s, model=profile.model, cpus=cpus).start()
             say(f"prober running every {prober_interval_s * 1000:g} ms")
-        say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
-        result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
+        if isinstance(profile, RateLoad):
+            say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each) "
+                f"for {profile.duration_s:g} s")
+            result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
+                              model=profile.model, batch_size=profile.request_rows, cpus=cpus).load
+        else:
+            say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
+            result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
     finally:
         if probe is not None:
             summary = probe.stop()
@@ -130,12 +156,16 @@ def run_session(
 
 
 def build_result(
-    result: LoadResult, profile: LoadProfile, *, prober_summary: ProberSummary | None = None,
+    result: LoadResult, profile: LoadProfile | RateLoad, *, prober_summary: ProberSummary | None = None,
     started_s: float | None = None, metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the ``result.json`` content of a load run (JSON-ready; NaN written as null)."""
+    rate = isinstance(profile, RateLoad)
     data: dict[str, Any] = {
         "kind": "load",
+        # open loop: the throughput is the offered rate unless requests fail, so compare does not judge it
+        "load_mode": "rate" if rate else "locust",
+        "offered_rate_rps": profile.rate_rps if rate else None,
         "harness_version": __version__,
         "started_s": started_s if started_s is not None else result.started_s,
         "ended_s": result.ended_s,
@@ -155,7 +185,8 @@ def build_result(
         "percentiles": "exact, from requests.csv (harness.measure.percentiles)",
         "generator_saturated": result.generator_saturated,
         "generator_cpu": result.generator_cpu.to_dict(),
-        "locust": {"exit_code": result.exit_code, "hard_killed": result.hard_killed,
+        "rate": {"exit_code": result.exit_code, "hard_killed": result.hard_killed, **result.extra} if rate else None,
+        "locust": None if rate else {"exit_code": result.exit_code, "hard_killed": result.hard_killed,
                    "requests": result.extra.get("locust_requests"), "failures": result.extra.get("locust_failures"),
                    # Locust's own bucketed percentiles, for comparison with the exact ones above
                    "p50_ms": result.extra.get("locust_p50_ms"), "p95_ms": result.extra.get("locust_p95_ms"),

@@ -21,7 +21,14 @@ Definitions (reports quote these):
 - **Stable**: at least ``min_repeats`` windows and a relative CI half-width
   (``(high - low) / 2 / |estimate|``) at or under a threshold (default 5%). Sweeps repeat windows
   until stable or a cap.
-- **Beyond noise**: baseline vs current repeats differ when all hold: the test's two-sided p-value is
+- **Tests of a change between runs** (`harness.measure.regression` decides verdicts with them):
+  ``paired_log_t`` is the one-sample t-test of per-pair log-ratios ``ln(current_i / baseline_i)``
+  against 0; ``welch_log_t`` is Welch's t-test on the logs of two independent samples (a ratio
+  test: +10% and -9.1% are the same distance); ``fisher_greater`` is Fisher's exact test, one-sided,
+  that the current failure proportion exceeds the baseline's; ``holm_adjust`` returns Holm's
+  step-down adjusted p-values, which keep the chance of any false alarm in a family at alpha.
+  Values <= 0 are floored at ``LOG_FLOOR`` before taking logs.
+- **Beyond noise** (`compare`, kept for repeated windows of one configuration): baseline vs current repeats differ when all hold: the test's two-sided p-value is
   under ``alpha`` (Mann-Whitney U when both sides have >= 5 repeats, Welch's t otherwise; from scipy),
   the medians differ by at least ``min_relative_change``, and the effect size |Cliff's delta| is at
   least ``min_effect_size``. The direction (lower or higher is better) then decides "improved" or
@@ -57,6 +64,12 @@ __all__ = [
     "assess_stability",
     "is_stable",
     "compare",
+    "LOG_FLOOR",
+    "ChangeTest",
+    "paired_log_t",
+    "welch_log_t",
+    "fisher_greater",
+    "holm_adjust",
 ]
 
 IMPROVED = "improved"
@@ -414,3 +427,81 @@ def compare(
               f"(min {min_effect_size}); min change {min_relative_change:.0%}")
     return Comparison(verdict=verdict, reason=reason, relative_change=change, test=test, p_value=p, cliffs_delta=delta,
                       cohens_d=_cohens_d(b, c), ci_overlap=b_stats.ci.overlaps(c_stats.ci), **common)
+
+
+LOG_FLOOR = 1e-9  # a zero throughput is a real collapse: floored, not dropped, before taking logs
+
+
+@dataclass(frozen=True)
+class ChangeTest:
+    """A test's name, two-sided (or stated) p-value, the estimated log-ratio and its sample sizes."""
+
+    test: str
+    p_value: float
+    log_ratio: float
+    n_baseline: int
+    n_current: int
+
+
+def _logs(values: Iterable[float] | np.ndarray, name: str) -> np.ndarray:
+    return np.log(np.maximum(_samples(values, name), LOG_FLOOR))
+
+
+def _t_p_value(estimate: float, se: float, df: float) -> float:
+    if se <= 0 or not math.isfinite(se):
+        return 1.0 if estimate == 0 else 0.0  # no spread: identical values cannot differ, distinct ones do
+    return float(2.0 * sps.t.sf(abs(estimate) / se, df))
+
+
+def paired_log_t(baseline: Iterable[float], current: Iterable[float]) -> ChangeTest:
+    """Return the paired t-test of ``ln(current_i / baseline_i)`` against 0 (two-sided); the inputs are
+    aligned pairs. Raises ValueError for unequal lengths or fewer than 2 pairs."""
+    b, c = _logs(baseline, "baseline"), _logs(current, "current")
+    if b.size != c.size or b.size < 2:
+        raise ValueError(f"paired samples: need equal lengths of at least 2, got {b.size} and {c.size}")
+    d = c - b
+    se = float(d.std(ddof=1)) / math.sqrt(d.size)
+    return ChangeTest("paired t on log-ratios", _t_p_value(float(d.mean()), se, d.size - 1), float(d.mean()),
+                      int(b.size), int(c.size))
+
+
+def welch_log_t(baseline: Iterable[float], current: Iterable[float], *, min_se: float = 0.0,
+                min_se_df: float | None = None) -> ChangeTest:
+    """Return Welch's t-test on the logs of two independent samples (two-sided). A ``min_se`` (with its
+    degrees of freedom ``min_se_df``) replaces the standard error when larger: an outside estimate of the
+    noise (e.g. the spread of earlier runs) can widen it, never narrow it. Raises ValueError for fewer
+    than 2 values a side."""
+    b, c = _logs(baseline, "baseline"), _logs(current, "current")
+    if b.size < 2 or c.size < 2:
+        raise ValueError(f"Welch's t needs 2 values a side, got {b.size} and {c.size}")
+    vb, vc = float(b.var(ddof=1)) / b.size, float(c.var(ddof=1)) / c.size
+    se = math.sqrt(vb + vc)
+    denominator = (vb * vb / (b.size - 1) + vc * vc / (c.size - 1))
+    df = (vb + vc) ** 2 / denominator if denominator > 0 else float(b.size + c.size - 2)
+    test = "Welch t on logs"
+    if min_se > se:
+        se, df, test = min_se, float(min_se_df or df), "Welch t on logs, noise from the history"
+    estimate = float(c.mean() - b.mean())
+    return ChangeTest(test, _t_p_value(estimate, se, df), estimate, int(b.size), int(c.size))
+
+
+def fisher_greater(failed_baseline: int, total_baseline: int, failed_current: int, total_current: int) -> float:
+    """Return Fisher's exact one-sided p-value that the current failure proportion is greater.
+    Raises ValueError for counts outside 0..total."""
+    for failed, total in ((failed_baseline, total_baseline), (failed_current, total_current)):
+        if not 0 <= int(failed) <= int(total):
+            raise ValueError(f"failed={failed!r}, total={total!r}: need 0 <= failed <= total")
+    table = [[int(failed_current), int(total_current) - int(failed_current)],
+             [int(failed_baseline), int(total_baseline) - int(failed_baseline)]]
+    return float(sps.fisher_exact(table, alternative="greater").pvalue)
+
+
+def holm_adjust(p_values: Iterable[float]) -> list[float]:
+    """Return Holm's step-down adjusted p-values, in the input order: reject where adjusted < alpha."""
+    p = [float(v) for v in p_values]
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    adjusted, running = [1.0] * len(p), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted

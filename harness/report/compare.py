@@ -1,153 +1,243 @@
-"""Baseline vs current: per metric, the change and whether it is beyond noise.
+"""Baseline vs current saved runs: per part and metric, the change and its verdict.
 
-Metrics come from saved runs only, as repeated windows (the unit `harness.measure.stats` compares):
+What counts as a regression is defined once, in `harness.measure.regression` (its docstring; `RULE`
+summarises it and every comparison carries it). This module finds the evidence on disk, part by part,
+parts being matched by their path inside the run directory (``load``, ``chaos/pod-kill/single``):
 
-- load runs: the requests are cut into consecutive windows of ``window_s`` (the first is dropped as
-  warm-up); each window gives one throughput, p50 and p99 sample;
-- sweeps: the repeats of each (precision, batch size, load level) point in ``sweep.csv``;
-- chaos runs: time to recover and availability are single numbers per run, so they are judged by
-  explicit thresholds (`Thresholds.ttr_increase_s`, `Thresholds.availability_drop`) instead.
+- **load parts** (``result.json`` with ``throughput_rps``): p50_ms and p99_ms, and throughput_rps
+  under closed-loop load (open loop, the throughput is just the offered rate), one value per round
+  from the run's ``rounds`` list (`harness load --rounds N`, `harness bench ab`). Paired when both runs
+  carry the same interleave session id. A run without rounds is *inconclusive* (unless ``history``
+  gives a run-level spread): the windows of one run are never treated as repeats.
+- **chaos parts** (``result.json`` with ``experiment``), per fault x topology: ``ttr_s``, ``outage_s``
+  and, where recorded, ``unavailability_s`` by the single-number rule; failed_requests / total_requests
+  by Fisher's exact test.
+- **sweeps** (``sweep.csv``): a point's repeats are windows inside one run, not independent rounds,
+  so its rows show the medians and the change but are always *inconclusive*; a sweep never raises
+  an alarm.
 
-Parts are matched by their path inside the run directory (``load``, ``sweep``, ``chaos/pod-kill-single``).
+``history``: earlier runs of the baseline's build, used only to estimate run-to-run noise.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Sequence
 
 from harness.environment import fingerprint_differences
-from harness.measure.stats import INCONCLUSIVE, REGRESSED, compare
+from harness.measure.regression import (
+    RULE,
+    Finding,
+    Rounds,
+    Rules,
+    check_failed_requests,
+    check_rounds,
+    judge_family,
+    judge_single,
+)
+from harness.measure.stats import INCONCLUSIVE, REGRESSED
 from harness.report import frames
 from harness.report.sections import MAX_DEPTH
 from harness.results import RUN_FILE, load_run, read_json
 
-__all__ = ["Thresholds", "MetricSamples", "collect_metrics", "compare_runs"]
+__all__ = ["Part", "collect_parts", "compare_runs", "SWEEP_REASON"]
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    """What counts as a regression (defaults are deliberately conservative: CI must not flap)."""
-
-    alpha: float = 0.01
-    min_relative_change: float = 0.10
-    min_effect_size: float = 0.5
-    window_s: float = 2.0
-    ttr_increase_s: float = 2.0
-    ttr_increase_ratio: float = 0.5
-    availability_drop: float = 0.005
+LOAD, CHAOS, SWEEP = "load", "chaos", "sweep"
+SWEEP_REASON = "sweep repeats are windows inside one run, not rounds: shown, never judged"
+SINGLE_METRICS = (("ttr_s", "did not recover"), ("outage_s", "not measured"), ("unavailability_s", "not measured"))
 
 
 @dataclass
-class MetricSamples:
-    name: str
-    samples: list[float]
-    lower_is_better: bool
-    single: bool = False  # one number per run: judged by thresholds, not by a test
+class Part:
+    """One comparable part of a saved run: its path in the run, kind, result.json and directory."""
+
+    path: str
+    kind: str
+    result: dict[str, Any]
+    directory: Path
 
 
-def _windows(requests, window_s: float) -> dict[str, list[float]]:
-    """Per-window samples from `frames.latency_over_time`, without the first (warm-up) and last
-    (partial) window, nor windows with no successful request."""
-    buckets = frames.latency_over_time(requests, window_s)
-    inner = buckets.iloc[1:-1].dropna(subset=["p50_ms"])
-    return {metric: inner[metric].tolist() for metric in ("throughput_rps", "p50_ms", "p99_ms")}
+def _classify(directory: Path, root: Path) -> list[Part]:
+    path = directory.relative_to(root).as_posix() or "."
+    found: list[Part] = []
+    result_path = directory / "result.json"
+    result = read_json(result_path) if result_path.exists() else None
+    if isinstance(result, dict) and "experiment" in result:
+        found.append(Part(path, CHAOS, result, directory))
+    elif isinstance(result, dict) and "throughput_rps" in result and "round" not in result:
+        found.append(Part(path, LOAD, result, directory))
+    if (directory / "sweep.csv").exists():
+        found.append(Part(path, SWEEP, {}, directory))
+    return found
 
 
-def _walk(root: Path):
+def collect_parts(run_dir: str | Path) -> dict[str, list[Part]]:
+    """Return the comparable parts of a saved run keyed by their path (a directory may hold a load or
+    chaos result and a sweep). The rounds of a run with rounds belong to it and are not parts."""
+    root = Path(run_dir)
+    parts: dict[str, list[Part]] = {}
     stack = [(root, 0)]
     while stack:
         directory, depth = stack.pop()
-        yield directory
+        found = _classify(directory, root)
+        for part in found:
+            parts.setdefault(part.path, []).append(part)
+        if any(p.kind == LOAD and p.result.get("rounds") for p in found):
+            continue  # round-01/ ... are this run's rounds
         if depth < MAX_DEPTH:
             stack.extend((c, depth + 1) for c in sorted(directory.iterdir()) if c.is_dir())
+    return parts
 
 
-def collect_metrics(run_dir: str | Path, thresholds: Thresholds = Thresholds()) -> dict[str, MetricSamples]:
-    """Return every comparable metric of a saved run, keyed ``<part path>:<metric>``."""
-    root = Path(run_dir)
-    metrics: dict[str, MetricSamples] = {}
-
-    def add(name: str, samples: list[float], lower: bool, single: bool = False) -> None:
-        clean = [float(s) for s in samples if s is not None and math.isfinite(float(s))]
-        if clean:
-            metrics[name] = MetricSamples(name, clean, lower, single)
-
-    for directory in _walk(root):
-        part = directory.relative_to(root).as_posix() or "."
-        result_path = directory / "result.json"
-        result = read_json(result_path) if result_path.exists() else None
-        if isinstance(result, dict) and "experiment" in result:
-            add(f"{part}:ttr_s", [result.get("ttr_s")], True, single=True)
-            add(f"{part}:availability", [result.get("availability")], False, single=True)
-        elif isinstance(result, dict) and "throughput_rps" in result and (directory / "requests.csv").exists():
-            windows = _windows(frames.read_requests(directory / "requests.csv"), thresholds.window_s)
-            for metric, lower in (("throughput_rps", False), ("p50_ms", True), ("p99_ms", True)):
-                add(f"{part}:{metric}", windows.get(metric, []), lower)
-        if (directory / "sweep.csv").exists():
-            rows = frames.read_csv_frame(directory / "sweep.csv")
-            if "status" in rows.columns:
-                rows = rows[rows["status"].astype(str).eq("ok")]
-            level = next((c for c in ("load_level", "rate_rps", "concurrency") if c in rows.columns), None)
-            keys = [k for k in ("precision", "max_batch_size", level) if k]
-            if not rows.empty and all(k in rows.columns for k in keys):
-                for key, group in rows.groupby(keys):
-                    label = ",".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-                    add(f"{part}:{label}:throughput_rps", group["throughput_rps"].tolist(), False)
-                    add(f"{part}:{label}:p99_ms", group["p99_ms"].tolist(), True)
-    return metrics
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _single_verdict(name: str, base: float, cur: float, lower: bool, t: Thresholds) -> tuple[str, str]:
-    if name.endswith(":ttr_s"):
-        limit = max(t.ttr_increase_s, base * t.ttr_increase_ratio)
-        worse = cur - base > limit
-        return (REGRESSED if worse else "no change",
-                f"TTR {base:.2f} s -> {cur:.2f} s (regression when it grows by more than {limit:.2f} s)")
-    worse = (base - cur) > t.availability_drop if not lower else (cur - base) > t.availability_drop
-    return (REGRESSED if worse else "no change",
-            f"{base:.5f} -> {cur:.5f} (regression when it drops by more than {t.availability_drop})")
+def _rounds(result: dict[str, Any], metric: str) -> Rounds:
+    values, pairs = [], []
+    for row in result.get("rounds") or []:
+        value = _number(row.get(metric))
+        if value is not None:
+            values.append(value)
+            pairs.append(row.get("pair"))
+    return Rounds(tuple(values), tuple(pairs), _number(result.get(metric)))
+
+
+def _paired(baseline: dict[str, Any], current: dict[str, Any]) -> bool:
+    a, b = baseline.get("interleave") or {}, current.get("interleave") or {}
+    return bool(a.get("session")) and a.get("session") == b.get("session") and a.get("arm") != b.get("arm")
+
+
+def _history_values(history: Sequence[Part], metric: str) -> list[float]:
+    return [v for v in (_number(p.result.get(metric)) for p in history) if v is not None]
+
+
+def _shape(profile: Any) -> Any:
+    """The load shape of a profile, without the model (a build may change it on purpose)."""
+    return {k: v for k, v in profile.items() if k != "model"} if isinstance(profile, dict) else profile
+
+
+def _load_findings(name: str, base: Part, cur: Part, history: Sequence[Part], rules: Rules,
+                   warnings: list[str]) -> list[Finding]:
+    paired = _paired(base.result, cur.result)
+    shapes = [_shape(p.result.get("profile")) for p in (base, cur)]
+    if shapes[0] != shapes[1]:
+        warnings.append(f"{name}: the load shapes differ ({shapes[0]} vs {shapes[1]}): the change mixes build and load")
+    metrics = [("p50_ms", True), ("p99_ms", True)]
+    if "rate" not in (base.result.get("load_mode"), cur.result.get("load_mode")):
+        metrics.append(("throughput_rps", False))  # closed loop: throughput is the service's, not the offered rate
+    findings = [check_rounds(f"{name}:{metric}", _rounds(base.result, metric), _rounds(cur.result, metric),
+                             lower_is_better=lower, paired=paired,
+                             history=() if paired else _history_values(history, metric), rules=rules)
+                for metric, lower in metrics]
+    return judge_family(findings, rules)
+
+
+def _chaos_findings(name: str, base: Part, cur: Part, history: Sequence[Part], rules: Rules,
+                    warnings: list[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    for metric, missing in SINGLE_METRICS:
+        b, c = _number(base.result.get(metric)), _number(cur.result.get(metric))
+        optional = metric != "ttr_s"
+        if optional and (b is None or c is None):
+            if (b is None) != (c is None):
+                warnings.append(f"{name}:{metric}: only in the {'current' if b is None else 'baseline'} run, not compared")
+            continue
+        findings.append(judge_single(f"{name}:{metric}", b, c, history=_history_values(history, metric), rules=rules,
+                                     missing=missing))
+    counts = [(_number(p.result.get("failed_requests")), _number(p.result.get("total_requests"))) for p in (base, cur)]
+    if all(f is not None and t is not None for f, t in counts):
+        (fb, tb), (fc, tc) = counts
+        findings.append(check_failed_requests(f"{name}:failed_fraction", int(fb), int(tb), int(fc), int(tc), rules=rules))
+    return judge_family(findings, rules)
+
+
+def _sweep_points(part: Part) -> dict[str, list[float]]:
+    rows = frames.read_csv_frame(part.directory / "sweep.csv")
+    if "status" in rows.columns:
+        rows = rows[rows["status"].astype(str).eq("ok")]
+    level = next((c for c in ("load_level", "rate_rps", "concurrency") if c in rows.columns), None)
+    keys = [k for k in ("precision", "max_batch_size", level) if k]
+    points: dict[str, list[float]] = {}
+    if rows.empty or not all(k in rows.columns for k in keys):
+        return points
+    for key, group in rows.groupby(keys):
+        label = ",".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        for metric in ("throughput_rps", "p99_ms"):
+            if metric in group.columns:
+                points[f"{label}:{metric}"] = [float(v) for v in group[metric] if _number(v) is not None]
+    return points
+
+
+def _sweep_findings(name: str, base: Part, cur: Part) -> list[Finding]:
+    b_points, c_points = _sweep_points(base), _sweep_points(cur)
+    findings = []
+    for point in sorted(set(b_points) & set(c_points)):
+        b, c = Rounds(headline=_median(b_points[point])), Rounds(headline=_median(c_points[point]))
+        change = (c.centre / b.centre - 1.0) if b.centre and c.centre is not None else None
+        findings.append(Finding(f"{name}:{point}", b.centre, c.centre, change, verdict=INCONCLUSIVE,
+                                reason=f"{SWEEP_REASON} ({len(b_points[point])} vs {len(c_points[point])} windows)"))
+    return findings
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _environment(run_dir: Path) -> dict[str, Any] | None:
     return load_run(run_dir).environment if (run_dir / RUN_FILE).exists() else None
 
 
-def compare_runs(current_dir: str | Path, baseline_dir: str | Path, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
-    """Return the comparison: rows (metric, baseline, current, change, verdict, reason), regressions, warnings."""
-    current, baseline = collect_metrics(current_dir, thresholds), collect_metrics(baseline_dir, thresholds)
-    rows: list[dict[str, Any]] = []
-    regressions: list[str] = []
-    warnings: list[str] = []
-    env_a, env_b = _environment(Path(baseline_dir)), _environment(Path(current_dir))
+def _environment_warnings(baseline_dir: Path, current_dir: Path) -> list[str]:
+    env_a, env_b = _environment(baseline_dir), _environment(current_dir)
     if env_a is None or env_b is None:
-        warnings.append("environment fingerprint missing on one side: cannot tell whether the machines match")
-    else:
-        warnings.extend(f"environment differs: {d}" for d in fingerprint_differences(env_a, env_b))
-    for name in sorted(set(current) | set(baseline)):
-        if name not in current or name not in baseline:
-            warnings.append(f"{name}: only in the {'current' if name in current else 'baseline'} run, not compared")
-            continue
-        cur, base = current[name], baseline[name]
-        if cur.single or base.single:
-            b, c = float(np.median(base.samples)), float(np.median(cur.samples))
-            verdict, reason = _single_verdict(name, b, c, cur.lower_is_better, thresholds)
-            change = (c - b) / abs(b) if b else (0.0 if c == b else math.inf)
-        else:
-            result = compare(base.samples, cur.samples, metric=name, lower_is_better=cur.lower_is_better,
-                             alpha=thresholds.alpha, min_relative_change=thresholds.min_relative_change,
-                             min_effect_size=thresholds.min_effect_size)
-            b, c, change, verdict, reason = (result.baseline.median, result.current.median, result.relative_change,
-                                             result.verdict, result.reason)
-        rows.append({"metric": name, "baseline": b, "current": c, "change": change, "verdict": verdict,
-                     "beyond_noise": verdict not in ("no change", INCONCLUSIVE), "reason": reason})
-        if verdict == REGRESSED:
-            regressions.append(reason if reason.startswith(name) else f"{name}: {reason}")
-    if not rows:
+        return ["environment fingerprint missing on one side: cannot tell whether the machines match"]
+    return [f"environment differs: {d}" for d in fingerprint_differences(env_a, env_b)]
+
+
+def compare_runs(
+    current_dir: str | Path, baseline_dir: str | Path, rules: Rules = Rules(), *,
+    history: Sequence[str | Path] = (),
+) -> dict[str, Any]:
+    """Return the comparison of two saved runs: rows (metric, baseline, current, change, verdict, reason,
+    test, p-values), regressions, inconclusive metrics, warnings, the rules and the rule's text.
+
+    Raises ValueError for rules out of range.
+    """
+    rules.validate()
+    current, baseline = collect_parts(current_dir), collect_parts(baseline_dir)
+    histories = [collect_parts(h) for h in history]
+    warnings = _environment_warnings(Path(baseline_dir), Path(current_dir))
+    findings: list[Finding] = []
+    for path in sorted(set(current) | set(baseline)):
+        kinds = {p.kind: p for p in baseline.get(path, [])}
+        for cur in current.get(path, []):
+            base = kinds.pop(cur.kind, None)
+            if base is None:
+                warnings.append(f"{path} ({cur.kind}): only in the current run, not compared")
+                continue
+            past = [p for h in histories for p in h.get(path, []) if p.kind == cur.kind]
+            if cur.kind == LOAD:
+                findings += _load_findings(path, base, cur, past, rules, warnings)
+            elif cur.kind == CHAOS:
+                findings += _chaos_findings(path, base, cur, past, rules, warnings)
+            else:
+                findings += _sweep_findings(path, base, cur)
+        warnings += [f"{path} ({kind}): only in the baseline run, not compared" for kind in kinds]
+    if not findings:
         warnings.append("no metric is present in both runs: nothing was compared")
-    return {"baseline": str(baseline_dir), "current": str(current_dir), "rows": rows, "regressions": regressions,
-            "warnings": warnings, "thresholds": thresholds.__dict__}
+    rows = [{**f.to_dict(), "beyond_noise": f.verdict not in ("no change", INCONCLUSIVE)} for f in findings]
+    return {
+        "baseline": str(baseline_dir), "current": str(current_dir), "history": [str(h) for h in history],
+        "rows": rows,
+        "regressions": [f"{f.metric}: {f.reason}" for f in findings if f.verdict == REGRESSED],
+        "inconclusive": [f"{f.metric}: {f.reason}" for f in findings if f.verdict == INCONCLUSIVE],
+        "warnings": warnings, "rules": asdict(rules), "rule": RULE,
+    }

@@ -59,6 +59,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+COMPARISON_COLUMNS = ("metric", "baseline", "current", "change", "verdict", "reason")
+
+
 def _html_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "<p><small>(no rows)</small></p>"
@@ -136,7 +139,7 @@ def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None =
         parts.append(f"Capacity: {section.summary.get('replicas', 'n/a')} replicas for "
                      f"{_text(section.summary.get('target_rps'))} req/s.")
     if regressions:
-        parts.append(f"{len(regressions)} regression(s) against the baseline beyond noise: {regressions[0]}.")
+        parts.append(f"{len(regressions)} regression(s) against the baseline beyond run-to-run noise: {regressions[0]}.")
     word = "PASS" if passed else "FAIL"
     if passed and unsure_cells:
         word = "PASS (with inconclusive cells)"
@@ -253,12 +256,13 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
         out_html.append("<ul class=\"findings\">" + "".join(f"<li>unreadable: {html.escape(e)}</li>" for e in errors) + "</ul>")
         out_md.extend(f"- unreadable: {e}\n" for e in errors)
     if comparison:
-        rows = list(comparison.get("rows") or [])
-        out_html.append("<h2>Comparison with the baseline</h2>")
+        rows = [{k: row.get(k) for k in COMPARISON_COLUMNS} for row in comparison.get("rows") or []]
+        rule = f"A regression is a change beyond run-to-run noise: {comparison['rule']}." if comparison.get("rule") else ""
+        out_html.append(f"<h2>Comparison with the baseline</h2><p>{html.escape(rule)}</p>")
         if comparison.get("warnings"):
             out_html.append("<ul>" + "".join(f"<li>{html.escape(str(w))}</li>" for w in comparison["warnings"]) + "</ul>")
         out_html.append(_html_table(rows))
-        out_md.append("## Comparison with the baseline\n")
+        out_md.append(f"## Comparison with the baseline\n\n{rule}\n")
         out_md.extend(f"- {w}\n" for w in comparison.get("warnings") or [])
         out_md.append(_md_table(rows))
     if job:

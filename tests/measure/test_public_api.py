@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-MODULES = ["percentiles", "stats", "recovery", "sla", "alerts"]
+MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts"]
 
 
 @pytest.mark.parametrize("name", MODULES)

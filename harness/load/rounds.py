@@ -1,0 +1,323 @@
+"""Load runs made of rounds: independent measurements, each on a fresh deployment, and interleaved A/B.
+
+A **round** deploys the service spec, waits until it is Ready, injects the arm's fault (if any) into
+every replica, warms up, measures (`harness.load.session.run_session`: Locust users or an open-loop
+`RateLoad`) and tears down. Rounds of one run are independent repeats of the whole measurement, so
+their spread is the run-to-run noise `harness compare` needs; windows inside one run are not.
+
+Layout of a run of N > 1 rounds (`run_rounds`): ``round-01/``, ``round-02/``... each a normal load
+part (result.json, requests.csv, events.jsonl, ...), and a top-level ``result.json`` whose headline
+figures are the medians over rounds, with a ``rounds`` list of each round's figures. A run of one
+round is written flat, as `harness load` always wrote it.
+
+**Interleaved A/B** (`run_interleaved`): when both builds are at hand, their rounds alternate in
+pairs ordered A B, B A, A B, B A... ("ABBA"). Each pair is one A round and one B round measured back
+to back, so slow drift of the machine (another job starting, thermal state) hits both members of a
+pair nearly alike and cancels in the pair's ratio. Alternating which arm goes first also cancels a
+linear drift within pairs and any "second of two" effect, which plain A B A B would turn into a
+systematic bias of B. Both arms are written as runs with rounds (``a/`` and ``b/``); every round
+records its ``pair``, its ``position`` in the session and the session id, so the comparison can pair
+them (`harness.measure.regression`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from harness.errors import ConfigError
+from harness.load.profiles import LoadProfile
+from harness.load.session import RESULT_FILE, CpuPlan, RateLoad, run_session
+from harness.paths import resolve_path
+
+__all__ = [
+    "ROUND_DIR",
+    "INTERLEAVE_ORDER",
+    "Arm",
+    "round_dir_name",
+    "interleave_schedule",
+    "summarize_rounds",
+    "run_rounds",
+    "run_interleaved",
+    "parse_fault_params",
+]
+
+ROUND_DIR = "round-{:02d}"
+INTERLEAVE_ORDER = "ABBA"  # pairs alternate A B, B A, ...: see the module docstring
+READY_TIMEOUT_S = 180.0
+LOCUST_WARMUP_RATE_RPS = 10.0  # open-loop warm-up before a Locust round: wakes the service, not measured
+FAULT_MARGIN_S = 120.0  # the injected fault outlives the round by this much (it is torn down with it)
+ROUND_FIGURES = ("p50_ms", "p95_ms", "p99_ms", "throughput_rps", "requests", "errors", "started_s",
+                 "generator_saturated")
+HEADLINE_FIGURES = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "throughput_rps", "request_rate_rps")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One build under test: its service spec and, optionally, a fault injected into every replica."""
+
+    name: str
+    spec: Any  # harness.config.ServiceSpec
+    fault: str | None = None
+    fault_params: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self, field_name: str = "--fault-param") -> None:
+        """Raise ConfigError naming ``field_name`` when the fault's parameters would be refused."""
+        from harness.service.faults import FaultError, validate_fault
+
+        if self.fault_params and not self.fault:
+            raise ConfigError(field_name, dict(self.fault_params), "needs a fault kind to inject")
+        if self.fault:
+            try:
+                validate_fault(self.fault, dict(self.fault_params))
+            except FaultError as exc:
+                raise ConfigError(field_name, dict(self.fault_params), str(exc)) from None
+
+
+def round_dir_name(index: int) -> str:
+    """Return the directory name of round ``index`` (1-based): ``round-01``."""
+    return ROUND_DIR.format(index)
+
+
+def interleave_schedule(pairs: int) -> list[tuple[int, str]]:
+    """Return (pair, arm) in measuring order: pair 1 A then B, pair 2 B then A, ... (1-based pairs)."""
+    if pairs < 1:
+        raise ConfigError("rounds", pairs, "must be at least 1")
+    order: list[tuple[int, str]] = []
+    for pair in range(1, pairs + 1):
+        first, second = ("a", "b") if pair % 2 else ("b", "a")
+        order += [(pair, first), (pair, second)]
+    return order
+
+
+def summarize_rounds(results: Sequence[Mapping[str, Any]], *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the top-level ``result.json`` of a run with rounds: each round's figures under ``rounds``
+    (with its directory, and its ``pair``/``position`` when interleaved) and, as headline, the median
+    over rounds of each figure (requests and errors summed)."""
+    rows: list[dict[str, Any]] = []
+    for index, result in enumerate(results, start=1):
+        info = result.get("round") or {}
+        row = {"round": info.get("index", index), "dir": round_dir_name(info.get("index", index))}
+        row.update({k: result.get(k) for k in ROUND_FIGURES})
+        row.update({k: info[k] for k in ("pair", "position") if k in info})
+        rows.append(row)
+
+    def median(key: str) -> float | None:
+        values = [float(r[key]) for r in results if isinstance(r.get(key), (int, float))]
+        return statistics.median(values) if values else None
+
+    first = results[0] if results else {}
+    data: dict[str, Any] = {
+        "kind": "load",
+        "load_mode": first.get("load_mode"),
+        "offered_rate_rps": first.get("offered_rate_rps"),
+        "profile": first.get("profile"),
+        "round_count": len(rows),
+        "rounds": rows,
+        "headline": "median over rounds of each round's exact figures; requests and errors summed",
+        **{k: median(k) for k in HEADLINE_FIGURES},
+        "requests": sum(int(r.get("requests") or 0) for r in results),
+        "ok": sum(int(r.get("ok") or 0) for r in results),
+        "errors": sum(int(r.get("errors") or 0) for r in results),
+        "generator_saturated": any(bool(r.get("generator_saturated")) for r in results),
+        "started_s": first.get("started_s"),
+        "ended_s": results[-1].get("ended_s") if results else None,
+        "machine": first.get("machine"),
+    }
+    for key in ("topology", "replicas", "platform", "model", "cpu_plan", "injected_fault"):
+        if key in first:
+            data[key] = first[key]
+    data.update(extra or {})
+    return data
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    import json
+
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _inject(deployment: Any, arm: Arm, lasts_s: float, say: Progress) -> dict[str, Any]:
+    from harness.service.client import inject_fault
+
+    params = {"duration_s": lasts_s, **dict(arm.fault_params)}
+    for replica in deployment.replicas():
+        inject_fault(replica.url, str(arm.fault), deployment.fault_token, params)
+    say(f"injected {arm.fault} {params} into every replica")
+    return {"kind": arm.fault, "params": params}
+
+
+def _warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> int:
+    """Send requests for ``warmup_s`` (spaced at the round's rate, or a modest one before Locust) from
+    this process and discard the answers: the first requests of a fresh process pay for page faults and
+    lazy initialisation. Return how many were sent; a failed one is left for the measurement to see."""
+    from harness.service.client import infer
+    from harness.service.registry import example_request
+
+    rate, rows = (load.rate_rps, load.request_rows) if isinstance(load, RateLoad) else (LOCUST_WARMUP_RATE_RPS, 1)
+    body = example_request(load.model, rows)
+    began, sent = time.monotonic(), 0
+    while time.monotonic() - began < warmup_s:
+        try:
+            infer(deployment.endpoint, load.model, body, timeout_s=max(1.0, warmup_s))
+        except Exception:  # noqa: BLE001 - warm-up only: the measured load reports errors
+            pass
+        sent += 1
+        time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+    return sent
+
+
+def _copy_events(deployment: Any, out: Path) -> None:
+    source = Path(deployment.events_path)
+    if source.exists() and source.resolve() != (out / "events.jsonl").resolve():
+        shutil.copyfile(source, out / "events.jsonl")
+
+
+def measure_round(
+    arm: Arm, load: LoadProfile | RateLoad, out: Path, *, platform: str, cpus: CpuPlan, warmup_s: float,
+    prober: bool, prober_interval_s: float, metadata: Mapping[str, Any], progress: Progress,
+    telemetry: bool = True, ready_timeout_s: float = READY_TIMEOUT_S,
+) -> dict[str, Any]:
+    """Deploy ``arm``, wait Ready, inject its fault, warm up, measure ``load`` into ``out``, tear down;
+    return the round's ``result.json`` content. Raises HarnessError subclasses (the deployment is torn
+    down on every way out)."""
+    from harness.platforms import deploy
+
+    spec = arm.spec
+    progress(f"deploying {arm.name}: {spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) "
+             f"on {platform}; service CPUs {cpus.to_dict()['service']}, generator CPUs {cpus.to_dict()['generator']}")
+    began = time.monotonic()
+    deployment = deploy(spec, platform=platform, workdir=out / "platform", cpus=cpus.service)
+    try:
+        deployment.wait_ready(timeout_s=ready_timeout_s)
+        progress(f"ready after {time.monotonic() - began:.1f} s at {deployment.endpoint}")
+        injected = (_inject(deployment, arm, warmup_s + load.duration_s + FAULT_MARGIN_S, progress)
+                    if arm.fault else None)
+        if warmup_s > 0:
+            progress(f"warmed up with {_warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s (not measured)")
+        return run_session(deployment, load, out, generator_cpus=cpus.generator, prober=prober,
+                           prober_interval_s=prober_interval_s, telemetry=telemetry, progress=progress,
+                           metadata={**metadata, "injected_fault": injected, "warmup_s": warmup_s})
+    finally:
+        progress("tearing down")
+        deployment.close()
+        _copy_events(deployment, out)
+
+
+def run_rounds(
+    arm: Arm,
+    load: LoadProfile | RateLoad,
+    out_dir: str | Path,
+    *,
+    rounds: int = 1,
+    platform: str = "local",
+    cpus: CpuPlan = CpuPlan(None, None),
+    warmup_s: float = 0.0,
+    prober: bool = True,
+    prober_interval_s: float = 0.05,
+    metadata: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Measure ``load`` against ``arm`` in ``rounds`` fresh deployments; return the run's ``result.json``.
+
+    One round is written flat into ``out_dir``; more go to ``round-NN/`` with a summary ``result.json``
+    on top (`summarize_rounds`). Raises ConfigError for bad settings (before deploying anything),
+    HarnessError when a round fails (the rounds completed by then are summarised first).
+    """
+    say = progress or (lambda _message: None)
+    if rounds < 1:
+        raise ConfigError("--rounds", rounds, "must be at least 1")
+    if warmup_s < 0:
+        raise ConfigError("--warmup-s", warmup_s, "must not be negative")
+    arm.validate()
+    out = resolve_path(out_dir, "out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(platform=platform, cpus=cpus, warmup_s=warmup_s, prober=prober, prober_interval_s=prober_interval_s,
+                  progress=say)
+    if rounds == 1:
+        return measure_round(arm, load, out, metadata=dict(metadata or {}), **common)
+    results: list[dict[str, Any]] = []
+    try:
+        for index in range(1, rounds + 1):
+            say(f"round {index} of {rounds}")
+            info = {"round": {"index": index}}
+            results.append(measure_round(arm, load, out / round_dir_name(index), metadata={**(metadata or {}), **info},
+                                         **common))
+    finally:
+        if results:
+            summary = summarize_rounds(results, extra={"completed": len(results) == rounds})
+            _write_json(out / RESULT_FILE, summary)
+    return summary
+
+
+def run_interleaved(
+    a: Arm,
+    b: Arm,
+    load: LoadProfile | RateLoad,
+    out_dir: str | Path,
+    *,
+    pairs: int,
+    platform: str = "local",
+    cpus: CpuPlan = CpuPlan(None, None),
+    warmup_s: float = 0.0,
+    prober: bool = False,
+    prober_interval_s: float = 0.05,
+    telemetry: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Measure ``pairs`` pairs of rounds of arms ``a`` and ``b`` in ABBA order; write ``out_dir/a`` and
+    ``out_dir/b`` as runs with rounds sharing one interleave session id; return their ``result.json``.
+
+    Raises ConfigError for bad settings (before deploying anything), HarnessError when a round fails.
+    """
+    say = progress or (lambda _message: None)
+    if warmup_s < 0:
+        raise ConfigError("--warmup-s", warmup_s, "must not be negative")
+    schedule = interleave_schedule(pairs)
+    a.validate("--fault-param-a")
+    b.validate("--fault-param-b")
+    out = resolve_path(out_dir, "out_dir")
+    session = uuid.uuid4().hex[:12]
+    arms = {"a": a, "b": b}
+    results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    try:
+        for position, (pair, name) in enumerate(schedule, start=1):
+            index = len(results[name]) + 1
+            say(f"pair {pair} of {pairs}, {name.upper()} ({position} of {len(schedule)})")
+            info = {"round": {"index": index, "pair": pair, "position": position, "session": session, "arm": name}}
+            results[name].append(measure_round(
+                arms[name], load, out / name / round_dir_name(index), platform=platform, cpus=cpus, warmup_s=warmup_s,
+                prober=prober, prober_interval_s=prober_interval_s, telemetry=telemetry,
+                metadata={**(metadata or {}), **info}, progress=say))
+    finally:
+        summaries = {}
+        for name in ("a", "b"):
+            if results[name]:
+                interleave = {"session": session, "arm": name, "order": INTERLEAVE_ORDER, "pairs": pairs,
+                              "other": "../" + ("b" if name == "a" else "a")}
+                summaries[name] = summarize_rounds(results[name], extra={"interleave": interleave,
+                                                                        "completed": len(results[name]) == pairs})
+                _write_json(out / name / RESULT_FILE, summaries[name])
+    return summaries["a"], summaries["b"]
+
+
+def parse_fault_params(pairs: Sequence[str], flag: str = "--fault-param") -> dict[str, Any]:
+    """Return KEY=VALUE pairs as a dict (numbers parsed); raise ConfigError naming ``flag`` and a bad pair."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(flag, pair, "expected KEY=VALUE, e.g. factor=1.1 or delay_ms=30")
+        try:
+            params[key.strip()] = float(text) if "." in text or "e" in text.lower() else int(text)
+        except ValueError:
+            params[key.strip()] = text
+    return params

@@ -1,7 +1,16 @@
-"""`python -m harness` is the `harness` command."""
+"""`python -m harness` is the `harness` command.
 
+Ctrl-C is only noted until the commands are imported: a KeyboardInterrupt raised inside an import can
+end in a traceback, or be swallowed by the library being imported (the command then runs anyway).
+`main` answers a noted one with one line and exit 130.
+"""
+
+import signal
 import sys
 
-from harness.cli import main
+_noted: list[int] = []
+signal.signal(signal.SIGINT, lambda signum, _frame: _noted.append(signum))
 
-sys.exit(main())
+from harness.cli import main  # noqa: E402  (after the handler above, on purpose)
+
+sys.exit(main(noted_interrupts=_noted))

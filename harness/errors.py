@@ -14,6 +14,7 @@ __all__ = [
     "EXIT_VERDICT_FAILED",
     "EXIT_USAGE",
     "EXIT_RUNTIME",
+    "EXIT_INTERRUPTED",
     "HarnessError",
     "ConfigError",
     "UsageError",
@@ -27,6 +28,7 @@ EXIT_OK = 0
 EXIT_VERDICT_FAILED = 1  # an SLA tier missed, a regression found, a preflight requirement failed
 EXIT_USAGE = 2  # bad flag, config, spec or experiment file
 EXIT_RUNTIME = 3  # the harness could not do the job (deployment never became ready, ...)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command the signal ended
 
 
 class HarnessError(Exception):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.errors import EXIT_USAGE, HarnessError
+from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, HarnessError
+from harness.load.child_process import interrupts_held
 
 __all__ = ["main", "build_parser"]
 
@@ -38,26 +40,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code (0 pass, 1 verdict failed, 2 usage/config error, 3 runtime)."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | None = None) -> int:
+    """Run the CLI; return the exit code (0 pass, 1 verdict failed, 2 usage/config error, 3 runtime, 130 interrupted).
+
+    A Ctrl-C while the commands import and the arguments parse is held until that is done (raised
+    inside an import, a KeyboardInterrupt can end in a traceback or be swallowed by the library being
+    imported), then answered with one line and 130. ``noted_interrupts``: the list a caller's own
+    SIGINT handler appends to until this takes over (`harness.__main__`); one noted counts the same.
+    """
+    prefix = "harness"  # "harness <command>" once the command is known
     try:
-        args = parser.parse_args(argv)
-    except HarnessError as exc:  # a type= converter's (harness.paths): argparse passes ours through
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
+        if noted_interrupts is not None:  # the caller's noting handler gives way to the usual one
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        with interrupts_held():
+            if noted_interrupts:
+                raise KeyboardInterrupt
+            parser = build_parser()
+            args = parser.parse_args(argv)  # a type= converter's HarnessError (harness.paths) passes through
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        prefix = f"harness {args.command}"
         return int(func(args) or 0)
     except HarnessError as exc:
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"harness {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        _forget_caught_interrupts()
+
+
+def _forget_caught_interrupts() -> None:
+    # CPython 3.11 marks a KeyboardInterrupt raised inside exec() of a string (scipy.stats runs some as
+    # it imports) as unhandled even once caught, and `python -m` then ends by SIGINT instead of with
+    # our exit code; an exec() of a string that completes clears the mark.
+    exec("pass")  # noqa: S102
 
 
 def _entry() -> None:  # pragma: no cover - console script shim

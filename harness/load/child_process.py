@@ -98,31 +98,30 @@ def spawn(
     log_path: str | Path | None = None,
     cwd: str | Path | None = None,
     stdin: int | None = subprocess.DEVNULL,
+    stdout: int | None = None,
+    stderr: int | None = None,
 ) -> subprocess.Popen:
     """Start ``argv`` in a new session, pinned to ``cpus``; return the Popen.
 
-    stdout and stderr go to ``log_path`` (appended) or are discarded. The child is SIGKILLed when the
+    stdout and stderr go to ``log_path`` (appended) or are discarded, unless ``stdout`` / ``stderr``
+    say otherwise (subprocess.PIPE: read them with ``communicate``). The child is SIGKILLed when the
     calling thread ends, so call this from one that outlives it (the main thread). An interrupt that
     arrives while the child starts kills the child, then is raised; to keep the child for a teardown
     instead, store the result inside `interrupts_held`. Raises HarnessError when the program cannot be
     started, ConfigError for bad ``cpus``.
     """
-    # the platform's child setup (PR_SET_PDEATHSIG, then pinning), imported here: the children that
-    # import this module (prober, rate worker) need none of the platform
-    from harness.platforms.local.processes import child_setup
+    # the one spawner (PR_SET_PDEATHSIG, pinning), imported here: the children that import this module
+    # (prober, rate worker) need none of the platform
+    from harness.platforms.local import processes
 
     pinned = validate_cpus(cpus)
     full_env = dict(os.environ)
     full_env.update(env or {})
-    setup = child_setup(os.getpid(), (), None, pinned)
     proc = None
     try:
         with interrupts_held():
-            with open(log_path, "ab") if log_path is not None else contextlib.nullcontext(subprocess.DEVNULL) as log:
-                proc = subprocess.Popen(
-                    list(argv), env=full_env, cwd=cwd, stdin=stdin, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=setup,
-                )
+            proc = processes.spawn(argv, log_path=Path(log_path) if log_path is not None else None, env=full_env,
+                                   cwd=cwd, cpus=pinned, stdin=stdin, stdout=stdout, stderr=stderr, new_session=True)
         return proc
     except BaseException as exc:
         if proc is not None:  # an interrupt while it started: nobody holds the handle, so stop it here

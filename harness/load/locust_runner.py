@@ -3,14 +3,15 @@
 Locust is never imported here: it runs as ``python -m locust`` in a child process (own session, pinned
 to the CPUs given), bounded by a hard deadline. Every request lands in a per-request CSV written by
 the locustfile; percentiles are computed exactly from it with `harness.measure.percentiles`. Locust's
-own CSVs (``<prefix>_stats.csv`` ...) and final JSON summary are kept beside it for comparison.
+own CSVs (``<prefix>_stats.csv`` ...) and final JSON summary are kept beside it; Locust's own figures
+(`locust_figures`) come from the summary, which Locust writes last.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -21,7 +22,7 @@ from harness.load.result import LoadResult, result_from_records
 from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, read_records
 
-__all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "run_locust"]
+__all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "locust_figures", "run_locust"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_PREFIX = "locust"  # <out>/locust_stats.csv, locust_stats_history.csv, locust_failures.csv, ...
@@ -49,42 +50,45 @@ def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_
     )
 
 
-def _locust_counts(summary_path: Path) -> dict[str, object]:
-    """Return Locust's own final request and failure counts from its --json-file, if it wrote one."""
+def locust_figures(summary_path: Path) -> dict[str, object]:
+    """Return Locust's own final figures from the summary it writes last (``--json-file``), {} without one.
+
+    ``locust_requests`` / ``locust_failures``: its counts over every entry; ``locust_p50_ms`` /
+    ``locust_p95_ms`` / ``locust_p99_ms``: its percentiles of the whole run by its own rule (the
+    smallest of its rounded response-time buckets that at most ``(1 - q)`` of the timed requests
+    exceed; failures included), for comparison with the exact figures only. Not the stats CSV: Locust
+    rewrites that every few seconds, and its last snapshot misses the requests of the run's end.
+    """
     try:
         entries = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {
+    if not isinstance(entries, list):
+        return {}
+    buckets: Counter[float] = Counter()
+    timed = 0  # requests with a response time: Locust leaves out those it could not time
+    for entry in entries:
+        for bucket, count in (entry.get("response_times") or {}).items():
+            buckets[float(bucket)] += int(count)
+        timed += int(entry.get("num_requests", 0)) - int(entry.get("num_none_requests", 0) or 0)
+    figures: dict[str, object] = {
         "locust_requests": sum(int(e.get("num_requests", 0)) for e in entries),
         "locust_failures": sum(int(e.get("num_failures", 0)) for e in entries),
     }
+    for q, key in ((0.5, "locust_p50_ms"), (0.95, "locust_p95_ms"), (0.99, "locust_p99_ms")):
+        figures[key] = _bucket_percentile(buckets, timed, q) if timed > 0 else None
+    return figures
 
 
-def _locust_percentiles(stats_csv: Path) -> dict[str, object]:
-    """Return Locust's own (bucketed, approximate) p50/p95/p99 from the Aggregated row of its stats CSV.
-
-    Kept for comparison with the exact figures only; Locust rewrites the file about once a second,
-    so its last snapshot can miss the final second of requests.
-    """
-    try:
-        with open(stats_csv, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.DictReader(handle) if row.get("Name") == "Aggregated"]
-    except OSError:
-        return {}
-    if not rows:
-        return {}
-    out: dict[str, object] = {"locust_csv_requests": _number(rows[-1].get("Request Count"))}
-    for column, key in (("50%", "locust_p50_ms"), ("95%", "locust_p95_ms"), ("99%", "locust_p99_ms")):
-        out[key] = _number(rows[-1].get(column))
-    return out
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text not in (None, "", "N/A") else None
-    except ValueError:
-        return None
+def _bucket_percentile(buckets: Counter[float], total: int, q: float) -> float:
+    """Locust's rule (``locust.stats.calculate_response_time_percentile``), on its summed buckets."""
+    allowed_above = int(total * q)
+    seen = 0
+    for bucket in sorted(buckets, reverse=True):
+        seen += buckets[bucket]
+        if total - seen <= allowed_above:
+            return bucket
+    return 0.0
 
 
 def run_locust(
@@ -147,8 +151,7 @@ def run_locust(
         "locust_summary": str(out / (LOCUST_PREFIX + "_summary.json")),
         "locust_log": str(log_path),
     }
-    extra = {"profile": profile.model_dump(), "host": host, **_locust_counts(out / (LOCUST_PREFIX + "_summary.json")),
-             **_locust_percentiles(out / (LOCUST_PREFIX + "_stats.csv"))}
+    extra = {"profile": profile.model_dump(), "host": host, **locust_figures(out / (LOCUST_PREFIX + "_summary.json"))}
     return result_from_records(
         records, source="locust", cpu=sampler.stats(first, last), exit_code=code, hard_killed=hard_killed,
         started_s=started_s, ended_s=ended_s, paths=paths, extra=extra,

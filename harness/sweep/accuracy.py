@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +28,7 @@ import numpy as np
 
 from harness.config import PRECISIONS, default_weights_dir
 from harness.errors import ConfigError
+from harness.load import child_process
 from harness.paths import resolve_path
 
 __all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy"]
@@ -115,20 +116,24 @@ def measure_accuracy(
     """
     order = _validate(model, list(precisions), samples, time_budget_s)
     job = {"model": model, "precisions": order, "samples": samples, "seed": seed, "budget_s": time_budget_s,
-           "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir")), "cpus": list(cpus) if cpus else None}
-    command = [sys.executable, "-m", "harness.sweep.accuracy", json.dumps(job)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir"))}
+    proc = None
     timed_out = False
     try:
+        # the one spawner: pinned, own session, SIGKILLed with the harness (so: from the main thread);
+        # an interrupt lands only once the child is recorded here, for the finally below to stop it
+        with child_process.interrupts_held():
+            proc = child_process.spawn(child_process.python_argv("harness.sweep.accuracy", json.dumps(job)),
+                                       cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate(timeout=time_budget_s + 15.0)  # + torch import and model load
     except subprocess.TimeoutExpired:
         timed_out = True
-        proc.kill()
+        child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
         out, err = proc.communicate()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     results = {}
     for line in out.splitlines():
         try:
@@ -184,8 +189,6 @@ def _time_forward(runner, arrays: dict, repeats: int) -> float:
 
 def _child_main(job: dict) -> int:
     """Run in the child process: print one JSON line per precision as it completes."""
-    if job.get("cpus"):
-        os.sched_setaffinity(0, set(job["cpus"]))
     from harness.config import ServiceConfig
     from harness.service.registry import example_inputs
     from harness.service.runner import ModelRunner

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import psutil
@@ -101,3 +104,45 @@ def test_a_relative_out_dir_reaches_locust_absolute_and_no_records_is_a_failed_r
     assert str(out / "requests.csv") in handed and any(a.startswith(str(out / "locust")) for a in handed)
     assert all(Path(a).is_absolute() for a in handed), handed
     assert not (out / "rel").exists()
+
+
+# Locust's own aggregate of its final summary, computed by Locust's code in a process of its own (this
+# one must never import Locust): the figures result.json's ``locust`` block must agree with.
+_LOCUST_OWN_FIGURES = """
+import json, sys
+from locust.stats import RequestStats, StatsEntry
+stats = RequestStats()
+for data in json.load(open(sys.argv[1])):
+    stats.total.extend(StatsEntry.unserialize(data, stats))
+print(json.dumps({"requests": stats.total.num_requests, "failures": stats.total.num_failures,
+                  **{key: stats.total.get_response_time_percentile(q)
+                     for key, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99))}}))
+"""
+
+
+def _aggregated_csv_requests(stats_csv) -> int:
+    with open(stats_csv, newline="") as handle:
+        return [int(row["Request Count"]) for row in csv.DictReader(handle) if row["Name"] == "Aggregated"][-1]
+
+
+@pytest.mark.slow
+def test_result_json_takes_locusts_figures_from_its_final_summary(standin_factory, tmp_path, gen_cpus):
+    from harness.load.session import run_session
+
+    # requests in flight as the run ends are the ones Locust's last stats CSV snapshot misses
+    server = standin_factory("--delay-ms", "40")
+    deployment = SimpleNamespace(endpoint=server.url, replicas=lambda: [])
+    profile = LoadProfile(kind="steady", users=4, duration_s=3, think_time_s=0.01)
+    result = run_session(deployment, profile, tmp_path, generator_cpus=gen_cpus, prober=False, telemetry=False)
+    own = json.loads(subprocess.run([sys.executable, "-c", _LOCUST_OWN_FIGURES, str(tmp_path / "locust_summary.json")],
+                                    capture_output=True, text=True, check=True, timeout=120).stdout)
+
+    block = result["locust"]
+    assert block["requests"] == own["requests"] == result["requests"] > 0  # every request Locust counted is recorded
+    assert block["failures"] == own["failures"] == 0
+    # (the summary's bucket keys are JSON strings: Locust's code hands one back as it found it)
+    assert [block[k] for k in ("p50_ms", "p95_ms", "p99_ms")] == [float(own[k]) for k in ("p50_ms", "p95_ms", "p99_ms")]
+    assert json.loads((tmp_path / "result.json").read_text())["locust"] == block
+    # the stats CSV is a snapshot: never more than the summary, and not what the block reports
+    assert _aggregated_csv_requests(tmp_path / "locust_stats.csv") <= own["requests"]
+    assert "locust" not in sys.modules

@@ -1,11 +1,13 @@
 """Per-replica cgroups (v1 or v2, whichever the machine has) for `limits.memory` and `limits.cpu`.
 
-Each deployment owns one parent cgroup per hierarchy, named ``harness-<pid>-<name>-<token>`` under the
-cgroup this process already lives in (so a session's own limits still apply), and one child per
-replica. The memory limit is the kernel's: a replica that exceeds it is killed by the OOM killer,
-which the cgroup's counters record (``oom_kill`` in memory.oom_control / memory.events). Where cgroups
-cannot be written, memory falls back to RLIMIT_AS (an allocation fails instead of an OOM kill) and CPU
-to no limit; the deployment records which mechanism was really used.
+Each deployment owns one parent cgroup per hierarchy, named ``harness-<pid>.<start>-<name>-<token>``
+after its owner (`harness.platforms.local.owners`: a reused pid is told apart) under the cgroup this
+process already lives in (so a session's own limits still apply), and one child per replica. The
+memory limit is the kernel's: a replica that exceeds it is killed by the OOM killer, which the
+cgroup's counters record (``oom_kill`` in memory.oom_control / memory.events). Where cgroups cannot
+be written, memory falls back to RLIMIT_AS (an allocation fails instead of an OOM kill) and CPU to no
+limit; the deployment records which mechanism was really used. The cgroups of a run killed outright
+are removed by `harness.platforms.local.cleanup`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+from harness.platforms.local.owners import owner_tag, parse_owner
 
 __all__ = [
     "CGROUP_V1",
@@ -30,9 +32,11 @@ __all__ = [
     "CPU_PERIOD_US",
     "ReplicaCgroup",
     "CgroupSet",
-    "sweep_stale_cgroups",
     "cgroup_base",
+    "cgroup_owner",
+    "cgroup_pids",
     "owned_cgroup_dirs",
+    "remove_cgroup_dir",
 ]
 
 CGROUP_V1 = "cgroup-v1"
@@ -40,7 +44,7 @@ CGROUP_V2 = "cgroup-v2"
 RLIMIT = "rlimit"
 NONE = "none"
 CPU_PERIOD_US = 100_000
-_OWNER = re.compile(r"^harness-(\d+)-")
+_OWNER = re.compile(r"^harness-(\d+(?:\.\d+)?)-")  # the owner tag (pid.start; pid alone: older names)
 _REMOVE_TIMEOUT_S = 10.0
 _log = logging.getLogger("harness.platforms.local")
 
@@ -175,20 +179,15 @@ class ReplicaCgroup:
 
     def pids(self) -> set[int]:
         """Return the pids now in this replica's cgroups."""
-        found: set[int] = set()
-        for directory in self.dirs:
-            try:
-                found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
-            except (OSError, ValueError):
-                continue
-        return found
+        return {pid for directory in self.dirs for pid in cgroup_pids(directory)}
 
     def remove(self, timeout_s: float = _REMOVE_TIMEOUT_S) -> list[str]:
         """SIGKILL whatever is left inside, then rmdir; return problems (empty when all removed)."""
-        return [problem for d in self.dirs if (problem := _remove_dir(d, timeout_s))]
+        return [problem for d in self.dirs if (problem := remove_cgroup_dir(d, timeout_s))]
 
 
-def _remove_dir(directory: Path, timeout_s: float) -> str | None:
+def remove_cgroup_dir(directory: Path, timeout_s: float = _REMOVE_TIMEOUT_S) -> str | None:
+    """SIGKILL every process in ``directory``, then rmdir it (retried while busy); return a problem or None."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -232,7 +231,7 @@ class CgroupSet:
     _replicas: list[ReplicaCgroup] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.owner = f"harness-{os.getpid()}-{self.owner}-{secrets.token_hex(3)}"
+        self.owner = f"harness-{owner_tag()}-{self.owner}-{secrets.token_hex(3)}"
         if not self.enabled:
             reason = "cgroups disabled by the caller"
         else:
@@ -290,7 +289,7 @@ class CgroupSet:
             except OSError as exc:
                 last = exc
                 if parent.exists():
-                    _remove_dir(parent, 1.0)
+                    remove_cgroup_dir(parent, 1.0)
         assert last is not None
         raise last
 
@@ -322,7 +321,7 @@ class CgroupSet:
                     _write(cpu_dir / "cpu.max", f"{quota_us} {CPU_PERIOD_US}")
         except OSError as exc:
             for directory in dirs:
-                _remove_dir(directory, 1.0)
+                remove_cgroup_dir(directory, 1.0)
             self.warnings.append(f"cannot set the cgroup limits of {name}: {exc.strerror or exc}")
             self._parents.clear()
             self.memory_enforcement = RLIMIT if self.memory_limit_bytes is not None else NONE
@@ -357,7 +356,7 @@ class CgroupSet:
             problems += cgroup.remove()
         self._replicas.clear()
         for _, parent in {p for p in self._parents.values()}:
-            if problem := _remove_dir(parent, _REMOVE_TIMEOUT_S):
+            if problem := remove_cgroup_dir(parent, _REMOVE_TIMEOUT_S):
                 problems.append(problem)
         return problems
 
@@ -368,32 +367,48 @@ def cgroup_base(controller: str = "memory") -> Path | None:
     return hierarchy.own if hierarchy else None
 
 
-def owned_cgroup_dirs(pid: int | None = None) -> list[Path]:
-    """Return the harness parent cgroups that exist now (those of process ``pid`` only, if given)."""
-    found = []
+def owned_cgroup_dirs(pid: int | None = None, *, everywhere: bool = False) -> list[Path]:
+    """Return the harness parent cgroups that exist now (those of process ``pid`` only, if given).
+
+    They are looked for where `CgroupSet` creates them: in this process's own cgroup and its
+    ancestors. ``everywhere`` searches each whole hierarchy instead (runs started from another login
+    session or service live in another branch).
+    """
+    found = set()
     for hierarchy in _find_hierarchies().values():
-        for base in _candidates(hierarchy):
-            try:
-                children = list(base.iterdir())
-            except OSError:
-                continue
-            for child in children:
-                match = _OWNER.match(child.name)
-                if match and child.is_dir() and (pid is None or int(match.group(1)) == pid):
-                    found.append(child)
-    return sorted(set(found))
+        for directory in _harness_dirs(hierarchy, everywhere):
+            owner = cgroup_owner(directory)
+            if owner is not None and (pid is None or owner[0] == pid):
+                found.add(directory)
+    return sorted(found)
 
 
-def sweep_stale_cgroups() -> list[Path]:
-    """Remove harness cgroups whose owning process no longer exists; return the ones removed."""
-    removed = []
-    for parent in owned_cgroup_dirs():
-        match = _OWNER.match(parent.name)
-        if match is None or psutil.pid_exists(int(match.group(1))):
+def _harness_dirs(hierarchy: _Hierarchy, everywhere: bool) -> list[Path]:
+    if everywhere:
+        found = []
+        for root, dirs, _ in os.walk(hierarchy.mount):
+            ours = [d for d in dirs if _OWNER.match(d)]
+            found += [Path(root) / d for d in ours]
+            dirs[:] = [d for d in dirs if d not in ours]  # below a harness parent: its replicas
+        return found
+    found = []
+    for base in _candidates(hierarchy):
+        try:
+            found += [c for c in base.iterdir() if _OWNER.match(c.name) and c.is_dir()]
+        except OSError:
             continue
-        children = [c for c in parent.iterdir() if c.is_dir()] if parent.exists() else []
-        problems = [p for c in children if (p := _remove_dir(c, 2.0))]
-        if not problems and _remove_dir(parent, 2.0) is None:
-            removed.append(parent)
-            _log.info("removed stale cgroup %s", parent)
-    return removed
+    return found
+
+
+def cgroup_owner(directory: Path) -> tuple[int, int | None] | None:
+    """Return the owner (pid, start ticks or None) a harness parent cgroup is named after, None for another name."""
+    match = _OWNER.match(directory.name)
+    return parse_owner(match.group(1)) if match else None
+
+
+def cgroup_pids(directory: Path) -> list[int]:
+    """Return the pids in one cgroup directory (empty when it is gone or unreadable)."""
+    try:
+        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []

@@ -3,7 +3,9 @@
 A supervisor thread runs an asyncio loop with one `Replica.run` task per replica. The replicas and
 the balancer are forked from that thread, so PR_SET_PDEATHSIG kills them if the supervisor (or the
 whole harness) dies. Every change rewrites the state file and tells the balancer which replicas are
-Ready, over its stdin. ``close()`` tears everything down and always ends with a forced sweep.
+Ready, over its stdin. ``close()`` tears everything down and always ends with a forced sweep. A
+lease notes the deployment while it lives, so that what a killed run leaves (its cgroups, its state
+file) is removed as the next deployment starts or by ``harness cleanup`` (`harness.platforms.local.cleanup`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from harness.errors import DeploymentError
 from harness.platforms import base as ev
 from harness.platforms.base import Event, ReplicaStatus, read_events
 from harness.platforms.local.balancer import STATS_PATH
-from harness.platforms.local.cgroups import CgroupSet, sweep_stale_cgroups
+from harness.platforms.local.cgroups import CgroupSet
+from harness.platforms.local.cleanup import sweep_stale
 from harness.platforms.local.eventlog import EventLog, write_state_file
+from harness.platforms.local.leases import remove_lease, write_lease
 from harness.platforms.local.processes import spawn, terminate
 from harness.platforms.local.replica import HOST, Replica, ReplicaSettings
 
@@ -93,6 +97,7 @@ class LocalDeployment:
         self._balancer: subprocess.Popen | None = None
         self._balancer_port: int | None = None
         self._cgroups: CgroupSet | None = None
+        self._lease: Path | None = None
         self._events: EventLog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -119,7 +124,9 @@ class LocalDeployment:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        sweep_stale_cgroups()
+        for problem in sweep_stale().problems:  # what a killed run left: cgroups, its state file
+            _log.warning("local platform: %s", problem)
+        self._lease = write_lease(self.state_path, self.workdir)  # removed at teardown; left if killed
         self._events = EventLog(self.events_path)
         resources = self.spec.resources
         self._cgroups = CgroupSet(self.spec.name, resources.memory_limit_bytes, resources.cpu_limit_cores,
@@ -359,6 +366,7 @@ class LocalDeployment:
             self._events.emit(ev.DELETED, None, "Deleted", f"deployment {self.spec.name} torn down",
                               problems=problems)
             self._events.close()
+        remove_lease(self._lease)
 
     def __enter__(self) -> "LocalDeployment":
         return self

@@ -1,12 +1,15 @@
-"""Starting and stopping the platform's child processes so that none can outlive the harness.
+"""Starting and stopping child processes so that none can outlive the harness.
 
-Every child gets its own process group, joins its cgroup before it execs (so all of its memory is
-charged there), and asks the kernel for SIGKILL when its parent thread dies (PR_SET_PDEATHSIG): if the
-harness is killed outright, its replicas and balancer die with it.
+Every process the harness starts goes through `spawn` (the load and sweep layers' through
+`harness.load.child_process.spawn`, which adds interrupt safety). Every child gets its own process
+group, joins its cgroup before it execs (so all of its memory is charged there), and asks the kernel
+for SIGKILL when its parent thread dies (PR_SET_PDEATHSIG): if the harness is killed outright, its
+replicas, balancer and load generators die with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -21,8 +24,16 @@ from pathlib import Path
 __all__ = ["spawn", "child_setup", "terminate", "free_port", "port_is_free", "exit_code_of", "signal_name"]
 
 _PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_prctl = _libc.prctl  # resolved before fork: the child only calls it
+
+
+def _load_libc() -> ctypes.CDLL:
+    try:  # glibc by its soname first: find_library would start ldconfig, a child process, on every import
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+_prctl = _load_libc().prctl  # resolved before fork: the child only calls it
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,6 +57,12 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def child_setup(
     parent_pid: int, procs_files: Sequence[str], rlimit_as: int | None, cpus: Sequence[int] | None
 ) -> Callable[[], None]:
+    """Return the function a child runs between fork and exec: parent-death signal, cgroups, limits, pinning.
+
+    The child asks for SIGKILL when the thread that forked it dies and exits at once if
+    ``parent_pid`` is already gone; then it writes its pid into ``procs_files`` (cgroup.procs), sets
+    RLIMIT_AS to ``rlimit_as`` and its affinity to ``cpus`` where given.
+    """
     procs = [os.fsencode(p) for p in procs_files]
 
     def setup() -> None:  # runs in the child between fork and exec: no locks, little allocation
@@ -70,28 +87,38 @@ def child_setup(
 def spawn(
     command: Sequence[str],
     *,
-    log_path: Path,
+    log_path: Path | None,
     env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
     procs_files: Sequence[str] = (),
     rlimit_as: int | None = None,
     cpus: Sequence[int] | None = None,
     stdin: int | None = subprocess.DEVNULL,
     stdout: int | None = None,
+    stderr: int | None = None,
+    new_session: bool = False,
 ) -> subprocess.Popen:
-    """Start ``command`` in its own process group, tied to the calling thread's life; return the Popen.
+    """Start ``command`` tied to the calling thread's life (`child_setup`); return the Popen.
 
-    Output goes to ``log_path`` (appended) unless ``stdout`` says otherwise; raises OSError if the
-    command cannot be started.
+    The harness's one place that starts a process. The child leads its own process group (in the
+    caller's session, or a new one with ``new_session``), so it and its helpers can be signalled
+    whole. Output goes to ``log_path`` (appended; discarded for None) unless ``stdout`` or
+    ``stderr`` say otherwise (e.g. subprocess.PIPE). The child is SIGKILLed when the calling thread
+    ends: call it from a thread that outlives the child. Raises OSError if the command cannot be
+    started, SubprocessError if the child setup failed.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") if log_path is not None else contextlib.nullcontext(subprocess.DEVNULL) as log:
         return subprocess.Popen(
             list(command),
             stdin=stdin,
             stdout=log if stdout is None else stdout,
-            stderr=log,
+            stderr=log if stderr is None else stderr,
             env=dict(env) if env is not None else None,
-            process_group=0,
+            cwd=cwd,
+            process_group=None if new_session else 0,
+            start_new_session=new_session,
             close_fds=True,
             preexec_fn=child_setup(os.getpid(), procs_files, rlimit_as, cpus),
         )

@@ -17,7 +17,8 @@ import yaml
 
 from harness.errors import DeploymentError
 from harness.platforms import deploy, read_replica, read_state
-from harness.platforms.local.cgroups import cgroup_base, owned_cgroup_dirs, sweep_stale_cgroups
+from harness.platforms.local.cgroups import cgroup_base, owned_cgroup_dirs
+from harness.platforms.local.cleanup import sweep_stale
 from harness.service.client import inject_fault
 
 
@@ -164,7 +165,7 @@ def test_stale_cgroups_of_dead_harness_processes_are_swept(cgroups_writable):
     stale = cgroup_base("memory") / f"harness-{dead.pid}-stale-000000"
     (stale / "reference-0").mkdir(parents=True)
     try:
-        removed = sweep_stale_cgroups()
+        removed = sweep_stale().cgroups
         assert stale in removed and not stale.exists()
         assert owned_cgroup_dirs(os.getpid()) == mine  # those of a live process are left alone
     finally:
@@ -208,5 +209,5 @@ def test_replicas_die_with_a_harness_that_is_sigkilled_and_its_cgroups_are_swept
     while any(_alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "replicas outlived the harness"
         time.sleep(0.05)
-    sweep_stale_cgroups()  # what the next deployment does at start
+    sweep_stale()  # what the next deployment does at start
     assert not [c for c in cgroups if c.exists() or c.parent.exists()]

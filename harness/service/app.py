@@ -1,9 +1,11 @@
 """The service's ASGI application: Open Inference Protocol v2 routes, metrics and fault hooks.
 
 A plain ASGI callable rather than a framework: the inference path is the hot path of the benchmark,
-and a dozen fixed routes need no router. Every error is JSON ``{"error": "..."}`` with 400 (bad
-input), 401/403 (fault auth), 404 (unknown model, version, route or fault kind), 405, 413 (body over
-``max_body_bytes``), 500 (a failed forward pass) or 503 (not ready, draining, queue full).
+and a dozen fixed routes (`harness.service.routes`) need no router. Every error is JSON
+``{"error": "..."}`` naming the problem and the field: 400 (bad input), 401/403 (fault auth), 404
+(unknown model, version, route or fault kind), 405 (with ``Allow``), 413 (body over
+``max_body_bytes``), 500 (a failed forward pass: never caused by input) or 503 (not ready,
+draining, queue full, cut off by the end of the shutdown grace period).
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from typing import Any, NamedTuple
 import orjson
 
 from harness.config import ServiceConfig
-from harness.service import protocol
+from harness.service import protocol, routes
 from harness.service.batcher import QueueFull, ShuttingDown
 from harness.service.engine import FAILED, LOADING, InferenceEngine
 from harness.service.faults import Fault, FaultError, FaultManager
 from harness.service.metrics import CONTENT_TYPE, ServiceMetrics
-from harness.service.protocol import ProtocolError, error_body
+from harness.service.protocol import ProtocolError, error_body, show_value as _show
 
 __all__ = ["ServiceApp", "Reply", "RETRY_AFTER_S"]
 
 RETRY_AFTER_S = 1
 _JSON = [(b"content-type", b"application/json")]
 _FAULT_BODY_BYTES = 64 * 1024
+_DISCARD_BYTES = 64 * 2**20  # of a refused body, read and dropped at most this much before the 413 ...
+_DISCARD_S = 2.0  # ... within this long; past either, the 413 closes the connection
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -51,6 +55,10 @@ def _error(status: int, message: str, *extra: tuple[bytes, bytes]) -> Reply:
     return Reply(status, error_body(message), [*_JSON, *extra])
 
 
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -58,7 +66,37 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+class BodyTooLarge(ProtocolError):
+    """A body over its limit (413); ``drained`` says whether the rest of it was read, so the connection can stay."""
+
+    def __init__(self, message: str, drained: bool) -> None:
+        super().__init__(413, message)
+        self.drained = drained
+
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Return the reply's extra headers: close the connection unless the body was read to its end."""
+        return () if self.drained else ((b"connection", b"close"),)
+
+
+async def _discard(receive: Receive) -> bool:
+    # read and drop the rest of a refused body (bounded in bytes and time), so that a client still sending gets
+    # the 413 instead of a reset connection (closing with unread data makes the kernel send RST)
+    dropped = 0
+    try:
+        async with asyncio.timeout(_DISCARD_S):
+            while dropped <= _DISCARD_BYTES:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                dropped += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        pass
+    return False
+
+
+async def _read_body(receive: Receive, limit: int, field: str = "max_body_bytes") -> bytes:
     chunks = []
     size = 0
     while True:
@@ -67,10 +105,12 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             raise ConnectionResetError("client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
+        more = message.get("more_body", False)
         if size > limit:
-            raise ProtocolError(413, f"request body exceeds max_body_bytes={limit}")
+            chunks.clear()
+            raise BodyTooLarge(f"request body exceeds {field}={limit}", drained=not more or await _discard(receive))
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if not more:
             return b"".join(chunks)
 
 
@@ -84,11 +124,10 @@ class ServiceApp:
         self.engine = InferenceEngine(config, self.metrics, self.faults, on_event, started_at)
         self.on_event = on_event
         self.signature = self.engine.signature
-        self._routes = {
-            (): ("GET", self._server_metadata),
-            ("health", "live"): ("GET", self._live),
-            ("health", "ready"): ("GET", self._ready),
-            ("repository", "index"): ("POST", self._repository_index),
+        self._handlers: dict[str, Callable[..., Awaitable[Reply]]] = {
+            "metrics": self._metrics, "server_metadata": self._server_metadata, "live": self._live, "ready": self._ready,
+            "openapi": self._openapi, "repository_index": self._repository_index, "model_metadata": self._model_metadata,
+            "model_ready": self._model_ready, "infer": self._infer, "faults": self._faults, "inject_fault": self._inject_fault,
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -99,10 +138,14 @@ class ServiceApp:
             return
         try:
             reply = await self._route(scope, receive)
-        except ProtocolError as exc:  # a body over the limit: the rest of it is never read
-            reply = _error(exc.status, exc.message, (b"connection", b"close"))
+        except BodyTooLarge as exc:
+            reply = _error(exc.status, exc.message, *exc.headers())
         except ConnectionResetError:
             return
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its shutdown timeout ends: they get a JSON 503, not
+            # uvicorn's plain-text 500 (the batcher's cut-off at the end of the grace period answers most before)
+            reply = _error(503, "service shutting down: request cut off at the end of the grace period", (b"connection", b"close"))
         except Exception as exc:  # a bug must not take the connection down without a JSON answer
             self.on_event({"event": "internal_error", "path": scope["path"], "error": f"{type(exc).__name__}: {exc}"})
             reply = _error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -126,30 +169,26 @@ class ServiceApp:
 
     async def _route(self, scope: dict[str, Any], receive: Receive) -> Reply:
         method, path = scope["method"], scope["path"]
-        parts = path.strip("/").split("/")
-        if parts == ["metrics"]:
-            if method != "GET":
-                return _error(405, f"method {method} not allowed on {path}")
-            text = self.metrics.render(self.engine.batcher.depth if self.engine.batcher else 0, self.engine.ready, self.faults.counts)
-            return Reply(200, text, [(b"content-type", CONTENT_TYPE)])
-        if parts[0] != "v2":
-            return _error(404, f"no route for {method} {path}")
-        rest = parts[1:]
-        if rest and rest[0] == "models" and len(rest) >= 2:
-            return await self._model_route(method, rest[1], rest[2:], scope, receive)
-        if rest and rest[0] == "faults":
-            return await self._fault_route(method, rest[1:], scope, receive)
-        route = self._routes.get(tuple(p for p in rest if p))
-        if route is None:
-            return _error(404, f"no route for {method} {path}")
-        if method != route[0]:
-            return _error(405, f"method {method} not allowed on {path}; use {route[0]}")
-        return await route[1](scope, receive)
+        found = routes.match(path)
+        if found is None:
+            return _error(404, f"no route for {_cut(method)} {_cut(path)}")
+        route, params = found
+        if method not in route.methods:
+            allowed = ", ".join(route.methods)
+            return _error(405, f"method {_cut(method)} not allowed on {_cut(path)}; use {allowed}", (b"allow", allowed.encode()))
+        return await self._handlers[route.handler](scope, receive, params)
 
-    async def _server_metadata(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def _metrics(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        text = self.metrics.render(self.engine.batcher.depth if self.engine.batcher else 0, self.engine.ready, self.faults.counts)
+        return Reply(200, text, [(b"content-type", CONTENT_TYPE)])
+
+    async def _openapi(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        return Reply(200, routes.openapi_bytes(), _JSON)
+
+    async def _server_metadata(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
         return _json(200, protocol.server_metadata())
 
-    async def _live(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def _live(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
         delay_s = self.faults.probe_delay_s("live")
         if delay_s:
             await asyncio.sleep(delay_s)
@@ -158,7 +197,7 @@ class ServiceApp:
             return _json(503, {"live": False, "error": engine.not_ready_reason()})
         return _json(200, {"live": True})
 
-    async def _ready(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def _ready(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
         delay_s = self.faults.probe_delay_s("ready")
         if delay_s:
             await asyncio.sleep(delay_s)
@@ -166,8 +205,8 @@ class ServiceApp:
             return _json(200, {"ready": True})
         return _json(503, {"ready": False, "error": self.engine.not_ready_reason()})
 
-    async def _repository_index(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        body = await _read_body(receive, _FAULT_BODY_BYTES)
+    async def _repository_index(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        body = await _read_body(receive, _FAULT_BODY_BYTES, "the repository-index body limit")
         try:
             request = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError as exc:
@@ -181,51 +220,55 @@ class ServiceApp:
             return _json(200, [])
         return _json(200, [entry])
 
-    async def _model_route(self, method: str, name: str, tail: list[str], scope: dict[str, Any], receive: Receive) -> Reply:
-        if tail[:1] == ["versions"]:
-            if len(tail) < 2:
-                return _error(404, f"no route for {method} {scope['path']}")
-            if tail[1] != self.signature.version:
-                if name == self.signature.name:
-                    return _error(404, f"unknown version {tail[1]!r} of model {name!r}; available: {self.signature.version}")
-            tail = tail[2:]
-        if tail == ["infer"]:
-            if method != "POST":
-                return _error(405, f"method {method} not allowed on {scope['path']}; use POST")
-            return await self._infer(name, scope, receive)
+    def _unknown(self, params: dict[str, str]) -> Reply | None:
+        name, version = params["model_name"], params.get("model_version")
         if name != self.signature.name:
-            return _error(404, f"unknown model {name!r}; this server serves {self.signature.name!r}")
-        if tail not in ([], ["ready"]):
-            return _error(404, f"no route for {method} {scope['path']}")
-        if method != "GET":
-            return _error(405, f"method {method} not allowed on {scope['path']}; use GET")
-        if tail == ["ready"]:
-            if self.engine.ready:
-                return _json(200, {"name": name, "ready": True})
-            return _json(503, {"name": name, "ready": False, "error": self.engine.not_ready_reason()})
-        return _json(200, protocol.model_metadata(self.signature))
+            return _error(404, f"unknown model {_show(name)}; this server serves {self.signature.name!r}")
+        if version is not None and version != self.signature.version:
+            return _error(404, f"unknown version {_show(version)} of model {name!r}; available: {self.signature.version}")
+        return None
 
-    async def _infer(self, name: str, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def _model_metadata(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        return self._unknown(params) or _json(200, protocol.model_metadata(self.signature))
+
+    async def _model_ready(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        unknown = self._unknown(params)
+        if unknown is not None:
+            return unknown
+        name = self.signature.name
+        if self.engine.ready:
+            return _json(200, {"name": name, "ready": True})
+        return _json(503, {"name": name, "ready": False, "error": self.engine.not_ready_reason()})
+
+    async def _infer(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
+        name = params["model_name"]
         try:
-            result = await self._infer_inner(name, scope, receive)
+            result = await self._infer_inner(params, scope, receive)
+        except BodyTooLarge as exc:
+            result = _error(exc.status, exc.message, *exc.headers())
         except ProtocolError as exc:
-            result = _error(exc.status, exc.message, *(((b"connection", b"close"),) if exc.status == 413 else ()))
+            result = _error(exc.status, exc.message)
         finally:
             metrics.in_flight -= 1
         metrics.observe_request(name if name == self.signature.name else "unknown", result[0], time.perf_counter() - started)
         return result
 
-    async def _infer_inner(self, name: str, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def _infer_inner(self, params: dict[str, str], scope: dict[str, Any], receive: Receive) -> Reply:
         limit = self.config.max_body_bytes
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise ProtocolError(413, f"request body of {length} bytes exceeds max_body_bytes={limit}")
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
+            message = f"request body of {length} bytes exceeds max_body_bytes={limit}"
+            # a client that waits for "100 Continue" sends nothing more: nothing to drain, but the framing is off
+            waits = (_header(scope, b"expect") or "").lower() == "100-continue"
+            raise BodyTooLarge(message, drained=not waits and await _discard(receive))
         body = await _read_body(receive, limit)
-        if name != self.signature.name:
-            return _error(404, f"unknown model {name!r}; this server serves {self.signature.name!r}")
+        unknown = self._unknown(params)
+        if unknown is not None:
+            return unknown
+        name = params["model_name"]
         engine = self.engine
         if not engine.ready:
             return _error(503, engine.not_ready_reason(), (b"retry-after", str(RETRY_AFTER_S).encode()))
@@ -262,24 +305,26 @@ class ServiceApp:
             return _error(403, "wrong fault token")
         return None
 
-    async def _fault_route(self, method: str, tail: list[str], scope: dict[str, Any], receive: Receive) -> Reply:
-        if len(tail) > 1 or (tail and method != "POST") or (not tail and method not in ("GET", "DELETE")):
-            allowed = "POST" if tail else "GET, DELETE"
-            return _error(405 if len(tail) <= 1 else 404, f"method {method} not allowed on {scope['path']}; use {allowed}")
-        body = await _read_body(receive, _FAULT_BODY_BYTES)
+    async def _faults(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        await _read_body(receive, _FAULT_BODY_BYTES, "the fault-hook body limit")
         refused = self._authorize(scope)
         if refused is not None:
             return refused
-        if not tail:
-            if method == "GET":
-                return _json(200, {"faults": [f.describe() for f in self.faults.active()]})
-            return _json(200, {"cleared": self.faults.clear()})
+        if scope["method"] == "GET":
+            return _json(200, {"faults": [f.describe() for f in self.faults.active()]})
+        return _json(200, {"cleared": self.faults.clear()})
+
+    async def _inject_fault(self, scope: dict[str, Any], receive: Receive, params: dict[str, str]) -> Reply:
+        body = await _read_body(receive, _FAULT_BODY_BYTES, "the fault-hook body limit")
+        refused = self._authorize(scope)
+        if refused is not None:
+            return refused
         try:
-            params = orjson.loads(body) if body.strip() else {}
+            fault_params = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError as exc:
             return _error(400, f"malformed JSON: {exc}")
         try:
-            fault = self.faults.inject(tail[0], params)
+            fault = self.faults.inject(params["kind"], fault_params)
         except FaultError as exc:
             return _error(exc.status, str(exc))
         reply = {**fault.describe()}

@@ -64,6 +64,7 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._running: list[_Pending] = []  # the batch on the worker thread now
         self.busy = False
 
     @property
@@ -89,6 +90,22 @@ class DynamicBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+    def abort(self, reason: str) -> int:
+        """Stop taking requests and fail every queued and running request with ShuttingDown(reason) now.
+
+        A forward pass already on the worker thread runs on, but nobody waits for it. Returns how many
+        requests were failed.
+        """
+        self._closed = True
+        failed = 0
+        for pending in [*self._running, *self._queue]:
+            if not pending.future.done():
+                pending.future.set_exception(ShuttingDown(reason))
+                failed += 1
+        self._queue.clear()
+        self._queued_samples = 0
+        return failed
 
     def submit(self, arrays: dict[str, np.ndarray], count: int) -> asyncio.Future:
         """Queue one request of ``count`` samples; return a future of its outputs.
@@ -125,6 +142,7 @@ class DynamicBatcher:
             if not batch:
                 continue
             self.busy = True
+            self._running = batch
             started = time.monotonic()
             try:
                 results = await loop.run_in_executor(self._executor, self._run, batch)
@@ -138,6 +156,7 @@ class DynamicBatcher:
                         pending.future.set_result(outputs)
             finally:
                 self.busy = False
+                self._running = []
             if self._on_batch is not None:
                 self._on_batch(sum(p.count for p in batch), time.monotonic() - started)
 

@@ -138,6 +138,16 @@ class InferenceEngine:
         if self.phase in (LOADING, READY):
             self.phase = DRAINING
 
+    def abort(self, reason: str) -> int:
+        """Fail every queued and running inference request now with ShuttingDown(reason) (answered 503).
+
+        For the end of the shutdown grace period: simulated delays on the worker thread end at once.
+        Returns how many requests were failed.
+        """
+        self.begin_drain()
+        self._closing.set()
+        return self.batcher.abort(reason) if self.batcher is not None else 0
+
     def idle(self) -> bool:
         """Return True when no inference request is queued, running or being answered."""
         return self.metrics.in_flight == 0

@@ -56,11 +56,22 @@ def config_from_args(args: argparse.Namespace, env: Any = None) -> ServiceConfig
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Serve with the parsed flags until drained; return the exit code. Raises HarnessError."""
+    """Serve with the parsed flags until drained, then end the process with the exit code.
+
+    Raises HarnessError (a bad setting, a port in use) before serving. Once served, it does not
+    return: the interpreter's own teardown after torch takes about half a second, which would push
+    the exit past the shutdown grace period the service has just kept to, so the process ends with
+    ``os._exit`` once its output is flushed.
+    """
+    import os
+    import sys
     import time
 
     started_at = time.monotonic()
     config = config_from_args(args)
     from harness.service.server import serve  # uvicorn is imported only when serving
 
-    return serve(config, started_at=started_at)
+    code = serve(config, started_at=started_at)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -10,6 +10,7 @@ loops over tensor elements: JSON arrays go through one ``np.asarray``, binary da
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "server_metadata",
     "model_metadata",
     "error_body",
+    "show_value",
 ]
 
 SERVER_NAME = "harness-reference"
@@ -64,23 +66,39 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
+def show_value(value: Any, limit: int = 60) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters: a hostile value must not make a huge error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_show = show_value
+
+
 def _params(obj: dict[str, Any], where: str) -> dict[str, Any]:
-    params = obj.get("parameters") or {}
+    params = obj.get("parameters")
+    if params is None:
+        return {}
     if not isinstance(params, dict):
-        raise ProtocolError(400, f"{where}.parameters must be an object, got {type(params).__name__}")
+        raise ProtocolError(400, f"{where}.parameters={_show(params)}: must be an object, got {type(params).__name__}")
     return params
+
+
+def _header_length(value: str, body_size: int) -> int:
+    # int() would take " 12", "+12" and "1_2": the header is plain decimal digits or it is refused
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise ProtocolError(400, f"Inference-Header-Content-Length={_show(value)}: not a decimal byte count")
+    length = int(value)
+    if not 0 < length <= body_size:
+        raise ProtocolError(400, f"Inference-Header-Content-Length={length}: outside the body's {body_size} bytes")
+    return length
 
 
 def _decode_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
     binary = memoryview(b"")
     json_part = body
     if header_length is not None:
-        try:
-            length = int(header_length)
-        except ValueError:
-            raise ProtocolError(400, f"Inference-Header-Content-Length={header_length!r}: not an integer") from None
-        if not 0 < length <= len(body):
-            raise ProtocolError(400, f"Inference-Header-Content-Length={length}: outside the body's {len(body)} bytes")
+        length = _header_length(header_length, len(body))
         json_part, binary = body[:length], memoryview(body)[length:]
     try:
         request = orjson.loads(json_part)
@@ -91,96 +109,131 @@ def _decode_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any]
     return request, binary
 
 
-def _tensor(entry: Any, index: int, spec_by_name: dict[str, Any], binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
+def _shape(name: str, shape: Any, spec: Any, max_batch_size: int) -> list[int]:
+    # validated before any arithmetic: element counts are Python ints, never numpy products that wrap
+    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise ProtocolError(400, f"input {name!r}: shape={_show(shape)} must be a non-empty list of non-negative integers")
+    if tuple(shape[1:]) != spec.shape or shape[0] < 1:
+        raise ProtocolError(400, f"input {name!r}: shape={_show(shape)} does not match the model's {[-1, *spec.shape]} (batch first)")
+    if shape[0] > max_batch_size:
+        raise ProtocolError(400, f"input {name!r}: shape={_show(shape)}: batch size {shape[0]} exceeds max_batch_size={max_batch_size}")
+    return shape
+
+
+def _binary_tensor(name: str, size: Any, shape: list[int], dtype: np.dtype, binary: memoryview, offset: int) -> np.ndarray:
+    expected = math.prod(shape) * dtype.itemsize
+    if type(size) is not int or size != expected:
+        raise ProtocolError(400, f"input {name!r}: parameters.binary_data_size={_show(size)}, expected {expected} for shape {shape}")
+    if offset + size > len(binary):
+        raise ProtocolError(400, f"input {name!r}: parameters.binary_data_size={size} runs past the end of the body "
+                                 f"({len(binary) - offset} binary bytes left)")
+    return np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
+
+
+def _check_range(name: str, array: np.ndarray, spec: Any) -> None:
+    # integer inputs (token ids) have a valid range; a value outside it would index past an embedding
+    if spec.datatype.startswith("INT") and spec.high > spec.low:
+        low, high = int(array.min()), int(array.max())
+        if low < spec.low or high >= spec.high:
+            raise ProtocolError(400, f"input {name!r}: values must lie in [{int(spec.low)}, {int(spec.high)}), got {low}..{high}")
+
+
+def _json_tensor(name: str, data: Any, shape: list[int], spec: Any) -> np.ndarray:
+    count = math.prod(shape)
+    integer = spec.datatype.startswith("INT")
+    what = "integers" if integer else "numbers"
+    if not isinstance(data, list):
+        raise ProtocolError(400, f"input {name!r}: data={_show(data)}: must hold {count} {what} for shape {shape}, as a (nested) list")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ProtocolError(400, f"input {name!r}: data is not a rectangular numeric array: {exc}") from None
+    if array.dtype.kind not in ("iu" if integer else "iuf") or array.size != count:
+        raise ProtocolError(400, f"input {name!r}: data must hold {count} {what} for shape {shape}, got {array.size} of {array.dtype}")
+    _check_range(name, array, spec)  # before the cast, so values past int64 cannot wrap into range
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = array.astype(_NUMPY[spec.datatype], copy=False).reshape(shape)
+    if not integer and not np.isfinite(cast).all():  # JSON numbers are finite: one past the datatype's range is a client error
+        raise ProtocolError(400, f"input {name!r}: data holds values beyond {spec.datatype}'s range (max {float(np.finfo(cast.dtype).max):.3g})")
+    return cast
+
+
+def _tensor(entry: Any, index: int, spec_by_name: dict[str, Any], binary: memoryview, offset: int, max_batch_size: int) -> tuple[str, np.ndarray, int]:
     where = f"inputs[{index}]"
     if not isinstance(entry, dict):
-        raise ProtocolError(400, f"{where} must be an object")
+        raise ProtocolError(400, f"{where}={_show(entry)}: must be an object")
     name = entry.get("name")
-    spec = spec_by_name.get(name)
-    if spec is None:
-        raise ProtocolError(400, f"{where}.name={name!r}: unknown input; expected one of {sorted(spec_by_name)}")
+    if not isinstance(name, str) or name not in spec_by_name:
+        raise ProtocolError(400, f"{where}.name={_show(name)}: unknown input; expected one of {sorted(spec_by_name)}")
+    spec = spec_by_name[name]
     datatype = entry.get("datatype")
     if datatype != spec.datatype:
-        raise ProtocolError(400, f"input {name!r}: datatype={datatype!r}, expected {spec.datatype!r}")
-    shape = entry.get("shape")
-    if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
-        raise ProtocolError(400, f"input {name!r}: shape={shape!r} must be a non-empty list of non-negative integers")
-    if tuple(shape[1:]) != spec.shape or shape[0] < 1:
-        expected = [-1, *spec.shape]
-        raise ProtocolError(400, f"input {name!r}: shape={shape!r} does not match the model's {expected} (batch first)")
-    count = int(np.prod(shape))
-    dtype = _NUMPY[spec.datatype]
+        raise ProtocolError(400, f"input {name!r}: datatype={_show(datatype)}, expected {spec.datatype!r}")
+    shape = _shape(name, entry.get("shape"), spec, max_batch_size)
     size = _params(entry, where).get("binary_data_size")
     if size is not None:
-        if type(size) is not int or size != count * dtype.itemsize:
-            raise ProtocolError(400, f"input {name!r}: binary_data_size={size!r}, expected {count * dtype.itemsize} for shape {shape}")
-        if offset + size > len(binary):
-            raise ProtocolError(400, f"input {name!r}: binary_data_size={size} runs past the end of the body")
-        array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
+        array = _binary_tensor(name, size, shape, _NUMPY[spec.datatype], binary, offset)
+        _check_range(name, array, spec)
         return name, array, offset + size
     if "data" not in entry:
-        raise ProtocolError(400, f"input {name!r}: has no 'data' (nor binary_data_size)")
-    try:
-        array = np.asarray(entry["data"])
-    except (ValueError, TypeError) as exc:
-        raise ProtocolError(400, f"input {name!r}: data is not a rectangular numeric array: {exc}") from None
-    integer = spec.datatype.startswith("INT")
-    if array.dtype.kind not in ("iu" if integer else "iuf") or array.size != count:
-        what = "integers" if integer else "numbers"
-        raise ProtocolError(400, f"input {name!r}: data must hold {count} {what} for shape {shape}, got {array.size} of {array.dtype}")
-    return name, array.astype(dtype, copy=False).reshape(shape), offset
+        raise ProtocolError(400, f"input {name!r}: has no 'data' (nor parameters.binary_data_size)")
+    return name, _json_tensor(name, entry["data"], shape, spec), offset
 
 
 def parse_infer_request(body: bytes, signature: ModelSignature, max_batch_size: int, header_length: str | None = None) -> InferRequest:
-    """Return the validated request; raise ProtocolError(400) naming the bad field and value."""
+    """Return the validated request; raise ProtocolError(400) naming the bad field and value.
+
+    Every field's type is checked before it is used, and element counts are computed on Python ints
+    after the batch size is bounded, so no shape can overflow or allocate more than the body holds.
+    """
     request, binary = _decode_body(body, header_length)
     entries = request.get("inputs")
-    if not isinstance(entries, list) or not entries:
+    if entries is None:
         raise ProtocolError(400, "missing 'inputs': expected a non-empty list of tensors")
+    if not isinstance(entries, list) or not entries:
+        raise ProtocolError(400, f"inputs={_show(entries)}: must be a non-empty list of tensors")
     spec_by_name = {spec.name: spec for spec in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for index, entry in enumerate(entries):
-        name, array, offset = _tensor(entry, index, spec_by_name, binary, offset)
+        name, array, offset = _tensor(entry, index, spec_by_name, binary, offset, max_batch_size)
         if name in arrays:
-            raise ProtocolError(400, f"input {name!r}: given twice")
+            raise ProtocolError(400, f"inputs[{index}].name={name!r}: input given twice")
         arrays[name] = array
+    if offset != len(binary):
+        raise ProtocolError(400, f"{len(binary) - offset} bytes of binary data after the JSON header belong to no input's binary_data_size")
     missing = [name for name in spec_by_name if name not in arrays]
     if missing:
         raise ProtocolError(400, f"missing input(s) {missing}")
     batches = {array.shape[0] for array in arrays.values()}
     if len(batches) != 1:
         raise ProtocolError(400, f"inputs disagree on the batch size: {sorted(batches)}")
-    batch = batches.pop()
-    if batch > max_batch_size:
-        raise ProtocolError(400, f"batch size {batch} exceeds max_batch_size={max_batch_size}")
-    for spec in signature.inputs:
-        if spec.datatype.startswith("INT") and spec.high > spec.low:
-            values = arrays[spec.name]
-            low, high = int(values.min()), int(values.max())
-            if low < spec.low or high >= spec.high:
-                raise ProtocolError(400, f"input {spec.name!r}: values must lie in [{int(spec.low)}, {int(spec.high)}), got {low}..{high}")
-    return InferRequest(arrays, batch, *_outputs(request, signature))
+    return InferRequest(arrays, batches.pop(), *_outputs(request, signature))
 
 
 def _outputs(request: dict[str, Any], signature: ModelSignature) -> tuple[str | None, set[str], list[str] | None]:
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError(400, f"id={request_id!r} must be a string")
+        raise ProtocolError(400, f"id={_show(request_id)}: must be a string")
     names = [spec.name for spec in signature.outputs]
-    binary = set(names) if _params(request, "request").get("binary_data_output") is True else set()
+    flag = _params(request, "request").get("binary_data_output")
+    if flag is not None and not isinstance(flag, bool):
+        raise ProtocolError(400, f"parameters.binary_data_output={_show(flag)}: must be a boolean")
+    binary = set(names) if flag else set()
     requested = request.get("outputs")
     if requested is None:
         return request_id, binary, None
     if not isinstance(requested, list):
-        raise ProtocolError(400, f"outputs must be a list, got {type(requested).__name__}")
+        raise ProtocolError(400, f"outputs={_show(requested)}: must be a list, got {type(requested).__name__}")
     chosen = []
     for index, entry in enumerate(requested):
         name = entry.get("name") if isinstance(entry, dict) else None
-        if name not in names:
-            raise ProtocolError(400, f"outputs[{index}].name={name!r}: unknown output; expected one of {names}")
+        if not isinstance(name, str) or name not in names:
+            raise ProtocolError(400, f"outputs[{index}].name={_show(name)}: unknown output; expected one of {names}")
         chosen.append(name)
         flag = _params(entry, f"outputs[{index}]").get("binary_data")
+        if flag is not None and not isinstance(flag, bool):
+            raise ProtocolError(400, f"outputs[{index}].parameters.binary_data={_show(flag)}: must be a boolean")
         if flag is True:
             binary.add(name)
         elif flag is False:

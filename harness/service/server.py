@@ -5,14 +5,18 @@ stdout carries one JSON object per line, for platforms to follow:
   {"event": "ready", "port", "model", "load_s", ...}  loaded and warmed up: readiness answers 200
   {"event": "load_failed", "error", ...}              the model could not be loaded (e.g. bad weights)
   {"event": "draining", "in_flight"}                  SIGTERM/SIGINT received: not ready, finishing work
+  {"event": "drain_timeout", "in_flight", "cut_off"}  the grace period is (all but) spent: the requests still
+                                                      queued or running are answered 503 JSON; exit follows
   {"event": "fault", ...}, {"event": "crash", ...}    fault hooks
   {"event": "exit", "code"}                           about to exit
-Exit codes: 0 after a graceful drain, 3 when the model failed to load (ModelIntegrityError and the
+The process is gone by the end of ``grace_period_s`` after the signal (not rounded up: a platform
+SIGKILLs then). Exit codes: 0 after a graceful drain, 3 when the model failed to load (ModelIntegrityError and the
 like; readiness answers 503 with the error until then), the fault's code for a crash fault.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -28,10 +32,12 @@ import uvicorn
 from harness.config import ServiceConfig
 from harness.errors import EXIT_OK, EXIT_RUNTIME, HarnessError
 from harness.service.app import ServiceApp
+from harness.service.wire import protocol_class
 
 __all__ = ["serve", "ServiceThread", "emit_event", "bind_socket"]
 
 _TICK_S = 0.1
+_EXIT_RESERVE_S = 0.3  # of the grace period, for answering cut-off requests, closing connections and exiting
 
 
 def emit_event(event: dict[str, Any]) -> None:
@@ -65,18 +71,24 @@ def _uvicorn_config(app: ServiceApp, config: ServiceConfig) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="uvloop" if available("uvloop") else "asyncio",
-        http="httptools" if available("httptools") else "h11",
+        http=protocol_class(),  # httptools or h11, answering what their parser refuses in JSON
         lifespan="on",
         access_log=False,
         log_config=None,
         log_level="warning",
-        timeout_graceful_shutdown=max(1, int(config.grace_period_s)),
+        timeout_graceful_shutdown=max(0.01, config.grace_period_s),  # a float: uvicorn uses asyncio.timeout
         timeout_keep_alive=5,
     )
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server with a readiness-first drain on SIGTERM/SIGINT and a chosen exit code."""
+    """uvicorn's server with a readiness-first drain on SIGTERM/SIGINT, bounded by the grace period.
+
+    The grace period counts from the signal. Requests in flight get until ``grace_period_s`` less
+    `exit_reserve_s` to finish; whatever is still queued or running then is answered 503 JSON (the
+    batcher fails it), and the reserve is what closing connections and exiting may take, so the
+    process is gone by the end of the grace period, not a rounded-up second later.
+    """
 
     def __init__(self, config: uvicorn.Config, app: ServiceApp, grace_period_s: float) -> None:
         super().__init__(config)
@@ -84,13 +96,24 @@ class _Server(uvicorn.Server):
         self.grace_period_s = grace_period_s
         self.exit_code = EXIT_OK
         self.drain_requested = False
-        self._drain_deadline: float | None = None
+        self.drain_started: float | None = None  # time.monotonic() of the signal
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def exit_reserve_s(self) -> float:
+        """Return the part of the grace period kept for answering cut-off requests, closing and exiting."""
+        return min(_EXIT_RESERVE_S, self.grace_period_s / 2)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # runs inside a signal handler: only set flags (no I/O); the next tick acts on them
+        # runs inside a signal handler (or another thread, for ServiceThread): set flags only, no I/O;
+        # the next tick (at most _TICK_S later) acts on them
         if self.drain_requested:
-            self.should_exit = True  # a second signal: stop draining, shut down now
+            # a second signal: stop draining, shut down now (requests still running are answered 503)
+            self.config.timeout_graceful_shutdown = self.exit_reserve_s / 2  # type: ignore[assignment]
+            self.should_exit = True
             return
+        self.drain_started = time.monotonic()
         self.drain_requested = True
         self.app.engine.begin_drain()
 
@@ -99,20 +122,47 @@ class _Server(uvicorn.Server):
         self.exit_code = code
         self.should_exit = True
 
+    async def main_loop(self) -> None:
+        # uvicorn's loop, but woken at once when the drain ends rather than at its next 0.1 s tick
+        self._wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            try:
+                await asyncio.wait_for(self._wake.wait(), _TICK_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
     async def on_tick(self, counter: int) -> bool:
-        if self.drain_requested and self._drain_deadline is None:
-            self._drain_deadline = time.monotonic() + self.grace_period_s
-            emit_event({"event": "draining", "in_flight": self.app.metrics.in_flight, "grace_period_s": self.grace_period_s})
-        if self._drain_deadline is not None and not self.should_exit:
-            remaining = self._drain_deadline - time.monotonic()
-            # stop waiting for in-flight requests a second early: closing connections needs a moment too
-            if self.app.engine.idle() or remaining <= 1.0:
-                if not self.app.engine.idle():
-                    emit_event({"event": "drain_timeout", "in_flight": self.app.metrics.in_flight})
-                # uvicorn's own shutdown (closing connections) gets what is left of the grace period
-                self.config.timeout_graceful_shutdown = max(1, int(remaining))
-                self.should_exit = True
+        if self.drain_requested and self._drain_timer is None and not self.should_exit:
+            self._begin_drain()
+        if self._drain_timer is not None and not self.should_exit and self.app.engine.idle():
+            self._finish_drain(timed_out=False)
         return await super().on_tick(counter)
+
+    def _begin_drain(self) -> None:
+        assert self.drain_started is not None
+        emit_event({"event": "draining", "in_flight": self.app.metrics.in_flight, "grace_period_s": self.grace_period_s})
+        cut_off_in_s = self.drain_started + self.grace_period_s - self.exit_reserve_s - time.monotonic()
+        self._drain_timer = asyncio.get_running_loop().call_later(max(0.0, cut_off_in_s), self._finish_drain, True)
+
+    def _finish_drain(self, timed_out: bool) -> None:
+        if self.should_exit:
+            return
+        if timed_out and not self.app.engine.idle():
+            in_flight = self.app.metrics.in_flight
+            cut = self.app.engine.abort(f"service shutting down: request cut off at the end of the {self.grace_period_s:g} s grace period")
+            emit_event({"event": "drain_timeout", "in_flight": in_flight, "cut_off": cut})
+        assert self._drain_timer is not None and self.drain_started is not None
+        self._drain_timer.cancel()
+        # uvicorn's own shutdown (answers being written, connections closing) gets what is left before the reserve's
+        # last part, the process exit; past it, uvicorn cancels the request tasks, and the app answers those 503 too
+        left_s = self.drain_started + self.grace_period_s - time.monotonic() - self.exit_reserve_s / 2
+        self.config.timeout_graceful_shutdown = max(0.01, left_s)  # type: ignore[assignment]  # uvicorn takes a float
+        self.should_exit = True
+        if self._wake is not None:
+            self._wake.set()
 
 
 def serve(config: ServiceConfig, *, started_at: float | None = None, exit_on_load_failure: bool = True) -> int:

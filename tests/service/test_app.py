@@ -49,7 +49,7 @@ def test_same_input_gives_same_output_alone_or_in_a_batch(service: Any) -> None:
     "method, path, body, status, message",
     [
         ("POST", "/v2/models/tiny-mlp/infer", b"{not json", 400, "malformed JSON"),
-        ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs": []}', 400, "missing 'inputs'"),
+        ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs": []}', 400, "inputs=[]: must be a non-empty list"),
         ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}', 400, "shape"),
         ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs": [{"name": "features", "shape": [1, 32], "datatype": "INT32", "data": [1]}]}', 400, "datatype"),
         ("POST", "/v2/models/nope/infer", b"{}", 404, "unknown model 'nope'"),
@@ -57,6 +57,12 @@ def test_same_input_gives_same_output_alone_or_in_a_batch(service: Any) -> None:
         ("GET", "/v2/models/tiny-mlp/versions/7", b"", 404, "unknown version '7'"),
         ("GET", "/v2/models/tiny-mlp/infer", b"", 405, "not allowed"),
         ("GET", "/elsewhere", b"", 404, "no route"),
+        ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs":[{"name":["features"],"shape":[1,32],"datatype":"FP32","data":[0]}]}', 400,
+         "inputs[0].name=['features']: unknown input"),
+        ("POST", "/v2/models/tiny-mlp/infer", b'{"inputs":[{"name":"features","shape":[576460752303423488,32],"datatype":"FP32","data":[]}]}',
+         400, "batch size 576460752303423488 exceeds max_batch_size"),
+        ("PUT", "/v2/models/tiny-mlp/infer", b"{}", 405, "use POST"),
+        ("POST", "/v2/faults/crash", b"x" * 70_000, 413, "exceeds the fault-hook body limit=65536"),
     ],
 )
 def test_each_bad_request_class_gets_its_status_and_a_json_error(service: Any, method: str, path: str, body: bytes, status: int, message: str) -> None:
@@ -71,6 +77,18 @@ def test_body_over_the_limit_is_413(start_service: Callable[..., Any]) -> None:
     response = _infer(service.base_url, batch=4)  # ~3 kB of JSON
     assert response.status_code == 413 and "max_body_bytes=2048" in response.json()["error"]
     assert _infer(service.base_url, batch=1).status_code == 200
+
+
+def test_a_body_over_the_limit_is_read_and_dropped_so_the_413_arrives_and_the_connection_stays(start_service: Callable[..., Any]) -> None:
+    service = start_service(max_body_bytes=2048)
+    with httpx.Client(base_url=service.base_url) as client:
+        for content in (b"x" * 100_000, (b"x" * 10_000 for _ in range(10))):  # a Content-Length over the limit; chunked
+            refused = client.post("/v2/models/tiny-mlp/infer", content=content)
+            assert refused.status_code == 413 and "max_body_bytes=2048" in refused.json()["error"]
+            assert "connection" not in refused.headers  # read to its end: the connection can carry the next request
+        assert client.post("/v2/models/tiny-mlp/infer", json=example_request("tiny-mlp", 1)).status_code == 200
+    waiting = httpx.post(f"{service.base_url}/v2/models/tiny-mlp/infer", content=b"x" * 100_000, headers={"expect": "100-continue"})
+    assert waiting.status_code == 413 and waiting.headers["connection"] == "close"  # it sent nothing: nothing to read
 
 
 def test_concurrent_requests_form_batches_larger_than_one(start_service: Callable[..., Any]) -> None:

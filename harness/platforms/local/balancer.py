@@ -11,6 +11,12 @@ replica it answers 503 ``{"error": "no ready endpoints"}`` at once. A connection
 is answered 502, or, with ``--retry-on-connect-error``, retried once on another Ready replica (a mesh
 retry policy). Every proxied response carries ``x-harness-replica: NAME``. ``GET /_balancer/stats``
 returns its counters as JSON.
+
+Request bodies: one over ``--max-body-bytes`` (the replicas' ``max_body_bytes``, default 4 MiB) is
+answered 413 JSON by the balancer itself, as a replica would, without being forwarded: at once when its
+Content-Length says so, at the chunk that passes the limit when chunked. Bodies up to 64 KiB are read
+whole and forwarded (a stale pooled connection can then be retried); larger ones are streamed to a new
+connection in 64 KiB pieces, so the balancer's memory does not grow with the body.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ import asyncio
 import json
 import signal
 import sys
-from dataclasses import dataclass, field
 
 from harness.platforms.local.http1 import (
+    DEFAULT_MAX_BODY_BYTES,
     HOP_BY_HOP,
     MAX_HEAD_BYTES,
     Head,
     HttpError,
+    body_pieces,
+    discard_request_body,
     json_response,
     keep_alive,
     parse_head,
@@ -34,136 +42,88 @@ from harness.platforms.local.http1 import (
     read_request_body,
     relay_body,
     render_head,
+    request_body_length,
     response_framing,
 )
+from harness.platforms.local.routing import Backend, ConnectFailed as _ConnectFailed, Router
 
 __all__ = ["Backend", "Router", "Balancer", "main", "STATS_PATH", "REPLICA_HEADER", "NO_READY_ERROR"]
 
 STATS_PATH = "/_balancer/stats"
 REPLICA_HEADER = "x-harness-replica"
 NO_READY_ERROR = "no ready endpoints"
-_MAX_IDLE_PER_BACKEND = 512
 _STREAM_LIMIT = MAX_HEAD_BYTES
-
-
-class _ConnectFailed(Exception):
-    pass
+_BUFFERED_BODY_BYTES = 64 * 1024  # bodies up to this are read whole (retryable); larger ones are streamed
+_DISCARD_BYTES = 64 * 2**20  # of a refused body, read and dropped at most this much before closing ...
+_DISCARD_S = 2.0  # ... within this long, so that a client still sending can read the 413
 
 
 class _UpstreamFailed(Exception):
     pass
 
 
-@dataclass(eq=False)
-class Backend:
-    """One replica as the balancer sees it, with its idle keep-alive connections and counters."""
+class _ClientFailed(Exception):
+    """The client's request body broke off or was refused while being streamed; ``error`` says which."""
 
-    name: str
-    host: str
-    port: int
-    ready: bool = False
-    inflight: int = 0
-    requests: int = 0
-    responses: int = 0
-    connect_errors: int = 0
-    upstream_errors: int = 0
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
-    async def acquire(self, fresh: bool, timeout_s: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
-        """Return (reader, writer, reused): an idle pooled connection unless ``fresh``, else a new one."""
-        while self.idle and not fresh:
-            reader, writer = self.idle.pop()
-            if not reader.at_eof() and not writer.is_closing():
-                return reader, writer, True
-            writer.close()
+
+class _StreamedBody:
+    """A request body still on the client connection (``length`` bytes, or chunked when None), read piece by piece."""
+
+    def __init__(self, reader: asyncio.StreamReader, length: int | None, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        self.read = 0
+        self._pieces = body_pieces(reader, length)
+
+    async def next_piece(self) -> bytes | None:
+        """Return the next piece, None at the end; raise _ClientFailed if the client breaks off or passes the limit."""
         try:
-            async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(self.host, self.port, limit=_STREAM_LIMIT)
-        except (OSError, TimeoutError) as exc:
-            raise _ConnectFailed(str(exc) or type(exc).__name__) from None
-        return reader, writer, False
+            piece = await anext(self._pieces, None)
+        except (HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise _ClientFailed(exc) from None
+        if piece is not None:
+            self.read += len(piece)
+            if self.read > self.limit:  # a chunked body passing the limit: refused before this piece goes on
+                raise _ClientFailed(HttpError(413, f"request body exceeds max_body_bytes={self.limit}"))
+        return piece
 
-    def release(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.idle) < _MAX_IDLE_PER_BACKEND and self.ready:
-            self.idle.append((reader, writer))
-        else:
-            writer.close()
-
-    def drop_idle(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
-
-    def stats(self) -> dict:
-        return {
-            "name": self.name, "port": self.port, "ready": self.ready, "inflight": self.inflight,
-            "requests": self.requests, "responses": self.responses, "connect_errors": self.connect_errors,
-            "upstream_errors": self.upstream_errors,
-        }
-
-
-class Router:
-    """Chooses a Ready backend for each request according to the topology."""
-
-    def __init__(self, topology: str) -> None:
-        self.topology = topology
-        self.backends: list[Backend] = []
-        self._turn = 0
-
-    def update(self, entries: list[dict]) -> None:
-        """Replace the backend list (keeping counters and pools of replicas whose address is unchanged)."""
-        old = {b.name: b for b in self.backends}
-        fresh = []
-        for entry in entries:
-            backend = old.pop(entry["name"], None)
-            if backend is None or (backend.host, backend.port) != (entry["host"], entry["port"]):
-                if backend is not None:
-                    backend.drop_idle()
-                backend = Backend(entry["name"], entry["host"], int(entry["port"]),
-                                  requests=backend.requests if backend else 0,
-                                  responses=backend.responses if backend else 0)
-            backend.ready = bool(entry["ready"])
-            if not backend.ready:
-                backend.drop_idle()  # the process may be gone: don't keep its sockets
-            fresh.append(backend)
-        for gone in old.values():
-            gone.drop_idle()
-        self.backends = fresh
-
-    def pick(self, exclude: tuple[Backend, ...] = ()) -> Backend | None:
-        """Return the backend for the next request, or None when no Ready backend is left."""
-        ready = [b for b in self.backends if b.ready and b not in exclude]
-        if not ready:
-            return None
-        if self.topology != "multi-active":
-            return ready[0]
-        self._turn += 1
-        count = len(ready)
-        best = ready[self._turn % count]
-        for offset in range(1, count):
-            candidate = ready[(self._turn + offset) % count]
-            if candidate.inflight < best.inflight:
-                best = candidate
-        return best
+    async def discard(self) -> None:
+        """Read and drop the rest (bounded in bytes and time), so that the client can read an answer sent before it."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(_DISCARD_S):
+                async for piece in self._pieces:
+                    dropped += len(piece)
+                    if dropped > _DISCARD_BYTES:
+                        return
+        except (TimeoutError, HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
 
 
 class Balancer:
     """The HTTP front end: one asyncio server proxying to the router's backends."""
 
     def __init__(self, router: Router, *, retry_on_connect_error: bool, connect_timeout_s: float,
-                 request_timeout_s: float) -> None:
+                 request_timeout_s: float, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.router = router
         self.retry = retry_on_connect_error
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.max_body_bytes = max_body_bytes
         self.no_ready = 0
         self.retries = 0
         self.requests = 0
+        self.too_large = 0
 
     def stats(self) -> dict:
         return {
             "topology": self.router.topology, "requests": self.requests, "no_ready": self.no_ready,
-            "retries": self.retries, "backends": [b.stats() for b in self.router.backends],
+            "retries": self.retries, "too_large": self.too_large, "max_body_bytes": self.max_body_bytes,
+            "backends": [b.stats() for b in self.router.backends],
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,36 +135,61 @@ class Balancer:
                     if raw is None:
                         break
                     head = parse_head(raw)
-                    if head.has_token(b"expect", b"100-continue"):  # curl asks before sending a body
-                        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    body = await read_request_body(reader, head)
+                    length = request_body_length(head)
                 except HttpError as exc:
                     writer.write(json_response(exc.status, {"error": str(exc)}, close=True))
                     await writer.drain()
                     break
                 client_keep = keep_alive(head, head.start[2])
+                if length is not None and length > self.max_body_bytes:  # refused before a byte is read, as a replica does
+                    self.too_large += 1
+                    writer.write(json_response(413, {"error": f"request body of {length} bytes exceeds "
+                                                              f"max_body_bytes={self.max_body_bytes}"}, close=True))
+                    await writer.drain()
+                    if not head.has_token(b"expect", b"100-continue"):  # such a client waits, and sends nothing more
+                        await discard_request_body(reader, length, max_bytes=_DISCARD_BYTES, timeout_s=_DISCARD_S)
+                    break
+                if head.has_token(b"expect", b"100-continue"):  # curl asks before sending a body
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if head.start[1].startswith(b"/_balancer/"):
+                    await read_request_body(reader, head, _BUFFERED_BODY_BYTES)
                     status, payload = (200, self.stats()) if head.start[1] == STATS_PATH.encode() else (404, {"error": "unknown balancer path"})
                     writer.write(json_response(status, payload, close=not client_keep))
                     await writer.drain()
-                elif not await self.forward(head, body, writer, client_keep):
-                    break
+                elif length is not None and length <= _BUFFERED_BODY_BYTES:
+                    body = await reader.readexactly(length) if length else b""
+                    if not await self.forward(head, body, writer, client_keep):
+                        break
+                else:
+                    body_source = _StreamedBody(reader, length, self.max_body_bytes)
+                    try:
+                        if not await self.forward(head, body_source, writer, client_keep):
+                            break
+                    except _ClientFailed as exc:  # nothing was answered yet: a refusal is answered, a break-off is not
+                        if isinstance(exc.error, HttpError):
+                            writer.write(json_response(exc.error.status, {"error": str(exc.error)}, close=True))
+                            await writer.drain()
+                            if exc.error.status == 413:  # the chunks are still in step: read on, so the answer is read
+                                self.too_large += 1
+                                await body_source.discard()
+                        break
                 if not client_keep:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, HttpError):
             pass  # the client went away or spoke something that isn't HTTP
         finally:
             writer.close()
 
-    async def forward(self, head: Head, body: bytes, writer: asyncio.StreamWriter, client_keep: bool) -> bool:
-        """Proxy one request; return whether the client connection can carry another."""
+    async def forward(self, head: Head, body: bytes | _StreamedBody, writer: asyncio.StreamWriter, client_keep: bool) -> bool:
+        """Proxy one request; return whether the client connection can carry another.
+
+        Raises _ClientFailed when a streamed body breaks off or passes the limit (nothing answered yet).
+        """
         self.requests += 1
         backend = self.router.pick()
         if backend is None:
             self.no_ready += 1
-            writer.write(json_response(503, {"error": NO_READY_ERROR}, close=not client_keep))
-            await writer.drain()
-            return client_keep
+            return await self._answer(503, NO_READY_ERROR, body, writer, client_keep)
         tried: tuple[Backend, ...] = ()
         while True:
             tried += (backend,)
@@ -224,45 +209,79 @@ class Balancer:
             except _UpstreamFailed as exc:
                 backend.upstream_errors += 1
                 status, message = 502, f"replica {backend.name} failed: {exc}"
-            extra = [(REPLICA_HEADER.encode(), backend.name.encode())]
-            writer.write(json_response(status, {"error": message}, close=not client_keep, extra=extra))
-            await writer.drain()
-            return client_keep
+            return await self._answer(status, message, body, writer, client_keep, backend)
 
-    def _request_bytes(self, head: Head, body: bytes) -> bytes:
+    @staticmethod
+    async def _answer(status: int, message: str, body: bytes | _StreamedBody, writer: asyncio.StreamWriter,
+                      client_keep: bool, backend: Backend | None = None) -> bool:
+        # the balancer's own answer; a streamed body may be partly unread: answer, drop the rest, close
+        keep = client_keep and not isinstance(body, _StreamedBody)
+        extra = [(REPLICA_HEADER.encode(), backend.name.encode())] if backend is not None else []
+        writer.write(json_response(status, {"error": message}, close=not keep, extra=extra))
+        await writer.drain()
+        if isinstance(body, _StreamedBody):
+            await body.discard()
+        return keep
+
+    @staticmethod
+    def _request_head(head: Head, body: bytes | _StreamedBody) -> bytes:
         method, target, _ = head.start
-        # the body is already here: its framing is ours to state, and nothing is left to "expect"
+        # the balancer frames the body it forwards, and has answered any "expect" itself
         headers = [(k, v) for k, v in head.headers
                    if k.lower() not in HOP_BY_HOP and k.lower() not in (b"content-length", b"expect")]
-        if body or method in (b"POST", b"PUT", b"PATCH"):
+        if isinstance(body, _StreamedBody):
+            framing = (b"transfer-encoding", b"chunked") if body.length is None else (b"content-length", str(body.length).encode())
+            headers.append(framing)
+        elif body or method in (b"POST", b"PUT", b"PATCH"):
             headers.append((b"content-length", str(len(body)).encode()))
-        return render_head(method + b" " + target + b" HTTP/1.1", headers) + body
+        return render_head(method + b" " + target + b" HTTP/1.1", headers)
 
-    async def _exchange(self, backend: Backend, head: Head, body: bytes, writer: asyncio.StreamWriter,
+    @staticmethod
+    async def _send_streamed(upstream: asyncio.StreamWriter, body: _StreamedBody) -> None:
+        # client -> replica, one piece at a time: the balancer holds at most a piece, whatever the body's size
+        chunked = body.length is None
+        while (piece := await body.next_piece()) is not None:
+            upstream.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            await upstream.drain()
+        if chunked:
+            upstream.write(b"0\r\n\r\n")
+        await upstream.drain()
+
+    async def _send(self, backend: Backend, head: Head, body: bytes | _StreamedBody) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Head]:
+        # a buffered body may be sent again on a fresh connection when a pooled one turns out closed; a
+        # streamed one goes once, on a fresh connection
+        request_head = self._request_head(head, body)
+        streamed = isinstance(body, _StreamedBody)
+        for fresh in ((True,) if streamed else (False, True)):
+            reader, upstream, reused = await backend.acquire(fresh, self.connect_timeout_s)
+            try:
+                if streamed:
+                    upstream.write(request_head)
+                    await self._send_streamed(upstream, body)
+                else:
+                    upstream.write(request_head + body)
+                    await upstream.drain()
+                async with asyncio.timeout(self.request_timeout_s):
+                    raw = await read_head(reader)
+                if raw is None:
+                    raise ConnectionResetError("connection closed before a response")
+                return reader, upstream, parse_head(raw)
+            except (TimeoutError, _ClientFailed):
+                upstream.close()
+                raise
+            except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
+                upstream.close()
+                if reused:  # a keep-alive connection the replica had closed: retry on a new one
+                    continue
+                raise _UpstreamFailed(str(exc) or type(exc).__name__) from None
+        raise AssertionError("unreachable: the last try raises or returns")
+
+    async def _exchange(self, backend: Backend, head: Head, body: bytes | _StreamedBody, writer: asyncio.StreamWriter,
                         client_keep: bool) -> bool:
-        request = self._request_bytes(head, body)
         backend.inflight += 1
         backend.requests += 1
         try:
-            for fresh in (False, True):
-                reader, upstream, reused = await backend.acquire(fresh, self.connect_timeout_s)
-                try:
-                    upstream.write(request)
-                    await upstream.drain()
-                    async with asyncio.timeout(self.request_timeout_s):
-                        raw = await read_head(reader)
-                    if raw is None:
-                        raise ConnectionResetError("connection closed before a response")
-                    response = parse_head(raw)
-                    break
-                except TimeoutError:
-                    upstream.close()
-                    raise
-                except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
-                    upstream.close()
-                    if reused:  # a keep-alive connection the replica had closed: retry on a new one
-                        continue
-                    raise _UpstreamFailed(str(exc) or type(exc).__name__) from None
+            reader, upstream, response = await self._send(backend, head, body)
             framing = response_framing(response, head.start[0])
             keep = client_keep and framing[0] != "close"
             headers = [(k, v) for k, v in response.headers if k.lower() not in (b"connection", b"keep-alive")]
@@ -305,7 +324,8 @@ async def serve(args: argparse.Namespace) -> None:
     """Run the balancer until stdin closes or SIGTERM/SIGINT."""
     router = Router(args.topology)
     balancer = Balancer(router, retry_on_connect_error=args.retry_on_connect_error,
-                        connect_timeout_s=args.connect_timeout_s, request_timeout_s=args.request_timeout_s)
+                        connect_timeout_s=args.connect_timeout_s, request_timeout_s=args.request_timeout_s,
+                        max_body_bytes=args.max_body_bytes)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -329,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-on-connect-error", action="store_true")
     parser.add_argument("--connect-timeout-s", type=float, default=1.0)
     parser.add_argument("--request-timeout-s", type=float, default=30.0)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="largest request body forwarded; beyond it 413, as the replicas answer (default 4 MiB)")
     args = parser.parse_args(argv)
     try:
         import uvloop  # installed with uvicorn[standard]; a faster event loop for a hot proxy

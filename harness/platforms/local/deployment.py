@@ -188,7 +188,8 @@ class LocalDeployment:
         balancer = self.spec.balancer
         command = [self._python, "-m", "harness.platforms.local.balancer", "--host", HOST, "--port", "0",
                    "--topology", self.spec.topology, "--connect-timeout-s", f"{balancer.connect_timeout_s:g}",
-                   "--request-timeout-s", f"{balancer.request_timeout_s:g}"]
+                   "--request-timeout-s", f"{balancer.request_timeout_s:g}",
+                   "--max-body-bytes", str(self.spec.service.max_body_bytes)]  # the replicas' limit: 413, not a reset
         if balancer.retry_on_connect_error:
             command.append("--retry-on-connect-error")
         self._balancer = spawn(command, log_path=self.log_dir / "balancer.log", stdin=subprocess.PIPE,

@@ -1,19 +1,22 @@
 """The slice of HTTP/1.1 the front balancer needs: read a head, frame a body, relay it, write a reply.
 
 Written on asyncio streams rather than a web framework so the balancer adds little per request: heads
-are parsed once, request bodies (small JSON) are buffered so a request can be retried, response bodies
-are streamed through as they arrive (chunked bodies relayed as they are).
+are parsed once; small request bodies are buffered (so a request can be retried on a fresh connection),
+larger ones are streamed through in chunks of at most 64 KiB and never held whole; response bodies are
+streamed through as they arrive (chunked bodies relayed as they are). Memory per request is bounded by
+the chunk size, whatever the body's size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 __all__ = [
     "MAX_HEAD_BYTES",
-    "MAX_BODY_BYTES",
+    "DEFAULT_MAX_BODY_BYTES",
     "HttpError",
     "Head",
     "read_head",
@@ -21,6 +24,9 @@ __all__ = [
     "request_body_length",
     "response_framing",
     "read_request_body",
+    "body_pieces",
+    "stream_request_body",
+    "discard_request_body",
     "relay_body",
     "keep_alive",
     "render_head",
@@ -28,13 +34,13 @@ __all__ = [
 ]
 
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 2**20
+DEFAULT_MAX_BODY_BYTES = 4 * 2**20  # the reference service's max_body_bytes default (ServiceConfig)
 _RELAY_CHUNK = 64 * 1024
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 _REASONS = {400: "Bad Request", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 200: "OK"}
+            404: "Not Found", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 200: "OK"}
 
 
 class HttpError(Exception):
@@ -98,18 +104,15 @@ def parse_head(data: bytes) -> Head:
 
 
 def request_body_length(head: Head) -> int | None:
-    """Return the Content-Length of a request (0 if none), or None for a chunked body; raise HttpError."""
+    """Return the Content-Length of a request (0 if none), or None for a chunked body; raise HttpError(400)."""
     if head.has_token(b"transfer-encoding", b"chunked"):
         return None
     value = head.get(b"content-length")
     if value is None:
         return 0
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 18:
         raise HttpError(400, "bad Content-Length")
-    length = int(value)
-    if length > MAX_BODY_BYTES:
-        raise HttpError(413, "request body too large")
-    return length
+    return int(value)
 
 
 def response_framing(head: Head, method: bytes) -> tuple[str, int]:
@@ -125,9 +128,12 @@ def response_framing(head: Head, method: bytes) -> tuple[str, int]:
     return "close", 0
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
-    total = 0
+def _too_large(limit: int) -> HttpError:
+    return HttpError(413, f"request body exceeds max_body_bytes={limit}")
+
+
+async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    # the data of a chunked body, piece by piece (a big chunk in pieces); trailers are dropped
     while True:
         size_line = await reader.readuntil(b"\r\n")
         try:
@@ -135,21 +141,67 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         except ValueError:
             raise HttpError(400, "bad chunk size") from None
         if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, dropped
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
                 pass
-            return b"".join(parts)
-        total += size
-        if total > MAX_BODY_BYTES:
-            raise HttpError(413, "request body too large")
-        parts.append((await reader.readexactly(size + 2))[:-2])
+            return
+        while size:
+            piece = await reader.readexactly(min(size, _RELAY_CHUNK))
+            size -= len(piece)
+            yield piece
+        if await reader.readexactly(2) != b"\r\n":
+            raise HttpError(400, "bad chunk framing")
 
 
-async def read_request_body(reader: asyncio.StreamReader, head: Head) -> bytes:
-    """Return the whole request body (de-chunked); raise HttpError or asyncio.IncompleteReadError."""
-    length = request_body_length(head)
+async def body_pieces(reader: asyncio.StreamReader, length: int | None) -> AsyncIterator[bytes]:
+    """Yield a request body in pieces of at most 64 KiB: ``length`` bytes, or de-chunked when ``length`` is None.
+
+    Raises HttpError(400) for bad chunk framing, asyncio.IncompleteReadError if the client stops.
+    """
     if length is None:
-        return await _read_chunked(reader)
-    return await reader.readexactly(length) if length else b""
+        async for piece in _chunks(reader):
+            yield piece
+        return
+    while length:
+        piece = await reader.readexactly(min(length, _RELAY_CHUNK))
+        length -= len(piece)
+        yield piece
+
+
+async def stream_request_body(reader: asyncio.StreamReader, length: int | None, limit: int) -> AsyncIterator[bytes]:
+    """Yield a request body as `body_pieces` does, refusing it past ``limit`` bytes.
+
+    Raises HttpError(413) at once when the Content-Length is over ``limit``, or, chunked, before yielding
+    the piece that passes it; otherwise as `body_pieces`.
+    """
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    total = 0
+    async for piece in body_pieces(reader, length):
+        total += len(piece)
+        if total > limit:
+            raise _too_large(limit)
+        yield piece
+
+
+async def read_request_body(reader: asyncio.StreamReader, head: Head, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """Return the whole (small) body of the request ``head`` heads, de-chunked; raise as `stream_request_body` does."""
+    return b"".join([piece async for piece in stream_request_body(reader, request_body_length(head), limit)])
+
+
+async def discard_request_body(reader: asyncio.StreamReader, length: int | None, *, max_bytes: int,
+                               timeout_s: float) -> bool:
+    """Read and drop what is left of a refused request body; return whether all of it was read.
+
+    Bounded by ``max_bytes`` and ``timeout_s``: a client still sending past either is cut off. Reading
+    the rest before closing lets the client read the refusal (closing with unread data sends a reset).
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for _ in stream_request_body(reader, length, max_bytes):
+                pass
+        return True
+    except (HttpError, TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return False
 
 
 async def relay_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, framing: tuple[str, int]) -> None:

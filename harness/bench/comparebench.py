@@ -15,6 +15,7 @@ runs under ``out/session-NN-same|slow/``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -33,14 +34,14 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CompareBenchSettings:
-    """What the benchmark runs. Defaults: 40 sessions of 5 pairs of ~5.5 s rounds, ~37 minutes on 2 cores."""
+    """What the benchmark runs. Defaults: 40 sessions of 6 pairs of ~4.2 s rounds, ~34 minutes on 2 quiet cores."""
 
     same_sessions: int = 20
     slow_sessions: int = 20
     factor: float = 1.1
-    pairs: int = 5
-    duration_s: float = 2.0
-    warmup_s: float = 0.5
+    pairs: int = 6
+    duration_s: float = 1.5
+    warmup_s: float = 0.3
     rate_rps: float = SIGNOFF_RATE_RPS
     request_rows: int = SIGNOFF_REQUEST_ROWS
     model: str = "ranker-mlp"
@@ -93,9 +94,19 @@ def _rate(flagged: int, n: int) -> dict[str, Any]:
     return {"flagged": flagged, "n": n, "rate": flagged / n if n else None, "wilson95": [low, high]}
 
 
-def _session_summary(kind: str, index: int, out: Path, comparison: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+def _pair_noise(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """Return the sd of the per-pair p50 log-ratios of one session: the noise its paired test faces."""
+    a_p50 = {r.get("pair"): r.get("p50_ms") for r in a.get("rounds") or []}
+    ratios = [math.log(r["p50_ms"] / a_p50[r.get("pair")]) for r in b.get("rounds") or []
+              if a_p50.get(r.get("pair")) and r.get("p50_ms")]
+    return statistics.stdev(ratios) if len(ratios) >= 2 else None
+
+
+def _session_summary(kind: str, index: int, out: Path, result: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    comparison = result["comparison"]
     rows = {row["metric"].rsplit(":", 1)[-1]: row for row in comparison["rows"]}
     return {"session": index, "kind": kind, "dir": out.name, "flagged": bool(comparison["regressions"]),
+            "pair_noise": _pair_noise(result.get("a") or {}, result.get("b") or {}),
             "p50_change": rows.get("p50_ms", {}).get("change"), "p99_change": rows.get("p99_ms", {}).get("change"),
             "p50_p_adjusted": rows.get("p50_ms", {}).get("p_adjusted"),
             "verdicts": {m: r["verdict"] for m, r in rows.items()}, "elapsed_s": round(elapsed_s, 1)}
@@ -128,7 +139,7 @@ def run_compare_bench(settings: CompareBenchSettings, out_dir: str | Path, *, sp
         # no prober and no telemetry: nothing but the measured requests runs beside the service
         result = run_ab(Arm("a", base), b, load, session_out, pairs=settings.pairs, rules=rules,
                         warmup_s=settings.warmup_s, telemetry=False, command=["harness", "bench", "compare"])
-        sessions.append(_session_summary(kind, index, session_out, result["comparison"], time.monotonic() - started))
+        sessions.append(_session_summary(kind, index, session_out, result, time.monotonic() - started))
         last = sessions[-1]
         say(f"session {index} ({kind}): {'REGRESSION' if last['flagged'] else 'no regression'}, p50 change "
             f"{_pct(last['p50_change'])}, {last['elapsed_s']} s")
@@ -140,6 +151,8 @@ def run_compare_bench(settings: CompareBenchSettings, out_dir: str | Path, *, sp
         "detection": _rate(sum(s["flagged"] for s in slow), len(slow)),
         "median_p50_change_slow": statistics.median(effects) if effects else None,
         "median_p50_change_same": statistics.median([s["p50_change"] for s in same if s["p50_change"] is not None] or [0.0]),
+        # what the paired test faces: the sd of per-pair p50 log-ratios in the A/A sessions
+        "pair_noise_same": _spread([s["pair_noise"] for s in same]),
         "settings": asdict(settings) | {"spec_service": base.service.model_dump(mode="json", exclude={"weights_dir"}),
                                         "order": "sessions alternate same/slow; rounds in each session ABBA pairs"},
         "rule": rules.__dict__,
@@ -149,6 +162,11 @@ def run_compare_bench(settings: CompareBenchSettings, out_dir: str | Path, *, sp
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     return result
+
+
+def _spread(values: list[float | None]) -> dict[str, float] | None:
+    known = [v for v in values if v is not None]
+    return {"median": statistics.median(known), "max": max(known)} if known else None
 
 
 def _pct(value: float | None) -> str:
@@ -168,6 +186,10 @@ def format_compare_bench(result: dict[str, Any]) -> str:
         f"detection rate (A vs {s['factor']:g}x slower forward):  {rate(result['detection'])}",
         f"median end-to-end p50 change the {s['factor']:g}x factor produced: {_pct(result['median_p50_change_slow'])} "
         f"(A/A sessions: {_pct(result['median_p50_change_same'])})",
+        "per-pair noise in the A/A sessions (sd of p50 log-ratios): " + (
+            f"median {result['pair_noise_same']['median']:.1%}, max {result['pair_noise_same']['max']:.1%} "
+            "(a quiet machine is ~2-3%; with 6 pairs a 9% change is then found >= 95% of the time)"
+            if result.get("pair_noise_same") else "n/a"),
         f"settings: {s['pairs']} ABBA pairs per session (each round a fresh deployment), open-loop {s['rate_rps']:g} req/s "
         f"x {s['request_rows']} samples for {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, model {s['model']}, "
         f"max_queue_delay_ms {s['spec_service']['max_queue_delay_ms']:g}; alpha {s['alpha']:g} (Holm over p50/p99), "

@@ -47,8 +47,10 @@ produced, the settings and the machine; writes OUT/compare_bench.json.
 
 {SIGNOFF_SHAPE}
 
-The defaults (20 + 20 sessions of 5 pairs, 2 s measured per round) take about 37 minutes on 2 cores:
-each round costs ~5.5 s, most of it deploying a fresh replica (~2 s) and tearing it down.
+The defaults (20 + 20 sessions of 6 pairs, 1.5 s measured per round at 8 req/s) take about 34 minutes
+on 2 quiet cores: a round costs ~4.2 s, half of it deploying a fresh replica (its predecessor is torn
+down meanwhile); a busy machine takes longer, and its bursts of other work are what the rates then
+measure.
 """
 
 

@@ -17,8 +17,9 @@ Load parts are judged on their rounds (harness load --rounds N: each round a fre
 on windows of one run: paired t-test on per-pair log-ratios when both runs come from one interleaved
 session (harness bench ab), else Welch's t on the logs of the rounds (widened by the spread of
 --history runs). Fewer than 3 rounds a side is "inconclusive", with how to get more. A metric
-regressed when its Holm-adjusted p < --alpha over the part's metrics AND its median change is at
-least --min-change in the worse direction. Chaos cells: TTR, outage and unavailability regressed when
+regressed when the one-sided p of "worse", Holm-adjusted over the part's metrics, is < --alpha AND its
+median change is at least --min-change in the worse direction; a change that large but within the
+noise is "inconclusive" (more rounds would tell). Chaos cells: TTR, outage and unavailability regressed when
 they grew by more than max(--min-increase-s, --min-increase-ratio x baseline); failed requests by
 Fisher's exact test at --alpha and an increase of at least --min-failed-increase. Sweep points repeat
 windows inside one run: shown, never judged. The full definition: harness.measure.regression.

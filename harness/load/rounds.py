@@ -26,6 +26,7 @@ import shutil
 import statistics
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ __all__ = [
     "round_dir_name",
     "interleave_schedule",
     "summarize_rounds",
+    "Teardown",
+    "measure_round",
     "run_rounds",
     "run_interleaved",
     "parse_fault_params",
@@ -180,16 +183,57 @@ def _copy_events(deployment: Any, out: Path) -> None:
         shutil.copyfile(source, out / "events.jsonl")
 
 
+def _close(deployment: Any, out: Path) -> None:
+    deployment.close()
+    _copy_events(deployment, out)  # after teardown: the copy ends with the Deleted events
+
+
+class Teardown:
+    """Tears rounds' deployments down, in the foreground or on one background thread so that the next
+    round deploys meanwhile (a teardown is mostly waiting for processes to exit). `settle` waits for the
+    teardowns under way: a round calls it once Ready, so no teardown overlaps a measurement. `close`
+    waits for all of them (call it on every way out)."""
+
+    def __init__(self, background: bool = False, progress: Progress | None = None) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="round-teardown") if background else None
+        self._pending: list[Future] = []
+        self._say = progress or (lambda _message: None)
+
+    def __call__(self, deployment: Any, out: Path) -> None:
+        self._say("tearing down")
+        if self._pool is None:
+            _close(deployment, out)
+        else:
+            self._pending.append(self._pool.submit(_close, deployment, out))
+
+    def settle(self) -> None:
+        """Wait for the teardowns under way; raise the first one's error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        """Wait for every teardown; an error is reported through progress, not raised (one may be in flight)."""
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True)
+        for future in self._pending:
+            if future.exception() is not None:
+                self._say(f"warning: a teardown failed: {future.exception()}")
+        self._pending = []
+
+
 def measure_round(
     arm: Arm, load: LoadProfile | RateLoad, out: Path, *, platform: str, cpus: CpuPlan, warmup_s: float,
     prober: bool, prober_interval_s: float, metadata: Mapping[str, Any], progress: Progress,
-    telemetry: bool = True, ready_timeout_s: float = READY_TIMEOUT_S,
+    telemetry: bool = True, teardown: Teardown | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
 ) -> dict[str, Any]:
-    """Deploy ``arm``, wait Ready, inject its fault, warm up, measure ``load`` into ``out``, tear down;
-    return the round's ``result.json`` content. Raises HarnessError subclasses (the deployment is torn
-    down on every way out)."""
+    """Deploy ``arm``, wait Ready, inject its fault, warm up, measure ``load`` into ``out``, tear down
+    (through ``teardown``, default in the foreground); return the round's ``result.json`` content.
+    Raises HarnessError subclasses (the deployment is torn down on every way out)."""
     from harness.platforms import deploy
 
+    teardown = teardown or Teardown(progress=progress)
     spec = arm.spec
     progress(f"deploying {arm.name}: {spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) "
              f"on {platform}; service CPUs {cpus.to_dict()['service']}, generator CPUs {cpus.to_dict()['generator']}")
@@ -198,6 +242,7 @@ def measure_round(
     try:
         deployment.wait_ready(timeout_s=ready_timeout_s)
         progress(f"ready after {time.monotonic() - began:.1f} s at {deployment.endpoint}")
+        teardown.settle()  # the previous round's deployment is gone before this one is measured
         injected = (_inject(deployment, arm, warmup_s + load.duration_s + FAULT_MARGIN_S, progress)
                     if arm.fault else None)
         if warmup_s > 0:
@@ -206,9 +251,7 @@ def measure_round(
                            prober_interval_s=prober_interval_s, telemetry=telemetry, progress=progress,
                            metadata={**metadata, "injected_fault": injected, "warmup_s": warmup_s})
     finally:
-        progress("tearing down")
-        deployment.close()
-        _copy_events(deployment, out)
+        teardown(deployment, out)
 
 
 def run_rounds(
@@ -244,13 +287,15 @@ def run_rounds(
     if rounds == 1:
         return measure_round(arm, load, out, metadata=dict(metadata or {}), **common)
     results: list[dict[str, Any]] = []
+    teardown = Teardown(background=True, progress=say)
     try:
         for index in range(1, rounds + 1):
             say(f"round {index} of {rounds}")
             info = {"round": {"index": index}}
             results.append(measure_round(arm, load, out / round_dir_name(index), metadata={**(metadata or {}), **info},
-                                         **common))
+                                         teardown=teardown, **common))
     finally:
+        teardown.close()
         if results:
             summary = summarize_rounds(results, extra={"completed": len(results) == rounds})
             _write_json(out / RESULT_FILE, summary)
@@ -288,6 +333,7 @@ def run_interleaved(
     session = uuid.uuid4().hex[:12]
     arms = {"a": a, "b": b}
     results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+    teardown = Teardown(background=True, progress=say)
     try:
         for position, (pair, name) in enumerate(schedule, start=1):
             index = len(results[name]) + 1
@@ -296,8 +342,9 @@ def run_interleaved(
             results[name].append(measure_round(
                 arms[name], load, out / name / round_dir_name(index), platform=platform, cpus=cpus, warmup_s=warmup_s,
                 prober=prober, prober_interval_s=prober_interval_s, telemetry=telemetry,
-                metadata={**(metadata or {}), **info}, progress=say))
+                metadata={**(metadata or {}), **info}, progress=say, teardown=teardown))
     finally:
+        teardown.close()
         summaries = {}
         for name in ("a", "b"):
             if results[name]:

@@ -25,10 +25,14 @@ quote `RULE`, which is this text's summary):
   ignores the history (pairing already removes the drift between runs).
 - **Too little data**: fewer than `MIN_ROUNDS` rounds (pairs) on a side and no usable history gives
   *inconclusive*, naming what is missing and how to get it.
-- **Family**: the p-values tested in one part (a load run's metrics; a chaos cell's failed-request
-  test) are Holm-adjusted, so the chance of any false alarm in a part stays at alpha.
-- **Verdict**: *regressed* when the Holm-adjusted p < alpha (default 0.01) AND the change is at least
-  ``min_change`` (default 5%) in the worse direction; *improved* the same way in the better direction;
+- **One-sided, Holm per part**: a regression is a one-sided question (is it worse?), so each metric
+  gets the one-sided p-value of "worse" (half the two-sided t p-value when the estimate points that
+  way); those of one part (a load run's metrics; a chaos cell's failed-request test) are Holm-adjusted
+  together, so the chance of any false regression in a part stays at alpha. "Improved" is judged the
+  same way on the one-sided p-values of "better", as a separate family (it never fails anything).
+- **Verdict**: *regressed* when the Holm-adjusted p of "worse" < alpha (default 0.01) AND the change
+  is at least ``min_change`` (default 5%) in the worse direction; *improved* the same way in the better
+  direction;
   *inconclusive* when the change is at least ``min_change`` but not beyond the noise (the rounds cannot
   tell; more would); otherwise *no change*.
 - **Single numbers** (a chaos cell per fault x topology: time to recover ``ttr_s``, client-side outage
@@ -78,7 +82,7 @@ __all__ = [
 
 MIN_ROUNDS = 3  # rounds (or pairs) a side below which noise cannot be estimated
 MIN_HISTORY_RUNS = 2  # history runs (besides the baseline) that make a run-level spread
-RULE = ("regressed = Holm-adjusted p < alpha over the part's metrics (paired t on per-pair log-ratios for "
+RULE = ("regressed = Holm-adjusted one-sided p of 'worse' < alpha over the part's metrics (paired t on per-pair log-ratios for "
         "interleaved runs, else Welch's t on the logs of rounds, widened by the spread of --history runs) AND a "
         "median change >= min_change in the worse direction; fewer than 3 rounds a side, or a change >= min_change "
         "within the noise: inconclusive; chaos "
@@ -133,8 +137,10 @@ class Finding:
     verdict: str = NO_CHANGE
     reason: str = ""
     test: str = "none"
-    p_value: float | None = None
-    p_adjusted: float | None = None
+    p_value: float | None = None  # one-sided, in the direction of the change (worse or better)
+    p_adjusted: float | None = None  # Holm-adjusted over the part's family of that direction
+    p_worse: float | None = None  # one-sided p of "worse" (a regression), whatever the direction seen
+    p_better: float | None = None  # one-sided p of "better"
     large: bool = False  # practically large (the min_change or min_failed_increase rule)
     worse: bool = False  # in the worse direction
     evidence: str = ""
@@ -209,7 +215,11 @@ def check_rounds(
             evidence += f", noise widened by {len(history)} history run(s)" if result.test.endswith("history") \
                 else f", {len(history)} history run(s) (narrower than the rounds' spread)"
     worse = change > 0 if lower_is_better else change < 0
-    return Finding(metric, baseline.centre, current.centre, change, test=result.test, p_value=result.p_value,
+    # the t statistic is symmetric: its two-sided p splits into the two one-sided ones by the estimate's sign
+    toward_worse = result.log_ratio > 0 if lower_is_better else result.log_ratio < 0
+    p_worse = result.p_value / 2.0 if toward_worse else 1.0 - result.p_value / 2.0
+    return Finding(metric, baseline.centre, current.centre, change, test=result.test,
+                   p_value=p_worse if worse else 1.0 - p_worse, p_worse=p_worse, p_better=1.0 - p_worse,
                    large=abs(change) >= rules.min_change, worse=worse, evidence=evidence)
 
 
@@ -266,7 +276,7 @@ def check_failed_requests(
                        reason=f"no requests counted (baseline {total_baseline}, current {total_current})")
     b, c = failed_baseline / total_baseline, failed_current / total_current
     p = fisher_greater(failed_baseline, total_baseline, failed_current, total_current)
-    return Finding(metric, b, c, c - b, test="Fisher's exact (one-sided)", p_value=p,
+    return Finding(metric, b, c, c - b, test="Fisher's exact (one-sided)", p_value=p, p_worse=p, p_better=1.0,
                    large=c - b >= rules.min_failed_increase, worse=c > b,
                    evidence=f"{failed_baseline}/{total_baseline} -> {failed_current}/{total_current} failed",
                    extra={"change_unit": "points"})
@@ -275,8 +285,11 @@ def check_failed_requests(
 def judge_family(findings: list[Finding], rules: Rules = Rules()) -> list[Finding]:
     """Holm-adjust the p-values of the tested findings of one part and set each verdict and reason
     (module docstring); findings already judged (threshold rules, inconclusive) are left as they are."""
-    tested = [f for f in findings if f.p_value is not None and f.test != "threshold"]
-    for finding, adjusted in zip(tested, holm_adjust([f.p_value for f in tested])):  # type: ignore[misc]
+    tested = [f for f in findings if f.p_worse is not None and f.test != "threshold"]
+    worse_adjusted = holm_adjust([f.p_worse for f in tested])  # type: ignore[misc]
+    better_adjusted = holm_adjust([f.p_better if f.p_better is not None else 1.0 for f in tested])
+    for finding, worse_p, better_p in zip(tested, worse_adjusted, better_adjusted):
+        adjusted = worse_p if finding.worse else better_p
         finding.p_adjusted = adjusted
         significant = adjusted < rules.alpha
         if significant and finding.large:
@@ -287,7 +300,7 @@ def judge_family(findings: list[Finding], rules: Rules = Rules()) -> list[Findin
             finding.verdict, why = INCONCLUSIVE, "large but within run-to-run noise (more rounds would tell)"
         else:
             finding.verdict, why = NO_CHANGE, "small and within run-to-run noise"
-        size = (f"increase {100 * finding.change:+.1f} points (min {100 * rules.min_failed_increase:g})"
+        size = (f"change {100 * finding.change:+.1f} points (min +{100 * rules.min_failed_increase:g})"
                 if finding.test.startswith("Fisher") else f"median change {finding.change:+.1%} (min {rules.min_change:.0%})")
         finding.reason = (f"{why}: {size}; {finding.test}, {finding.evidence}, p={finding.p_value:.3g}, "
                           f"Holm-adjusted p={adjusted:.3g} over {len(tested)} test(s) (alpha {rules.alpha:g})")

@@ -1,9 +1,11 @@
-"""Statistics over repeated measurement windows: confidence intervals, stability, noise-aware comparison.
+"""Statistics: intervals and stability of repeated windows, proportions, and the tests that compare runs.
 
 Definitions (reports quote these):
 
-- **Repeats**: one number per measurement window (a window's throughput, or its p99). The harness
-  never treats the requests inside one window as independent samples of a run; the windows are.
+- **Repeats**: one number per measurement window (a window's throughput, or its p99), for a sweep
+  point's confidence interval and stability. Windows of one run share its deployment and its moment
+  on the machine: they say how steady a run was, never whether two runs differ (that takes rounds:
+  `harness.measure.regression`).
 - **Confidence intervals** (95% unless configured):
   - *mean*: Student's t-interval, ``mean +/- t(1 - a/2, n - 1) * s / sqrt(n)``.
   - *median*: distribution-free, from binomial order statistics: ``[x(j), x(n-j+1)]`` with the
@@ -28,18 +30,11 @@ Definitions (reports quote these):
   that the current failure proportion exceeds the baseline's; ``holm_adjust`` returns Holm's
   step-down adjusted p-values, which keep the chance of any false alarm in a family at alpha.
   Values <= 0 are floored at ``LOG_FLOOR`` before taking logs.
-- **Beyond noise** (`compare`, kept for repeated windows of one configuration): baseline vs current repeats differ when all hold: the test's two-sided p-value is
-  under ``alpha`` (Mann-Whitney U when both sides have >= 5 repeats, Welch's t otherwise; from scipy),
-  the medians differ by at least ``min_relative_change``, and the effect size |Cliff's delta| is at
-  least ``min_effect_size``. The direction (lower or higher is better) then decides "improved" or
-  "regressed"; otherwise "no change"; fewer than 2 repeats on a side is "inconclusive". Whether the
-  two confidence intervals overlap is reported alongside.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Literal
 
@@ -51,11 +46,9 @@ __all__ = [
     "REGRESSED",
     "NO_CHANGE",
     "INCONCLUSIVE",
-    "MIN_REPEATS_FOR_RANK_TEST",
     "Interval",
     "RepeatStats",
     "Stability",
-    "Comparison",
     "mean_ci",
     "median_ci",
     "bootstrap_ci",
@@ -63,7 +56,6 @@ __all__ = [
     "summarize_repeats",
     "assess_stability",
     "is_stable",
-    "compare",
     "LOG_FLOOR",
     "ChangeTest",
     "paired_log_t",
@@ -76,7 +68,6 @@ IMPROVED = "improved"
 REGRESSED = "regressed"
 NO_CHANGE = "no change"
 INCONCLUSIVE = "inconclusive"
-MIN_REPEATS_FOR_RANK_TEST = 5  # below this, Mann-Whitney's exact p cannot get far under 0.05
 
 Method = Literal["auto", "mean", "median", "bootstrap"]
 
@@ -317,116 +308,6 @@ def assess_stability(
 def is_stable(samples: Iterable[float] | np.ndarray, **options: Any) -> bool:
     """Return True when `assess_stability` finds the repeats stable (same options)."""
     return assess_stability(samples, **options).stable
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Baseline vs current repeats of one metric, with a verdict and the evidence behind it."""
-
-    metric: str
-    verdict: str
-    reason: str
-    baseline: RepeatStats
-    current: RepeatStats
-    relative_change: float
-    test: str
-    p_value: float
-    cliffs_delta: float
-    cohens_d: float
-    ci_overlap: bool
-    lower_is_better: bool
-    alpha: float
-    min_relative_change: float
-    min_effect_size: float
-
-    @property
-    def beyond_noise(self) -> bool:
-        return self.verdict in (IMPROVED, REGRESSED)
-
-    def to_dict(self) -> dict[str, object]:
-        data = {k: v for k, v in self.__dict__.items() if k not in ("baseline", "current")}
-        data["baseline"] = self.baseline.to_dict()
-        data["current"] = self.current.to_dict()
-        return _json_ready(data)
-
-
-def _cliffs_delta(baseline: np.ndarray, current: np.ndarray) -> float:
-    """P(current > baseline) - P(current < baseline), from the rank sum (ties count half)."""
-    ranks = sps.rankdata(np.concatenate([current, baseline]))
-    u_current = float(ranks[: current.size].sum()) - current.size * (current.size + 1) / 2.0
-    return 2.0 * u_current / (current.size * baseline.size) - 1.0
-
-
-def _cohens_d(baseline: np.ndarray, current: np.ndarray) -> float:
-    nb, nc = baseline.size, current.size
-    pooled = ((nb - 1) * baseline.var(ddof=1) + (nc - 1) * current.var(ddof=1)) / (nb + nc - 2)
-    diff = float(current.mean() - baseline.mean())
-    if pooled <= 0:
-        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    return diff / math.sqrt(pooled)
-
-
-def _p_value(baseline: np.ndarray, current: np.ndarray) -> tuple[str, float]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's precision-loss notes on near-equal data
-        if min(baseline.size, current.size) >= MIN_REPEATS_FOR_RANK_TEST:
-            return "Mann-Whitney U", float(sps.mannwhitneyu(current, baseline, alternative="two-sided").pvalue)
-        if baseline.var() == 0 and current.var() == 0:
-            # Welch's t is undefined without variance: identical constants cannot differ, distinct ones do.
-            return "Welch t", 1.0 if baseline[0] == current[0] else 0.0
-        return "Welch t", float(sps.ttest_ind(current, baseline, equal_var=False).pvalue)
-
-
-def compare(
-    baseline: Iterable[float] | np.ndarray,
-    current: Iterable[float] | np.ndarray,
-    *,
-    metric: str = "value",
-    lower_is_better: bool = True,
-    alpha: float = 0.05,
-    min_relative_change: float = 0.05,
-    min_effect_size: float = 0.33,
-    confidence: float = 0.95,
-) -> Comparison:
-    """Return a `Comparison` of current against baseline repeats with its verdict (see module docs).
-
-    Raises ValueError for thresholds out of range.
-    """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha={alpha!r}: must be between 0 and 1 (exclusive)")
-    if min_relative_change < 0 or not 0.0 <= min_effect_size <= 1.0:
-        raise ValueError(
-            f"min_relative_change={min_relative_change!r}, min_effect_size={min_effect_size!r}: out of range"
-        )
-    b, c = _samples(baseline, "baseline"), _samples(current, "current")
-    b_stats, c_stats = summarize_repeats(b, confidence), summarize_repeats(c, confidence)
-    common = dict(metric=metric, baseline=b_stats, current=c_stats, lower_is_better=lower_is_better, alpha=alpha,
-                  min_relative_change=min_relative_change, min_effect_size=min_effect_size)
-    if b.size < 2 or c.size < 2:
-        reason = f"too few repeats to judge noise (baseline {b.size}, current {c.size}; need 2 each)"
-        comparable = b.size and c.size and b_stats.median
-        change = (c_stats.median - b_stats.median) / abs(b_stats.median) if comparable else math.nan
-        return Comparison(verdict=INCONCLUSIVE, reason=reason, relative_change=change, test="none", p_value=math.nan,
-                          cliffs_delta=math.nan, cohens_d=math.nan, ci_overlap=True, **common)
-    diff = c_stats.median - b_stats.median
-    if b_stats.median != 0:
-        change = diff / abs(b_stats.median)
-    else:
-        change = 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    test, p = _p_value(b, c)
-    delta = _cliffs_delta(b, c)
-    significant = p < alpha
-    large = abs(change) >= min_relative_change and abs(delta) >= min_effect_size
-    if significant and large:
-        worse = change > 0 if lower_is_better else change < 0
-        verdict = REGRESSED if worse else IMPROVED
-    else:
-        verdict = NO_CHANGE
-    reason = (f"{metric}: median {b_stats.median:.6g} -> {c_stats.median:.6g} ({change:+.1%}); {test} p={p:.3g} "
-              f"({'<' if significant else '>='} {alpha}); |Cliff's delta| {abs(delta):.2f} "
-              f"(min {min_effect_size}); min change {min_relative_change:.0%}")
-    return Comparison(verdict=verdict, reason=reason, relative_change=change, test=test, p_value=p, cliffs_delta=delta,
-                      cohens_d=_cohens_d(b, c), ci_overlap=b_stats.ci.overlaps(c_stats.ci), **common)
 
 
 LOG_FLOOR = 1e-9  # a zero throughput is a real collapse: floored, not dropped, before taking logs

@@ -30,7 +30,7 @@ class _FakeDeployment:
         return [type("Replica", (), {"url": "http://127.0.0.1:2"})()]
 
     def close(self) -> None:
-        self.log.append("close")
+        self.log.append(f"close {self.workdir.parent.name}")
 
 
 @pytest.fixture
@@ -93,8 +93,12 @@ def test_an_arm_refuses_a_fault_the_service_would_refuse_before_deploying():
 def test_rounds_are_fresh_deployments_written_to_round_directories(tmp_path, fake_platform):
     load = RateLoad(8.0, 2.0, request_rows=32)
     summary = run_rounds(Arm("load", load_spec(None)), load, tmp_path / "run", rounds=3, cpus=CpuPlan(None, None))
-    assert fake_platform == ["ready round-01", "measure run/round-01", "close", "ready round-02", "measure run/round-02",
-                             "close", "ready round-03", "measure run/round-03", "close"]
+    measures = [entry for entry in fake_platform if entry.startswith("measure")]
+    assert measures == ["measure run/round-01", "measure run/round-02", "measure run/round-03"]
+    for index in (1, 2, 3):  # torn down (in the background) after its measurement, before the next one
+        closed = fake_platform.index(f"close round-0{index}")
+        assert fake_platform.index(f"measure run/round-0{index}") < closed
+        assert index == 3 or closed < fake_platform.index(f"measure run/round-0{index + 1}")
     on_disk = json.loads((tmp_path / "run" / "result.json").read_text())
     assert on_disk == summary and summary["p50_ms"] == 101.0 and summary["completed"] is True
     assert summary["profile"]["request_rows"] == 32 and summary["load_mode"] == "rate"
@@ -102,7 +106,7 @@ def test_rounds_are_fresh_deployments_written_to_round_directories(tmp_path, fak
 
 def test_one_round_is_written_flat_as_harness_load_always_did(tmp_path, fake_platform):
     result = run_rounds(Arm("load", load_spec(None)), RateLoad(8.0, 2.0), tmp_path / "run", rounds=1)
-    assert fake_platform == ["ready run", f"measure {tmp_path.name}/run", "close"]
+    assert fake_platform == ["ready run", f"measure {tmp_path.name}/run", "close run"]
     assert "rounds" not in result and "round" not in result
     assert not (tmp_path / "run" / "round-01").exists() and (tmp_path / "run" / "result.json").exists()
 

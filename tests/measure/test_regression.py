@@ -140,10 +140,10 @@ def test_with_a_history_a_run_without_rounds_is_judged_at_run_level():
 def test_holm_controls_the_family_of_a_part():
     # p50 alone would pass alpha; with p99 in the family it must pass alpha/2
     base = [60.0, 60.3, 59.8, 60.1]
-    cur = [63.3, 62.4, 64.5, 62.9]
+    cur = [63.6, 62.9, 65.5, 63.1]  # +5.5%
     p50 = check_rounds("p50_ms", *_paired(base, cur), lower_is_better=True, paired=True)
     p99 = check_rounds("p99_ms", *_paired([90, 95, 85, 92], [91, 94, 86, 93]), lower_is_better=True, paired=True)
-    assert 0.005 < p50.p_value < 0.01
+    assert 0.005 < p50.p_value < 0.01 and p50.p_value == p50.p_worse  # one-sided: is it worse?
     alone = judge_family([check_rounds("p50_ms", *_paired(base, cur), lower_is_better=True, paired=True)])[0]
     assert alone.verdict == "regressed"
     judged = judge_family([p50, p99])
@@ -204,6 +204,15 @@ def test_failed_requests_need_fisher_and_a_minimum_increase():
     tiny = judge_family([check_failed_requests("failed_fraction", 0, 100_000, 100, 100_000)])[0]
     assert tiny.verdict == "no change" and "beyond noise but small" in tiny.reason  # 0.1 points < 2 points
     assert check_failed_requests("failed_fraction", 0, 0, 3, 10).verdict == "inconclusive"
+
+
+def test_regressions_are_one_sided_and_improvements_a_family_of_their_own():
+    base, cur = _paired([60.0, 60.3, 59.8, 60.1, 60.2], [66.1, 66.5, 65.7, 66.0, 66.3])
+    worse = check_rounds("p50_ms", base, cur, lower_is_better=True, paired=True)
+    assert worse.p_worse == pytest.approx(paired_log_t(base.values, cur.values).p_value / 2)
+    assert worse.p_better == pytest.approx(1 - worse.p_worse)
+    better = check_rounds("p50_ms", cur, base, lower_is_better=True, paired=True)
+    assert better.p_worse > 0.99 and judge_family([better])[0].verdict == "improved"
 
 
 def test_rules_are_validated_and_the_rule_is_stated():

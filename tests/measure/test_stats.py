@@ -1,4 +1,4 @@
-"""Confidence intervals on known samples, the stability rule, and the noise-aware comparison."""
+"""Confidence intervals on known samples and the stability rule (the tests that compare runs: test_regression)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import pytest
 from scipy import stats as sps
 
 from harness.measure.stats import (
-    IMPROVED,
-    INCONCLUSIVE,
-    NO_CHANGE,
-    REGRESSED,
     assess_stability,
     bootstrap_ci,
-    compare,
     is_stable,
     mean_ci,
     median_ci,
@@ -122,83 +117,3 @@ def test_stability_rule():
         assess_stability([1.0, 2.0], min_repeats=1)
     with pytest.raises(ValueError, match="max_relative_half_width"):
         assess_stability([1.0, 2.0], max_relative_half_width=0)
-
-
-def test_mann_whitney_p_value_matches_scipy_on_textbook_example():
-    # Two small independent samples (no ties): exact two-sided Mann-Whitney U.
-    baseline = [19.0, 22.0, 16.0, 29.0, 24.0]
-    current = [20.0, 11.0, 17.0, 12.0, 9.0]
-    result = compare(baseline, current, metric="latency_ms")
-    expected = sps.mannwhitneyu(current, baseline, alternative="two-sided")
-    assert result.test == "Mann-Whitney U"
-    assert result.p_value == pytest.approx(expected.pvalue)
-    # By hand: U(current) = 3 pairs; 7 of the C(10, 5) = 252 rank arrangements have U <= 3, so the
-    # exact two-sided p = 2 * 7 / 252.
-    assert result.p_value == pytest.approx(14 / 252)
-    assert result.verdict == NO_CHANGE  # p >= 0.05 even though the medians differ by 30%
-
-
-def test_identical_distributions_are_not_flagged():
-    rng = np.random.default_rng(2024)
-    flagged = 0
-    for _ in range(300):
-        baseline = rng.normal(100.0, 5.0, size=8)
-        current = rng.normal(100.0, 5.0, size=8)
-        flagged += compare(baseline, current).beyond_noise
-    # The false-positive rate stays at or under alpha (the effect-size floors only lower it).
-    assert flagged / 300 <= 0.05
-    rerun = compare([101.2, 99.8, 100.5, 100.9, 99.1], [100.3, 101.0, 99.6, 100.1, 100.8])
-    assert rerun.verdict == NO_CHANGE and rerun.ci_overlap
-
-
-def test_twenty_percent_shift_with_low_noise_is_flagged():
-    rng = np.random.default_rng(11)
-    baseline = rng.normal(100.0, 2.0, size=6)
-    slower = compare(baseline, rng.normal(120.0, 2.0, size=6), metric="p99_ms", lower_is_better=True)
-    assert slower.verdict == REGRESSED and slower.p_value < 0.05
-    assert slower.relative_change == pytest.approx(0.2, abs=0.05)
-    assert slower.cliffs_delta == 1.0 and not slower.ci_overlap
-    faster = compare(baseline, rng.normal(80.0, 2.0, size=6), metric="p99_ms")
-    assert faster.verdict == IMPROVED
-    more_throughput = compare(baseline, rng.normal(120.0, 2.0, size=6), metric="throughput_rps", lower_is_better=False)
-    assert more_throughput.verdict == IMPROVED
-
-
-def test_small_samples_use_welch_and_still_detect_clear_shifts():
-    result = compare([100.0, 101.0, 99.0], [130.0, 131.0, 129.5])
-    expected = sps.ttest_ind([130.0, 131.0, 129.5], [100.0, 101.0, 99.0], equal_var=False)
-    assert result.test == "Welch t"
-    assert result.p_value == pytest.approx(expected.pvalue)
-    assert result.verdict == REGRESSED
-
-
-def test_significant_but_tiny_change_is_not_beyond_noise():
-    rng = np.random.default_rng(5)
-    baseline = rng.normal(100.0, 0.1, size=30)
-    current = baseline + 1.0  # +1%: certain, but under the 5% minimum change
-    result = compare(baseline, current)
-    assert result.p_value < 1e-6
-    assert result.verdict == NO_CHANGE
-
-
-def test_constant_samples_do_not_produce_nan():
-    same = compare([5.0, 5.0, 5.0], [5.0, 5.0, 5.0])
-    assert same.verdict == NO_CHANGE and same.p_value == 1.0 and same.cohens_d == 0.0
-    moved = compare([5.0, 5.0, 5.0], [7.0, 7.0, 7.0])
-    assert moved.verdict == REGRESSED and moved.p_value == 0.0
-
-
-def test_too_few_repeats_is_inconclusive_and_json_ready():
-    result = compare([100.0], [150.0, 151.0])
-    assert result.verdict == INCONCLUSIVE and not result.beyond_noise
-    assert result.relative_change == pytest.approx(0.505)
-    data = result.to_dict()
-    json.dumps(data, allow_nan=False)
-    assert data["baseline"]["n"] == 1 and data["p_value"] is None
-
-
-def test_compare_rejects_bad_thresholds():
-    with pytest.raises(ValueError, match="alpha"):
-        compare([1, 2], [1, 2], alpha=0)
-    with pytest.raises(ValueError, match="min_effect_size"):
-        compare([1, 2], [1, 2], min_effect_size=2)

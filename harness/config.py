@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.userfiles import EMPTY_NEEDS, load_mapping
 
 __all__ = [
     "PRECISIONS",
@@ -36,6 +36,7 @@ __all__ = [
     "default_weights_dir",
     "validate_model",
     "load_yaml_file",
+    "load_spec_data",
     "load_spec",
     "resolve_service_config",
 ]
@@ -54,6 +55,9 @@ _MEMORY_UNITS = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
 }
+# what the message for an empty file asks for ("give at least ...")
+_SPEC_NEEDS = "one setting (e.g. 'topology: single'), or leave out the spec for the defaults"
+_CONFIG_NEEDS = "one setting (e.g. 'max_batch_size: 32'), or leave out --config for the defaults"
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -300,22 +304,22 @@ def validate_model(cls: type[M], data: Any, *, source: str | None = None) -> M:
         raise ConfigError(field, value, reason, source=source) from None
 
 
-def load_yaml_file(path: str | Path) -> dict[str, Any]:
-    """Return the mapping in a YAML file; raise ConfigError for a missing, unreadable or non-mapping file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("file", str(file), f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("file", str(file), f"not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("(root)", type(data).__name__, "expected a mapping at the top level", source=str(file))
-    return data
+def load_yaml_file(path: str | Path, field: str = "file", *, needs: str = EMPTY_NEEDS) -> dict[str, Any]:
+    """Return the mapping in a YAML file, read by `harness.userfiles.load_mapping`.
+
+    Raises ConfigError naming ``field`` and the file, in one line: missing or unreadable, not UTF-8,
+    a syntax error (line and column), an alias bomb, empty or only comments (the message asks for
+    at least ``needs``), or not a mapping.
+    """
+    return load_mapping(path, field, needs=needs)
+
+
+def load_spec_data(path: str | Path) -> dict[str, Any]:
+    """Return the raw mapping of a service spec file, not yet validated (an experiment overlays it first).
+
+    Raises ConfigError naming ``spec`` and the file, as `load_yaml_file` does.
+    """
+    return load_yaml_file(path, "spec", needs=_SPEC_NEEDS)
 
 
 def load_spec(path: str | Path | None = None, **overrides: Any) -> ServiceSpec:
@@ -323,7 +327,7 @@ def load_spec(path: str | Path | None = None, **overrides: Any) -> ServiceSpec:
 
     Overrides whose value is None are ignored (an unset CLI flag). Raises ConfigError.
     """
-    data: dict[str, Any] = load_yaml_file(path) if path is not None else {}
+    data: dict[str, Any] = load_spec_data(path) if path is not None else {}
     for key, value in overrides.items():
         if value is not None:
             data[key] = value
@@ -343,7 +347,7 @@ def resolve_service_config(
     The environment supplies ``HARNESS_FAULT_TOKEN`` (fault_token) and ``HARNESS_WEIGHTS_DIR``.
     """
     env = os.environ if env is None else env
-    data: dict[str, Any] = load_yaml_file(file) if file is not None else {}
+    data: dict[str, Any] = load_yaml_file(file, "config", needs=_CONFIG_NEEDS) if file is not None else {}
     if env.get(ENV_FAULT_TOKEN):
         data["fault_token"] = env[ENV_FAULT_TOKEN]
     if env.get(ENV_WEIGHTS_DIR):

@@ -7,6 +7,7 @@ translated where they enter the harness and chained with ``from``.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "ModelIntegrityError",
     "DeploymentError",
     "PlatformUnavailable",
+    "MAX_SHOWN_CHARS",
+    "shown_value",
 ]
 
 EXIT_OK = 0
@@ -29,6 +32,47 @@ EXIT_VERDICT_FAILED = 1  # an SLA tier missed, a regression found, a preflight r
 EXIT_USAGE = 2  # bad flag, config, spec or experiment file
 EXIT_RUNTIME = 3  # the harness could not do the job (deployment never became ready, ...)
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command the signal ended
+
+MAX_SHOWN_CHARS = 200  # a value quoted in a message; the reason, which code writes, gets more room
+_MAX_REASON_CHARS = 1000
+
+
+class _ShortRepr(reprlib.Repr):
+    """`repr` bounded at every level (a huge list or string costs no more than its first elements),
+    keeping a dict's own order where `reprlib` would sort it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 4
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 20
+        self.maxstring = self.maxlong = self.maxother = MAX_SHOWN_CHARS
+
+    def repr_dict(self, x: dict, level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in list(x.items())[: self.maxdict]]
+        return "{" + ", ".join(items) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 10_000:  # past int's own limit on conversion to text (4,300 digits)
+            return f"<an integer of about {int(x.bit_length() * 0.30103):,} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown_value(value: Any) -> str:
+    """Return ``repr(value)`` for a message, at most `MAX_SHOWN_CHARS` characters (longer ones cut, ending "...")."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class HarnessError(Exception):
@@ -44,7 +88,11 @@ class UsageError(HarnessError):
 
 
 class ConfigError(HarnessError):
-    """A config, spec or experiment value is invalid; the message names the field and the value."""
+    """A config, spec or experiment value is invalid; the message names the field and the value.
+
+    The message is one line: the value is quoted with `shown_value` (long ones cut), the reason's
+    line breaks become spaces and it is cut at 1,000 characters. ``value`` keeps the value itself.
+    """
 
     exit_code = EXIT_USAGE
 
@@ -54,7 +102,7 @@ class ConfigError(HarnessError):
         self.reason = reason
         self.source = source
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{field}={value!r}: {reason}")
+        super().__init__(f"{where}{field}={shown_value(value)}: {_one_line(reason, _MAX_REASON_CHARS)}")
 
 
 class VerdictFailed(HarnessError):

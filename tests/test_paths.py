@@ -10,7 +10,7 @@ import pytest
 import harness.paths
 from harness.cli import build_parser, main
 from harness.errors import EXIT_USAGE, ConfigError
-from harness.paths import path_type, resolve_path
+from harness.paths import path_type, resolve_path, validate_output_dir, validate_output_file
 
 # flags (by dest) that name a file or directory; every one of them must be resolved by harness.paths
 PATH_DESTS = {"out", "spec", "baseline", "state_file", "workdir", "weights_dir", "experiments", "run_dir"}
@@ -18,8 +18,8 @@ PATH_DESTS = {"out", "spec", "baseline", "state_file", "workdir", "weights_dir",
 NOT_YET_RESOLVED = {("compare", "run_dir"), ("compare", "baseline"), ("serve", "weights_dir")}
 
 
-def test_the_public_surface_is_the_two_functions():
-    assert sorted(harness.paths.__all__) == ["path_type", "resolve_path"]
+def test_the_public_surface():
+    assert sorted(harness.paths.__all__) == ["path_type", "resolve_path", "validate_output_dir", "validate_output_file"]
     assert all(hasattr(harness.paths, name) for name in harness.paths.__all__)
 
 
@@ -79,3 +79,40 @@ def test_every_path_flag_of_the_cli_is_resolved_by_harness_paths():
                   if getattr(action.type, "__qualname__", "") != "path_type.<locals>.convert"
                   and (prefix[0], action.dest) not in NOT_YET_RESOLVED]
     assert unresolved == []
+
+
+def test_an_output_directory_may_exist_or_be_created_below_a_writable_one(tmp_path):
+    validate_output_dir(tmp_path, "--out")
+    validate_output_dir(tmp_path / "new" / "deeper", "--out")
+    validate_output_file(tmp_path / "state.json", "--state-file")
+    (tmp_path / "state.json").write_text("{}")
+    validate_output_file(tmp_path / "state.json", "--state-file")  # overwritten
+
+
+@pytest.mark.parametrize("check, name, reason", [
+    (validate_output_dir, "afile", "exists and is not a directory"),
+    (validate_output_dir, "afile/out", "is under '{tmp}/afile', which is a file, not a directory"),
+    (validate_output_dir, "afile/a/b", "is under '{tmp}/afile', which is a file, not a directory"),
+    (validate_output_file, "adir", "is a directory; give the path of a file"),
+    (validate_output_file, "afile/state.json", "is under '{tmp}/afile', which is a file, not a directory"),
+])
+def test_an_output_that_is_or_lies_under_the_wrong_kind_of_thing_is_refused(tmp_path, check, name, reason):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ConfigError) as info:
+        check(tmp_path / name, "--out")
+    assert info.value.exit_code == EXIT_USAGE
+    assert str(info.value) == f"--out={str(tmp_path / name)!r}: {reason.format(tmp=tmp_path)}"
+
+
+def test_an_output_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    # the decision is os.access's (mode bits, a read-only mount); root passes mode bits, so fake its answer
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(harness.paths.os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(ConfigError, match="^--out='.*/locked': is not writable$"):
+        validate_output_dir(locked, "--out")
+    with pytest.raises(ConfigError, match="^--out='.*/locked/a/b': cannot be created: '.*/locked' is not writable$"):
+        validate_output_dir(locked / "a" / "b", "--out")
+    with pytest.raises(ConfigError, match="^--state-file='.*/locked/s.json': cannot be created: '.*/locked' is not"):
+        validate_output_file(locked / "s.json", "--state-file")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from harness.chaos.experiment import Experiment, experiment_files, load_experiment
 from harness.chaos.profiles import ChaosProfile, get_profile
-from harness.config import TOPOLOGIES, load_yaml_file
+from harness.config import TOPOLOGIES, load_spec_data
 from harness.errors import ConfigError, HarnessError
 from harness.platforms.target import PlatformTarget
 
@@ -76,7 +76,11 @@ class MatrixPlan:
         if target.is_kubernetes:
             spec_file = spec_file or target.spec_path
         directory = experiments_dir or (default_experiments_dir() / "kubernetes" if target.is_kubernetes else default_experiments_dir())
+        if not directory.is_dir():
+            raise ConfigError("--experiments", str(directory), "not a directory")
         available = {path.stem: path for path in experiment_files(directory)}
+        if not available:
+            raise ConfigError("--experiments", str(directory), "holds no experiment files (*.json)")
         wanted = _names(faults, "faults") or sorted(available)
         unknown = [name for name in wanted if name not in available]
         if unknown:
@@ -86,7 +90,7 @@ class MatrixPlan:
         if not experiments:
             raise ConfigError("faults", faults or str(directory), f"none of these experiments is for the {target.platform} "
                               f"platform (extensions[harness].platforms)")
-        spec_data = load_yaml_file(spec_file) if spec_file is not None else None
+        spec_data = load_spec_data(spec_file) if spec_file is not None else None
         chosen = _names(topologies, "topologies") if topologies is not None else None
         if target.is_kubernetes:
             from harness.chaos.session import check_attachable

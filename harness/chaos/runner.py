@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from harness.errors import ConfigError, HarnessError
+from harness.userfiles import load_mapping
 
 __all__ = [
     "ROLLBACK_STRATEGY",
@@ -34,25 +35,21 @@ JOURNAL_FILE = "journal.json"
 LOG_FILE = "chaostoolkit.log"
 
 _SECTIONS = ("method", "rollbacks")
+_SYNTAX = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}  # by suffix, as chaoslib's loader decides
 
 
 def load_experiment_file(path: str | Path) -> dict[str, Any]:
-    """Return the experiment in a JSON or YAML file as a dict; raise ConfigError if unreadable."""
-    from chaoslib.exceptions import ChaosException
-    from chaoslib.loader import load_experiment
+    """Return the experiment in a JSON (``.json``) or YAML (``.yaml``, ``.yml``) file as a dict.
 
+    Read by `harness.userfiles.load_mapping`, as chaoslib's loader would parse it but with every
+    way the file can be wrong in one line; raises ConfigError naming ``experiment`` and the file.
+    """
     file = Path(path)
     if not file.is_file():
-        raise ConfigError("experiment", str(file), "no such file")
-    try:
-        experiment = load_experiment(str(file))
-    except ChaosException as exc:
-        raise ConfigError("experiment", str(file), str(exc)) from exc
-    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ConfigError("experiment", str(file), f"cannot parse: {exc}") from exc
-    if not isinstance(experiment, dict):
-        raise ConfigError("experiment", str(file), "expected a JSON/YAML mapping at the top level")
-    return experiment
+        raise ConfigError("experiment", str(file), "no such file" if not file.exists() else "not a file")
+    if file.suffix not in _SYNTAX:
+        raise ConfigError("experiment", str(file), "only .json, .yaml or .yml experiment files are supported")
+    return load_mapping(file, "experiment", syntax=_SYNTAX[file.suffix], needs="a title, a description and a method")
 
 
 def validate_experiment(experiment: Mapping[str, Any], *, source: str | None = None) -> None:

@@ -3,7 +3,8 @@
 Each module ``harness/cli/<name>.py`` defines ``register(subparsers)``, which adds its parser and sets
 ``func=<callable(args) -> int>`` as a default. Command modules import heavy libraries (torch, locust,
 pandas) inside their functions, never at module level, so `harness --help` stays fast. Only this
-module turns `HarnessError` into a message and an exit code.
+module turns `HarnessError` into a message and an exit code; argparse's own errors (an unknown flag,
+a bad choice) are one of them too, one line and exit 2, as every other bad input is.
 """
 
 from __future__ import annotations
@@ -14,17 +15,36 @@ import pkgutil
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from harness import __version__
-from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, HarnessError
+from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
 from harness.load.child_process import interrupts_held
 
 __all__ = ["main", "build_parser"]
 
 
+class _ArgumentsError(UsageError):
+    """What argparse found wrong with the command line, with the prog of the parser that found it."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage and exits; its subparsers are made of the parser's own class
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentsError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every discovered subcommand registered."""
-    parser = argparse.ArgumentParser(
+    """Return the top-level parser with every discovered subcommand registered.
+
+    Its errors (an unknown flag, a bad choice, a missing argument) raise a `UsageError` (exit 2)
+    instead of printing the usage and exiting.
+    """
+    parser = _Parser(
         prog="harness",
         description="Chaos and performance benchmarking harness for GPU inference services.",
     )
@@ -64,7 +84,7 @@ def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | Non
         prefix = f"harness {args.command}"
         return int(func(args) or 0)
     except HarnessError as exc:
-        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        print(f"{getattr(exc, 'prog', prefix)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.config import PRECISIONS
 from harness.errors import ConfigError
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run_capacity_command", "CAPACITY_JSON"]
 
@@ -60,6 +60,7 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     from harness.sweep.runner import search_session
     from harness.sweep.table import format_capacity
 
+    validate_output_dir(args.out, "--out")
     cores = sorted(os.sched_getaffinity(0))
     validate_capacity_inputs(args.target_rps, args.p99_ms, args.headroom, args.max_replicas)
     if args.precision not in PRECISIONS:

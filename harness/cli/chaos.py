@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from harness.cli.target import add_platform_arguments, target_from_args
-from harness.errors import ConfigError, VerdictFailed
-from harness.paths import path_type, resolve_path
+from harness.errors import ConfigError, UsageError, VerdictFailed
+from harness.paths import path_type, resolve_path, validate_output_dir
 
 __all__ = ["register"]
 
@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chaos", help="chaos experiments under load, judged against SLA tiers")
     commands = parser.add_subparsers(dest="chaos_command", metavar="ACTION")
-    parser.set_defaults(func=lambda args: _usage(parser))
+    parser.set_defaults(func=lambda args: _missing_action(parser))
 
     run = commands.add_parser("run", help="run one experiment against a fresh local deployment (or an applied Kubernetes one)")
     run.add_argument("experiment", help="Chaos Toolkit experiment file (experiments/<fault>.json; "
@@ -79,9 +79,8 @@ def _sla_argument(parser: argparse.ArgumentParser) -> None:
                              "(default: the tiers of harness.measure.sla, one fault a day)")
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+def _missing_action(parser: argparse.ArgumentParser) -> int:
+    raise UsageError(f"choose an action: {parser.prog} run|matrix|validate|spec (see {parser.prog} --help)")
 
 
 def _topology(value: str) -> str:
@@ -96,13 +95,13 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
     from harness.chaos.experiment import load_experiment, merge_spec
     from harness.chaos.profiles import get_profile
     from harness.chaos.session import ChaosRunSettings
-    from harness.config import load_yaml_file
+    from harness.config import load_spec_data
 
     target = target_from_args(args) if hasattr(args, "platform") else None
     profile = get_profile(args.profile)
     experiment = load_experiment(_experiment_path(experiment_path, kubernetes=bool(target and target.is_kubernetes)))
     spec_file = target.spec_path if target is not None and target.is_kubernetes else args.spec
-    spec_data = load_yaml_file(spec_file) if spec_file is not None else None
+    spec_data = load_spec_data(spec_file) if spec_file is not None else None
     topology = args.topology
     if topology is None:
         topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else "single"
@@ -142,6 +141,7 @@ def _sla(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from harness.chaos.session import ChaosRun
 
+    validate_output_dir(args.out, "--out")
     settings = _settings(args, args.experiment, args.out)
     result = ChaosRun(settings, progress=_progress).execute()
     print(_summary_line(result))
@@ -178,6 +178,7 @@ def _summary_line(result: dict) -> str:
 def _matrix(args: argparse.Namespace) -> int:
     from harness.chaos.matrix import MatrixPlan, run_matrix
 
+    validate_output_dir(args.out, "--out")
     plan = MatrixPlan.from_args(
         faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
         spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),

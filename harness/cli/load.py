@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import TOPOLOGIES
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
@@ -105,6 +105,16 @@ def _load_shape(args: argparse.Namespace, model: str) -> Any:
     return RateLoad(args.rate_rps, args.duration_s, model=model, request_rows=args.request_rows)
 
 
+def _validate_fault_kind(kind: str | None) -> None:
+    """Raise ConfigError naming --inject-fault for a kind the service does not know (its parameters
+    are checked with it, by `Arm.validate`)."""
+    from harness.errors import ConfigError
+    from harness.service.faults import FAULT_KINDS
+
+    if kind is not None and kind not in FAULT_KINDS:
+        raise ConfigError("--inject-fault", kind, f"unknown fault kind; choose one of {', '.join(FAULT_KINDS)}")
+
+
 def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -114,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.load.rounds import Arm, parse_fault_params, run_rounds
     from harness.load.session import CpuPlan, plan_cpus
 
+    validate_output_dir(args.out, "--out")
+    _validate_fault_kind(args.inject_fault)
     spec = _spec(args)
     load = _load_shape(args, spec.service.model)
     arm = Arm("load", spec, args.inject_fault, parse_fault_params(args.fault_param))

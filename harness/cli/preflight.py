@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         min_free_disk_gb=args.min_free_disk_gb,
         weights_dir=args.weights_dir,
     )
+    if args.weights_dir is not None:  # the service writes generated weights there
+        validate_output_dir(args.weights_dir, "--weights-dir")
     findings = run_preflight(options)
     if args.json:
         print(json.dumps(findings_to_json(findings, options), indent=2))

@@ -12,7 +12,7 @@ import shlex
 
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError, HarnessError
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run", "runner_command"]
 
@@ -108,7 +108,7 @@ def _check_harness_words(text: str, words: list[str]) -> None:
             message = (errors.getvalue().strip().splitlines() or ["harness would refuse it"])[-1]
             raise ConfigError("runner_command", text, f"harness would refuse it: {message}") from None
         return
-    except HarnessError as exc:  # a flag's type= converter (an empty path) refused it
+    except HarnessError as exc:  # argparse's own error, or a flag's type= converter (an empty path)
         raise ConfigError("runner_command", text, f"harness would refuse it: {exc}") from None
     if getattr(args, "platform", None) == "local":
         raise ConfigError("runner_command", text, "would deploy a service of its own inside the runner pod (the local "
@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.platforms.kubernetes.options import RenderOptions
     from harness.platforms.kubernetes.render import render_manifests, write_manifests
 
+    validate_output_dir(args.out, "--out")
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
     extra = {}
     if args.runner_command is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from harness.errors import UsageError
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir
     if not run_dir.is_dir():
         raise UsageError(f"DIR={str(run_dir)!r}: not a directory")
+    validate_output_dir(run_dir, "DIR")  # the report is written into it
     comparison = None
     if args.baseline:
         if not args.baseline.is_dir():

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.target import add_platform_arguments, target_from_args
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
@@ -94,6 +94,8 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.errors import ConfigError
     from harness.job import run_job
 
+    if args.out is not None:
+        validate_output_dir(args.out, "--out")
     if args.platform == "local" and args.spec is not None:
         raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
                           "each stage's own spec)")

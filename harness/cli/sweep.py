@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run_sweep_command", "parse_list"]
 
@@ -74,6 +74,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from harness.sweep.runner import run_sweep
     from harness.sweep.table import format_progress, format_sweep
 
+    validate_output_dir(args.out, "--out")
     plan = build_plan(
         args.profile,
         precisions=parse_list("--precisions", args.precisions, str),

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir, validate_output_file
 
 __all__ = ["register", "run_up"]
 
@@ -47,6 +47,10 @@ def run_up(args: argparse.Namespace) -> int:
     from harness.config import load_spec
     from harness.platforms import deploy
 
+    if args.workdir is not None:
+        validate_output_dir(args.workdir, "--workdir")
+    if args.state_file is not None:
+        validate_output_file(args.state_file, "--state-file")
     if args.for_s is not None and not args.for_s > 0:
         raise ConfigError("--for-s", args.for_s, "must be greater than zero")
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)

@@ -106,7 +106,7 @@ def test_invalid_experiments_name_the_field(activities, edit, field):
 def test_unreadable_experiment_files_are_config_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="cannot parse"):
+    with pytest.raises(ConfigError, match="not valid JSON at line 1, column 2"):
         load_experiment_file(bad)
     with pytest.raises(ConfigError, match="no such file"):
         load_experiment_file(tmp_path / "missing.json")

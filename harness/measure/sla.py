@@ -198,7 +198,7 @@ def load_sla_config(path: str | Path | None = None, data: Mapping[str, Any] | No
     bad field (e.g. ``tiers.1.availability_percent``).
     """
     merged: dict[str, Any] = {}
-    for part in (load_yaml_file(path) if path is not None else None, data):
+    for part in (load_yaml_file(path, "sla", needs="a tier, period_days or fault_rates_per_day") if path is not None else None, data):
         if part is None:
             continue
         section = part.get("sla", part) if isinstance(part, Mapping) else part

@@ -1,6 +1,6 @@
 """Fuzz benchmark: a hostile client's corpus sent to a served replica directly and through the balancer.
 
-``python -m harness.bench.fuzz [--requests-per-model N] [--models M ...] [--out DIR]``
+``harness bench fuzz [--requests-per-model N] [--models a,b] [--out DIR]`` (or ``python -m harness.bench.fuzz``)
 
 For each model (by default tiny-mlp, FP32 input, and text-encoder, INT64 token ids) the local platform
 deploys one replica behind its front balancer. The same corpus (`harness.bench.fuzzcorpus`: JSON and
@@ -18,7 +18,6 @@ Exit status 0 when every check holds, 1 when one fails (the table says which), 2
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import http.client
 import json
@@ -227,26 +226,10 @@ def format_fuzz_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run the benchmark, print the table; return 0 (all checks hold), 1 (one failed) or 2 (bad flags)."""
-    parser = argparse.ArgumentParser(prog="python -m harness.bench.fuzz", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(FuzzSettings.models), help="models to fuzz (default: tiny-mlp text-encoder)")
-    parser.add_argument("--requests-per-model", type=int, default=FuzzSettings.requests_per_model,
-                        help="corpus size per model; each request is sent directly and through the balancer (default 5000)")
-    parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
-    parser.add_argument("--concurrency", type=int, default=FuzzSettings.concurrency, help="concurrent clients (default 8)")
-    parser.add_argument("--out", default="reports/bench-fuzz", help="where fuzz.json and the deployments' logs go")
-    args = parser.parse_args(argv)
-    from harness.service.registry import MODEL_NAMES
+    """``python -m harness.bench.fuzz [flags]``: the same as ``harness bench fuzz [flags]``."""
+    from harness.cli import main as cli_main
 
-    bad = [m for m in args.models if m not in MODEL_NAMES]
-    if bad or args.requests_per_model < 1 or args.concurrency < 1:
-        print(f"{parser.prog}: error: models={bad or args.models} (known: {', '.join(MODEL_NAMES)}), "
-              f"requests_per_model={args.requests_per_model} and concurrency={args.concurrency} must be >= 1", file=sys.stderr)
-        return 2
-    settings = FuzzSettings(tuple(args.models), args.requests_per_model, args.seed, args.concurrency)
-    result = run_fuzz_bench(settings, Path(args.out), progress=lambda message: print(message, file=sys.stderr, flush=True))
-    print(format_fuzz_table(result))
-    return 0 if result["passed"] else 1
+    return cli_main(["bench", "fuzz", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

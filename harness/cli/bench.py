@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.config import PRECISIONS
 from harness.errors import EXIT_OK, UsageError, VerdictFailed
-from harness.paths import path_type
+from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run_service", "format_table"]
 
@@ -46,6 +46,7 @@ def register(subparsers: Any) -> None:
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     _register_stall(benches)
+    _register_fuzz(benches)
     from harness.cli._bench_compare import add_parsers  # `bench ab` and `bench compare`
 
     add_parsers(benches)
@@ -96,6 +97,7 @@ def run_stall(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out = args.out or Path("reports").resolve() / time.strftime("bench-stall-%Y%m%dT%H%M%SZ", time.gmtime())
+    validate_output_dir(out, "--out")
     result = run_stall_bench(settings, out, progress=lambda message: print(f"bench stall: {message}", file=sys.stderr, flush=True))
     print(json.dumps(result, indent=2) if args.json else format_stall_table(result))
     print(f"bench stall: results in {out}", file=sys.stderr)
@@ -106,8 +108,56 @@ def run_stall(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _register_fuzz(benches: Any) -> None:
+    from harness.bench.fuzz import FuzzSettings
+
+    fuzz = benches.add_parser(
+        "fuzz",
+        help="hostile and malformed requests to a replica, directly and through the balancer: any 5xx?",
+        description="Send a seeded corpus of valid, malformed, mistyped, oversized and lying binary-tensor requests to "
+                    "one replica of each model, directly and through the local platform's balancer, and check: no "
+                    "5xx, a JSON error for every 4xx, the same status both ways, the replica still ready, the "
+                    "balancer's memory flat.",
+        epilog="exit codes: 0 every check held, 1 one did not, 2 bad input, 3 the benchmark could not run",
+    )
+    add = fuzz.add_argument
+    add("--models", default=",".join(FuzzSettings.models), help=f"comma-separated models (default {','.join(FuzzSettings.models)})")
+    add("--requests-per-model", type=int, default=FuzzSettings.requests_per_model,
+        help=f"corpus size per model; each request is sent both ways (default {FuzzSettings.requests_per_model})")
+    add("--seed", type=int, default=0, help="corpus seed (default 0)")
+    add("--concurrency", type=int, default=FuzzSettings.concurrency, help=f"concurrent clients (default {FuzzSettings.concurrency})")
+    add("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/bench-fuzz)")
+    fuzz.set_defaults(func=run_fuzz)
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    """Run the fuzz benchmark and print its table; return 0, or raise VerdictFailed when a check failed."""
+    from pathlib import Path
+
+    from harness.bench.fuzz import FuzzSettings, format_fuzz_table, run_fuzz_bench
+    from harness.errors import ConfigError
+    from harness.service.registry import MODEL_NAMES
+
+    models = tuple(m.strip() for m in str(args.models).split(",") if m.strip())
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if not models or unknown:
+        raise ConfigError("--models", args.models, f"choose from {', '.join(MODEL_NAMES)}")
+    for flag, value in (("--requests-per-model", args.requests_per_model), ("--concurrency", args.concurrency)):
+        if value < 1:
+            raise ConfigError(flag, value, "must be at least 1")
+    out = args.out or Path("reports/bench-fuzz").resolve()
+    validate_output_dir(out, "--out")
+    settings = FuzzSettings(models, args.requests_per_model, args.seed, args.concurrency)
+    result = run_fuzz_bench(settings, out, progress=lambda message: print(f"bench fuzz: {message}", file=sys.stderr, flush=True))
+    print(format_fuzz_table(result))
+    if not result["passed"]:
+        raise VerdictFailed("the fuzz benchmark found a 5xx, a 4xx without a JSON error, a status mismatch or a replica "
+                            "no longer ready", [])
+    return EXIT_OK
+
+
 def _missing_bench(parser: argparse.ArgumentParser) -> int:
-    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|ab|compare")
+    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|fuzz|ab|compare")
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -84,10 +84,12 @@ def _record(out: Path, result: dict[str, Any], arm: Arm, platform: str, command:
 def run_ab(
     a: Arm, b: Arm, load: Any, out_dir: str | Path, *, pairs: int, rules: Any = None, platform: str = "local",
     cpus: CpuPlan | None = None, warmup_s: float = 1.0, telemetry: bool = True, progress: Progress | None = None,
-    command: list[str] | None = None,
+    command: list[str] | None = None, deploy: str = "session",
 ) -> dict[str, Any]:
     """Measure ``pairs`` interleaved pairs of arms ``a`` and ``b``, compare b against a paired; return
     ``{"a": result, "b": result, "comparison": ...}`` (also written to ``out_dir/comparison.json``).
+    ``deploy``: "session" (each build deployed once, short rounds alternating) or "round" (a fresh
+    deployment per round); see `harness.load.rounds`.
 
     Raises ConfigError for bad settings before deploying anything, HarnessError when a round fails.
     """
@@ -100,7 +102,7 @@ def run_ab(
     metadata = {"topology": a.spec.topology, "replicas": a.spec.replica_count, "platform": platform,
                 "model": a.spec.service.model, "cpu_plan": plan.to_dict()}
     results = run_interleaved(a, b, load, out, pairs=pairs, platform=platform, cpus=plan, warmup_s=warmup_s,
-                              telemetry=telemetry, metadata=metadata, progress=progress)
+                              telemetry=telemetry, metadata=metadata, progress=progress, deploy=deploy)
     for name, arm, result in zip(("a", "b"), (a, b), results):
         _record(out / name, result, arm, platform, command or ["harness", *sys.argv[1:]])
     comparison = compare_runs(out / "b", out / "a", rules or Rules())

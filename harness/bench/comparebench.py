@@ -34,19 +34,23 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CompareBenchSettings:
-    """What the benchmark runs. Defaults: 40 sessions of 6 pairs of ~4.2 s rounds, ~34 minutes on 2 quiet cores."""
+    """What the benchmark runs. Defaults: 40 sessions (two deployments each) of 8 pairs of 2 s rounds,
+    about 35 minutes on 2 cores. text-encoder: its 32-sample request is 6 KiB of token ids, so the
+    forward pass (~77 ms) is nearly all of a request's time and a slower forward shows in proportion
+    (ranker-mlp's 330 KiB of JSON floats would dilute it)."""
 
     same_sessions: int = 20
     slow_sessions: int = 20
     factor: float = 1.1
-    pairs: int = 6
-    duration_s: float = 1.5
-    warmup_s: float = 0.3
+    pairs: int = 8
+    duration_s: float = 2.0
+    warmup_s: float = 1.0
     rate_rps: float = SIGNOFF_RATE_RPS
     request_rows: int = SIGNOFF_REQUEST_ROWS
-    model: str = "ranker-mlp"
+    model: str = "text-encoder"
     alpha: float = 0.01
     min_change: float = 0.05
+    deploy: str = "session"
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad setting."""
@@ -66,6 +70,8 @@ class CompareBenchSettings:
                 raise ConfigError(name, getattr(self, name), "must be greater than zero")
         if self.warmup_s < 0:
             raise ConfigError("warmup_s", self.warmup_s, "must not be negative")
+        if self.deploy not in ("session", "round"):
+            raise ConfigError("deploy", self.deploy, "choose session or round")
         if self.request_rows < 1:
             raise ConfigError("request_rows", self.request_rows, "must be at least 1")
 
@@ -138,7 +144,8 @@ def run_compare_bench(settings: CompareBenchSettings, out_dir: str | Path, *, sp
         say(f"session {index} of {len(order)} ({kind}): {settings.pairs} pairs")
         # no prober and no telemetry: nothing but the measured requests runs beside the service
         result = run_ab(Arm("a", base), b, load, session_out, pairs=settings.pairs, rules=rules,
-                        warmup_s=settings.warmup_s, telemetry=False, command=["harness", "bench", "compare"])
+                        warmup_s=settings.warmup_s, telemetry=False, command=["harness", "bench", "compare"],
+                        deploy=settings.deploy)
         sessions.append(_session_summary(kind, index, session_out, result, time.monotonic() - started))
         last = sessions[-1]
         say(f"session {index} ({kind}): {'REGRESSION' if last['flagged'] else 'no regression'}, p50 change "
@@ -188,9 +195,9 @@ def format_compare_bench(result: dict[str, Any]) -> str:
         f"(A/A sessions: {_pct(result['median_p50_change_same'])})",
         "per-pair noise in the A/A sessions (sd of p50 log-ratios): " + (
             f"median {result['pair_noise_same']['median']:.1%}, max {result['pair_noise_same']['max']:.1%} "
-            "(a quiet machine is ~2-3%; with 6 pairs a 9% change is then found >= 95% of the time)"
+            "(with 8 pairs at ~3% a 10% change is found nearly always; bursts of other work on the machine widen it)"
             if result.get("pair_noise_same") else "n/a"),
-        f"settings: {s['pairs']} ABBA pairs per session (each round a fresh deployment), open-loop {s['rate_rps']:g} req/s "
+        f"settings: {s['pairs']} ABBA pairs per session ({'each build deployed once per session' if s['deploy'] == 'session' else 'each round a fresh deployment'}), open-loop {s['rate_rps']:g} req/s "
         f"x {s['request_rows']} samples for {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, model {s['model']}, "
         f"max_queue_delay_ms {s['spec_service']['max_queue_delay_ms']:g}; alpha {s['alpha']:g} (Holm over p50/p99), "
         f"min change {s['min_change']:.0%}",

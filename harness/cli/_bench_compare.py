@@ -24,8 +24,10 @@ default 50 ms batching window measure the window instead (p50 flips between ~100
 
 AB_DESCRIPTION = f"""\
 Measure two builds in interleaved rounds, A B, B A, A B, ... (ABBA: slow drift of the machine cancels
-within each pair, and neither build is always second), each round a fresh deployment (deploy, ready,
-warm-up, measure, tear down). Writes OUT/a and OUT/b as load runs with rounds (each round records its
+within each pair, and neither build is always second). By default each build is deployed once and
+short rounds alternate between the two live deployments (--deploy session: the machine's drift of
+10-20% over tens of seconds then cancels within a pair); --deploy round gives every round a fresh
+deployment (deploy, ready, warm-up, measure, tear down). Writes OUT/a and OUT/b as load runs with rounds (each round records its
 pair), compares b against a PAIRED (t-test on per-pair log-ratios, Holm over p50/p99; see
 harness.measure.regression), writes OUT/comparison.json and exits 1 on a regression.
 
@@ -47,10 +49,11 @@ produced, the settings and the machine; writes OUT/compare_bench.json.
 
 {SIGNOFF_SHAPE}
 
-The defaults (20 + 20 sessions of 6 pairs, 1.5 s measured per round at 8 req/s) take about 34 minutes
-on 2 quiet cores: a round costs ~4.2 s, half of it deploying a fresh replica (its predecessor is torn
-down meanwhile); a busy machine takes longer, and its bursts of other work are what the rates then
-measure.
+The defaults (20 + 20 sessions, each deploying both builds once and measuring 8 ABBA pairs of 2 s
+rounds of text-encoder at 8 req/s x 32 samples) take about 35 minutes on 2 cores. text-encoder
+because its request is 6 KiB of token ids: the forward pass is nearly all of a request's time, so a
+slower forward shows in proportion. A busy machine takes longer, and its bursts of other work are
+what the rates then measure.
 """
 
 
@@ -75,6 +78,9 @@ def add_parsers(benches: Any) -> None:
     add("--duration-s", type=float, default=5.0, metavar="S", help="measured seconds per round (default 5)")
     add("--warmup-s", type=float, default=1.0, metavar="S", help="unmeasured load before each round (default 1)")
     add("--platform", default="local", help="platform to deploy on (default: local)")
+    add("--deploy", choices=("session", "round"), default="session",
+        help="session (default): each build deployed once, short rounds alternate between the two; round: a fresh "
+             "deployment for every round (samples the deployment's own variation too, at ~4 s a round)")
     add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory (a/, b/, comparison.json)")
     add("--alpha", type=float, default=0.01, help="family-wise false-alarm level (default 0.01)")
     add("--min-change", type=float, default=0.05, help="smallest median change that counts (default 0.05)")
@@ -94,6 +100,8 @@ def add_parsers(benches: Any) -> None:
     add("--rate-rps", type=float, default=defaults.rate_rps, metavar="R", help=f"open-loop rate (default {defaults.rate_rps:g})")
     add("--request-rows", type=int, default=defaults.request_rows, metavar="N", help=f"samples per request (default {defaults.request_rows})")
     add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
+    add("--deploy", choices=("session", "round"), default=defaults.deploy,
+        help=f"deployment per session or per round (default {defaults.deploy}; see harness bench ab --help)")
     add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory")
     add("--json", action="store_true", help="print the result as JSON")
     add("--check", action="store_true", help="exit 1 if the false-alarm rate is over 5%% or the detection rate under 95%%")
@@ -131,7 +139,7 @@ def run_ab_command(args: argparse.Namespace) -> int:
     a, b = Arm("a", spec_a), Arm("b", spec_b, args.fault_b, parse_fault_params(args.fault_param_b, "--fault-param-b"))
     load = signoff_load(args.duration_s, spec_a.service.model, args.rate_rps, args.request_rows)
     result = run_ab(a, b, load, args.out, pairs=args.rounds, rules=Rules(alpha=args.alpha, min_change=args.min_change),
-                    platform=args.platform, warmup_s=args.warmup_s, progress=_say)
+                    platform=args.platform, warmup_s=args.warmup_s, progress=_say, deploy=args.deploy)
     comparison = result["comparison"]
     print(json.dumps(comparison, indent=2, default=str) if args.json else format_comparison(comparison))
     if comparison["regressions"]:
@@ -146,7 +154,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     settings = CompareBenchSettings(
         same_sessions=args.same, slow_sessions=args.slow, factor=args.factor, pairs=args.pairs,
         duration_s=args.duration_s, warmup_s=args.warmup_s, rate_rps=args.rate_rps, request_rows=args.request_rows,
-        model=args.model)
+        model=args.model, deploy=args.deploy)
     result = run_compare_bench(settings, args.out, progress=_say)
     print(json.dumps(result, indent=2, default=str) if args.json else format_compare_bench(result))
     false_alarm, detection = result["false_alarm"]["rate"], result["detection"]["rate"]

@@ -18,6 +18,16 @@ linear drift within pairs and any "second of two" effect, which plain A B A B wo
 systematic bias of B. Both arms are written as runs with rounds (``a/`` and ``b/``); every round
 records its ``pair``, its ``position`` in the session and the session id, so the comparison can pair
 them (`harness.measure.regression`).
+
+Where the builds are deployed (``deploy``): ``"round"`` deploys and tears down for every round (the
+deployment's own variation is then sampled too, at ~4 s a round); ``"session"`` deploys each build
+once and alternates short rounds between the two live deployments (the idle one costs nothing).
+On a shared 2-core VM the machine drifts by 10-20% over tens of seconds; short rounds two seconds
+apart see nearly the same machine, so the pair's ratio cancels it: measured here (text-encoder,
+32 samples a request, 8 req/s, 2 s rounds, 8 pairs), the spread of pair log-ratios was 3-7% with
+deploy-once sessions against 6-13% with a deployment per round, while two deployments of one build
+differed by 0.3-2.2% (mean log-ratio of 3 A/A sessions). `harness bench compare` measures what the
+choice costs in false alarms.
 """
 
 from __future__ import annotations
@@ -302,6 +312,10 @@ def run_rounds(
     return summary
 
 
+DEPLOY_MODES = ("round", "session")
+SESSION_REWARM_S = 0.3  # unmeasured requests before each round on a deployment that sat idle
+
+
 def run_interleaved(
     a: Arm,
     b: Arm,
@@ -317,15 +331,20 @@ def run_interleaved(
     telemetry: bool = True,
     metadata: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    deploy: str = "round",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure ``pairs`` pairs of rounds of arms ``a`` and ``b`` in ABBA order; write ``out_dir/a`` and
     ``out_dir/b`` as runs with rounds sharing one interleave session id; return their ``result.json``.
 
-    Raises ConfigError for bad settings (before deploying anything), HarnessError when a round fails.
+    ``deploy``: "round" (a fresh deployment per round) or "session" (each arm deployed once, rounds
+    alternate between the two live deployments; see the module docstring). Raises ConfigError for bad
+    settings (before deploying anything), HarnessError when a round fails.
     """
     say = progress or (lambda _message: None)
     if warmup_s < 0:
         raise ConfigError("--warmup-s", warmup_s, "must not be negative")
+    if deploy not in DEPLOY_MODES:
+        raise ConfigError("--deploy", deploy, f"choose one of {', '.join(DEPLOY_MODES)}")
     schedule = interleave_schedule(pairs)
     a.validate("--fault-param-a")
     b.validate("--fault-param-b")
@@ -334,16 +353,32 @@ def run_interleaved(
     arms = {"a": a, "b": b}
     results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
     teardown = Teardown(background=True, progress=say)
+    live: dict[str, tuple[Any, dict[str, Any] | None]] = {}
     try:
+        if deploy == "session":
+            live = _deploy_session(arms, load, out, platform=platform, cpus=cpus, warmup_s=warmup_s,
+                                   rounds_s=pairs * (load.duration_s + SESSION_REWARM_S + 5.0), say=say)
         for position, (pair, name) in enumerate(schedule, start=1):
             index = len(results[name]) + 1
             say(f"pair {pair} of {pairs}, {name.upper()} ({position} of {len(schedule)})")
-            info = {"round": {"index": index, "pair": pair, "position": position, "session": session, "arm": name}}
-            results[name].append(measure_round(
-                arms[name], load, out / name / round_dir_name(index), platform=platform, cpus=cpus, warmup_s=warmup_s,
-                prober=prober, prober_interval_s=prober_interval_s, telemetry=telemetry,
-                metadata={**(metadata or {}), **info}, progress=say, teardown=teardown))
+            info = {"round": {"index": index, "pair": pair, "position": position, "session": session, "arm": name,
+                              "deploy": deploy}}
+            round_out = out / name / round_dir_name(index)
+            if deploy == "session":
+                deployment, injected = live[name]
+                _warm_up(deployment, load, SESSION_REWARM_S)
+                results[name].append(run_session(
+                    deployment, load, round_out, generator_cpus=cpus.generator, prober=prober,
+                    prober_interval_s=prober_interval_s, telemetry=telemetry, progress=say,
+                    metadata={**(metadata or {}), **info, "injected_fault": injected, "warmup_s": SESSION_REWARM_S}))
+            else:
+                results[name].append(measure_round(
+                    arms[name], load, round_out, platform=platform, cpus=cpus, warmup_s=warmup_s,
+                    prober=prober, prober_interval_s=prober_interval_s, telemetry=telemetry,
+                    metadata={**(metadata or {}), **info}, progress=say, teardown=teardown))
     finally:
+        for name, (deployment, _) in live.items():
+            teardown(deployment, out / name)
         teardown.close()
         summaries = {}
         for name in ("a", "b"):
@@ -354,6 +389,38 @@ def run_interleaved(
                                                                         "completed": len(results[name]) == pairs})
                 _write_json(out / name / RESULT_FILE, summaries[name])
     return summaries["a"], summaries["b"]
+
+
+def _deploy_session(
+    arms: Mapping[str, Arm], load: LoadProfile | RateLoad, out: Path, *, platform: str, cpus: CpuPlan,
+    warmup_s: float, rounds_s: float, say: Progress,
+) -> dict[str, tuple[Any, dict[str, Any] | None]]:
+    """Deploy every arm once (same CPUs), wait until all are Ready, inject each arm's fault, warm each up;
+    return {arm: (deployment, injected fault)}. Whatever was deployed is torn down if one fails."""
+    from harness.platforms import deploy
+
+    live: dict[str, tuple[Any, dict[str, Any] | None]] = {}
+    try:
+        for name, arm in arms.items():
+            spec = arm.spec
+            say(f"deploying {name} for the session: {spec.topology} ({spec.replica_count} replica(s), model "
+                f"{spec.service.model}) on {platform}; service CPUs {cpus.to_dict()['service']}")
+            live[name] = (deploy(spec, platform=platform, workdir=out / name / "platform", cpus=cpus.service), None)
+        for name, arm in arms.items():
+            deployment = live[name][0]
+            deployment.wait_ready(timeout_s=READY_TIMEOUT_S)
+            injected = _inject(deployment, arm, rounds_s + FAULT_MARGIN_S, say) if arm.fault else None
+            live[name] = (deployment, injected)
+            if warmup_s > 0:
+                say(f"{name} warmed up with {_warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s")
+    except BaseException:
+        for name, (deployment, _) in live.items():
+            try:
+                _close(deployment, out / name)
+            except Exception as exc:  # noqa: BLE001 - the first error is the one to raise
+                say(f"warning: tearing down {name} failed: {exc}")
+        raise
+    return live
 
 
 def parse_fault_params(pairs: Sequence[str], flag: str = "--fault-param") -> dict[str, Any]:

@@ -27,7 +27,9 @@ class RequestRecord:
     ``intended_s`` is when the request was meant to go out (the schedule, for rate-driven load; the
     same as ``sent_s`` for closed-loop users). ``latency_ms`` runs from ``intended_s`` to the end of
     the response, so queueing in the generator counts (no coordinated omission). ``status`` is the
-    HTTP status, 0 when no response came (connection refused/reset, timeout).
+    HTTP status, 0 when no response came (connection refused/reset, timeout). ``target`` is the host
+    the request went to when one generator alternates between several (an interleaved A/B pair);
+    empty otherwise.
     """
 
     intended_s: float
@@ -37,6 +39,7 @@ class RequestRecord:
     ok: bool
     error: str = ""
     source: str = "load"  # "locust", "rate", "bench", ...
+    target: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,12 +84,13 @@ def _record(out: Path, result: dict[str, Any], arm: Arm, platform: str, command:
 def run_ab(
     a: Arm, b: Arm, load: Any, out_dir: str | Path, *, pairs: int, rules: Any = None, platform: str = "local",
     cpus: CpuPlan | None = None, warmup_s: float = 1.0, telemetry: bool = True, progress: Progress | None = None,
-    command: list[str] | None = None, deploy: str = "session",
+    command: list[str] | None = None, deploy: str = "requests",
 ) -> dict[str, Any]:
     """Measure ``pairs`` interleaved pairs of arms ``a`` and ``b``, compare b against a paired; return
     ``{"a": result, "b": result, "comparison": ...}`` (also written to ``out_dir/comparison.json``).
-    ``deploy``: "session" (each build deployed once, short rounds alternating) or "round" (a fresh
-    deployment per round); see `harness.load.rounds`.
+    ``deploy``: "requests" (each build deployed once; each pair one open-loop run alternating its
+    requests between A and B), "session" (short rounds alternating) or "round" (a fresh deployment per
+    round); see `harness.load.rounds`.
 
     Raises ConfigError for bad settings before deploying anything, HarnessError when a round fails.
     """

@@ -34,23 +34,23 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CompareBenchSettings:
-    """What the benchmark runs. Defaults: 40 sessions (two deployments each) of 8 pairs of 2 s rounds,
-    about 35 minutes on 2 cores. text-encoder: its 32-sample request is 6 KiB of token ids, so the
+    """What the benchmark runs. Defaults: 40 sessions (two deployments each) of 10 pairs, each a 4 s
+    open-loop run alternating its requests between A and B, about 30 minutes on 2 cores. text-encoder: its 32-sample request is 6 KiB of token ids, so the
     forward pass (~77 ms) is nearly all of a request's time and a slower forward shows in proportion
     (ranker-mlp's 330 KiB of JSON floats would dilute it)."""
 
     same_sessions: int = 20
     slow_sessions: int = 20
     factor: float = 1.1
-    pairs: int = 8
-    duration_s: float = 2.0
+    pairs: int = 10
+    duration_s: float = 4.0
     warmup_s: float = 1.0
     rate_rps: float = SIGNOFF_RATE_RPS
     request_rows: int = SIGNOFF_REQUEST_ROWS
     model: str = "text-encoder"
     alpha: float = 0.01
     min_change: float = 0.05
-    deploy: str = "session"
+    deploy: str = "requests"
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad setting."""
@@ -70,8 +70,8 @@ class CompareBenchSettings:
                 raise ConfigError(name, getattr(self, name), "must be greater than zero")
         if self.warmup_s < 0:
             raise ConfigError("warmup_s", self.warmup_s, "must not be negative")
-        if self.deploy not in ("session", "round"):
-            raise ConfigError("deploy", self.deploy, "choose session or round")
+        if self.deploy not in ("requests", "session", "round"):
+            raise ConfigError("deploy", self.deploy, "choose requests, session or round")
         if self.request_rows < 1:
             raise ConfigError("request_rows", self.request_rows, "must be at least 1")
 
@@ -171,6 +171,10 @@ def run_compare_bench(settings: CompareBenchSettings, out_dir: str | Path, *, sp
     return result
 
 
+_DEPLOY_WORDS = {"requests": "each build deployed once; a pair is one run alternating requests A, B",
+                 "session": "each build deployed once; rounds alternate", "round": "each round a fresh deployment"}
+
+
 def _spread(values: list[float | None]) -> dict[str, float] | None:
     known = [v for v in values if v is not None]
     return {"median": statistics.median(known), "max": max(known)} if known else None
@@ -197,7 +201,7 @@ def format_compare_bench(result: dict[str, Any]) -> str:
             f"median {result['pair_noise_same']['median']:.1%}, max {result['pair_noise_same']['max']:.1%} "
             "(with 8 pairs at ~3% a 10% change is found nearly always; bursts of other work on the machine widen it)"
             if result.get("pair_noise_same") else "n/a"),
-        f"settings: {s['pairs']} ABBA pairs per session ({'each build deployed once per session' if s['deploy'] == 'session' else 'each round a fresh deployment'}), open-loop {s['rate_rps']:g} req/s "
+        f"settings: {s['pairs']} ABBA pairs per session ({_DEPLOY_WORDS[s['deploy']]}), open-loop {s['rate_rps']:g} req/s "
         f"x {s['request_rows']} samples for {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, model {s['model']}, "
         f"max_queue_delay_ms {s['spec_service']['max_queue_delay_ms']:g}; alpha {s['alpha']:g} (Holm over p50/p99), "
         f"min change {s['min_change']:.0%}",

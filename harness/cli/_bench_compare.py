@@ -25,9 +25,10 @@ default 50 ms batching window measure the window instead (p50 flips between ~100
 AB_DESCRIPTION = f"""\
 Measure two builds in interleaved rounds, A B, B A, A B, ... (ABBA: slow drift of the machine cancels
 within each pair, and neither build is always second). By default each build is deployed once and
-short rounds alternate between the two live deployments (--deploy session: the machine's drift of
-10-20% over tens of seconds then cancels within a pair); --deploy round gives every round a fresh
-deployment (deploy, ready, warm-up, measure, tear down). Writes OUT/a and OUT/b as load runs with rounds (each round records its
+each pair is one open-loop run whose requests alternate between A and B (--deploy requests: the
+machine's drift of 10-20% over tens of seconds and its bursts hit both builds alike); --deploy
+session alternates short rounds between the two deployments; --deploy round gives every round a
+fresh deployment (deploy, ready, warm-up, measure, tear down). Writes OUT/a and OUT/b as load runs with rounds (each round records its
 pair), compares b against a PAIRED (t-test on per-pair log-ratios, Holm over p50/p99; see
 harness.measure.regression), writes OUT/comparison.json and exits 1 on a regression.
 
@@ -49,8 +50,9 @@ produced, the settings and the machine; writes OUT/compare_bench.json.
 
 {SIGNOFF_SHAPE}
 
-The defaults (20 + 20 sessions, each deploying both builds once and measuring 8 ABBA pairs of 2 s
-rounds of text-encoder at 8 req/s x 32 samples) take about 35 minutes on 2 cores. text-encoder
+The defaults (20 + 20 sessions, each deploying both builds once and measuring 10 pairs, each a 4 s
+open-loop run of text-encoder at 8 req/s x 32 samples alternating A and B) take about 30 minutes on
+2 cores. text-encoder
 because its request is 6 KiB of token ids: the forward pass is nearly all of a request's time, so a
 slower forward shows in proportion. A busy machine takes longer, and its bursts of other work are
 what the rates then measure.
@@ -78,9 +80,11 @@ def add_parsers(benches: Any) -> None:
     add("--duration-s", type=float, default=5.0, metavar="S", help="measured seconds per round (default 5)")
     add("--warmup-s", type=float, default=1.0, metavar="S", help="unmeasured load before each round (default 1)")
     add("--platform", default="local", help="platform to deploy on (default: local)")
-    add("--deploy", choices=("session", "round"), default="session",
-        help="session (default): each build deployed once, short rounds alternate between the two; round: a fresh "
-             "deployment for every round (samples the deployment's own variation too, at ~4 s a round)")
+    add("--deploy", choices=("requests", "session", "round"), default="requests",
+        help="requests (default): each build deployed once, and each pair is one open-loop run whose requests "
+             "alternate between A and B (a burst on the machine hits both alike); session: short rounds alternate "
+             "between the two deployments; round: a fresh deployment for every round (samples the deployment's own "
+             "variation too, at ~4 s a round)")
     add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory (a/, b/, comparison.json)")
     add("--alpha", type=float, default=0.01, help="family-wise false-alarm level (default 0.01)")
     add("--min-change", type=float, default=0.05, help="smallest median change that counts (default 0.05)")
@@ -100,7 +104,7 @@ def add_parsers(benches: Any) -> None:
     add("--rate-rps", type=float, default=defaults.rate_rps, metavar="R", help=f"open-loop rate (default {defaults.rate_rps:g})")
     add("--request-rows", type=int, default=defaults.request_rows, metavar="N", help=f"samples per request (default {defaults.request_rows})")
     add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
-    add("--deploy", choices=("session", "round"), default=defaults.deploy,
+    add("--deploy", choices=("requests", "session", "round"), default=defaults.deploy,
         help=f"deployment per session or per round (default {defaults.deploy}; see harness bench ab --help)")
     add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory")
     add("--json", action="store_true", help="print the result as JSON")

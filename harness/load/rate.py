@@ -65,8 +65,18 @@ class RateConfig(BaseModel):
     batch_size: int = Field(1, ge=1, le=4096)
     timeout_s: float = Field(5.0, gt=0, le=3600)
     max_in_flight: int = Field(256, ge=1, le=100_000)
+    # further hosts to alternate with: request i goes to ([host] + alternate_hosts)[(i // alternate_every) % n] (an
+    # interleaved A/B pair, one generator for both, so a burst on the machine hits both alike)
+    alternate_hosts: list[str] = Field(default_factory=list, max_length=16)
+    # requests in a row to one host before the next: blocks keep each host's caches warm (1 = every request)
+    alternate_every: int = Field(1, ge=1, le=100_000)
 
     _http = field_validator("host")(lambda value: check_http_url(value))
+
+    @field_validator("alternate_hosts")
+    @classmethod
+    def _http_hosts(cls, values: list[str]) -> list[str]:
+        return [check_http_url(value) for value in values]
 
     _known_model = field_validator("model")(lambda value: check_model_name(value))
 
@@ -125,7 +135,9 @@ def schedule_offsets(rate_rps: float, duration_s: float, arrival: str = "constan
 async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object]:
     import aiohttp
 
-    url = v2_client.infer_url(config.host, config.model)
+    hosts = [config.host, *config.alternate_hosts]
+    urls = [v2_client.infer_url(host, config.model) for host in hosts]
+    alternating = len(hosts) > 1
     bodies = v2_client.request_bodies(config.model, config.batch_size, BODY_VARIANTS)
     offsets = schedule_offsets(config.rate_rps, config.duration_s, config.arrival, config.seed)
     buffer: list[RequestRecord] = []
@@ -135,12 +147,12 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
     # epoch times for the records, monotonic for every interval (wall clocks can step)
     epoch_minus_mono = time.time() - time.monotonic()
 
-    async def send(session: aiohttp.ClientSession, intended: float, body: bytes) -> None:
+    async def send(session: aiohttp.ClientSession, intended: float, body: bytes, index: int) -> None:
         sent = time.monotonic()
-        status, error = await v2_client.post_inference(session, url, body, config.timeout_s)
+        status, error = await v2_client.post_inference(session, urls[index], body, config.timeout_s)
         done = time.monotonic()
         buffer.append(RequestRecord(intended + epoch_minus_mono, sent + epoch_minus_mono, (done - intended) * 1000.0,
-                                    status, not error, error, SOURCE))
+                                    status, not error, error, SOURCE, hosts[index] if alternating else ""))
 
     async def flusher() -> None:
         while True:
@@ -169,9 +181,10 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
             lags_ms.append((time.monotonic() - intended) * 1000.0)
             if len(in_flight) >= config.max_in_flight:
                 overflow += 1
-                buffer.append(RequestRecord(intended + epoch_minus_mono, math.nan, math.nan, 0, False, OVERFLOW_ERROR, SOURCE))
+                buffer.append(RequestRecord(intended + epoch_minus_mono, math.nan, math.nan, 0, False, OVERFLOW_ERROR, SOURCE,
+                                            hosts[(i // config.alternate_every) % len(hosts)] if alternating else ""))
                 continue
-            task = loop.create_task(send(session, intended, bodies[i % len(bodies)]))
+            task = loop.create_task(send(session, intended, bodies[i % len(bodies)], (i // config.alternate_every) % len(hosts)))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:  # every request has its own timeout; this wait is bounded by it
@@ -215,16 +228,20 @@ def run_rate(
     max_in_flight: int = 256,
     cpus: Iterable[int] | None = None,
     startup_grace_s: float = STARTUP_GRACE_S,
+    alternate_hosts: Iterable[str] = (),
+    alternate_every: int = 1,
 ) -> RateResult:
     """Send requests to ``host`` at ``rate_rps`` for ``duration_s`` from a pinned child; return a `RateResult`.
 
     Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``; the
-    generator is handed absolute paths only. Raises ConfigError for bad settings (an empty ``out_dir``
+    generator is handed absolute paths only. With ``alternate_hosts`` the requests cycle through
+    ``host`` and those, ``alternate_every`` in a row to each (each record's ``target`` says where it went). Raises ConfigError for bad settings (an empty ``out_dir``
     included), HarnessError when the generator recorded no request.
     """
     config = validate_model(RateConfig, {
         "host": host, "rate_rps": rate_rps, "duration_s": duration_s, "arrival": arrival, "seed": seed,
         "model": model, "batch_size": batch_size, "timeout_s": timeout_s, "max_in_flight": max_in_flight,
+        "alternate_hosts": list(alternate_hosts), "alternate_every": alternate_every,
     }, source="rate load")
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)

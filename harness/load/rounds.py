@@ -37,7 +37,7 @@ import statistics
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -312,8 +312,9 @@ def run_rounds(
     return summary
 
 
-DEPLOY_MODES = ("round", "session")
+DEPLOY_MODES = ("requests", "session", "round")
 SESSION_REWARM_S = 0.3  # unmeasured requests before each round on a deployment that sat idle
+ALTERNATE_BLOCK_S = 1.0  # "requests" mode: each arm gets this long of consecutive requests in turn
 
 
 def run_interleaved(
@@ -336,15 +337,19 @@ def run_interleaved(
     """Measure ``pairs`` pairs of rounds of arms ``a`` and ``b`` in ABBA order; write ``out_dir/a`` and
     ``out_dir/b`` as runs with rounds sharing one interleave session id; return their ``result.json``.
 
-    ``deploy``: "round" (a fresh deployment per round) or "session" (each arm deployed once, rounds
-    alternate between the two live deployments; see the module docstring). Raises ConfigError for bad
-    settings (before deploying anything), HarnessError when a round fails.
+    ``deploy``: "round" (a fresh deployment per round), "session" (each arm deployed once, rounds
+    alternate between the two live deployments) or "requests" (each arm deployed once; each pair is one
+    open-loop run whose requests alternate between A and B, split by target afterwards; a `RateLoad`
+    only); see the module docstring. Raises ConfigError for bad settings (before deploying anything),
+    HarnessError when a round fails.
     """
     say = progress or (lambda _message: None)
     if warmup_s < 0:
         raise ConfigError("--warmup-s", warmup_s, "must not be negative")
     if deploy not in DEPLOY_MODES:
         raise ConfigError("--deploy", deploy, f"choose one of {', '.join(DEPLOY_MODES)}")
+    if deploy == "requests" and not isinstance(load, RateLoad):
+        raise ConfigError("--deploy", deploy, "interleaving requests needs an open-loop rate load (--rate-rps)")
     schedule = interleave_schedule(pairs)
     a.validate("--fault-param-a")
     b.validate("--fault-param-b")
@@ -355,9 +360,18 @@ def run_interleaved(
     teardown = Teardown(background=True, progress=say)
     live: dict[str, tuple[Any, dict[str, Any] | None]] = {}
     try:
-        if deploy == "session":
+        if deploy in ("session", "requests"):
             live = _deploy_session(arms, load, out, platform=platform, cpus=cpus, warmup_s=warmup_s,
                                    rounds_s=pairs * (load.duration_s + SESSION_REWARM_S + 5.0), say=say)
+        if deploy == "requests":
+            for pair in range(1, pairs + 1):
+                first, second = ("a", "b") if pair % 2 else ("b", "a")
+                say(f"pair {pair} of {pairs}: requests alternate {first.upper()} {second.upper()}")
+                both = _measure_alternating(live, (first, second), load, out, pair, cpus=cpus, session=session,
+                                            metadata=metadata or {})
+                for name in ("a", "b"):
+                    results[name].append(both[name])
+            schedule = []
         for position, (pair, name) in enumerate(schedule, start=1):
             index = len(results[name]) + 1
             say(f"pair {pair} of {pairs}, {name.upper()} ({position} of {len(schedule)})")
@@ -389,6 +403,50 @@ def run_interleaved(
                                                                         "completed": len(results[name]) == pairs})
                 _write_json(out / name / RESULT_FILE, summaries[name])
     return summaries["a"], summaries["b"]
+
+
+def _measure_alternating(
+    live: Mapping[str, tuple[Any, dict[str, Any] | None]], order: tuple[str, str], load: RateLoad, out: Path,
+    pair: int, *, cpus: CpuPlan, session: str, metadata: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Measure one pair as one open-loop run whose requests alternate between the two live deployments
+    (``order[0]`` first) in blocks of `ALTERNATE_BLOCK_S`; split the records by target into
+    ``<arm>/round-NN/``; return each arm's result."""
+    from harness.load.rate import run_rate
+    from harness.load.result import result_from_records
+    from harness.load.session import build_result
+    from harness.records import REQUESTS_FILE, RequestRecord, write_records
+
+    for name in order:
+        _warm_up(live[name][0], load, SESSION_REWARM_S / 2)
+    pair_dir = out / "pairs" / round_dir_name(pair)
+    endpoints = {name: live[name][0].endpoint for name in order}
+    # blocks of about a second: each arm's caches are warm again after its first request of a block
+    block = max(1, int(round(load.rate_rps * ALTERNATE_BLOCK_S)))
+    run = run_rate(endpoints[order[0]], pair_dir, rate_rps=load.rate_rps, duration_s=load.duration_s, model=load.model,
+                   batch_size=load.request_rows, cpus=cpus.generator, alternate_hosts=[endpoints[order[1]]],
+                   alternate_every=block)
+    results = {}
+    for position, name in enumerate(order, start=1):
+        mine = [r for r in run.records if r.target == endpoints[name]]
+        round_out = out / name / round_dir_name(pair)
+        round_out.mkdir(parents=True, exist_ok=True)
+        write_records(round_out / REQUESTS_FILE, mine, RequestRecord)
+        arm_load = result_from_records(
+            mine, source="rate", cpu=run.load.generator_cpu, exit_code=run.load.exit_code,
+            hard_killed=run.load.hard_killed, started_s=run.load.started_s, ended_s=run.load.ended_s,
+            paths={"requests": str(round_out / REQUESTS_FILE)},
+            extra={**run.load.extra, "alternated_with": endpoints[order[2 - position]], "pair_run": str(pair_dir)})
+        if run.load.generator_saturated:
+            arm_load = replace(arm_load, generator_saturated=True)
+        per_arm = RateLoad(load.rate_rps / 2, load.duration_s, model=load.model, request_rows=load.request_rows)
+        info = {"round": {"index": pair, "pair": pair, "position": position, "session": session, "arm": name,
+                          "deploy": "requests"}}
+        data = build_result(arm_load, per_arm, metadata={**metadata, **info, "injected_fault": live[name][1],
+                                                         "warmup_s": SESSION_REWARM_S / 2})
+        _write_json(round_out / RESULT_FILE, data)
+        results[name] = data
+    return results
 
 
 def _deploy_session(

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 TIMELINE_COLUMNS = ["t_s", "ok", "latency_ms", "status", "error"]
-REQUEST_COLUMNS = ["intended_s", "sent_s", "latency_ms", "status", "ok", "error", "source"]
+REQUEST_COLUMNS = ["intended_s", "sent_s", "latency_ms", "status", "ok", "error", "source", "target"]
 EVENT_COLUMNS = ["time_s", "type", "replica", "reason", "message", "exit_code"]
 TELEMETRY_COLUMNS = ["time_s", "replica", "pid", "cpu_percent", "rss_mb", "gpu_util_percent",
                      "gpu_memory_used_mb", "gpu_power_w", "gpu_present"]

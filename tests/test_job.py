@@ -19,8 +19,10 @@ from harness.job import (
     get_job_profile, run_job,
 )
 from harness.job.runner import Job, exit_code_for, format_clock
-from harness.job.stages import LineWriter, capacity_arguments, default_stages
+from harness.job.stages import LineWriter, default_stages
 from harness.results import RunRecord, load_run, save_run
+from harness.sweep.grid import build_plan
+from harness.sweep.planner import CapacitySettings, validate_capacity_settings
 
 
 class FakeClock:
@@ -398,14 +400,21 @@ def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():
         assert [s.name for s in default_stages(profile)] == list(STAGES)
     smoke = JOB_PROFILES["smoke"]
     assert smoke.total_budget_s <= 15 * 60 - 60  # a minute to spare for start-up and contention
-    assert smoke.budgets_s["chaos"] <= 7 * 60 and smoke.budgets_s["sweep"] <= 3 * 60
+    assert smoke.budgets_s["chaos"] <= 7 * 60 and smoke.budgets_s["sweep"] <= 4 * 60
     assert smoke.budgets_s["capacity"] <= 2 * 60
+    # the sweep's budget holds its searches: one per configuration, bounded
+    plan = build_plan(smoke.sweep_profile, **smoke.sweep)
+    configs = len(plan.precisions) * len(plan.batch_sizes)
+    assert plan.search and configs * plan.search_budget_s + plan.accuracy_budget_s < smoke.budgets_s["sweep"]
+    capacity = smoke.capacity
+    assert 2 * capacity["search_budget_s"] < smoke.budgets_s["capacity"]  # one replica, then two
+    # capacity's probes are shaped as the sweep's, so their one-replica figures are measured alike
+    assert (capacity["warmup_s"], capacity["window_s"]) == (plan.warmup_s, plan.window_s)
     assert all(f in smoke.matrix_note for f in smoke.faults) and all(t in smoke.matrix_note for t in smoke.topologies)
 
 
 def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
     from harness.chaos.matrix import MatrixPlan
-    from harness.sweep.grid import build_plan
 
     for profile in JOB_PROFILES.values():
         plan = MatrixPlan.from_args(faults=",".join(profile.faults) if profile.faults else None,
@@ -414,8 +423,9 @@ def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
                                     out_dir=tmp_path)
         assert plan.experiments and plan.topologies == list(profile.topologies)
         build_plan(profile.sweep_profile, **profile.sweep)
-        args = capacity_arguments(profile.capacity, tmp_path / "capacity")
-        assert args.target_rps == profile.capacity["target_rps"] and args.out == tmp_path / "capacity"
+        settings = CapacitySettings.from_mapping(profile.capacity)
+        validate_capacity_settings(settings)
+        assert settings.target_rps == profile.capacity["target_rps"]
 
 
 def test_the_job_package_imports_no_heavy_library_and_names_its_surface():

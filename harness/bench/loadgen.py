@@ -77,6 +77,7 @@ async def run_load(url: str, body: bytes, samples_per_request: int, concurrency:
         "samples_per_s": round(ok * samples_per_request / duration_s, 2),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "errors": sum(n for code, n in statuses.items() if code != 200) + sum(failures.values()),
         "statuses": {str(code): n for code, n in sorted(statuses.items())},

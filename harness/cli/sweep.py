@@ -1,8 +1,9 @@
-"""`harness sweep`: precision x max_batch_size x request rate on the local platform, with a summary.
+"""`harness sweep`: precision x max_batch_size x load (request rate or concurrency) on the local platform.
 
 Writes ``OUT/sweep.csv`` (one row per point and window, as they complete), ``OUT/sweep_summary.json``
-(medians with 95% CIs, best throughput under the p99 SLO, the latency/throughput frontier, batching
-and precision effects, accuracy drift) and ``OUT/run.json``. A line per finished point with the ETA
+(medians with 95% CIs, each configuration's max rate under the p99 SLO found by search, the
+latency/throughput frontier, batching and precision effects next to the forward pass's own
+speed-ups, accuracy drift) and ``OUT/run.json``. A line per finished point with the ETA
 goes to stderr; the summary table to stdout. SIGINT tears the deployment down and keeps what
 finished (exit 130).
 """
@@ -24,14 +25,18 @@ def register(subparsers: Any) -> None:
     """Add the `sweep` subcommand."""
     parser = subparsers.add_parser(
         "sweep",
-        help="performance sweep: precision x batch size x request rate",
-        description="Sweep precision x max_batch_size x request rate on the local platform: warm-up, repeated "
-        "windows until stable, medians with 95%% CIs, best throughput under the p99 SLO, the frontier, accuracy drift.",
+        help="performance sweep: precision x batch size x request rate or concurrency",
+        description="Sweep precision x max_batch_size x load on the local platform: warm-up, repeated windows until "
+        "stable, medians with 95%% CIs, each configuration's max rate under the p99 SLO by search, the frontier, the "
+        "batching and precision effects next to the forward pass's own speed-ups, accuracy drift.",
     )
-    parser.add_argument("--profile", default="smoke", help="smoke (within 5 minutes on 2 cores) | nightly (default smoke)")
+    parser.add_argument("--profile", default="smoke", help="smoke (a few minutes on 2 cores) | nightly (default smoke)")
+    parser.add_argument("--load-mode", choices=("rate", "concurrency"),
+                        help="rate: open-loop requests/s (default); concurrency: that many closed-loop clients")
     parser.add_argument("--precisions", metavar="LIST", help="comma-separated: fp32,fp16,bf16")
     parser.add_argument("--batch-sizes", metavar="LIST", help="comma-separated max_batch_size values, e.g. 1,32")
-    parser.add_argument("--load-levels", metavar="LIST", help="comma-separated request rates (rps), e.g. 50,200")
+    parser.add_argument("--load-levels", metavar="LIST",
+                        help="comma-separated request rates (rps), e.g. 50,200; clients with --load-mode concurrency, e.g. 1,4,16,64")
     parser.add_argument("--model", help="reference model (default ranker-mlp)")
     parser.add_argument("--p99-ms", type=float, help="the p99 latency SLO in ms (default 500)")
     parser.add_argument("--window-s", type=float, help="length of one measurement window")
@@ -43,6 +48,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--search", dest="search", action="store_true", default=None,
                         help="also search each configuration's max sustainable rate under the SLO")
     parser.add_argument("--no-search", dest="search", action="store_false")
+    parser.add_argument("--search-budget-s", type=float, help="wall-clock bound of each configuration's search")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracy-drift measurement")
     parser.add_argument("--out", required=True, type=path_type("--out"), metavar="DIR", help="output directory")
     parser.set_defaults(func=run_sweep_command)
@@ -68,11 +74,11 @@ def _say(text: str) -> None:
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Run the sweep; return 0 (130 when interrupted). Raises ConfigError for bad flags."""
     from harness.results import new_run_record, save_run
-    from harness.sweep.accuracy import measure_accuracy
+    from harness.sweep.accuracy import measure_plan_accuracy
     from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, build_plan
     from harness.sweep.local import LocalSweepBackend, split_cpus
     from harness.sweep.runner import run_sweep
-    from harness.sweep.table import format_progress, format_sweep
+    from harness.sweep.table import format_probe, format_progress, format_sweep
 
     validate_output_dir(args.out, "--out")
     plan = build_plan(
@@ -82,7 +88,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         load_levels=parse_list("--load-levels", args.load_levels, float),
         model=args.model, p99_ms=args.p99_ms, window_s=args.window_s, warmup_s=args.warmup_s,
         min_windows=args.min_windows, max_windows=args.max_windows, point_budget_s=args.point_budget_s,
-        max_queue_delay_ms=args.max_queue_delay_ms, search=args.search,
+        max_queue_delay_ms=args.max_queue_delay_ms, search=args.search, load_mode=args.load_mode,
+        search_budget_s=args.search_budget_s,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,18 +97,20 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     record = new_run_record("sweep", profile=plan.profile, config=plan.to_dict(), platform="local", topology="single")
     save_run(out, record)
     _say(f"sweep {plan.profile}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
-         f"{len(plan.load_levels)} rate(s) of {plan.model}; service on CPU {service_cpus}, generator on CPU "
+         f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}"
+         f"{', each with a max-rate search' if plan.search else ''}; service on CPU {service_cpus}, generator on CPU "
          f"{generator_cpus or 'shared'}; writing {out / SWEEP_CSV}")
 
     def accuracy(p):
         if args.no_accuracy:
             return []
-        _say(f"accuracy drift: {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs ...")
-        drifts = measure_accuracy(p.model, p.precisions, samples=p.accuracy_samples, seed=p.seed,
-                                  time_budget_s=p.accuracy_budget_s, cpus=service_cpus)
+        _say(f"accuracy drift: {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, forward "
+             f"pass timed at batch {', '.join(map(str, p.batch_sizes))} ...")
+        drifts = measure_plan_accuracy(p, cpus=service_cpus)
         for d in drifts:
+            timed = ", ".join(f"batch {b} {ms:.2f} ms" for b, ms in d.forward_ms_by_batch.items())
             _say(f"  {d.precision}: {d.status} max_abs_error {d.max_abs_error:.3g} mean_abs_error {d.mean_abs_error:.3g} "
-                 f"forward speed-up {d.speedup_vs_fp32:.2f}x {d.reason}".rstrip())
+                 f"forward {timed or 'not timed'} {d.reason} {d.forward_reason}".rstrip())
         return drifts
 
     def progress(done, total, point, elapsed_s, eta_s):
@@ -110,7 +119,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
     try:
-        outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress)
+        outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress,
+                            on_probe=lambda precision, batch, probe: _say(format_probe(precision, batch, probe)))
     except BaseException as exc:
         record.finish("failed", f"{type(exc).__name__}: {exc}")
         save_run(out, record)

@@ -7,8 +7,11 @@ budget is recorded, ``over_budget``); the work itself is bounded by the settings
 search budget), not by killing a stage.
 
 ``smoke`` must finish within 15 minutes on a 2-core machine, so it runs a reduced chaos matrix
-(`SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE`), an 8-point sweep with short windows and a one-search-
-per-count capacity check. ``nightly`` runs every shipped experiment on every topology, the
+(`SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE`), a sweep of 2 precisions x 2 batch
+sizes, each configuration a bounded max-rate search (its effects come from those) plus one light rate
+where latencies are compared, and a one-search-per-count capacity check whose probes are shaped as
+the sweep's (same warm-up and windows), so its one-replica figure and the sweep's fp32 batch-32 one
+are measured alike. ``nightly`` runs every shipped experiment on every topology, the
 nightly sweep with its max-rate searches, and the capacity check with full search budgets.
 ``tiny`` is the harness's own end-to-end self-test (about a minute): one fault on one topology,
 one sweep point, a few seconds of load, capacity on one replica.
@@ -73,7 +76,7 @@ class JobProfile:
     sweep_profile: str = "smoke"
     sweep: dict[str, Any] = field(default_factory=dict)
     sweep_accuracy: bool = True
-    # capacity: the flags of `harness capacity`
+    # capacity: `harness.sweep.planner.CapacitySettings` (the flags of `harness capacity`)
     capacity: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,14 +103,16 @@ JOB_PROFILES: dict[str, JobProfile] = {
         name="smoke",
         description="everything once, small: within 15 minutes on 2 cores",
         # measured on the 2-core development machine while other work shared it (see docs)
-        budgets_s=_budgets(preflight=5, deploy=15, load=45, chaos=330, sweep=160, capacity=120, report=30),
+        # sweep: 4 deployments, accuracy and forward timing, 4 searches of <= 45 s, 4 light points
+        budgets_s=_budgets(preflight=5, deploy=15, load=45, chaos=330, sweep=240, capacity=120, report=30),
         load_duration_s=30.0,
         load_users=4,
-        sweep=dict(precisions=("fp32", "bf16"), batch_sizes=(1, 32), load_levels=(50.0, 150.0),
+        sweep=dict(precisions=("fp32", "bf16"), batch_sizes=(1, 32), load_levels=(50.0,),
                    warmup_s=1.0, window_s=2.0, min_windows=2, max_windows=3, point_budget_s=20.0,
-                   accuracy_samples=8, accuracy_budget_s=15.0),
+                   accuracy_samples=8, accuracy_budget_s=20.0, search=True, search_budget_s=45.0,
+                   forward_window_s=0.25, forward_rounds=3),
         capacity=dict(target_rps=1000.0, p99_ms=500.0, headroom=0.3, max_replicas=2, precision="fp32",
-                      batch_size=32, window_s=2.0, search_budget_s=40.0),
+                      batch_size=32, warmup_s=1.0, window_s=2.0, search_budget_s=45.0),
     ),
     "nightly": JobProfile(
         name="nightly",
@@ -123,7 +128,7 @@ JOB_PROFILES: dict[str, JobProfile] = {
         matrix_note="nightly runs the full chaos matrix: every experiment in experiments/ on every topology.",
         sweep_profile="nightly",
         capacity=dict(target_rps=2000.0, p99_ms=500.0, headroom=0.3, precision="fp32", batch_size=32,
-                      window_s=5.0, search_budget_s=240.0),
+                      warmup_s=3.0, window_s=5.0, search_budget_s=240.0),
     ),
     "tiny": JobProfile(
         name="tiny",
@@ -135,7 +140,7 @@ JOB_PROFILES: dict[str, JobProfile] = {
         topologies=("single",),
         matrix_note="tiny runs one chaos cell (pod-kill on single): it checks the job's wiring, not the service.",
         sweep=dict(precisions=("fp32",), batch_sizes=(8,), load_levels=(20.0,), warmup_s=0.5, window_s=1.0,
-                   min_windows=2, max_windows=2, point_budget_s=12.0),
+                   min_windows=2, max_windows=2, point_budget_s=12.0, search=False),
         sweep_accuracy=False,
         capacity=dict(target_rps=20.0, p99_ms=2000.0, headroom=0.3, max_replicas=1, precision="fp32",
                       batch_size=8, window_s=1.0, search_budget_s=30.0),

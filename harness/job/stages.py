@@ -9,7 +9,7 @@ Every stage writes under its own directory of the job's (the report finds the pa
   (`harness.load.session.run_session`) into ``load/``, then the deployment is torn down;
 - chaos: the fault x topology matrix (`harness.chaos.matrix.run_matrix`) into ``chaos/``;
 - sweep: precision x batch size x rate (`harness.sweep.runner.run_sweep`) into ``sweep/``;
-- capacity: the plan and its check (`harness capacity`'s command function, in this process) into
+- capacity: the plan and its check (`harness.sweep.planner.run_capacity`, as `harness capacity`) into
   ``capacity/``;
 - report: ``report.html``, ``report.md``, ``summary.json`` (`harness.report.writer.write_report`),
   with the baseline comparison when one is given (`harness.report.compare.compare_runs`).
@@ -22,8 +22,6 @@ Heavy modules are imported inside the stage functions (torch, pandas, chaoslib),
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import io
 import shutil
 import sys
@@ -274,42 +272,52 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
 # ----- sweep ----------------------------------------------------------------------------------------
 
 def sweep_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's sweep (sweep.csv, sweep_summary.json); fails when no point could be measured."""
-    from harness.sweep.accuracy import measure_accuracy
+    """Run the profile's sweep (sweep.csv, sweep_summary.json); fails when nothing could be measured."""
+    from harness.sweep.accuracy import measure_plan_accuracy
     from harness.sweep.grid import OK, SUMMARY_JSON, SWEEP_CSV, build_plan
     from harness.sweep.local import LocalSweepBackend, split_cpus
     from harness.sweep.runner import run_sweep
-    from harness.sweep.table import format_progress
+    from harness.sweep.table import format_probe, format_progress
 
     profile = ctx.profile
     plan = build_plan(profile.sweep_profile, **profile.sweep)
     out = ctx.out_dir / SWEEP_DIR
     service_cpus, generator_cpus = split_cpus()
+    search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""
     ctx.say(f"{len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x {len(plan.load_levels)} "
-            f"rate(s) of {plan.model}; service on CPU {service_cpus}, generator on CPU {generator_cpus or 'shared'}")
+            f"{plan.load_mode} level(s) of {plan.model}{search}; service on CPU {service_cpus}, generator on CPU "
+            f"{generator_cpus or 'shared'}")
 
     def accuracy(p: Any) -> list[Any]:
         if not profile.sweep_accuracy:
             return []
-        ctx.say(f"accuracy drift of {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs")
-        return measure_accuracy(p.model, p.precisions, samples=p.accuracy_samples, seed=p.seed,
-                                time_budget_s=p.accuracy_budget_s, cpus=service_cpus)
+        ctx.say(f"accuracy drift of {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, "
+                f"forward pass timed at batch {', '.join(map(str, p.batch_sizes))}")
+        return measure_plan_accuracy(p, cpus=service_cpus)
 
     def progress(done: int, total: int, point: Any, elapsed_s: float, eta_s: float) -> None:
         ctx.say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows,
                                 point.reason, elapsed_s, eta_s))
 
     backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
-    outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress)
+    outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress,
+                        on_probe=lambda precision, batch, probe: ctx.say(format_probe(precision, batch, probe)))
     statuses: dict[str, int] = {}
     for point in outcome.points:
         statuses[point.status] = statuses.get(point.status, 0) + 1
-    summary = {"points": len(outcome.points), "statuses": statuses, "elapsed_s": round(outcome.elapsed_s, 1)}
+    searches = outcome.summary.get("searches") or {}
+    summary = {"points": len(outcome.points), "statuses": statuses, "elapsed_s": round(outcome.elapsed_s, 1),
+               "max_rates": {f"{c['precision']}/{c['max_batch_size']}": c["max_rate"]["text"]
+                             for c in outcome.summary.get("configurations") or []}}
     _part_record(ctx, "sweep", SWEEP_DIR, status="aborted" if outcome.interrupted else "completed", summary=summary,
                  config=plan.to_dict(), topology="single", reason="interrupted" if outcome.interrupted else None)
     ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
     findings = [f"{p.key.label(plan.load_mode)}: {p.status} ({p.reason})" for p in outcome.points if p.status != OK]
-    if not outcome.interrupted and not statuses.get(OK):
+    findings += [f"{key} search: {s['stop_reason']} ({s['detail']}): its max rate is a lower bound"
+                 for key, s in searches.items() if not s.get("converged")]
+    findings += list(outcome.summary.get("notes") or [])
+    measured = statuses.get(OK) or any(s.get("probe_count") for s in searches.values())
+    if not outcome.interrupted and not measured:
         raise HarnessError(f"no sweep point could be measured: {'; '.join(findings[:3])}")
     return StageOutcome(findings=findings, summary=summary, path=SWEEP_DIR, aborted=outcome.interrupted,
                         reason=f"see {SWEEP_DIR}/{SUMMARY_JSON}" if findings else None)
@@ -317,37 +325,28 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
 
 # ----- capacity -------------------------------------------------------------------------------------
 
-def capacity_arguments(settings: dict[str, Any], out: Path) -> argparse.Namespace:
-    """Return the parsed arguments of `harness capacity` for ``settings`` (flag names with _; parsed by its parser)."""
-    from harness.cli import capacity
-
-    parser = argparse.ArgumentParser(prog="harness")
-    capacity.register(parser.add_subparsers(dest="command"))
-    argv = ["capacity", "--out", str(out)]
-    for name, value in settings.items():
-        if value is not None:
-            argv += [f"--{name.replace('_', '-')}", str(value)]
-    return parser.parse_args(argv)
-
-
 def capacity_stage(ctx: JobContext) -> StageOutcome:
-    """Plan replicas for the profile's target and check the linear model (`harness capacity`, in this process)."""
-    from harness.cli.capacity import CAPACITY_JSON, run_capacity_command
-    from harness.results import read_json
+    """Plan replicas for the profile's target and check the linear model (`harness.sweep.planner.run_capacity`)."""
+    from harness.sweep.planner import CapacitySettings, run_capacity
 
-    out = ctx.out_dir / CAPACITY_DIR
-    args = capacity_arguments(ctx.profile.capacity, out)
-    lines = LineWriter(ctx.say)
-    # `harness capacity` writes its progress to stderr and its table to stdout: both become progress lines
-    with contextlib.redirect_stderr(lines), contextlib.redirect_stdout(lines):
-        try:
-            run_capacity_command(args)
-        finally:
-            lines.flush()
-    data = read_json(out / CAPACITY_JSON)
+    settings = CapacitySettings.from_mapping(dict(ctx.profile.capacity))
+    try:
+        data = run_capacity(settings, ctx.out_dir / CAPACITY_DIR, progress=ctx.say)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        _part_record(ctx, "capacity", CAPACITY_DIR, status="aborted" if interrupted else "failed", summary={},
+                     topology="multi-active", config=settings.to_dict(),
+                     reason="interrupted" if interrupted else f"{type(exc).__name__}: {exc}")
+        raise
     plan = data.get("plan") or {}
+    bound = "" if plan.get("per_replica_converged", True) else "at most "
+    ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps at "
+            f"{plan.get('per_replica_text')} per replica" + (f"; {plan['bound_note']}" if plan.get("bound_note") else ""))
     summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
+               "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
                "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}
+    _part_record(ctx, "capacity", CAPACITY_DIR, status="completed", summary=summary, topology="multi-active",
+                 config={**settings.to_dict(), "plan": (data.get("config") or {})})
     return StageOutcome(summary=summary, path=CAPACITY_DIR, reason=data.get("note") or None)
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "load_over_time",
     "telemetry_over_time",
     "frontier",
+    "concurrency_curves",
     "batch_effect",
     "capacity_chart",
 ]
@@ -174,64 +175,143 @@ def telemetry_over_time(telemetry: pd.DataFrame, origin_s: float | None = None, 
     return figure
 
 
-def frontier(points: pd.DataFrame, slo_latency_ms: float | None = None) -> Figure | None:
-    """Return throughput vs p99 per precision and batch size (one point per configuration and load level).
+def frontier(points: pd.DataFrame, slo_latency_ms: float | None = None,
+             knees: Sequence[Mapping[str, Any]] = ()) -> Figure | None:
+    """Return p99 against throughput per precision and batch size: grid points and search probes.
 
-    Expects columns precision, max_batch_size, throughput_rps, p99_ms (medians per point).
+    Expects columns precision, max_batch_size, load_level (the offered rate), throughput_rps, p99_ms
+    and optionally source ("grid" | "search": probes are drawn hollow). The points of a configuration
+    are joined in order of offered rate, so its curve bends up where throughput stops following the
+    offered load. ``knees`` (precision, max_batch_size, value, bound) star each configuration's max
+    rate under the SLO at the throughput its passing probe measured, "≥" where it is a lower bound.
     """
     needed = {"precision", "max_batch_size", "throughput_rps", "p99_ms"}
     if points.empty or not needed <= set(points.columns):
         return None
     data = points.dropna(subset=["throughput_rps", "p99_ms"])
+    data = data[data["p99_ms"] > 0]
     if data.empty:
         return None
-    figure, (axis,) = _figure(7.5, 4.2)
+    order = "load_level" if "load_level" in data.columns else "throughput_rps"
+    figure, (axis,) = _figure(7.8, 4.4)
     markers = ("o", "s", "^", "D", "v", "P")
     batches = sorted(data["max_batch_size"].unique())
-    for p_index, (precision, rows) in enumerate(data.groupby("precision")):
-        colour = PALETTE[p_index % len(PALETTE)]
+    colours: dict[tuple[str, int], str] = {}
+    for precision, rows in data.groupby("precision"):
         for b_index, batch in enumerate(batches):
-            sub = rows[rows["max_batch_size"] == batch].sort_values("throughput_rps")
+            sub = rows[rows["max_batch_size"] == batch].sort_values(order)
             if sub.empty:
                 continue
-            axis.plot(sub["throughput_rps"], sub["p99_ms"], marker=markers[b_index % len(markers)], color=colour,
-                      linewidth=1, markersize=5, label=f"{precision}, batch {int(batch)}")
+            colour = PALETTE[len(colours) % len(PALETTE)]  # one colour per configuration
+            colours[(str(precision), int(batch))] = colour
+            marker = markers[b_index % len(markers)]
+            axis.plot(sub["throughput_rps"], sub["p99_ms"], color=colour, linewidth=1, alpha=0.8, marker=marker,
+                      markersize=0, label=f"{precision}, batch {int(batch)}")
+            probe = sub["source"].eq("search").to_numpy() if "source" in sub.columns else np.zeros(len(sub), bool)
+            axis.scatter(sub["throughput_rps"][~probe], sub["p99_ms"][~probe], marker=marker, color=colour, s=24, zorder=3)
+            axis.scatter(sub["throughput_rps"][probe], sub["p99_ms"][probe], marker=marker, facecolors="none",
+                         edgecolors=colour, s=24, zorder=3)
+    for k_index, knee in enumerate(knees):
+        value = knee.get("value")
+        key = (str(knee.get("precision")), int(knee.get("max_batch_size") or 0))
+        if not isinstance(value, (int, float)) or not value > 0 or key not in colours:
+            continue
+        at = data[(data["precision"] == key[0]) & (data["max_batch_size"] == key[1])]
+        at = at[np.isclose(at[order].astype(float), float(value))] if order == "load_level" else at.iloc[0:0]
+        if at.empty:
+            continue
+        x, y = float(at["throughput_rps"].iloc[-1]), float(at["p99_ms"].iloc[-1])
+        axis.scatter([x], [y], marker="*", s=160, color=colours[key], edgecolors="black", linewidths=0.6, zorder=4)
+        prefix = "" if knee.get("bound") == "exact" else "≥"
+        axis.annotate(f"{prefix}{value:.0f}", (x, y), textcoords="offset points", xytext=(5, -12 - 9 * (k_index % 4)),
+                      fontsize=7, color=colours[key])
     if slo_latency_ms is not None:
         axis.axhline(slo_latency_ms, color=BAD, linestyle=":", linewidth=1, label=f"p99 SLO {slo_latency_ms:g} ms")
-    axis.set_xlabel("throughput (req/s)")
+    axis.set_xlabel("throughput (req/s; hollow: search probes)")
     axis.set_ylabel("p99 latency (ms)")
     axis.set_yscale("log")
     axis.grid(alpha=0.25, which="both")
     axis.legend(fontsize=7, frameon=False)
-    axis.set_title("latency / throughput frontier", fontsize=10)
+    axis.set_title("latency / throughput, the knee of each configuration starred", fontsize=10)
     return figure
 
 
-def batch_effect(best: pd.DataFrame) -> Figure | None:
-    """Return best throughput under the SLO by max_batch_size, one bar group per precision.
+def concurrency_curves(points: pd.DataFrame) -> Figure | None:
+    """Return throughput and p50/p99 latency against the number of closed-loop clients, per configuration.
 
-    Expects columns precision, max_batch_size, best_throughput_rps (NaN when no point met the SLO).
+    Expects columns precision, max_batch_size, load_level (clients), throughput_rps, p50_ms, p99_ms.
     """
-    needed = {"precision", "max_batch_size", "best_throughput_rps"}
-    if best.empty or not needed <= set(best.columns):
+    needed = {"precision", "max_batch_size", "load_level", "throughput_rps", "p50_ms", "p99_ms"}
+    if points.empty or not needed <= set(points.columns):
         return None
-    precisions = sorted(best["precision"].unique())
-    batches = sorted(best["max_batch_size"].unique())
+    data = points.dropna(subset=["throughput_rps"])
+    if data.empty:
+        return None
+    figure, (top, bottom) = _figure(7.8, 5.0, rows=2)
+    for index, ((precision, batch), rows) in enumerate(data.groupby(["precision", "max_batch_size"])):
+        rows = rows.sort_values("load_level")
+        colour = PALETTE[index % len(PALETTE)]
+        label = f"{precision}, batch {int(batch)}"
+        top.plot(rows["load_level"], rows["throughput_rps"], marker="o", color=colour, linewidth=1, label=label)
+        bottom.plot(rows["load_level"], rows["p99_ms"], marker="o", color=colour, linewidth=1)
+        bottom.plot(rows["load_level"], rows["p50_ms"], marker=".", color=colour, linewidth=1, linestyle="--")
+    top.set_ylabel("throughput (req/s)")
+    bottom.set_ylabel("latency (ms; solid p99, dashed p50)")
+    bottom.set_xlabel("concurrency (closed-loop clients)")
+    for axis in (top, bottom):
+        axis.set_xscale("log", base=2)
+        axis.grid(alpha=0.25, which="both")
+    bottom.set_yscale("log")
+    top.legend(fontsize=7, frameon=False)
+    top.set_title("throughput and latency against concurrency", fontsize=10)
+    return figure
+
+
+def _bound_label(value: float, bound: Any) -> str:
+    if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+        return "n/a"
+    return f"{value:.0f}" if bound in (None, "exact") else f"≥{value:.0f}"
+
+
+def batch_effect(rates: pd.DataFrame) -> Figure | None:
+    """Return each configuration's max rate under the SLO by max_batch_size, one bar group per precision.
+
+    Expects columns precision, max_batch_size, max_rate_rps and optionally bound (a lower bound is
+    hatched and labelled "≥") and high_rps (the lowest failing rate: drawn as the bar's reach).
+    """
+    needed = {"precision", "max_batch_size", "max_rate_rps"}
+    if rates.empty or not needed <= set(rates.columns):
+        return None
+    precisions = sorted(rates["precision"].unique())
+    batches = sorted(rates["max_batch_size"].unique())
     width = 0.8 / max(1, len(precisions))
     figure, (axis,) = _figure(7.5, 3.6)
     for p_index, precision in enumerate(precisions):
-        rows = best[best["precision"] == precision].set_index("max_batch_size")
-        values = [float(rows["best_throughput_rps"].get(b, np.nan)) for b in batches]
+        rows = rates[rates["precision"] == precision].set_index("max_batch_size")
         x = np.arange(len(batches)) + p_index * width
-        bars = axis.bar(x, np.nan_to_num(values), width=width, color=PALETTE[p_index % len(PALETTE)], label=precision)
-        for bar, value in zip(bars, values):
-            text = "n/a" if math.isnan(value) else f"{value:.0f}"
-            axis.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+        labelled = False
+        for xi, batch in zip(x, batches):
+            if batch not in rows.index:
+                continue
+            row = rows.loc[batch]
+            value = float(row["max_rate_rps"]) if row["max_rate_rps"] is not None else math.nan
+            bound = row.get("bound") if "bound" in rows.columns else None
+            lower = bound not in (None, "exact") and not (isinstance(bound, float) and math.isnan(bound))
+            bar = axis.bar([xi], [0.0 if math.isnan(value) else value], width=width, color=PALETTE[p_index % len(PALETTE)],
+                           hatch="//" if lower else None, edgecolor="white" if lower else None,
+                           label=None if labelled else precision)[0]
+            labelled = True
+            high = row.get("high_rps") if "high_rps" in rows.columns else None
+            if lower and isinstance(high, (int, float)) and math.isfinite(high) and high > value:
+                axis.plot([xi, xi], [value, high], color=NEUTRAL, linewidth=1)  # the truth lies below the lowest failure
+                axis.plot([xi - width / 4, xi + width / 4], [high, high], color=NEUTRAL, linewidth=1)
+            axis.annotate(_bound_label(value, bound if lower else "exact"),
+                          (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
     axis.set_xticks(np.arange(len(batches)) + width * (len(precisions) - 1) / 2, [f"batch {int(b)}" for b in batches])
-    axis.set_ylabel("best req/s under the p99 SLO")
+    axis.set_ylabel("max req/s under the p99 SLO")
     axis.grid(alpha=0.25, axis="y")
     axis.legend(fontsize=7, frameon=False)
-    axis.set_title("batching and precision effect", fontsize=10)
+    axis.set_title("batching and precision effect (hatched: at least; whisker: lowest failing rate)", fontsize=10)
     return figure
 
 
@@ -239,15 +319,22 @@ def capacity_chart(measured: Sequence[Mapping[str, Any]], per_replica_rps: float
                    target_rps: float | None = None) -> Figure | None:
     """Return measured max rate per replica count against the linear prediction.
 
-    ``measured`` rows need ``replicas`` and ``measured_rps``.
+    ``measured`` rows need ``replicas`` and ``measured_rps``; a row whose ``search`` did not
+    converge (or ``converged`` False) is a lower bound: hatched and labelled "≥".
     """
-    rows = [r for r in measured if r.get("measured_rps") is not None]
+    rows = [r for r in measured if isinstance(r.get("measured_rps"), (int, float))]
     if not rows:
         return None
-    replicas = [int(r["replicas"]) for r in rows]
-    values = [float(r["measured_rps"]) for r in rows]
     figure, (axis,) = _figure(6.5, 3.6)
-    axis.bar(replicas, values, width=0.5, color=ACCENT, label="measured max rate under SLO")
+    for index, row in enumerate(rows):
+        converged = (row.get("search") or {}).get("converged", row.get("converged", True))
+        value = float(row["measured_rps"])
+        bar = axis.bar([int(row["replicas"])], [value], width=0.5, color=ACCENT, hatch=None if converged else "//",
+                       edgecolor=None if converged else "white",
+                       label="measured max rate under SLO" if index == 0 else None)[0]
+        axis.annotate(_bound_label(value, "exact" if converged else "at least"),
+                      (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+    replicas = [int(r["replicas"]) for r in rows]
     if per_replica_rps:
         xs = np.arange(0, max(replicas) + 2)
         axis.plot(xs, xs * per_replica_rps, color=NEUTRAL, linestyle="--", linewidth=1, label="linear prediction")
@@ -258,5 +345,5 @@ def capacity_chart(measured: Sequence[Mapping[str, Any]], per_replica_rps: float
     axis.set_xticks(sorted(set(replicas)))
     axis.grid(alpha=0.25, axis="y")
     axis.legend(fontsize=7, frameon=False)
-    axis.set_title("capacity: measured vs linear model", fontsize=10)
+    axis.set_title("capacity: measured vs linear model (hatched: at least)", fontsize=10)
     return figure

@@ -53,10 +53,55 @@ def _cell_class(column: str, value: Any) -> str:
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.4g}"
+        return "n/a" if math.isnan(value) else _plain(value)
     if value is None:
         return "n/a"
     return str(value)
+
+
+EPOCH_AFTER_S = 1e8  # a seconds figure this large is a wall-clock time (1973 onwards), not a duration
+_UNITS = (  # column-name endings -> how their numbers read (units as the frames and sections name them)
+    (("_s", "(s)", " s"), "s"), (("_ms", "(ms)"), "ms"), (("_mb", "(mb)", "(mib)", "_mib"), "mb"),
+    (("_rps", "(req/s)", "req/s", "rps"), "rps"), (("_percent", "(%)", "%"), "percent"),
+)
+
+
+def _unit(column: str) -> str | None:
+    name = column.strip().lower()
+    for endings, unit in _UNITS:
+        if name.endswith(endings):
+            return unit
+    return None
+
+
+def _plain(value: float) -> str:
+    """Return a number without an exponent where people read it as one: 4 significant digits, whole
+    numbers from 10,000 up; tiny magnitudes (errors of 1e-05) keep theirs."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    if abs(value) >= 1e4:
+        return f"{value:.0f}"
+    return f"{value:.4g}"
+
+
+def format_cell(column: str, value: Any) -> str:
+    """Return a table cell for people, by its column's unit: wall-clock seconds as UTC times, seconds,
+    milliseconds, megabytes, rates and percentages in fixed point (never scientific notation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _text(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    unit = _unit(str(column))
+    if unit == "s" and abs(value) >= EPOCH_AFTER_S:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+        return f"{stamp}.{int(round((value % 1) * 1000)) % 1000:03d} UTC"
+    if isinstance(value, int):
+        return str(value)
+    if unit in ("s", "ms"):
+        return f"{value:.2f}" if unit == "s" or abs(value) < 10 else f"{value:.1f}"
+    if unit in ("mb", "rps", "percent"):
+        return f"{value:.1f}"
+    return _plain(value)
 
 
 COMPARISON_COLUMNS = ("metric", "baseline", "current", "change", "verdict", "reason")
@@ -73,7 +118,8 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
         for column in columns:
             value = row.get(column)
             css = _cell_class(str(column), value)
-            cells.append(f"<td class=\"{css}\">{html.escape(_text(value))}</td>" if css else f"<td>{html.escape(_text(value))}</td>")
+            text = html.escape(format_cell(str(column), value))
+            cells.append(f"<td class=\"{css}\">{text}</td>" if css else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -84,7 +130,7 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(str(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_text(row.get(c)).replace("|", "\\|") for c in columns) + " |")
+        lines.append("| " + " | ".join(format_cell(str(c), row.get(c)).replace("|", "\\|") for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,12 @@ Measures (reference = fp32, d = candidate - reference):
 element-wise, which explodes near zero): ``max_rel_error`` = max|d| / max|ref|,
 ``mean_rel_error`` = mean|d| / mean|ref|; ``top1_agreement`` = share of samples whose arg-max output
 is the same. ``speedup_vs_fp32`` = fp32 forward time / this precision's, same batch, one thread.
+
+The same child also times the forward pass at each batch size the sweep deploys
+(``forward_ms_by_batch``: the median of a tight loop of `ModelRunner.run_batch`, the service's own
+call, per precision and batch size), in rounds that visit every precision and size in turn, so the
+machine's drift hits all of them alike. These are the raw speed-ups the sweep's effects are set
+against: batching's per-sample gain (batch 1 vs the largest) and each precision's gain over fp32.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -31,7 +37,7 @@ from harness.errors import ConfigError
 from harness.load import child_process
 from harness.paths import resolve_path
 
-__all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy"]
+__all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy", "measure_plan_accuracy"]
 
 REFERENCE_PRECISION = "fp32"
 _SPEED_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2}  # run order: the reference, then fast before slow
@@ -52,6 +58,8 @@ class AccuracyDrift:
     top1_agreement: float = math.nan
     forward_ms: float = math.nan  # one forward of ``samples`` at this precision (median of repeats)
     speedup_vs_fp32: float = math.nan
+    forward_ms_by_batch: dict[str, float] = field(default_factory=dict)  # batch size -> one forward (ms)
+    forward_reason: str = ""  # why a batch size was not timed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,16 +115,23 @@ def measure_accuracy(
     time_budget_s: float = 60.0,
     weights_dir: str | None = None,
     cpus: Sequence[int] | None = None,
+    forward_batches: Sequence[int] = (),
+    forward_window_s: float = 0.3,
+    forward_rounds: int = 3,
 ) -> list[AccuracyDrift]:
     """Return one `AccuracyDrift` per precision (fp32 included, as the reference), within the budget.
 
     Precisions not done when the budget runs out are recorded as ``timeout`` with the reason; a
-    precision whose estimated forward time cannot fit is ``skipped``. Raises ConfigError for bad
-    arguments; a failing child is reported per precision as ``error``, never raised.
+    precision whose estimated forward time cannot fit is ``skipped``. With ``forward_batches`` each
+    drift also holds the forward time at those batch sizes (``forward_rounds`` interleaved rounds
+    of ``forward_window_s`` loops, inside the same budget). Raises ConfigError for bad arguments; a
+    failing child is reported per precision as ``error``, never raised.
     """
     order = _validate(model, list(precisions), samples, time_budget_s)
     job = {"model": model, "precisions": order, "samples": samples, "seed": seed, "budget_s": time_budget_s,
-           "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir"))}
+           "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir")),
+           "forward_batches": sorted({int(b) for b in forward_batches}), "forward_window_s": float(forward_window_s),
+           "forward_rounds": int(forward_rounds)}
     proc = None
     timed_out = False
     try:
@@ -135,6 +150,7 @@ def measure_accuracy(
             child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
     out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     results = {}
+    forward: dict[str, Any] = {}
     for line in out.splitlines():
         try:
             entry = json.loads(line)
@@ -142,11 +158,30 @@ def measure_accuracy(
             continue
         if isinstance(entry, dict) and entry.get("precision") in order:
             results[entry["precision"]] = entry
+        elif isinstance(entry, dict) and isinstance(entry.get("forward"), dict):
+            forward = entry
     missing_reason = (
         f"not finished within the accuracy budget of {time_budget_s:g} s" if timed_out
         else f"child exited {proc.returncode}: {err.strip().splitlines()[-1] if err.strip() else 'no output'}"
     )
-    return _drifts(order, results, "timeout" if timed_out else "error", missing_reason)
+    drifts = _drifts(order, results, "timeout" if timed_out else "error", missing_reason)
+    if job["forward_batches"]:
+        drifts = [_with_forward(d, forward, missing_reason) for d in drifts]
+    return drifts
+
+
+def measure_plan_accuracy(plan: Any, cpus: Sequence[int] | None = None) -> list[AccuracyDrift]:
+    """Return `measure_accuracy` for a `SweepPlan`: its precisions and samples, the forward pass timed at
+    its batch sizes, within its accuracy budget, on ``cpus`` (the service's)."""
+    return measure_accuracy(plan.model, plan.precisions, samples=plan.accuracy_samples, seed=plan.seed,
+                            time_budget_s=plan.accuracy_budget_s, cpus=cpus, forward_batches=plan.batch_sizes,
+                            forward_window_s=plan.forward_window_s, forward_rounds=plan.forward_rounds)
+
+
+def _with_forward(drift: AccuracyDrift, forward: dict[str, Any], missing_reason: str) -> AccuracyDrift:
+    timed = (forward.get("forward") or {}).get(drift.precision) or {}
+    why = (forward.get("reasons") or {}).get(drift.precision, "" if forward else f"forward pass not timed: {missing_reason}")
+    return replace(drift, forward_ms_by_batch={str(k): float(v) for k, v in timed.items()}, forward_reason=why)
 
 
 def _drifts(order: list[str], results: dict[str, dict], missing_status: str, missing_reason: str) -> list[AccuracyDrift]:
@@ -196,6 +231,7 @@ def _child_main(job: dict) -> int:
     deadline = time.monotonic() + float(job["budget_s"])
     samples = int(job["samples"])
     inputs = example_inputs(job["model"], samples, seed=int(job["seed"]))
+    runners: dict[str, tuple[Any, float]] = {}  # precision -> (loaded runner, one-sample forward ms)
     for precision in job["precisions"]:
         config = ServiceConfig(model=job["model"], precision=precision, device="cpu", warmup_iters=0,
                                torch_threads=1, seed=0, weights_dir=job["weights_dir"], max_batch_size=samples)
@@ -229,8 +265,55 @@ def _child_main(job: dict) -> int:
                     part = {name: array[:size] for name, array in inputs.items()}
                     entry["forward_ms_by_samples"][str(size)] = _time_forward(runner, part, 3)
         print(json.dumps(entry), flush=True)
+        if job.get("forward_batches"):  # kept loaded for the interleaved timing rounds below
+            runners[precision] = (runner, single_ms)
         del runner
+    if job.get("forward_batches"):
+        print(json.dumps(_time_batches(job, runners, deadline)), flush=True)
     return 0
+
+
+def _time_batches(job: dict, runners: dict[str, tuple[Any, float]], deadline: float) -> dict[str, Any]:
+    """Return {"forward": {precision: {batch: median ms}}, "reasons": {precision: why not}}: tight loops of
+    ``run_batch`` per precision and batch size, in rounds that visit each in turn, within ``deadline``."""
+    from harness.service.registry import example_inputs
+
+    batches = [int(b) for b in job["forward_batches"]]
+    window_s, rounds = float(job["forward_window_s"]), int(job["forward_rounds"])
+    inputs = {b: example_inputs(job["model"], b, seed=int(job["seed"]) + b) for b in batches}
+    reasons: dict[str, str] = {}
+    timed: dict[str, Any] = {}
+    for precision, (runner, single_ms) in runners.items():
+        worst_s = single_ms * max(batches) / 1000.0  # linear in samples: no batching gain at all
+        if worst_s * 3 > window_s * 4:  # a loop could not fit a few forwards in (about) its window
+            reasons[precision] = f"one sample takes {single_ms:.0f} ms: too slow to time at batch {max(batches)}"
+            continue
+        timed[precision] = runner
+    per_round_s = len(timed) * len(batches) * window_s * 1.2
+    fit = int((deadline - time.monotonic()) / per_round_s) if per_round_s else 0
+    rounds = min(rounds, fit)
+    if rounds < 1:
+        return {"forward": {}, "reasons": {p: "no accuracy budget left to time the forward pass" for p in runners}}
+    samples: dict[str, dict[int, list[float]]] = {p: {b: [] for b in batches} for p in timed}
+    for _ in range(rounds):
+        for precision, runner in timed.items():
+            for batch in batches:
+                runner.run_batch(inputs[batch])  # this size's first call is not the one timed
+                samples[precision][batch].extend(_loop_ms(runner, inputs[batch], window_s))
+    forward = {p: {str(b): float(np.median(v)) for b, v in by_batch.items()} for p, by_batch in samples.items()}
+    return {"forward": forward, "reasons": reasons, "rounds": rounds, "window_s": window_s}
+
+
+def _loop_ms(runner, arrays: dict, window_s: float) -> list[float]:
+    times = []
+    started = time.perf_counter()
+    while True:
+        begin = time.perf_counter()
+        runner.run_batch(arrays)
+        end = time.perf_counter()
+        times.append((end - begin) * 1000.0)
+        if end - started >= window_s and len(times) >= 3:
+            return times
 
 
 if __name__ == "__main__":

@@ -5,6 +5,12 @@ The plan is ``replicas = ceil(target_rps x (1 + headroom) / per_replica_rps)``, 
 `harness.sweep.search`. The arithmetic is exact (decimal fractions, not binary floats), so an exact
 division such as 1000 x 1.1 / 110 gives 10 replicas, not 11.
 
+The per-replica rate is known as a bracket (`harness.sweep.figures`): the highest rate measured to
+pass and the lowest known to fail. When the search did not converge (its time budget or probe cap
+ran out) the rate is a lower bound, so the replica count is an upper bound; the plan says so on its
+first line and gives the range the bracket allows: from ``ceil(required / lowest failing rate)``
+(fewest, were the truth at the bracket's top) to the planned count.
+
 The check deploys the planned count where the machine allows it (else the largest count it
 allows), measures the deployment's own max sustainable rate by the same search, and reports
 measured / predicted: how far the linear model held. Deploying and measuring are injected
@@ -19,6 +25,7 @@ from fractions import Fraction
 from typing import Callable
 
 from harness.errors import ConfigError, HarnessError
+from harness.sweep.figures import rate_from_search
 from harness.sweep.search import STOP_GENERATOR, SearchResult
 
 __all__ = [
@@ -97,28 +104,66 @@ class CapacityPlan:
     target_rps: float
     p99_ms: float
     headroom: float
-    per_replica_rps: float
+    per_replica_rps: float  # the highest rate measured to pass: the figure the plan divides by
     required_rps: float  # target x (1 + headroom)
     replicas: int
     assumption: str = ASSUMPTION
+    per_replica_converged: bool = True  # False: per_replica_rps is a lower bound, replicas an upper bound
+    per_replica_upper_rps: float | None = None  # the lowest rate known to fail (None: none failed)
+    fewest_replicas: int | None = None  # the count were the true rate at the bracket's top (None: unbounded)
+    search_detail: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["per_replica_text"] = self.per_replica_text()
+        data["bound_note"] = self.bound_note()
+        return data
+
+    def per_replica_text(self) -> str:
+        """Return the per-replica rate for people: "548.7 rps", or "at least 548.7 rps (below 1005.7)"."""
+        if self.per_replica_converged:
+            return f"{self.per_replica_rps:.1f} rps"
+        upper = f" (below {self.per_replica_upper_rps:.1f})" if self.per_replica_upper_rps else ""
+        return f"at least {self.per_replica_rps:.1f} rps{upper}"
+
+    def bound_note(self) -> str:
+        """Return how far off the plan may be ("" when the search converged)."""
+        if self.per_replica_converged:
+            return ""
+        if self.fewest_replicas is None:
+            spread = "no rate failed, so the true per-replica rate may be far higher and fewer replicas may do"
+        elif self.fewest_replicas == self.replicas:
+            spread = f"every rate in the bracket gives the same {self.replicas} replica(s)"
+        else:
+            spread = f"between {self.fewest_replicas} and {self.replicas} replicas are needed"
+        return (f"the per-replica search did not converge ({self.search_detail or 'stopped early'}): "
+                f"{self.per_replica_text()} is a lower bound, so {self.replicas} replica(s) is an upper bound; {spread}")
 
     def describe(self) -> str:
-        """Return the plan as one line for people."""
-        return (
+        """Return the plan as one line for people (saying when its per-replica rate is a lower bound)."""
+        line = (
             f"{self.replicas} replica(s) = ceil({self.target_rps:g} rps x (1 + {self.headroom:g}) / "
             f"{self.per_replica_rps:.2f} rps per replica at p99 <= {self.p99_ms:g} ms)"
         )
+        return line if self.per_replica_converged else f"at most {line}; {self.bound_note()}"
 
 
-def plan_capacity(target_rps: float, p99_ms: float, per_replica_rps: float, headroom: float = 0.3) -> CapacityPlan:
-    """Return the `CapacityPlan` for a measured per-replica rate; raise ConfigError for invalid inputs."""
+def plan_capacity(target_rps: float, p99_ms: float, per_replica_rps: float, headroom: float = 0.3, *,
+                  converged: bool = True, upper_rps: float | None = None, search_detail: str = "") -> CapacityPlan:
+    """Return the `CapacityPlan` for a measured per-replica rate; raise ConfigError for invalid inputs.
+
+    ``converged`` False marks ``per_replica_rps`` as a lower bound, ``upper_rps`` (the lowest rate
+    known to fail) bounding it from above.
+    """
     validate_capacity_inputs(target_rps, p99_ms, headroom)
     count = replicas_needed(target_rps, per_replica_rps, headroom)
     required = float(_exact(target_rps) * (1 + _exact(headroom)))
-    return CapacityPlan(float(target_rps), float(p99_ms), float(headroom), float(per_replica_rps), required, count)
+    fewest = count
+    if not converged:
+        fewest = replicas_needed(target_rps, upper_rps, headroom) if upper_rps and upper_rps > per_replica_rps else None
+    return CapacityPlan(float(target_rps), float(p99_ms), float(headroom), float(per_replica_rps), required, count,
+                        per_replica_converged=converged, per_replica_upper_rps=upper_rps, fewest_replicas=fewest,
+                        search_detail=search_detail)
 
 
 def choose_check_counts(planned: int, allowed: int) -> list[int]:
@@ -142,9 +187,12 @@ class ScalingPoint:
     measured_rps: float
     ratio: float  # measured / predicted: 1.0 is perfectly linear
     search: dict = field(default_factory=dict)
+    converged: bool = True  # False: measured_rps (and the ratio) are lower bounds
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["measured"] = rate_from_search(self.search).text() if self.search else f"{self.measured_rps:.1f}"
+        return data
 
 
 @dataclass
@@ -194,15 +242,17 @@ def check_linear_scaling(
     per_replica = single.max_rate_rps
     if per_replica <= 0:
         raise HarnessError(f"one replica sustained no rate under p99 <= {p99_ms:g} ms ({single.detail}); nothing to plan from")
-    plan = plan_capacity(target_rps, p99_ms, per_replica, headroom)
-    first = ScalingPoint(1, per_replica, per_replica, 1.0, single.to_dict())
+    plan = plan_capacity(target_rps, p99_ms, per_replica, headroom, converged=single.converged,
+                         upper_rps=single.upper_rps, search_detail=f"{single.stop_reason}: {single.detail}")
+    first = ScalingPoint(1, per_replica, per_replica, 1.0, single.to_dict(), single.converged)
     points = [first]
     if on_point is not None:
         on_point(first)
     for count in choose_check_counts(plan.replicas, allowed_replicas)[1:]:
         result = measure_replicas(count)
         predicted = count * per_replica
-        point = ScalingPoint(count, predicted, result.max_rate_rps, result.max_rate_rps / predicted, result.to_dict())
+        point = ScalingPoint(count, predicted, result.max_rate_rps, result.max_rate_rps / predicted, result.to_dict(),
+                             result.converged)
         points.append(point)
         if on_point is not None:
             on_point(point)
@@ -211,6 +261,12 @@ def check_linear_scaling(
         f"the plan needs {plan.replicas} replicas but this machine allows {allowed_replicas}; "
         f"linearity was checked up to {points[-1].replicas}"
     ]
+    if not plan.per_replica_converged:
+        notes.insert(0, plan.bound_note())
+    unsure = [p.replicas for p in points[1:] if not p.converged]
+    if unsure:
+        notes.append(f"the search at {', '.join(map(str, unsure))} replica(s) did not converge: its measured rate and "
+                     "ratio are lower bounds")
     limited = [p.replicas for p in points if p.search.get("stop_reason") == STOP_GENERATOR]
     if limited:
         # a generator-limited search measured the generator's ceiling: a lower bound of the service's rate

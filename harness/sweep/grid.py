@@ -1,5 +1,11 @@
 """The sweep grid: what to measure (precision x max_batch_size x load level), profiles, and the CSV.
 
+Two load modes, as perf_analyzer and Model Analyzer sweep: ``rate`` (open loop: requests on a
+schedule at each level, latency from the scheduled send time) and ``concurrency`` (closed loop: that
+many clients each sending its next request when the last one answered). A level a service keeps up
+with measures its latency, not its capacity: throughput there is the offered load. A configuration's
+capacity under the SLO comes from the max-rate search (``search``), which both modes can add.
+
 A `SweepPlan` is validated once, here; points are enumerated grouped by configuration (precision,
 max_batch_size) so that one deployment serves every load level of its configuration. ``sweep.csv``
 is tidy: one row per point and repeat (measurement window), unit-suffixed columns (`CSV_COLUMNS`),
@@ -22,6 +28,8 @@ __all__ = [
     "SWEEP_CSV",
     "SUMMARY_JSON",
     "LOAD_MODES",
+    "RATE",
+    "CONCURRENCY",
     "PROFILES",
     "CSV_COLUMNS",
     "SweepPlan",
@@ -43,7 +51,11 @@ __all__ = [
 
 SWEEP_CSV = "sweep.csv"
 SUMMARY_JSON = "sweep_summary.json"
-LOAD_MODES = ("rate",)  # open-loop request rate (latency from the scheduled send time)
+RATE = "rate"  # open-loop request rate (latency from the scheduled send time)
+CONCURRENCY = "concurrency"  # closed loop: a fixed number of clients, each waiting for its answer
+LOAD_MODES = (RATE, CONCURRENCY)
+MAX_CONCURRENCY = 1024
+CONCURRENCY_LEVELS = (1.0, 4.0, 16.0, 64.0)  # clients, when a concurrency sweep names none
 
 # Point and row statuses.
 OK = "ok"  # a measured window
@@ -78,7 +90,10 @@ class SweepPlan:
     accuracy_samples: int = 8
     accuracy_budget_s: float = 30.0
     search: bool = False  # also search each configuration's max sustainable rate (SLO p99_ms)
-    search_budget_s: float = 120.0
+    search_budget_s: float = 120.0  # wall-clock bound of one configuration's search
+    search_rel_tol: float = 0.05  # the search converges when (lowest fail - highest pass) / lowest fail <= this
+    forward_window_s: float = 0.3  # forward-pass timing: one loop per precision x batch size per round
+    forward_rounds: int = 3  # rounds of those loops, interleaved (drift hits every figure alike)
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,16 +101,17 @@ class SweepPlan:
 
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # within 5 minutes on a 2-core machine: 2 precisions x 2 batch sizes x 2 rates, short windows.
-    # 200 rps is above one core's batch-1 fp32 capacity (~75 rps for ranker-mlp) and well within
-    # batch 32's, so batching's effect shows in throughput; precision's shows in latency and capacity.
-    "smoke": {},
+    # a few minutes on a 2-core machine: 2 precisions x 2 batch sizes, each with a bounded max-rate
+    # search (the effects come from those), and one light rate all four keep up with, where their
+    # latencies are compared. 50 rps is well below the knee of every configuration of ranker-mlp.
+    "smoke": dict(load_levels=(50.0,), search=True, search_budget_s=50.0),
     # broader and longer (about 45 minutes on 2 cores): every precision, more batch sizes and rates,
     # tighter stability, and the max-rate search per configuration.
     "nightly": dict(
         precisions=("fp32", "bf16", "fp16"), batch_sizes=(1, 8, 32), load_levels=(25.0, 50.0, 100.0, 200.0, 400.0),
         warmup_s=3.0, window_s=5.0, min_windows=3, max_windows=8, max_relative_half_width=0.05,
         point_budget_s=90.0, accuracy_samples=32, accuracy_budget_s=120.0, search=True, search_budget_s=240.0,
+        forward_window_s=1.0, forward_rounds=5,
     ),
 }
 
@@ -120,13 +136,16 @@ def validate_plan(plan: SweepPlan) -> SweepPlan:
             raise ConfigError("batch_sizes", size, "each must be an integer in [1, 4096]")
     if plan.load_mode not in LOAD_MODES:
         raise ConfigError("load_mode", plan.load_mode, f"choose one of {', '.join(LOAD_MODES)}")
-    if not plan.load_levels:
-        raise ConfigError("load_levels", list(plan.load_levels), "name at least one load level")
+    if not plan.load_levels and not plan.search:
+        raise ConfigError("load_levels", list(plan.load_levels), "name at least one load level (or search)")
     for level in plan.load_levels:
-        if not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level <= 100_000):
+        if plan.load_mode == CONCURRENCY:
+            if isinstance(level, bool) or not float(level).is_integer() or not 1 <= level <= MAX_CONCURRENCY:
+                raise ConfigError("load_levels", level, f"each must be a number of clients in [1, {MAX_CONCURRENCY}]")
+        elif not (isinstance(level, (int, float)) and math.isfinite(level) and 0 < level <= 100_000):
             raise ConfigError("load_levels", level, "each must be a request rate in (0, 100000] rps")
     positive = ("p99_ms", "warmup_s", "window_s", "point_budget_s", "ready_timeout_s", "request_timeout_s",
-                "accuracy_budget_s", "search_budget_s", "max_relative_half_width")
+                "accuracy_budget_s", "search_budget_s", "max_relative_half_width", "forward_window_s")
     for name in positive:
         value = getattr(plan, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -141,6 +160,10 @@ def validate_plan(plan: SweepPlan) -> SweepPlan:
         raise ConfigError("min_windows", plan.min_windows, f"must lie in [2, max_windows={plan.max_windows}]")
     if plan.max_windows > 100:
         raise ConfigError("max_windows", plan.max_windows, "at most 100")
+    if not 0 < plan.search_rel_tol < 1:
+        raise ConfigError("search_rel_tol", plan.search_rel_tol, "must lie in (0, 1)")
+    if isinstance(plan.forward_rounds, bool) or not isinstance(plan.forward_rounds, int) or not 1 <= plan.forward_rounds <= 100:
+        raise ConfigError("forward_rounds", plan.forward_rounds, "must be an integer in [1, 100]")
     if not 1 <= plan.accuracy_samples <= 1024:
         raise ConfigError("accuracy_samples", plan.accuracy_samples, "must lie in [1, 1024]")
     needed = plan.warmup_s + plan.min_windows * plan.window_s
@@ -161,6 +184,8 @@ def build_plan(profile: str = "smoke", **overrides: Any) -> SweepPlan:
             raise ConfigError(name, value, "unknown sweep setting")
         if value is not None:
             values[name] = tuple(value) if isinstance(value, list) else value
+    if values.get("load_mode") == CONCURRENCY and overrides.get("load_levels") is None:
+        values["load_levels"] = CONCURRENCY_LEVELS  # the profile's levels are rates, not clients
     return validate_plan(replace(SweepPlan(profile=profile), **values))
 
 
@@ -176,9 +201,10 @@ class PointKey:
     def config(self) -> tuple[str, int]:
         return (self.precision, self.max_batch_size)
 
-    def label(self, mode: str = "rate") -> str:
-        unit = "rps" if mode == "rate" else "users"
-        return f"{self.precision} batch={self.max_batch_size} {mode}={self.load_level:g} {unit}"
+    def label(self, mode: str = RATE) -> str:
+        if mode == CONCURRENCY:
+            return f"{self.precision} batch={self.max_batch_size} concurrency={self.load_level:g}"
+        return f"{self.precision} batch={self.max_batch_size} rate={self.load_level:g} rps"
 
 
 def configurations(plan: SweepPlan) -> list[tuple[str, int]]:
@@ -245,7 +271,7 @@ class SweepCsvWriter:
         row = {
             "model": self.plan.model, "precision": key.precision, "max_batch_size": key.max_batch_size,
             "load_mode": self.plan.load_mode, "load_level": key.load_level,
-            "rate_rps": key.load_level if self.plan.load_mode == "rate" else math.nan, "repeat": repeat,
+            "rate_rps": key.load_level if self.plan.load_mode == RATE else math.nan, "repeat": repeat,
             "status": status, "reason": reason, **{f.name: getattr(w, f.name) for f in fields(w)},
         }
         self._writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])

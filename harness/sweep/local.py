@@ -1,20 +1,26 @@
-"""The sweep and capacity backend on the local platform: deploy a configuration, measure it open-loop.
+"""The sweep and capacity backend on the local platform: deploy a configuration, measure it.
 
-Each configuration is deployed once (`harness.platforms.deploy`) and serves every load level. Load
-comes from the rate generator (`harness.load.rate`: open loop, Poisson arrivals from a seed, latency
-from the scheduled send time) in its own process, pinned to other cores than the service where the
-machine has them. One generator run covers a warm-up and one or more windows; the windows are cut
-from its per-request records by send time (`harness.measure.percentiles.summarize_windows`), and the
-replicas' CPU and RSS (and GPU where present) come from `harness.measure.telemetry` over the same
-window. With one replica the load goes to the replica directly, so the front balancer's own CPU does
+Each configuration is deployed once (`harness.platforms.deploy`) and serves every load level. Rate
+load comes from the rate generator (`harness.load.rate`: open loop, Poisson arrivals from a seed,
+latency from the scheduled send time) in its own process, pinned to other cores than the service
+where the machine has them. One generator run covers a warm-up and one or more windows; the windows
+are cut from its per-request records by send time (`harness.measure.percentiles.summarize_windows`),
+and the replicas' CPU and RSS (and GPU where present) come from `harness.measure.telemetry` over the
+same window. Concurrency load (closed loop: N clients, each sending its next request when the last
+one answered, as perf_analyzer does) comes from the benchmark's closed-loop generator
+(`harness.bench.loadgen`, pinned likewise), one window per line it is sent; its latency runs from
+each request's own send time. With one replica the load goes to the replica directly, so the front balancer's own CPU does
 not share the measured core; with several it goes through the balancer, as users' traffic would.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import select
 import statistics
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +28,7 @@ from typing import Iterator
 
 from harness.config import ServiceConfig, ServiceSpec
 from harness.errors import DeploymentError, HarnessError
-from harness.sweep.grid import SweepPlan, WindowMeasurement
+from harness.sweep.grid import CONCURRENCY, RATE, SweepPlan, WindowMeasurement
 from harness.sweep.runner import PointTimeout, Precheck
 
 __all__ = ["split_cpus", "LocalSession", "LocalSweepBackend"]
@@ -30,6 +36,8 @@ __all__ = ["split_cpus", "LocalSession", "LocalSweepBackend"]
 ARRIVAL = "poisson"
 TELEMETRY_INTERVAL_S = 0.5
 LAG_TOLERANCE_MS = 50.0  # as the rate generator's own rule: p99 send lag above this is a lagging generator
+CLIENT_SATURATED_PERCENT = 90.0  # a closed-loop generator this busy limits what it measures
+CLOSED_RERUN_WARMUP_S = 0.3  # each closed-loop window opens its connections anew
 
 
 def split_cpus(cpus: list[int] | None = None) -> tuple[list[int], list[int] | None]:
@@ -99,11 +107,16 @@ class LocalSession:
         detail = ", ".join(f"{s} sample(s) in {ms:.0f} ms" for s, ms in sorted(timings.items()))
         return Precheck(capacity, f"{detail}: ~{capacity:.0f} requests/s")
 
-    def measure(self, level: float, *, warmup_s: float, window_s: float, count: int, timeout_s: float) -> list[WindowMeasurement]:
-        """Run the generator at ``level`` rps for a warm-up and ``count`` windows; return the windows.
+    def measure(self, level: float, *, warmup_s: float, window_s: float, count: int, timeout_s: float,
+                mode: str = RATE) -> list[WindowMeasurement]:
+        """Run the load at ``level`` (rps, or closed-loop clients in concurrency mode) for a warm-up and
+        ``count`` windows; return the windows.
 
         Raises PointTimeout when the run cannot fit ``timeout_s``, HarnessError when it fails.
         """
+        if mode == CONCURRENCY:
+            return self._measure_clients(int(level), warmup_s=warmup_s, window_s=window_s, count=count,
+                                         timeout_s=timeout_s)
         from harness.load.rate import run_rate, schedule_offsets
         from harness.measure.percentiles import percentile, summarize_windows
 
@@ -141,6 +154,86 @@ class LocalSession:
                 started_s=lo, duration_s=window_s,
             ))
         return windows
+
+
+    def _measure_clients(self, clients: int, *, warmup_s: float, window_s: float, count: int,
+                         timeout_s: float) -> list[WindowMeasurement]:
+        """Run ``clients`` closed-loop clients for a warm-up and ``count`` windows; return the windows."""
+        from harness.load import child_process
+
+        duration_s = warmup_s + count * (window_s + CLOSED_RERUN_WARMUP_S)
+        if timeout_s < duration_s + 2.0:
+            raise PointTimeout(f"{duration_s:g} s of load does not fit the {timeout_s:.0f} s left")
+        self.runs += 1
+        workdir = self.workdir / f"clients-{self.runs:03d}-{clients}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = child_process.python_argv("harness.bench.loadgen", "--windows", "--model", self.plan.model,
+                                         "--concurrency", str(clients))
+        requests = "".join(json.dumps({"url": self.target, "duration_s": window_s,
+                                       "warmup_s": warmup_s if index == 0 else CLOSED_RERUN_WARMUP_S}) + "\n"
+                           for index in range(count))
+        deadline = time.monotonic() + timeout_s
+        proc = None
+        try:
+            with child_process.interrupts_held():  # a teardown below always finds the child
+                proc = child_process.spawn(argv, cpus=self.generator_cpus, log_path=workdir / "loadgen.log",
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc.stdin.write(requests.encode("utf-8"))
+            proc.stdin.close()
+            results = []
+            for arrived_s, line in _lines(proc.stdout, deadline, what=f"{clients} closed-loop client(s)"):
+                data = json.loads(line)
+                if "requests_ok" in data:
+                    results.append((arrived_s, data))
+                if len(results) == count:
+                    break
+        finally:
+            if proc is not None:
+                child_process.stop(proc, grace_s=1.0)
+                proc.stdout.close()
+        if len(results) < count:
+            tail = child_process.log_tail(workdir / "loadgen.log")
+            raise HarnessError(f"the closed-loop generator returned {len(results)} of {count} windows: {tail}")
+        telemetry = self.sampler.rows() if self.sampler is not None else []
+        windows = []
+        for arrived_s, data in results:
+            ok, errors = int(data["requests_ok"]), int(data["errors"])
+            lo, hi = arrived_s - window_s, arrived_s
+            cpu, rss, gpu_util, gpu_mem = _telemetry_in(telemetry, lo, hi)
+            windows.append(WindowMeasurement(
+                throughput_rps=float(data["requests_per_s"]), p50_ms=_number(data.get("p50_ms")),
+                p95_ms=_number(data.get("p95_ms")), p99_ms=_number(data.get("p99_ms")),
+                error_rate=errors / (ok + errors) if ok + errors else 1.0, requests=ok + errors,
+                sent_rate_rps=(ok + errors) / window_s,  # closed loop: what was asked is what completed
+                generator_saturated=float(data.get("client_cpu_percent") or 0.0) > CLIENT_SATURATED_PERCENT,
+                cpu_percent=cpu, rss_mb=rss, gpu_util_percent=gpu_util, gpu_memory_mb=gpu_mem,
+                started_s=lo, duration_s=window_s,
+            ))
+        return windows
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+
+def _lines(stream, deadline: float, what: str) -> Iterator[tuple[float, bytes]]:
+    """Yield (epoch time of arrival, line) from a child's stdout until EOF; PointTimeout past ``deadline``."""
+    fd, buffer = stream.fileno(), b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PointTimeout(f"{what} did not finish within the point's time bound")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield time.time(), line
 
 
 def _telemetry_in(rows: list[dict], lo: float, hi: float) -> tuple[float, float, float, float]:

@@ -1,4 +1,5 @@
-"""Runs a sweep: per configuration deploy once, pre-check, then each load level's windows until stable.
+"""Runs a sweep: per configuration deploy once, pre-check, each load level's windows until stable, then
+the configuration's max-rate search.
 
 Deploying and measuring are behind a small backend protocol (`SweepBackend` / `ConfigSession`), so
 the loop -- time bounds, skip and timeout recording, stability, early stop, interruption -- is
@@ -12,6 +13,12 @@ measured speed whether the point can finish in it and records ``skipped`` with t
 a point that runs out of time anyway is recorded ``timeout`` with what it had. On SIGINT the current
 deployment is torn down (context managers), the rows written so far stay, the points not run are
 recorded ``interrupted``, and the summary is written.
+
+A configuration's max sustainable rate comes from `find_max_rate`, the one function the sweep and
+the capacity plan (`harness.sweep.planner`) both call, so their figures for the same configuration
+are measured the same way: a pre-check of the deployment's speed, a search starting from half of
+it (`START_FRACTION`), short probes (warm-up and two windows, stopped after one on a clear
+violation) until the bracket converges or the search's wall-clock budget is spent.
 """
 
 from __future__ import annotations
@@ -27,12 +34,12 @@ from harness.errors import HarnessError
 from harness.measure.stats import assess_stability
 from harness.results import write_json
 from harness.sweep.grid import (
-    ERROR, INTERRUPTED, OK, SKIPPED, SUMMARY_JSON, SWEEP_CSV, TIMEOUT,
+    CONCURRENCY, ERROR, INTERRUPTED, OK, RATE, SKIPPED, SUMMARY_JSON, SWEEP_CSV, TIMEOUT,
     PointKey, PointOutcome, SweepCsvWriter, SweepPlan, WindowMeasurement, configurations, enumerate_points,
     read_sweep_csv,
 )
 from harness.sweep.search import (
-    PASS, PointMeasurement, Probe, SearchResult, SearchSettings, is_clear_violation, search_max_rate,
+    PointMeasurement, Probe, SearchResult, SearchSettings, is_clear_violation, search_max_rate,
 )
 from harness.sweep.summary import summarize_sweep
 
@@ -47,6 +54,7 @@ __all__ = [
     "measure_level",
     "to_point_measurement",
     "search_session",
+    "find_max_rate",
     "run_sweep",
 ]
 
@@ -54,6 +62,11 @@ QUEUE_LIMIT = 256  # the service's bounded queue (ServiceConfig.max_queue_size d
 OVERLOAD_FACTOR = 1.5  # offered/capacity beyond which a point is expected to stop after one window
 RERUN_WARMUP_S = 0.5  # a fresh generator run after the first: a moment for its connections to open
 STABILITY_METRICS = ("throughput_rps", "p99_ms")
+START_FRACTION = 0.5  # a search starts at this fraction of the pre-check's (optimistic) capacity estimate
+EXPECTED_FRACTION = 0.6  # ... or of an expected rate (N replicas: N x one replica's measured rate)
+PROBE_WINDOWS = 2  # windows of one search probe (one when the first is a clear violation)
+MAX_PROBES = 12
+PRECHECK_TIMEOUT_S = 30.0
 
 
 class PointTimeout(HarnessError):
@@ -74,8 +87,10 @@ class ConfigSession(Protocol):
     def precheck(self, timeout_s: float) -> Precheck:
         """Return the estimated capacity; raise PointTimeout when it cannot be found in time."""
 
-    def measure(self, level: float, *, warmup_s: float, window_s: float, count: int, timeout_s: float) -> list[WindowMeasurement]:
-        """Run the load at ``level`` for a warm-up then ``count`` windows; return one measurement per window."""
+    def measure(self, level: float, *, warmup_s: float, window_s: float, count: int, timeout_s: float,
+                mode: str = RATE) -> list[WindowMeasurement]:
+        """Run the load at ``level`` (a rate, or a number of closed-loop clients when ``mode`` is
+        concurrency) for a warm-up then ``count`` windows; return one measurement per window."""
 
 
 class SweepBackend(Protocol):
@@ -110,9 +125,12 @@ def estimate_point_s(capacity_rps: float, level: float, plan: SweepPlan) -> floa
     A rate far above capacity (over `OVERLOAD_FACTOR` x) is a clear violation that stops after its
     first window; below that the point runs ``min_windows``. Open-loop load above capacity builds a
     backlog (up to the service's bounded queue) that the service must drain before it answers anew.
+    Closed-loop clients build none: at most ``level`` requests are in flight when the point ends.
     """
     if not (math.isfinite(capacity_rps) and capacity_rps > 0):
         return math.inf
+    if plan.load_mode == CONCURRENCY:
+        return plan.warmup_s + plan.min_windows * (plan.window_s + RERUN_WARMUP_S) + level / capacity_rps
     windows = 1 if level > OVERLOAD_FACTOR * capacity_rps else plan.min_windows
     run_s = plan.warmup_s + windows * (plan.window_s + RERUN_WARMUP_S)
     backlog = min(float(QUEUE_LIMIT), max(0.0, level - capacity_rps) * run_s)
@@ -141,16 +159,18 @@ def to_point_measurement(level: float, windows: list[WindowMeasurement]) -> Poin
 def measure_level(
     session: ConfigSession, level: float, plan: SweepPlan, deadline: float,
     on_window: Callable[[int, WindowMeasurement, str], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.monotonic, mode: str | None = None,
 ) -> tuple[str, str, list[WindowMeasurement]]:
     """Measure one load level before ``deadline`` (a ``clock`` time); return (status, reason, windows).
 
+    ``mode`` is the plan's load mode unless given (a search's probes are rates in either mode).
     ``on_window(repeat, window, reason)`` is called as each window completes; ``reason`` is set on
     the window after which the point stopped (stable, capped, clear violation, time bound). Status
     is ok; timeout when fewer than ``min_windows`` windows fit (and no clear violation ended it);
     error when the session failed. Never raises HarnessError.
     """
     settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate)
+    mode = mode or plan.load_mode
     windows: list[WindowMeasurement] = []
     cost_per_window = plan.window_s + RERUN_WARMUP_S  # learnt from each run: window plus generator start-up
 
@@ -161,7 +181,7 @@ def measure_level(
         nonlocal cost_per_window
         started = clock()
         got = session.measure(level, warmup_s=warmup_s, window_s=plan.window_s, count=count,
-                              timeout_s=max(0.0, deadline - started))
+                              timeout_s=max(0.0, deadline - started), mode=mode)
         if len(got) != count:
             raise HarnessError(f"the load run returned {len(got)} of {count} windows")
         cost_per_window = max(cost_per_window, (clock() - started - warmup_s) / count)
@@ -225,46 +245,63 @@ def _stability(windows: list[WindowMeasurement], plan: SweepPlan) -> str:
     return f"stable: relative CI half-width {', '.join(notes)} <= {plan.max_relative_half_width:.0%}"
 
 
-class _SearchBudgetSpent(Exception):
-    pass
-
-
 def search_session(
     session: ConfigSession, plan: SweepPlan, *, start_rps: float, budget_s: float,
     on_probe: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
     """Return the max sustainable rate of a deployed configuration under ``plan.p99_ms``, by search.
 
-    Each probe is a short point (warm-up, 2-3 windows, early stop on clear violations). When
-    ``budget_s`` runs out the result so far is returned with stop_reason ``timeout``.
+    Each probe is a short rate point (warm-up and `PROBE_WINDOWS` windows, stopped after the first
+    on a clear violation). When ``budget_s`` cannot hold another probe the bracket so far is returned
+    with stop_reason ``timeout``.
     """
-    probe_plan = replace(plan, min_windows=2, max_windows=3)
+    probe_plan = replace(plan, min_windows=PROBE_WINDOWS, max_windows=PROBE_WINDOWS)
     deadline = clock() + budget_s
-    settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate,
-                              start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=12)
-    probes: list[Probe] = []
+    settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, rel_tol=plan.search_rel_tol,
+                              start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=MAX_PROBES)
+
+    def keep_going(rate: float) -> str | None:
+        if deadline - clock() < plan.warmup_s + PROBE_WINDOWS * plan.window_s:
+            return f"search budget {budget_s:g} s spent"
+        return None
 
     def measure(rate: float) -> PointMeasurement:
-        if deadline - clock() < plan.warmup_s + 2 * plan.window_s:
-            raise _SearchBudgetSpent()
         point_deadline = min(deadline, clock() + plan.point_budget_s)
-        status, reason, windows = measure_level(session, rate, probe_plan, point_deadline, clock=clock)
+        status, reason, windows = measure_level(session, rate, probe_plan, point_deadline, clock=clock, mode=RATE)
         m = to_point_measurement(rate, windows)
         return replace(m, status="ok" if status == OK and windows else status, reason=reason)
 
-    def seen(probe: Probe) -> None:
-        probes.append(probe)
-        if on_probe is not None:
-            on_probe(probe)
+    return search_max_rate(measure, settings, on_probe=on_probe, keep_going=keep_going)
 
-    try:
-        return search_max_rate(measure, settings, on_probe=seen)
-    except _SearchBudgetSpent:
-        passing = [p.rate_rps for p in probes if p.verdict == PASS]
-        failing = [p.rate_rps for p in probes if p.verdict != PASS]
-        lo = max(passing) if passing else None
-        return SearchResult(lo or 0.0, lo, min(failing) if failing else None, False, "timeout",
-                            f"search budget {budget_s:g} s spent after {len(probes)} probe(s)", settings, probes)
+
+def find_max_rate(
+    session: ConfigSession, plan: SweepPlan, *, budget_s: float, precheck: Precheck | None = None,
+    expected_rps: float | None = None, on_probe: Callable[[Probe], None] | None = None,
+    on_start: Callable[[Precheck | None, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SearchResult:
+    """Return a deployed configuration's max sustainable rate under the plan's SLO: the sweep's figure
+    per configuration and the capacity plan's per replica count come from here, measured alike.
+
+    The search starts at `START_FRACTION` of the pre-check's capacity estimate (run here unless
+    ``precheck`` is given), or at `EXPECTED_FRACTION` of ``expected_rps`` when a figure is expected
+    (N replicas: N x one replica's). ``on_start(precheck, start_rps)`` is told where it starts.
+    Raises HarnessError when the deployment fails; a pre-check that times out only moves the start.
+    """
+    pre = precheck
+    if expected_rps is not None and math.isfinite(expected_rps) and expected_rps > 0:
+        start = EXPECTED_FRACTION * expected_rps
+    else:
+        if pre is None:
+            try:
+                pre = session.precheck(timeout_s=min(plan.point_budget_s, PRECHECK_TIMEOUT_S))
+            except PointTimeout as exc:
+                pre = Precheck(math.nan, f"pre-check did not finish: {exc}")
+        fallback = min(plan.load_levels) if plan.load_levels and plan.load_mode == RATE else 10.0
+        start = START_FRACTION * pre.capacity_rps if math.isfinite(pre.capacity_rps) else fallback
+    if on_start is not None:
+        on_start(pre, start)
+    return search_session(session, plan, start_rps=start, budget_s=budget_s, on_probe=on_probe, clock=clock)
 
 
 def _write_point_rows(writer: SweepCsvWriter, key: PointKey, outcome: PointOutcome) -> None:
@@ -299,12 +336,15 @@ def run_sweep(
     *,
     accuracy: Callable[[SweepPlan], list[Any]] | None = None,
     progress: Callable[[int, int, PointOutcome, float, float], None] | None = None,
+    on_probe: Callable[[str, int, Probe], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SweepOutcome:
     """Run every point of ``plan``; write ``sweep.csv`` row by row and ``sweep_summary.json``; return the outcome.
 
-    ``accuracy(plan)`` returns `AccuracyDrift`s (run first, no deployment needed). ``progress(done,
-    total, point, elapsed_s, eta_s)`` is told of each finished point. A KeyboardInterrupt tears the
+    ``accuracy(plan)`` returns `AccuracyDrift`s (run first, no deployment needed; with the forward-pass
+    timings the effects are compared with). ``progress(done, total, point, elapsed_s, eta_s)`` is told
+    of each finished point, ``on_probe(precision, batch, probe)`` of each search probe (`find_max_rate`,
+    when ``plan.search``; its result is saved in the summary's ``searches``). A KeyboardInterrupt tears the
     current deployment down, keeps every row written, records the points not run as
     ``interrupted`` and returns with ``interrupted`` set. Deployment failures are recorded per point.
     """
@@ -344,15 +384,16 @@ def run_sweep(
             try:
                 with backend.open(precision, batch, ready_timeout_s=plan.ready_timeout_s) as session:
                     try:
-                        pre = session.precheck(timeout_s=min(plan.point_budget_s, 60.0))
+                        pre = session.precheck(timeout_s=min(plan.point_budget_s, PRECHECK_TIMEOUT_S))
                     except PointTimeout as exc:
                         pre = Precheck(math.nan, f"pre-check did not finish: {exc}")
                     for key in config_points:
                         finish(_run_point(session, key, plan, pre, writer, clock))
                     if plan.search:
-                        start = 0.5 * pre.capacity_rps if math.isfinite(pre.capacity_rps) else min(plan.load_levels)
-                        result = search_session(session, plan, start_rps=start, budget_s=plan.search_budget_s, clock=clock)
-                        searches[f"{precision}/{batch}"] = result.to_dict()
+                        told = None if on_probe is None else (lambda probe, p=precision, b=batch: on_probe(p, b, probe))
+                        result = find_max_rate(session, plan, budget_s=plan.search_budget_s, precheck=pre,
+                                               on_probe=told, clock=clock)
+                        searches[f"{precision}/{batch}"] = {**result.to_dict(), "precheck": pre.detail}
             except PointTimeout as exc:
                 abandon(config_points, TIMEOUT, f"deployment: {exc}")
             except HarnessError as exc:
@@ -373,7 +414,7 @@ def _summarize(outcome: SweepOutcome, plan: SweepPlan, accuracy: list[dict[str, 
                notes: list[str], elapsed_s: float) -> None:
     rows = list(read_sweep_csv(outcome.csv_path)) if outcome.csv_path.exists() else []
     summary = summarize_sweep(rows, p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, accuracy=accuracy,
-                              searches=searches)
+                              searches=searches, load_mode=plan.load_mode)
     outcome.summary = {"plan": plan.to_dict(), "interrupted": outcome.interrupted, "elapsed_s": elapsed_s,
                        "notes": list(notes), **summary}
     write_json(outcome.summary_path, outcome.summary)

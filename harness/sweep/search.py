@@ -9,7 +9,8 @@ geometric shrinking while the start rate already fails), then bisection between 
 and the lowest failing rate until they are within ``rel_tol`` of each other. A violation where the
 service did not keep up (throughput well below the offered rate) also tells the service's capacity:
 the completed throughput under overload is an upper bound of any sustainable rate, so the upper
-bound drops to it (plus a margin) at once. A lagging generator stops the search: rates beyond what
+bound drops to it (plus a margin) at once, and with no passing rate yet the next probe goes just
+below it (the knee of a generous SLO lies close to capacity) rather than to half the rate. A lagging generator stops the search: rates beyond what
 the generator can send cannot be measured, and the result says so instead of blaming the service.
 The answer is always a rate that was measured to pass, never an interpolation.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "STOP_CAPPED",
     "STOP_NONE_SUSTAINABLE",
     "STOP_GENERATOR",
+    "STOP_BUDGET",
     "PointMeasurement",
     "SearchSettings",
     "Probe",
@@ -52,6 +54,7 @@ STOP_MAX_PROBES = "max-probes"
 STOP_CAPPED = "capped"
 STOP_NONE_SUSTAINABLE = "none-sustainable"
 STOP_GENERATOR = "generator-limited"
+STOP_BUDGET = "timeout"  # the caller's wall-clock budget ran out before the next probe
 
 
 @dataclass(frozen=True)
@@ -212,11 +215,14 @@ def search_max_rate(
     settings: SearchSettings | None = None,
     *,
     on_probe: Callable[[Probe], None] | None = None,
+    keep_going: Callable[[float], str | None] | None = None,
 ) -> SearchResult:
     """Return the max sustainable rate under ``settings.p99_ms``, calling ``measure(rate_rps)`` per probe.
 
     Raises ConfigError for invalid settings; exceptions from ``measure`` propagate (the caller owns
     the deployment and tears it down). ``on_probe`` is told of each probe as it completes.
+    ``keep_going(next_rate)`` returns None to go on, or why the search must stop there (a spent
+    budget): the result then keeps the bracket found so far, stop_reason `STOP_BUDGET`.
     """
     s = settings or SearchSettings()
     validate_search_settings(s)
@@ -229,6 +235,12 @@ def search_max_rate(
         return SearchResult(lo or 0.0, lo, hi, converged, reason, detail, s, probes)
 
     while len(probes) < s.max_probes:
+        stop = keep_going(rate) if keep_going is not None else None
+        if stop:
+            detail = f"{stop} after {len(probes)} probe(s)"
+            if lo is not None or hi is not None:
+                detail += f" with the max rate in [{lo or 0:.2f}, {f'{hi:.2f}' if hi is not None else 'unknown'})"
+            return finish(STOP_BUDGET, detail + " rps")
         m = measure(rate)
         verdict, why = classify(m, s)
         probe = Probe(rate, verdict, why, m)
@@ -238,12 +250,14 @@ def search_max_rate(
         if verdict == GENERATOR_LIMITED:
             hi = rate if hi is None else min(hi, rate)
             return finish(STOP_GENERATOR, f"{why}; the max rate is a lower bound limited by the generator")
+        overloaded = False
         if verdict == PASS:
             lo = rate if lo is None else max(lo, rate)
         else:
             hi = rate if hi is None else min(hi, rate)
             if 0 < m.throughput_rps < s.min_throughput_ratio * _offered_rps(m):
                 # overloaded: completions ran at capacity, and no rate above capacity is sustainable
+                overloaded = True
                 cap = m.throughput_rps * (1.0 + s.overload_margin)
                 if lo is None or cap > lo:
                     hi = min(hi, cap)
@@ -257,7 +271,9 @@ def search_max_rate(
         if lo is None:
             if rate <= s.min_rps:
                 return finish(STOP_NONE_SUSTAINABLE, f"no rate >= min_rps={s.min_rps:g} met the SLO ({why})")
-            rate = max(min(rate / s.growth, hi / s.growth), s.min_rps)
+            # an overload measured the capacity: the knee lies just below it, so try there rather than halve
+            below = m.throughput_rps * (1.0 - s.overload_margin) if overloaded else min(rate, hi) / s.growth
+            rate = max(min(below, rate / s.growth) if not overloaded else below, s.min_rps)
             continue
         if (hi - lo) / hi <= s.rel_tol:
             return finish(STOP_CONVERGED, f"max rate in [{lo:.2f}, {hi:.2f}) rps (rel_tol {s.rel_tol:g})", converged=True)

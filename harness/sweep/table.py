@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-__all__ = ["format_table", "format_sweep", "format_capacity", "format_progress", "format_duration"]
+__all__ = ["format_table", "format_sweep", "format_capacity", "format_progress", "format_probe", "format_duration"]
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -61,44 +61,57 @@ def format_progress(done: int, total: int, label: str, status: str, windows: Seq
     return text + f"  elapsed {format_duration(elapsed_s)}, ETA {format_duration(eta_s)}"
 
 
+def format_probe(precision: str, batch: int, probe: Any) -> str:
+    """Return one progress line for a search probe (a `harness.sweep.search.Probe`)."""
+    m = probe.measurement
+    return (f"{precision} batch={batch} search probe {probe.rate_rps:.1f} rps: {probe.verdict} "
+            f"({probe.reason}; {m.windows} window(s))")
+
+
+def _figure(data: Mapping[str, Any] | None) -> str:
+    return str((data or {}).get("text") or "-")
+
+
 def format_sweep(summary: Mapping[str, Any]) -> str:
-    """Return the sweep's point table, batching and precision effects, and accuracy drift as text."""
+    """Return the sweep's point table, max rates, batching and precision effects, and accuracy drift as text."""
     slo = summary.get("slo", {}).get("p99_ms")
+    concurrency = summary.get("load_mode") == "concurrency"
     rows = []
     for p in summary.get("points", []):
         thr_ci = p.get("throughput_rps_ci") or [None, None]
         rows.append([p["precision"], p["max_batch_size"], p["load_level"], p["windows"], p.get("throughput_rps"),
                      f"[{_fmt(thr_ci[0])}, {_fmt(thr_ci[1])}]", p.get("p50_ms"), p.get("p95_ms"), p.get("p99_ms"),
                      p.get("error_rate"), p.get("cpu_percent"), p.get("rss_mb"), p.get("meets_slo"), p["status"]])
-    out = [format_table(["precision", "batch", "rate_rps", "windows", "throughput_rps", "95% CI", "p50_ms", "p95_ms",
-                         "p99_ms", "error_rate", "cpu_percent", "rss_mb", f"p99<={_fmt(slo, 0)}ms", "status"], rows)]
+    out = []
+    if rows:
+        out.append(format_table(["precision", "batch", "clients" if concurrency else "rate_rps", "windows",
+                                 "throughput_rps", "95% CI", "p50_ms", "p95_ms", "p99_ms", "error_rate", "cpu_percent",
+                                 "rss_mb", f"p99<={_fmt(slo, 0)}ms", "status"], rows))
+    configs = summary.get("configurations", [])
+    if configs:
+        out += [""] if out else []
+        out.append(f"max rate under p99 <= {_fmt(slo, 0)} ms per configuration "
+                   "(search; 'at least' where it did not converge or only the grid bounds it):")
+        out.append(format_table(["precision", "batch", "max_rate_rps", "from", "detail"], [
+            [c["precision"], c["max_batch_size"], _figure(c.get("max_rate")), (c.get("max_rate") or {}).get("source", "-"),
+             (c.get("max_rate") or {}).get("detail", "")] for c in configs]))
     effects = summary.get("effects", {})
     if effects.get("batching"):
-        out += ["", "batching (throughput at the largest batch / the smallest, same rate):"]
-        out.append(format_table(["precision", "rate_rps", "batches", "throughput_rps", "ratio"], [
-            [e["precision"], e["load_level"], f"{e['large_batch']} vs {e['small_batch']}",
-             f"{_fmt(e['throughput_large_rps'])} vs {_fmt(e['throughput_small_rps'])}", _fmt(e["throughput_ratio"], 2)]
-            for e in effects["batching"]]))
+        out += ["", "batching (max rate at the largest batch / the smallest; forward pass: per-sample speed-up):"]
+        out.append(format_table(["precision", "batches", "effect", "forward_speedup", "effect/forward",
+                                 "same_load_rps", "p50_speedup"], [
+            [e["precision"], f"{e['large_batch']} vs {e['small_batch']}", _figure(e.get("effect")),
+             _figure(e.get("forward_speedup")), _figure(e.get("effect_vs_forward")), e.get("same_load_rps"),
+             _fmt(e.get("p50_speedup_at_same_load"), 2)] for e in effects["batching"]]))
     if effects.get("precision"):
-        out += ["", "precision (against fp32 at the same batch; accuracy on the same seeded inputs):"]
+        out += ["", "precision (max rate against fp32's at the same batch; accuracy on the same seeded inputs):"]
         out.append(format_table(
-            ["precision", "batch", "peak_thr_ratio", "best_under_slo_ratio", "p50_speedup", "forward_speedup",
-             "max_abs_error", "mean_abs_error", "max_rel_error", "top1_agreement"],
-            [[e["precision"], e["max_batch_size"], _fmt(e["peak_throughput_ratio"], 2), _fmt(e["best_under_slo_ratio"], 2),
-              _fmt(e["p50_speedup_at_light_load"], 2), _fmt(e["forward_speedup"], 2), _sci(e["max_abs_error"]),
-              _sci(e["mean_abs_error"]), _sci(e["max_rel_error"]), _fmt(e["top1_agreement"], 3)] for e in effects["precision"]]))
-    best = [c for c in summary.get("configurations", []) if c.get("best_under_slo")]
-    if best:
-        out += ["", f"best throughput under p99 <= {_fmt(slo, 0)} ms per configuration:"]
-        out.append(format_table(["precision", "batch", "rate_rps", "throughput_rps", "p99_ms"], [
-            [c["precision"], c["max_batch_size"], c["best_under_slo"]["load_level"], c["best_under_slo"]["throughput_rps"],
-             c["best_under_slo"]["p99_ms"]] for c in best]))
-    searched = [c for c in summary.get("configurations", []) if c.get("max_sustainable")]
-    if searched:
-        out += ["", "max sustainable rate (search):"]
-        out.append(format_table(["precision", "batch", "max_rate_rps", "probes", "stop"], [
-            [c["precision"], c["max_batch_size"], c["max_sustainable"]["max_rate_rps"], c["max_sustainable"]["probe_count"],
-             c["max_sustainable"]["stop_reason"]] for c in searched]))
+            ["precision", "batch", "effect", "forward_speedup", "effect/forward", "p50_speedup", "max_abs_error",
+             "mean_abs_error", "max_rel_error", "top1_agreement"],
+            [[e["precision"], e["max_batch_size"], _figure(e.get("effect")), _figure(e.get("forward_speedup")),
+              _figure(e.get("effect_vs_forward")), _fmt(e.get("p50_speedup_at_same_load"), 2), _sci(e.get("max_abs_error")),
+              _sci(e.get("mean_abs_error")), _sci(e.get("max_rel_error")), _fmt(e.get("top1_agreement"), 3)]
+             for e in effects["precision"]]))
     return "\n".join(out)
 
 
@@ -109,17 +122,27 @@ def _sci(value: Any) -> str:
 
 
 def format_capacity(data: Mapping[str, Any]) -> str:
-    """Return the capacity plan, its assumption and the measured-vs-predicted check as text."""
+    """Return the capacity plan, its assumption and the measured-vs-predicted check as text.
+
+    The first line says whether the per-replica rate is exact or a lower bound (then the plan is an
+    upper bound, and the range of replica counts the search's bracket allows follows).
+    """
     plan = data["plan"]
+    per_replica = plan.get("per_replica_text") or f"{plan['per_replica_rps']:.1f} rps"
     lines = [
-        f"per-replica max rate under p99 <= {plan['p99_ms']:g} ms: {plan['per_replica_rps']:.1f} rps (measured, 1 replica)",
-        f"plan: {plan['replicas']} replica(s) = ceil({plan['target_rps']:g} rps x (1 + {plan['headroom']:g}) / "
-        f"{plan['per_replica_rps']:.1f} rps per replica)",
+        f"per-replica max rate under p99 <= {plan['p99_ms']:g} ms: {per_replica} (measured, 1 replica"
+        + ("" if plan.get("per_replica_converged", True) else "; the search did not converge") + ")",
+        f"plan: {'at most ' if not plan.get('per_replica_converged', True) else ''}{plan['replicas']} replica(s) = "
+        f"ceil({plan['target_rps']:g} rps x (1 + {plan['headroom']:g}) / {plan['per_replica_rps']:.1f} rps per replica)",
+    ]
+    if plan.get("bound_note"):
+        lines.append(f"how far off: {plan['bound_note']}")
+    lines += [
         f"assumption: {plan['assumption']}",
         "",
         f"check (this machine allows {data['allowed_replicas']} replica(s)):",
         format_table(["replicas", "predicted_rps", "measured_rps", "measured/predicted", "search"], [
-            [p["replicas"], p["predicted_rps"], p["measured_rps"], _fmt(p["ratio"], 2),
+            [p["replicas"], p["predicted_rps"], p.get("measured") or p["measured_rps"], _fmt(p["ratio"], 2),
              f"{p['search'].get('stop_reason', '-')}, {p['search'].get('probe_count', '-')} probes"] for p in data["points"]]),
     ]
     worst = data.get("worst_ratio")

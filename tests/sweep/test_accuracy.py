@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
-from harness.sweep.accuracy import _drifts, compare_outputs, measure_accuracy
+from harness.sweep.accuracy import AccuracyDrift, _drifts, _with_forward, compare_outputs, measure_accuracy
 
 
 def test_compare_outputs_on_known_arrays():
@@ -66,3 +66,23 @@ def test_a_budget_too_small_records_timeouts(tmp_path):
     assert all(d.status in ("timeout", "skipped", "ok") for d in drifts)
     assert any(d.status in ("timeout", "skipped") for d in drifts)
     assert all(d.reason for d in drifts if d.status != "ok")
+
+
+def test_forward_timings_attach_to_each_precision_or_say_why_not():
+    forward = {"forward": {"fp32": {"1": 1.5, "32": 20.0}}, "reasons": {"fp16": "one sample takes 900 ms: too slow"}}
+    fp32 = _with_forward(AccuracyDrift("fp32", "ok"), forward, "")
+    assert fp32.forward_ms_by_batch == {"1": 1.5, "32": 20.0} and fp32.forward_reason == ""
+    fp16 = _with_forward(AccuracyDrift("fp16", "ok"), forward, "")
+    assert fp16.forward_ms_by_batch == {} and "too slow" in fp16.forward_reason
+    lost = _with_forward(AccuracyDrift("bf16", "timeout"), {}, "not finished within the accuracy budget of 5 s")
+    assert "forward pass not timed" in lost.forward_reason and "budget of 5 s" in lost.forward_reason
+
+
+@pytest.mark.slow
+def test_the_forward_pass_is_timed_per_precision_and_batch_size(tmp_path):
+    drifts = {d.precision: d for d in measure_accuracy("tiny-mlp", ["bf16"], samples=4, time_budget_s=60,
+                                                      weights_dir=str(tmp_path), forward_batches=(1, 8),
+                                                      forward_window_s=0.05, forward_rounds=2)}
+    for precision in ("fp32", "bf16"):
+        timed = drifts[precision].forward_ms_by_batch
+        assert set(timed) == {"1", "8"} and all(ms > 0 for ms in timed.values()), drifts[precision]

@@ -120,3 +120,36 @@ def test_generator_limited_searches_are_called_lower_bounds():
     check = check_linear_scaling(measure_replicas, target_rps=100, p99_ms=500, headroom=0.0, allowed_replicas=2)
     assert check.points[0].measured_rps == 80.0  # the generator's ceiling, not the service's
     assert "lower bounds" in check.note and "1, 2 replica(s)" in check.note
+
+
+def test_a_per_replica_rate_that_is_a_lower_bound_makes_the_plan_an_upper_bound():
+    plan = plan_capacity(target_rps=1000, p99_ms=500, per_replica_rps=548.7, headroom=0.3, converged=False,
+                         upper_rps=1005.7, search_detail="timeout: search budget 40 s spent after 4 probe(s)")
+    assert plan.replicas == 3 and plan.fewest_replicas == 2  # ceil(1300 / 1005.7)
+    assert plan.per_replica_text() == "at least 548.7 rps (below 1005.7)"
+    assert plan.describe().startswith("at most 3 replica(s)")
+    assert "between 2 and 3 replicas" in plan.bound_note() and "did not converge" in plan.bound_note()
+    data = plan.to_dict()
+    assert data["per_replica_converged"] is False and data["bound_note"] == plan.bound_note()
+    exact = plan_capacity(target_rps=1000, p99_ms=500, per_replica_rps=548.7, headroom=0.3)
+    assert exact.bound_note() == "" and exact.per_replica_text() == "548.7 rps" and exact.fewest_replicas == 3
+    unbounded = plan_capacity(target_rps=1000, p99_ms=500, per_replica_rps=548.7, converged=False)
+    assert unbounded.fewest_replicas is None and "no rate failed" in unbounded.bound_note()
+
+
+def test_a_search_that_did_not_converge_is_said_wherever_its_figure_is_used():
+    from harness.sweep.table import format_capacity
+
+    settings = SearchSettings(p99_ms=500.0, start_rps=250.0, max_probes=3)  # stops before it converges
+
+    def measure_replicas(count: int):
+        return search_max_rate(SimulatedService(600.0 * count, noise=0.0).measure, settings)
+
+    check = check_linear_scaling(measure_replicas, target_rps=1000, p99_ms=500, headroom=0.3, allowed_replicas=2)
+    assert not check.plan.per_replica_converged and check.plan.per_replica_upper_rps is not None
+    assert check.note.startswith("the per-replica search did not converge")
+    assert not check.points[1].converged and "2 replica(s) did not converge" in check.note
+    text = format_capacity(check.to_dict())
+    first, second = text.splitlines()[:2]
+    assert "at least" in first and "did not converge" in first and second.startswith("plan: at most")
+    assert "how far off:" in text

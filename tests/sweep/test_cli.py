@@ -54,7 +54,8 @@ def test_sweep_end_to_end_writes_rows_summary_and_run_record(tmp_path, capsys):
     out = tmp_path / "sweep"
     code = main(["sweep", "--model", "tiny-mlp", "--precisions", "fp32,bf16", "--batch-sizes", "4",
                  "--load-levels", "20", "--warmup-s", "0.5", "--window-s", "1", "--min-windows", "2",
-                 "--max-windows", "2", "--point-budget-s", "20", "--max-queue-delay-ms", "5", "--out", str(out)])
+                 "--max-windows", "2", "--point-budget-s", "20", "--max-queue-delay-ms", "5", "--no-search",
+                 "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     rows = list(read_sweep_csv(out / "sweep.csv"))
@@ -74,11 +75,35 @@ def test_sweep_end_to_end_writes_rows_summary_and_run_record(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.perf
+def test_concurrency_sweep_with_a_search_end_to_end(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--model", "tiny-mlp", "--precisions", "fp32", "--batch-sizes", "4", "--load-mode", "concurrency",
+                 "--load-levels", "1,4", "--warmup-s", "0.5", "--window-s", "1", "--min-windows", "2", "--max-windows", "2",
+                 "--point-budget-s", "20", "--max-queue-delay-ms", "5", "--search", "--search-budget-s", "12",
+                 "--no-accuracy", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    rows = list(read_sweep_csv(out / "sweep.csv"))
+    assert {r["load_level"] for r in rows} == {1.0, 4.0} and {r["load_mode"] for r in rows} == {"concurrency"}
+    measured = [r for r in rows if r["status"] == "ok"]
+    assert measured and all(r["requests"] > 0 and r["throughput_rps"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in measured)
+    summary = json.loads((out / "sweep_summary.json").read_text())
+    search = summary["searches"]["fp32/4"]
+    assert search["probe_count"] >= 1 and search["probes"][0]["rate_rps"] > 0  # the knee is searched in req/s
+    (config,) = summary["configurations"]
+    assert config["max_rate"]["source"] == "search" and config["max_rate"]["text"]
+    assert "search probe" in captured.err and "max rate under p99" in captured.out
+    assert _gone(_pids_in_state(out))
+
+
+@pytest.mark.slow
+@pytest.mark.perf
 def test_sigint_keeps_finished_rows_and_tears_down(tmp_path):
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "harness", "sweep", "--model", "tiny-mlp", "--precisions", "fp32,bf16",
                "--batch-sizes", "1,4", "--load-levels", "20", "--warmup-s", "0.5", "--window-s", "1",
-               "--min-windows", "2", "--max-windows", "3", "--point-budget-s", "20", "--no-accuracy", "--out", str(out)]
+               "--min-windows", "2", "--max-windows", "3", "--point-budget-s", "20", "--no-accuracy", "--no-search",
+               "--out", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids: set[int] = set()
     try:
@@ -118,6 +143,8 @@ def test_capacity_end_to_end_plans_and_checks(tmp_path, capsys):
     data = json.loads((out / "capacity.json").read_text())
     plan = data["plan"]
     assert plan["per_replica_rps"] > 0
+    assert plan["per_replica_text"] and (plan["per_replica_converged"] or plan["bound_note"])  # a bound says so
+    assert data["config"]["one_replica_measured"] == "directly, as the sweep"
     assert plan["replicas"] >= 1 and "Linear scaling" in plan["assumption"]
     counts = [p["replicas"] for p in data["points"]]
     assert counts == ([1, 2] if len(os.sched_getaffinity(0)) >= 2 else [1])

@@ -1,8 +1,9 @@
-"""Plan validation, the tidy CSV, and the summary's statistics, SLO verdicts and frontier on known samples."""
+"""Plan validation, the tidy CSV, and the summary's statistics, SLO verdicts, frontier and effects on known samples."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,12 @@ from harness.sweep.table import format_sweep
 
 def test_profiles_build_valid_plans():
     smoke = build_plan("smoke")
-    assert set(smoke.precisions) == {"fp32", "bf16"} and smoke.batch_sizes == (1, 32) and len(smoke.load_levels) == 2
+    assert set(smoke.precisions) == {"fp32", "bf16"} and smoke.batch_sizes == (1, 32) and smoke.search
+    assert smoke.load_levels == (50.0,)  # one light rate for latencies; max rates come from the searches
     nightly = build_plan("nightly")
     assert "fp16" in nightly.precisions and nightly.search and len(nightly.batch_sizes) > 2
+    with pytest.raises(ConfigError, match="load_levels"):
+        build_plan("smoke", load_levels=(), search=False)  # nothing to measure
     assert set(PROFILES) == {"smoke", "nightly"}
     custom = build_plan("smoke", precisions=["fp32"], batch_sizes=[8], load_levels=[10.0], p99_ms=None)
     assert custom.precisions == ("fp32",) and custom.batch_sizes == (8,) and custom.p99_ms == 500.0
@@ -126,25 +130,104 @@ def test_pareto_frontier_keeps_only_undominated_points():
     assert [p["name"] for p in pareto_frontier(points)] == ["a", "b", "d"]
 
 
-def test_effects_show_batching_and_precision_next_to_accuracy():
-    def rows_for(precision, batch, level, thr, p50):
-        return [{"precision": precision, "max_batch_size": batch, "load_level": level, "status": "ok", "reason": "",
-                 "repeat": r, "throughput_rps": thr, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3,
-                 "error_rate": 0.0 if thr >= level * 0.95 else 0.5, "sent_rate_rps": level, "cpu_percent": 90.0,
-                 "rss_mb": 500.0, "gpu_util_percent": math.nan, "gpu_memory_mb": math.nan, "generator_saturated": 0}
-                for r in (1, 2, 3)]
+def _rows_for(precision, batch, level, thr, p50, p99=None):
+    return [{"precision": precision, "max_batch_size": batch, "load_level": level, "status": "ok", "reason": "",
+             "repeat": r, "throughput_rps": thr, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p99 or p50 * 3,
+             "error_rate": 0.0 if thr >= level * 0.95 else 0.5, "sent_rate_rps": level, "cpu_percent": 90.0,
+             "rss_mb": 500.0, "gpu_util_percent": math.nan, "gpu_memory_mb": math.nan, "generator_saturated": 0}
+            for r in (1, 2, 3)]
 
-    rows = (rows_for("fp32", 1, 50.0, 50.0, 20.0) + rows_for("fp32", 1, 200.0, 75.0, 2000.0)
-            + rows_for("fp32", 32, 50.0, 50.0, 60.0) + rows_for("fp32", 32, 200.0, 200.0, 90.0)
-            + rows_for("bf16", 1, 50.0, 50.0, 10.0) + rows_for("bf16", 1, 200.0, 130.0, 1500.0))
-    accuracy = [{"precision": "bf16", "status": "ok", "max_abs_error": 1e-4, "mean_abs_error": 4e-5,
-                 "max_rel_error": 4e-3, "top1_agreement": 1.0, "speedup_vs_fp32": 3.5}]
-    summary = summarize_sweep(rows, p99_ms=500.0, accuracy=accuracy)
-    batching = {(e["precision"], e["load_level"]): e["throughput_ratio"] for e in summary["effects"]["batching"]}
-    assert batching[("fp32", 200.0)] == pytest.approx(200.0 / 75.0)
-    (bf16,) = summary["effects"]["precision"]
-    assert bf16["peak_throughput_ratio"] == pytest.approx(130.0 / 75.0)
-    assert bf16["p50_speedup_at_light_load"] == pytest.approx(2.0) and bf16["light_load_level"] == 50.0
-    assert bf16["max_abs_error"] == 1e-4 and bf16["forward_speedup"] == 3.5
+
+def _search(low, high, converged=True, stop="converged"):
+    probes = [{"rate_rps": low, "verdict": "pass", "reason": "ok", "measurement": {"throughput_rps": low, "p99_ms": 200.0,
+                                                                                    "p50_ms": 50.0, "windows": 2}}]
+    if high:
+        probes.append({"rate_rps": high, "verdict": "fail", "reason": "p99", "measurement": {
+            "throughput_rps": high * 0.9, "p99_ms": 900.0, "p50_ms": 400.0, "windows": 2}})
+    return {"max_rate_rps": low, "lower_rps": low, "upper_rps": high, "converged": converged, "stop_reason": stop,
+            "detail": stop, "probe_count": len(probes), "probes": probes}
+
+
+def test_effects_are_ratios_of_searched_max_rates_next_to_the_forward_pass_and_accuracy():
+    rows = (_rows_for("fp32", 1, 50.0, 50.0, 20.0) + _rows_for("fp32", 32, 50.0, 50.0, 60.0)
+            + _rows_for("bf16", 1, 50.0, 50.0, 10.0) + _rows_for("bf16", 32, 50.0, 50.0, 40.0))
+    searches = {"fp32/1": _search(140.0, 145.0), "fp32/32": _search(550.0, 575.0),
+                "bf16/1": _search(150.0, 156.0), "bf16/32": _search(900.0, 2000.0, converged=False, stop="timeout")}
+    accuracy = [{"precision": "fp32", "status": "ok", "forward_ms_by_batch": {"1": 1.0, "32": 8.0}},
+                {"precision": "bf16", "status": "ok", "max_abs_error": 1e-4, "mean_abs_error": 4e-5, "max_rel_error": 4e-3,
+                 "top1_agreement": 1.0, "speedup_vs_fp32": 3.5, "forward_ms_by_batch": {"1": 0.9, "32": 4.0}}]
+    summary = summarize_sweep(rows, p99_ms=500.0, accuracy=accuracy, searches=searches)
+    batching = {e["precision"]: e for e in summary["effects"]["batching"]}
+    fp32 = batching["fp32"]
+    assert fp32["effect"]["bound"] == "exact" and fp32["effect"]["value"] == pytest.approx(550.0 / 140.0)
+    assert fp32["forward_speedup"]["value"] == pytest.approx(1.0 / (8.0 / 32))  # per sample: 1 ms vs 0.25 ms
+    assert fp32["effect_vs_forward"]["value"] == pytest.approx((550.0 / 140.0) / 4.0)
+    # bf16 at batch 32 did not converge: its effects are bounds, bracketed by what failed
+    assert batching["bf16"]["effect"]["bound"] == "range"
+    assert batching["bf16"]["effect"]["low"] == pytest.approx(900.0 / 156.0)
+    assert batching["bf16"]["effect"]["high"] == pytest.approx(2000.0 / 150.0)
+    assert batching["bf16"]["effect"]["text"].startswith("between")
+    # latency at the same load, below both knees: batching costs latency at 50 rps
+    assert fp32["same_load_rps"] == 50.0 and fp32["p50_speedup_at_same_load"] == pytest.approx(20.0 / 60.0)
+    precision = {e["max_batch_size"]: e for e in summary["effects"]["precision"]}
+    assert precision[1]["effect"]["value"] == pytest.approx(150.0 / 140.0) and precision[1]["effect"]["bound"] == "exact"
+    assert precision[1]["forward_speedup"]["value"] == pytest.approx(1.0 / 0.9)
+    assert precision[32]["effect"]["text"].startswith("between")
+    assert precision[32]["forward_speedup"]["value"] == pytest.approx(2.0)
+    assert precision[1]["max_abs_error"] == 1e-4 and precision[1]["p50_speedup_at_same_load"] == pytest.approx(2.0)
+    configs = {(c["precision"], c["max_batch_size"]): c for c in summary["configurations"]}
+    assert configs[("bf16", 32)]["max_rate"]["text"] == "at least 900.0 (below 2000.0)"
+    assert configs[("fp32", 32)]["max_rate"]["text"] == "550.0"
     text = format_sweep(summary)
-    assert "32 vs 1" in text and "2.67" in text and "1.00e-04" in text
+    assert "32 vs 1" in text and "3.93" in text and "at least 900.0 (below 2000.0)" in text and "1.00e-04" in text
+
+
+ISSUE_DATA = Path(__file__).parent / "data" / "issue21_smoke_sweep.csv"
+
+
+def _sustained(point) -> bool:
+    # throughput is the offered load (the arrivals the Poisson schedule sent), and within the SLO
+    return point["meets_slo"] and point["throughput_rps"] >= 0.95 * point["sent_rate_rps"]
+
+
+def test_no_effect_comes_from_two_points_whose_throughput_is_the_offered_load():
+    # the smoke sweep of the issue: 50 and 150 rps, every configuration but batch 1 keeping up; it once
+    # reported "batching effect 1.0" and "precision effect 1.0" (throughput at a load both sustained)
+    rows = list(read_sweep_csv(ISSUE_DATA))
+    summary = summarize_sweep(rows, p99_ms=500.0)
+    points = {(p["precision"], p["max_batch_size"], p["load_level"]): p for p in summary["points"]}
+    assert _sustained(points[("fp32", 32, 150.0)]) and _sustained(points[("fp32", 1, 50.0)])
+    assert not _sustained(points[("fp32", 1, 150.0)])  # p99 1.5 s: batch 1 is past its knee at 150 rps
+    effects = summary["effects"]["batching"] + summary["effects"]["precision"]
+    assert len(effects) == 4
+    for effect in effects:
+        a, b = effect["inputs"]["numerator"], effect["inputs"]["denominator"]
+
+        def point(side, level):
+            return points[(side["precision"], side["max_batch_size"], level)]
+
+        # each end of an effect divides a passing rate by a failing one (a / b > a.low / b.high, and
+        # < a.high / b.low): one point of each pair is past its knee, never two loads both sustained
+        if effect["effect"]["low"] is not None:
+            assert _sustained(point(a, a["low"])) and not _sustained(point(b, b["high"])), effect
+        if effect["effect"]["high"] is not None:
+            assert not _sustained(point(a, a["high"])) and _sustained(point(b, b["low"])), effect
+        assert effect["effect"]["bound"] != "exact"  # a grid that tops out gives bounds, never a figure
+        assert effect["effect"]["text"] != "1.00"
+    batching = {e["precision"]: e["effect"] for e in summary["effects"]["batching"]}
+    # batch 32 sustained 150 rps where batch 1 did not: at least 1 is all this grid can say
+    assert batching["fp32"]["text"] == "at least 1.00" and batching["fp32"]["low"] == pytest.approx(1.0)
+    precision = {e["max_batch_size"]: e["effect"] for e in summary["effects"]["precision"]}
+    assert precision[32]["bound"] == "unknown" and math.isnan(precision[32]["value"] or math.nan)  # both topped out
+    assert "grid topped out" in precision[32]["detail"]
+    assert precision[1]["text"] == "between 0.33 and 3.00"
+    # every figure read off this grid is a lower bound, and says so
+    for config in summary["configurations"]:
+        assert config["max_rate"]["source"] == "grid" and config["max_rate"]["text"].startswith("at least")
+    # the same data with the searches the sweep now runs gives figures: the ratio of two max rates
+    searches = {f"{p}/{b}": _search(low, high) for (p, b), (low, high) in {
+        ("fp32", 1): (133.0, 139.0), ("fp32", 32): (548.7, 576.0), ("bf16", 1): (138.0, 144.0),
+        ("bf16", 32): (990.0, 1030.0)}.items()}
+    summary = summarize_sweep(rows, p99_ms=500.0, searches=searches)
+    batching = {e["precision"]: e["effect"] for e in summary["effects"]["batching"]}
+    assert batching["fp32"]["bound"] == "exact" and batching["fp32"]["value"] == pytest.approx(548.7 / 133.0)

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 import pytest
 
 from harness.sweep.grid import CSV_COLUMNS, WindowMeasurement, build_plan, read_sweep_csv
-from harness.sweep.runner import PointTimeout, Precheck, estimate_point_s, measure_level, run_sweep, search_session
+from harness.sweep.runner import (
+    PointTimeout, Precheck, estimate_point_s, find_max_rate, measure_level, run_sweep, search_session,
+)
 from harness.sweep.simulated import SimulatedService
 
 
@@ -28,8 +30,9 @@ class FakeSession:
     def precheck(self, timeout_s: float) -> Precheck:
         return Precheck(self.sim.capacity_rps, f"simulated capacity {self.sim.capacity_rps:g} rps")
 
-    def measure(self, level, *, warmup_s, window_s, count, timeout_s):
+    def measure(self, level, *, warmup_s, window_s, count, timeout_s, mode="rate"):
         self.backend.calls.append((self.config, level, count))
+        self.backend.modes.append(mode)
         if self.behaviour == "hang":  # a generator that never returns: the bound ends it
             self.backend.clock.t += timeout_s
             raise PointTimeout(f"load run did not end within {timeout_s:.0f} s")
@@ -38,7 +41,8 @@ class FakeSession:
         self.backend.clock.t += warmup_s + count * (window_s + 0.2)
         windows = []
         for _ in range(count):
-            m = self.sim.measure(level)
+            # closed loop: N clients keep N requests in flight, so they offer what the service completes
+            m = self.sim.measure(self.sim.capacity_rps * level / (level + 2.0) if mode == "concurrency" else level)
             windows.append(WindowMeasurement(
                 throughput_rps=m.throughput_rps, p50_ms=m.p50_ms, p95_ms=m.p95_ms, p99_ms=m.p99_ms,
                 error_rate=m.error_rate, requests=int(level * window_s), sent_rate_rps=m.sent_rate_rps,
@@ -56,6 +60,7 @@ class FakeBackend:
         self.opened: list[tuple[str, int]] = []
         self.closed: list[tuple[str, int]] = []
         self.calls: list[tuple] = []
+        self.modes: list[str] = []
 
     @contextmanager
     def open(self, precision, max_batch_size, *, ready_timeout_s):
@@ -76,11 +81,11 @@ CAPACITIES = {("fp32", 1): 75.0, ("fp32", 32): 600.0, ("bf16", 1): 130.0, ("bf16
 
 
 def _plan(**overrides):
-    return build_plan("smoke", **overrides)
+    return build_plan("smoke", **{"load_levels": (50.0, 200.0), "search": False, **overrides})
 
 
 def test_sweep_writes_tidy_rows_and_a_summary_showing_batching_and_precision(tmp_path):
-    plan = _plan()
+    plan = _plan(search=True)
     backend = FakeBackend(plan, CAPACITIES)
     seen = []
     outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock,
@@ -105,14 +110,22 @@ def test_sweep_writes_tidy_rows_and_a_summary_showing_batching_and_precision(tmp
     summary = json.loads((tmp_path / "sweep_summary.json").read_text())
     assert summary["interrupted"] is False and summary["slo"]["p99_ms"] == 500 and len(summary["points"]) == 8
     assert summary["plan"]["profile"] == "smoke"
-    batching = {(e["precision"], e["load_level"]): e["throughput_ratio"] for e in summary["effects"]["batching"]}
-    assert batching[("fp32", 200.0)] > 2.0  # batch 32 keeps up with 200 rps, batch 1 saturates near 75
-    precision = {e["max_batch_size"]: e for e in summary["effects"]["precision"]}
-    assert precision[1]["peak_throughput_ratio"] > 1.4  # bf16's 130 vs fp32's 75 rps at batch 1
     configs = {(c["precision"], c["max_batch_size"]): c for c in summary["configurations"]}
-    assert configs[("fp32", 32)]["best_under_slo"]["load_level"] == 200.0
-    assert configs[("fp32", 1)]["best_under_slo"]["load_level"] == 50.0
+    knee = {config: SimulatedService(capacity, base_ms=15.0).knee_rps(500.0) for config, capacity in CAPACITIES.items()}
+    for config, entry in configs.items():  # each configuration's max rate is its own search's, converged
+        assert entry["max_rate"]["source"] == "search" and entry["max_rate"]["bound"] == "exact"
+        assert entry["max_rate"]["value"] == pytest.approx(knee[config], rel=0.08)
+    assert configs[("fp32", 32)]["best_under_slo"]["load_level"] == 200.0  # the grid tops out: only a lower bound
     assert configs[("fp32", 1)]["frontier"]
+    # the effects are ratios of max rates (batch 32 sustains 200 rps as batch 1 does 50: the grid says nothing)
+    batching = {e["precision"]: e["effect"] for e in summary["effects"]["batching"]}
+    assert batching["fp32"]["value"] == pytest.approx(knee[("fp32", 32)] / knee[("fp32", 1)], rel=0.15)
+    assert batching["bf16"]["value"] == pytest.approx(knee[("bf16", 32)] / knee[("bf16", 1)], rel=0.15)
+    precision = {e["max_batch_size"]: e["effect"] for e in summary["effects"]["precision"]}
+    assert precision[1]["value"] == pytest.approx(130.0 / 75.0, rel=0.15)
+    assert precision[32]["value"] == pytest.approx(1500.0 / 600.0, rel=0.15)
+    assert summary["searches"]["fp32/32"]["converged"] and summary["probes"]
+    assert set(backend.modes) == {"rate"}
 
 
 def test_a_point_that_cannot_fit_its_bound_is_skipped_with_the_reason(tmp_path):
@@ -213,3 +226,66 @@ def test_search_on_a_deployed_configuration_finds_its_knee():
     with backend.open("fp32", 32, ready_timeout_s=1) as session:
         short = search_session(session, plan, start_rps=100.0, budget_s=30.0, clock=backend.clock)
     assert short.stop_reason == "timeout" and len(short.probes) >= 1 and "search budget 30 s" in short.detail
+
+
+def test_the_sweep_and_the_capacity_plan_get_a_max_rate_from_the_same_search():
+    # the sweep passes the pre-check it ran; capacity lets find_max_rate run it: same start, same probes
+    plan = _plan(search=True, search_budget_s=200.0)
+    results = []
+    for precheck in (Precheck(600.0, "given"), None):
+        backend = FakeBackend(plan, CAPACITIES, noise=0.02)
+        with backend.open("fp32", 32, ready_timeout_s=1) as session:
+            starts = []
+            results.append(find_max_rate(session, plan, budget_s=plan.search_budget_s, precheck=precheck,
+                                         on_start=lambda pre, start: starts.append(start), clock=backend.clock))
+        assert starts == [300.0]  # half the pre-check's estimate
+    sweep, capacity = results
+    assert [p.rate_rps for p in sweep.probes] == [p.rate_rps for p in capacity.probes]
+    assert sweep.max_rate_rps == capacity.max_rate_rps and sweep.converged
+    # N replicas start from N x one replica's measured rate instead
+    backend = FakeBackend(plan, CAPACITIES, noise=0.0)
+    with backend.open("fp32", 32, ready_timeout_s=1) as session:
+        starts = []
+        find_max_rate(session, plan, budget_s=60.0, expected_rps=1000.0, on_start=lambda pre, start: starts.append(start),
+                      clock=backend.clock)
+    assert starts == [600.0]
+
+
+def test_a_search_stopped_by_its_budget_keeps_its_bracket_and_says_it_is_a_bound(tmp_path):
+    plan = _plan(precisions=("fp32",), batch_sizes=(32,), load_levels=(50.0,), search=True, search_budget_s=20.0)
+    backend = FakeBackend(plan, CAPACITIES)
+    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    search = outcome.summary["searches"]["fp32/32"]
+    assert search["stop_reason"] == "timeout" and not search["converged"] and "search budget 20 s" in search["detail"]
+    (config,) = outcome.summary["configurations"]
+    assert config["max_rate"]["bound"] in ("at least", "range") and config["max_rate"]["text"].startswith("at least")
+
+
+def test_a_concurrency_sweep_measures_closed_loop_clients_and_searches_rates(tmp_path):
+    plan = _plan(precisions=("fp32",), batch_sizes=(1, 32), load_mode="concurrency", load_levels=(1, 4, 16),
+                 search=True, search_budget_s=200.0)
+    backend = FakeBackend(plan, CAPACITIES)
+    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    rows = list(read_sweep_csv(tmp_path / "sweep.csv"))
+    assert {r["load_mode"] for r in rows} == {"concurrency"} and {r["load_level"] for r in rows} == {1.0, 4.0, 16.0}
+    assert all(math.isnan(r["rate_rps"]) for r in rows)
+    assert "concurrency" in backend.modes and "rate" in backend.modes  # grid points closed loop, search probes open loop
+    points = outcome.summary["points"]
+    assert len(points) == 6 and all(p["meets_slo"] for p in points)  # clients never over-offer: no backlog
+    assert outcome.summary["load_mode"] == "concurrency"
+    assert all(p.key.label(plan.load_mode).endswith(f"concurrency={p.key.load_level:g}") for p in outcome.points)
+    (batching,) = outcome.summary["effects"]["batching"]
+    assert batching["effect"]["bound"] == "exact" and batching["effect"]["value"] > 4
+    assert math.isnan(batching["same_load_rps"])  # equal client counts are not equal loads
+
+
+def test_concurrency_levels_are_whole_numbers_of_clients():
+    from harness.errors import ConfigError
+
+    assert build_plan("smoke", load_mode="concurrency").load_levels == (1.0, 4.0, 16.0, 64.0)
+    with pytest.raises(ConfigError) as info:
+        build_plan("smoke", load_mode="concurrency", load_levels=(2.5,))
+    assert info.value.field == "load_levels" and info.value.value == 2.5
+    with pytest.raises(ConfigError) as info:
+        build_plan("smoke", load_mode="open")
+    assert info.value.field == "load_mode"

@@ -133,3 +133,21 @@ def test_invalid_settings_name_the_field(field, value):
     with pytest.raises(ConfigError) as info:
         search_max_rate(lambda r: PointMeasurement(r, r, 1.0), SearchSettings(**{field: value}))
     assert info.value.field == field and info.value.value == value
+
+
+def test_an_overload_before_any_pass_tries_just_below_the_capacity_it_measured():
+    sim = SimulatedService(capacity_rps=140.0, noise=0.0)
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=165.0))
+    assert result.probes[0].verdict == CLEAR_FAIL  # 165 rps offered, 140 completed
+    assert result.probes[1].rate_rps == pytest.approx(140.0 * 0.9)  # not 165 / 2: the knee is near capacity
+    assert result.converged and len(result.probes) <= 5
+
+
+def test_a_spent_budget_stops_the_search_with_its_bracket():
+    sim = SimulatedService(capacity_rps=600.0, noise=0.0)
+    left = iter([None, None, None, "search budget 40 s spent"])
+    result = search_max_rate(sim.measure, SearchSettings(p99_ms=SLO_MS, start_rps=250.0), keep_going=lambda rate: next(left))
+    assert result.stop_reason == "timeout" and not result.converged and len(result.probes) == 3
+    assert result.lower_rps == 500.0 and result.upper_rps == pytest.approx(600.0 * 1.1)  # 1000 rps overloaded
+    assert result.max_rate_rps == 500.0
+    assert "search budget 40 s spent after 3 probe(s)" in result.detail and "[500.00, 660.00)" in result.detail

@@ -37,7 +37,8 @@ from harness.errors import ConfigError
 from harness.load import child_process
 from harness.paths import resolve_path
 
-__all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy", "measure_plan_accuracy"]
+__all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy", "measure_plan_accuracy",
+           "forward_budget_s"]
 
 REFERENCE_PRECISION = "fp32"
 _SPEED_ORDER = {"fp32": 0, "bf16": 1, "fp16": 2}  # run order: the reference, then fast before slow
@@ -124,14 +125,16 @@ def measure_accuracy(
     Precisions not done when the budget runs out are recorded as ``timeout`` with the reason; a
     precision whose estimated forward time cannot fit is ``skipped``. With ``forward_batches`` each
     drift also holds the forward time at those batch sizes (``forward_rounds`` interleaved rounds
-    of ``forward_window_s`` loops, inside the same budget). Raises ConfigError for bad arguments; a
-    failing child is reported per precision as ``error``, never raised.
+    of ``forward_window_s`` loops, in time of their own on top of ``time_budget_s``: `forward_budget_s`).
+    Raises ConfigError for bad arguments; a failing child is reported per precision as ``error``, never raised.
     """
     order = _validate(model, list(precisions), samples, time_budget_s)
+    batches = sorted({int(b) for b in forward_batches})
+    forward_s = forward_budget_s(len(order), len(batches), forward_window_s, forward_rounds)
     job = {"model": model, "precisions": order, "samples": samples, "seed": seed, "budget_s": time_budget_s,
            "weights_dir": str(resolve_path(weights_dir or default_weights_dir(), "weights_dir")),
-           "forward_batches": sorted({int(b) for b in forward_batches}), "forward_window_s": float(forward_window_s),
-           "forward_rounds": int(forward_rounds)}
+           "forward_batches": batches, "forward_window_s": float(forward_window_s),
+           "forward_rounds": int(forward_rounds), "forward_budget_s": forward_s}
     proc = None
     timed_out = False
     try:
@@ -140,7 +143,7 @@ def measure_accuracy(
         with child_process.interrupts_held():
             proc = child_process.spawn(child_process.python_argv("harness.sweep.accuracy", json.dumps(job)),
                                        cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        out, err = proc.communicate(timeout=time_budget_s + 15.0)  # + torch import and model load
+        out, err = proc.communicate(timeout=time_budget_s + forward_s + 15.0)  # + torch import and model load
     except subprocess.TimeoutExpired:
         timed_out = True
         child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
@@ -168,6 +171,14 @@ def measure_accuracy(
     if job["forward_batches"]:
         drifts = [_with_forward(d, forward, missing_reason) for d in drifts]
     return drifts
+
+
+def forward_budget_s(precisions: int, batches: int, window_s: float, rounds: int) -> float:
+    """Return the time the forward-pass timing is given on top of the accuracy budget: its loops, with room
+    for each size's first call and a slow machine (0 when nothing is to be timed)."""
+    if not batches:
+        return 0.0
+    return precisions * batches * (rounds * window_s * 1.5 + 0.5) + 2.0
 
 
 def measure_plan_accuracy(plan: Any, cpus: Sequence[int] | None = None) -> list[AccuracyDrift]:
@@ -269,7 +280,8 @@ def _child_main(job: dict) -> int:
             runners[precision] = (runner, single_ms)
         del runner
     if job.get("forward_batches"):
-        print(json.dumps(_time_batches(job, runners, deadline)), flush=True)
+        forward_deadline = deadline + float(job.get("forward_budget_s") or 0.0)
+        print(json.dumps(_time_batches(job, runners, forward_deadline)), flush=True)
     return 0
 
 

@@ -39,7 +39,7 @@ from harness.sweep.grid import (
     read_sweep_csv,
 )
 from harness.sweep.search import (
-    PointMeasurement, Probe, SearchResult, SearchSettings, is_clear_violation, search_max_rate,
+    INCOMPLETE, PointMeasurement, Probe, SearchResult, SearchSettings, is_clear_violation, search_max_rate,
 )
 from harness.sweep.summary import summarize_sweep
 
@@ -67,6 +67,7 @@ EXPECTED_FRACTION = 0.6  # ... or of an expected rate (N replicas: N x one repli
 PROBE_WINDOWS = 2  # windows of one search probe (one when the first is a clear violation)
 MAX_PROBES = 12
 PRECHECK_TIMEOUT_S = 30.0
+GENERATOR_START_S = 1.0  # a generator process's start-up, before its first scheduled request
 
 
 class PointTimeout(HarnessError):
@@ -259,16 +260,22 @@ def search_session(
     deadline = clock() + budget_s
     settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, rel_tol=plan.search_rel_tol,
                               start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=MAX_PROBES)
+    # a whole probe: the generator's start, warm-up, its windows and re-runs; then as long as the longest so far
+    probe_s = [plan.warmup_s + PROBE_WINDOWS * (plan.window_s + RERUN_WARMUP_S) + GENERATOR_START_S]
 
     def keep_going(rate: float) -> str | None:
-        if deadline - clock() < plan.warmup_s + PROBE_WINDOWS * plan.window_s:
+        if deadline - clock() < max(probe_s):
             return f"search budget {budget_s:g} s spent"
         return None
 
     def measure(rate: float) -> PointMeasurement:
-        point_deadline = min(deadline, clock() + plan.point_budget_s)
+        started = clock()
+        point_deadline = min(deadline, started + plan.point_budget_s)
         status, reason, windows = measure_level(session, rate, probe_plan, point_deadline, clock=clock, mode=RATE)
+        probe_s.append(clock() - started)
         m = to_point_measurement(rate, windows)
+        if status == TIMEOUT and point_deadline == deadline:  # the search's budget cut it short, not the service
+            return replace(m, status=INCOMPLETE, reason=reason)
         return replace(m, status="ok" if status == OK and windows else status, reason=reason)
 
     return search_max_rate(measure, settings, on_probe=on_probe, keep_going=keep_going)

@@ -28,6 +28,7 @@ __all__ = [
     "FAIL",
     "CLEAR_FAIL",
     "GENERATOR_LIMITED",
+    "INCOMPLETE",
     "STOP_CONVERGED",
     "STOP_MAX_PROBES",
     "STOP_CAPPED",
@@ -48,6 +49,7 @@ PASS = "pass"
 FAIL = "fail"
 CLEAR_FAIL = "clear-fail"  # far beyond the SLO: no need for more windows at this rate
 GENERATOR_LIMITED = "generator-limited"  # the load generator could not send at the rate asked
+INCOMPLETE = "incomplete"  # the caller's budget ended the probe before it was measured: no verdict on the rate
 
 STOP_CONVERGED = "converged"
 STOP_MAX_PROBES = "max-probes"
@@ -190,7 +192,10 @@ def is_clear_violation(m: PointMeasurement, s: SearchSettings) -> bool:
 
 
 def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
-    """Return (verdict, reason) for one measurement against the SLO: PASS, FAIL, CLEAR_FAIL or GENERATOR_LIMITED."""
+    """Return (verdict, reason) for one measurement against the SLO: PASS, FAIL, CLEAR_FAIL, GENERATOR_LIMITED,
+    or INCOMPLETE (a measurement with status ``incomplete``: cut short by the caller's budget, it says nothing)."""
+    if m.status == INCOMPLETE:
+        return INCOMPLETE, f"probe cut short by the budget: {m.reason}".rstrip(": ")
     if _generator_lagged(m):
         return GENERATOR_LIMITED, f"load generator could not keep its schedule at {m.rate_rps:.1f} rps"
     if m.status not in ("ok", "unstable"):
@@ -208,6 +213,12 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
         return PASS, f"p99 {p99:.1f} ms <= SLO {s.p99_ms:g} ms at {m.throughput_rps:.1f} rps"
     verdict = CLEAR_FAIL if is_clear_violation(m, s) else FAIL
     return verdict, "; ".join(problems)
+
+
+def _bracket(lo: float | None, hi: float | None) -> str:
+    if lo is None and hi is None:
+        return ""
+    return f" with the max rate in [{lo or 0:.2f}, {f'{hi:.2f}' if hi is not None else 'unknown'}) rps"
 
 
 def search_max_rate(
@@ -237,10 +248,7 @@ def search_max_rate(
     while len(probes) < s.max_probes:
         stop = keep_going(rate) if keep_going is not None else None
         if stop:
-            detail = f"{stop} after {len(probes)} probe(s)"
-            if lo is not None or hi is not None:
-                detail += f" with the max rate in [{lo or 0:.2f}, {f'{hi:.2f}' if hi is not None else 'unknown'})"
-            return finish(STOP_BUDGET, detail + " rps")
+            return finish(STOP_BUDGET, f"{stop} after {len(probes)} probe(s)" + _bracket(lo, hi))
         m = measure(rate)
         verdict, why = classify(m, s)
         probe = Probe(rate, verdict, why, m)
@@ -250,6 +258,8 @@ def search_max_rate(
         if verdict == GENERATOR_LIMITED:
             hi = rate if hi is None else min(hi, rate)
             return finish(STOP_GENERATOR, f"{why}; the max rate is a lower bound limited by the generator")
+        if verdict == INCOMPLETE:  # neither a pass nor a failure: the bracket stays as it was
+            return finish(STOP_BUDGET, f"{why} after {len(probes)} probe(s)" + _bracket(lo, hi))
         overloaded = False
         if verdict == PASS:
             lo = rate if lo is None else max(lo, rate)

@@ -85,7 +85,7 @@ def _plan(**overrides):
 
 
 def test_sweep_writes_tidy_rows_and_a_summary_showing_batching_and_precision(tmp_path):
-    plan = _plan(search=True)
+    plan = _plan(search=True, search_budget_s=400.0)
     backend = FakeBackend(plan, CAPACITIES)
     seen = []
     outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock,

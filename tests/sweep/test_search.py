@@ -151,3 +151,19 @@ def test_a_spent_budget_stops_the_search_with_its_bracket():
     assert result.lower_rps == 500.0 and result.upper_rps == pytest.approx(600.0 * 1.1)  # 1000 rps overloaded
     assert result.max_rate_rps == 500.0
     assert "search budget 40 s spent after 3 probe(s)" in result.detail and "[500.00, 660.00)" in result.detail
+
+
+def test_a_probe_cut_short_by_the_budget_is_no_failure():
+    sim = SimulatedService(capacity_rps=600.0, noise=0.0)
+    calls = []
+
+    def measure(rate):
+        calls.append(rate)
+        if len(calls) == 4:  # the budget ends this probe after one window: no verdict on its rate
+            return PointMeasurement(rate, rate, 80.0, status="incomplete", reason="point budget reached after 1 window(s)")
+        return sim.measure(rate)
+
+    result = search_max_rate(measure, SearchSettings(p99_ms=SLO_MS, start_rps=250.0))
+    assert result.probes[-1].verdict == "incomplete" and result.stop_reason == "timeout"
+    assert result.lower_rps == 500.0 and result.upper_rps == pytest.approx(660.0)  # the bracket before the cut
+    assert not result.converged and "probe cut short by the budget" in result.detail

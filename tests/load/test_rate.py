@@ -148,3 +148,16 @@ def test_a_relative_out_dir_reaches_the_generator_absolute_and_no_records_is_a_f
     assert str(out / "requests.csv") in first_line and "exit code 0" in first_line
     [config] = read_seen(tmp_path / "seen.json")["argv"]
     assert Path(config) == out / "rate_config.json"
+
+
+def test_one_generator_alternates_hosts_in_blocks_and_records_each_target(standin_factory, tmp_path, gen_cpus):
+    first, second = standin_factory(), standin_factory()
+    result = run_rate(first.url, tmp_path, rate_rps=40, duration_s=1.0, cpus=gen_cpus, alternate_hosts=[second.url],
+                      alternate_every=4)
+    records = sorted(result.records, key=lambda r: r.intended_s)
+    assert len(records) == 40 and result.load.errors == 0
+    # requests 0-3 to the first host, 4-7 to the second, 8-11 to the first, ...
+    assert [r.target for r in records] == [first.url if (i // 4) % 2 == 0 else second.url for i in range(40)]
+    assert first.count() >= 20 and second.count() >= 20  # each stand-in answered its share (plus probes)
+    with pytest.raises(ConfigError, match="alternate_hosts"):
+        run_rate(first.url, tmp_path, rate_rps=10, duration_s=1, alternate_hosts=["127.0.0.1:9"])

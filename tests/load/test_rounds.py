@@ -122,7 +122,7 @@ def test_interleaved_session_runs_abba_and_marks_pairs(tmp_path, fake_platform):
     assert [(r["pair"], r["position"]) for r in b["rounds"]] == [(1, 2), (2, 3)]
     round_file = json.loads((tmp_path / "ab" / "b" / "round-02" / "result.json").read_text())
     assert round_file["round"] == {"index": 2, "pair": 2, "position": 3, "session": a["interleave"]["session"],
-                                   "arm": "b"}
+                                   "arm": "b", "deploy": "round"}
 
 
 @pytest.mark.parametrize(("extra", "named"), [

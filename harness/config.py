@@ -7,15 +7,17 @@ field (dotted path, Kubernetes spelling where the spec uses it) and the bad valu
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.policies import Autoscaling, RateLimit, Strategy
 from harness.userfiles import EMPTY_NEEDS, load_mapping
 
 __all__ = [
@@ -25,16 +27,23 @@ __all__ = [
     "ENV_FAULT_TOKEN",
     "ENV_WEIGHTS_DIR",
     "ServiceConfig",
+    "StartFault",
     "Probe",
     "Probes",
     "Resources",
     "RestartPolicy",
     "BalancerConfig",
+    "Strategy",
+    "RateLimit",
+    "Autoscaling",
     "ServiceSpec",
     "parse_memory_bytes",
     "parse_cpu_cores",
     "default_weights_dir",
     "validate_model",
+    "deep_merge",
+    "overlay_spec",
+    "ROLLOUT_FIELDS",
     "load_yaml_file",
     "load_spec_data",
     "load_spec",
@@ -104,6 +113,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
 
+class StartFault(_Model):
+    """A fault hook active from the start, for as long as the process runs: a deliberately slow or broken
+    build (``{"kind": "slow-inference", "params": {"factor": 20}}``), for rollout and overload drills."""
+
+    kind: Literal["slow-inference", "crash"]  # the other kinds are transient by nature
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from harness.service.faults import FaultError, validate_fault  # numpy only, no torch
+
+        kind = info.data.get("kind")
+        if kind is None:
+            return value
+        try:
+            validate_fault(kind, {**value, **({} if kind == "crash" else {"duration_s": 1.0})})
+        except FaultError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class ServiceConfig(_Model):
     """Settings of one reference-service process (`harness serve`)."""
 
@@ -127,6 +158,7 @@ class ServiceConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     grace_period_s: float = Field(30.0, ge=0, le=3600)
+    start_faults: list[StartFault] = Field(default_factory=list, max_length=8)
 
     @field_validator("model")
     @classmethod
@@ -251,19 +283,44 @@ class ServiceSpec(_Model):
     termination_grace_period_s: float = Field(30.0, alias="terminationGracePeriodSeconds", ge=0, le=3600)
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     balancer: BalancerConfig = Field(default_factory=BalancerConfig)
+    strategy: Strategy = Field(default_factory=Strategy)
+    # a rollout that makes no progress (no new replica Ready) for this long has failed (Kubernetes: 600 s)
+    progress_deadline_s: float = Field(600.0, alias="progressDeadlineSeconds", gt=0, le=86400)
+    rate_limit: RateLimit | None = None
+    autoscaling: Autoscaling | None = None
 
     @model_validator(mode="after")
     def _replicas_fit_topology(self) -> "ServiceSpec":
+        scaling = self.autoscaling
+        if scaling is not None and self.topology != "multi-active":
+            raise ValueError(f"topology={self.topology}: autoscaling needs topology 'multi-active' "
+                             f"('{self.topology}' has a fixed replica count)")
         if self.replicas is None:
-            object.__setattr__(self, "replicas", _TOPOLOGY_REPLICAS[self.topology])
+            default = scaling.min_replicas if scaling is not None else _TOPOLOGY_REPLICAS[self.topology]
+            object.__setattr__(self, "replicas", default)
         replicas = self.replicas
         if self.topology == "single" and replicas != 1:
             raise ValueError(f"replicas={replicas!r}: topology 'single' has exactly 1 replica")
         if self.topology == "active-standby" and replicas != 2:
             raise ValueError(f"replicas={replicas!r}: topology 'active-standby' has exactly 2 replicas")
-        if self.topology == "multi-active" and replicas < 2:
-            raise ValueError(f"replicas={replicas!r}: topology 'multi-active' needs at least 2 replicas")
+        if scaling is not None:
+            if not scaling.min_replicas <= replicas <= scaling.max_replicas:
+                raise ValueError(f"replicas={replicas!r}: outside autoscaling's minReplicas={scaling.min_replicas} "
+                                 f"to maxReplicas={scaling.max_replicas}")
+            if scaling.metric == "cpu" and not (self.resources.requests_cpu or self.resources.limits_cpu):
+                raise ValueError("autoscaling.targetCPUUtilizationPercentage="
+                                 f"{scaling.target_cpu_utilization_percent!r}: needs resources.requests.cpu "
+                                 "(or limits.cpu): utilisation is a share of the request")
+        elif self.topology == "multi-active" and replicas < 2:
+            raise ValueError(f"replicas={replicas!r}: topology 'multi-active' needs at least 2 replicas "
+                             f"(or autoscaling with minReplicas 1)")
         return self
+
+    @property
+    def cpu_request_cores(self) -> float | None:
+        """The CPU a replica requests (``requests.cpu``, else ``limits.cpu``), in cores; None when neither is set."""
+        value = self.resources.requests_cpu or self.resources.limits_cpu
+        return parse_cpu_cores(value) if value else None
 
     @property
     def replica_count(self) -> int:
@@ -302,6 +359,38 @@ def validate_model(cls: type[M], data: Any, *, source: str | None = None) -> M:
         if others:
             reason += f" (and {others} more error{'s' if others > 1 else ''})"
         raise ConfigError(field, value, reason, source=source) from None
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``base`` with ``overlay`` on top: nested mappings merge, anything else is replaced."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# what a rollout may change: the pod template (the service, its probes, its grace period); the topology,
+# replica count, resources (the cgroups are the deployment's) and policies stay the deployment's own
+ROLLOUT_FIELDS = ("service", "probes", "terminationGracePeriodSeconds", "termination_grace_period_s")
+
+
+def overlay_spec(spec: ServiceSpec, overlay: Mapping[str, Any], *, field: str = "overlay") -> ServiceSpec:
+    """Return ``spec`` with a rollout's ``overlay`` merged on; raise ConfigError naming ``field.<key>`` for
+    a key a rollout cannot change (see `ROLLOUT_FIELDS`) or an invalid value."""
+    if not isinstance(overlay, Mapping):
+        raise ConfigError(field, overlay, "must be a mapping of spec fields, e.g. {\"service\": {\"seed\": 1}}")
+    for key in overlay:
+        if key not in ROLLOUT_FIELDS:
+            raise ConfigError(f"{field}.{key}", overlay[key], f"a rollout changes only {', '.join(ROLLOUT_FIELDS[:3])} "
+                              f"(the pod template); the rest is the deployment's own")
+    data = deep_merge(spec.model_dump(by_alias=True, mode="json"), overlay)
+    try:
+        return validate_model(ServiceSpec, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{field}.{exc.field}", exc.value, exc.reason) from None
 
 
 def load_yaml_file(path: str | Path, field: str = "file", *, needs: str = EMPTY_NEEDS) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def resilience_cases(profile: str, experiments_dir: str | Path | None = None, pl
         if platform not in experiment.extension.platforms:
             continue
         never_ready = "Ready" in experiment.extension.expect.absent
-        for topology in topologies:
+        for topology in (t for t in topologies if t in experiment.extension.topologies):  # a drill names its own
             miss = NEVER_READY_MISS.format(summary=experiment.extension.summary or name) if never_ready else None
             cases.append(FaultCase(name, topology, miss))
     return cases

@@ -90,6 +90,7 @@ def test_the_resilience_cases_of_each_profile() -> None:
     assert {c.topology for c in nightly.values()} == set(TOPOLOGIES) and "hang-multi-active" in nightly
     assert nightly["slow-startup-multi-active"].expected_miss.startswith(NEVER_READY_MISS.split("{")[0])
     assert nightly["slow-startup-fixed-multi-active"].expected_miss is None
+    assert "autoscale-step-multi-active" in nightly and "autoscale-step-single" not in nightly  # a drill's topologies
     with pytest.raises(ConfigError, match="profile='weekly'"):
         resilience_cases("weekly")
 

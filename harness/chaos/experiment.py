@@ -23,6 +23,11 @@ stays silent fails the cell, one not named that fires is a violation (`harness.m
 ``faults_per_day`` is how often such a fault is expected in production (default: the SLA config's,
 one a day); the SLA config's per-fault rate overrides it. It scales one fault's cost to the
 projected burn of the error budget.
+
+Drills (rollouts, overload, autoscaling) size their load in requests per second: ``load_rate_per_s``
+replaces the profile's background load with open-loop load at that rate (the prober adds its own,
+1 / ``prober_interval_s``), and ``topologies`` names the topologies a drill means anything on (an
+autoscaler needs ``multi-active``); the matrix runs the others as "not run".
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.config import ServiceSpec, validate_model
+from harness.config import ServiceSpec, deep_merge, validate_model
 from harness.errors import ConfigError
 from harness.platforms.base import EVENT_TYPES
 
@@ -90,7 +95,9 @@ class HarnessExtension(_Model):
     # "deploy": the fault is the start itself (a slow model load), measured from deployment start.
     inject: Literal["running", "deploy"] = "running"
     platforms: list[Literal["local", "kubernetes"]] = Field(default_factory=lambda: ["local"])
-
+    topologies: list[Literal["single", "active-standby", "multi-active"]] = Field(
+        default_factory=lambda: ["single", "active-standby", "multi-active"], min_length=1)
+    load_rate_per_s: float | None = Field(None, gt=0, le=100_000)
 
     @field_validator("expect_alerts")
     @classmethod
@@ -148,7 +155,7 @@ def load_experiment(path: str | Path, *, validate: bool = True) -> Experiment:
         raise ConfigError("extensions", None, f"no extension named {EXTENSION_NAME!r} (the harness needs its fault name)", source=str(file))
     if extension.spec:
         try:
-            merge_spec({}, extension.spec)
+            merge_spec({}, extension.spec, topology=extension.topologies[0])
         except ConfigError as exc:
             raise ConfigError(f"extensions[harness].spec.{exc.field}", exc.value, exc.reason, source=str(file)) from None
     return Experiment(file, document, extension)
@@ -174,16 +181,6 @@ def _find_extension(document: Mapping[str, Any], *, source: str) -> dict[str, An
     return None
 
 
-def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def merge_spec(*layers: Mapping[str, Any], topology: str | None = None) -> ServiceSpec:
     """Return the ServiceSpec of the layers merged left to right (nested mappings merge), then ``topology``.
 
@@ -194,7 +191,7 @@ def merge_spec(*layers: Mapping[str, Any], topology: str | None = None) -> Servi
     # topology and replicas stay out of the base: each is derived from the other when only one is given
     data: dict[str, Any] = ServiceSpec().model_dump(by_alias=True, mode="json", exclude={"topology", "replicas"})
     for layer in layers:
-        data = _deep_merge(data, layer)
+        data = deep_merge(data, layer)
     if topology is not None:
         data["topology"] = topology
         data.pop("replicas", None)

@@ -227,27 +227,27 @@ def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = Non
 
     say = progress or (lambda message: None)
     table = MatrixTable(topologies=list(plan.topologies), retry=plan.retry)
-    total = len(plan.experiments) * len(plan.topologies)
-    for experiment in plan.experiments:
-        for topology in plan.topologies:
-            index = len(table.rows) + 1
-            say(f"[{index}/{total}] {experiment.name} x {topology}")
-            cell_dir = plan.out_dir / experiment.name / topology
-            settings = ChaosRunSettings(
-                experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
-                spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target, sla=plan.sla,
-            )
-            started = time.monotonic()
-            try:
-                result = ChaosRun(settings).execute()
-            except HarnessError as exc:
-                result = {"fault": experiment.fault, "topology": topology, "errors": [str(exc)]}
-            row = matrix_row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
-            table.rows.append(row)
+    cells = [(e, t) for e in plan.experiments for t in plan.topologies if t in e.extension.topologies]
+    total = len(cells)
+    for experiment, topology in cells:
+        index = len(table.rows) + 1
+        say(f"[{index}/{total}] {experiment.name} x {topology}")
+        cell_dir = plan.out_dir / experiment.name / topology
+        settings = ChaosRunSettings(
+            experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
+            spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target, sla=plan.sla,
+        )
+        started = time.monotonic()
+        try:
+            result = ChaosRun(settings).execute()
+        except HarnessError as exc:
+            result = {"fault": experiment.fault, "topology": topology, "errors": [str(exc)]}
+        row = matrix_row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
+        table.rows.append(row)
+        table.write(plan.out_dir)
+        say(f"[{index}/{total}] {experiment.name} x {topology}: {_cell(row)} ({row['cell_s']:.0f} s)")
+        if result.get("aborted"):
+            table.aborted = True
             table.write(plan.out_dir)
-            say(f"[{index}/{total}] {experiment.name} x {topology}: {_cell(row)} ({row['cell_s']:.0f} s)")
-            if result.get("aborted"):
-                table.aborted = True
-                table.write(plan.out_dir)
-                return table
+            return table
     return table

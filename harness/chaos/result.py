@@ -20,6 +20,7 @@ __all__ = [
     "injection_from_journal",
     "refused_injections",
     "journal_summary",
+    "drill_outputs",
     "build_result",
     "kill_label",
     "OUTCOME_ERROR",
@@ -117,6 +118,17 @@ def journal_summary(journal: Mapping[str, Any] | None) -> dict[str, Any]:
             for r in journal.get(key, []) or []
         ]
     return {"journal_status": journal.get("status"), "deviated": journal.get("deviated"), "activities": runs("run"), "rollbacks": runs("rollbacks")}
+
+
+def drill_outputs(journal: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Return the outputs of the method's drill activities (`harness.chaos.drills`: a rollout, a load spike
+    or step), in order, each with the activity's name and status: the figures a drill's report quotes."""
+    found = []
+    for run in (journal or {}).get("run", []) or []:
+        output = run.get("output")
+        if isinstance(output, Mapping) and output.get("drill"):
+            found.append({"activity": (run.get("activity") or {}).get("name"), "status": run.get("status"), **output})
+    return found
 
 
 def _finite(value: Any) -> Any:

@@ -80,6 +80,10 @@ class ChaosRunSettings:
         On Kubernetes it is the applied Deployment's spec as it is: the harness attaches and cannot
         change it, so an overlay, another topology or the balancer's retry is a ConfigError.
         """
+        if self.topology not in self.experiment.extension.topologies:
+            raise ConfigError("topology", self.topology, f"experiment {self.experiment.name} runs on "
+                              f"{', '.join(self.experiment.extension.topologies)} (extensions[harness].topologies)",
+                              source=str(self.experiment.path))
         if self.target.is_kubernetes:
             return self._attached_spec()
         base = self.spec_data if self.spec_data is not None else self.profile.base_spec
@@ -252,9 +256,10 @@ class ChaosRun:
         _, client_cpus = split_cpus()
         profile = self.profile
         # each is assigned before it starts: an interrupt during a start must still find it to stop
+        drill_rate = self.experiment.extension.load_rate_per_s  # a drill sized in requests/s sets its own load
         self.load = BackgroundLoad(
-            profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
-            rate_per_s=profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
+            "rate" if drill_rate else profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
+            rate_per_s=drill_rate or profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
             timeout_s=profile.prober_timeout_s, cpus=client_cpus,
         )
         self.load.spawn()  # its imports overlap the prober's start
@@ -398,7 +403,7 @@ class ChaosRun:
 
     def _judge(self) -> dict[str, Any]:
         from harness.chaos.behaviour import check_behaviour
-        from harness.chaos.result import RESULT_FILE, build_result, kill_label, serving_telemetry
+        from harness.chaos.result import RESULT_FILE, build_result, drill_outputs, kill_label, serving_telemetry
         from harness.measure.sla import evaluate_fault
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
         from harness.platforms.base import read_events
@@ -437,6 +442,7 @@ class ChaosRun:
             "target": self.settings.target.describe(),
             "platform_watch_errors": list(getattr(self.deployment, "watch_errors", []) or []),
             "slo_latency_ms": self.slo_latency_ms,
+            "drills": drill_outputs(self.journal),
             "phase_s": self.phase_s,
             "errors": self.errors,
         }

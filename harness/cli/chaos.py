@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--topology", default=None, help="single (default), active-standby or multi-active "
-                                                       "(on Kubernetes: the applied Deployment's)")
+    parser.add_argument("--topology", default=None, help="single (default; a drill's first topology), active-standby "
+                                                       "or multi-active (on Kubernetes: the applied Deployment's)")
     parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
     parser.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
     parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
@@ -104,7 +104,9 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
     spec_data = load_spec_data(spec_file) if spec_file is not None else None
     topology = args.topology
     if topology is None:
-        topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else "single"
+        topologies = experiment.extension.topologies  # a drill may name its own (autoscaling: multi-active)
+        local_default = "single" if "single" in topologies else topologies[0]
+        topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else local_default
     settings = ChaosRunSettings(
         experiment=experiment, topology=_topology(topology), profile=profile, out_dir=out_dir,
         spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None, sla=_sla(args),

@@ -31,6 +31,14 @@ __all__ = [
     "RECOVERED",
     "ENFORCEMENT_FALLBACK",
     "DELETED",
+    "SCALING_REPLICA_SET",
+    "SUCCESSFUL_RESCALE",
+    "ROLLOUT_STARTED",
+    "TRAFFIC_SHIFTED",
+    "ANALYSIS_COMPLETED",
+    "ROLLOUT_COMPLETED",
+    "ROLLOUT_ROLLED_BACK",
+    "DRILL_EVENT_TYPES",
     "REPLICA_STATES",
     "ReplicaStatus",
     "Event",
@@ -53,10 +61,22 @@ BACK_OFF = "BackOff"  # CrashLoopBackOff: the next restart waits "delay_s"
 RECOVERED = "Recovered"  # a replica that had lost readiness is Ready again (extra "down_s")
 ENFORCEMENT_FALLBACK = "EnforcementFallback"  # a resource limit could not use cgroups (replica null)
 DELETED = "Deleted"  # teardown finished (replica null)
+# Rollouts and autoscaling (replica null; extras carry "revision", "replicas", "weights", ...):
+SCALING_REPLICA_SET = "ScalingReplicaSet"  # a revision's replica count changed ("replicas", "revision", "reason")
+SUCCESSFUL_RESCALE = "SuccessfulRescale"  # the autoscaler chose a new size ("from_replicas", "replicas", "metric", ...)
+ROLLOUT_STARTED = "RolloutStarted"  # a rollout of revision "revision" began ("strategy", "from_revision")
+TRAFFIC_SHIFTED = "TrafficShifted"  # the balancer's split changed: "weights" maps revision -> percent
+ANALYSIS_COMPLETED = "AnalysisCompleted"  # a canary's analysis ended ("passed", "failed_share", ...)
+ROLLOUT_COMPLETED = "RolloutCompleted"  # every replica runs revision "revision"
+ROLLOUT_ROLLED_BACK = "RolloutRolledBack"  # the rollout was abandoned; revision "revision" serves again ("why")
 
+DRILL_EVENT_TYPES = (
+    SCALING_REPLICA_SET, SUCCESSFUL_RESCALE, ROLLOUT_STARTED, TRAFFIC_SHIFTED, ANALYSIS_COMPLETED, ROLLOUT_COMPLETED,
+    ROLLOUT_ROLLED_BACK,
+)
 EVENT_TYPES = (
     SCHEDULED, STARTED, READY, NOT_READY, UNHEALTHY, KILLING, OOM_KILLED, EXITED, BACK_OFF, RECOVERED,
-    ENFORCEMENT_FALLBACK, DELETED,
+    ENFORCEMENT_FALLBACK, DELETED, *DRILL_EVENT_TYPES,
 )
 
 # Replica lifecycle states (the "state" field); readiness is the separate "ready" flag.
@@ -78,12 +98,14 @@ class ReplicaStatus:
     last_reason: str | None
     started_s: float | None = None  # wall-clock start of the current process
     cgroup: str | None = None
+    revision: int = 1  # the deployment revision (pod template) the replica runs; a rollout adds one
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "pid": self.pid, "port": self.port, "url": self.url, "state": self.state,
             "ready": self.ready, "restarts": self.restarts, "last_exit_code": self.last_exit_code,
             "last_reason": self.last_reason, "started_s": self.started_s, "cgroup": self.cgroup,
+            "revision": self.revision,
         }
 
     @classmethod
@@ -92,7 +114,7 @@ class ReplicaStatus:
             name=data["name"], pid=data.get("pid"), port=data.get("port"), url=data.get("url"),
             state=data.get("state", "Pending"), ready=bool(data.get("ready")), restarts=int(data.get("restarts", 0)),
             last_exit_code=data.get("last_exit_code"), last_reason=data.get("last_reason"),
-            started_s=data.get("started_s"), cgroup=data.get("cgroup"),
+            started_s=data.get("started_s"), cgroup=data.get("cgroup"), revision=int(data.get("revision") or 1),
         )
 
 

@@ -23,7 +23,7 @@ from harness.config import ServiceConfig
 from harness.service import protocol, routes
 from harness.service.batcher import QueueFull, ShuttingDown
 from harness.service.engine import FAILED, LOADING, InferenceEngine
-from harness.service.faults import Fault, FaultError, FaultManager
+from harness.service.faults import MAX_DURATION_S, Fault, FaultError, FaultManager
 from harness.service.metrics import CONTENT_TYPE, ServiceMetrics
 from harness.service.protocol import ProtocolError, error_body, show_value as _show
 
@@ -159,6 +159,7 @@ class ServiceApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._start_faults()
                 await self.engine.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -332,6 +333,15 @@ class ServiceApp:
         if fault.kind in ("hang", "crash"):
             return Reply(200, orjson.dumps(reply), _JSON, after=lambda: self._act(fault))
         return _json(200, reply)
+
+    def _start_faults(self) -> None:
+        """Activate the config's start faults (a deliberately broken build) for as long as the process may run."""
+        for start in self.config.start_faults:
+            params = dict(start.params) if start.kind == "crash" else {**start.params, "duration_s": MAX_DURATION_S}
+            fault = self.faults.inject(start.kind, params)
+            self.on_event({"event": "fault", "start": True, **fault.describe()})
+            if fault.kind == "crash":
+                self._act(fault)
 
     def _act(self, fault: Fault) -> None:
         # hang and crash act only once their reply is on the wire, so the caller learns they took effect

@@ -12,12 +12,12 @@ from typing import Any
 
 from harness.config import PRECISIONS, ServiceConfig, resolve_service_config
 
-__all__ = ["add_service_arguments", "config_from_args", "run_from_args"]
+__all__ = ["add_service_arguments", "config_from_args", "run_from_args", "start_fault_argument", "start_fault_flags"]
 
 _FIELDS = (
     "host", "port", "model", "precision", "device", "max_batch_size", "max_queue_delay_ms", "max_queue_size",
     "max_body_bytes", "startup_delay_s", "live_during_load", "warmup_iters", "torch_threads", "seed",
-    "weights_dir", "fault_token", "grace_period_s",
+    "weights_dir", "fault_token", "grace_period_s", "start_faults",
 )
 
 
@@ -47,6 +47,33 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     add("--weights-dir", help="where generated weights are cached (default $HARNESS_WEIGHTS_DIR or ~/.cache/harness/weights)")
     add("--fault-token", help="bearer token enabling the fault hooks (default $HARNESS_FAULT_TOKEN; none: disabled)")
     add("--grace-period-s", type=float, help="on SIGTERM, the longest wait for in-flight requests (default 30)")
+    add("--start-fault", dest="start_faults", action="append", type=start_fault_argument, metavar="KIND[:JSON]",
+        help="a fault active from the start (repeatable): a deliberately slow or broken build, e.g. "
+             "'slow-inference:{\"factor\": 20}' or 'crash:{\"delay_s\": 5}'")
+
+
+def start_fault_argument(text: str) -> dict[str, Any]:
+    """Return ``{"kind", "params"}`` of a ``--start-fault KIND[:JSON]`` value; raise argparse.ArgumentTypeError."""
+    import json
+
+    kind, _, params = text.partition(":")
+    try:
+        parsed = json.loads(params) if params.strip() else {}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: parameters after ':' must be a JSON object ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: parameters after ':' must be a JSON object")
+    return {"kind": kind.strip(), "params": parsed}
+
+
+def start_fault_flags(config: ServiceConfig) -> list[str]:
+    """Return the ``--start-fault`` flags that give a process ``config``'s start faults (for platforms)."""
+    import json
+
+    flags: list[str] = []
+    for fault in config.start_faults:
+        flags += ["--start-fault", f"{fault.kind}:{json.dumps(fault.params, separators=(',', ':'))}"]
+    return flags
 
 
 def config_from_args(args: argparse.Namespace, env: Any = None) -> ServiceConfig:

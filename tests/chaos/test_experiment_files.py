@@ -65,6 +65,16 @@ def test_the_harness_extension_is_valid_and_its_spec_deploys(path):
     assert experiment.fault == path.stem
     assert experiment.document["description"] and experiment.document["rollbacks"], "every experiment cleans up"
     for profile in PROFILES.values():
-        for topology in ("single", "active-standby", "multi-active"):
+        for topology in experiment.extension.topologies:  # a drill names the topologies it means anything on
             spec = merge_spec(profile.base_spec, experiment.extension.spec, topology=topology)
             assert spec.topology == topology
+
+
+def test_the_drills_of_issue_20_are_there_and_name_their_topologies():
+    names = {path.stem for path in (ROOT / "experiments").glob("*.json")}
+    assert {"rolling-update", "blue-green", "canary-broken", "overload-spike", "overload-spike-no-limit",
+            "autoscale-step"} <= names
+    for name in ("rolling-update", "blue-green", "canary-broken"):  # rollouts: on every topology
+        assert load_experiment(ROOT / "experiments" / f"{name}.json").extension.topologies == [
+            "single", "active-standby", "multi-active"]
+    assert load_experiment(ROOT / "experiments" / "autoscale-step.json").extension.topologies == ["multi-active"]

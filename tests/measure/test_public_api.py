@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts"]
+MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts", "overload"]
 
 
 @pytest.mark.parametrize("name", MODULES)

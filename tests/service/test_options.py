@@ -42,3 +42,18 @@ def test_bad_values_name_the_field(argv: list[str], field: str) -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_args(_parse(*argv), env={})
     assert caught.value.field == field
+
+
+def test_start_faults_round_trip_through_their_flag() -> None:
+    from harness.service.options import start_fault_flags
+
+    args = _parse("--start-fault", 'slow-inference:{"delay_ms": 20}', "--start-fault", "crash")
+    config = config_from_args(args, env={})
+    assert [(f.kind, f.params) for f in config.start_faults] == [("slow-inference", {"delay_ms": 20}), ("crash", {})]
+    again = config_from_args(_parse(*start_fault_flags(config)), env={})
+    assert again.start_faults == config.start_faults
+    with pytest.raises(SystemExit):
+        _parse("--start-fault", "slow-inference:not json")
+    with pytest.raises(ConfigError) as caught:
+        config_from_args(_parse("--start-fault", 'slow-inference:{"factor": 0.5}'), env={})
+    assert (caught.value.field, caught.value.value) == ("start_faults.0.params.factor", "0.5")

@@ -14,6 +14,8 @@ from typing import Any
 from harness.config import Probe, ServiceSpec, parse_cpu_cores
 from harness.errors import ConfigError
 from harness.platforms.kubernetes.options import RenderOptions
+from harness.platforms.kubernetes.scaling import autoscaler_spec, deployment_strategy
+from harness.service.options import start_fault_flags
 
 __all__ = [
     "CONTAINER_UID",
@@ -162,6 +164,7 @@ def _serve_args(spec: ServiceSpec) -> list[str]:
     ]
     if svc.startup_delay_s:
         args += ["--startup-delay-s", f"{svc.startup_delay_s:g}"]
+    args += start_fault_flags(svc)
     threads = svc.torch_threads
     if threads is None:
         # torch sizes its pool from the node's cores, not the container's quota: pin it to the limit
@@ -258,8 +261,9 @@ def _deployment(spec: ServiceSpec, options: RenderOptions) -> dict[str, Any]:
             "replicas": spec.replica_count,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector(spec)},
-            # surge first, never drop below the replica count during a rollout (a GPU surge needs a spare GPU)
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            # replicated: surge first, never below the replica count (a GPU surge needs a spare GPU); single: no
+            # room for a second replica, so its update is an outage (as on the local platform)
+            "strategy": deployment_strategy(spec),
             "template": {
                 "metadata": {"labels": {**labels(spec, "inference"), "harness.io/topology": spec.topology}},
                 "spec": pod_spec,
@@ -298,27 +302,12 @@ def _disruption_budget(spec: ServiceSpec, options: RenderOptions) -> dict[str, A
 
 
 def _autoscaler(spec: ServiceSpec, options: RenderOptions) -> dict[str, Any]:
-    if options.hpa_metric == "cpu":
-        metric = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
-        note = "scales on CPU at 70% of requests"
-    else:
-        metric = {
-            "type": "Pods",
-            "pods": {"metric": {"name": "harness_requests_per_second"}, "target": {"type": "AverageValue", "averageValue": "100"}},
-        }
-        note = "scales at 100 requests/s per pod; needs a custom-metrics adapter serving harness_requests_per_second"
+    hpa_spec, note = autoscaler_spec(spec, options)
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _meta(spec, options, spec.name, "inference", **{"harness.io/note": note}),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
-            "minReplicas": spec.replica_count,
-            "maxReplicas": options.max_replicas or 2 * spec.replica_count,
-            "metrics": [metric],
-            # a model load takes seconds: scale down slowly so a burst does not thrash replicas
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
-        },
+        "spec": hpa_spec,
     }
 
 
@@ -349,7 +338,8 @@ def service_objects(spec: ServiceSpec, options: RenderOptions) -> list[dict[str,
     """Return the service's objects in apply order; raise ConfigError for a spec Kubernetes cannot take.
 
     The HorizontalPodAutoscaler is rendered for `multi-active` only: `single` and `active-standby`
-    have a fixed replica count by definition.
+    have a fixed replica count by definition. Its values are the spec's ``autoscaling`` when it has one
+    (`harness.platforms.kubernetes.scaling`).
     """
     namespace = {
         "apiVersion": "v1",

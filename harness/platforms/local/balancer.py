@@ -2,8 +2,13 @@
 
 Run as ``python -m harness.platforms.local.balancer --topology T``. It binds its port, prints
 ``{"port": P}`` on stdout, then reads its backends from stdin, one JSON line per change:
-``{"backends": [{"name", "host", "port", "ready"}, ...]}`` (in replica order: the first is the
-active-standby primary). End of stdin (the supervisor went away) or SIGTERM stops it.
+``{"backends": [{"name", "host", "port", "ready", "revision"}, ...]}`` (in replica order: the first is the
+active-standby primary), optionally with ``"weights": {revision: percent}`` (a rollout's traffic split,
+see `harness.platforms.local.routing`). End of stdin (the supervisor went away) or SIGTERM stops it.
+
+Rate limit: with ``--rate-limit-rps R --rate-limit-burst B`` every proxied request first takes a token
+from one bucket (`harness.platforms.local.ratelimit`); without one it is answered 429 JSON
+``{"error": "rate limit exceeded: ..."}`` with ``Retry-After`` at once and never reaches a replica.
 
 Routing: ``single`` and ``active-standby`` send to the first Ready replica in order, ``multi-active``
 to the Ready replica with the fewest requests in flight (round-robin among equals). With no Ready
@@ -26,6 +31,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 
 from harness.platforms.local.http1 import (
     DEFAULT_MAX_BODY_BYTES,
@@ -45,6 +51,7 @@ from harness.platforms.local.http1 import (
     request_body_length,
     response_framing,
 )
+from harness.platforms.local.ratelimit import RATE_LIMITED_ERROR, TokenBucket
 from harness.platforms.local.routing import Backend, ConnectFailed as _ConnectFailed, Router
 
 __all__ = ["Backend", "Router", "Balancer", "main", "STATS_PATH", "REPLICA_HEADER", "NO_READY_ERROR"]
@@ -108,8 +115,10 @@ class Balancer:
     """The HTTP front end: one asyncio server proxying to the router's backends."""
 
     def __init__(self, router: Router, *, retry_on_connect_error: bool, connect_timeout_s: float,
-                 request_timeout_s: float, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 request_timeout_s: float, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 limiter: TokenBucket | None = None) -> None:
         self.router = router
+        self.limiter = limiter
         self.retry = retry_on_connect_error
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -123,6 +132,7 @@ class Balancer:
         return {
             "topology": self.router.topology, "requests": self.requests, "no_ready": self.no_ready,
             "retries": self.retries, "too_large": self.too_large, "max_body_bytes": self.max_body_bytes,
+            "rate_limit": self.limiter.stats() if self.limiter else None, "weights": self.router.weights,
             "backends": [b.stats() for b in self.router.backends],
         }
 
@@ -186,10 +196,16 @@ class Balancer:
         Raises _ClientFailed when a streamed body breaks off or passes the limit (nothing answered yet).
         """
         self.requests += 1
+        if self.limiter is not None and (wait_s := self.limiter.take()) > 0:
+            limit = self.limiter
+            retry = str(limit.retry_after_s(wait_s)).encode()
+            return await self._answer(429, f"{RATE_LIMITED_ERROR}: {limit.rate:g} requests/s, burst {limit.burst}",
+                                      body, writer, client_keep, extra=[(b"retry-after", retry)])
         backend = self.router.pick()
         if backend is None:
             self.no_ready += 1
             return await self._answer(503, NO_READY_ERROR, body, writer, client_keep)
+        started = time.monotonic()
         tried: tuple[Backend, ...] = ()
         while True:
             tried += (backend,)
@@ -209,14 +225,15 @@ class Balancer:
             except _UpstreamFailed as exc:
                 backend.upstream_errors += 1
                 status, message = 502, f"replica {backend.name} failed: {exc}"
+            backend.record(status, (time.monotonic() - started) * 1000)
             return await self._answer(status, message, body, writer, client_keep, backend)
 
     @staticmethod
     async def _answer(status: int, message: str, body: bytes | _StreamedBody, writer: asyncio.StreamWriter,
-                      client_keep: bool, backend: Backend | None = None) -> bool:
+                      client_keep: bool, backend: Backend | None = None, extra: list[tuple[bytes, bytes]] = ()) -> bool:
         # the balancer's own answer; a streamed body may be partly unread: answer, drop the rest, close
         keep = client_keep and not isinstance(body, _StreamedBody)
-        extra = [(REPLICA_HEADER.encode(), backend.name.encode())] if backend is not None else []
+        extra = [*extra, *([(REPLICA_HEADER.encode(), backend.name.encode())] if backend is not None else [])]
         writer.write(json_response(status, {"error": message}, close=not keep, extra=extra))
         await writer.drain()
         if isinstance(body, _StreamedBody):
@@ -280,6 +297,7 @@ class Balancer:
                         client_keep: bool) -> bool:
         backend.inflight += 1
         backend.requests += 1
+        started = time.monotonic()
         try:
             reader, upstream, response = await self._send(backend, head, body)
             framing = response_framing(response, head.start[0])
@@ -296,6 +314,7 @@ class Balancer:
                 upstream.close()
                 raise ConnectionResetError("response cut off") from None
             backend.responses += 1
+            backend.record(int(status), (time.monotonic() - started) * 1000)
             if framing[0] != "close" and keep_alive(response, version):
                 backend.release(reader, upstream)
             else:
@@ -317,6 +336,8 @@ async def _read_control(router: Router, stop: asyncio.Event) -> None:
             continue
         if "backends" in message:
             router.update(message["backends"])
+        if "weights" in message:
+            router.set_weights(message["weights"])
     stop.set()  # the supervisor is gone
 
 
@@ -325,7 +346,8 @@ async def serve(args: argparse.Namespace) -> None:
     router = Router(args.topology)
     balancer = Balancer(router, retry_on_connect_error=args.retry_on_connect_error,
                         connect_timeout_s=args.connect_timeout_s, request_timeout_s=args.request_timeout_s,
-                        max_body_bytes=args.max_body_bytes)
+                        max_body_bytes=args.max_body_bytes,
+                        limiter=TokenBucket(args.rate_limit_rps, args.rate_limit_burst) if args.rate_limit_rps else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -351,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-timeout-s", type=float, default=30.0)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help="largest request body forwarded; beyond it 413, as the replicas answer (default 4 MiB)")
+    parser.add_argument("--rate-limit-rps", type=float, default=None, help="token bucket refill rate (default: no limit)")
+    parser.add_argument("--rate-limit-burst", type=int, default=1, help="token bucket size (default 1)")
     args = parser.parse_args(argv)
     try:
         import uvloop  # installed with uvicorn[standard]; a faster event loop for a hot proxy

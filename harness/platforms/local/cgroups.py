@@ -345,6 +345,12 @@ class CgroupSet:
             if (directory / "memory.swap.max").exists():
                 _write(directory / "memory.swap.max", "0")
 
+    def remove_replica(self, cgroup: ReplicaCgroup) -> list[str]:
+        """Remove one replica's cgroup (a scale-down); return problems (empty when removed)."""
+        if cgroup in self._replicas:
+            self._replicas.remove(cgroup)
+        return cgroup.remove()
+
     def rlimit_as_bytes(self) -> int | None:
         """Return the RLIMIT_AS a replica gets (the fallback), or None when the cgroup enforces memory."""
         return self.memory_limit_bytes if self.memory_enforcement == RLIMIT else None

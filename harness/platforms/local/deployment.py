@@ -3,7 +3,9 @@
 A supervisor thread runs an asyncio loop with one `Replica.run` task per replica. The replicas and
 the balancer are forked from that thread, so PR_SET_PDEATHSIG kills them if the supervisor (or the
 whole harness) dies. Every change rewrites the state file and tells the balancer which replicas are
-Ready, over its stdin. ``close()`` tears everything down and always ends with a forced sweep. A
+Ready, over its stdin. The replicas live in a `Fleet` (by revision); a `DeploymentController` runs
+rollouts, scaling and the autoscaler, reachable from other processes over the control channel
+(`harness.platforms.local.control`). ``close()`` tears everything down and always ends with a forced sweep. A
 lease notes the deployment while it lives, so that what a killed run leaves (its cgroups, its state
 file) is removed as the next deployment starts or by ``harness cleanup`` (`harness.platforms.local.cleanup`).
 """
@@ -12,61 +14,37 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness.config import ENV_FAULT_TOKEN, ServiceSpec
+from harness.config import ENV_FAULT_TOKEN, ServiceSpec, validate_model
 from harness.errors import DeploymentError
 from harness.platforms import base as ev
 from harness.platforms.base import Event, ReplicaStatus, read_events
-from harness.platforms.local.balancer import STATS_PATH
-from harness.platforms.local.cgroups import CgroupSet
+from harness.platforms.local.cgroups import CgroupSet, ReplicaCgroup
 from harness.platforms.local.cleanup import sweep_stale
+from harness.platforms.local.commands import log_tail as _tail, replica_names, service_command
+from harness.platforms.local.controller import DeploymentController
 from harness.platforms.local.eventlog import EventLog, write_state_file
+from harness.platforms.local.fleet import Fleet, Revision
+from harness.platforms.local.frontend import Frontend
 from harness.platforms.local.leases import remove_lease, write_lease
-from harness.platforms.local.processes import spawn, terminate
-from harness.platforms.local.replica import HOST, Replica, ReplicaSettings
+from harness.platforms.local.processes import terminate
+from harness.platforms.local.replica import Replica, ReplicaSettings
+from harness.platforms.local.rollout import RolloutRequest
 
 __all__ = ["LocalDeployment", "service_command", "replica_names"]
 
 _log = logging.getLogger("harness.platforms.local")
-_BALANCER_START_TIMEOUT_S = 30.0
-_BALANCER_STOP_TIMEOUT_S = 3.0
+_START_TIMEOUT_S = 60.0
 _warned: set[str] = set()  # "say so once": each fallback warning is logged once per process
-
-
-def replica_names(spec: ServiceSpec) -> list[str]:
-    """Return the replica names of a spec in order ("<name>-0" is the active-standby primary)."""
-    return [f"{spec.name}-{index}" for index in range(spec.replica_count)]
-
-
-def service_command(spec: ServiceSpec, port: int, *, python: str = sys.executable,
-                    extra_args: Sequence[str] = ()) -> list[str]:
-    """Return the argv of one reference-service replica listening on ``port`` (the token travels in env)."""
-    s = spec.service
-    command = [
-        python, "-m", "harness.service", "--host", HOST, "--port", str(port), "--model", s.model,
-        "--precision", s.precision, "--device", s.device, "--max-batch-size", str(s.max_batch_size),
-        "--max-queue-delay-ms", f"{s.max_queue_delay_ms:g}", "--max-queue-size", str(s.max_queue_size),
-        "--max-body-bytes", str(s.max_body_bytes), "--startup-delay-s", f"{s.startup_delay_s:g}",
-        "--live-during-load" if s.live_during_load else "--no-live-during-load",
-        "--warmup-iters", str(s.warmup_iters), "--seed", str(s.seed), "--weights-dir", str(s.weights_dir),
-        # the service drains within what the platform grants it before SIGKILL
-        "--grace-period-s", f"{min(s.grace_period_s, spec.termination_grace_period_s):g}",
-    ]
-    if s.torch_threads is not None:
-        command += ["--torch-threads", str(s.torch_threads)]
-    return command + list(extra_args)
 
 
 class LocalDeployment:
@@ -92,10 +70,10 @@ class LocalDeployment:
         self._python = python
         self._env = dict(env or {})
         self._use_cgroups = use_cgroups
-        self._replicas: list[Replica] = []
-        self._tasks: list[asyncio.Task] = []
-        self._balancer: subprocess.Popen | None = None
-        self._balancer_port: int | None = None
+        self._fleet: Fleet | None = None
+        self._first_cgroups: dict[str, ReplicaCgroup | None] = {}
+        self._controller: DeploymentController | None = None
+        self._frontend = Frontend(spec, self.log_dir, python)
         self._cgroups: CgroupSet | None = None
         self._lease: Path | None = None
         self._events: EventLog | None = None
@@ -140,7 +118,7 @@ class LocalDeployment:
                                         daemon=True)
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start_async(), self._loop)
-        future.result(timeout=_BALANCER_START_TIMEOUT_S + 30)
+        future.result(timeout=_START_TIMEOUT_S)
 
     def _report_fallbacks(self) -> None:
         assert self._cgroups is not None and self._events is not None
@@ -158,51 +136,64 @@ class LocalDeployment:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def _build_command(self, port: int) -> list[str]:
-        if self._command is None:
-            return service_command(self.spec, port, python=self._python, extra_args=self._extra_args)
-        if callable(self._command):
-            return list(self._command(port))
-        return [part.replace("{port}", str(port)) for part in self._command] + self._extra_args
+    def _command_for(self, spec: ServiceSpec) -> Callable[[int], list[str]]:
+        """Return port -> argv for a revision's spec (a user's command is the same for every revision)."""
+        def build(port: int) -> list[str]:
+            if self._command is None:
+                return service_command(spec, port, python=self._python, extra_args=self._extra_args)
+            if callable(self._command):
+                return list(self._command(port))
+            return [part.replace("{port}", str(port)) for part in self._command] + self._extra_args
+
+        return build
+
+    def _settings_for(self, spec: ServiceSpec) -> ReplicaSettings:
+        assert self._cgroups is not None
+        return ReplicaSettings(self._command_for(spec), self._replica_env(), self.log_dir,
+                               self._cgroups.rlimit_as_bytes(), self.cpus)
+
+    def _make_cgroup(self, name: str) -> ReplicaCgroup | None:
+        """Return replica ``name``'s cgroup (made at start for the first replicas), None where none is used."""
+        assert self._cgroups is not None
+        if name in self._first_cgroups:
+            return self._first_cgroups.pop(name)
+        before = self._cgroups.memory_enforcement
+        cgroup = self._cgroups.create_replica(name)
+        if self._cgroups.memory_enforcement != before:  # a limit refused later: said in events and the state
+            self.memory_enforcement = self._cgroups.memory_enforcement
+            self.cpu_enforcement = self._cgroups.cpu_enforcement
+            self._report_fallbacks()
+            return None
+        return cgroup
 
     async def _start_async(self) -> None:
-        await self._start_balancer()
+        self.endpoint = await self._frontend.start()
         assert self._cgroups is not None and self._events is not None
-        settings = ReplicaSettings(self._build_command, self._replica_env(), self.log_dir,
-                                   self._cgroups.rlimit_as_bytes(), self.cpus)
-        # a later limit failure can still downgrade enforcement: re-read it after the cgroups exist
-        cgroups = [self._cgroups.create_replica(name) for name in replica_names(self.spec)]
+        # a later limit failure can still downgrade enforcement: re-read it after the first cgroups exist
+        names = replica_names(self.spec)
+        self._first_cgroups = {name: self._cgroups.create_replica(name) for name in names}
         if self._cgroups.memory_enforcement != self.memory_enforcement:
             self.memory_enforcement = self._cgroups.memory_enforcement
             self.cpu_enforcement = self._cgroups.cpu_enforcement
-            cgroups = [None] * len(cgroups)
-            settings = ReplicaSettings(self._build_command, self._replica_env(), self.log_dir,
-                                       self._cgroups.rlimit_as_bytes(), self.cpus)
+            self._first_cgroups = {name: None for name in names}
             self._report_fallbacks()
-        for name, cgroup in zip(replica_names(self.spec), cgroups):
-            self._replicas.append(Replica(name, self.spec, settings, cgroup, self._events, self._on_change))
+        revision = Revision(1, self.spec, self._settings_for(self.spec), {})
+        self._fleet = Fleet(self.spec.name, self._events, self._on_change, self._make_cgroup,
+                            self._cgroups.remove_replica, revision)
+        self._controller = DeploymentController(self.spec, self._fleet, settings_for=self._settings_for,
+                                                balancer_stats=self._balancer_stats_async, token=self.fault_token,
+                                                on_change=self._on_change)
+        await self._controller.start()
+        for _ in range(self.spec.replica_count):
+            self._fleet.start_replica(1)
         self._on_change()
-        self._tasks = [asyncio.ensure_future(r.run()) for r in self._replicas]
 
-    async def _start_balancer(self) -> None:
-        balancer = self.spec.balancer
-        command = [self._python, "-m", "harness.platforms.local.balancer", "--host", HOST, "--port", "0",
-                   "--topology", self.spec.topology, "--connect-timeout-s", f"{balancer.connect_timeout_s:g}",
-                   "--request-timeout-s", f"{balancer.request_timeout_s:g}",
-                   "--max-body-bytes", str(self.spec.service.max_body_bytes)]  # the replicas' limit: 413, not a reset
-        if balancer.retry_on_connect_error:
-            command.append("--retry-on-connect-error")
-        self._balancer = spawn(command, log_path=self.log_dir / "balancer.log", stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE)
-        loop = asyncio.get_running_loop()
-        try:
-            line = await asyncio.wait_for(loop.run_in_executor(None, self._balancer.stdout.readline),
-                                          _BALANCER_START_TIMEOUT_S)
-            self._balancer_port = int(json.loads(line)["port"])
-        except (TimeoutError, ValueError, KeyError) as exc:
-            tail = _tail(self.log_dir / "balancer.log")
-            raise DeploymentError(f"the front balancer did not start: {exc or 'no port reported'}\n{tail}") from None
-        self.endpoint = f"http://{HOST}:{self._balancer_port}"
+    async def _balancer_stats_async(self) -> dict:
+        return await asyncio.get_running_loop().run_in_executor(None, self.balancer_stats)
+
+    @property
+    def _replicas(self) -> list[Replica]:
+        return self._fleet.replicas if self._fleet is not None else []
 
     def _on_change(self) -> None:
         """Called on the loop thread whenever a replica changes: state file, balancer, waiters."""
@@ -211,14 +202,7 @@ class LocalDeployment:
         with self._changed:
             self._snapshot = snapshot
             self._changed.notify_all()
-        backends = [{"name": s.name, "host": HOST, "port": s.port, "ready": s.ready}
-                    for s in snapshot if s.port is not None]
-        if self._balancer is not None and self._balancer.poll() is None:
-            try:
-                self._balancer.stdin.write((json.dumps({"backends": backends}) + "\n").encode())
-                self._balancer.stdin.flush()
-            except (BrokenPipeError, ValueError) as exc:
-                _log.error("local platform: cannot update the balancer: %s", exc)
+        self._frontend.update(snapshot, self._fleet.weights if self._fleet is not None else {})
 
     def _write_state(self, snapshot: list[ReplicaStatus]) -> None:
         write_state_file(self.state_path, {
@@ -226,7 +210,9 @@ class LocalDeployment:
             "endpoint": self.endpoint, "fault_token": self.fault_token, "events_path": str(self.events_path),
             "memory_enforcement": self.memory_enforcement, "cpu_enforcement": self.cpu_enforcement,
             "updated_s": time.time(), "harness_pid": os.getpid(), "workdir": str(self.workdir),
-            "balancer": {"pid": self._balancer.pid if self._balancer else None, "port": self._balancer_port},
+            "balancer": self._frontend.describe(),
+            "rate_limit": self.spec.rate_limit.model_dump() if self.spec.rate_limit else None,
+            **(self._controller.status() if self._controller is not None else {}),
             "replicas": [s.to_dict() for s in snapshot],
         })
 
@@ -242,11 +228,16 @@ class LocalDeployment:
         for status in self.replicas():
             if status.name == name:
                 return status
-        raise DeploymentError(f"no replica {name!r} (replicas: {', '.join(replica_names(self.spec))})")
+        raise DeploymentError(f"no replica {name!r} (replicas: {', '.join(s.name for s in self.replicas())})")
+
+    @property
+    def desired_replicas(self) -> int:
+        """The replica count the deployment aims for now (the spec's, until scaled or autoscaled)."""
+        return self._controller.desired if self._controller is not None else self.spec.replica_count
 
     def wait_ready(self, count: int | None = None, timeout_s: float = 120.0) -> None:
-        """Return once ``count`` replicas (default: all) are Ready; raise DeploymentError on timeout."""
-        wanted = self.spec.replica_count if count is None else count
+        """Return once ``count`` replicas (default: the desired count) are Ready; raise DeploymentError on timeout."""
+        wanted = self.desired_replicas if count is None else count
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while sum(s.ready for s in self._snapshot) < wanted:
@@ -298,10 +289,36 @@ class LocalDeployment:
                                   f"latest events:\n{recent}")
         return found
 
+    def roll_out(self, overlay: Mapping | None = None, strategy: str = "rolling", *, timeout_s: float = 300.0,
+                 **settings: object) -> dict:
+        """Roll out ``overlay`` (on the current spec) with ``strategy``; return the rollout's final status.
+
+        ``settings`` are `harness.platforms.local.rollout.RolloutRequest` fields (canary_weight, ...).
+        Raises ConfigError for a bad request, DeploymentError when another rollout runs or this one
+        does not end within ``timeout_s``. A rollout that fails is not an error: its status says so.
+        """
+        request = validate_model(RolloutRequest, {"strategy": strategy, "overlay": dict(overlay or {}), **settings})
+        task = self._call(self._controller.start_rollout(request))
+        done = threading.Event()
+        self._loop.call_soon_threadsafe(lambda: task.add_done_callback(lambda _t: done.set()))
+        if not done.wait(timeout_s):
+            raise DeploymentError(f"the {strategy} rollout did not end within {timeout_s:g} s")
+        return task.result()
+
+    def scale(self, replicas: int) -> list[str]:
+        """Set the desired replica count (multi-active without autoscaling); return the replicas added or removed."""
+        return self._call(self._controller._op_scale({"replicas": replicas}))["changed"]
+
+    def _call(self, coroutine):
+        """Run ``coroutine`` on the supervisor's loop; return its result (its exception is raised here)."""
+        if self._loop is None or self._controller is None or self._closed:
+            coroutine.close()
+            raise DeploymentError("the deployment is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
+
     def balancer_stats(self) -> dict:
-        """Return the balancer's counters (requests per replica, no_ready, retries) from /_balancer/stats."""
-        with urllib.request.urlopen(self.endpoint + STATS_PATH, timeout=5) as response:
-            return json.loads(response.read())
+        """Return the balancer's counters (requests per replica, no_ready, retries, rate limit) from /_balancer/stats."""
+        return self._frontend.stats()
 
     # ----- teardown -------------------------------------------------------------------------------
 
@@ -323,33 +340,20 @@ class LocalDeployment:
             self._force_cleanup()
 
     async def _shutdown(self) -> None:
-        for replica in self._replicas:
-            replica.request_close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._balancer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._stop_balancer)
-
-    def _stop_balancer(self) -> None:
-        assert self._balancer is not None
-        try:
-            self._balancer.stdin.close()  # end of its control channel: it stops
-        except OSError:
-            pass
-        terminate(self._balancer, _BALANCER_STOP_TIMEOUT_S)
+        if self._controller is not None:
+            await self._controller.stop()
+        if self._fleet is not None:
+            await asyncio.gather(*self._fleet.request_close_all(), return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._frontend.stop)
 
     def _force_cleanup(self) -> None:
         for replica in self._replicas:
             if replica.proc is not None and replica.proc.poll() is None:
                 terminate(replica.proc, 0)
-        if self._balancer is not None:
-            if self._balancer.poll() is None:
-                terminate(self._balancer, 0)
-            for stream in (self._balancer.stdin, self._balancer.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        self._frontend.kill()
         if self._loop is not None:
+            if self._controller is not None and self._loop.is_running():  # already closed after an orderly teardown
+                self._loop.call_soon_threadsafe(self._controller.control.close_now)
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(timeout=5)
@@ -376,12 +380,4 @@ class LocalDeployment:
         self.close()
 
     def __repr__(self) -> str:
-        return f"LocalDeployment({self.spec.name!r}, endpoint={self.endpoint!r}, replicas={self.spec.replica_count})"
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return f"\n  --- last lines of {path} ---\n" + "\n".join(f"  | {line}" for line in text) if text else ""
+        return f"LocalDeployment({self.spec.name!r}, endpoint={self.endpoint!r}, replicas={self.desired_replicas})"

@@ -40,7 +40,7 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 _REASONS = {400: "Bad Request", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
-            404: "Not Found", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 200: "OK"}
+            404: "Not Found", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 200: "OK"}
 
 
 class HttpError(Exception):

@@ -54,10 +54,13 @@ class Replica:
     """One replica; its public fields are read by the supervisor to write the state file."""
 
     def __init__(self, name: str, spec: ServiceSpec, settings: ReplicaSettings, cgroup: ReplicaCgroup | None,
-                 events: EventLog, on_change: Callable[[], None]) -> None:
+                 events: EventLog, on_change: Callable[[], None], revision: int = 1) -> None:
         self.name = name
         self.spec = spec
         self.settings = settings
+        self.revision = revision
+        self.draining = False  # being removed (scale-down, rollout): never routed again
+        self._close_reason = "teardown"
         self.cgroup = cgroup
         self.events = events
         self._on_change = on_change
@@ -78,11 +81,18 @@ class Replica:
         url = f"http://{HOST}:{self.port}" if self.port else None
         return ReplicaStatus(self.name, pid, self.port, url, self.state, self.ready, self.restarts,
                              self.last_exit_code, self.last_reason, self.started_s,
-                             self.cgroup.path if self.cgroup else None)
+                             self.cgroup.path if self.cgroup else None, self.revision)
 
-    def request_close(self) -> None:
-        """Ask the replica to stop (teardown): it terminates its process and ends ``run``."""
+    def request_close(self, reason: str = "teardown") -> None:
+        """Ask the replica to stop (``reason``: teardown, scale-down, rollout): it terminates its process and ends ``run``."""
+        self._close_reason = reason
         self._closing.set()
+
+    def begin_drain(self, reason: str) -> None:
+        """Un-route the replica for good (it is about to be stopped): not Ready, and no probe makes it Ready again."""
+        self.draining = True
+        self.state = "Terminating"
+        self._set_ready(False, "Terminating", f"{self.name} is being removed ({reason})")
 
     async def run(self) -> None:
         """Run, watch and restart the replica until ``request_close``."""
@@ -94,7 +104,7 @@ class Replica:
 
     async def _supervise(self) -> None:
         self.events.emit(ev.SCHEDULED, self.name, "Scheduled", f"{self.name} placed on the local host",
-                         cgroup=self.cgroup.path if self.cgroup else None)
+                         cgroup=self.cgroup.path if self.cgroup else None, revision=self.revision)
         crashes = 0
         first = True
         while not self._closing.is_set():
@@ -128,7 +138,7 @@ class Replica:
         self._on_change()
 
     def _set_ready(self, ready: bool, reason: str, message: str) -> None:
-        if ready == self.ready:
+        if ready == self.ready or (ready and self.draining):
             return
         if ready:
             self.events.emit(ev.READY, self.name, reason, message)  # recorded before waiters see it
@@ -180,7 +190,7 @@ class Replica:
         await asyncio.wait([exited, kill, closing], return_when=asyncio.FIRST_COMPLETED)
         killed_by = None
         if not exited.done():
-            killed_by = kill.result() if kill.done() else "teardown"
+            killed_by = kill.result() if kill.done() else self._close_reason
             for task in probes:
                 task.cancel()
             self._update(state="Terminating")
@@ -188,7 +198,8 @@ class Replica:
             grace_s = self.spec.termination_grace_period_s
             message = {"liveness": "failed liveness probe, will be restarted",
                        "startup": "failed startup probe, will be restarted",
-                       "teardown": "stopping (deployment torn down)"}[killed_by]
+                       "teardown": "stopping (deployment torn down)", "scale-down": "stopping (scaled down)",
+                       "rollout": "stopping (replaced by a rollout)"}.get(killed_by, f"stopping ({killed_by})")
             self.events.emit(ev.KILLING, self.name, "Killing", f"Stopping container {self.name}: {message}",
                              killed_by=killed_by, grace_period_s=grace_s)
             await _terminate(proc, exited, grace_s, self.cgroup)

@@ -27,6 +27,13 @@ CASES = {
         RenderOptions(image="registry.example.org/ml/harness@sha256:" + "a" * 64, runner=True, schedule="0 2 * * *", max_replicas=8),
     ),
     "runner-emptydir": ({"topology": "multi-active"}, RenderOptions(runner=True, results_volume="emptyDir", hpa_metric="rps")),
+    "autoscaled-drill": (
+        {"topology": "multi-active", "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
+         "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targetRequestsPerSecond": 12.5, "scaleDownStabilizationSeconds": 8},
+         "rate_limit": {"rate": 60, "burst": 20},
+         "service": {"start_faults": [{"kind": "crash", "params": {"delay_s": 5}}]}},
+        RenderOptions(),
+    ),
 }
 
 
@@ -196,6 +203,39 @@ def test_checkov_suppressions_carry_a_reason_and_digest_images_need_none():
                 assert check.startswith("CKV_K8S_") and len(reason) > 30, value
     deployment = _by_kind(objects)["Deployment"][0]
     assert not any("CKV_K8S_43" in v for v in deployment["metadata"]["annotations"].values())  # pinned by digest
+
+
+def test_the_spec_autoscaling_and_strategy_are_rendered_as_written():
+    spec = validate_model(ServiceSpec, {
+        "topology": "multi-active", "strategy": {"rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 5, "targetRequestsPerSecond": 40,
+                        "scaleUpStabilizationSeconds": 15, "scaleDownStabilizationSeconds": 120},
+        "service": {"start_faults": [{"kind": "slow-inference", "params": {"delay_ms": 20}}]},
+    })
+    objects = _by_kind(render_manifests(spec, RenderOptions(hpa_metric="cpu", max_replicas=9)))
+    hpa = objects["HorizontalPodAutoscaler"][0]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)  # the spec's, not the render options'
+    assert hpa["metrics"][0]["pods"]["target"] == {"type": "AverageValue", "averageValue": "40"}
+    assert hpa["behavior"] == {"scaleUp": {"stabilizationWindowSeconds": 15}, "scaleDown": {"stabilizationWindowSeconds": 120}}
+    deployment = objects["Deployment"][0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--start-fault") + 1] == 'slow-inference:{"delay_ms":20}'
+    cpu = validate_model(ServiceSpec, {"topology": "multi-active", "resources": {"requests.cpu": "1"},
+                                       "autoscaling": {"maxReplicas": 4, "targetCPUUtilizationPercentage": 70}})
+    metric = _by_kind(render_manifests(cpu))["HorizontalPodAutoscaler"][0]["spec"]["metrics"][0]
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    single = _by_kind(render_manifests(ServiceSpec()))["Deployment"][0]["spec"]["strategy"]
+    assert single == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}  # as locally
+
+
+def test_a_fractional_cpu_target_is_refused_naming_it():
+    spec = validate_model(ServiceSpec, {"topology": "multi-active", "resources": {"requests.cpu": "1"},
+                                        "autoscaling": {"maxReplicas": 4, "targetCPUUtilizationPercentage": 70.5}})
+    with pytest.raises(ConfigError) as caught:
+        render_manifests(spec)
+    assert (caught.value.field, caught.value.value) == ("autoscaling.targetCPUUtilizationPercentage", 70.5)
 
 
 @pytest.mark.parametrize(

@@ -109,11 +109,17 @@ def _leftovers(deployment: LocalDeployment) -> list[str]:
     """Return what a closed deployment left behind: live processes, listening ports, cgroup dirs."""
     events = read_events(deployment.events_path)
     pids = {int(e.extra["pid"]) for e in events if e.type == "Started" and "pid" in e.extra}
-    if deployment._balancer is not None:
-        pids.add(deployment._balancer.pid)
+    if deployment._frontend.proc is not None:
+        pids.add(deployment._frontend.proc.pid)
     ports = {int(e.extra["port"]) for e in events if e.type == "Started" and "port" in e.extra}
     if deployment.endpoint:
         ports.add(int(deployment.endpoint.rsplit(":", 1)[1]))
+    try:  # the control channel's port (rollouts, scaling)
+        control = json.loads(deployment.state_path.read_text()).get("control") or {}
+        if control.get("port"):
+            ports.add(int(control["port"]))
+    except (OSError, ValueError):
+        pass
     found = []
     for pid in sorted(pids):
         try:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from harness.report import charts, frames
+from harness.report import charts, drills, frames
 from harness.results import read_json
 
 __all__ = ["Section", "collect_sections", "MAX_DEPTH"]
@@ -91,6 +91,8 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
         _add_figure(section, "client-side prober: latency, failures and platform events around the fault",
                     charts.chaos_timeline(timeline, events, float(injected), recovered_at_s=result.get("recovered_at_s"),
                                           slo_latency_ms=result.get("slo_latency_ms"), window=window, title=name))
+        if drills.has_drill_events(events) or result.get("drills"):
+            _drill_parts(section, directory, result, events, float(injected), name, window)
         if not events.empty:
             shown = events[(events["time_s"] >= window[0]) & (events["time_s"] <= window[1])]
             section.tables.append(("platform events in the measured window (repeats folded)",
@@ -102,6 +104,20 @@ def _chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Secti
                                                   "tier", "tier_met", "highest_tier_met")}
     section.summary.update(outcome=outcome, reasons=reasons, projected_burn=budget_summary.get("projected_burn"))
     return section
+
+
+def _drill_parts(section: Section, directory: Path, result: dict[str, Any], events: pd.DataFrame, origin_s: float,
+                 title: str, window: tuple[float, float]) -> None:
+    """Add a drill's tables and, when the events changed replicas or traffic, its panel: Ready replicas and
+    traffic share per revision, and latency."""
+    section.tables.extend(drills.drill_tables(result, events))
+    if not drills.has_drill_events(events):
+        return
+    replicas = drills.replica_timeline(events)
+    latency = frames.latency_over_time(frames.read_requests(directory / "requests.csv"))
+    _add_figure(section, "replicas, traffic share per revision and request latency during the drill",
+                drills.drill_timeline(replicas, drills.traffic_timeline(events, replicas), latency, origin_s,
+                                      slo_latency_ms=result.get("slo_latency_ms"), window=window, title=title))
 
 
 def _chaos_paragraph(result: dict[str, Any], outcome: str) -> str:

@@ -17,6 +17,7 @@ Kinds and parameters (anything else is refused naming the field and value):
 from __future__ import annotations
 
 import math
+import mmap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -115,7 +116,10 @@ class MemoryBallast:
         self._deadline = time.monotonic() + duration_s
         self.target_mb = target_mb
         self.max_mb = max_mb if rate_mb_s else (target_mb or 0.0)
-        self._chunks: list[np.ndarray] = []
+        # anonymous mappings of our own, not the allocator's heap: malloc serves chunks under its
+        # (dynamic, up to 32 MiB) mmap threshold from an arena it may never give back, so a cleared
+        # leak could keep its RSS; munmap on release returns every page to the kernel at once
+        self._chunks: list[mmap.mmap] = []
         self.allocated_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-memory", daemon=True)
@@ -125,8 +129,10 @@ class MemoryBallast:
         size_mb = min(size_mb, self.max_mb - self.allocated_mb)
         if size_mb <= 0:
             return
-        chunk = np.empty(int(size_mb * _MB), dtype=np.uint8)
-        chunk.fill(1)  # touch every page so the kernel counts it in RSS (and a cgroup limit bites)
+        chunk = mmap.mmap(-1, max(1, int(size_mb * _MB)))
+        pages = np.frombuffer(chunk, dtype=np.uint8)
+        pages.fill(1)  # touch every page so the kernel counts it in RSS (and a cgroup limit bites)
+        del pages  # no view may outlive the mapping, or close() refuses
         self._chunks.append(chunk)
         self.allocated_mb += size_mb
 
@@ -143,6 +149,8 @@ class MemoryBallast:
                 if time.monotonic() >= self._deadline:
                     break
                 self._allocate(self.rate_mb_s * (time.monotonic() - started) - self.allocated_mb)
+        for chunk in self._chunks:
+            chunk.close()
         self._chunks.clear()
         self.allocated_mb = 0.0
 

@@ -308,6 +308,12 @@ def _rate_cell(figure: dict[str, Any] | None) -> str:
     return (figure or {}).get("text") or "n/a"
 
 
+def _expected_cells(effect: dict[str, Any]) -> dict[str, Any]:
+    return {"expected from the forward pass": _rate_cell(effect.get("expected_from_forward")),
+            "effect / expected": _rate_cell(effect.get("effect_vs_expected")),
+            "forward share of a request": effect.get("forward_share")}
+
+
 def _sweep_section(directory: Path, root: Path) -> Section:
     summary = _sweep_summary(directory)
     concurrency = summary.get("load_mode") == "concurrency"
@@ -334,7 +340,7 @@ def _sweep_section(directory: Path, root: Path) -> Section:
                                "pass's per-sample speed-up measured in the same run", [{
             "precision": e["precision"], "batches": f"{e['large_batch']} vs {e['small_batch']}",
             "effect": _rate_cell(e["effect"]), "forward-pass speed-up": _rate_cell(e["forward_speedup"]),
-            "effect / forward": _rate_cell(e["effect_vs_forward"]),
+            "effect / forward": _rate_cell(e["effect_vs_forward"]), **_expected_cells(e),
             "p50 speed-up at the same load": e.get("p50_speedup_at_same_load"), "same load (req/s)": e.get("same_load_rps"),
         } for e in effects["batching"]]))
     if effects["precision"]:
@@ -342,6 +348,7 @@ def _sweep_section(directory: Path, root: Path) -> Section:
                                "pass's speed-up measured in the same run and the accuracy drift", [{
             "precision": e["precision"], "batch": e["max_batch_size"], "effect": _rate_cell(e["effect"]),
             "forward-pass speed-up": _rate_cell(e["forward_speedup"]), "effect / forward": _rate_cell(e["effect_vs_forward"]),
+            **_expected_cells(e),
             "p50 speed-up at the same load": e.get("p50_speedup_at_same_load"), "same load (req/s)": e.get("same_load_rps"),
             "max_abs_error": e.get("max_abs_error"), "max_rel_error": e.get("max_rel_error"),
             "top1_agreement": e.get("top1_agreement"),
@@ -390,12 +397,15 @@ def _sweep_section(directory: Path, root: Path) -> Section:
         "max_rates": {f"{c['precision']}/{c['max_batch_size']}": c["max_rate"] for c in configs},
         "effects": {
             "batching": {f"{e['precision']} batch {e['large_batch']} vs {e['small_batch']}":
-                         {k: e[k] for k in ("effect", "forward_speedup", "effect_vs_forward")} for e in effects["batching"]},
+                         {k: e[k] for k in _EFFECT_KEYS} for e in effects["batching"]},
             "precision": {f"{e['precision']} vs fp32 at batch {e['max_batch_size']}":
-                          {k: e[k] for k in ("effect", "forward_speedup", "effect_vs_forward")} for e in effects["precision"]},
+                          {k: e[k] for k in _EFFECT_KEYS} for e in effects["precision"]},
         },
     }
     return section
+
+
+_EFFECT_KEYS = ("effect", "forward_speedup", "effect_vs_forward", "expected_from_forward", "effect_vs_expected")
 
 
 def _flat_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -295,28 +295,33 @@ def _time_batches(job: dict, runners: dict[str, tuple[Any, float]], deadline: fl
     inputs = {b: example_inputs(job["model"], b, seed=int(job["seed"]) + b) for b in batches}
     reasons: dict[str, str] = {}
     timed: dict[str, Any] = {}
-    for precision, (runner, single_ms) in runners.items():
-        worst_s = single_ms * max(batches) / 1000.0  # linear in samples: no batching gain at all
-        if worst_s * 3 > window_s * 4:  # a loop could not fit a few forwards in (about) its window
-            reasons[precision] = f"one sample takes {single_ms:.0f} ms: too slow to time at batch {max(batches)}"
+    for precision, (runner, _) in runners.items():
+        for batch in batches:  # each size's first calls (kernel selection, caches) are not the ones timed
+            runner.run_batch(inputs[batch])
+        begin = time.perf_counter()
+        runner.run_batch(inputs[max(batches)])
+        largest_ms = (time.perf_counter() - begin) * 1000.0
+        if largest_ms > window_s * 1000.0:  # not even one forward per loop: too slow to time here
+            reasons[precision] = f"one forward at batch {max(batches)} takes {largest_ms:.0f} ms: too slow to time"
             continue
         timed[precision] = runner
     per_round_s = len(timed) * len(batches) * window_s * 1.2
     fit = int((deadline - time.monotonic()) / per_round_s) if per_round_s else 0
     rounds = min(rounds, fit)
     if rounds < 1:
-        return {"forward": {}, "reasons": {p: "no accuracy budget left to time the forward pass" for p in runners}}
+        left = "no time left to time the forward pass" if timed else ""
+        return {"forward": {}, "reasons": {p: reasons.get(p, left) for p in runners}}
     samples: dict[str, dict[int, list[float]]] = {p: {b: [] for b in batches} for p in timed}
     for _ in range(rounds):
         for precision, runner in timed.items():
             for batch in batches:
-                runner.run_batch(inputs[batch])  # this size's first call is not the one timed
                 samples[precision][batch].extend(_loop_ms(runner, inputs[batch], window_s))
     forward = {p: {str(b): float(np.median(v)) for b, v in by_batch.items()} for p, by_batch in samples.items()}
     return {"forward": forward, "reasons": reasons, "rounds": rounds, "window_s": window_s}
 
 
 def _loop_ms(runner, arrays: dict, window_s: float) -> list[float]:
+    """Return the times (ms) of back-to-back forwards for about ``window_s`` (three at least)."""
     times = []
     started = time.perf_counter()
     while True:

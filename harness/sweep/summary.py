@@ -17,7 +17,10 @@ Effects (every one from comparable figures, never from throughput at a load both
 - precision: max rate at that precision over fp32's, per batch size, next to its accuracy drift;
 - each next to the forward pass's own speed-up measured in the same run (per-sample speed at the
   largest batch over the smallest; fp32's forward time over the precision's, same batch) and the
-  ratio of the two (how much of the forward pass's gain the service delivers);
+  ratio of the two (how much of the forward pass's gain the service delivers), and next to the
+  effect the forward pass predicts for the service (Amdahl: only the forward part of a request's cost
+  changes; the rest, measured as the reference's cost per request at its max rate less its forward
+  time, stays), with the ratio of the effect to that prediction;
 - latency at the same load below both knees: p50 of one side over the other's at the lightest grid
   rate both met the SLO at and both sustain by their max rates (rate mode only).
 """
@@ -225,18 +228,40 @@ def _same_load_p50(points: list[dict[str, Any]], a: tuple[str, int], b: tuple[st
     return math.nan, math.nan, math.nan
 
 
-def _effect(key_a: tuple[str, int], a: Bracket, key_b: tuple[str, int], b: Bracket, forward: Bracket) -> dict[str, Any]:
-    """Return effect = a / b (bracketed), the forward pass's speed-up, their ratio, and the inputs used."""
+def _expected(b: Bracket, forward_a_ms: float, forward_b_ms: float) -> tuple[Bracket, float, float]:
+    """Return (the effect the forward pass predicts, the reference's forward share, its other cost per request ms).
+
+    At the reference's (b's) max rate one request costs ``1000 / rate`` ms of service time, of which
+    ``forward_b_ms`` (its forward time per request, full batches) is the forward pass; the rest
+    (HTTP, JSON, queueing, Python) does not change with precision or batch size. The other side then
+    costs that rest plus its own forward time per request: effect = cost of b / cost of a (Amdahl).
+    """
+    if not (b.value > 0 and math.isfinite(forward_a_ms) and math.isfinite(forward_b_ms)):
+        return plain_ratio(math.nan, math.nan), math.nan, math.nan
+    per_request_ms = 1000.0 / b.value
+    rest_ms = max(0.0, per_request_ms - forward_b_ms)
+    expected = plain_ratio(per_request_ms, rest_ms + forward_a_ms, source="forward",
+                           detail=f"Amdahl: {rest_ms:.2f} ms per request outside the forward pass at the reference's max rate")
+    return expected, min(1.0, forward_b_ms / per_request_ms), rest_ms
+
+
+def _effect(key_a: tuple[str, int], a: Bracket, key_b: tuple[str, int], b: Bracket, forward: Bracket,
+            drift: Mapping[str, Any]) -> dict[str, Any]:
+    """Return effect = a / b (bracketed), the forward pass's own speed-up, the service-level effect the forward
+    pass predicts (`_expected`), the ratios of the effect to both, and the inputs used."""
     effect = ratio(a, b, detail=f"max rate of {key_a[0]} batch {key_a[1]} / {key_b[0]} batch {key_b[1]}")
     if effect.bound == UNKNOWN:
         why = "no failing rate bounds either side: the grid topped out for both (search for max rates)"
         effect = Bracket(math.nan, None, None, False, "ratio", why)
     versus = ratio(effect, forward,
                    detail="effect / forward-pass speed-up: the share of the forward pass's gain the service delivers")
+    expected, share, rest_ms = _expected(b, _forward_ms(drift, *key_a) / key_a[1], _forward_ms(drift, *key_b) / key_b[1])
     inputs = {role: {"precision": key[0], "max_batch_size": key[1], **figure.to_dict()}
               for role, key, figure in (("numerator", key_a, a), ("denominator", key_b, b))}
     return {"effect": effect.to_dict(2), "forward_speedup": forward.to_dict(2), "effect_vs_forward": versus.to_dict(2),
-            "inputs": inputs}
+            "expected_from_forward": expected.to_dict(2),
+            "effect_vs_expected": ratio(effect, expected, detail="effect / the effect the forward pass predicts").to_dict(2),
+            "forward_share": share, "other_ms_per_request": rest_ms, "inputs": inputs}
 
 
 def _batching_effect(rates: Mapping[tuple, Bracket], points: list[dict[str, Any]], drift: Mapping[str, Any],
@@ -254,7 +279,7 @@ def _batching_effect(rates: Mapping[tuple, Bracket], points: list[dict[str, Any]
                               detail=f"per-sample forward time at batch {small} / at batch {large}")
         entry = {"precision": precision, "small_batch": small, "large_batch": large,
                  **_effect((precision, large), rates[(precision, large)], (precision, small), rates[(precision, small)],
-                           forward)}
+                           forward, drift)}
         level, p50_large, p50_small = _same_load_p50(points, (precision, large), (precision, small), rates, load_mode)
         entry.update(same_load_rps=level, p50_ms_large=p50_large, p50_ms_small=p50_small,
                      p50_speedup_at_same_load=plain_ratio(p50_small, p50_large).value)
@@ -273,7 +298,7 @@ def _precision_effect(rates: Mapping[tuple, Bracket], points: list[dict[str, Any
                               detail=f"fp32 forward time / {precision}'s at batch {batch}")
         entry = {"precision": precision, "max_batch_size": batch,
                  **_effect((precision, batch), rates[(precision, batch)], (REFERENCE_PRECISION, batch),
-                           rates[(REFERENCE_PRECISION, batch)], forward)}
+                           rates[(REFERENCE_PRECISION, batch)], forward, drift)}
         level, p50_p, p50_ref = _same_load_p50(points, (precision, batch), (REFERENCE_PRECISION, batch), rates, load_mode)
         accuracy = drift.get(precision) or {}
         entry.update(same_load_rps=level, p50_ms=p50_p, p50_ms_fp32=p50_ref,

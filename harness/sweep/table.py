@@ -97,19 +97,22 @@ def format_sweep(summary: Mapping[str, Any]) -> str:
              (c.get("max_rate") or {}).get("detail", "")] for c in configs]))
     effects = summary.get("effects", {})
     if effects.get("batching"):
-        out += ["", "batching (max rate at the largest batch / the smallest; forward pass: per-sample speed-up):"]
+        out += ["", "batching (max rate at the largest batch / the smallest; forward pass: per-sample speed-up; "
+                "expected: the service-level effect the forward pass predicts):"]
         out.append(format_table(["precision", "batches", "effect", "forward_speedup", "effect/forward",
-                                 "same_load_rps", "p50_speedup"], [
+                                 "expected", "effect/expected", "same_load_rps", "p50_speedup"], [
             [e["precision"], f"{e['large_batch']} vs {e['small_batch']}", _figure(e.get("effect")),
-             _figure(e.get("forward_speedup")), _figure(e.get("effect_vs_forward")), e.get("same_load_rps"),
-             _fmt(e.get("p50_speedup_at_same_load"), 2)] for e in effects["batching"]]))
+             _figure(e.get("forward_speedup")), _figure(e.get("effect_vs_forward")), _figure(e.get("expected_from_forward")),
+             _figure(e.get("effect_vs_expected")), e.get("same_load_rps"), _fmt(e.get("p50_speedup_at_same_load"), 2)]
+            for e in effects["batching"]]))
     if effects.get("precision"):
         out += ["", "precision (max rate against fp32's at the same batch; accuracy on the same seeded inputs):"]
         out.append(format_table(
-            ["precision", "batch", "effect", "forward_speedup", "effect/forward", "p50_speedup", "max_abs_error",
-             "mean_abs_error", "max_rel_error", "top1_agreement"],
+            ["precision", "batch", "effect", "forward_speedup", "effect/forward", "expected", "effect/expected",
+             "p50_speedup", "max_abs_error", "mean_abs_error", "max_rel_error", "top1_agreement"],
             [[e["precision"], e["max_batch_size"], _figure(e.get("effect")), _figure(e.get("forward_speedup")),
-              _figure(e.get("effect_vs_forward")), _fmt(e.get("p50_speedup_at_same_load"), 2), _sci(e.get("max_abs_error")),
+              _figure(e.get("effect_vs_forward")), _figure(e.get("expected_from_forward")),
+              _figure(e.get("effect_vs_expected")), _fmt(e.get("p50_speedup_at_same_load"), 2), _sci(e.get("max_abs_error")),
               _sci(e.get("mean_abs_error")), _sci(e.get("max_rel_error")), _fmt(e.get("top1_agreement"), 3)]
              for e in effects["precision"]]))
     return "\n".join(out)

@@ -175,6 +175,14 @@ def test_effects_are_ratios_of_searched_max_rates_next_to_the_forward_pass_and_a
     assert precision[32]["effect"]["text"].startswith("between")
     assert precision[32]["forward_speedup"]["value"] == pytest.approx(2.0)
     assert precision[1]["max_abs_error"] == 1e-4 and precision[1]["p50_speedup_at_same_load"] == pytest.approx(2.0)
+    # what the forward pass predicts for the service: only the forward part of a request's cost changes
+    # (fp32 batch 32 at 550 rps: 1.818 ms per request, 0.25 ms of it forward; bf16's forward 0.125 ms)
+    assert precision[32]["forward_share"] == pytest.approx(0.25 / (1000 / 550))
+    assert precision[32]["expected_from_forward"]["value"] == pytest.approx((1000 / 550) / (1000 / 550 - 0.25 + 0.125))
+    assert precision[32]["effect_vs_expected"]["text"].startswith("between")  # bf16 batch 32 is a bracket
+    # batching: batch 1 at 140 rps costs 7.14 ms a request, 1 ms of it forward; batch 32's forward is 0.25 ms
+    assert fp32["expected_from_forward"]["value"] == pytest.approx((1000 / 140) / (1000 / 140 - 1.0 + 0.25))
+    assert fp32["effect_vs_expected"]["value"] == pytest.approx(fp32["effect"]["value"] / fp32["expected_from_forward"]["value"])
     configs = {(c["precision"], c["max_batch_size"]): c for c in summary["configurations"]}
     assert configs[("bf16", 32)]["max_rate"]["text"] == "at least 900.0 (below 2000.0)"
     assert configs[("fp32", 32)]["max_rate"]["text"] == "550.0"

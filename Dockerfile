@@ -40,7 +40,8 @@ RUN "${PYTHON}" -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md ./
 COPY harness ./harness
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+# the service extra (torch is already there, pinned above) and the kubernetes extra (the in-cluster runner)
+RUN /opt/venv/bin/pip install --no-cache-dir ".[service,kubernetes]" \
     && /opt/venv/bin/python -c "import sys; from harness.service.weights import generate_weights; [print(generate_weights(m, int(sys.argv[1]), '/opt/harness/weights')['sha256'], m) for m in sys.argv[2].split()]" "${SEED}" "${MODELS}"
 
 # ---- runtime: non-root, no build tools, weights read-only -----------------------------------------

@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch pinned first: 2.13.0 resolves to the CPU wheel on local disk here, never an unpinned CUDA build
+	# (the service extra asks for torch>=2.3,<3, which the pin then satisfies)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[service,kubernetes,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

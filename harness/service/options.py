@@ -94,8 +94,11 @@ def run_from_args(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    from harness.extras import require_extra
+
     started_at = time.monotonic()
     config = config_from_args(args)
+    require_extra("service", "the reference service")  # before listening: a replica without torch fails at once, saying why
     from harness.service.server import serve  # uvicorn is imported only when serving
 
     code = serve(config, started_at=started_at)

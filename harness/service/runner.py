@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.config import ServiceConfig
 from harness.errors import ConfigError
+from harness.extras import require_extra
 from harness.service.registry import ModelSignature, example_inputs, get_signature
 
 __all__ = ["ModelRunner", "LoadCancelled", "TORCH_DTYPES"]
@@ -46,6 +47,7 @@ class ModelRunner:
         # the simulated slow load (a stand-in for a model download or compile) ends early on shutdown
         if self._cancel.wait(self.config.startup_delay_s):
             raise LoadCancelled("model load cancelled: the service is shutting down")
+        require_extra("service", "loading a reference model")
         import torch
 
         from harness.service.weights import load_model

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import DeploymentError, PlatformUnavailable
+from harness.extras import require_extra
 
 __all__ = ["FIELD_MANAGER", "KubernetesClient", "kubeconfig_paths", "resource_path", "rollout_progress"]
 
@@ -75,7 +76,9 @@ class KubernetesClient:
     """The calls the harness makes to a cluster, with errors translated; one instance per cluster."""
 
     def __init__(self, *, context: str | None = None, config_file: str | Path | None = None, request_timeout_s: float = 15.0) -> None:
-        """Load configuration; raise PlatformUnavailable when no cluster is configured."""
+        """Load configuration; raise PlatformUnavailable when no cluster is configured, MissingExtra (exit 2)
+        when the kubernetes extra is not installed."""
+        require_extra("kubernetes", "the Kubernetes platform")
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 

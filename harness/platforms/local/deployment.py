@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.config import ENV_FAULT_TOKEN, ServiceSpec, validate_model
 from harness.errors import DeploymentError
+from harness.extras import require_extra
 from harness.platforms import base as ev
 from harness.platforms.base import Event, ReplicaStatus, read_events
 from harness.platforms.local.cgroups import CgroupSet, ReplicaCgroup
@@ -100,6 +101,8 @@ class LocalDeployment:
         return self
 
     def _start(self) -> None:
+        if self._command is None and self._python == sys.executable:  # another interpreter has its own packages
+            require_extra("service", "deploying the reference service")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         for problem in sweep_stale().problems:  # what a killed run left: cgroups, its state file

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from harness import __version__
+from harness.cli._exit_codes import exit_codes_help
 from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
 from harness.load.child_process import interrupts_held
 
@@ -36,6 +37,11 @@ class _Parser(argparse.ArgumentParser):
     # argparse prints the whole usage and exits; its subparsers are made of the parser's own class
     def error(self, message: str) -> NoReturn:
         raise _ArgumentsError(self.prog, message)
+
+    def format_help(self) -> str:
+        # every --help ends with its command's exit codes, kept as lines whatever the formatter class
+        command = self.prog.removeprefix("harness").strip()
+        return f"{super().format_help()}\n{exit_codes_help(command)}\n"
 
 
 def build_parser() -> argparse.ArgumentParser:

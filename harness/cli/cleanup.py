@@ -15,9 +15,6 @@ from harness.errors import EXIT_OK, HarnessError
 
 __all__ = ["register", "run_cleanup"]
 
-EPILOG = ("exit codes: 0 nothing stale is left (removed, or there was none), 2 bad usage, "
-          "3 something stale could not be removed (each named on stderr)")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cleanup`` subcommand."""
@@ -27,7 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Remove what harness runs killed outright (SIGKILL, OOM) left on this machine: their cgroups "
                     "(harness-<pid>...) and their state files, whose replicas no longer run. A cgroup or file of a "
                     "running harness is never touched; a killed run's leftover process (an orphan) is killed.",
-        epilog=EPILOG,
     )
     parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     parser.set_defaults(func=run_cleanup)

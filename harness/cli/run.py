@@ -6,10 +6,7 @@ the path of ``report.html`` as the last line on stdout. ``smoke`` fits 15 minute
 reduced chaos matrix: it says which cells and why); ``nightly`` runs everything; ``tiny`` is the
 harness's own one-minute self-test.
 
-Exit codes: 0 every stage completed and every verdict passed; 1 a verdict failed (an SLA tier, a
-regression against ``--baseline``, a preflight requirement: the job then stops early); 2 bad input;
-3 a stage could not run (the others still ran and the report was written); 130 interrupted (every
-deployment torn down, the report of what finished written).
+Exit codes: `harness.cli._exit_codes` (the end of ``harness run --help``).
 
 ``--platform kubernetes`` (the in-cluster runner Job's command) attaches to the Deployment applied
 from ``--spec``/``$HARNESS_SPEC``: load and the chaos matrix (experiments/kubernetes/) run against its
@@ -36,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     epilog = "\n".join(
         [f"{p.name}: {p.description}; budgets {format_budgets(p)}" for p in JOB_PROFILES.values()]
-        + ["", SMOKE_MATRIX_NOTE, "", "exit codes: 0 pass, 1 a verdict failed (SLA tier, regression, preflight), "
-           "2 bad input, 3 a stage could not run, 130 interrupted"])
+        + ["", SMOKE_MATRIX_NOTE])
     parser = subparsers.add_parser(
         "run",
         help="the main job: preflight, deploy, load, chaos matrix, sweep, capacity, report",

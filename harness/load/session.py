@@ -4,11 +4,14 @@
 replica telemetry (1 Hz) and the client-side prober, runs the Locust profile or, for a `RateLoad`,
 the open-loop rate generator (blocking, bounded),
 stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
-timeline and telemetry. `plan_cpus` decides where the service and the generator run.
+timeline and telemetry. A progress callback that takes beats (`harness.load.heartbeat.LoadProgress`)
+gets the load so far every few seconds while it runs. `plan_cpus` decides where the service and the
+generator run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,13 +23,14 @@ from typing import Any, Callable, Iterable
 
 from harness import __version__
 from harness.config import DEFAULT_MODEL
+from harness.load.heartbeat import Heartbeat, LoadProgress
 from harness.load.locust_runner import run_locust
 from harness.load.prober import Prober, ProberSummary
 from harness.load.profiles import LoadProfile
 from harness.load.rate import run_rate
 from harness.load.result import LoadResult
 from harness.paths import resolve_path
-from harness.records import TIMELINE_FILE
+from harness.records import REQUESTS_FILE, TIMELINE_FILE
 
 __all__ = ["RESULT_FILE", "CpuPlan", "RateLoad", "plan_cpus", "run_session", "machine_info"]
 
@@ -100,6 +104,13 @@ def _start_telemetry(out: Path, deployment: Any) -> Any:
         return None
 
 
+def _heartbeat(out: Path, duration_s: float, progress: Callable[[str], None] | None) -> Any:
+    """Return a context that beats the load so far into ``progress`` if it takes beats (a `LoadProgress`)."""
+    if not isinstance(progress, LoadProgress):
+        return contextlib.nullcontext()
+    return Heartbeat(out / REQUESTS_FILE, duration_s, progress.beat, interval_s=progress.beat_interval_s)
+
+
 def run_session(
     deployment: Any,
     profile: LoadProfile | RateLoad,
@@ -137,11 +148,14 @@ def run_session(
         if isinstance(profile, RateLoad):
             say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each) "
                 f"for {profile.duration_s:g} s")
-            result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
-                              model=profile.model, batch_size=profile.request_rows, cpus=cpus).load
         else:
             say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
-            result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
+        with _heartbeat(out, profile.duration_s, progress):
+            if isinstance(profile, RateLoad):
+                result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
+                                  model=profile.model, batch_size=profile.request_rows, cpus=cpus).load
+            else:
+                result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
     finally:
         if probe is not None:
             summary = probe.stop()

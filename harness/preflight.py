@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from harness.environment import CGROUP_ROOT, TORCH_ABSENT, torch_info
 from harness.errors import ConfigError, VerdictFailed
+from harness.extras import DISTRIBUTION
 from harness.gpu import GpuError, GpuInventory, query_gpus
 
 __all__ = [
@@ -104,7 +105,8 @@ def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3]), minimum
 def check_torch(torch_part: Mapping[str, Any]) -> Finding:
     """Return pass with torch's version when it imports, fail when absent (the service needs it)."""
     if torch_part.get("version", TORCH_ABSENT) == TORCH_ABSENT:
-        return Finding("torch", FAIL, f"torch cannot be imported: {torch_part.get('reason', 'not installed')}")
+        return Finding("torch", FAIL, f"torch cannot be imported: {torch_part.get('reason', 'not installed')} "
+                                      f"(the service extra: pip install '{DISTRIBUTION}[service]')")
     build = f"CUDA {torch_part['cuda_runtime']} build" if torch_part.get("cuda_runtime") else "CPU build"
     return Finding("torch", PASS, f"torch {torch_part['version']} ({build}, {torch_part.get('num_threads')} threads)")
 

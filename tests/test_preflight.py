@@ -58,6 +58,7 @@ def test_torch_present_and_absent():
     assert "CUDA 12.4 build" in check_torch(CUDA_TORCH).detail
     finding = check_torch({"version": "absent", "reason": "No module named 'torch'"})
     assert finding.status == FAIL and "No module named 'torch'" in finding.detail
+    assert "pip install 'gpu-inference-harness[service]'" in finding.detail  # how to get it
 
 
 def test_no_gpu_is_absent_unless_required():

@@ -38,19 +38,21 @@ __all__ = [
 # Stage names, in the order the job runs them.
 STAGES = ("preflight", "deploy", "load", "chaos", "sweep", "capacity", "report")
 
-# The reduced smoke matrix: 3 faults x 3 topologies = 9 cells instead of the 9 x 3 = 27 of nightly.
+# The reduced smoke matrix: 3 faults x 3 topologies = 9 cells instead of nightly's 42 (10 faults x 3 topologies,
+# the rollout drills x 3, the two spike drills and the autoscaling drill on the one topology each names).
 SMOKE_FAULTS = ("pod-kill", "oom-kill", "readiness-probe-delay")
 SMOKE_TOPOLOGIES = ("single", "active-standby", "multi-active")
 SMOKE_MATRIX_NOTE = (
     "smoke runs a reduced chaos matrix: faults pod-kill, oom-kill and readiness-probe-delay on every topology "
     "(single, active-standby, multi-active: 9 cells of about 20-45 s each on 2 cores). Why: the full matrix (every "
-    "shipped experiment on 3 topologies, 27 cells) needs 10 minutes or more alone, more than smoke's share of its "
-    "15 minutes. These three faults are the three ways a replica is lost: killed (SIGKILL, restarted by the "
+    "shipped experiment on the topologies it names, 42 cells) needs over an hour, far more than smoke's share of "
+    "its 15 minutes. These three faults are the three ways a replica is lost: killed (SIGKILL, restarted by the "
     "platform), OOM-killed by the kernel in its memory cgroup (exit 137), and un-routed by a failing readiness probe "
     "without a restart; every topology stays so the table compares the availability tiers. Left to nightly and "
     "`harness chaos matrix`: hang and liveness-probe-delay (a restart after failed liveness probes, as pod-kill "
-    "but slower to detect), memory-leak (an OOM kill reached slowly), pod-kill-graceful, and the slow-startup pair "
-    "(deploy-time faults, the longest cells)."
+    "but slower to detect), memory-leak (an OOM kill reached slowly), freeze (SIGSTOP), pod-kill-graceful, the slow-startup pair "
+    "(deploy-time faults, the longest cells), and the drills: rolling update, blue-green, a broken canary, an "
+    "overload spike with and without the rate limiter, and autoscaling."
 )
 
 

@@ -123,7 +123,7 @@ class StartFault(_Model):
     @field_validator("params")
     @classmethod
     def _valid_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from harness.service.faults import FaultError, validate_fault  # numpy only, no torch
+        from harness.faultparams import FaultError, validate_fault
 
         kind = info.data.get("kind")
         if kind is None:
@@ -163,7 +163,7 @@ class ServiceConfig(_Model):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from harness.service.registry import MODEL_NAMES  # no torch import: names only
+        from harness.modelnames import MODEL_NAMES
 
         if value not in MODEL_NAMES:
             raise ValueError(f"unknown model; choose one of {', '.join(MODEL_NAMES)}")

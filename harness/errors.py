@@ -23,6 +23,7 @@ __all__ = [
     "ModelIntegrityError",
     "DeploymentError",
     "PlatformUnavailable",
+    "RunRecordError",
     "MAX_SHOWN_CHARS",
     "shown_value",
 ]
@@ -126,3 +127,7 @@ class DeploymentError(HarnessError):
 
 class PlatformUnavailable(HarnessError):
     """The platform asked for is not available here (no cluster configured, no Docker engine, ...)."""
+
+
+class RunRecordError(HarnessError):
+    """A run directory or a JSON file of it cannot be read: missing, corrupt, invalid or from a newer harness."""

@@ -286,7 +286,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     regressions = sum(len(c.regressions) for c in comparisons.values())
     if state.options.baseline is not None:
         terminalreporter.write_line(f"baseline: {state.options.baseline} ({regressions} regression(s) in the compared parts)")
-    from harness.results import read_json
+    from harness.jsonfile import read_json
 
     verdict = str(read_json(state.report["summary"]).get("verdict") or "")
     terminalreporter.write_line(f"verdict: {verdict[:300]}{'...' if len(verdict) > 300 else ''}")

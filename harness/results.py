@@ -26,28 +26,25 @@ records), timeline -> timeline.csv (prober), events -> events.jsonl (platform ev
 telemetry.csv, journal -> journal.json (Chaos Toolkit), sweep -> sweep.csv, result -> result.json,
 summary -> summary.json, report_html -> report.html, report_md -> report.md.
 
-JSON written through `write_json` is strict: NaN and infinities become ``null`` (browsers and
-``jq`` reject them), paths become strings, dataclasses/pydantic models/numpy scalars become plain
-JSON. Within a major version, fields are only added; readers ignore fields they do not know.
+run.json is written through `harness.jsonfile.write_json` (strict JSON: NaN and infinities become
+``null``, atomic replacement); its readers raise `RunRecordError` (`harness.errors`) naming the
+file. Within a major version, fields are only added; readers ignore fields they do not know.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
 import secrets
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness import __version__
-from harness.atomicfile import replace_text
-from harness.errors import HarnessError
+from harness.errors import RunRecordError
+from harness.jsonfile import read_json, write_json
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -62,9 +59,6 @@ __all__ = [
     "save_run",
     "load_run",
     "list_runs",
-    "write_json",
-    "read_json",
-    "to_jsonable",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -86,10 +80,6 @@ RUN_STATUSES = ("running", "completed", "failed", "aborted")
 
 RunKind = Literal["run", "load", "chaos", "sweep", "capacity", "bench"]
 RunStatus = Literal["running", "completed", "failed", "aborted"]
-
-
-class RunRecordError(HarnessError):
-    """A run directory cannot be read: run.json missing, corrupt, invalid or from a newer harness."""
 
 
 def new_run_id(now_s: float | None = None) -> str:
@@ -181,54 +171,6 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err.get("loc", ())) or "record"
     return f"{field}: {err.get('msg')} (got {err.get('input')!r})"
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Return ``obj`` as strict JSON data: NaN/inf -> None, Path -> str, models/dataclasses -> dicts."""
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        return [to_jsonable(v) for v in items]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, BaseModel):
-        return to_jsonable(obj.model_dump(mode="python"))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy arrays and scalars
-        return to_jsonable(obj.tolist())
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON: {obj!r:.80}")
-
-
-def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
-    """Write ``obj`` as strict JSON to ``path`` atomically (temp file + rename); return the path.
-
-    Readers never see a half-written file, even if the process dies mid-write. Raises TypeError for
-    values with no JSON form, OSError when the directory cannot be written.
-    """
-    path = Path(path)
-    text = json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False)
-    return replace_text(path, text + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    """Return the JSON value in ``path``; raise RunRecordError naming the file if missing or corrupt."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunRecordError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunRecordError(f"{path}: cannot be read: {exc}") from exc
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RunRecordError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
 
 
 def save_run(run_dir: str | Path, record: RunRecord) -> Path:

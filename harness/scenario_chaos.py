@@ -12,7 +12,7 @@ kind of cell cannot meet its tier by construction, and its case says so (``expec
 suite fails only on news: a fault whose experiment claims the service never becomes Ready again
 (``expect.absent`` names Ready: ``slow-startup`` without a startup probe crash-loops by design).
 
-`ChaosScenario.inject` runs one cell through `harness.chaos.session.ChaosRun` (deploy, load,
+`ChaosScenario.inject` runs one cell through `harness.workflows.chaos.ChaosRun` (deploy, load,
 prober, the experiment through chaoslib, recovery, teardown) into the session's
 ``chaos/<experiment>/<topology>`` part; `ChaosOutcome` holds the result and the expectations.
 """
@@ -134,7 +134,7 @@ class ChaosOutcome:
 
     def _why_not_injected(self) -> str:
         """Return the failed steady-state probes before the method, from journal.json (where it was kept)."""
-        from harness.results import read_json
+        from harness.jsonfile import read_json
 
         path = self.path / "journal.json"
         journal = read_json(path) if path.exists() else {}
@@ -163,7 +163,7 @@ class ChaosScenario:
     def __init__(self, session: ScenarioSession, experiment: str, topology: str, *, tier: str | None = None) -> None:
         from harness.chaos.experiment import load_experiment
         from harness.chaos.profiles import get_profile
-        from harness.chaos.session import ChaosRunSettings
+        from harness.chaos.settings import ChaosRunSettings
         from harness.config import TOPOLOGIES
         from harness.errors import ConfigError
 
@@ -189,8 +189,8 @@ class ChaosScenario:
         Raises NotApplicable off the local platform (chaos runs drive local deployments), HarnessError
         when the run cannot start (nothing Ready), ConfigError for an invalid experiment.
         """
-        from harness.chaos.session import ChaosRun
-        from harness.results import read_json
+        from harness.jsonfile import read_json
+        from harness.workflows.chaos import ChaosRun
 
         if self.session.options.platform != "local" and not self.session.replaying:
             raise NotApplicable("harness.chaos runs cells on the local platform only; on Kubernetes run "
@@ -224,7 +224,7 @@ def write_matrix(session: ScenarioSession) -> Path | None:
     """Write ``chaos/matrix.csv`` (and .md, .json) from every cell the session ran; return its directory, or None."""
     from harness.chaos.matrix import MatrixTable, matrix_row
     from harness.config import TOPOLOGIES
-    from harness.results import read_json
+    from harness.jsonfile import read_json
 
     root = session.run_dir / CHAOS_DIR
     rows = []

@@ -174,7 +174,7 @@ class SweepResult:
     """A finished sweep part: ``sweep_summary.json`` (points with their SLO verdicts) and its comparison."""
 
     def __init__(self, session: ScenarioSession, path: Path) -> None:
-        from harness.results import read_json
+        from harness.jsonfile import read_json
         from harness.sweep.grid import SUMMARY_JSON
 
         self.session = session
@@ -253,7 +253,7 @@ class CapacityResult:
     """A finished capacity part (``capacity.json``): the plan, each replica count measured, the note."""
 
     def __init__(self, path: Path) -> None:
-        from harness.results import read_json
+        from harness.jsonfile import read_json
 
         self.path = path
         self.data = read_json(path / "capacity.json")

@@ -332,8 +332,8 @@ def _saved_load(latency_ms: float, seed: int, rounds: int = 0):
     (with ``rounds``, also the per-round figures `harness load --rounds` writes, which compare judges)."""
     import numpy as np
 
+    from harness.jsonfile import write_json
     from harness.records import RequestRecord, write_records
-    from harness.results import write_json
 
     def run(ctx):
         out = ctx.out_dir / "load"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import read_json
+from harness.jsonfile import read_json
 
 pytest_plugins = ["pytester"]
 
@@ -42,10 +42,10 @@ def _chaos_cell(root: Path, experiment: str, topology: str, *, outage_s: float, 
     ``outage_s`` after the injection, requests whose steady p99 is ``p99_ms``, the verdict by harness.measure.sla."""
     from harness.chaos.experiment import load_experiment
     from harness.chaos.result import build_result
+    from harness.jsonfile import write_json
     from harness.measure.recovery import analyze_recovery
     from harness.measure.sla import TIER_FOR_TOPOLOGY, SlaConfig, evaluate_fault
     from harness.records import ProbeSample, RequestRecord
-    from harness.results import write_json
 
     injected, end = 1000.0, 1000.0 + outage_s + 10.0
     timeline = [ProbeSample(t, not injected <= t < injected + outage_s, 12.0, 200 if not injected <= t < injected + outage_s else 0)
@@ -72,7 +72,7 @@ def _sweep(path: Path, p99_ms: float, seed: int) -> None:
     """Save a sweep part (sweep.csv and sweep_summary.json) of 2 configurations x 2 rates x 5 windows."""
     import random
 
-    from harness.results import write_json
+    from harness.jsonfile import write_json
     from harness.sweep.grid import PointKey, SweepCsvWriter, WindowMeasurement, build_plan, read_sweep_csv
     from harness.sweep.summary import summarize_sweep
 

@@ -1,18 +1,16 @@
-"""Run records: ids, atomic JSON, save/load round trip, and every way a run directory can be bad."""
+"""Run records: ids, save/load round trip, and every way a run directory can be bad."""
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness import results
 from harness.errors import HarnessError
+from harness.jsonfile import write_json
 from harness.results import (
     RUN_FILE,
     SCHEMA_VERSION,
@@ -22,15 +20,13 @@ from harness.results import (
     load_run,
     new_run_id,
     new_run_record,
-    read_json,
     save_run,
-    write_json,
 )
 
 
 def test_public_surface_is_explicit():
     assert set(results.__all__) <= set(dir(results))
-    assert "RunRecord" in results.__all__ and "write_json" in results.__all__
+    assert "RunRecord" in results.__all__ and "write_json" not in results.__all__  # harness.jsonfile's
 
 
 def test_run_ids_sort_by_creation_time_and_are_unique():
@@ -138,45 +134,6 @@ def test_missing_schema_version_is_not_a_run_record(tmp_path: Path):
     write_json(tmp_path / RUN_FILE, {"kind": "run"})
     with pytest.raises(RunRecordError, match="no schema_version"):
         load_run(tmp_path)
-
-
-@dataclass
-class _Point:
-    x: float
-    where: Path
-
-
-def test_write_json_is_strict_and_converts_common_types(tmp_path: Path):
-    path = write_json(tmp_path / "deep" / "out.json", {
-        "nan": math.nan, "inf": -math.inf, "ok": 1.5, "np": np.float64(2.5), "arr": np.arange(3),
-        "point": _Point(math.nan, Path("/x")), "set": {3, 1}, "tuple": (1, 2),
-        "model": RunRecord(kind="bench", run_id="r1", created_s=1.0),
-    })
-    data = json.loads(path.read_text())  # json.loads would accept NaN; check the text too
-    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
-    assert data["nan"] is None and data["inf"] is None and data["ok"] == 1.5 and data["np"] == 2.5
-    assert data["arr"] == [0, 1, 2] and data["point"] == {"x": None, "where": "/x"}
-    assert data["set"] == [1, 3] and data["tuple"] == [1, 2] and data["model"]["run_id"] == "r1"
-
-
-def test_write_json_refuses_unknown_types_and_leaves_nothing(tmp_path: Path):
-    with pytest.raises(TypeError, match="object"):
-        write_json(tmp_path / "x.json", {"bad": object()})
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_write_json_replaces_atomically_leaving_no_temp_files(tmp_path: Path, monkeypatch):
-    target = tmp_path / "result.json"
-    write_json(target, {"v": 1})
-
-    def fail_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(results.os, "replace", fail_replace)
-    with pytest.raises(OSError, match="disk full"):
-        write_json(target, {"v": 2})
-    assert read_json(target) == {"v": 1}  # the old content survives a failed write
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
 def test_list_runs_returns_run_directories_in_id_order(tmp_path: Path):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError, UsageError
-from harness.results import load_run, write_json
+from harness.jsonfile import write_json
+from harness.results import load_run
 from harness.scenario import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none, validate_options
 from harness.scenario_chaos import NEVER_READY_MISS, resilience_cases
 from harness.scenario_perf import CapacityResult, LoadOutcome, SweepResult

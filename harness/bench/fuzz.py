@@ -32,7 +32,7 @@ from urllib.parse import quote, urlsplit
 
 from harness.bench.fuzzcorpus import FORMS, FuzzRequest, make_corpus
 
-__all__ = ["FuzzSettings", "Answer", "send_corpus", "check_answers", "run_fuzz_bench", "format_fuzz_table", "main"]
+__all__ = ["FuzzSettings", "Answer", "send_corpus", "check_answers", "run_fuzz_bench", "format_fuzz_table"]
 
 _CHUNK = 256 * 1024
 _WAYS = ("direct", "balancer")
@@ -225,12 +225,7 @@ def format_fuzz_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.bench.fuzz [flags]``: the same as ``harness bench fuzz [flags]``."""
-    from harness.cli import main as cli_main
+if __name__ == "__main__":  # ``python -m harness.bench.fuzz [flags]``: the same as ``harness bench fuzz [flags]``
+    from harness.cli import main as cli_main  # an entry point of its own: only here may it call the CLI
 
-    return cli_main(["bench", "fuzz", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(["bench", "fuzz", *sys.argv[1:]]))

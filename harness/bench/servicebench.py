@@ -6,7 +6,7 @@ hits all three alike:
   raw      the model's batched forward loop at max_batch_size (`harness.bench.rawloop`), pinned to
            the server's core(s) with the server's torch thread count;
   service  `python -m harness.service` on those core(s), saturated over HTTP by a closed-loop
-           aiohttp generator (`harness.bench.loadgen`) pinned to the other core(s);
+           aiohttp generator (`harness.load.closed_loop`) pinned to the other core(s);
   naive    the same stack with batching off (max_batch_size=1: one forward pass per request).
 efficiency = service / raw samples/s and speedup_vs_naive = service / naive samples/s, each the
 median over rounds of that round's ratio; efficiency_cpu compares samples per CPU-second granted
@@ -245,7 +245,7 @@ def run_service_bench(settings: BenchSettings, progress: Callable[[str], None] =
     ]
     if settings.weights_dir:
         raw_command += ["--weights-dir", settings.weights_dir]
-    load_command = [python, "-m", "harness.bench.loadgen", "--windows", "--model", settings.model, "--concurrency", str(settings.load_concurrency)]
+    load_command = [python, "-m", "harness.load.closed_loop", "--windows", "--model", settings.model, "--concurrency", str(settings.load_concurrency)]
     raws: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     naives: list[dict[str, Any]] = []

@@ -84,10 +84,10 @@ def run_stall_bench(settings: StallSettings, out_dir: Path, *, progress: Progres
     deployment or the generators cannot run."""
     from harness.chaos.activities import freeze_replica
     from harness.chaos.loadgen import FLUSH_S, BackgroundLoad
+    from harness.jsonfile import write_json
     from harness.load.prober import Prober
     from harness.platforms import deploy
     from harness.records import TIMELINE_FILE, ProbeSample, read_records
-    from harness.results import write_json
 
     settings.validate()
     say = progress or (lambda message: None)

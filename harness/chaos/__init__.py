@@ -4,7 +4,10 @@
 - `runner`: the one place that calls chaoslib (validate, run, journal; rollbacks always play);
 - `activities` / `targets`: Chaos Toolkit activities for the local platform, driven by its state file;
 - `kubernetes_activities`: roll-out activities chaostoolkit-kubernetes does not have;
-- `session`: one `harness chaos run` (deploy, baseline, inject, measure recovery, tear down, judge);
+- `settings`: what one chaos run is (experiment, topology, profile, SLA, target) and its CPU split;
 - `behaviour`, `result`: the platform behaviour seen in events, and the result.json mapping;
-- `matrix`: every fault against every topology, one table; `profiles`, `loadgen`: timings and background load.
+- `matrix`: the fault x topology plan and its table; `profiles`, `loadgen`: timings and background load.
+
+The runs themselves (`ChaosRun`, `run_matrix`) compose these with the platforms, load and measure
+packages, and write run records: they live in `harness.workflows`.
 """

@@ -45,6 +45,8 @@ from harness.platforms.base import EVENT_TYPES
 __all__ = [
     "EXTENSION_NAME",
     "ENV_STATE_FILE",
+    "ENV_RECOVERY_TIMEOUT_S",
+    "ENV_SLO_LATENCY_MS",
     "Expectation",
     "HarnessExtension",
     "Experiment",
@@ -55,6 +57,8 @@ __all__ = [
 
 EXTENSION_NAME = "harness"
 ENV_STATE_FILE = "HARNESS_STATE_FILE"  # the experiments' configuration reads the state file path from it
+ENV_RECOVERY_TIMEOUT_S = "HARNESS_RECOVERY_TIMEOUT_S"  # and the run's recovery timeout
+ENV_SLO_LATENCY_MS = "HARNESS_SLO_LATENCY_MS"  # and the latency SLO its probes judge by
 
 
 

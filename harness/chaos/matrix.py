@@ -1,7 +1,7 @@
-"""The fault x topology matrix: each experiment against each topology, one table of the outcomes.
+"""The fault x topology matrix: what it runs (`MatrixPlan`) and the table of its outcomes (`MatrixTable`).
 
-Every cell is a full `ChaosRun` (its own deployment, load, prober and result under
-``<out>/<fault>/<topology>/``); the table (``matrix.csv`` long-form, ``matrix.md`` fault x
+`harness.workflows.matrix.run_matrix` runs it: every cell is a full chaos run (its own deployment,
+load, prober and result under ``<out>/<fault>/<topology>/``); the table (``matrix.csv`` long-form, ``matrix.md`` fault x
 topology, ``matrix.json``) is written after every cell, so an interrupted matrix still leaves the
 cells it finished. The comparison the table exists for: how much a topology (and the balancer's
 retry) changes time to recover, availability and failed requests for the same fault.
@@ -13,15 +13,15 @@ import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.chaos.experiment import Experiment, experiment_files, load_experiment
 from harness.chaos.profiles import ChaosProfile, get_profile
 from harness.config import TOPOLOGIES, load_spec_data
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError
 from harness.platforms.target import PlatformTarget
 
-__all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "default_experiments_dir", "matrix_row", "run_matrix"]
+__all__ = ["COLUMNS", "MatrixPlan", "MatrixTable", "cell_text", "default_experiments_dir", "matrix_row"]
 
 COLUMNS = (
     "fault", "topology", "retry", "outcome", "ttr_s", "recovered", "outage_s", "unavailability_s", "availability",
@@ -93,7 +93,7 @@ class MatrixPlan:
         spec_data = load_spec_data(spec_file) if spec_file is not None else None
         chosen = _names(topologies, "topologies") if topologies is not None else None
         if target.is_kubernetes:
-            from harness.chaos.session import check_attachable
+            from harness.chaos.settings import check_attachable
 
             for experiment in experiments:  # before any cell runs: each would fail on it
                 check_attachable(experiment, retry=retry)
@@ -152,7 +152,7 @@ class MatrixTable:
 
     def write(self, out_dir: Path) -> None:
         """Write matrix.csv, matrix.md and matrix.json into ``out_dir``."""
-        from harness.results import write_json
+        from harness.jsonfile import write_json
 
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "matrix.csv", "w", newline="", encoding="utf-8") as handle:
@@ -173,7 +173,7 @@ class MatrixTable:
             cells = []
             for topology in self.topologies:
                 row = next((r for r in self.rows if r["fault"] == fault and r["topology"] == topology), None)
-                cells.append(_cell(row))
+                cells.append(cell_text(row))
             lines.append(f"| {fault} | " + " | ".join(cells) + " |")
         note = (f"Each cell: TTR / client-side outage / unavailability / failed of total requests / projected burn of "
                 f"the tier's error budget / verdict for the tier (met, NOT met, inconclusive). Balancer retry "
@@ -186,7 +186,8 @@ def _seconds(value: Any) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
-def _cell(row: dict[str, Any] | None) -> str:
+def cell_text(row: dict[str, Any] | None) -> str:
+    """Return one cell as matrix.md and the progress lines show it (TTR / outage / ... / tier verdict)."""
     if row is None:
         return "not run"
     if row.get("error"):
@@ -215,39 +216,3 @@ def matrix_row(result: dict[str, Any], cell_s: float, retry: bool) -> dict[str, 
     if result.get("aborted"):
         row["error"] = "interrupted"
     return row
-
-
-def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = None) -> MatrixTable:
-    """Run every cell of ``plan`` in turn; return the table (also written to ``plan.out_dir``).
-
-    A cell the harness cannot run is recorded with its error and the matrix goes on; an interrupt
-    ends the matrix after that cell's cleanup.
-    """
-    from harness.chaos.session import ChaosRun, ChaosRunSettings
-
-    say = progress or (lambda message: None)
-    table = MatrixTable(topologies=list(plan.topologies), retry=plan.retry)
-    cells = [(e, t) for e in plan.experiments for t in plan.topologies if t in e.extension.topologies]
-    total = len(cells)
-    for experiment, topology in cells:
-        index = len(table.rows) + 1
-        say(f"[{index}/{total}] {experiment.name} x {topology}")
-        cell_dir = plan.out_dir / experiment.name / topology
-        settings = ChaosRunSettings(
-            experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
-            spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target, sla=plan.sla,
-        )
-        started = time.monotonic()
-        try:
-            result = ChaosRun(settings).execute()
-        except HarnessError as exc:
-            result = {"fault": experiment.fault, "topology": topology, "errors": [str(exc)]}
-        row = matrix_row({"fault": experiment.fault, "topology": topology, **result}, time.monotonic() - started, plan.retry)
-        table.rows.append(row)
-        table.write(plan.out_dir)
-        say(f"[{index}/{total}] {experiment.name} x {topology}: {_cell(row)} ({row['cell_s']:.0f} s)")
-        if result.get("aborted"):
-            table.aborted = True
-            table.write(plan.out_dir)
-            return table
-    return table

@@ -63,7 +63,6 @@ def _register_stall(benches: Any) -> None:
         description="Freeze one replica of the reference service for stalls of known length under load, with probes "
                     "that neither restart nor un-route it, and measure each stall's unavailability (the longest time "
                     "without a successful answer) against the frozen time. Exit 1 if any misses the tolerance.",
-        epilog="exit codes: 0 every stall within the tolerance, 1 one was not, 2 bad input, 3 the benchmark could not run",
     )
     add = stall.add_argument
     add("--stalls-s", default=",".join(f"{d:g}" for d in defaults.stalls_s),
@@ -84,7 +83,7 @@ def run_stall(args: argparse.Namespace) -> int:
 
     from harness.bench.stall import StallSettings, format_stall_table, run_stall_bench
     from harness.errors import ConfigError
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     try:
         stalls = tuple(float(part) for part in str(args.stalls_s).split(",") if part.strip())
@@ -118,7 +117,6 @@ def _register_fuzz(benches: Any) -> None:
                     "one replica of each model, directly and through the local platform's balancer, and check: no "
                     "5xx, a JSON error for every 4xx, the same status both ways, the replica still ready, the "
                     "balancer's memory flat.",
-        epilog="exit codes: 0 every check held, 1 one did not, 2 bad input, 3 the benchmark could not run",
     )
     add = fuzz.add_argument
     add("--models", default=",".join(FuzzSettings.models), help=f"comma-separated models (default {','.join(FuzzSettings.models)})")
@@ -136,7 +134,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
 
     from harness.bench.fuzz import FuzzSettings, format_fuzz_table, run_fuzz_bench
     from harness.errors import ConfigError
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     models = tuple(m.strip() for m in str(args.models).split(",") if m.strip())
     unknown = [m for m in models if m not in MODEL_NAMES]
@@ -162,7 +160,7 @@ def _missing_bench(parser: argparse.ArgumentParser) -> int:
 
 def _validate(args: argparse.Namespace) -> None:
     from harness.errors import ConfigError
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     if args.model not in MODEL_NAMES:
         raise ConfigError("model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")

@@ -6,8 +6,7 @@
     harness chaos validate EXPERIMENT...
     harness chaos spec EXPERIMENT [--topology T] [--profile P] [--spec FILE]   (the spec for `harness up --spec`)
 
-Exit codes: 0 the tier was met (every cell, for the matrix), 1 not met (every violation listed),
-2 bad input, 3 the harness could not run, 130 interrupted.
+Exit codes: `harness.cli._exit_codes` (the end of each action's ``--help``).
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ import sys
 from pathlib import Path
 
 from harness.cli.target import add_platform_arguments, target_from_args
-from harness.errors import ConfigError, UsageError, VerdictFailed
+from harness.errors import EXIT_INTERRUPTED, ConfigError, UsageError, VerdictFailed
 from harness.paths import path_type, resolve_path, validate_output_dir
 
 __all__ = ["register"]
-
-EXIT_INTERRUPTED = 130
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +91,7 @@ def _topology(value: str) -> str:
 def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Path):
     from harness.chaos.experiment import load_experiment, merge_spec
     from harness.chaos.profiles import get_profile
-    from harness.chaos.session import ChaosRunSettings
+    from harness.chaos.settings import ChaosRunSettings
     from harness.config import load_spec_data
 
     target = target_from_args(args) if hasattr(args, "platform") else None
@@ -141,7 +138,7 @@ def _sla(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.chaos.session import ChaosRun
+    from harness.workflows.chaos import ChaosRun
 
     validate_output_dir(args.out, "--out")
     settings = _settings(args, args.experiment, args.out)
@@ -178,7 +175,8 @@ def _summary_line(result: dict) -> str:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from harness.chaos.matrix import MatrixPlan, run_matrix
+    from harness.chaos.matrix import MatrixPlan
+    from harness.workflows.matrix import run_matrix
 
     validate_output_dir(args.out, "--out")
     plan = MatrixPlan.from_args(

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag}={str(value)!r}: not a directory")
     result = compare_runs(args.run_dir, args.baseline, rules_from(args), history=args.history)
     if args.json:
-        from harness.results import to_jsonable
+        from harness.jsonfile import to_jsonable
 
         print(json.dumps(to_jsonable(result), indent=2))
     else:

@@ -7,7 +7,7 @@ Every stage writes under its own directory of the job's (the report finds the pa
   on Kubernetes, the applied Deployment attached to (rolled out, every pod Ready), created by nobody here;
 - load: a Locust profile with the prober and telemetry against that deployment
   (`harness.load.session.run_session`) into ``load/``, then the deployment is torn down;
-- chaos: the fault x topology matrix (`harness.chaos.matrix.run_matrix`) into ``chaos/``;
+- chaos: the fault x topology matrix (`harness.workflows.matrix.run_matrix`) into ``chaos/``;
 - sweep: precision x batch size x rate (`harness.sweep.runner.run_sweep`) into ``sweep/``;
 - capacity: the plan and its check (`harness.sweep.planner.run_capacity`, as `harness capacity`) into
   ``capacity/``;
@@ -107,8 +107,8 @@ def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, sum
 
 def preflight_stage(ctx: JobContext) -> StageOutcome:
     """Run every preflight check; write preflight.json; verdict FAIL (and stop) when a requirement is not met."""
+    from harness.jsonfile import write_json
     from harness.preflight import FAIL as FAILED_CHECK, PASS as PASSED_CHECK, PreflightOptions, findings_to_json, run_preflight
-    from harness.results import write_json
 
     options = PreflightOptions()
     findings = run_preflight(options)
@@ -233,7 +233,8 @@ def _number(value: Any) -> str:
 
 def chaos_stage(ctx: JobContext) -> StageOutcome:
     """Run the profile's fault x topology matrix; verdict FAIL listing every cell that missed its tier."""
-    from harness.chaos.matrix import MatrixPlan, run_matrix
+    from harness.chaos.matrix import MatrixPlan
+    from harness.workflows.matrix import run_matrix
 
     profile = ctx.profile
     out = ctx.out_dir / CHAOS_DIR
@@ -354,9 +355,9 @@ def capacity_stage(ctx: JobContext) -> StageOutcome:
 
 def report_stage(ctx: JobContext) -> StageOutcome:
     """Write report.html, report.md and summary.json (with the baseline comparison); verdict is the report's."""
+    from harness.jsonfile import read_json
     from harness.report.compare import compare_runs
     from harness.report.writer import write_report
-    from harness.results import read_json
 
     comparison = None
     if ctx.baseline is not None:

@@ -6,6 +6,8 @@ locustfile, which Locust loads in its own process, pulls in no more than it need
 - `harness.load.profiles`: `LoadProfile`, `build_profile`, `target_users`, `PRESETS`, `get_preset`.
 - `harness.load.locust_runner`: `run_locust(host, profile, out_dir, cpus=...) -> LoadResult`.
 - `harness.load.rate`: `run_rate(host, out_dir, rate_rps=..., duration_s=...) -> RateResult`.
+- `harness.load.closed_loop`: N closed-loop aiohttp clients in windows (the service benchmark, the sweep's
+  concurrency mode), run as ``python -m harness.load.closed_loop``.
 - `harness.load.prober`: `Prober(host, timeline_path, interval_s=0.05)` (start/stop, context manager).
 - `harness.load.session`: `run_session(deployment, profile, out_dir)` (Locust + prober + telemetry ->
   result.json) and `plan_cpus()`.

@@ -50,7 +50,7 @@ def check_http_url(value: str) -> str:
 
 def check_model_name(value: str) -> str:
     """Return ``value`` if it names a reference model; raise ValueError listing the known ones."""
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     if value not in MODEL_NAMES:
         raise ValueError(f"unknown model; choose one of {', '.join(MODEL_NAMES)}")

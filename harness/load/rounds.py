@@ -83,7 +83,7 @@ class Arm:
 
     def validate(self, field_name: str = "--fault-param") -> None:
         """Raise ConfigError naming ``field_name`` when the fault's parameters would be refused."""
-        from harness.service.faults import FaultError, validate_fault
+        from harness.faultparams import FaultError, validate_fault
 
         if self.fault_params and not self.fault:
             raise ConfigError(field_name, dict(self.fault_params), "needs a fault kind to inject")

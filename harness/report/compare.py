@@ -38,10 +38,11 @@ from harness.measure.regression import (
     judge_family,
     judge_single,
 )
+from harness.jsonfile import read_json
 from harness.measure.stats import INCONCLUSIVE, REGRESSED
 from harness.report import frames
 from harness.report.sections import MAX_DEPTH
-from harness.results import RUN_FILE, load_run, read_json
+from harness.results import RUN_FILE, load_run
 
 __all__ = ["Part", "collect_parts", "compare_runs", "SWEEP_REASON"]
 

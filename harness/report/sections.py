@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from harness.jsonfile import read_json
 from harness.report import charts, drills, frames
-from harness.results import read_json
 
 __all__ = ["Section", "collect_sections", "MAX_DEPTH"]
 

@@ -15,8 +15,9 @@ from typing import Any, Mapping
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.jsonfile import read_json, write_json
 from harness.report.sections import Section, collect_sections
-from harness.results import RUN_FILE, load_run, read_json, write_json
+from harness.results import RUN_FILE, load_run
 
 __all__ = ["write_report", "ReportPaths", "verdict_text"]
 

@@ -20,10 +20,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from harness.config import ServiceConfig
+from harness.faultparams import MAX_DURATION_S, FaultError
 from harness.service import protocol, routes
 from harness.service.batcher import QueueFull, ShuttingDown
 from harness.service.engine import FAILED, LOADING, InferenceEngine
-from harness.service.faults import MAX_DURATION_S, Fault, FaultError, FaultManager
+from harness.service.faults import Fault, FaultManager
 from harness.service.metrics import CONTENT_TYPE, ServiceMetrics
 from harness.service.protocol import ProtocolError, error_body, show_value as _show
 

@@ -1,7 +1,8 @@
 """Signatures of the reference models (names, input and output tensors), importable without torch.
 
-Config validation, load generators and probers use these to name models and build valid requests;
-the torch definitions live in `harness.service.models`, and a test keeps the two in step.
+Load generators and probers use these to build valid requests; the names themselves live at the
+bottom of the layering (`harness.modelnames`, for config validation), the torch definitions in
+`harness.service.models`, and a test keeps the three in step.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TensorSpec", "ModelSignature", "MODELS", "MODEL_NAMES", "get_signature", "example_inputs", "example_request"]
+from harness.modelnames import MODEL_NAMES
+
+__all__ = ["TensorSpec", "ModelSignature", "MODELS", "get_signature", "example_inputs", "example_request"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ MODELS: dict[str, ModelSignature] = {
     ),
 }
 
-MODEL_NAMES = tuple(MODELS)
 
 _NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
 

@@ -92,7 +92,7 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> dict[str, f
 
 
 def _validate(model: str, precisions: Sequence[str], samples: int, time_budget_s: float) -> list[str]:
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     if model not in MODEL_NAMES:
         raise ConfigError("model", model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")

@@ -118,7 +118,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def validate_plan(plan: SweepPlan) -> SweepPlan:
     """Return ``plan`` if every value is usable; raise ConfigError naming the first bad field and value."""
-    from harness.service.registry import MODEL_NAMES
+    from harness.modelnames import MODEL_NAMES
 
     if plan.profile not in PROFILES:
         raise ConfigError("profile", plan.profile, f"choose one of {', '.join(PROFILES)}")

@@ -8,7 +8,7 @@ are cut from its per-request records by send time (`harness.measure.percentiles.
 and the replicas' CPU and RSS (and GPU where present) come from `harness.measure.telemetry` over the
 same window. Concurrency load (closed loop: N clients, each sending its next request when the last
 one answered, as perf_analyzer does) comes from the benchmark's closed-loop generator
-(`harness.bench.loadgen`, pinned likewise), one window per line it is sent; its latency runs from
+(`harness.load.closed_loop`, pinned likewise), one window per line it is sent; its latency runs from
 each request's own send time. With one replica the load goes to the replica directly, so the front balancer's own CPU does
 not share the measured core; with several it goes through the balancer, as users' traffic would.
 """
@@ -167,7 +167,7 @@ class LocalSession:
         self.runs += 1
         workdir = self.workdir / f"clients-{self.runs:03d}-{clients}"
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = child_process.python_argv("harness.bench.loadgen", "--windows", "--model", self.plan.model,
+        argv = child_process.python_argv("harness.load.closed_loop", "--windows", "--model", self.plan.model,
                                          "--concurrency", str(clients))
         requests = "".join(json.dumps({"url": self.target, "duration_s": window_s,
                                        "warmup_s": warmup_s if index == 0 else CLOSED_RERUN_WARMUP_S}) + "\n"

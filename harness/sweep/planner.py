@@ -84,7 +84,7 @@ def run_capacity(settings: CapacitySettings, out_dir: str | Path, *,
     Raises ConfigError for bad settings (before anything is deployed), HarnessError when one replica
     meets the SLO at no rate or a deployment fails.
     """
-    from harness.results import write_json
+    from harness.jsonfile import write_json
     from harness.sweep.capacity import check_linear_scaling
     from harness.sweep.local import LocalSweepBackend, split_cpus
     from harness.sweep.runner import find_max_rate

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from harness.errors import HarnessError
+from harness.jsonfile import write_json
 from harness.measure.stats import assess_stability
-from harness.results import write_json
 from harness.sweep.grid import (
     CONCURRENCY, ERROR, INTERRUPTED, OK, RATE, SKIPPED, SUMMARY_JSON, SWEEP_CSV, TIMEOUT,
     PointKey, PointOutcome, SweepCsvWriter, SweepPlan, WindowMeasurement, configurations, enumerate_points,

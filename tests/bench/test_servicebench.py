@@ -10,12 +10,12 @@ import orjson
 import psutil
 import pytest
 
-from harness.bench.loadgen import run_load
 from harness.bench.rawloop import measure_raw
 from harness.bench.servicebench import BenchSettings, pick_cores, run_service_bench
 from harness.cli import main as cli_main
 from harness.cli.bench import format_table
 from harness.config import resolve_service_config
+from harness.load.closed_loop import run_closed_loop
 from harness.service.registry import example_request
 
 REQUIRED_KEYS = {
@@ -51,7 +51,7 @@ def test_load_generator_counts_only_the_measured_window(weights_dir: Path) -> No
 
         wait_ready(service.base_url, 60)
         body = orjson.dumps(example_request("tiny-mlp", 1))
-        result = asyncio.run(run_load(f"{service.base_url}/v2/models/tiny-mlp/infer", body, 1, 4, warmup_s=0.2, duration_s=0.8))
+        result = asyncio.run(run_closed_loop(f"{service.base_url}/v2/models/tiny-mlp/infer", body, 1, 4, warmup_s=0.2, duration_s=0.8))
     assert result["requests_ok"] > 0 and result["errors"] == 0 and result["statuses"] == {"200": result["requests_ok"]}
     assert result["samples_per_s"] == pytest.approx(result["requests_ok"] / 0.8, rel=0.01)
     assert 0 < result["p50_ms"] <= result["p99_ms"]

@@ -8,10 +8,10 @@ import shutil
 import yaml
 import pytest
 
-from harness.chaos import session
 from harness.chaos.matrix import MatrixTable
 from harness.cli import main
 from harness.records import RequestRecord, read_records
+from harness.workflows import chaos as chaos_workflow
 
 from .helpers import ROOT, assert_nothing_left
 
@@ -82,7 +82,7 @@ def _fake_run(result):
     ],
 )
 def test_the_verdict_is_the_exit_code(monkeypatch, capsys, tmp_path, result, code):
-    monkeypatch.setattr(session, "ChaosRun", _fake_run(result))
+    monkeypatch.setattr(chaos_workflow, "ChaosRun", _fake_run(result))
     assert main(["chaos", "run", "pod-kill", "--out", str(tmp_path)]) == code
     err = capsys.readouterr().err
     for reason in result["reasons"]:
@@ -195,7 +195,7 @@ def test_an_sla_file_reaches_the_run_and_a_bad_one_is_refused_before_it(monkeypa
             return {"experiment": "pod-kill", "topology": "single", "tier": "single-point", "outcome": "met",
                     "aborted": False, "reasons": []}
 
-    monkeypatch.setattr(session, "ChaosRun", Recording)
+    monkeypatch.setattr(chaos_workflow, "ChaosRun", Recording)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sla.yaml").write_text("sla:\n  period_days: 7\n  fault_rates_per_day: {pod-kill: 0.5}\n")
     assert main(["chaos", "run", "pod-kill", "--sla", "sla.yaml", "--out", "out"]) == 0

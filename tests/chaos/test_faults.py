@@ -13,8 +13,9 @@ import pytest
 
 from harness.chaos.experiment import load_experiment
 from harness.chaos.profiles import get_profile
-from harness.chaos.session import ChaosRun, ChaosRunSettings
+from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events, read_state
+from harness.workflows.chaos import ChaosRun
 
 from .helpers import ROOT, assert_nothing_left
 

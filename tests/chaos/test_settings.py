@@ -7,7 +7,7 @@ import pytest
 from harness.chaos.activities import availability_over_last
 from harness.chaos.experiment import load_experiment
 from harness.chaos.profiles import get_profile
-from harness.chaos.session import ChaosRunSettings, split_cpus
+from harness.chaos.settings import ChaosRunSettings, split_cpus
 from harness.errors import ConfigError
 from harness.records import ProbeSample, write_records
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.jsonfile import write_json
 from harness.records import ProbeSample, RequestRecord, write_records
-from harness.results import new_run_record, save_run, write_json
+from harness.results import new_run_record, save_run
 
 T0 = 1_700_000_000.0
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.jsonfile import write_json
 from harness.report.compare import compare_runs
-from harness.results import new_run_record, save_run, write_json
+from harness.results import new_run_record, save_run
 
 
 def _record(root: Path) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.jsonfile import read_json, write_json
 from harness.report import drills, frames
 from harness.report.sections import collect_sections
-from harness.results import read_json, write_json
 
 from .conftest import T0, write_chaos
 

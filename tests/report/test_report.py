@@ -176,7 +176,7 @@ def test_an_unreadable_run_record_is_reported_not_raised(saved_run: Path) -> Non
 
 
 def _cell(root: Path, name: str, outcome: str, reasons: list[str]) -> None:
-    from harness.results import write_json
+    from harness.jsonfile import write_json
 
     from .conftest import write_chaos
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.jsonfile import write_json
 from harness.report.sections import collect_sections
 from harness.report.writer import format_cell, write_report
-from harness.results import write_json
 
 ISSUE_SWEEP = Path(__file__).parents[1] / "sweep" / "data" / "issue21_smoke_sweep.csv"
 

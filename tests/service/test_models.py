@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 
 from harness.config import resolve_service_config
-from harness.service.registry import MODEL_NAMES, MODELS, example_inputs
+from harness.modelnames import MODEL_NAMES
+from harness.service.registry import MODELS, example_inputs
 
 
 def test_every_registry_model_has_a_definition_and_no_more() -> None:
     from harness.service.models import model_names
 
     assert set(model_names()) == set(MODEL_NAMES)
+
+
+def test_the_registry_holds_the_ground_floor_names_in_order() -> None:
+    assert tuple(MODELS) == MODEL_NAMES
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

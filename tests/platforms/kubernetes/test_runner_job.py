@@ -97,7 +97,8 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
 
 
 def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(applied, service, tmp_path):
-    from harness.chaos.matrix import MatrixPlan, run_matrix
+    from harness.chaos.matrix import MatrixPlan
+    from harness.workflows.matrix import run_matrix
 
     target = applied
     plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, profile="smoke", spec_file=None,

@@ -1,4 +1,4 @@
-"""A closed-loop HTTP load generator for the service benchmark (aiohttp, its own process and core).
+"""A closed-loop HTTP load generator for the service benchmark and the sweep (aiohttp, its own process and core).
 
 ``concurrency`` workers each send one pre-encoded v2 request, wait for the answer, and send the next.
 After a warm-up, requests that complete inside the measurement window are counted; the result is
@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["run_load", "main"]
+__all__ = ["run_closed_loop", "main"]
 
 
 def _cpu_s() -> float:
@@ -25,7 +25,7 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run_load(url: str, body: bytes, samples_per_request: int, concurrency: int, warmup_s: float, duration_s: float, timeout_s: float = 30.0) -> dict[str, Any]:
+async def run_closed_loop(url: str, body: bytes, samples_per_request: int, concurrency: int, warmup_s: float, duration_s: float, timeout_s: float = 30.0) -> dict[str, Any]:
     """Return throughput and latency of ``concurrency`` closed-loop clients posting ``body`` to ``url``."""
     import aiohttp
     import numpy as np
@@ -97,7 +97,7 @@ def _run(coroutine: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the load, print the JSON result; return 0."""
-    parser = argparse.ArgumentParser(prog="python -m harness.bench.loadgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.load.closed_loop", description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="base URL of the service (one-shot mode)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--batch", type=int, default=1, help="samples per request")
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def window(base_url: str, warmup_s: float, duration_s: float) -> dict[str, Any]:
         url = f"{base_url.rstrip('/')}/v2/models/{args.model}/infer"
-        return _run(run_load(url, body, args.batch, args.concurrency, warmup_s, duration_s))
+        return _run(run_closed_loop(url, body, args.batch, args.concurrency, warmup_s, duration_s))
 
     if not args.windows:
         if not args.url:

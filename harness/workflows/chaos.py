@@ -1,6 +1,7 @@
 """One chaos run under load: deploy, baseline, inject through chaoslib, measure until recovered, tear down.
 
-`ChaosRun.execute` is what `harness chaos run` and the matrix call. The phases:
+`ChaosRun.execute` is what `harness chaos run`, the matrix (`harness.workflows.matrix`), the main
+job and the chaos scenarios call; its settings are `harness.chaos.settings.ChaosRunSettings`. The phases:
 
 1. deploy the spec (profile base or the user's ``--spec``, then the experiment's overlay, then the
    topology) and wait until every replica is Ready (unless the fault is the start itself);
@@ -18,101 +19,24 @@ deployment is torn down (further signals are held off while that happens), and t
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.chaos.experiment import ENV_STATE_FILE, Experiment, merge_spec
-from harness.chaos.profiles import ChaosProfile
-from harness.config import ServiceSpec
-from harness.errors import ConfigError, DeploymentError, HarnessError
+from harness.chaos.experiment import ENV_RECOVERY_TIMEOUT_S, ENV_SLO_LATENCY_MS, ENV_STATE_FILE
+from harness.chaos.settings import ChaosRunSettings, split_cpus
+from harness.errors import DeploymentError, HarnessError
 from harness.paths import resolve_path
-from harness.platforms.target import PlatformTarget
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
-__all__ = ["ENV_RECOVERY_TIMEOUT_S", "ENV_SLO_LATENCY_MS", "ChaosRunSettings", "ChaosRun", "check_attachable", "split_cpus"]
+__all__ = ["ChaosRun"]
 
-ENV_RECOVERY_TIMEOUT_S = "HARNESS_RECOVERY_TIMEOUT_S"
-ENV_SLO_LATENCY_MS = "HARNESS_SLO_LATENCY_MS"
 _POLL_S = 0.25
 _FLUSH_LAG_S = 0.5  # the prober appends about every 0.25 s: judge only what is surely written
-
-
-_MIN_CPUS_TO_PIN = 4
-
-
-def split_cpus() -> tuple[list[int] | None, list[int] | None]:
-    """Return (service CPUs, client CPUs): with 4+ CPUs the last one runs load and prober, the rest
-    the replicas; with fewer, nothing is pinned. On 2 cores, pinning every replica to one core lets a
-    restarting replica (imports, weights) starve the replica that is still serving, which says more
-    about the pinning than about the topology."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(allowed) < _MIN_CPUS_TO_PIN:
-        return None, None
-    return allowed[:-1], allowed[-1:]
-
-
-@dataclass
-class ChaosRunSettings:
-    """What to run: the experiment, where, under which profile, judged against which tier."""
-
-    experiment: Experiment
-    topology: str
-    profile: ChaosProfile
-    out_dir: Path
-    spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the profile's base spec)
-    tier: str | None = None  # default: the tier named for the topology
-    retry: bool | None = None  # balancer.retry_on_connect_error override
-    sla: Any = None  # harness.measure.sla.SlaConfig; default tiers when None
-    slo_latency_ms: float | None = None  # default: the SLA's p99 threshold
-    extra_spec: dict[str, Any] = field(default_factory=dict)
-    target: PlatformTarget = field(default_factory=PlatformTarget)  # local (deploy) or kubernetes (attach)
-
-    def spec(self) -> ServiceSpec:
-        """Return the spec to deploy: base (profile or --spec), experiment overlay, extras, topology.
-
-        On Kubernetes it is the applied Deployment's spec as it is: the harness attaches and cannot
-        change it, so an overlay, another topology or the balancer's retry is a ConfigError.
-        """
-        if self.topology not in self.experiment.extension.topologies:
-            raise ConfigError("topology", self.topology, f"experiment {self.experiment.name} runs on "
-                              f"{', '.join(self.experiment.extension.topologies)} (extensions[harness].topologies)",
-                              source=str(self.experiment.path))
-        if self.target.is_kubernetes:
-            return self._attached_spec()
-        base = self.spec_data if self.spec_data is not None else self.profile.base_spec
-        layers = [base, self.experiment.extension.spec, self.extra_spec]
-        if self.retry is not None:
-            layers.append({"balancer": {"retry_on_connect_error": self.retry}})
-        return merge_spec(*layers, topology=self.topology)
-
-    def _attached_spec(self) -> ServiceSpec:
-        source = str(self.target.spec_path or "--spec")
-        if self.spec_data is None:
-            raise ConfigError("--spec", None, "the Kubernetes platform needs the applied service spec", source=source)
-        check_attachable(self.experiment, retry=bool(self.retry), extra_spec=self.extra_spec)
-        spec = merge_spec(self.spec_data)
-        if self.topology != spec.topology:
-            raise ConfigError("topology", self.topology, f"the applied Deployment is {spec.topology}; render and apply "
-                              f"a {self.topology} spec to test that topology", source=source)
-        return spec
-
-
-def check_attachable(experiment: Experiment, *, retry: bool, extra_spec: dict[str, Any] | None = None) -> None:
-    """Raise ConfigError for what an attached Kubernetes Deployment cannot do: an experiment (or extra)
-    spec overlay, since the harness does not change what was applied, or the harness balancer's retry."""
-    overlay = experiment.extension.spec or extra_spec
-    if overlay:
-        raise ConfigError("extensions[harness].spec", overlay, "an attached Deployment cannot be changed by the "
-                          "harness: use an experiment from experiments/kubernetes/", source=str(experiment.path))
-    if retry:
-        raise ConfigError("--retry", True, "the Kubernetes Service routes the traffic: there is no harness balancer to retry")
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -404,11 +328,11 @@ class ChaosRun:
     def _judge(self) -> dict[str, Any]:
         from harness.chaos.behaviour import check_behaviour
         from harness.chaos.result import RESULT_FILE, build_result, drill_outputs, kill_label, serving_telemetry
+        from harness.jsonfile import write_json
         from harness.measure.sla import evaluate_fault
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
         from harness.platforms.base import read_events
         from harness.records import REQUESTS_FILE, RequestRecord
-        from harness.results import write_json
 
         events = read_events(self.out_dir / "events.jsonl")
         telemetry_path = self.out_dir / TELEMETRY_FILE

@@ -20,7 +20,8 @@ Effects (every one from comparable figures, never from throughput at a load both
   ratio of the two (how much of the forward pass's gain the service delivers), and next to the
   effect the forward pass predicts for the service (Amdahl: only the forward part of a request's cost
   changes; the rest, measured as the reference's cost per request at its max rate less its forward
-  time, stays), with the ratio of the effect to that prediction;
+  time, stays, or for batching is amortised by the batch as far as it is paid per batch: a range),
+  with the ratio of the effect to that prediction;
 - latency at the same load below both knees: p50 of one side over the other's at the lightest grid
   rate both met the SLO at and both sustain by their max rates (rate mode only).
 """
@@ -228,20 +229,27 @@ def _same_load_p50(points: list[dict[str, Any]], a: tuple[str, int], b: tuple[st
     return math.nan, math.nan, math.nan
 
 
-def _expected(b: Bracket, forward_a_ms: float, forward_b_ms: float) -> tuple[Bracket, float, float]:
+def _expected(b: Bracket, forward_a_ms: float, forward_b_ms: float, batch_share: float) -> tuple[Bracket, float, float]:
     """Return (the effect the forward pass predicts, the reference's forward share, its other cost per request ms).
 
     At the reference's (b's) max rate one request costs ``1000 / rate`` ms of service time, of which
-    ``forward_b_ms`` (its forward time per request, full batches) is the forward pass; the rest
-    (HTTP, JSON, queueing, Python) does not change with precision or batch size. The other side then
-    costs that rest plus its own forward time per request: effect = cost of b / cost of a (Amdahl).
+    ``forward_b_ms`` (its forward time per request, full batches) is the forward pass; the rest is HTTP,
+    JSON, queueing and Python. Precision does not change the rest: effect = cost of b / (rest + a's
+    forward time per request) (Amdahl). A larger batch may amortise the part of the rest paid once per
+    batch (waking the batcher, dispatching a forward): from none of it (Amdahl, the low end) to all of
+    it (the rest x ``batch_share``, the smaller batch over the larger: the high end), so the
+    prediction for batching is that range.
     """
     if not (b.value > 0 and math.isfinite(forward_a_ms) and math.isfinite(forward_b_ms)):
         return plain_ratio(math.nan, math.nan), math.nan, math.nan
     per_request_ms = 1000.0 / b.value
     rest_ms = max(0.0, per_request_ms - forward_b_ms)
-    expected = plain_ratio(per_request_ms, rest_ms + forward_a_ms, source="forward",
-                           detail=f"Amdahl: {rest_ms:.2f} ms per request outside the forward pass at the reference's max rate")
+    low = per_request_ms / (rest_ms + forward_a_ms)
+    high = per_request_ms / (rest_ms * batch_share + forward_a_ms)
+    detail = (f"{rest_ms:.2f} ms per request outside the forward pass at the reference's max rate, "
+              + ("paid per request (Amdahl)" if batch_share >= 1.0 else "paid per request (low end) to per batch (high end)"))
+    expected = (plain_ratio(per_request_ms, rest_ms + forward_a_ms, source="forward", detail=detail)
+                if high - low <= 1e-9 * low else Bracket(low, low, high, False, "forward", detail))
     return expected, min(1.0, forward_b_ms / per_request_ms), rest_ms
 
 
@@ -255,7 +263,8 @@ def _effect(key_a: tuple[str, int], a: Bracket, key_b: tuple[str, int], b: Brack
         effect = Bracket(math.nan, None, None, False, "ratio", why)
     versus = ratio(effect, forward,
                    detail="effect / forward-pass speed-up: the share of the forward pass's gain the service delivers")
-    expected, share, rest_ms = _expected(b, _forward_ms(drift, *key_a) / key_a[1], _forward_ms(drift, *key_b) / key_b[1])
+    expected, share, rest_ms = _expected(b, _forward_ms(drift, *key_a) / key_a[1], _forward_ms(drift, *key_b) / key_b[1],
+                                         key_b[1] / key_a[1])
     inputs = {role: {"precision": key[0], "max_batch_size": key[1], **figure.to_dict()}
               for role, key, figure in (("numerator", key_a, a), ("denominator", key_b, b))}
     return {"effect": effect.to_dict(2), "forward_speedup": forward.to_dict(2), "effect_vs_forward": versus.to_dict(2),

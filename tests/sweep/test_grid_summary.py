@@ -182,6 +182,10 @@ def test_effects_are_ratios_of_searched_max_rates_next_to_the_forward_pass_and_a
     assert precision[32]["effect_vs_expected"]["text"].startswith("between")  # bf16 batch 32 is a bracket
     # batching: batch 1 at 140 rps costs 7.14 ms a request, 1 ms of it forward; batch 32's forward is 0.25 ms
     assert fp32["expected_from_forward"]["value"] == pytest.approx((1000 / 140) / (1000 / 140 - 1.0 + 0.25))
+    # ... from the rest paid per request (Amdahl, low end) to the rest paid per batch, amortised 32-fold (high end)
+    assert fp32["expected_from_forward"]["low"] == pytest.approx((1000 / 140) / (1000 / 140 - 1.0 + 0.25))
+    assert fp32["expected_from_forward"]["high"] == pytest.approx((1000 / 140) / ((1000 / 140 - 1.0) / 32 + 0.25))
+    assert fp32["expected_from_forward"]["text"].startswith("between")
     assert fp32["effect_vs_expected"]["value"] == pytest.approx(fp32["effect"]["value"] / fp32["expected_from_forward"]["value"])
     configs = {(c["precision"], c["max_batch_size"]): c for c in summary["configurations"]}
     assert configs[("bf16", 32)]["max_rate"]["text"] == "at least 900.0 (below 2000.0)"

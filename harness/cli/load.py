@@ -5,8 +5,9 @@ locust_*.csv and locust_summary.json (Locust's own figures, for comparison), eve
 platform's events) and result.json (throughput, exact p50/p95/p99, errors, generator_saturated).
 With ``--rounds N`` (N > 1) each round is a fresh deployment written to ``round-01/``... and the
 top-level result.json holds the medians over rounds (`harness.load.rounds`); ``--rate-rps`` sends
-open-loop load instead of Locust users. Progress goes to stderr. Deployments are torn down on every
-way out, SIGINT and SIGTERM included.
+open-loop load instead of Locust users. Progress goes to stderr, with a heartbeat of the load so far
+(requests, rate, errors, p99) every few seconds: a bar on a terminal, plain lines in CI. Deployments
+are torn down on every way out, SIGINT and SIGTERM included.
 """
 
 from __future__ import annotations
@@ -70,10 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _say(message: str) -> None:
-    print(f"harness load: {message}", file=sys.stderr, flush=True)
-
-
 def _spec(args: argparse.Namespace) -> Any:
     from harness.config import ServiceSpec, load_spec, validate_model
 
@@ -121,6 +118,7 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Deploy, run the profile (in rounds), write the results, tear down; return 0. Raises HarnessError subclasses."""
+    from harness.cli._display import ProgressDisplay
     from harness.load.rounds import Arm, parse_fault_params, run_rounds
     from harness.load.session import CpuPlan, plan_cpus
 
@@ -133,20 +131,21 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
     plan = CpuPlan(None, None) if args.no_pin else plan_cpus()
     out = Path(args.out)
+    say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
     try:
         result = run_rounds(
             arm, load, out, rounds=args.rounds, platform=args.platform, cpus=plan, warmup_s=warmup_s,
-            prober=not args.no_prober, prober_interval_s=args.prober_interval_s, progress=_say,
+            prober=not args.no_prober, prober_interval_s=args.prober_interval_s, progress=say,
             metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": args.platform,
                       "model": spec.service.model, "cpu_plan": plan.to_dict()},
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
     _record(out, result, spec, args)
-    _say(_summary_line(result))
+    say(_summary_line(result))
     if result.get("generator_saturated"):
-        _say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
+        say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
              "generator's limit, not only the service's")
     print(json.dumps({k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
                                                  "generator_saturated")}))

@@ -1,4 +1,7 @@
-"""The harness's pytest plugin (loaded by the root conftest.py): options, markers, fixtures, the report.
+"""The harness's pytest plugin: options, markers, fixtures, the report.
+
+Loaded wherever the package is installed (its ``pytest11`` entry point, named after this module, so
+the root conftest.py's ``pytest_plugins`` and ``-p harness.pytest_plugin`` find it registered).
 
 A thin shell over the plain classes of `harness.scenario`, `harness.scenario_chaos` and
 `harness.scenario_perf`, as pytest-benchmark's plugin is over its session: options are read and

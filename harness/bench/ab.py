@@ -43,9 +43,11 @@ SIGNOFF_READINESS_PERIOD_S = 0.2  # a round is Ready as soon as the model is: ro
 # Replicas of each build in a sign-off deployment. Two processes of one build differ by ~2.5% (sd) in
 # latency on this machine (memory and cache placement; measured: the mean log-ratio of A/A sessions
 # with one replica each ranged -4% to +4.5%, consistent within a session). The balancer spreads
-# consecutive requests round-robin over the replicas, so each build's figure averages 4 processes
-# and that bias halves.
-SIGNOFF_REPLICAS = 4
+# consecutive requests round-robin over the replicas, so each build's figure averages 2 processes and
+# that bias shrinks by sqrt(2). More is worse here: with 4 per build (8 processes on 2 cores) each
+# request found its process's weights out of cache and the per-pair spread grew to 13% (pilot of 4
+# sessions, load average 2-3.6).
+SIGNOFF_REPLICAS = 2
 COMPARISON_FILE = "comparison.json"
 
 Progress = Callable[[str], None]

@@ -207,7 +207,7 @@ def test_cleanup_command_reports_what_it_removed_and_exits_3_naming_what_it_coul
 
 def test_cleanup_help_names_its_exit_codes():
     result = subprocess.run([sys.executable, "-m", "harness", "cleanup", "--help"], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0
-    assert "0 nothing stale is left" in result.stdout and "2 bad usage" in result.stdout
-    assert "3 something stale could not be removed" in result.stdout
+    assert "\n  0    nothing stale is left" in result.stdout and "\n  2    bad usage" in result.stdout
+    assert "\n  3    something stale could not be removed" in result.stdout

@@ -75,6 +75,17 @@ def _classify(directory: Path, root: Path) -> list[Part]:
     return found
 
 
+def _label(path: str, part: Part) -> str:
+    """Return how a part is named in the rows: its path in the run, or, for a run that is one part
+    (path "."), what it measured: ``chaos/<experiment>/<topology>`` or ``load``."""
+    if path != ".":
+        return path
+    if part.kind == CHAOS:
+        experiment = str(part.result.get("experiment") or "experiment")
+        return f"chaos/{Path(experiment).stem}/{part.result.get('topology') or '?'}"
+    return part.kind
+
+
 def collect_parts(run_dir: str | Path) -> dict[str, list[Part]]:
     """Return the comparable parts of a saved run keyed by their path (a directory may hold a load or
     chaos result and a sweep). The rounds of a run with rounds belong to it and are not parts."""
@@ -226,9 +237,9 @@ def compare_runs(
                 continue
             past = [p for h in histories for p in h.get(path, []) if p.kind == cur.kind]
             if cur.kind == LOAD:
-                findings += _load_findings(path, base, cur, past, rules, warnings)
+                findings += _load_findings(_label(path, cur), base, cur, past, rules, warnings)
             elif cur.kind == CHAOS:
-                findings += _chaos_findings(path, base, cur, past, rules, warnings)
+                findings += _chaos_findings(_label(path, cur), base, cur, past, rules, warnings)
             else:
                 findings += _sweep_findings(path, base, cur)
         warnings += [f"{path} ({kind}): only in the baseline run, not compared" for kind in kinds]

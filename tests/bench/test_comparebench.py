@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.bench.ab import SIGNOFF_REPLICAS
 from harness.bench import comparebench
 from harness.bench.comparebench import CompareBenchSettings, format_compare_bench, run_compare_bench
 from harness.errors import ConfigError
@@ -15,9 +16,9 @@ from harness.errors import ConfigError
 
 def _comparison(flagged: bool, p50_change: float) -> dict[str, Any]:
     verdict = "regressed" if flagged else "no change"
-    return {"rows": [{"metric": ".:p50_ms", "change": p50_change, "verdict": verdict, "p_adjusted": 0.001},
-                     {"metric": ".:p99_ms", "change": p50_change, "verdict": "no change", "p_adjusted": 0.5}],
-            "regressions": [".:p50_ms: ..."] if flagged else []}
+    return {"rows": [{"metric": "load:p50_ms", "change": p50_change, "verdict": verdict, "p_adjusted": 0.001},
+                     {"metric": "load:p99_ms", "change": p50_change, "verdict": "no change", "p_adjusted": 0.5}],
+            "regressions": ["load:p50_ms: ..."] if flagged else []}
 
 
 def test_sessions_alternate_and_rates_carry_wilson_intervals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,7 +28,7 @@ def test_sessions_alternate_and_rates_carry_wilson_intervals(tmp_path: Path, mon
         slow = b.fault == "slow-inference"
         calls.append((Path(out).name, b.fault_params.get("factor")))
         assert options["pairs"] == 10 and options["telemetry"] is False and a.spec.service.max_queue_delay_ms == 2.0
-        assert options["deploy"] == "requests" and a.spec.replica_count == 4 and a.spec.service.model == "text-encoder"
+        assert options["deploy"] == "requests" and a.spec.replica_count == SIGNOFF_REPLICAS == 2 and a.spec.service.model == "text-encoder"
         assert load.rate_rps == 8.0 and load.request_rows == 32
         # 1 false alarm in 3 A/A sessions; 2 detections in 2 A/B sessions
         flagged = slow or len(calls) == 3

@@ -89,7 +89,7 @@ def test_interleaved_runs_are_compared_paired_and_json_is_printed(tmp_path, monk
     write_load_rounds(Path("ab/b"), base * 1.10 * rng.lognormal(0.0, 0.01, size=5), interleave={**session, "arm": "b"})
     assert main(["compare", "ab/b", "--baseline", "ab/a", "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
-    p50 = next(row for row in result["rows"] if row["metric"] == ".:p50_ms")
+    p50 = next(row for row in result["rows"] if row["metric"] == "load:p50_ms")
     assert p50["verdict"] == "regressed" and p50["test"] == "paired t on log-ratios"
     assert p50["change"] == pytest.approx(0.10, abs=0.03)
     assert not any(row["metric"].endswith("throughput_rps") for row in result["rows"])  # open loop: the offered rate
@@ -97,7 +97,7 @@ def test_interleaved_runs_are_compared_paired_and_json_is_printed(tmp_path, monk
 
     write_load_rounds(Path("ab/c"), base * 1.10, interleave={**session, "session": "other", "arm": "b"})
     unpaired = compare_runs("ab/c", "ab/a")  # another session: unpaired, and the drift drowns the change
-    row = next(r for r in unpaired["rows"] if r["metric"] == ".:p50_ms")
+    row = next(r for r in unpaired["rows"] if r["metric"] == "load:p50_ms")
     assert row["test"].startswith("Welch") and row["verdict"] == "inconclusive" and not unpaired["regressions"]
 
 

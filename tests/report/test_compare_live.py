@@ -35,7 +35,7 @@ def test_a_slowed_build_is_flagged_paired_and_the_same_build_is_not(tmp_path: Pa
     assert "REGRESSED" in slowed.stdout and "paired t on log-ratios" in slowed.stdout
 
     comparison = json.loads((tmp_path / "slowed" / "comparison.json").read_text())
-    p50 = next(row for row in comparison["rows"] if row["metric"] == ".:p50_ms")
+    p50 = next(row for row in comparison["rows"] if row["metric"] == "load:p50_ms")
     assert p50["verdict"] == "regressed" and p50["change"] > 0.5
     b = json.loads((tmp_path / "slowed" / "b" / "result.json").read_text())
     assert b["round_count"] == 6 and b["injected_fault"]["params"]["factor"] == 3

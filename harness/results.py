@@ -56,6 +56,7 @@ __all__ = [
     "RunRecord",
     "new_run_id",
     "new_run_record",
+    "new_part_record",
     "save_run",
     "load_run",
     "list_runs",
@@ -163,6 +164,22 @@ def new_run_record(kind: RunKind, *, command: list[str] | None = None, inspect_t
             environment=fingerprint(inspect_torch=inspect_torch),
             **fields,
         )
+    except ValidationError as exc:
+        raise RunRecordError(f"invalid run record: {_first_error(exc)}") from exc
+
+
+def new_part_record(parent: RunRecord, kind: RunKind, name: str, **fields: Any) -> RunRecord:
+    """Return a running RunRecord for the part ``name`` of the run ``parent`` (the main job's load,
+    sweep or capacity, a scenario session's): id ``<parent id>-<name>``, and the parent's command,
+    profile, platform and environment (fingerprinted once per run); ``fields`` set or override the rest.
+
+    Raises RunRecordError naming the field when a value is invalid.
+    """
+    values: dict[str, Any] = {"run_id": f"{parent.run_id}-{name}", "command": list(parent.command),
+                              "profile": parent.profile, "platform": parent.platform,
+                              "environment": parent.environment, **fields}
+    try:
+        return RunRecord(kind=kind, **values)
     except ValidationError as exc:
         raise RunRecordError(f"invalid run record: {_first_error(exc)}") from exc
 

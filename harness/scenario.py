@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import ConfigError, UsageError
-from harness.results import RUN_FILE, RunRecord, new_run_id, new_run_record, save_run
+from harness.results import RUN_FILE, RunRecord, new_part_record, new_run_id, new_run_record, save_run
 
 __all__ = [
     "PROFILES",
@@ -232,25 +232,13 @@ class ScenarioSession:
         self.save()
         return path
 
-    def job_context(self) -> Any:
-        """Return a `harness.job.runner.JobContext` writing into this run, for calling the main job's stages.
-
-        The scenarios measure what ``harness run <profile>`` measures by calling the same stage functions.
-        """
-        from harness.job import get_job_profile
-        from harness.job.runner import JobContext
-
-        return JobContext(get_job_profile(self.options.profile), self.run_dir, self.record, baseline=None,
-                          progress=lambda line: log.info("%s", line))
-
     def save_part(self, path: Path, kind: str, *, summary: Mapping[str, Any], status: str = "completed",
                   reason: str | None = None, config: Mapping[str, Any] | None = None, topology: str | None = None) -> None:
         """Write the part's own run.json (the session's environment, its kind and summary)."""
         if self.replaying and (path / RUN_FILE).exists():
             return  # the replayed part keeps the record it was measured with
-        record = RunRecord(kind=kind, command=self.record.command, profile=self.options.profile,
-                           platform=self.options.platform, topology=topology, environment=self.record.environment,
-                           config=dict(config or {}), summary=dict(summary))
+        name = (path.relative_to(self.run_dir).as_posix() if path.is_relative_to(self.run_dir) else path.name).replace("/", "-")
+        record = new_part_record(self.record, kind, name, topology=topology, config=dict(config or {}), summary=dict(summary))
         record.finish(status, reason)
         save_run(path, record)
 

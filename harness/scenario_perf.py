@@ -1,14 +1,14 @@
 """Performance scenarios: deployments, load runs, the sweep and the capacity plan, with their expectations.
 
 What each measures comes from the main job's profile (`harness.job.profiles.JOB_PROFILES`), and the
-sweep and capacity parts are produced by the job's own stage functions (`harness.job.stages`), so
-``pytest scenarios/ --harness-profile smoke`` and ``harness run smoke`` measure the same things into
-the same layout (``load``, ``sweep``, ``capacity``): either one is a baseline for the other.
+load, sweep and capacity parts are produced by the workflows the main job calls (`harness.workflows`),
+so ``pytest scenarios/ --harness-profile smoke`` and ``harness run smoke`` measure the same things
+into the same layout (``load``, ``sweep``, ``capacity``): either one is a baseline for the other.
 
 - `DeploymentFactory` (the ``deploy_service`` fixture): deploys a spec, waits Ready, tears every
   deployment down at the end of the test.
 - `LoadScenarios` (the ``load`` fixture): a Locust profile with the prober and telemetry against a
-  deployment (`harness.load.session.run_session`; Locust runs in its own process); `LoadOutcome`
+  deployment (`harness.workflows.load.run_load`; Locust runs in its own process); `LoadOutcome`
   judges availability, p99 and memory growth with `harness.measure.sla`.
 - `PerfScenario` (the ``perf`` fixture): the sweep, once per session; `SweepResult` holds the summary.
 - `CapacityScenario` (the ``capacity`` fixture): the plan and its check, once per session.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -143,31 +142,27 @@ class LoadScenarios:
 
     def run(self, deployment: Any, *, kind: str | None = None, duration_s: float | None = None,
             users: int | None = None, tier: str | None = None) -> LoadOutcome:
-        """Run load of ``kind`` (default: the profile's) against a Ready deployment; return the outcome.
+        """Run load of ``kind`` (default: the profile's) against a Ready deployment
+        (`harness.workflows.load.run_load`, as `harness load` and the main job); return the outcome.
 
         Raises ConfigError for a bad profile, HarnessError when the generator or prober cannot run.
         """
         from harness.load.profiles import build_profile
-        from harness.load.session import plan_cpus, run_session
+        from harness.load.session import CpuPlan, plan_cpus
         from harness.measure.sla import TIER_FOR_TOPOLOGY
+        from harness.workflows.load import LoadSettings, run_load
 
         job = _job_profile(self.session)
         spec = deployment.spec
         profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s,
                                 users=users or job.load_users, model=spec.service.model)
-        path = self.session.part_dir("load")
-        plan = plan_cpus() if self.session.options.platform == "local" else None
+        platform = self.session.options.platform
+        settings = LoadSettings(spec=spec, load=profile, out_dir=self.session.part_dir("load"), platform=platform,
+                                cpus=plan_cpus() if platform == "local" else CpuPlan(None, None))
         log.info("load %s for %g s against %s", profile.kind, profile.duration_s, deployment.endpoint)
-        result = run_session(deployment, profile, path, generator_cpus=plan.generator if plan else None,
-                             progress=lambda line: log.info("load: %s", line),
-                             metadata={"topology": spec.topology, "replicas": spec.replica_count,
-                                       "platform": self.session.options.platform, "model": spec.service.model})
-        events = Path(deployment.events_path)
-        if events.exists():
-            shutil.copyfile(events, path / "events.jsonl")
-        self.session.save_part(path, "load", topology=spec.topology, config=profile.model_dump(),
-                               summary={k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p99_ms")})
-        return LoadOutcome(result, path, tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology])
+        run = run_load(settings, deployment=deployment, parent=self.session.record,
+                       progress=lambda line: log.info("load: %s", line))
+        return LoadOutcome(run.result, run.out_dir, tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology])
 
 
 class SweepResult:
@@ -233,18 +228,26 @@ class PerfScenario:
         return build_plan(job.sweep_profile, **job.sweep)
 
     def sweep(self) -> SweepResult:
-        """Run the sweep into the ``sweep`` part (first call only); return its result.
+        """Run the sweep into the ``sweep`` part (first call only; `harness.workflows.sweep.run_sweep`, as
+        ``harness run`` and `harness sweep`); return its result.
 
         Raises NotApplicable off the local platform, HarnessError when no point could be measured.
         """
-        from harness.job.stages import SWEEP_DIR, sweep_stage
+        from harness.errors import HarnessError
+        from harness.job.stages import SWEEP_DIR
+        from harness.sweep.grid import SWEEP_CSV
+        from harness.workflows.sweep import SweepSettings, run_sweep
 
         if self._result is None:
             if self.session.options.platform != "local" and not self.session.replaying:
                 raise NotApplicable("sweeps deploy on the local platform only (harness.sweep.local)")
             path = self.session.part_dir(SWEEP_DIR, unique=False)
             if not self.session.replaying:
-                sweep_stage(self.session.job_context())
+                settings = SweepSettings(self.sweep_plan(), path, accuracy=_job_profile(self.session).sweep_accuracy)
+                outcome = run_sweep(settings, parent=self.session.record, progress=lambda line: log.info("%s", line))
+                self.session.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
+                if not outcome.interrupted and not outcome.measured_anything():
+                    raise HarnessError(f"no sweep point could be measured: see {path}")
             self._result = SweepResult(self.session, path)
         return self._result
 
@@ -304,18 +307,21 @@ class CapacityScenario:
         return dict(_job_profile(self.session).capacity)
 
     def plan_and_check(self) -> CapacityResult:
-        """Measure one replica, plan, check the plan by deploying (first call only); return the result.
+        """Measure one replica, plan, check the plan by deploying (first call only;
+        `harness.workflows.capacity.run_capacity`, as ``harness run`` and `harness capacity`); return the result.
 
         Raises NotApplicable off the local platform, HarnessError when one replica meets the SLO at no rate.
         """
-        from harness.job.stages import CAPACITY_DIR, capacity_stage
+        from harness.job.stages import CAPACITY_DIR
+        from harness.sweep.planner import CapacitySettings
+        from harness.workflows.capacity import run_capacity
 
         if self._result is None:
             if self.session.options.platform != "local" and not self.session.replaying:
                 raise NotApplicable("the capacity check deploys on the local platform only")
             path = self.session.part_dir(CAPACITY_DIR, unique=False)
             if not self.session.replaying:
-                capacity_stage(self.session.job_context())
+                run_capacity(CapacitySettings.from_mapping(self.target), path, parent=self.session.record,
+                             progress=lambda line: log.info("%s", line))
             self._result = CapacityResult(path)
         return self._result
-

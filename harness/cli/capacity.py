@@ -4,8 +4,8 @@ Measures one replica's max sustainable rate under the SLO (search over the reque
 code and in the same way as `harness sweep` measures a configuration), plans
 ``ceil(R x (1 + headroom) / per-replica rate)`` replicas, then checks the linear-scaling assumption
 by deploying the planned count (multi-active, through the front balancer) where the machine allows
-it, else the most it allows, and measuring that deployment the same way. All of it is
-`harness.sweep.planner.run_capacity`; this command parses flags, records the run and prints the
+it, else the most it allows, and measuring that deployment the same way. All of it, the run record
+included, is `harness.workflows.capacity.run_capacity`; this command parses flags and prints the
 plan and the check. Writes ``OUT/capacity.json`` and ``OUT/run.json``.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.config import PRECISIONS
@@ -53,9 +52,9 @@ def _say(text: str) -> None:
 
 def run_capacity_command(args: argparse.Namespace) -> int:
     """Plan and check; return 0. Raises ConfigError for bad flags, HarnessError when nothing meets the SLO."""
-    from harness.results import new_run_record, save_run
-    from harness.sweep.planner import CapacitySettings, capacity_plan, run_capacity, validate_capacity_settings
+    from harness.sweep.planner import CapacitySettings, validate_capacity_settings
     from harness.sweep.table import format_capacity
+    from harness.workflows.capacity import run_capacity
 
     validate_output_dir(args.out, "--out")
     settings = CapacitySettings(
@@ -70,21 +69,6 @@ def run_capacity_command(args: argparse.Namespace) -> int:
         if exc.field in ("precision", "search_budget_s"):  # name the flag the user typed
             raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
         raise
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = new_run_record("capacity", config={**capacity_plan(settings).to_dict(), **settings.to_dict()},
-                            platform="local", topology="multi-active")
-    save_run(out, record)
-    try:
-        data = run_capacity(settings, out, progress=_say)
-    except BaseException as exc:
-        record.finish("failed", f"{type(exc).__name__}: {exc}")
-        save_run(out, record)
-        raise
-    record.add_artifact("capacity", CAPACITY_JSON)
-    record.summary = {"replicas": data["plan"]["replicas"], "per_replica_rps": data["plan"]["per_replica_rps"],
-                      "per_replica_converged": data["plan"]["per_replica_converged"], "worst_ratio": data["worst_ratio"]}
-    record.finish("completed")
-    save_run(out, record)
+    data = run_capacity(settings, args.out, progress=_say)
     print(format_capacity(data))
     return 0

@@ -2,7 +2,8 @@
 
 Writes to ``--out``: requests.csv (every request), timeline.csv (the prober), telemetry.csv,
 locust_*.csv and locust_summary.json (Locust's own figures, for comparison), events.jsonl (the
-platform's events) and result.json (throughput, exact p50/p95/p99, errors, generator_saturated).
+platform's events), result.json (throughput, exact p50/p95/p99, errors, generator_saturated) and
+run.json, all through `harness.workflows.load.run_load` (this command parses flags and prints).
 With ``--rounds N`` (N > 1) each round is a fresh deployment written to ``round-01/``... and the
 top-level result.json holds the medians over rounds (`harness.load.rounds`); ``--rate-rps`` sends
 open-loop load instead of Locust users. Progress goes to stderr, with a heartbeat of the load so far
@@ -16,7 +17,6 @@ import argparse
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.config import TOPOLOGIES
@@ -106,7 +106,7 @@ def _validate_fault_kind(kind: str | None) -> None:
     """Raise ConfigError naming --inject-fault for a kind the service does not know (its parameters
     are checked with it, by `Arm.validate`)."""
     from harness.errors import ConfigError
-    from harness.service.faults import FAULT_KINDS
+    from harness.faultparams import FAULT_KINDS
 
     if kind is not None and kind not in FAULT_KINDS:
         raise ConfigError("--inject-fault", kind, f"unknown fault kind; choose one of {', '.join(FAULT_KINDS)}")
@@ -117,57 +117,37 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Deploy, run the profile (in rounds), write the results, tear down; return 0. Raises HarnessError subclasses."""
+    """Deploy, run the profile (in rounds), write the results, tear down (`harness.workflows.load.run_load`);
+    return 0. Raises HarnessError subclasses."""
     from harness.cli._display import ProgressDisplay
-    from harness.load.rounds import Arm, parse_fault_params, run_rounds
+    from harness.load.rounds import parse_fault_params
     from harness.load.session import CpuPlan, plan_cpus
+    from harness.workflows.load import LoadSettings, run_load
 
     validate_output_dir(args.out, "--out")
     _validate_fault_kind(args.inject_fault)
     spec = _spec(args)
-    load = _load_shape(args, spec.service.model)
-    arm = Arm("load", spec, args.inject_fault, parse_fault_params(args.fault_param))
     warmup_s = args.warmup_s if args.warmup_s is not None else (
         DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
-    plan = CpuPlan(None, None) if args.no_pin else plan_cpus()
-    out = Path(args.out)
+    settings = LoadSettings(
+        spec=spec, load=_load_shape(args, spec.service.model), out_dir=args.out, platform=args.platform,
+        rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault, fault_params=parse_fault_params(args.fault_param),
+        cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
+        prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],
+    )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
     try:
-        result = run_rounds(
-            arm, load, out, rounds=args.rounds, platform=args.platform, cpus=plan, warmup_s=warmup_s,
-            prober=not args.no_prober, prober_interval_s=args.prober_interval_s, progress=say,
-            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": args.platform,
-                      "model": spec.service.model, "cpu_plan": plan.to_dict()},
-        )
+        result = run_load(settings, progress=say).result
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _record(out, result, spec, args)
     say(_summary_line(result))
     if result.get("generator_saturated"):
         say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
-             "generator's limit, not only the service's")
+            "generator's limit, not only the service's")
     print(json.dumps({k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
                                                  "generator_saturated")}))
     return 0
-
-
-def _record(out: Path, result: dict[str, Any], spec: Any, args: argparse.Namespace) -> None:
-    """Write run.json: the environment fingerprint makes `harness compare` of two load runs warn on
-    different machines."""
-    from harness.results import ARTIFACT_FILES, new_run_record, save_run
-
-    record = new_run_record("load", command=["harness", *sys.argv[1:]], profile=args.profile, platform=args.platform,
-                            topology=spec.topology, config={"spec": spec.model_dump(by_alias=True, mode="json"),
-                                                            "profile": result.get("profile"),
-                                                            "injected_fault": result.get("injected_fault")})
-    for name in ("result", "requests", "timeline", "telemetry", "events"):
-        if (out / ARTIFACT_FILES[name]).exists():
-            record.add_artifact(name, ARTIFACT_FILES[name])
-    record.summary = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
-                                                 "generator_saturated")}
-    record.finish("completed")
-    save_run(out, record)
 
 
 def _summary_line(result: dict[str, Any]) -> str:

@@ -3,8 +3,8 @@
 Writes ``OUT/sweep.csv`` (one row per point and window, as they complete), ``OUT/sweep_summary.json``
 (medians with 95% CIs, each configuration's max rate under the p99 SLO found by search, the
 latency/throughput frontier, batching and precision effects next to the forward pass's own
-speed-ups, accuracy drift) and ``OUT/run.json``. A line per finished point with the ETA
-goes to stderr; the summary table to stdout. SIGINT tears the deployment down and keeps what
+speed-ups, accuracy drift) and ``OUT/run.json``, all through `harness.workflows.sweep.run_sweep`.
+A line per finished point with the ETA goes to stderr; the summary table to stdout. SIGINT tears the deployment down and keeps what
 finished (exit 130).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
@@ -72,13 +71,10 @@ def _say(text: str) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    """Run the sweep; return 0 (130 when interrupted). Raises ConfigError for bad flags."""
-    from harness.results import new_run_record, save_run
-    from harness.sweep.accuracy import measure_plan_accuracy
-    from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, build_plan
-    from harness.sweep.local import LocalSweepBackend, split_cpus
-    from harness.sweep.runner import run_sweep
-    from harness.sweep.table import format_probe, format_progress, format_sweep
+    """Run the sweep (`harness.workflows.sweep.run_sweep`); return 0 (130 when interrupted). Raises ConfigError for bad flags."""
+    from harness.sweep.grid import build_plan
+    from harness.sweep.table import format_sweep
+    from harness.workflows.sweep import SweepSettings, run_sweep
 
     validate_output_dir(args.out, "--out")
     plan = build_plan(
@@ -91,55 +87,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         max_queue_delay_ms=args.max_queue_delay_ms, search=args.search, load_mode=args.load_mode,
         search_budget_s=args.search_budget_s,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    service_cpus, generator_cpus = split_cpus()
-    record = new_run_record("sweep", profile=plan.profile, config=plan.to_dict(), platform="local", topology="single")
-    save_run(out, record)
-    _say(f"sweep {plan.profile}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
-         f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}"
-         f"{', each with a max-rate search' if plan.search else ''}; service on CPU {service_cpus}, generator on CPU "
-         f"{generator_cpus or 'shared'}; writing {out / SWEEP_CSV}")
-
-    def accuracy(p):
-        if args.no_accuracy:
-            return []
-        _say(f"accuracy drift: {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, forward "
-             f"pass timed at batch {', '.join(map(str, p.batch_sizes))} ...")
-        drifts = measure_plan_accuracy(p, cpus=service_cpus)
-        for d in drifts:
-            timed = ", ".join(f"batch {b} {ms:.2f} ms" for b, ms in d.forward_ms_by_batch.items())
-            _say(f"  {d.precision}: {d.status} max_abs_error {d.max_abs_error:.3g} mean_abs_error {d.mean_abs_error:.3g} "
-                 f"forward {timed or 'not timed'} {d.reason} {d.forward_reason}".rstrip())
-        return drifts
-
-    def progress(done, total, point, elapsed_s, eta_s):
-        _say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows, point.reason,
-                             elapsed_s, eta_s))
-
-    backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
-    try:
-        outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress,
-                            on_probe=lambda precision, batch, probe: _say(format_probe(precision, batch, probe)))
-    except BaseException as exc:
-        record.finish("failed", f"{type(exc).__name__}: {exc}")
-        save_run(out, record)
-        raise
-    record.add_artifact("sweep", SWEEP_CSV)
-    record.add_artifact("summary", SUMMARY_JSON)
-    record.summary = {"points": len(outcome.points), "statuses": _count(p.status for p in outcome.points),
-                      "elapsed_s": round(outcome.elapsed_s, 1)}
-    record.finish("aborted" if outcome.interrupted else "completed",
-                  "interrupted (SIGINT)" if outcome.interrupted else None)
-    save_run(out, record)
+    outcome = run_sweep(SweepSettings(plan, args.out, accuracy=not args.no_accuracy), progress=_say)
     print(format_sweep(outcome.summary))
     _say(f"sweep {'interrupted' if outcome.interrupted else 'done'} in {outcome.elapsed_s:.0f} s: "
          f"{outcome.csv_path}, {outcome.summary_path}")
     return 130 if outcome.interrupted else 0
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts

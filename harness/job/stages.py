@@ -6,10 +6,10 @@ Every stage writes under its own directory of the job's (the report finds the pa
 - deploy: the service spec on the local platform, Ready (`harness.platforms.deploy`), held for load;
   on Kubernetes, the applied Deployment attached to (rolled out, every pod Ready), created by nobody here;
 - load: a Locust profile with the prober and telemetry against that deployment
-  (`harness.load.session.run_session`) into ``load/``, then the deployment is torn down;
+  (`harness.workflows.load.run_load`, as `harness load`) into ``load/``, then the deployment is torn down;
 - chaos: the fault x topology matrix (`harness.workflows.matrix.run_matrix`) into ``chaos/``;
-- sweep: precision x batch size x rate (`harness.sweep.runner.run_sweep`) into ``sweep/``;
-- capacity: the plan and its check (`harness.sweep.planner.run_capacity`, as `harness capacity`) into
+- sweep: precision x batch size x rate (`harness.workflows.sweep.run_sweep`, as `harness sweep`) into ``sweep/``;
+- capacity: the plan and its check (`harness.workflows.capacity.run_capacity`, as `harness capacity`) into
   ``capacity/``;
 - report: ``report.html``, ``report.md``, ``summary.json`` (`harness.report.writer.write_report`),
   with the baseline comparison when one is given (`harness.report.compare.compare_runs`).
@@ -23,7 +23,6 @@ Heavy modules are imported inside the stage functions (torch, pandas, chaoslib),
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -94,11 +93,9 @@ class LineWriter(io.TextIOBase):
 def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, summary: dict[str, Any],
                  config: dict[str, Any] | None = None, topology: str | None = None, reason: str | None = None) -> None:
     """Write ``run.json`` of a part the called module does not record itself (same environment as the job)."""
-    from harness.results import RunRecord, save_run
+    from harness.results import new_part_record, save_run
 
-    record = RunRecord(kind=kind, run_id=f"{ctx.record.run_id}-{directory}", command=ctx.record.command,
-                       profile=ctx.profile.name, config=config or {}, platform=ctx.target.platform, topology=topology,
-                       environment=ctx.record.environment, summary=summary)
+    record = new_part_record(ctx.record, kind, directory, config=config or {}, topology=topology, summary=summary)
     record.finish(status, reason)
     save_run(ctx.out_dir / directory, record)
 
@@ -129,13 +126,12 @@ def preflight_stage(ctx: JobContext) -> StageOutcome:
 
 def _teardown(deployment: Any, out: Path) -> None:
     """Close the deployment, then keep its events beside the load results (as `harness load` does)."""
+    from harness.platforms.base import copy_events
+
     try:
         deployment.close()
     finally:
-        source = Path(deployment.events_path)
-        if source.exists() and source.resolve() != (out / "events.jsonl").resolve():
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, out / "events.jsonl")
+        copy_events(deployment, out)
 
 
 def deploy_stage(ctx: JobContext) -> StageOutcome:
@@ -191,23 +187,20 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
 
 
 def load_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's load against the held deployment, tear it down; verdict from p99 and errors."""
+    """Run the profile's load against the held deployment (`harness.workflows.load.run_load`), tear it
+    down; verdict from p99 and errors."""
     from harness.load.profiles import build_profile
-    from harness.load.session import run_session
     from harness.measure.alerts import check_p99
     from harness.measure.sla import SlaConfig
+    from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
-    profile, spec, plan = ctx.profile, ctx.get("spec"), ctx.get("cpu_plan")
-    deployment = ctx.get("deployment")
+    profile, spec = ctx.profile, ctx.get("spec")
     load = build_profile(profile.load_kind, profile.load_duration_s, users=profile.load_users, model=spec.service.model)
-    out = ctx.out_dir / LOAD_DIR
+    settings = LoadSettings(spec=spec, load=load, out_dir=ctx.out_dir / LOAD_DIR, platform=ctx.target.platform,
+                            cpus=ctx.get("cpu_plan"),
+                            telemetry=not ctx.target.is_kubernetes)  # pods run on other nodes: not ours to sample
     try:
-        result = run_session(
-            deployment, load, out, generator_cpus=plan.generator, progress=ctx.say,
-            telemetry=not ctx.target.is_kubernetes,  # pods run on other nodes: their CPU/RSS/GPU are not ours to sample
-            metadata={"topology": spec.topology, "replicas": spec.replica_count, "platform": ctx.target.platform,
-                      "model": spec.service.model, "cpu_plan": plan.to_dict()},
-        )
+        result = run_load(settings, deployment=ctx.get("deployment"), parent=ctx.record, progress=ctx.say).result
     finally:
         ctx.say("tearing down")
         ctx.release("deployment")
@@ -217,11 +210,9 @@ def load_stage(ctx: JobContext) -> StageOutcome:
         findings.append("no request completed during the load profile")
     elif errors / requests > MAX_ERROR_RATE:
         findings.append(f"error rate {errors / requests:.2%} > {MAX_ERROR_RATE:.0%} ({errors} of {requests} requests)")
-    summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms",
-                                          "generator_saturated")}
+    summary = {k: result.get(k) for k in SUMMARY_KEYS}
     ctx.say(f"{requests} requests, {errors} errors, {_number(result.get('throughput_rps'))} req/s, "
             f"p99 {_number(result.get('p99_ms'))} ms" + (" (load generator saturated)" if result.get("generator_saturated") else ""))
-    _part_record(ctx, "load", LOAD_DIR, status="completed", summary=summary, config=load.model_dump(), topology=spec.topology)
     return StageOutcome(verdict=FAIL if findings else PASS, findings=findings, summary=summary, path=LOAD_DIR)
 
 
@@ -273,53 +264,26 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
 # ----- sweep ----------------------------------------------------------------------------------------
 
 def sweep_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's sweep (sweep.csv, sweep_summary.json); fails when nothing could be measured."""
-    from harness.sweep.accuracy import measure_plan_accuracy
+    """Run the profile's sweep (`harness.workflows.sweep.run_sweep`, as `harness sweep`); fails when nothing
+    could be measured."""
     from harness.sweep.grid import OK, SUMMARY_JSON, SWEEP_CSV, build_plan
-    from harness.sweep.local import LocalSweepBackend, split_cpus
-    from harness.sweep.runner import run_sweep
-    from harness.sweep.table import format_probe, format_progress
+    from harness.workflows.sweep import SweepSettings, run_sweep
 
     profile = ctx.profile
     plan = build_plan(profile.sweep_profile, **profile.sweep)
-    out = ctx.out_dir / SWEEP_DIR
-    service_cpus, generator_cpus = split_cpus()
-    search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""
-    ctx.say(f"{len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x {len(plan.load_levels)} "
-            f"{plan.load_mode} level(s) of {plan.model}{search}; service on CPU {service_cpus}, generator on CPU "
-            f"{generator_cpus or 'shared'}")
-
-    def accuracy(p: Any) -> list[Any]:
-        if not profile.sweep_accuracy:
-            return []
-        ctx.say(f"accuracy drift of {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, "
-                f"forward pass timed at batch {', '.join(map(str, p.batch_sizes))}")
-        return measure_plan_accuracy(p, cpus=service_cpus)
-
-    def progress(done: int, total: int, point: Any, elapsed_s: float, eta_s: float) -> None:
-        ctx.say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows,
-                                point.reason, elapsed_s, eta_s))
-
-    backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
-    outcome = run_sweep(plan, backend, out, accuracy=accuracy, progress=progress,
-                        on_probe=lambda precision, batch, probe: ctx.say(format_probe(precision, batch, probe)))
-    statuses: dict[str, int] = {}
-    for point in outcome.points:
-        statuses[point.status] = statuses.get(point.status, 0) + 1
-    searches = outcome.summary.get("searches") or {}
-    summary = {"points": len(outcome.points), "statuses": statuses, "elapsed_s": round(outcome.elapsed_s, 1),
-               "max_rates": {f"{c['precision']}/{c['max_batch_size']}": c["max_rate"]["text"]
-                             for c in outcome.summary.get("configurations") or []}}
-    _part_record(ctx, "sweep", SWEEP_DIR, status="aborted" if outcome.interrupted else "completed", summary=summary,
-                 config=plan.to_dict(), topology="single", reason="interrupted" if outcome.interrupted else None)
+    settings = SweepSettings(plan, ctx.out_dir / SWEEP_DIR, accuracy=profile.sweep_accuracy)
+    outcome = run_sweep(settings, parent=ctx.record, progress=ctx.say)
     ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
+    searches = outcome.summary.get("searches") or {}
     findings = [f"{p.key.label(plan.load_mode)}: {p.status} ({p.reason})" for p in outcome.points if p.status != OK]
     findings += [f"{key} search: {s['stop_reason']} ({s['detail']}): its max rate is a lower bound"
                  for key, s in searches.items() if not s.get("converged")]
     findings += list(outcome.summary.get("notes") or [])
-    measured = statuses.get(OK) or any(s.get("probe_count") for s in searches.values())
-    if not outcome.interrupted and not measured:
+    if not outcome.interrupted and not outcome.measured_anything():
         raise HarnessError(f"no sweep point could be measured: {'; '.join(findings[:3])}")
+    summary = {"points": len(outcome.points), "statuses": outcome.statuses(), "elapsed_s": round(outcome.elapsed_s, 1),
+               "max_rates": {f"{c['precision']}/{c['max_batch_size']}": c["max_rate"]["text"]
+                             for c in outcome.summary.get("configurations") or []}}
     return StageOutcome(findings=findings, summary=summary, path=SWEEP_DIR, aborted=outcome.interrupted,
                         reason=f"see {SWEEP_DIR}/{SUMMARY_JSON}" if findings else None)
 
@@ -327,18 +291,13 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
 # ----- capacity -------------------------------------------------------------------------------------
 
 def capacity_stage(ctx: JobContext) -> StageOutcome:
-    """Plan replicas for the profile's target and check the linear model (`harness.sweep.planner.run_capacity`)."""
-    from harness.sweep.planner import CapacitySettings, run_capacity
+    """Plan replicas for the profile's target and check the linear model (`harness.workflows.capacity.run_capacity`,
+    as `harness capacity`)."""
+    from harness.sweep.planner import CapacitySettings
+    from harness.workflows.capacity import run_capacity
 
     settings = CapacitySettings.from_mapping(dict(ctx.profile.capacity))
-    try:
-        data = run_capacity(settings, ctx.out_dir / CAPACITY_DIR, progress=ctx.say)
-    except BaseException as exc:
-        interrupted = isinstance(exc, KeyboardInterrupt)
-        _part_record(ctx, "capacity", CAPACITY_DIR, status="aborted" if interrupted else "failed", summary={},
-                     topology="multi-active", config=settings.to_dict(),
-                     reason="interrupted" if interrupted else f"{type(exc).__name__}: {exc}")
-        raise
+    data = run_capacity(settings, ctx.out_dir / CAPACITY_DIR, parent=ctx.record, progress=ctx.say)
     plan = data.get("plan") or {}
     bound = "" if plan.get("per_replica_converged", True) else "at most "
     ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps at "
@@ -346,8 +305,6 @@ def capacity_stage(ctx: JobContext) -> StageOutcome:
     summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
                "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
                "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}
-    _part_record(ctx, "capacity", CAPACITY_DIR, status="completed", summary=summary, topology="multi-active",
-                 config={**settings.to_dict(), "plan": (data.get("config") or {})})
     return StageOutcome(summary=summary, path=CAPACITY_DIR, reason=data.get("note") or None)
 
 

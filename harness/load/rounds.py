@@ -32,7 +32,6 @@ choice costs in false alarms.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 import uuid
@@ -187,15 +186,11 @@ def _warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> 
     return sent
 
 
-def _copy_events(deployment: Any, out: Path) -> None:
-    source = Path(deployment.events_path)
-    if source.exists() and source.resolve() != (out / "events.jsonl").resolve():
-        shutil.copyfile(source, out / "events.jsonl")
-
-
 def _close(deployment: Any, out: Path) -> None:
+    from harness.platforms.base import copy_events
+
     deployment.close()
-    _copy_events(deployment, out)  # after teardown: the copy ends with the Deleted events
+    copy_events(deployment, out)  # after teardown: the copy ends with the Deleted events
 
 
 class Teardown:
@@ -275,6 +270,7 @@ def run_rounds(
     warmup_s: float = 0.0,
     prober: bool = True,
     prober_interval_s: float = 0.05,
+    telemetry: bool = True,
     metadata: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -293,7 +289,7 @@ def run_rounds(
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     common = dict(platform=platform, cpus=cpus, warmup_s=warmup_s, prober=prober, prober_interval_s=prober_interval_s,
-                  progress=say)
+                  telemetry=telemetry, progress=say)
     if rounds == 1:
         return measure_round(arm, load, out, metadata=dict(metadata or {}), **common)
     results: list[dict[str, Any]] = []

@@ -10,6 +10,7 @@ what the harness itself uses.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,17 @@ __all__ = [
     "ROLLOUT_ROLLED_BACK",
     "DRILL_EVENT_TYPES",
     "REPLICA_STATES",
+    "EVENTS_FILE",
     "ReplicaStatus",
     "Event",
     "Deployment",
     "read_events",
+    "copy_events",
     "read_state",
     "read_replica",
 ]
+
+EVENTS_FILE = "events.jsonl"  # a deployment's events, and their copy beside a run's results
 
 # Event types, in the vocabulary of Kubernetes events where one exists.
 SCHEDULED = "Scheduled"  # a replica was placed (its cgroup created), once per replica
@@ -192,6 +197,16 @@ def read_events(path: str | Path) -> list[Event]:
         except (ValueError, KeyError):
             continue  # a line being written right now
     return events
+
+
+def copy_events(deployment: Any, out_dir: str | Path) -> None:
+    """Copy ``deployment``'s events.jsonl (as far as it goes) to ``out_dir``/events.jsonl, beside a run's
+    results; nothing when it has none yet or it is that file already. Call it again after a teardown:
+    the copy then ends with the deletions."""
+    source, target = Path(deployment.events_path), Path(out_dir) / EVENTS_FILE
+    if source.exists() and source.resolve() != target.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
 
 
 def read_state(path: str | Path) -> dict[str, Any]:

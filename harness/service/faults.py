@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.faultparams import FAULT_KINDS, FaultError, validate_fault  # noqa: F401 (FAULT_KINDS: harness.cli.load)
+from harness.faultparams import FaultError, validate_fault
 
 __all__ = ["Fault", "FaultManager", "stretch_wait_s", "MemoryBallast"]
 

@@ -1,7 +1,8 @@
-"""`run_capacity`: the capacity plan and its check on the local platform, one home for every entry point.
+"""`measure_capacity`: the capacity plan and its check on the local platform.
 
-`harness capacity` and the main job's capacity stage both call `run_capacity` with a
-`CapacitySettings`; it writes ``OUT/capacity.json`` and returns its data. One replica's max rate
+The capacity workflow (`harness.workflows.capacity.run_capacity`, behind `harness capacity`, the main
+job's capacity stage and the capacity scenario) calls `measure_capacity` with a `CapacitySettings`;
+it writes ``OUT/capacity.json`` and returns its data. One replica's max rate
 comes from `harness.sweep.runner.find_max_rate` on a one-replica deployment measured directly (as
 the sweep measures each configuration), so the sweep's figure for the same precision and batch size
 and this one are measured by the same code in the same way; larger counts go through the front
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from harness.config import PRECISIONS
 from harness.errors import ConfigError
 
-__all__ = ["CAPACITY_JSON", "CapacitySettings", "validate_capacity_settings", "capacity_plan", "run_capacity"]
+__all__ = ["CAPACITY_JSON", "CapacitySettings", "validate_capacity_settings", "capacity_plan", "measure_capacity"]
 
 CAPACITY_JSON = "capacity.json"
 
@@ -77,7 +78,7 @@ def capacity_plan(settings: CapacitySettings):
     )
 
 
-def run_capacity(settings: CapacitySettings, out_dir: str | Path, *,
+def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
                  progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Measure, plan and check; write ``capacity.json`` under ``out_dir`` and return its data.
 

@@ -55,7 +55,7 @@ __all__ = [
     "to_point_measurement",
     "search_session",
     "find_max_rate",
-    "run_sweep",
+    "measure_sweep",
 ]
 
 QUEUE_LIMIT = 256  # the service's bounded queue (ServiceConfig.max_queue_size default): backlog beyond it is shed
@@ -118,6 +118,18 @@ class SweepOutcome:
     @property
     def summary_path(self) -> Path:
         return self.out_dir / SUMMARY_JSON
+
+    def statuses(self) -> dict[str, int]:
+        """Return how many points ended in each status."""
+        counts: dict[str, int] = {}
+        for point in self.points:
+            counts[point.status] = counts.get(point.status, 0) + 1
+        return counts
+
+    def measured_anything(self) -> bool:
+        """Return whether any point was measured or any search probed a rate."""
+        searches = self.summary.get("searches") or {}
+        return bool(self.statuses().get(OK)) or any(s.get("probe_count") for s in searches.values())
 
 
 def estimate_point_s(capacity_rps: float, level: float, plan: SweepPlan) -> float:
@@ -336,7 +348,7 @@ def _run_point(session: ConfigSession, key: PointKey, plan: SweepPlan, pre: Prec
     return outcome
 
 
-def run_sweep(
+def measure_sweep(
     plan: SweepPlan,
     backend: SweepBackend,
     out_dir: str | Path,

@@ -4,6 +4,13 @@ Each module composes the layers below it (platforms, load, chaos, measure, sweep
 workflow and writes its run record (`harness.results`); the entry points only parse their options
 and call down.
 
+- `harness.workflows.load`: `run_load`, load with the prober and telemetry, in rounds or on a given deployment;
+- `harness.workflows.sweep`: `run_sweep`, precision x batch size x load, max rates under the SLO;
+- `harness.workflows.capacity`: `run_capacity`, the replicas for a target rate and their check;
 - `harness.workflows.chaos`: `ChaosRun`, one chaos run (deploy, load, inject, recover, judge, record);
 - `harness.workflows.matrix`: `run_matrix`, every fault against every topology, one table.
+
+Each takes typed settings (`LoadSettings`, `SweepSettings`, `CapacitySettings`, `ChaosRunSettings`,
+`MatrixPlan`), a ``progress`` callback for one line at a time, and, where it can be a part of a
+larger run (the main job, a scenario session), that run's record as ``parent``.
 """

@@ -10,7 +10,7 @@ import pytest
 
 from harness.sweep.grid import CSV_COLUMNS, WindowMeasurement, build_plan, read_sweep_csv
 from harness.sweep.runner import (
-    PointTimeout, Precheck, estimate_point_s, find_max_rate, measure_level, run_sweep, search_session,
+    PointTimeout, Precheck, estimate_point_s, find_max_rate, measure_level, measure_sweep, search_session,
 )
 from harness.sweep.simulated import SimulatedService
 
@@ -88,7 +88,7 @@ def test_sweep_writes_tidy_rows_and_a_summary_showing_batching_and_precision(tmp
     plan = _plan(search=True, search_budget_s=400.0)
     backend = FakeBackend(plan, CAPACITIES)
     seen = []
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock,
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock,
                         progress=lambda done, total, point, elapsed, eta: seen.append((done, total, eta)))
     assert not outcome.interrupted
     assert [s[0] for s in seen] == list(range(1, 9)) and seen[-1][2] == 0
@@ -132,7 +132,7 @@ def test_a_point_that_cannot_fit_its_bound_is_skipped_with_the_reason(tmp_path):
     plan = _plan(precisions=("fp32", "fp16"), batch_sizes=(32,))
     capacities = {("fp32", 32): 600.0, ("fp16", 32): 3.0}  # fp16 on a CPU without fp16 hardware
     backend = FakeBackend(plan, capacities)
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     rows = list(read_sweep_csv(tmp_path / "sweep.csv"))
     fp16 = [r for r in rows if r["precision"] == "fp16"]
     statuses = {r["load_level"]: r["status"] for r in fp16}
@@ -160,7 +160,7 @@ def test_estimate_point_counts_the_backlog_drain():
 def test_a_hanging_point_times_out_and_the_sweep_goes_on(tmp_path):
     plan = _plan(precisions=("fp32",), batch_sizes=(1, 32))
     backend = FakeBackend(plan, CAPACITIES, behaviours={("fp32", 1): "hang"})
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     by_key = {(p.key.max_batch_size, p.key.load_level): p for p in outcome.points}
     assert by_key[(1, 50.0)].status == "timeout" and "did not end within" in by_key[(1, 50.0)].reason
     assert by_key[(32, 200.0)].status == "ok"
@@ -172,7 +172,7 @@ def test_a_hanging_point_times_out_and_the_sweep_goes_on(tmp_path):
 def test_a_deployment_that_never_gets_ready_records_every_point_of_its_config(tmp_path):
     plan = _plan(precisions=("fp32", "bf16"), batch_sizes=(32,), ready_timeout_s=5.0)
     backend = FakeBackend(plan, CAPACITIES, behaviours={("fp32", 32): "unready"})
-    run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     rows = list(read_sweep_csv(tmp_path / "sweep.csv"))
     fp32 = [r for r in rows if r["precision"] == "fp32"]
     assert len(fp32) == 2 and all(r["status"] == "timeout" and "not Ready within 5 s" in r["reason"] for r in fp32)
@@ -182,7 +182,7 @@ def test_a_deployment_that_never_gets_ready_records_every_point_of_its_config(tm
 def test_interruption_keeps_finished_rows_tears_down_and_records_the_rest(tmp_path):
     plan = _plan()
     backend = FakeBackend(plan, CAPACITIES, behaviours={("fp32", 32): "interrupt"})
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     assert outcome.interrupted
     assert backend.closed == backend.opened == [("fp32", 1), ("fp32", 32)]  # torn down, nothing opened after
     rows = list(read_sweep_csv(tmp_path / "sweep.csv"))
@@ -254,7 +254,7 @@ def test_the_sweep_and_the_capacity_plan_get_a_max_rate_from_the_same_search():
 def test_a_search_stopped_by_its_budget_keeps_its_bracket_and_says_it_is_a_bound(tmp_path):
     plan = _plan(precisions=("fp32",), batch_sizes=(32,), load_levels=(50.0,), search=True, search_budget_s=20.0)
     backend = FakeBackend(plan, CAPACITIES)
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     search = outcome.summary["searches"]["fp32/32"]
     assert search["stop_reason"] == "timeout" and not search["converged"] and "search budget 20 s" in search["detail"]
     (config,) = outcome.summary["configurations"]
@@ -265,7 +265,7 @@ def test_a_concurrency_sweep_measures_closed_loop_clients_and_searches_rates(tmp
     plan = _plan(precisions=("fp32",), batch_sizes=(1, 32), load_mode="concurrency", load_levels=(1, 4, 16),
                  search=True, search_budget_s=200.0)
     backend = FakeBackend(plan, CAPACITIES)
-    outcome = run_sweep(plan, backend, tmp_path, clock=backend.clock)
+    outcome = measure_sweep(plan, backend, tmp_path, clock=backend.clock)
     rows = list(read_sweep_csv(tmp_path / "sweep.csv"))
     assert {r["load_mode"] for r in rows} == {"concurrency"} and {r["load_level"] for r in rows} == {1.0, 4.0, 16.0}
     assert all(math.isnan(r["rate_rps"]) for r in rows)

@@ -1,0 +1,137 @@
+"""The load workflow: `run_load`, the one home of `harness load`, the main job's load stage and the load scenarios.
+
+`run_load(settings)` resolves the output directory, then either
+
+- deploys ``settings.spec`` on ``settings.platform`` for each round, waits until Ready, injects the
+  fault into every replica, warms up, measures and tears down (`harness.load.rounds.run_rounds`), or
+- measures a Ready ``deployment`` it is given (the main job's deploy stage, a scenario's fixture)
+  once (`harness.load.session.run_session`); whoever deployed it tears it down;
+
+and in both cases keeps the platform's events beside the results and writes the run record
+(``run.json``, kind ``load``): a run of its own, or a part of a ``parent`` run (the main job's, a
+scenario session's). Flags and printing stay with the CLI, budgets and verdicts with the job,
+fixtures and expectations with the scenarios.
+
+Files in ``out_dir``: ``result.json`` (throughput, exact p50/p95/p99, errors, generator_saturated;
+with ``rounds`` > 1 the medians over rounds, each round in ``round-NN/``), ``requests.csv``,
+``timeline.csv`` (the prober), ``telemetry.csv``, Locust's ``locust_*.csv``, ``events.jsonl`` and
+``run.json``. A progress callback that takes beats (`harness.load.heartbeat.LoadProgress`) gets the
+load's heartbeat as well as the lines.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from harness.config import ServiceSpec
+from harness.errors import ConfigError
+from harness.load.profiles import LoadProfile
+from harness.load.session import CpuPlan, RateLoad
+from harness.paths import resolve_path
+from harness.results import ARTIFACT_FILES, RunRecord, new_part_record, new_run_record, save_run
+
+__all__ = ["SUMMARY_KEYS", "LoadSettings", "LoadRun", "run_load"]
+
+# the headline figures of a load, in its run.json's summary
+SUMMARY_KEYS = ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")
+_ARTIFACTS = ("result", "requests", "timeline", "telemetry", "events")
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What `run_load` measures, where and how; the fields mean what the `harness load` flags of their names do."""
+
+    spec: ServiceSpec  # what is deployed (or what the given deployment runs)
+    load: LoadProfile | RateLoad  # Locust users of a profile, or open-loop requests at a rate
+    out_dir: Path
+    platform: str = "local"
+    rounds: int = 1  # each a fresh deployment; only without a given deployment
+    warmup_s: float = 0.0  # unmeasured open-loop load before each round's measurement
+    fault: str | None = None  # a service fault injected into every replica for the whole round
+    fault_params: Mapping[str, Any] = field(default_factory=dict)
+    cpus: CpuPlan = CpuPlan(None, None)  # where the service and the generator run (None: unpinned)
+    prober: bool = True
+    prober_interval_s: float = 0.05
+    telemetry: bool = True  # sample the replicas' CPU/RSS/GPU (off where the pods are not on this machine)
+    profile: str | None = None  # recorded in a run of its own: the load profile's name
+    command: list[str] | None = None  # recorded in a run of its own (default: this process's argv)
+
+    def metadata(self) -> dict[str, Any]:
+        """Return what result.json says about where the load ran."""
+        return {"topology": self.spec.topology, "replicas": self.spec.replica_count, "platform": self.platform,
+                "model": self.spec.service.model, "cpu_plan": self.cpus.to_dict()}
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    """A finished load: its ``result.json`` content, its directory and its run record."""
+
+    result: dict[str, Any]
+    out_dir: Path
+    record: RunRecord
+
+
+def run_load(settings: LoadSettings, *, deployment: Any = None, parent: RunRecord | None = None,
+             progress: Callable[[str], None] | None = None) -> LoadRun:
+    """Measure ``settings.load`` (see the module docstring); return the `LoadRun`.
+
+    Raises ConfigError for bad settings before anything is deployed (rounds or a fault with a given
+    ``deployment``: those need fresh deployments), HarnessError when a deployment, the generator or
+    the prober fails (what this function deployed is torn down on every way out).
+    """
+    from harness.load.rounds import Arm, run_rounds
+    from harness.load.session import run_session
+    from harness.platforms.base import copy_events
+
+    out = resolve_path(settings.out_dir, "out_dir")
+    started_s = time.time()
+    if deployment is None:
+        arm = Arm("load", settings.spec, settings.fault, dict(settings.fault_params))
+        result = run_rounds(arm, settings.load, out, rounds=settings.rounds, platform=settings.platform,
+                            cpus=settings.cpus, warmup_s=settings.warmup_s, prober=settings.prober,
+                            prober_interval_s=settings.prober_interval_s, telemetry=settings.telemetry,
+                            metadata=settings.metadata(), progress=progress)
+    else:
+        _validate_given_deployment(settings)
+        try:
+            result = run_session(deployment, settings.load, out, generator_cpus=settings.cpus.generator,
+                                 prober=settings.prober, prober_interval_s=settings.prober_interval_s,
+                                 telemetry=settings.telemetry, metadata=settings.metadata(), progress=progress)
+        finally:
+            copy_events(deployment, out)
+    return LoadRun(result, out, _record(settings, result, out, parent, started_s))
+
+
+def _validate_given_deployment(settings: LoadSettings) -> None:
+    if settings.rounds != 1:
+        raise ConfigError("rounds", settings.rounds, "a given deployment is measured once; rounds deploy afresh")
+    if settings.fault is not None:
+        raise ConfigError("fault", settings.fault, "a fault is injected into a deployment of the load's own")
+    if settings.warmup_s:
+        raise ConfigError("warmup_s", settings.warmup_s, "warm-up belongs to rounds on deployments of the load's own")
+
+
+def _record(settings: LoadSettings, result: Mapping[str, Any], out: Path, parent: RunRecord | None,
+            started_s: float) -> RunRecord:
+    """Write run.json (kind load): the environment fingerprint makes `harness compare` of two load runs
+    warn when they ran on different machines."""
+    fields: dict[str, Any] = {
+        "platform": settings.platform, "topology": settings.spec.topology,
+        "config": {"spec": settings.spec.model_dump(by_alias=True, mode="json"), "profile": result.get("profile"),
+                   "injected_fault": result.get("injected_fault")},
+    }
+    if parent is None:
+        record = new_run_record("load", command=settings.command, profile=settings.profile, **fields)
+        record.created_s = started_s
+    else:
+        record = new_part_record(parent, "load", out.name, **fields)
+    for name in _ARTIFACTS:
+        if (out / ARTIFACT_FILES[name]).exists():
+            record.add_artifact(name, ARTIFACT_FILES[name])
+    record.summary = {key: result.get(key) for key in SUMMARY_KEYS}
+    record.finish("completed")
+    save_run(out, record)
+    return record

@@ -1,0 +1,98 @@
+"""The sweep workflow: `run_sweep`, the one home of `harness sweep`, the main job's sweep stage and the perf scenarios.
+
+`run_sweep(settings)` resolves the output directory, splits the CPUs between the service and the
+generator, records the run (``run.json``, kind ``sweep``: a run of its own or a part of a ``parent``
+run), measures the accuracy drift (unless told not to), then every point of the plan on the local
+platform (`harness.sweep.local.LocalSweepBackend`) through the sweep loop
+(`harness.sweep.runner.measure_sweep`), and finishes the record: completed, aborted (SIGINT: what
+finished is kept) or failed (the error). Progress is one line per finished point with the ETA, per
+search probe and per precision's accuracy.
+
+Files in ``out_dir``: ``sweep.csv`` (one row per point and window, as they complete),
+``sweep_summary.json`` (medians with CIs, max rates under the SLO, frontier, effects, accuracy),
+``deployments/`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.paths import resolve_path
+from harness.results import RunRecord, new_part_record, new_run_record, save_run
+from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, SweepPlan
+from harness.sweep.runner import SweepOutcome
+
+__all__ = ["SweepSettings", "run_sweep"]
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What `run_sweep` measures: the plan (`harness.sweep.grid.build_plan`), where, and whether the
+    accuracy drift (fp16/bf16 against fp32, with the forward pass timed) is measured first."""
+
+    plan: SweepPlan
+    out_dir: Path
+    accuracy: bool = True
+
+
+def run_sweep(settings: SweepSettings, *, parent: RunRecord | None = None,
+              progress: Callable[[str], None] | None = None) -> SweepOutcome:
+    """Run the sweep (see the module docstring); return its outcome (``interrupted`` after SIGINT).
+
+    Raises ConfigError for an empty ``out_dir``; any other error is recorded in run.json as the run's
+    failure and raised. A point that cannot be measured is recorded in sweep.csv, not raised.
+    """
+    from harness.sweep.accuracy import measure_plan_accuracy
+    from harness.sweep.local import LocalSweepBackend, split_cpus
+    from harness.sweep.runner import measure_sweep
+    from harness.sweep.table import format_probe, format_progress
+
+    say = progress or (lambda _line: None)
+    plan = settings.plan
+    out = resolve_path(settings.out_dir, "out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    service_cpus, generator_cpus = split_cpus()
+    fields: dict[str, Any] = {"config": plan.to_dict(), "topology": "single"}
+    record = (new_run_record("sweep", profile=plan.profile, platform="local", **fields) if parent is None
+              else new_part_record(parent, "sweep", out.name, **fields))
+    save_run(out, record)
+    search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""
+    say(f"sweep {plan.profile}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
+        f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}{search}; service on CPU {service_cpus}, "
+        f"generator on CPU {generator_cpus or 'shared'}; writing {out / SWEEP_CSV}")
+
+    def accuracy(p: SweepPlan) -> list[Any]:
+        if not settings.accuracy:
+            return []
+        say(f"accuracy drift: {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, forward "
+            f"pass timed at batch {', '.join(map(str, p.batch_sizes))} ...")
+        drifts = measure_plan_accuracy(p, cpus=service_cpus)
+        for d in drifts:
+            timed = ", ".join(f"batch {b} {ms:.2f} ms" for b, ms in d.forward_ms_by_batch.items())
+            say(f"  {d.precision}: {d.status} max_abs_error {d.max_abs_error:.3g} mean_abs_error {d.mean_abs_error:.3g} "
+                f"forward {timed or 'not timed'} {d.reason} {d.forward_reason}".rstrip())
+        return drifts
+
+    def point_done(done: int, total: int, point: Any, elapsed_s: float, eta_s: float) -> None:
+        say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows, point.reason,
+                            elapsed_s, eta_s))
+
+    backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
+    try:
+        outcome = measure_sweep(plan, backend, out, accuracy=accuracy, progress=point_done,
+                                on_probe=lambda precision, batch, probe: say(format_probe(precision, batch, probe)))
+    except BaseException as exc:
+        record.finish("failed", f"{type(exc).__name__}: {exc}")
+        save_run(out, record)
+        raise
+    record.add_artifact("sweep", SWEEP_CSV)
+    record.add_artifact("summary", SUMMARY_JSON)
+    record.summary = {"points": len(outcome.points), "statuses": outcome.statuses(),
+                      "elapsed_s": round(outcome.elapsed_s, 1),
+                      "max_rates": {f"{c['precision']}/{c['max_batch_size']}": c["max_rate"]["text"]
+                                    for c in outcome.summary.get("configurations") or []}}
+    record.finish("aborted" if outcome.interrupted else "completed", "interrupted (SIGINT)" if outcome.interrupted else None)
+    save_run(out, record)
+    return outcome

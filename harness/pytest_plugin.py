@@ -3,8 +3,8 @@
 Loaded wherever the package is installed (its ``pytest11`` entry point, named after this module, so
 the root conftest.py's ``pytest_plugins`` and ``-p harness.pytest_plugin`` find it registered).
 
-A thin shell over the plain classes of `harness.scenario`, `harness.scenario_chaos` and
-`harness.scenario_perf`, as pytest-benchmark's plugin is over its session: options are read and
+A thin shell over the plain classes of `harness.scenarios.session`, `harness.scenarios.chaos` and
+`harness.scenarios.perf`, as pytest-benchmark's plugin is over its session: options are read and
 validated once here (a bad value is a usage error naming the option), fixtures hand the classes
 out, and the session's end writes the report. Nothing is measured, and no run directory is made,
 unless a test asks for a harness fixture (or ``--harness-report-dir`` is given), so the harness's
@@ -25,10 +25,10 @@ Fixtures: ``harness_options``, ``harness_run`` (the `ScenarioSession`: run recor
 ``run_dir``, ``deploy_service`` (a factory; deployments torn down after the test), ``load``,
 ``chaos``, ``perf`` (the sweep, once per session), ``capacity`` (once per session), ``baseline``
 (skips without one) and ``fault_case`` (parametrized with the profile's fault x topology cells;
-cells that miss their tier by construction are strict xfails, see `harness.scenario_chaos`).
+cells that miss their tier by construction are strict xfails, see `harness.scenarios.chaos`).
 
-A scenario raising `harness.scenario.NotApplicable` is skipped with its reason. Progress is logged
-on the ``harness.scenario`` logger: ``--log-cli-level=INFO`` shows it live.
+A scenario raising `harness.scenarios.session.NotApplicable` is skipped with its reason. Progress is logged
+on the ``harness.scenarios`` logger: ``--log-cli-level=INFO`` shows it live.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.paths import resolve_path
-from harness.scenario import PLATFORMS, PROFILES, NotApplicable, ScenarioOptions, ScenarioSession, validate_options
+from harness.scenarios.session import PLATFORMS, PROFILES, NotApplicable, ScenarioOptions, ScenarioSession, validate_options
 
 MARKERS = {
     "chaos": "a chaos scenario (fault injected under load, judged against an SLA tier)",
@@ -100,7 +100,7 @@ class _PluginState:
 
     def unavailable(self, marker: str) -> str | None:
         """Return why tests with ``marker`` (gpu, kubernetes) cannot run here; asked once per session."""
-        from harness.scenario import cluster_unavailable_reason, cuda_unavailable_reason
+        from harness.scenarios.session import cluster_unavailable_reason, cuda_unavailable_reason
 
         if marker not in self._reasons:
             self._reasons[marker] = cuda_unavailable_reason() if marker == "gpu" else cluster_unavailable_reason()
@@ -142,7 +142,7 @@ def _path_option(config: pytest.Config, name: str) -> Path | None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fault_case" not in metafunc.fixturenames:
         return
-    from harness.scenario_chaos import SlaNotMet, resilience_cases
+    from harness.scenarios.chaos import SlaNotMet, resilience_cases
 
     options = _state(metafunc.config).options
     params = []
@@ -204,7 +204,7 @@ def run_dir(harness_run: ScenarioSession) -> Path:
 @pytest.fixture
 def deploy_service(harness_run: ScenarioSession) -> Iterator[Any]:
     """A factory: ``deploy_service(topology="single", spec=None)`` returns a Ready deployment, torn down after the test."""
-    from harness.scenario_perf import DeploymentFactory
+    from harness.scenarios.perf import DeploymentFactory
 
     factory = DeploymentFactory(harness_run)
     try:
@@ -218,7 +218,7 @@ def deploy_service(harness_run: ScenarioSession) -> Iterator[Any]:
 @pytest.fixture
 def load(harness_run: ScenarioSession) -> Any:
     """``load.run(deployment, kind=None, duration_s=None, users=None, tier=None)`` -> `LoadOutcome`."""
-    from harness.scenario_perf import LoadScenarios
+    from harness.scenarios.perf import LoadScenarios
 
     return LoadScenarios(harness_run)
 
@@ -226,7 +226,7 @@ def load(harness_run: ScenarioSession) -> Any:
 @pytest.fixture
 def chaos(harness_run: ScenarioSession) -> Any:
     """``chaos.prepare(experiment, topology=..., tier=None).inject()`` -> `ChaosOutcome`."""
-    from harness.scenario_chaos import ChaosScenarios, write_matrix
+    from harness.scenarios.chaos import ChaosScenarios, write_matrix
 
     harness_run.before_report(write_matrix)
     return ChaosScenarios(harness_run)
@@ -235,7 +235,7 @@ def chaos(harness_run: ScenarioSession) -> Any:
 @pytest.fixture(scope="session")
 def perf(harness_run: ScenarioSession) -> Any:
     """``perf.sweep()`` -> `SweepResult` (measured on first use, shared by the session's tests)."""
-    from harness.scenario_perf import PerfScenario
+    from harness.scenarios.perf import PerfScenario
 
     return PerfScenario(harness_run)
 
@@ -243,7 +243,7 @@ def perf(harness_run: ScenarioSession) -> Any:
 @pytest.fixture(scope="session")
 def capacity(harness_run: ScenarioSession) -> Any:
     """``capacity.plan_and_check()`` -> `CapacityResult` (measured on first use, shared by the session's tests)."""
-    from harness.scenario_perf import CapacityScenario
+    from harness.scenarios.perf import CapacityScenario
 
     return CapacityScenario(harness_run)
 

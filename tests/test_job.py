@@ -1,6 +1,6 @@
 """The main job: stage order, budgets and ETA, failure isolation, interrupts, exit codes, run.json.
 
-Fast tests drive `harness.job.runner.Job` with fake stages and a fake clock; one slow test runs the
+Fast tests drive `harness.job.engine.Job` with fake stages and a fake clock; one slow test runs the
 ``tiny`` profile for real (every stage, about a minute on 2 cores) and checks that nothing is left.
 """
 
@@ -18,7 +18,7 @@ from harness.job import (
     ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, JOB_PROFILES, PASS, SKIPPED, STAGES, Stage, StageOutcome,
     get_job_profile, run_job,
 )
-from harness.job.runner import Job, exit_code_for, format_clock
+from harness.job.engine import Job, exit_code_for, format_clock
 from harness.job.stages import LineWriter, default_stages
 from harness.results import RunRecord, load_run, save_run
 from harness.sweep.grid import build_plan
@@ -292,7 +292,7 @@ def test_parts_name_stage_directories_that_hold_a_run_record(tmp_path):
 
 
 def test_exit_code_order():
-    from harness.job.runner import StageResult
+    from harness.job.engine import StageResult
 
     ok = StageResult("a", COMPLETED, 1, verdict=PASS)
     bad = StageResult("b", COMPLETED, 1, verdict=FAIL)

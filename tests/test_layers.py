@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),
     ("results", frozenset({"results"})),
     ("report, workflows", frozenset({"report", "workflows"})),
-    ("job, scenarios, bench", frozenset({"job", "scenario", "scenario_chaos", "scenario_perf", "bench"})),
+    ("job, scenarios, bench", frozenset({"job", "scenarios", "bench"})),
     ("entry points", frozenset({"cli", "pytest_plugin", "__main__"})),
 )
 
@@ -61,9 +61,7 @@ PEERS: dict[str, frozenset[str]] = {
     "load": frozenset({"measure"}),
     "chaos": frozenset({"load", "measure"}),
     "sweep": frozenset({"load", "measure"}),
-    "scenario": frozenset({"job"}),
-    "scenario_chaos": frozenset({"job", "scenario"}),
-    "scenario_perf": frozenset({"job", "scenario"}),
+    "scenarios": frozenset({"job"}),
     "__main__": frozenset({"cli"}),
 }
 GROUND_TOP = "config"

@@ -96,7 +96,7 @@ def _sweep(path: Path, p99_ms: float, seed: int) -> None:
 def smoke_matrix(tmp_path: Path) -> Path:
     """A saved run of every smoke cell: a single replica's 2.6 s restart fits single-point's budget; oom-kill on
     multi-active misses several ways (45 s to recover, over the budget, an unexpected p99 alert)."""
-    from harness.scenario_chaos import resilience_cases
+    from harness.scenarios.chaos import resilience_cases
 
     root = tmp_path / "recorded"
     for case in resilience_cases("smoke"):
@@ -174,7 +174,7 @@ def test_markers_are_registered(pytester: pytest.Pytester) -> None:
 
 
 def test_gpu_tests_are_skipped_without_cuda_with_the_reason(pytester: pytest.Pytester) -> None:
-    from harness.scenario import cuda_unavailable_reason
+    from harness.scenarios.session import cuda_unavailable_reason
 
     pytester.makepyfile("import pytest\n\n@pytest.mark.gpu\ndef test_on_gpu():\n    pass\n")
     result = pytester.runpytest(*PLUGIN, "-rs")

@@ -9,9 +9,9 @@ import pytest
 from harness.errors import ConfigError, UsageError
 from harness.jsonfile import write_json
 from harness.results import load_run
-from harness.scenario import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none, validate_options
-from harness.scenario_chaos import NEVER_READY_MISS, resilience_cases
-from harness.scenario_perf import CapacityResult, LoadOutcome, SweepResult
+from harness.scenarios.chaos import NEVER_READY_MISS, resilience_cases
+from harness.scenarios.perf import CapacityResult, LoadOutcome, SweepResult
+from harness.scenarios.session import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none, validate_options
 
 
 def _session(tmp_path: Path, **options) -> ScenarioSession:

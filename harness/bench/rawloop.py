@@ -33,8 +33,8 @@ class RawLoop:
         device: str = "auto",
     ) -> None:
         from harness.config import resolve_service_config
+        from harness.service.model_runner import ModelRunner
         from harness.service.registry import example_inputs
-        from harness.service.runner import ModelRunner
 
         flags = {"model": model, "precision": precision, "max_batch_size": batch, "torch_threads": torch_threads,
                  "seed": seed, "weights_dir": weights_dir, "device": device, "warmup_iters": 4}

@@ -1,7 +1,7 @@
 """Chaos experiments under load, judged against SLA tiers.
 
 - `experiment`: an experiment file and its ``harness`` extension (fault, spec overlay, expected behaviour);
-- `runner`: the one place that calls chaoslib (validate, run, journal; rollbacks always play);
+- `toolkit`: the one place that calls chaoslib (Chaos Toolkit) (validate, run, journal; rollbacks always play);
 - `activities` / `targets`: Chaos Toolkit activities for the local platform, driven by its state file;
 - `kubernetes_activities`: roll-out activities chaostoolkit-kubernetes does not have;
 - `settings`: what one chaos run is (experiment, topology, profile, SLA, target) and its CPU split;

@@ -146,7 +146,7 @@ def load_experiment(path: str | Path, *, validate: bool = True) -> Experiment:
     Raises ConfigError for a missing file, an invalid experiment, or a missing/invalid harness
     extension (naming the field, e.g. ``extensions[harness].spec.resources.limits.memory``).
     """
-    from harness.chaos.runner import load_experiment_file, validate_experiment
+    from harness.chaos.toolkit import load_experiment_file, validate_experiment
 
     file = Path(path)
     document = load_experiment_file(file)

@@ -83,7 +83,7 @@ def refused_injections(journal: Mapping[str, Any] | None, configuration: Mapping
 
     chaoslib records such an answer as a succeeded activity, so a fault hook that answered 403 (no
     or a wrong fault token) would read as a fault injected with no effect: a false pass.
-    ``configuration`` is the run's resolved configuration (`harness.chaos.runner.resolved_configuration`),
+    ``configuration`` is the run's resolved configuration (`harness.chaos.toolkit.resolved_configuration`),
     to name the URL it called.
     """
     refused = []

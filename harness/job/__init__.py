@@ -8,7 +8,7 @@ Stages, in order: preflight, deploy, load, chaos (the fault x topology matrix), 
 report. Output layout under the job's directory: ``run.json`` (kind "run", its ``parts``),
 ``preflight.json``, ``load/``, ``chaos/`` (matrix.csv, matrix.md, one directory per cell),
 ``sweep/`` (sweep.csv, sweep_summary.json), ``capacity/`` (capacity.json), then ``report.html``,
-``report.md`` and ``summary.json``. See `harness.job.runner` for statuses and exit codes and
+``report.md`` and ``summary.json``. See `harness.job.engine` for statuses and exit codes and
 `harness.job.profiles` for what each profile runs and its budgets.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError
 from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
-from harness.job.runner import (
+from harness.job.engine import (
     ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, Job, JobResult, Stage, StageOutcome,
     StageResult, format_clock,
 )

@@ -71,7 +71,7 @@ class InferenceEngine:
 
     async def start(self) -> None:
         """Start the worker thread, the batcher, and loading the model in the background."""
-        from harness.service.runner import ModelRunner  # numpy only; torch is imported inside load()
+        from harness.service.model_runner import ModelRunner  # numpy only; torch is imported inside load()
 
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-worker")
         self._runner = ModelRunner(self.config, cancel=self._closing)
@@ -92,7 +92,7 @@ class InferenceEngine:
             await asyncio.shield(self._load_task)
 
     async def _load(self) -> None:
-        from harness.service.runner import LoadCancelled
+        from harness.service.model_runner import LoadCancelled
 
         assert self._executor is not None
         loop = asyncio.get_running_loop()

@@ -236,8 +236,8 @@ def _time_forward(runner, arrays: dict, repeats: int) -> float:
 def _child_main(job: dict) -> int:
     """Run in the child process: print one JSON line per precision as it completes."""
     from harness.config import ServiceConfig
+    from harness.service.model_runner import ModelRunner
     from harness.service.registry import example_inputs
-    from harness.service.runner import ModelRunner
 
     deadline = time.monotonic() + float(job["budget_s"])
     samples = int(job["samples"])

@@ -204,7 +204,7 @@ class ChaosRun:
         return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
 
     def _run_experiment(self) -> None:
-        from harness.chaos.runner import JOURNAL_FILE, LOG_FILE, resolved_configuration, run_experiment
+        from harness.chaos.toolkit import JOURNAL_FILE, LOG_FILE, resolved_configuration, run_experiment
 
         self._enter("experiment")
         env = {
@@ -224,7 +224,7 @@ class ChaosRun:
         self.experiment_configuration = resolved_configuration(document, env)
         self.experiment_end_s = time.time()
         from harness.chaos.result import injection_from_journal
-        from harness.chaos.runner import journal_interrupted
+        from harness.chaos.toolkit import journal_interrupted
 
         if deploy_time:
             self.injected_at = self.deployed_at

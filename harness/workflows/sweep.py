@@ -4,7 +4,7 @@
 generator, records the run (``run.json``, kind ``sweep``: a run of its own or a part of a ``parent``
 run), measures the accuracy drift (unless told not to), then every point of the plan on the local
 platform (`harness.sweep.local.LocalSweepBackend`) through the sweep loop
-(`harness.sweep.runner.measure_sweep`), and finishes the record: completed, aborted (SIGINT: what
+(`harness.sweep.loop.measure_sweep`), and finishes the record: completed, aborted (SIGINT: what
 finished is kept) or failed (the error). Progress is one line per finished point with the ETA, per
 search probe and per precision's accuracy.
 
@@ -22,7 +22,7 @@ from typing import Any, Callable
 from harness.paths import resolve_path
 from harness.results import RunRecord, new_part_record, new_run_record, save_run
 from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, SweepPlan
-from harness.sweep.runner import SweepOutcome
+from harness.sweep.loop import SweepOutcome
 
 __all__ = ["SweepSettings", "run_sweep"]
 
@@ -46,7 +46,7 @@ def run_sweep(settings: SweepSettings, *, parent: RunRecord | None = None,
     """
     from harness.sweep.accuracy import measure_plan_accuracy
     from harness.sweep.local import LocalSweepBackend, split_cpus
-    from harness.sweep.runner import measure_sweep
+    from harness.sweep.loop import measure_sweep
     from harness.sweep.table import format_probe, format_progress
 
     say = progress or (lambda _line: None)

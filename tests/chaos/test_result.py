@@ -71,7 +71,7 @@ def _http_journal(status, body):
 
 def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass():
     from harness.chaos.result import build_result, refused_injections
-    from harness.chaos.runner import resolved_configuration
+    from harness.chaos.toolkit import resolved_configuration
 
     journal = _http_journal(403, {"error": "fault hooks are disabled: no token configured"})
     assert refused_injections(journal)[0].startswith("fault not injected: hang-one-pod (POST ${endpoint}/v2/faults/hang)")

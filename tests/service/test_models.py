@@ -52,7 +52,7 @@ def test_unknown_model_is_refused_by_name() -> None:
 
 @pytest.mark.parametrize("model", ["tiny-mlp", "text-encoder"])
 def test_each_precision_runs_on_cpu_and_agrees_with_fp32(model: str, weights_dir: Path) -> None:
-    from harness.service.runner import ModelRunner
+    from harness.service.model_runner import ModelRunner
 
     inputs = example_inputs(model, batch=2, seed=5)
     outputs = {}
@@ -76,7 +76,7 @@ def test_cuda_requested_without_cuda_is_a_clear_error(weights_dir: Path) -> None
     import torch
 
     from harness.errors import ConfigError
-    from harness.service.runner import ModelRunner
+    from harness.service.model_runner import ModelRunner
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here: the error path cannot be exercised")
@@ -89,7 +89,7 @@ def test_cuda_requested_without_cuda_is_a_clear_error(weights_dir: Path) -> None
 def test_each_precision_runs_on_cuda(weights_dir: Path) -> None:
     import torch
 
-    from harness.service.runner import ModelRunner
+    from harness.service.model_runner import ModelRunner
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device (torch.cuda.is_available() is False)")

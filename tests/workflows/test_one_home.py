@@ -23,7 +23,7 @@ HOMES = {
 }
 # what a workflow composes, that no entry point (CLI, main job, scenarios) may call itself
 COMPOSED = {"run_session", "run_rounds", "measure_sweep", "measure_capacity", "LocalSweepBackend"}
-ENTRY_POINTS = ("cli", "job", "scenario.py", "scenario_chaos.py", "scenario_perf.py", "scenarios", "pytest_plugin.py")
+ENTRY_POINTS = ("cli/", "job/", "scenarios/", "pytest_plugin.py", "__main__.py")
 
 
 def _definitions() -> dict[str, list[str]]:

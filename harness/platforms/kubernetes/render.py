@@ -17,7 +17,7 @@ from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.kubernetes.manifests import service_objects
 from harness.platforms.kubernetes.options import RenderOptions, validate_render_options
-from harness.platforms.kubernetes.runner import runner_objects
+from harness.platforms.kubernetes.runner_job import runner_objects
 
 __all__ = ["render_manifests", "manifest_filename", "dump_manifest", "write_manifests"]
 

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from harness.chaos.runner import journal_interrupted, load_experiment_file, run_experiment, validate_experiment
+from harness.chaos.toolkit import journal_interrupted, load_experiment_file, run_experiment, validate_experiment
 from harness.errors import ConfigError
 
 MODULE = textwrap.dedent(

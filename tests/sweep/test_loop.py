@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from harness.sweep.grid import CSV_COLUMNS, WindowMeasurement, build_plan, read_sweep_csv
-from harness.sweep.runner import (
+from harness.sweep.loop import (
     PointTimeout, Precheck, estimate_point_s, find_max_rate, measure_level, measure_sweep, search_session,
 )
 from harness.sweep.simulated import SimulatedService

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none
+from harness.scenarios.session import Inconclusive, NotApplicable, ScenarioFailed, ScenarioSession, expect_none
 
 __all__ = [
     "CHAOS_DIR",
@@ -43,7 +43,7 @@ CHAOS_DIR = "chaos"
 RESULT_FILE = "result.json"
 NEVER_READY_MISS = "the experiment claims the service never becomes Ready again ({summary})"
 
-log = logging.getLogger("harness.scenario")
+log = logging.getLogger("harness.scenarios")
 
 
 class BehaviourNotSeen(ScenarioFailed):

@@ -51,7 +51,7 @@ PLATFORMS = ("local", "kubernetes")
 REPORTS_ROOT = Path("reports")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 
-log = logging.getLogger("harness.scenario")
+log = logging.getLogger("harness.scenarios")
 
 
 class ScenarioFailed(AssertionError):

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import Comparison, NotApplicable, ScenarioSession, expect_none
+from harness.scenarios.session import Comparison, NotApplicable, ScenarioSession, expect_none
 
 __all__ = [
     "MIN_SCALING_RATIO",
@@ -38,7 +38,7 @@ __all__ = [
 MIN_SCALING_RATIO = 0.7
 DEPLOYMENTS_DIR = "deployments"
 
-log = logging.getLogger("harness.scenario")
+log = logging.getLogger("harness.scenarios")
 
 
 def _job_profile(session: ScenarioSession) -> Any:
@@ -125,7 +125,7 @@ class LoadOutcome:
     def expect_tier(self) -> None:
         """Raise ScenarioFailed listing every violation of the tier (see `violations`); Inconclusive when
         too few requests were measured to tell."""
-        from harness.scenario import Inconclusive
+        from harness.scenarios.session import Inconclusive
 
         saturated = " (the load generator saturated: latencies include its delay)" if self.result.get("generator_saturated") else ""
         expect_none(self.violations(), f"load on {self.result.get('topology')}: SLA tier {self.tier} not met{saturated}")

@@ -44,7 +44,8 @@ def _chaos_cell(root: Path, experiment: str, topology: str, *, outage_s: float, 
     from harness.chaos.result import build_result
     from harness.jsonfile import write_json
     from harness.measure.recovery import analyze_recovery
-    from harness.measure.sla import TIER_FOR_TOPOLOGY, SlaConfig, evaluate_fault
+    from harness.measure.sla import evaluate_fault
+    from harness.measure.sla_config import TIER_FOR_TOPOLOGY, SlaConfig
     from harness.records import ProbeSample, RequestRecord
 
     injected, end = 1000.0, 1000.0 + outage_s + 10.0

@@ -60,7 +60,7 @@ class MatrixPlan:
     retry: bool = False
     tier: str | None = None
     target: PlatformTarget = field(default_factory=PlatformTarget)
-    sla: Any = None  # harness.measure.sla.SlaConfig; the defaults when None
+    sla: Any = None  # harness.measure.sla_config.SlaConfig; the defaults when None
 
     @classmethod
     def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, profile: str,
@@ -107,7 +107,7 @@ class MatrixPlan:
             if name not in TOPOLOGIES:
                 raise ConfigError("topologies", name, f"choose from {', '.join(TOPOLOGIES)}")
         if tier is not None:
-            from harness.measure.sla import SlaConfig
+            from harness.measure.sla_config import SlaConfig
 
             (sla or SlaConfig()).tier(tier)  # ConfigError naming the known tiers, before any cell runs
         return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier, target, sla)

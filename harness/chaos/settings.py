@@ -45,7 +45,7 @@ class ChaosRunSettings:
     spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the profile's base spec)
     tier: str | None = None  # default: the tier named for the topology
     retry: bool | None = None  # balancer.retry_on_connect_error override
-    sla: Any = None  # harness.measure.sla.SlaConfig; default tiers when None
+    sla: Any = None  # harness.measure.sla_config.SlaConfig; default tiers when None
     slo_latency_ms: float | None = None  # default: the SLA's p99 threshold
     extra_spec: dict[str, Any] = field(default_factory=dict)
     target: PlatformTarget = field(default_factory=PlatformTarget)  # local (deploy) or kubernetes (attach)

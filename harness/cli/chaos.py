@@ -131,7 +131,7 @@ def _progress(message: str) -> None:
 
 def _sla(args: argparse.Namespace):
     """Return the SLA config of ``--sla`` (None: the defaults); ConfigError names a bad field."""
-    from harness.measure.sla import load_sla_config
+    from harness.measure.sla_config import load_sla_config
 
     path = getattr(args, "sla", None)
     return load_sla_config(path) if path is not None else None

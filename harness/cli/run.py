@@ -100,7 +100,7 @@ def run_command(args: argparse.Namespace) -> int:
         from harness.config import load_spec
 
         load_spec(target.spec_path)
-    from harness.measure.sla import load_sla_config
+    from harness.measure.sla_config import load_sla_config
 
     sla = load_sla_config(args.sla) if args.sla is not None else None  # a bad file is bad input: exit 2 before any stage
     result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),

@@ -64,7 +64,7 @@ def run_job(
 
     ``target`` is where the service runs: local (default: each stage deploys its own) or an applied
     Kubernetes Deployment that the stages attach to (sweep and capacity are then skipped, saying why).
-    ``sla`` (a `harness.measure.sla.SlaConfig`) judges the chaos cells (default: its defaults).
+    ``sla`` (a `harness.measure.sla_config.SlaConfig`) judges the chaos cells (default: its defaults).
     ``progress`` gets one line per event (stage, elapsed, ETA from the budgets). ``stages`` replaces
     the real stages (tests). A stage's failure or an interrupt is recorded, not raised: read
     ``result.exit_code``. Raises ConfigError (exit 2) for an unknown profile, an empty path, an output

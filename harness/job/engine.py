@@ -130,7 +130,7 @@ class JobContext:
         self.interrupted = False
         self._say = progress
         self.values: dict[str, Any] = {}  # what stages hand on (a deployment, the report's paths)
-        self.sla: Any = None  # harness.measure.sla.SlaConfig for the chaos verdicts; None: the defaults
+        self.sla: Any = None  # harness.measure.sla_config.SlaConfig for the chaos verdicts; None: the defaults
         self._held: dict[str, Callable[[], None]] = {}
 
     def say(self, message: str) -> None:

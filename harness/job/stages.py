@@ -191,7 +191,7 @@ def load_stage(ctx: JobContext) -> StageOutcome:
     down; verdict from p99 and errors."""
     from harness.load.profiles import build_profile
     from harness.measure.alerts import check_p99
-    from harness.measure.sla import SlaConfig
+    from harness.measure.sla_config import SlaConfig
     from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
     profile, spec = ctx.profile, ctx.get("spec")

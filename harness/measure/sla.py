@@ -4,7 +4,7 @@ Definitions (reports quote these):
 
 - **Tier**: an availability objective over a period (``period_days``, default 30) and a maximum
   recovery time. Defaults, from DESIGN.md: single-point 99.0% / 4 h, active-standby 99.5% / 15 min,
-  multi-active 99.99% / 30 s. Configurable from YAML.
+  multi-active 99.99% / 30 s. Configurable from YAML (`harness.measure.sla_config`).
 - **Error budget**: ``(1 - objective) x period``: over 30 days 99.0% allows 7.2 h, 99.5% 3.6 h,
   99.99% 4.32 min of full outage. A monthly objective cannot be judged from the seconds around one
   fault; what one fault costs, and how often it happens, can.
@@ -25,7 +25,7 @@ Definitions (reports quote these):
     both views;
   - *inconclusive*: anything else: the burn's interval straddles the budget (too few samples to
     tell), or recovery was not seen within an observation shorter than the tier's maximum.
-- **Alerts** (monitoring thresholds, `harness.measure.alerts`): p99 inference latency > 500 ms on
+- **Alerts** (monitoring thresholds, `harness.measure.alerts`; checked in `harness.measure.alert_checks`): p99 inference latency > 500 ms on
   the steady state (the larger of the p99 before and after the fault), GPU utilisation > 90%
   sustained for 60 s, memory growth > 10 MB/s. They are reported beside the tier, never folded into
   it. An experiment declares the alerts its fault should raise: an expected alert that fired is a
@@ -44,168 +44,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from harness.config import load_yaml_file, validate_model
 from harness.errors import ConfigError
-from harness.measure.alerts import (
-    ALERT_NAMES,
-    GPU_UTILISATION,
-    MEMORY_GROWTH,
-    Alert,
-    TelemetrySample,
-    gpu_utilisation_alerts,
-    memory_growth_alerts,
-    p99_alerts,
-)
+from harness.measure.alert_checks import AlertCheck, check_alerts_against, raised_alerts
+from harness.measure.alerts import TelemetrySample
 from harness.measure.recovery import RecoveryResult
+from harness.measure.sla_config import SlaConfig, Tier
 from harness.measure.stats import wilson_interval
 
 __all__ = [
     "MET",
     "NOT_MET",
     "INCONCLUSIVE",
-    "DEFAULT_TIERS",
-    "TIER_FOR_TOPOLOGY",
-    "DAY_S",
-    "Tier",
-    "Thresholds",
-    "SlaConfig",
     "Cost",
     "TierJudgement",
-    "AlertCheck",
     "Verdict",
-    "load_sla_config",
     "fault_cost",
     "judge_tier",
-    "raised_alerts",
-    "check_alerts",
     "evaluate_fault",
     "evaluate_steady",
 ]
 
 MET, NOT_MET, INCONCLUSIVE = "met", "not met", "inconclusive"
-TIER_FOR_TOPOLOGY = {"single": "single-point", "active-standby": "active-standby", "multi-active": "multi-active"}
-DAY_S = 86_400.0
 _EPS = 1e-9
-
-
-class Tier(BaseModel):
-    """One SLA tier: the availability it promises over the period and how fast it must recover."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
-    availability_percent: float = Field(gt=0, lt=100)
-    max_recovery_s: float = Field(gt=0)
-
-    def error_budget_s(self, period_s: float) -> float:
-        """Return the seconds of full outage the objective allows over ``period_s``."""
-        return (1.0 - self.availability_percent / 100.0) * period_s
-
-
-DEFAULT_TIERS = (
-    Tier(name="single-point", availability_percent=99.0, max_recovery_s=4 * 3600.0),
-    Tier(name="active-standby", availability_percent=99.5, max_recovery_s=15 * 60.0),
-    Tier(name="multi-active", availability_percent=99.99, max_recovery_s=30.0),
-)
-
-
-class Thresholds(BaseModel):
-    """Monitoring thresholds that raise alerts whatever the tier."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    p99_latency_ms: float = Field(500.0, gt=0)
-    gpu_util_percent: float = Field(90.0, gt=0, le=100)
-    gpu_sustained_s: float = Field(60.0, gt=0)
-    memory_growth_mb_per_s: float = Field(10.0, gt=0)
-    memory_window_s: float = Field(60.0, gt=0)
-
-
-class SlaConfig(BaseModel):
-    """The tiers, their period, how often each fault is expected, the thresholds and the required tier."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS))
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    required_tier: str | None = None
-    period_days: float = Field(30.0, gt=0, le=3660)
-    faults_per_day: float = Field(1.0, gt=0, le=1e6)  # the default expected rate of any fault
-    fault_rates_per_day: dict[str, float] = Field(default_factory=dict)  # per fault name, e.g. {"oom-kill": 0.1}
-    confidence: float = Field(0.95, gt=0.5, lt=1)
-
-    @field_validator("tiers")
-    @classmethod
-    def _unique_tiers(cls, tiers: list[Tier]) -> list[Tier]:
-        if not tiers:
-            raise ValueError("at least one tier is needed")
-        names = [t.name for t in tiers]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate tier names: {', '.join(duplicates)}")
-        return tiers
-
-    @field_validator("fault_rates_per_day")
-    @classmethod
-    def _positive_rates(cls, rates: dict[str, float]) -> dict[str, float]:
-        for name, rate in rates.items():
-            if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-                raise ValueError(f"{name}={rate!r}: expected faults per day must be a number greater than zero")
-        return rates
-
-    @model_validator(mode="after")
-    def _known_required_tier(self) -> "SlaConfig":
-        if self.required_tier is not None and self.required_tier not in self.tier_names:
-            raise ValueError(f"required_tier={self.required_tier}: unknown tier (known: {', '.join(self.tier_names)})")
-        return self
-
-    @property
-    def tier_names(self) -> list[str]:
-        return [t.name for t in self.tiers]
-
-    @property
-    def period_s(self) -> float:
-        return self.period_days * DAY_S
-
-    @property
-    def ranked_tiers(self) -> list[Tier]:
-        """The tiers from least to most strict."""
-        return sorted(self.tiers, key=lambda t: (t.availability_percent, -t.max_recovery_s))
-
-    def tier(self, name: str) -> Tier:
-        """Return the tier called ``name``; raise ConfigError naming the known tiers."""
-        for tier in self.tiers:
-            if tier.name == name:
-                return tier
-        raise ConfigError("tier", name, f"unknown tier (known: {', '.join(self.tier_names)})")
-
-    def faults_per_period(self, fault: str | None, declared_per_day: float | None = None) -> float:
-        """Return how many faults of kind ``fault`` the period expects: this config's rate for it,
-        else the experiment's declared rate, else the default; times the period in days."""
-        rate = self.fault_rates_per_day.get(fault or "", declared_per_day or self.faults_per_day)
-        return rate * self.period_days
-
-
-def load_sla_config(path: str | Path | None = None, data: Mapping[str, Any] | None = None) -> SlaConfig:
-    """Return the SLA config from a YAML file and/or a mapping (its ``sla`` section if it has one).
-
-    Keys in ``data`` override the file's; with neither, the defaults. Raises ConfigError naming the
-    bad field (e.g. ``tiers.1.availability_percent``).
-    """
-    merged: dict[str, Any] = {}
-    for part in (load_yaml_file(path, "sla", needs="a tier, period_days or fault_rates_per_day") if path is not None else None, data):
-        if part is None:
-            continue
-        section = part.get("sla", part) if isinstance(part, Mapping) else part
-        if not isinstance(section, Mapping):
-            raise ConfigError("sla", type(section).__name__, "expected a mapping")
-        merged.update(section)
-    return validate_model(SlaConfig, merged, source=str(path) if path is not None else None)
 
 
 # ----- cost and budget ------------------------------------------------------------------------------
@@ -328,91 +190,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3g} s"
 
 
-# ----- alerts -----------------------------------------------------------------------------------------
-
-def raised_alerts(
-    thresholds: Thresholds, *, p99_ms: float | None = None, telemetry: Iterable[TelemetrySample] | None = None
-) -> list[Alert]:
-    """Return every alert the monitoring thresholds raise: p99, sustained GPU utilisation, memory growth."""
-    samples = list(telemetry or ())
-    return (
-        p99_alerts(p99_ms, thresholds.p99_latency_ms)
-        + gpu_utilisation_alerts(samples, thresholds.gpu_util_percent, thresholds.gpu_sustained_s)
-        + memory_growth_alerts(samples, thresholds.memory_growth_mb_per_s, thresholds.memory_window_s)
-    )
-
-
-def check_alerts(
-    thresholds: Thresholds, *, p99_ms: float | None = None, telemetry: Iterable[TelemetrySample] | None = None
-) -> list[str]:
-    """Return every monitoring-threshold finding as a message (see `raised_alerts`)."""
-    return [alert.message for alert in raised_alerts(thresholds, p99_ms=p99_ms, telemetry=telemetry)]
-
-
-@dataclass(frozen=True)
-class AlertCheck:
-    """One alert judged against the experiment's expectation.
-
-    ``status``: "detected" (expected and fired: passed), "missed" (expected, silent: failed),
-    "unexpected" (fired, not expected: a violation) or "unobserved" (expected, but what it is computed
-    from was not sampled here, e.g. no replica telemetry on Kubernetes: neither passed nor failed).
-    """
-
-    name: str
-    status: str
-    message: str
-    fired_at_s: float | None = None
-    lead_s: float | None = None  # seconds before the platform's kill (positive) or after the injection (negative)
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "detected"
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("missed", "unexpected")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"passed": self.passed}
-
-
-_TELEMETRY_ALERTS = (GPU_UTILISATION, MEMORY_GROWTH)
-
-
-def _check_alerts_against(
-    fired: Sequence[Alert], expected: Sequence[str], *, injected_at_s: float | None, killed_at_s: float | None,
-    kill_label: str, telemetry_sampled: bool = True,
-) -> list[AlertCheck]:
-    unknown = [name for name in expected if name not in ALERT_NAMES]
-    if unknown:
-        raise ConfigError("expect_alerts", unknown[0], f"unknown alert; known: {', '.join(ALERT_NAMES)}")
-    checks = []
-    for name in dict.fromkeys(expected):
-        mine = [a for a in fired if a.name == name]
-        if not mine and not telemetry_sampled and name in _TELEMETRY_ALERTS:
-            checks.append(AlertCheck(name, "unobserved", f"expected alert {name} not judged: no replica telemetry was "
-                                                          f"sampled on this platform"))
-            continue
-        if not mine:
-            checks.append(AlertCheck(name, "missed", f"expected alert {name} did not fire: monitoring would miss this fault"))
-            continue
-        times = [a.fired_at_s for a in mine if a.fired_at_s is not None]
-        at = min(times) if times else None
-        if at is not None and killed_at_s is not None:
-            lead = killed_at_s - at
-            when = f"fired {abs(lead):.1f} s {'before' if lead >= 0 else 'after'} the {kill_label}"
-        elif at is not None and injected_at_s is not None:
-            lead = injected_at_s - at
-            when = f"fired {max(0.0, -lead):.1f} s after the injection"
-        else:
-            lead, when = None, "fired"
-        checks.append(AlertCheck(name, "detected", f"expected alert {name} {when}: {mine[0].message}", at, lead))
-    for alert in fired:
-        if alert.name not in expected:
-            checks.append(AlertCheck(alert.name, "unexpected", f"unexpected alert: {alert.message}", alert.fired_at_s))
-    return checks
-
-
 # ----- the verdict ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -505,7 +282,7 @@ def evaluate_fault(
     }
     p99 = _steady_p99(recovery) if p99_ms is None else p99_ms
     fired = raised_alerts(config.thresholds, p99_ms=p99, telemetry=telemetry)
-    checks = _check_alerts_against(fired, expected_alerts, injected_at_s=recovery.injected_at_s,
+    checks = check_alerts_against(fired, expected_alerts, injected_at_s=recovery.injected_at_s,
                                    killed_at_s=killed_at_s, kill_label=kill_label, telemetry_sampled=telemetry is not None)
     measured = {"ttr_s": recovery.ttr_s, "recovered": recovery.recovered, "outage_s": recovery.outage_s,
                 "unavailability_s": recovery.unavailability_s, "observed_s": observed_s,
@@ -542,6 +319,6 @@ def evaluate_steady(
         judgements[tier.name] = TierJudgement(tier.name, outcome, reasons, tier.error_budget_s(config.period_s), None,
                                               [], tier.max_recovery_s)
     fired = raised_alerts(config.thresholds, p99_ms=p99_ms, telemetry=telemetry)
-    checks = _check_alerts_against(fired, (), injected_at_s=None, killed_at_s=None, kill_label="kill")
+    checks = check_alerts_against(fired, (), injected_at_s=None, killed_at_s=None, kill_label="kill")
     return Verdict(config.required_tier, judgements, checks, [],
                    {"failed_requests": failed, "total_requests": total, "p99_ms": p99_ms})

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from harness import __version__
 from harness.errors import HarnessError
 from harness.jsonfile import read_json, write_json
-from harness.report.sections import Section, collect_sections
+from harness.report.section import Section
+from harness.report.sections import collect_sections
 from harness.results import RUN_FILE, load_run
 
 __all__ = ["write_report", "ReportPaths", "verdict_text"]

@@ -103,7 +103,8 @@ class LoadOutcome:
 
     def verdict(self) -> Any:
         """Return the steady-state `harness.measure.sla.Verdict` of this load (see `evaluate_steady`)."""
-        from harness.measure.sla import SlaConfig, evaluate_steady
+        from harness.measure.sla import evaluate_steady
+        from harness.measure.sla_config import SlaConfig
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
 
         telemetry_path = self.path / TELEMETRY_FILE
@@ -149,7 +150,7 @@ class LoadScenarios:
         """
         from harness.load.profiles import build_profile
         from harness.load.session import CpuPlan, plan_cpus
-        from harness.measure.sla import TIER_FOR_TOPOLOGY
+        from harness.measure.sla_config import TIER_FOR_TOPOLOGY
         from harness.workflows.load import LoadSettings, run_load
 
         job = _job_profile(self.session)

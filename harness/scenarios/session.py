@@ -122,7 +122,7 @@ def validate_options(
     reports_root: str | Path = REPORTS_ROOT,
 ) -> ScenarioOptions:
     """Return the validated options; raise ConfigError/UsageError naming the option and its value."""
-    from harness.measure.sla import SlaConfig
+    from harness.measure.sla_config import SlaConfig
 
     if profile not in PROFILES:
         raise ConfigError("--harness-profile", profile, f"choose one of {', '.join(PROFILES)}")

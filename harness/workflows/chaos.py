@@ -47,7 +47,7 @@ class ChaosRun:
     """One chaos run (see the module docstring); `execute` returns the result mapping."""
 
     def __init__(self, settings: ChaosRunSettings, *, progress=None) -> None:
-        from harness.measure.sla import TIER_FOR_TOPOLOGY, SlaConfig
+        from harness.measure.sla_config import TIER_FOR_TOPOLOGY, SlaConfig
 
         self.settings = settings
         self.profile = settings.profile

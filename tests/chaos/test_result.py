@@ -95,7 +95,8 @@ def test_a_fault_hook_that_refused_is_a_failed_run_not_a_pass():
 
 def _passing_verdict():
     from harness.measure.recovery import analyze_recovery
-    from harness.measure.sla import SlaConfig, evaluate_fault
+    from harness.measure.sla import evaluate_fault
+    from harness.measure.sla_config import SlaConfig
     from harness.records import ProbeSample
 
     timeline = [ProbeSample(100.0 + i * 0.05, True, 10.0, 200) for i in range(200)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -88,7 +89,14 @@ def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | Non
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         prefix = f"harness {args.command}"
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`harness compare --json | head`): no traceback; stdout now goes to
+        # /dev/null so the interpreter's last flush cannot raise again; 141 = 128 + SIGPIPE, as a shell says
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except HarnessError as exc:
         print(f"{getattr(exc, 'prog', prefix)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -104,6 +112,18 @@ def _forget_caught_interrupts() -> None:
     # it imports) as unhandled even once caught, and `python -m` then ends by SIGINT instead of with
     # our exit code; an exec() of a string that completes clears the mark.
     exec("pass")  # noqa: S102
+
+
+EXIT_BROKEN_PIPE = 141
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured in tests): nothing to flush
+        pass
 
 
 def _entry() -> None:  # pragma: no cover - console script shim

@@ -1,24 +1,24 @@
 """Typed, validated configuration: the reference service's settings and the declarative service spec.
 
-Values are validated once, here, at the boundary; an invalid value raises `ConfigError` naming the
-field (dotted path, Kubernetes spelling where the spec uses it) and the bad value. Precedence
+Values are validated once, here, at the boundary (`harness.validation.validate_model`); an invalid
+value raises `ConfigError` naming the field (dotted path, Kubernetes spelling where the spec uses it)
+and the bad value; resource quantities are read by `harness.quantities`. Precedence
 (flag > environment > file > default) is resolved by `resolve_service_config` only.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import os
-import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.policies import Autoscaling, RateLimit, Strategy
+from harness.quantities import parse_cpu_cores, parse_memory_bytes
 from harness.userfiles import EMPTY_NEEDS, load_mapping
+from harness.validation import deep_merge, validate_model
 
 __all__ = [
     "PRECISIONS",
@@ -37,11 +37,7 @@ __all__ = [
     "RateLimit",
     "Autoscaling",
     "ServiceSpec",
-    "parse_memory_bytes",
-    "parse_cpu_cores",
     "default_weights_dir",
-    "validate_model",
-    "deep_merge",
     "overlay_spec",
     "ROLLOUT_FIELDS",
     "load_yaml_file",
@@ -60,47 +56,9 @@ Precision = Literal["fp32", "fp16", "bf16"]
 Topology = Literal["single", "active-standby", "multi-active"]
 Device = Literal["auto", "cpu", "cuda"]
 
-_MEMORY_UNITS = {
-    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
-}
 # what the message for an empty file asks for ("give at least ...")
 _SPEC_NEEDS = "one setting (e.g. 'topology: single'), or leave out the spec for the defaults"
 _CONFIG_NEEDS = "one setting (e.g. 'max_batch_size: 32'), or leave out --config for the defaults"
-_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
-
-
-def parse_memory_bytes(value: str | int | float) -> int:
-    """Return a Kubernetes memory quantity ("512Mi", "2Gi", "1G", 1048576) in bytes; raise ValueError."""
-    if isinstance(value, bool):
-        raise ValueError("expected a memory quantity such as '512Mi'")
-    if isinstance(value, (int, float)):
-        number, unit = float(value), ""
-    else:
-        match = _QUANTITY.match(str(value))
-        if not match:
-            raise ValueError("expected a memory quantity such as '512Mi' or '2Gi'")
-        number, unit = float(match.group(1)), match.group(2)
-    if unit not in _MEMORY_UNITS:
-        raise ValueError(f"unknown memory unit {unit!r} (use Ki, Mi, Gi, Ti, k, M, G, T)")
-    size = int(number * _MEMORY_UNITS[unit])
-    if size <= 0:
-        raise ValueError("must be greater than zero")
-    return size
-
-
-def parse_cpu_cores(value: str | int | float) -> float:
-    """Return a Kubernetes CPU quantity ("500m", "1", 0.5) in cores; raise ValueError."""
-    if isinstance(value, bool):
-        raise ValueError("expected a CPU quantity such as '500m' or '1'")
-    text = str(value).strip()
-    try:
-        cores = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    except ValueError:
-        raise ValueError("expected a CPU quantity such as '500m' or '1'") from None
-    if not math.isfinite(cores) or cores <= 0:
-        raise ValueError("must be greater than zero")
-    return cores
 
 
 def default_weights_dir() -> Path:
@@ -326,50 +284,6 @@ class ServiceSpec(_Model):
     def replica_count(self) -> int:
         assert self.replicas is not None  # filled in by the validator
         return self.replicas
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-_CROSS_FIELD = re.compile(r"^([A-Za-z_][\w.]*)=(.*?): (.*)$")
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(root)"
-
-
-def validate_model(cls: type[M], data: Any, *, source: str | None = None) -> M:
-    """Return ``cls`` validated from ``data``; raise ConfigError naming the first bad field and value."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        value = first.get("input")
-        reason = first.get("msg", "invalid").removeprefix("Value error, ")
-        field = _field_path(tuple(first.get("loc", ())))
-        if first.get("type") == "extra_forbidden":
-            reason = "unknown field"
-        if first.get("type") == "missing":
-            value = None
-        cross = _CROSS_FIELD.match(reason)
-        if cross:  # a model-level rule names its own field: "replicas=3: topology 'single' has ..."
-            prefix = field + "." if field != "(root)" else ""
-            field, value, reason = prefix + cross.group(1), cross.group(2), cross.group(3)
-        others = len(exc.errors()) - 1
-        if others:
-            reason += f" (and {others} more error{'s' if others > 1 else ''})"
-        raise ConfigError(field, value, reason, source=source) from None
-
-
-def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``base`` with ``overlay`` on top: nested mappings merge, anything else is replaced."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 # what a rollout may change: the pod template (the service, its probes, its grace period); the topology,

@@ -2,7 +2,7 @@
 
 Kubernetes field names where Kubernetes has the concept (``strategy.rollingUpdate.maxSurge``,
 ``autoscaling.minReplicas``, ``behavior``-style stabilization windows), validated here once; an
-invalid value raises (through `harness.config.validate_model`) a `ConfigError` naming the field and
+invalid value raises (through `harness.validation.validate_model`) a `ConfigError` naming the field and
 the value. `harness.config.ServiceSpec` holds them; the local platform acts on them
 (`harness.platforms.local.rollout`, `.autoscaler`, the balancer's token bucket) and the Kubernetes
 renderer writes the same values into the Deployment's strategy and the HorizontalPodAutoscaler.

@@ -4,10 +4,11 @@ Layers, bottom to top (a module may import its own layer's modules only as `PEER
 module of a layer below it):
 
 0. **ground floor**: ``config`` and what it and everyone else stand on: ``errors``, ``paths``,
-   ``userfiles``, ``atomicfile`` and ``jsonfile`` (atomic file and strict JSON I/O), ``modelnames``,
-   ``faultparams``, ``records`` (the per-request and prober record types), ``gpu``, ``environment``
-   (the fingerprint), ``policies``, ``extras`` and the package itself (``__version__``). Its modules
-   may import one another, except ``config``: it stands on the rest, so none of them imports it.
+   ``userfiles``, ``atomicfile`` and ``jsonfile`` (atomic file and strict JSON I/O), ``validation``
+   (a model validated into one ConfigError), ``quantities``, ``modelnames``, ``faultparams``,
+   ``records`` (the per-request and prober record types), ``gpu``, ``environment`` (the
+   fingerprint), ``policies``, ``extras`` and the package itself (``__version__``). Its modules may
+   import one another, except ``config``: it stands on the rest, so none of them imports it.
 1. **service, platforms**: the reference service, the platforms that deploy it, and ``preflight``
    (is this machine fit to run them). ``platforms`` may import ``service`` (it runs the service's
    command and reads its options); ``service`` and ``preflight`` import no peer.
@@ -44,7 +45,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ground floor", frozenset({
         "harness", "config", "errors", "paths", "userfiles", "atomicfile", "jsonfile", "modelnames", "faultparams",
-        "records", "gpu", "environment", "policies", "extras",
+        "validation", "quantities", "records", "gpu", "environment", "policies", "extras",
     })),
     ("service, platforms", frozenset({"service", "platforms", "preflight"})),
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import ServiceSpec, overlay_spec, validate_model
+from harness.config import ServiceSpec, overlay_spec
 from harness.errors import ConfigError
 from harness.policies import resolve_int_or_percent
+from harness.validation import validate_model
 
 
 def spec(**data) -> ServiceSpec:

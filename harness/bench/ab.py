@@ -58,7 +58,8 @@ def signoff_spec(spec: Any, model: str | None = None, replicas: int = SIGNOFF_RE
     one torch thread, a quick readiness probe and a short grace period (rounds deploy and tear down
     many times), ``replicas`` replicas (multi-active when more than one). Raises ConfigError for an
     unknown model."""
-    from harness.config import ServiceSpec, validate_model
+    from harness.config import ServiceSpec
+    from harness.validation import validate_model
 
     data = spec.model_dump(by_alias=True, mode="json")
     if model is not None:

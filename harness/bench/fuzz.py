@@ -132,7 +132,8 @@ def _rss_mb(pid: int | None) -> float | None:
 
 
 def _fuzz_spec(model: str) -> Any:
-    from harness.config import ServiceSpec, validate_model
+    from harness.config import ServiceSpec
+    from harness.validation import validate_model
 
     return validate_model(ServiceSpec, {
         "topology": "single",

@@ -38,9 +38,10 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.config import ServiceSpec, deep_merge, validate_model
+from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.base import EVENT_TYPES
+from harness.validation import deep_merge, validate_model
 
 __all__ = [
     "EXTENSION_NAME",

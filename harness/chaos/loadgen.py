@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from harness.config import DEFAULT_MODEL, validate_model
+from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
 from harness.load import child_process
 from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, read_records
+from harness.validation import validate_model
 
 __all__ = ["FLUSH_S", "BackgroundLoad"]
 

@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _spec(args: argparse.Namespace) -> Any:
-    from harness.config import ServiceSpec, load_spec, validate_model
+    from harness.config import ServiceSpec, load_spec
+    from harness.validation import validate_model
 
     spec = load_spec(args.spec, topology=args.topology)
     if args.model is not None:

@@ -27,13 +27,14 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.config import DEFAULT_MODEL, validate_model
+from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
 from harness.load import child_process, v2_client
 from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
 from harness.records import ProbeSample, append_records
+from harness.validation import validate_model
 
 __all__ = ["ProberConfig", "ProberSummary", "Prober"]
 

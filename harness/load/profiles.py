@@ -15,8 +15,9 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config import DEFAULT_MODEL, validate_model
+from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
+from harness.validation import validate_model
 
 __all__ = [
     "PROFILE_KINDS",

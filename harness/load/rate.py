@@ -29,7 +29,7 @@ from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from harness.config import DEFAULT_MODEL, validate_model
+from harness.config import DEFAULT_MODEL
 from harness.load import child_process, v2_client
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import check_http_url, check_model_name
@@ -37,6 +37,7 @@ from harness.load.result import LoadResult, result_from_records
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
 from harness.records import REQUESTS_FILE, RequestRecord, append_records, read_records
+from harness.validation import validate_model
 
 __all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "run_rate", "LAG_TOLERANCE_MS"]
 

@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config import load_yaml_file, validate_model
+from harness.config import load_yaml_file
 from harness.errors import ConfigError
+from harness.validation import validate_model
 
 __all__ = ["DEFAULT_TIERS", "TIER_FOR_TOPOLOGY", "DAY_S", "Tier", "Thresholds", "SlaConfig", "load_sla_config"]
 

@@ -29,7 +29,7 @@ from typing import Iterator
 from harness.config import ServiceConfig, ServiceSpec
 from harness.errors import DeploymentError, HarnessError
 from harness.sweep.grid import CONCURRENCY, RATE, SweepPlan, WindowMeasurement
-from harness.sweep.loop import PointTimeout, Precheck
+from harness.sweep.points import PointTimeout, Precheck
 
 __all__ = ["split_cpus", "LocalSession", "LocalSweepBackend"]
 
@@ -265,7 +265,7 @@ def _telemetry_in(rows: list[dict], lo: float, hi: float) -> tuple[float, float,
 
 
 class LocalSweepBackend:
-    """Deploys each configuration on the local platform (the `SweepBackend` of `harness.sweep.loop`)."""
+    """Deploys each configuration on the local platform (the `SweepBackend` of `harness.sweep.points`)."""
 
     def __init__(self, plan: SweepPlan, workdir: str | Path, *, replicas: int = 1,
                  service_cpus: list[int] | None = None, generator_cpus: list[int] | None = None,

@@ -3,7 +3,7 @@
 The capacity workflow (`harness.workflows.capacity.run_capacity`, behind `harness capacity`, the main
 job's capacity stage and the capacity scenario) calls `measure_capacity` with a `CapacitySettings`;
 it writes ``OUT/capacity.json`` and returns its data. One replica's max rate
-comes from `harness.sweep.loop.find_max_rate` on a one-replica deployment measured directly (as
+comes from `harness.sweep.maxrate.find_max_rate` on a one-replica deployment measured directly (as
 the sweep measures each configuration), so the sweep's figure for the same precision and batch size
 and this one are measured by the same code in the same way; larger counts go through the front
 balancer, as users' traffic would, and start their search at `EXPECTED_FRACTION` of N x one
@@ -88,7 +88,7 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
     from harness.jsonfile import write_json
     from harness.sweep.capacity import check_linear_scaling
     from harness.sweep.local import LocalSweepBackend, split_cpus
-    from harness.sweep.loop import find_max_rate
+    from harness.sweep.maxrate import find_max_rate
 
     validate_capacity_settings(settings)
     cores = sorted(os.sched_getaffinity(0))

@@ -10,8 +10,9 @@ import pytest
 from chaoslib.exceptions import ActivityFailed
 
 from harness.chaos import drills, targets
-from harness.config import ServiceSpec, validate_model
+from harness.config import ServiceSpec
 from harness.platforms import deploy
+from harness.validation import validate_model
 
 STUB_SPEC = {
     "topology": "multi-active",

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import pytest
 
 from harness.sweep.grid import CSV_COLUMNS, WindowMeasurement, build_plan, read_sweep_csv
-from harness.sweep.loop import (
-    PointTimeout, Precheck, estimate_point_s, find_max_rate, measure_level, measure_sweep, search_session,
-)
+from harness.sweep.loop import measure_sweep
+from harness.sweep.maxrate import find_max_rate, search_session
+from harness.sweep.points import PointTimeout, Precheck, estimate_point_s, measure_level
 from harness.sweep.simulated import SimulatedService
 
 

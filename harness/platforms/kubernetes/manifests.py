@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from harness.config import Probe, ServiceSpec, parse_cpu_cores
+from harness.config import Probe, ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.kubernetes.options import RenderOptions
 from harness.platforms.kubernetes.scaling import autoscaler_spec, deployment_strategy
+from harness.quantities import parse_cpu_cores
 from harness.service.options import start_fault_flags
 
 __all__ = [

@@ -15,13 +15,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from harness.config import ServiceSpec, overlay_spec, validate_model
+from harness.config import ServiceSpec, overlay_spec
 from harness.errors import ConfigError, DeploymentError
 from harness.platforms.local.autoscaler import Autoscaler
 from harness.platforms.local.control import ControlServer
 from harness.platforms.local.fleet import Fleet
 from harness.platforms.local.replica import ReplicaSettings
 from harness.platforms.local.rollout import Rollout, RolloutRequest
+from harness.validation import validate_model
 
 __all__ = ["DeploymentController"]
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness.config import ENV_FAULT_TOKEN, ServiceSpec, validate_model
+from harness.config import ENV_FAULT_TOKEN, ServiceSpec
 from harness.errors import DeploymentError
 from harness.extras import require_extra
 from harness.platforms import base as ev
@@ -40,6 +40,7 @@ from harness.platforms.local.leases import remove_lease, write_lease
 from harness.platforms.local.processes import terminate
 from harness.platforms.local.replica import Replica, ReplicaSettings
 from harness.platforms.local.rollout import RolloutRequest
+from harness.validation import validate_model
 
 __all__ = ["LocalDeployment", "service_command", "replica_names"]
 

@@ -10,10 +10,11 @@ import kubernetes_validate
 import pytest
 
 from harness.cli import build_parser
-from harness.config import ServiceSpec, validate_model
+from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.kubernetes import MEASURED_LOAD_TIME_S, RenderOptions, render_manifests
 from harness.platforms.kubernetes.manifests import CONTAINER_UID, LOAD_LABEL
+from harness.validation import validate_model
 
 # The newest schema kubernetes-validate ships, and an older one still in wide use on managed clusters.
 SCHEMA_VERSIONS = ("1.30.0", "1.37.0")

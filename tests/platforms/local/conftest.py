@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from harness.config import ServiceSpec, validate_model
+from harness.config import ServiceSpec
 from harness.platforms import deploy, read_events
 from harness.platforms.local import LocalDeployment
 from harness.platforms.local.balancer import REPLICA_HEADER
 from harness.platforms.local.cgroups import CGROUP_V1, CGROUP_V2, CgroupSet
 from harness.service.registry import example_request
+from harness.validation import validate_model
 
 _REQUEST = example_request("ranker-mlp")
 

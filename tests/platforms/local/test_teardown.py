@@ -177,8 +177,9 @@ def test_stale_cgroups_of_dead_harness_processes_are_swept(cgroups_writable):
 _ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from harness.config import ServiceSpec, validate_model
+from harness.config import ServiceSpec
 from harness.platforms import deploy
+from harness.validation import validate_model
 spec = validate_model(ServiceSpec, {"topology": "multi-active", "probes": {
     "liveness": {"path": "/"}, "readiness": {"path": "/", "periodSeconds": 0.2}}})
 deployment = deploy(spec, workdir=Path(sys.argv[1]), command=sys.argv[2:])

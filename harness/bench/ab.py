@@ -1,6 +1,6 @@
 """Interleaved A/B: both builds measured in alternating rounds on fresh deployments, then compared paired.
 
-`run_ab` measures ``pairs`` pairs of rounds in the order A B, B A, A B, ... (`harness.load.rounds`
+`run_ab` measures ``pairs`` pairs of rounds in the order A B, B A, A B, ... (`harness.load.interleave`
 explains why ABBA), writes ``out/a`` and ``out/b`` as load runs with rounds (each with its run.json),
 compares b against a (`harness.report.compare.compare_runs`: the paired rule of
 `harness.measure.regression`) and writes ``out/comparison.json``.
@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.load.rounds import Arm, run_interleaved
+from harness.load.interleave import run_interleaved
+from harness.load.rounds import Arm
 from harness.load.session import CpuPlan, RateLoad, plan_cpus
 
 __all__ = [
@@ -101,7 +102,7 @@ def run_ab(
     ``{"a": result, "b": result, "comparison": ...}`` (also written to ``out_dir/comparison.json``).
     ``deploy``: "requests" (each build deployed once; each pair one open-loop run alternating its
     requests between A and B), "session" (short rounds alternating) or "round" (a fresh deployment per
-    round); see `harness.load.rounds`.
+    round); see `harness.load.interleave`.
 
     Raises ConfigError for bad settings before deploying anything, HarnessError when a round fails.
     """

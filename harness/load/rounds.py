@@ -1,4 +1,4 @@
-"""Load runs made of rounds: independent measurements, each on a fresh deployment, and interleaved A/B.
+"""Load runs made of rounds: independent measurements, each on a fresh deployment.
 
 A **round** deploys the service spec, waits until it is Ready, injects the arm's fault (if any) into
 every replica, warms up, measures (`harness.load.session.run_session`: Locust users or an open-loop
@@ -10,33 +10,16 @@ part (result.json, requests.csv, events.jsonl, ...), and a top-level ``result.js
 figures are the medians over rounds, with a ``rounds`` list of each round's figures. A run of one
 round is written flat, as `harness load` always wrote it.
 
-**Interleaved A/B** (`run_interleaved`): when both builds are at hand, their rounds alternate in
-pairs ordered A B, B A, A B, B A... ("ABBA"). Each pair is one A round and one B round measured back
-to back, so slow drift of the machine (another job starting, thermal state) hits both members of a
-pair nearly alike and cancels in the pair's ratio. Alternating which arm goes first also cancels a
-linear drift within pairs and any "second of two" effect, which plain A B A B would turn into a
-systematic bias of B. Both arms are written as runs with rounds (``a/`` and ``b/``); every round
-records its ``pair``, its ``position`` in the session and the session id, so the comparison can pair
-them (`harness.measure.regression`).
-
-Where the builds are deployed (``deploy``): ``"round"`` deploys and tears down for every round (the
-deployment's own variation is then sampled too, at ~4 s a round); ``"session"`` deploys each build
-once and alternates short rounds between the two live deployments (the idle one costs nothing).
-On a shared 2-core VM the machine drifts by 10-20% over tens of seconds; short rounds two seconds
-apart see nearly the same machine, so the pair's ratio cancels it: measured here (text-encoder,
-32 samples a request, 8 req/s, 2 s rounds, 8 pairs), the spread of pair log-ratios was 3-7% with
-deploy-once sessions against 6-13% with a deployment per round, while two deployments of one build
-differed by 0.3-2.2% (mean log-ratio of 3 A/A sessions). `harness bench compare` measures what the
-choice costs in false alarms.
+Interleaved A/B (two builds in alternating rounds, ABBA) is `harness.load.interleave`, built on
+the rounds here.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -47,20 +30,20 @@ from harness.paths import resolve_path
 
 __all__ = [
     "ROUND_DIR",
-    "INTERLEAVE_ORDER",
     "Arm",
     "round_dir_name",
-    "interleave_schedule",
     "summarize_rounds",
+    "write_result",
+    "inject_arm_fault",
+    "warm_up",
+    "close_deployment",
     "Teardown",
     "measure_round",
     "run_rounds",
-    "run_interleaved",
     "parse_fault_params",
 ]
 
 ROUND_DIR = "round-{:02d}"
-INTERLEAVE_ORDER = "ABBA"  # pairs alternate A B, B A, ...: see the module docstring
 READY_TIMEOUT_S = 180.0
 LOCUST_WARMUP_RATE_RPS = 10.0  # open-loop warm-up before a Locust round: wakes the service, not measured
 FAULT_MARGIN_S = 120.0  # the injected fault outlives the round by this much (it is torn down with it)
@@ -96,17 +79,6 @@ class Arm:
 def round_dir_name(index: int) -> str:
     """Return the directory name of round ``index`` (1-based): ``round-01``."""
     return ROUND_DIR.format(index)
-
-
-def interleave_schedule(pairs: int) -> list[tuple[int, str]]:
-    """Return (pair, arm) in measuring order: pair 1 A then B, pair 2 B then A, ... (1-based pairs)."""
-    if pairs < 1:
-        raise ConfigError("rounds", pairs, "must be at least 1")
-    order: list[tuple[int, str]] = []
-    for pair in range(1, pairs + 1):
-        first, second = ("a", "b") if pair % 2 else ("b", "a")
-        order += [(pair, first), (pair, second)]
-    return order
 
 
 def summarize_rounds(results: Sequence[Mapping[str, Any]], *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -150,13 +122,15 @@ def summarize_rounds(results: Sequence[Mapping[str, Any]], *, extra: Mapping[str
     return data
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+def write_result(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a run's (or round's) ``result.json`` content to ``path``."""
     import json
 
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def _inject(deployment: Any, arm: Arm, lasts_s: float, say: Progress) -> dict[str, Any]:
+def inject_arm_fault(deployment: Any, arm: Arm, lasts_s: float, say: Progress) -> dict[str, Any]:
+    """Inject ``arm``'s fault into every replica for ``lasts_s``; return what was injected (kind, params)."""
     from harness.service.client import inject_fault
 
     params = {"duration_s": lasts_s, **dict(arm.fault_params)}
@@ -166,7 +140,7 @@ def _inject(deployment: Any, arm: Arm, lasts_s: float, say: Progress) -> dict[st
     return {"kind": arm.fault, "params": params}
 
 
-def _warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> int:
+def warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> int:
     """Send requests for ``warmup_s`` (spaced at the round's rate, or a modest one before Locust) from
     this process and discard the answers: the first requests of a fresh process pay for page faults and
     lazy initialisation. Return how many were sent; a failed one is left for the measurement to see."""
@@ -186,7 +160,8 @@ def _warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> 
     return sent
 
 
-def _close(deployment: Any, out: Path) -> None:
+def close_deployment(deployment: Any, out: Path) -> None:
+    """Tear ``deployment`` down, then keep its events in ``out``."""
     from harness.platforms.base import copy_events
 
     deployment.close()
@@ -207,9 +182,9 @@ class Teardown:
     def __call__(self, deployment: Any, out: Path) -> None:
         self._say("tearing down")
         if self._pool is None:
-            _close(deployment, out)
+            close_deployment(deployment, out)
         else:
-            self._pending.append(self._pool.submit(_close, deployment, out))
+            self._pending.append(self._pool.submit(close_deployment, deployment, out))
 
     def settle(self) -> None:
         """Wait for the teardowns under way; raise the first one's error."""
@@ -248,10 +223,10 @@ def measure_round(
         deployment.wait_ready(timeout_s=ready_timeout_s)
         progress(f"ready after {time.monotonic() - began:.1f} s at {deployment.endpoint}")
         teardown.settle()  # the previous round's deployment is gone before this one is measured
-        injected = (_inject(deployment, arm, warmup_s + load.duration_s + FAULT_MARGIN_S, progress)
+        injected = (inject_arm_fault(deployment, arm, warmup_s + load.duration_s + FAULT_MARGIN_S, progress)
                     if arm.fault else None)
         if warmup_s > 0:
-            progress(f"warmed up with {_warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s (not measured)")
+            progress(f"warmed up with {warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s (not measured)")
         return run_session(deployment, load, out, generator_cpus=cpus.generator, prober=prober,
                            prober_interval_s=prober_interval_s, telemetry=telemetry, progress=progress,
                            metadata={**metadata, "injected_fault": injected, "warmup_s": warmup_s})
@@ -304,179 +279,8 @@ def run_rounds(
         teardown.close()
         if results:
             summary = summarize_rounds(results, extra={"completed": len(results) == rounds})
-            _write_json(out / RESULT_FILE, summary)
+            write_result(out / RESULT_FILE, summary)
     return summary
-
-
-DEPLOY_MODES = ("requests", "session", "round")
-SESSION_REWARM_S = 0.3  # unmeasured requests before each round on a deployment that sat idle
-# "requests" mode: consecutive requests go to A, B, A, B... (one at a time). Measured here under other
-# work (load average 3-4, text-encoder, 2 replicas a build, 10 pairs of 4 s): the per-pair spread of p50
-# log-ratios was 2.3-7.3% when alternating every request against 5-49% in blocks of one second, since
-# a burst of other work then hits one arm's block and not the other's.
-ALTERNATE_EVERY = 1
-
-
-def run_interleaved(
-    a: Arm,
-    b: Arm,
-    load: LoadProfile | RateLoad,
-    out_dir: str | Path,
-    *,
-    pairs: int,
-    platform: str = "local",
-    cpus: CpuPlan = CpuPlan(None, None),
-    warmup_s: float = 0.0,
-    prober: bool = False,
-    prober_interval_s: float = 0.05,
-    telemetry: bool = True,
-    metadata: Mapping[str, Any] | None = None,
-    progress: Progress | None = None,
-    deploy: str = "round",
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Measure ``pairs`` pairs of rounds of arms ``a`` and ``b`` in ABBA order; write ``out_dir/a`` and
-    ``out_dir/b`` as runs with rounds sharing one interleave session id; return their ``result.json``.
-
-    ``deploy``: "round" (a fresh deployment per round), "session" (each arm deployed once, rounds
-    alternate between the two live deployments) or "requests" (each arm deployed once; each pair is one
-    open-loop run whose requests alternate between A and B, split by target afterwards; a `RateLoad`
-    only); see the module docstring. Raises ConfigError for bad settings (before deploying anything),
-    HarnessError when a round fails.
-    """
-    say = progress or (lambda _message: None)
-    if warmup_s < 0:
-        raise ConfigError("--warmup-s", warmup_s, "must not be negative")
-    if deploy not in DEPLOY_MODES:
-        raise ConfigError("--deploy", deploy, f"choose one of {', '.join(DEPLOY_MODES)}")
-    if deploy == "requests" and not isinstance(load, RateLoad):
-        raise ConfigError("--deploy", deploy, "interleaving requests needs an open-loop rate load (--rate-rps)")
-    schedule = interleave_schedule(pairs)
-    a.validate("--fault-param-a")
-    b.validate("--fault-param-b")
-    out = resolve_path(out_dir, "out_dir")
-    session = uuid.uuid4().hex[:12]
-    arms = {"a": a, "b": b}
-    results: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
-    teardown = Teardown(background=True, progress=say)
-    live: dict[str, tuple[Any, dict[str, Any] | None]] = {}
-    try:
-        if deploy in ("session", "requests"):
-            live = _deploy_session(arms, load, out, platform=platform, cpus=cpus, warmup_s=warmup_s,
-                                   rounds_s=pairs * (load.duration_s + SESSION_REWARM_S + 5.0), say=say)
-        if deploy == "requests":
-            for pair in range(1, pairs + 1):
-                first, second = ("a", "b") if pair % 2 else ("b", "a")
-                say(f"pair {pair} of {pairs}: requests alternate {first.upper()} {second.upper()}")
-                both = _measure_alternating(live, (first, second), load, out, pair, cpus=cpus, session=session,
-                                            metadata=metadata or {})
-                for name in ("a", "b"):
-                    results[name].append(both[name])
-            schedule = []
-        for position, (pair, name) in enumerate(schedule, start=1):
-            index = len(results[name]) + 1
-            say(f"pair {pair} of {pairs}, {name.upper()} ({position} of {len(schedule)})")
-            info = {"round": {"index": index, "pair": pair, "position": position, "session": session, "arm": name,
-                              "deploy": deploy}}
-            round_out = out / name / round_dir_name(index)
-            if deploy == "session":
-                deployment, injected = live[name]
-                _warm_up(deployment, load, SESSION_REWARM_S)
-                results[name].append(run_session(
-                    deployment, load, round_out, generator_cpus=cpus.generator, prober=prober,
-                    prober_interval_s=prober_interval_s, telemetry=telemetry, progress=say,
-                    metadata={**(metadata or {}), **info, "injected_fault": injected, "warmup_s": SESSION_REWARM_S}))
-            else:
-                results[name].append(measure_round(
-                    arms[name], load, round_out, platform=platform, cpus=cpus, warmup_s=warmup_s,
-                    prober=prober, prober_interval_s=prober_interval_s, telemetry=telemetry,
-                    metadata={**(metadata or {}), **info}, progress=say, teardown=teardown))
-    finally:
-        for name, (deployment, _) in live.items():
-            teardown(deployment, out / name)
-        teardown.close()
-        summaries = {}
-        for name in ("a", "b"):
-            if results[name]:
-                interleave = {"session": session, "arm": name, "order": INTERLEAVE_ORDER, "pairs": pairs,
-                              "other": "../" + ("b" if name == "a" else "a")}
-                summaries[name] = summarize_rounds(results[name], extra={"interleave": interleave,
-                                                                        "completed": len(results[name]) == pairs})
-                _write_json(out / name / RESULT_FILE, summaries[name])
-    return summaries["a"], summaries["b"]
-
-
-def _measure_alternating(
-    live: Mapping[str, tuple[Any, dict[str, Any] | None]], order: tuple[str, str], load: RateLoad, out: Path,
-    pair: int, *, cpus: CpuPlan, session: str, metadata: Mapping[str, Any],
-) -> dict[str, dict[str, Any]]:
-    """Measure one pair as one open-loop run whose requests alternate between the two live deployments
-    (``order[0]`` first), `ALTERNATE_EVERY` requests at a time; split the records by target into
-    ``<arm>/round-NN/``; return each arm's result."""
-    from harness.load.rate import run_rate
-    from harness.load.result import result_from_records
-    from harness.load.session import build_result
-    from harness.records import REQUESTS_FILE, RequestRecord, write_records
-
-    for name in order:
-        _warm_up(live[name][0], load, SESSION_REWARM_S / 2)
-    pair_dir = out / "pairs" / round_dir_name(pair)
-    endpoints = {name: live[name][0].endpoint for name in order}
-    run = run_rate(endpoints[order[0]], pair_dir, rate_rps=load.rate_rps, duration_s=load.duration_s, model=load.model,
-                   batch_size=load.request_rows, cpus=cpus.generator, alternate_hosts=[endpoints[order[1]]],
-                   alternate_every=ALTERNATE_EVERY)
-    results = {}
-    for position, name in enumerate(order, start=1):
-        mine = [r for r in run.records if r.target == endpoints[name]]
-        round_out = out / name / round_dir_name(pair)
-        round_out.mkdir(parents=True, exist_ok=True)
-        write_records(round_out / REQUESTS_FILE, mine, RequestRecord)
-        arm_load = result_from_records(
-            mine, source="rate", cpu=run.load.generator_cpu, exit_code=run.load.exit_code,
-            hard_killed=run.load.hard_killed, started_s=run.load.started_s, ended_s=run.load.ended_s,
-            paths={"requests": str(round_out / REQUESTS_FILE)},
-            extra={**run.load.extra, "alternated_with": endpoints[order[2 - position]], "pair_run": str(pair_dir)})
-        if run.load.generator_saturated:
-            arm_load = replace(arm_load, generator_saturated=True)
-        per_arm = RateLoad(load.rate_rps / 2, load.duration_s, model=load.model, request_rows=load.request_rows)
-        info = {"round": {"index": pair, "pair": pair, "position": position, "session": session, "arm": name,
-                          "deploy": "requests"}}
-        data = build_result(arm_load, per_arm, metadata={**metadata, **info, "injected_fault": live[name][1],
-                                                         "warmup_s": SESSION_REWARM_S / 2})
-        _write_json(round_out / RESULT_FILE, data)
-        results[name] = data
-    return results
-
-
-def _deploy_session(
-    arms: Mapping[str, Arm], load: LoadProfile | RateLoad, out: Path, *, platform: str, cpus: CpuPlan,
-    warmup_s: float, rounds_s: float, say: Progress,
-) -> dict[str, tuple[Any, dict[str, Any] | None]]:
-    """Deploy every arm once (same CPUs), wait until all are Ready, inject each arm's fault, warm each up;
-    return {arm: (deployment, injected fault)}. Whatever was deployed is torn down if one fails."""
-    from harness.platforms import deploy
-
-    live: dict[str, tuple[Any, dict[str, Any] | None]] = {}
-    try:
-        for name, arm in arms.items():
-            spec = arm.spec
-            say(f"deploying {name} for the session: {spec.topology} ({spec.replica_count} replica(s), model "
-                f"{spec.service.model}) on {platform}; service CPUs {cpus.to_dict()['service']}")
-            live[name] = (deploy(spec, platform=platform, workdir=out / name / "platform", cpus=cpus.service), None)
-        for name, arm in arms.items():
-            deployment = live[name][0]
-            deployment.wait_ready(timeout_s=READY_TIMEOUT_S)
-            injected = _inject(deployment, arm, rounds_s + FAULT_MARGIN_S, say) if arm.fault else None
-            live[name] = (deployment, injected)
-            if warmup_s > 0:
-                say(f"{name} warmed up with {_warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s")
-    except BaseException:
-        for name, (deployment, _) in live.items():
-            try:
-                _close(deployment, out / name)
-            except Exception as exc:  # noqa: BLE001 - the first error is the one to raise
-                say(f"warning: tearing down {name} failed: {exc}")
-        raise
-    return live
 
 
 def parse_fault_params(pairs: Sequence[str], flag: str = "--fault-param") -> dict[str, Any]:

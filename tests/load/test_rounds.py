@@ -12,8 +12,10 @@ import pytest
 
 from harness.config import load_spec
 from harness.errors import ConfigError
+from harness.load import interleave as interleave_module
 from harness.load import rounds as rounds_module
-from harness.load.rounds import Arm, interleave_schedule, parse_fault_params, run_interleaved, run_rounds, summarize_rounds
+from harness.load.interleave import interleave_schedule, run_interleaved
+from harness.load.rounds import Arm, parse_fault_params, run_rounds, summarize_rounds
 from harness.load.session import CpuPlan, RateLoad
 
 
@@ -52,6 +54,7 @@ def fake_platform(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr("harness.platforms.deploy", deploy)
     monkeypatch.setattr(rounds_module, "run_session", session)
+    monkeypatch.setattr(interleave_module, "run_session", session)
     monkeypatch.setattr("harness.service.client.inject_fault",
                         lambda url, kind, token, params: log.append(f"inject {kind} {params['factor']}"))
     return log

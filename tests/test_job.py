@@ -18,7 +18,8 @@ from harness.job import (
     ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, JOB_PROFILES, PASS, SKIPPED, STAGES, Stage, StageOutcome,
     get_job_profile, run_job,
 )
-from harness.job.engine import Job, exit_code_for, format_clock
+from harness.job.engine import Job
+from harness.job.outcomes import exit_code_for, format_clock
 from harness.job.stages import LineWriter, default_stages
 from harness.results import RunRecord, load_run, save_run
 from harness.sweep.grid import build_plan
@@ -292,7 +293,7 @@ def test_parts_name_stage_directories_that_hold_a_run_record(tmp_path):
 
 
 def test_exit_code_order():
-    from harness.job.engine import StageResult
+    from harness.job.outcomes import StageResult
 
     ok = StageResult("a", COMPLETED, 1, verdict=PASS)
     bad = StageResult("b", COMPLETED, 1, verdict=FAIL)

@@ -30,6 +30,7 @@ from chaoslib.exceptions import ActivityFailed
 from harness.chaos.targets import (
     HTTP_TIMEOUT_S,
     POLL_S,
+    continue_frozen,
     failing,
     last_injection,
     live_pid,
@@ -43,6 +44,7 @@ from harness.chaos.targets import (
     timed_infer,
 )
 from harness.errors import HarnessError
+from harness.faultparams import FAULT_KINDS
 
 __all__ = [
     "kill_replica",
@@ -60,9 +62,6 @@ __all__ = [
     "endpoint_responds_within",
     "availability_over_last",
 ]
-
-FAULT_KINDS = ("probe-delay", "slow-inference", "memory", "hang", "crash")
-
 
 # --- actions ----------------------------------------------------------------------------------
 
@@ -84,7 +83,10 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
 
     Returns the replica, whether it exited within the grace period, and how long it took.
     """
+    import numpy as np
     import psutil
+
+    from harness.measure.alerts import slope_per_s
 
     row = select(read_state_file(state_file), replica)[0]
     pid = live_pid(row)
@@ -132,18 +134,6 @@ def freeze_replica(state_file: str, replica: str = "first-ready", duration_s: fl
         resumed = time.time()
     return {"replica": row["name"], "pid": pid, "time_s": at, "resumed_at_s": resumed,
             "frozen_s": round(resumed - at, 4)}
-
-
-def _continue_frozen(row: dict[str, Any]) -> None:
-    """SIGCONT a replica's process, in case a freeze was cut short without continuing it (harmless otherwise)."""
-    try:
-        pid = live_pid(row)  # never a reused pid: continuing someone's stopped job is not ours to do
-    except ActivityFailed:
-        return
-    try:
-        os.kill(pid, signals.SIGCONT)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @failing
@@ -216,7 +206,7 @@ def clear_faults(state_file: str, replica: str = "all") -> dict[str, Any]:
     state = read_state_file(state_file)
     outcome: dict[str, str] = {}
     for row in select(state, replica, allow_all=True):
-        _continue_frozen(row)
+        continue_frozen(row)
         if not row.get("pid") or not row.get("url"):
             outcome[row["name"]] = "no process"
             continue
@@ -336,7 +326,10 @@ def detect_memory_leak(
     Returns the growth rate, when the alert fired (seconds after the injection) and the RSS. Fails
     when the process ends first (killed before the alert) or after ``timeout_s``.
     """
+    import numpy as np
     import psutil
+
+    from harness.measure.alerts import slope_per_s
 
     row = select(read_state_file(state_file), replica)[0]
     process = psutil.Process(live_pid(row))
@@ -349,20 +342,12 @@ def detect_memory_leak(
             raise ActivityFailed(f"replica {row['name']} ended before its memory growth passed {threshold_mb_s:g} MB/s") from None
         recent = [(t, m) for t, m in samples if t >= samples[-1][0] - window_s]
         if len(recent) >= 3 and recent[-1][0] - recent[0][0] >= window_s * 0.8:
-            slope = _slope(recent)
+            slope = slope_per_s(np.array([t for t, _ in recent]), np.array([m for _, m in recent]))  # the alert's own rule
             if slope > threshold_mb_s:
                 since = last_injection.get("time_s", time.time())
                 return {"replica": row["name"], "growth_mb_s": round(slope, 2), "rss_mb": round(samples[-1][1], 1), "alert_after_s": round(time.time() - since, 3)}
         time.sleep(0.25)
     raise ActivityFailed(f"replica {row['name']}: memory growth stayed under {threshold_mb_s:g} MB/s for {timeout_s:g}s")
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    mean_t = statistics.fmean(t for t, _ in points)
-    mean_m = statistics.fmean(m for _, m in points)
-    num = sum((t - mean_t) * (m - mean_m) for t, m in points)
-    den = sum((t - mean_t) ** 2 for t, _ in points)
-    return num / den if den > 0 else 0.0
 
 
 @failing

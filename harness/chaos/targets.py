@@ -10,6 +10,7 @@ Toolkit imports the activities in its own process; errors become `ActivityFailed
 from __future__ import annotations
 
 import functools
+import os
 import signal as signals
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from chaoslib.exceptions import ActivityFailed
 from harness.errors import HarnessError
 
 __all__ = [
+    "continue_frozen",
     "HTTP_TIMEOUT_S",
     "POLL_S",
     "last_injection",
@@ -198,3 +200,13 @@ def timed_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
     return ok, (time.perf_counter() - start) * 1000
 
 
+def continue_frozen(row: dict[str, Any]) -> None:
+    """SIGCONT a replica's process, in case a freeze was cut short without continuing it (harmless otherwise)."""
+    try:
+        pid = live_pid(row)  # never a reused pid: continuing someone's stopped job is not ours to do
+    except ActivityFailed:
+        return
+    try:
+        os.kill(pid, signals.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass

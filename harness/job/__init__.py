@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from harness.errors import ConfigError
-from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
-from harness.job.engine import (
-    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, Job, JobResult, Stage, StageOutcome,
-    StageResult, format_clock,
+from harness.job.engine import Job, Stage
+from harness.job.outcomes import (
+    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, JobResult, StageOutcome, StageResult, format_clock,
 )
+from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
 from harness.paths import resolve_path
 from harness.platforms.target import PlatformTarget
 

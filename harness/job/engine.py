@@ -13,9 +13,9 @@ interrupt only stages marked ``always`` (the report) still run, with further sig
 the report of what finished is written whole. Held resources (a deployment) are released when the
 stage that needs them is done, when a stage fails or aborts, and at the end, whatever happened.
 
-Exit codes (`exit_code_for`): 0 every stage completed and every verdict passed; 1 a verdict failed
-(an SLA tier, a regression, a preflight requirement); 3 a stage could not run; 130 interrupted.
-Bad input is rejected (exit 2) before any stage starts, by the caller.
+Exit codes (`harness.job.outcomes.exit_code_for`): 0 every stage completed and every verdict
+passed; 1 a verdict failed (an SLA tier, a regression, a preflight requirement); 3 a stage could not
+run; 130 interrupted. Bad input is rejected (exit 2) before any stage starts, by the caller.
 """
 
 from __future__ import annotations
@@ -25,38 +25,22 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from harness.errors import EXIT_OK, EXIT_RUNTIME, EXIT_VERDICT_FAILED, HarnessError, VerdictFailed
+from harness.errors import HarnessError, VerdictFailed
+from harness.job.outcomes import (
+    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, JobResult, StageOutcome, StageResult,
+    exit_code_for, format_clock, verdict_word,
+)
 from harness.platforms.target import PlatformTarget
 
-__all__ = [
-    "COMPLETED", "FAILED", "SKIPPED", "ABORTED", "PASS", "FAIL", "EXIT_INTERRUPTED",
-    "StageOutcome", "Stage", "StageResult", "JobContext", "JobResult", "Job",
-    "exit_code_for", "format_clock",
-]
+__all__ = ["Stage", "JobContext", "Job"]
 
-COMPLETED, FAILED, SKIPPED, ABORTED = "completed", "failed", "skipped", "aborted"
-PASS, FAIL = "pass", "fail"
-EXIT_INTERRUPTED = 130  # as every other long-running harness command
 ERRORS_FILE = "job-errors.log"
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class StageOutcome:
-    """What a stage function returns: its verdict, why, headline figures and where its files are."""
-
-    verdict: str | None = None  # PASS, FAIL or None (nothing to judge)
-    findings: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None  # its output directory, relative to the job's
-    aborted: bool = False  # it caught an interrupt itself and returned what finished
-    stop: bool = False  # the job must not go on (a preflight requirement is not met)
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,50 +54,6 @@ class Stage:
     needs: tuple[str, ...] = ()
     always: bool = False
     skip_reason: str | None = None
-
-
-@dataclass
-class StageResult:
-    """How one stage ended (see the module docstring for the statuses)."""
-
-    name: str
-    status: str
-    budget_s: float
-    verdict: str | None = None
-    reason: str | None = None
-    findings: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
-    elapsed_s: float = 0.0
-    over_budget: bool = False
-    stopped_job: bool = False  # its outcome ended the job early
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form (recorded in run.json's summary)."""
-        data = asdict(self)
-        data["elapsed_s"] = round(self.elapsed_s, 2)
-        return data
-
-
-@dataclass
-class JobResult:
-    """The whole job: every stage's result, the report's paths, the overall verdict and exit code."""
-
-    run_id: str
-    out_dir: Path
-    profile: str
-    stages: list[StageResult]
-    report: dict[str, Path] | None
-    verdict: str  # pass | fail | incomplete | aborted
-    exit_code: int
-    elapsed_s: float
-
-    def stage(self, name: str) -> StageResult:
-        """Return the result of stage ``name``; KeyError if the job has no such stage."""
-        for result in self.stages:
-            if result.name == name:
-                return result
-        raise KeyError(name)
 
 
 class JobContext:
@@ -164,31 +104,6 @@ class JobContext:
             except Exception as exc:  # noqa: BLE001 - every resource must get its chance to be released
                 errors.append(f"releasing {name}: {type(exc).__name__}: {exc}")
         return errors
-
-
-def format_clock(seconds: float) -> str:
-    """Return ``seconds`` as m:ss (h:mm:ss past an hour)."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def exit_code_for(results: list[StageResult], *, interrupted: bool) -> int:
-    """Return the job's exit code from its stage results (see the module docstring for the order)."""
-    if interrupted or any(r.status == ABORTED for r in results):
-        return EXIT_INTERRUPTED
-    if any(r.stopped_job for r in results):
-        return EXIT_VERDICT_FAILED
-    if any(r.status == FAILED for r in results):
-        return EXIT_RUNTIME
-    if any(r.verdict == FAIL for r in results):
-        return EXIT_VERDICT_FAILED
-    return EXIT_OK
-
-
-def _verdict_word(code: int) -> str:
-    return {EXIT_OK: "pass", EXIT_VERDICT_FAILED: "fail", EXIT_INTERRUPTED: "aborted"}.get(code, "incomplete")
 
 
 class Job:
@@ -390,7 +305,7 @@ class Job:
     def _finish(self) -> JobResult:
         results = self.results()
         code = exit_code_for(results, interrupted=self.context.interrupted)
-        verdict = _verdict_word(code)
+        verdict = verdict_word(code)
         failed = [f"{r.name}: {r.reason}" for r in results if r.status == FAILED]
         report = self.context.values.get("report_paths")
         self.record.summary = {**self.record.summary, "verdict": verdict, "exit_code": code}

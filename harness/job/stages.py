@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import HarnessError
-from harness.job.engine import FAIL, PASS, JobContext, Stage, StageOutcome
+from harness.job.engine import JobContext, Stage
+from harness.job.outcomes import FAIL, PASS, StageOutcome
 
 __all__ = [
     "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE", "KUBERNETES_SKIPS",

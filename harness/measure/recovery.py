@@ -50,14 +50,14 @@ Definitions (reports quote these):
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from harness.errors import ConfigError, HarnessError
 from harness.measure.percentiles import ok_latencies_ms, percentile, select_window
+from harness.measure.platform_view import DISRUPTION_TYPES, parse_events, platform_view
 from harness.records import ProbeSample, RequestRecord
 
 __all__ = [
@@ -67,16 +67,11 @@ __all__ = [
     "infer_period_s",
     "bad_intervals",
     "longest_unavailability",
-    "platform_view",
     "analyze_recovery",
 ]
 
 DEFAULT_PROBE_PERIOD_S = 0.05
 _EPS_S = 1e-6  # float slack when comparing run lengths against the stability window
-_KILL_TYPES = ("Killing", "OOMKilled", "Exited")
-_DISRUPTION_TYPES = _KILL_TYPES + ("NotReady",)
-_READY_TYPES = ("Ready", "Recovered")
-_AFFECTED_TYPES = _DISRUPTION_TYPES + ("Unhealthy",)
 
 
 def is_good(sample: ProbeSample, slo_latency_ms: float) -> bool:
@@ -126,77 +121,6 @@ def bad_intervals(
     stop = times[-1] + period if end_s is None else end_s
     bad = np.array([not is_good(s, slo_latency_ms) for s in samples], dtype=bool)
     return _spans(times, _durations(times, period, stop), bad)
-
-
-def _event_dict(event: Any) -> dict[str, Any]:
-    if isinstance(event, Mapping):
-        return dict(event)
-    if hasattr(event, "to_dict"):
-        return dict(event.to_dict())
-    raise ConfigError("events", type(event).__name__, "expected a mapping or an event with to_dict()")
-
-
-def _parse_events(events: Iterable[Any]) -> list[dict[str, Any]]:
-    parsed = []
-    for index, raw in enumerate(events):
-        data = _event_dict(raw)
-        try:
-            data["time_s"] = float(data["time_s"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"events[{index}].time_s", data.get("time_s"), "expected epoch seconds") from None
-        if not isinstance(data.get("type"), str) or not data["type"]:
-            raise ConfigError(f"events[{index}].type", data.get("type"), "expected an event type such as 'Killing'")
-        parsed.append(data)
-    return sorted(parsed, key=lambda e: e["time_s"])
-
-
-def _first(
-    events: list[dict[str, Any]], types: tuple[str, ...], after_s: float = -math.inf, replica: Any = None
-) -> dict | None:
-    for event in events:
-        same_replica = replica is None or event.get("replica") == replica
-        if event["type"] in types and event["time_s"] >= after_s and same_replica:
-            return event
-    return None
-
-
-def platform_view(events: Iterable[Any], start_s: float = -math.inf, end_s: float = math.inf) -> dict[str, Any]:
-    """Return the platform's view of ``[start_s, end_s)`` from its events (mappings or Event objects).
-
-    Keys: killed_at_s, kill_type, kill_reason, oom_killed, exited_at_s, exit_code, not_ready_at_s,
-    restarted_at_s, ready_again_at_s, restart_count, back_off_count, replicas_affected,
-    event_counts, events. Raises ConfigError naming a malformed event's field.
-    """
-    window = [e for e in _parse_events(events) if start_s <= e["time_s"] < end_s]
-    kill = _first(window, _KILL_TYPES)
-    exited = _first(window, ("Exited",))
-    not_ready = _first(window, ("NotReady",))
-    disruption = _first(window, _DISRUPTION_TYPES)
-    restarted = ready_again = None
-    if disruption is not None:
-        replica = disruption.get("replica")
-        restarted = _first(window, ("Started",), disruption["time_s"], replica)
-        ready_again = _first(window, _READY_TYPES, disruption["time_s"], replica)
-    exit_event = exited or _first(window, ("OOMKilled",))
-    counts = Counter(e["type"] for e in window)
-    return {
-        "killed_at_s": kill["time_s"] if kill else None,
-        "kill_type": kill["type"] if kill else None,
-        "kill_reason": (kill.get("reason") or None) if kill else None,
-        "oom_killed": counts["OOMKilled"] > 0,
-        "exited_at_s": exited["time_s"] if exited else None,
-        "exit_code": exit_event.get("exit_code") if exit_event else None,
-        "not_ready_at_s": not_ready["time_s"] if not_ready else None,
-        "restarted_at_s": restarted["time_s"] if restarted else None,
-        "ready_again_at_s": ready_again["time_s"] if ready_again else None,
-        "restart_count": counts["Started"],
-        "back_off_count": counts["BackOff"],
-        "replicas_affected": sorted(
-            {str(e["replica"]) for e in window if e["type"] in _AFFECTED_TYPES and e.get("replica") is not None}
-        ),
-        "event_counts": dict(sorted(counts.items())),
-        "events": len(window),
-    }
 
 
 @dataclass(frozen=True)
@@ -325,7 +249,7 @@ def analyze_recovery(
     _validate(injected_at_s, slo_latency_ms, stability_window_s, baseline_s)
     samples = sorted(timeline, key=lambda s: s.t_s)
     requests = list(requests)  # read twice below: counts, then latency phases
-    parsed_events = _parse_events(events)
+    parsed_events = parse_events(events)
     period = infer_period_s(samples) if probe_period_s is None else float(probe_period_s)
     if not period > 0:
         raise ConfigError("probe_period_s", probe_period_s, "must be greater than zero")
@@ -356,7 +280,7 @@ def analyze_recovery(
     else:
         first_failure = float(times[bad_indexes[0]])
         start = _recovery(good, times, int(bad_indexes[0]), end_s, stability_window_s)
-        disruptions = [e["time_s"] for e in parsed_events if e["type"] in _DISRUPTION_TYPES] + [unavailable_from]
+        disruptions = [e["time_s"] for e in parsed_events if e["type"] in DISRUPTION_TYPES] + [unavailable_from]
         start = _recovery_after_disruptions(good, times, start, end_s, stability_window_s, disruptions)
         recovered_at = None if start is None else float(times[start] + window[start].latency_ms / 1000.0)
         recovered = recovered_at is not None

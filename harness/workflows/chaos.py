@@ -19,18 +19,18 @@ deployment is torn down (further signals are held off while that happens), and t
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 from harness.chaos.experiment import ENV_RECOVERY_TIMEOUT_S, ENV_SLO_LATENCY_MS, ENV_STATE_FILE
+from harness.chaos.observers import Observers
 from harness.chaos.settings import ChaosRunSettings, split_cpus
 from harness.errors import DeploymentError, HarnessError
 from harness.paths import resolve_path
+from harness.platforms.base import copy_events
 from harness.records import TIMELINE_FILE, ProbeSample, read_records
 
 __all__ = ["ChaosRun"]
@@ -63,9 +63,7 @@ class ChaosRun:
         self.phase = "setup"
         self.interrupted = False
         self.deployment = None
-        self.prober = None
-        self.load = None
-        self.telemetry = None
+        self.observers = Observers()  # load, prober, telemetry
         self.journal: dict[str, Any] | None = None
         self.injected_at: float | None = None
         self.target_replica: str | None = None
@@ -171,34 +169,12 @@ class ChaosRun:
                                  cpus=service_cpus, **options)
 
     def _start_measuring(self) -> None:
-        from harness.chaos.loadgen import BackgroundLoad
-        from harness.load.prober import Prober
-        from harness.measure.telemetry import TELEMETRY_FILE, TelemetrySampler
-
         self._enter("start-measuring")
-        deployment = self.deployment
         _, client_cpus = split_cpus()
-        profile = self.profile
-        # each is assigned before it starts: an interrupt during a start must still find it to stop
-        drill_rate = self.experiment.extension.load_rate_per_s  # a drill sized in requests/s sets its own load
-        self.load = BackgroundLoad(
-            "rate" if drill_rate else profile.load, deployment.endpoint, self.out_dir, max_duration_s=self._max_duration_s(),
-            rate_per_s=drill_rate or profile.load_rate_per_s, users=profile.locust_users, model=self.spec.service.model,
-            timeout_s=profile.prober_timeout_s, cpus=client_cpus,
-        )
-        self.load.spawn()  # its imports overlap the prober's start
-        if not self.settings.target.is_kubernetes:  # pods run on other nodes: their CPU/RSS/GPU are not ours to sample
-            self.telemetry = TelemetrySampler(
-                self.out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
-            )
-            self.telemetry.start()
-        self.prober = Prober(
-            deployment.endpoint, self.out_dir / TIMELINE_FILE, interval_s=self.profile.prober_interval_s,
-            timeout_s=self.profile.prober_timeout_s, model=self.spec.service.model, cpus=client_cpus,
-            max_duration_s=self._max_duration_s(),
-        )
-        self.prober.start()
-        self.load.wait_started()  # failed requests are records too: this returns before any replica is Ready
+        sample = not self.settings.target.is_kubernetes  # pods run on other nodes: their CPU/RSS/GPU are not ours
+        self.observers.start(self.deployment, self.out_dir, profile=self.profile, experiment=self.experiment,
+                             model=self.spec.service.model, cpus=client_cpus, max_duration_s=self._max_duration_s(),
+                             sample_telemetry=sample)
 
     def _max_duration_s(self) -> float:
         return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
@@ -288,18 +264,7 @@ class ChaosRun:
                 closer.join()
 
     def _stop_measuring(self) -> None:
-        from harness.chaos.loadgen import FLUSH_S
-
-        if self.load is not None and self.load.running and not self.interrupted:
-            time.sleep(FLUSH_S)  # the generator's last flush must cover the window's end
-        for name, stop in (("load", self.load and self.load.stop), ("prober", self.prober and self.prober.stop),
-                           ("telemetry", self.telemetry and self.telemetry.stop)):
-            if not stop:
-                continue
-            try:
-                stop()
-            except Exception as exc:  # an observer failing to stop must not keep the teardown from running
-                self.errors.append(f"stopping {name}: {exc}")
+        self.errors += self.observers.stop(flush=not self.interrupted)
 
     def _clear_faults(self) -> None:
         from harness.chaos import activities
@@ -319,9 +284,7 @@ class ChaosRun:
             self.errors.append(f"tearing down: {exc}")
             self.teardown_failed = True
         finally:
-            events = Path(self.deployment.events_path)
-            if events.exists():
-                shutil.copyfile(events, self.out_dir / "events.jsonl")
+            copy_events(self.deployment, self.out_dir)
 
     # ----- judging ----------------------------------------------------------------------------------
 
@@ -336,7 +299,7 @@ class ChaosRun:
 
         events = read_events(self.out_dir / "events.jsonl")
         telemetry_path = self.out_dir / TELEMETRY_FILE
-        sampled = self.telemetry is not None  # None on Kubernetes: the pods' CPU/RSS are not ours to sample
+        sampled = self.observers.telemetry is not None  # None on Kubernetes: the pods' CPU/RSS are not ours to sample
         rows = serving_telemetry(read_telemetry(telemetry_path) if telemetry_path.exists() else [], events)
         requests_path = self.out_dir / REQUESTS_FILE
         requests = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
@@ -360,8 +323,7 @@ class ChaosRun:
         extra = {
             "deployed_at": self.deployed_at,
             "spec": self.spec.model_dump(mode="json", by_alias=True),
-            "load": self.load.describe() if self.load is not None else None,
-            "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
+            **self.observers.describe(),
             "faults_cleared": self.faults_cleared,
             "target": self.settings.target.describe(),
             "platform_watch_errors": list(getattr(self.deployment, "watch_errors", []) or []),

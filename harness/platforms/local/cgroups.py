@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.platforms.local.cgroupfs import Hierarchy, candidates, enable_v2, find_hierarchies, write_value
 from harness.platforms.local.owners import owner_tag, parse_owner
 
 __all__ = [
@@ -47,89 +48,6 @@ CPU_PERIOD_US = 100_000
 _OWNER = re.compile(r"^harness-(\d+(?:\.\d+)?)-")  # the owner tag (pid.start; pid alone: older names)
 _REMOVE_TIMEOUT_S = 10.0
 _log = logging.getLogger("harness.platforms.local")
-
-
-@dataclass(frozen=True)
-class _Hierarchy:
-    version: int  # 1 or 2
-    mount: Path
-    own: Path  # the cgroup this process is in, inside this hierarchy
-
-
-def _mounts() -> list[tuple[str, Path, set[str]]]:
-    """Return (fstype, mount point, super options) of every cgroup mount."""
-    found = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        parts, rparts = left.split(), right.split()
-        if len(parts) < 5 or len(rparts) < 3 or rparts[0] not in ("cgroup", "cgroup2"):
-            continue
-        found.append((rparts[0], Path(parts[4]), set(rparts[2].split(","))))
-    return found
-
-
-def _own_paths() -> dict[str, str]:
-    """Return this process's cgroup path per v1 controller, and under "" its v2 path."""
-    paths: dict[str, str] = {}
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return paths
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
-
-
-def _find_hierarchies() -> dict[str, _Hierarchy]:
-    """Return the hierarchy that holds each of the "memory" and "cpu" controllers, where one does."""
-    own = _own_paths()
-    found: dict[str, _Hierarchy] = {}
-    for fstype, mount, options in _mounts():
-        if fstype == "cgroup":
-            for controller in ("memory", "cpu"):
-                if controller in options and controller not in found:
-                    found[controller] = _Hierarchy(1, mount, mount / own.get(controller, "/").lstrip("/"))
-    for fstype, mount, _ in _mounts():
-        if fstype != "cgroup2":
-            continue
-        try:
-            available = set((mount / "cgroup.controllers").read_text().split())
-        except OSError:
-            continue
-        for controller in ("memory", "cpu"):
-            if controller in available and controller not in found:
-                found[controller] = _Hierarchy(2, mount, mount / own.get("", "/").lstrip("/"))
-    return found
-
-
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
-
-
-def _candidates(hierarchy: _Hierarchy) -> list[Path]:
-    """Return where a harness parent may go: our own cgroup first, then its ancestors up to the mount."""
-    out, path = [], hierarchy.own
-    while True:
-        out.append(path)
-        if path == hierarchy.mount or hierarchy.mount not in path.parents:
-            break
-        path = path.parent
-    return out
-
-
-def _enable_v2(base: Path, controllers: set[str]) -> None:
-    """Enable ``controllers`` for the children of ``base`` (raises OSError, e.g. EBUSY for a busy cgroup)."""
-    enabled = set((base / "cgroup.subtree_control").read_text().split())
-    missing = controllers - enabled
-    if missing:
-        _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(missing)))
 
 
 @dataclass
@@ -252,7 +170,7 @@ class CgroupSet:
 
     def _create_parents(self) -> str:
         """Create the harness parent in each usable hierarchy; return why a hierarchy was unusable."""
-        hierarchies = _find_hierarchies()
+        hierarchies = find_hierarchies()
         if "memory" not in hierarchies:
             return "no cgroup memory controller is mounted"
         wanted = ["memory"] + (["cpu"] if self.cpu_limit_cores is not None else [])
@@ -262,7 +180,7 @@ class CgroupSet:
             if hierarchy is None:
                 reasons.append(f"no cgroup {controller} controller is mounted")
                 continue
-            shared = [(v, p) for v, p in self._parents.values() if p.parent in _candidates(hierarchy)]
+            shared = [(v, p) for v, p in self._parents.values() if p.parent in candidates(hierarchy)]
             if shared:  # v2, or v1 controllers mounted together: one parent serves both
                 self._parents[controller] = shared[0]
                 continue
@@ -272,17 +190,17 @@ class CgroupSet:
                 reasons.append(f"cannot create a {controller} cgroup under {hierarchy.own}: {exc.strerror or exc}")
         return "; ".join(reasons)
 
-    def _create_parent(self, hierarchy: _Hierarchy, controllers: list[str]) -> Path:
+    def _create_parent(self, hierarchy: Hierarchy, controllers: list[str]) -> Path:
         last: OSError | None = None
-        for base in _candidates(hierarchy):
+        for base in candidates(hierarchy):
             parent = base / self.owner
             try:
                 if hierarchy.version == 2:
                     available = set((hierarchy.mount / "cgroup.controllers").read_text().split())
                     wanted = set(controllers) & available
-                    _enable_v2(base, wanted)
+                    enable_v2(base, wanted)
                     parent.mkdir()
-                    _enable_v2(parent, wanted)
+                    enable_v2(parent, wanted)
                 else:
                     parent.mkdir()
                 return parent
@@ -315,10 +233,10 @@ class CgroupSet:
                     dirs.append(cpu_dir)
                 quota_us = max(1000, int(self.cpu_limit_cores * CPU_PERIOD_US))
                 if cpu_version == 1:
-                    _write(cpu_dir / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-                    _write(cpu_dir / "cpu.cfs_quota_us", str(quota_us))
+                    write_value(cpu_dir / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                    write_value(cpu_dir / "cpu.cfs_quota_us", str(quota_us))
                 else:
-                    _write(cpu_dir / "cpu.max", f"{quota_us} {CPU_PERIOD_US}")
+                    write_value(cpu_dir / "cpu.max", f"{quota_us} {CPU_PERIOD_US}")
         except OSError as exc:
             for directory in dirs:
                 remove_cgroup_dir(directory, 1.0)
@@ -334,16 +252,16 @@ class CgroupSet:
     @staticmethod
     def _limit_memory(version: int, directory: Path, limit: int) -> None:
         if version == 1:
-            _write(directory / "memory.limit_in_bytes", str(limit))
+            write_value(directory / "memory.limit_in_bytes", str(limit))
             # swap would let the process outlive the limit instead of being OOM-killed
             if (directory / "memory.memsw.limit_in_bytes").exists():
-                _write(directory / "memory.memsw.limit_in_bytes", str(limit))
+                write_value(directory / "memory.memsw.limit_in_bytes", str(limit))
             else:
-                _write(directory / "memory.swappiness", "0")
+                write_value(directory / "memory.swappiness", "0")
         else:
-            _write(directory / "memory.max", str(limit))
+            write_value(directory / "memory.max", str(limit))
             if (directory / "memory.swap.max").exists():
-                _write(directory / "memory.swap.max", "0")
+                write_value(directory / "memory.swap.max", "0")
 
     def remove_replica(self, cgroup: ReplicaCgroup) -> list[str]:
         """Remove one replica's cgroup (a scale-down); return problems (empty when removed)."""
@@ -369,7 +287,7 @@ class CgroupSet:
 
 def cgroup_base(controller: str = "memory") -> Path | None:
     """Return where harness parents of ``controller`` go first (this process's own cgroup), or None."""
-    hierarchy = _find_hierarchies().get(controller)
+    hierarchy = find_hierarchies().get(controller)
     return hierarchy.own if hierarchy else None
 
 
@@ -381,7 +299,7 @@ def owned_cgroup_dirs(pid: int | None = None, *, everywhere: bool = False) -> li
     session or service live in another branch).
     """
     found = set()
-    for hierarchy in _find_hierarchies().values():
+    for hierarchy in find_hierarchies().values():
         for directory in _harness_dirs(hierarchy, everywhere):
             owner = cgroup_owner(directory)
             if owner is not None and (pid is None or owner[0] == pid):
@@ -389,7 +307,7 @@ def owned_cgroup_dirs(pid: int | None = None, *, everywhere: bool = False) -> li
     return sorted(found)
 
 
-def _harness_dirs(hierarchy: _Hierarchy, everywhere: bool) -> list[Path]:
+def _harness_dirs(hierarchy: Hierarchy, everywhere: bool) -> list[Path]:
     if everywhere:
         found = []
         for root, dirs, _ in os.walk(hierarchy.mount):
@@ -398,7 +316,7 @@ def _harness_dirs(hierarchy: _Hierarchy, everywhere: bool) -> list[Path]:
             dirs[:] = [d for d in dirs if d not in ours]  # below a harness parent: its replicas
         return found
     found = []
-    for base in _candidates(hierarchy):
+    for base in candidates(hierarchy):
         try:
             found += [c for c in base.iterdir() if _OWNER.match(c.name) and c.is_dir()]
         except OSError:

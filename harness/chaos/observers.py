@@ -1,0 +1,78 @@
+"""What watches a chaos run: the background load, the client-side prober and replica telemetry.
+
+Started together once the deployment exists (while its replicas load: what they record before the
+baseline lies outside every window the analysis looks at) and stopped together; each is assigned
+before it starts, so an interrupt during a start still finds it to stop, and an observer failing to
+stop never keeps the teardown from running (its error is returned, and recorded by the run).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.records import TIMELINE_FILE
+
+__all__ = ["Observers"]
+
+
+class Observers:
+    """The load, prober and telemetry of one chaos run (each None until started)."""
+
+    def __init__(self) -> None:
+        self.load: Any = None  # harness.chaos.loadgen.BackgroundLoad
+        self.prober: Any = None  # harness.load.prober.Prober
+        self.telemetry: Any = None  # harness.measure.telemetry.TelemetrySampler; None where not sampled
+
+    def start(self, deployment: Any, out_dir: Path, *, profile: Any, experiment: Any, model: str,
+              cpus: list[int] | None, max_duration_s: float, sample_telemetry: bool) -> None:
+        """Start the load, telemetry (when ``sample_telemetry``) and the prober against ``deployment``;
+        return once the load has started. Raises HarnessError when one cannot start."""
+        from harness.chaos.loadgen import BackgroundLoad
+        from harness.load.prober import Prober
+        from harness.measure.telemetry import TELEMETRY_FILE, TelemetrySampler
+
+        drill_rate = experiment.extension.load_rate_per_s  # a drill sized in requests/s sets its own load
+        self.load = BackgroundLoad(
+            "rate" if drill_rate else profile.load, deployment.endpoint, out_dir, max_duration_s=max_duration_s,
+            rate_per_s=drill_rate or profile.load_rate_per_s, users=profile.locust_users, model=model,
+            timeout_s=profile.prober_timeout_s, cpus=cpus,
+        )
+        self.load.spawn()  # its imports overlap the prober's start
+        if sample_telemetry:
+            self.telemetry = TelemetrySampler(
+                out_dir / TELEMETRY_FILE, lambda: {r.name: r.pid for r in deployment.replicas()}, interval_s=0.5
+            )
+            self.telemetry.start()
+        self.prober = Prober(
+            deployment.endpoint, out_dir / TIMELINE_FILE, interval_s=profile.prober_interval_s,
+            timeout_s=profile.prober_timeout_s, model=model, cpus=cpus, max_duration_s=max_duration_s,
+        )
+        self.prober.start()
+        self.load.wait_started()  # failed requests are records too: this returns before any replica is Ready
+
+    def stop(self, *, flush: bool = True) -> list[str]:
+        """Stop every observer that started (after the load's last flush, with ``flush``); return the
+        errors met, one line each."""
+        from harness.chaos.loadgen import FLUSH_S
+
+        if flush and self.load is not None and self.load.running:
+            time.sleep(FLUSH_S)  # the generator's last flush must cover the window's end
+        errors = []
+        for name, stop in (("load", self.load and self.load.stop), ("prober", self.prober and self.prober.stop),
+                           ("telemetry", self.telemetry and self.telemetry.stop)):
+            if not stop:
+                continue
+            try:
+                stop()
+            except Exception as exc:  # an observer failing to stop must not keep the teardown from running
+                errors.append(f"stopping {name}: {exc}")
+        return errors
+
+    def describe(self) -> dict[str, Any]:
+        """Return the load and prober as result.json records them."""
+        return {
+            "load": self.load.describe() if self.load is not None else None,
+            "prober": self.prober.summary.to_dict() if self.prober is not None and self.prober.summary else None,
+        }

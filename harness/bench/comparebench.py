@@ -199,7 +199,7 @@ def format_compare_bench(result: dict[str, Any]) -> str:
         f"(A/A sessions: {_pct(result['median_p50_change_same'])})",
         "per-pair noise in the A/A sessions (sd of p50 log-ratios): " + (
             f"median {result['pair_noise_same']['median']:.1%}, max {result['pair_noise_same']['max']:.1%} "
-            "(with 8 pairs at ~3% a 10% change is found nearly always; bursts of other work on the machine widen it)"
+            "(the paired test's noise: a 10% change stands out of 10 pairs at up to ~8%; bursts of other work widen it)"
             if result.get("pair_noise_same") else "n/a"),
         f"settings: {s['pairs']} ABBA pairs per session ({_DEPLOY_WORDS[s['deploy']]}), open-loop {s['rate_rps']:g} req/s "
         f"x {s['request_rows']} samples for {s['duration_s']:g} s after {s['warmup_s']:g} s warm-up, model {s['model']}, "

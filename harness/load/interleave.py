@@ -16,8 +16,12 @@ On a shared 2-core VM the machine drifts by 10-20% over tens of seconds; short r
 apart see nearly the same machine, so the pair's ratio cancels it: measured here (text-encoder,
 32 samples a request, 8 req/s, 2 s rounds, 8 pairs), the spread of pair log-ratios was 3-7% with
 deploy-once sessions against 6-13% with a deployment per round, while two deployments of one build
-differed by 0.3-2.2% (mean log-ratio of 3 A/A sessions). `harness bench compare` measures what the
-choice costs in false alarms.
+differed by 0.3-2.2% (mean log-ratio of 3 A/A sessions). ``"requests"`` (the default of `harness
+bench ab`) deploys each build once and makes each pair one open-loop run whose requests alternate
+A, B, A, B..., so even a burst of other work shorter than a round hits both builds alike; with 2
+replicas a build, `harness bench compare` (20 A/A and 20 A/B sessions of 10 pairs, under other work at
+load average 1.5-3.7) measured a per-pair spread of 4.8% (median; 16.4% at worst), 0 of 20 false
+alarms and 19 of 20 builds 10% slower flagged (the one missed was "inconclusive", in a burst).
 """
 
 from __future__ import annotations

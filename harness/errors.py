@@ -16,6 +16,7 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_RUNTIME",
     "EXIT_INTERRUPTED",
+    "EXIT_BROKEN_PIPE",
     "HarnessError",
     "ConfigError",
     "UsageError",
@@ -33,6 +34,7 @@ EXIT_VERDICT_FAILED = 1  # an SLA tier missed, a regression found, a preflight r
 EXIT_USAGE = 2  # bad flag, config, spec or experiment file
 EXIT_RUNTIME = 3  # the harness could not do the job (deployment never became ready, ...)
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports a command the signal ended
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell reports it
 
 MAX_SHOWN_CHARS = 200  # a value quoted in a message; the reason, which code writes, gets more room
 _MAX_REASON_CHARS = 1000

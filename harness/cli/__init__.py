@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from harness import __version__
 from harness.cli._exit_codes import exit_codes_help
-from harness.errors import EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
+from harness.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
 from harness.load.child_process import interrupts_held
 
 __all__ = ["main", "build_parser"]
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | Non
         return code
     except BrokenPipeError:
         # the reader went away (`harness compare --json | head`): no traceback; stdout now goes to
-        # /dev/null so the interpreter's last flush cannot raise again; 141 = 128 + SIGPIPE, as a shell says
+        # /dev/null so the interpreter's last flush cannot raise again
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except HarnessError as exc:
@@ -112,9 +112,6 @@ def _forget_caught_interrupts() -> None:
     # it imports) as unhandled even once caught, and `python -m` then ends by SIGINT instead of with
     # our exit code; an exec() of a string that completes clears the mark.
     exec("pass")  # noqa: S102
-
-
-EXIT_BROKEN_PIPE = 141
 
 
 def _silence_stdout() -> None:

@@ -236,12 +236,13 @@ def compare_runs(
                 warnings.append(f"{path} ({cur.kind}): only in the current run, not compared")
                 continue
             past = [p for h in histories for p in h.get(path, []) if p.kind == cur.kind]
+            name = _label(path, cur)
             if cur.kind == LOAD:
-                findings += _load_findings(_label(path, cur), base, cur, past, rules, warnings)
+                findings += _load_findings(name, base, cur, past, rules, warnings)
             elif cur.kind == CHAOS:
-                findings += _chaos_findings(_label(path, cur), base, cur, past, rules, warnings)
+                findings += _chaos_findings(name, base, cur, past, rules, warnings)
             else:
-                findings += _sweep_findings(path, base, cur)
+                findings += _sweep_findings(name, base, cur)
         warnings += [f"{path} ({kind}): only in the baseline run, not compared" for kind in kinds]
     if not findings:
         warnings.append("no metric is present in both runs: nothing was compared")

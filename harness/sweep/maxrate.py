@@ -5,6 +5,12 @@
 same way: a pre-check of the deployment's speed, a search starting from half of it
 (`START_FRACTION`), short probes (warm-up and two windows, stopped after one on a clear violation)
 until the bracket converges or the search's wall-clock budget is spent (`harness.sweep.search`).
+
+A probe whose windows disagree (one meets the SLO, another does not) is measured once more
+(`CONFIRM_WINDOWS` further windows) and judged on the medians of all its windows: on a shared machine
+one stalled window (the generator's in-flight cap reached while the service was descheduled) must not
+be taken for the service's knee, and one lucky window not for headroom. A clear violation is never
+re-measured.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from harness.sweep.grid import OK, RATE, TIMEOUT, SweepPlan
+from harness.sweep.grid import OK, RATE, TIMEOUT, SweepPlan, WindowMeasurement
 from harness.sweep.points import (
     GENERATOR_START_S,
     PRECHECK_TIMEOUT_S,
@@ -25,15 +31,31 @@ from harness.sweep.points import (
     measure_level,
     to_point_measurement,
 )
-from harness.sweep.search import INCOMPLETE, PointMeasurement, Probe, SearchResult, SearchSettings, search_max_rate
+from harness.sweep.search import (
+    INCOMPLETE,
+    PASS,
+    PointMeasurement,
+    Probe,
+    SearchResult,
+    SearchSettings,
+    classify,
+    search_max_rate,
+)
 
-__all__ = ["START_FRACTION", "EXPECTED_FRACTION", "PROBE_WINDOWS", "MAX_PROBES", "search_session", "find_max_rate"]
+__all__ = ["START_FRACTION", "EXPECTED_FRACTION", "PROBE_WINDOWS", "CONFIRM_WINDOWS", "MAX_PROBES", "windows_disagree", "search_session", "find_max_rate"]
 
 
 START_FRACTION = 0.5  # a search starts at this fraction of the pre-check's (optimistic) capacity estimate
 EXPECTED_FRACTION = 0.6  # ... or of an expected rate (N replicas: N x one replica's measured rate)
 PROBE_WINDOWS = 2  # windows of one search probe (one when the first is a clear violation)
+CONFIRM_WINDOWS = 2  # further windows of a probe whose windows disagreed, judged on the medians of all
 MAX_PROBES = 12
+
+
+def windows_disagree(rate: float, windows: list[WindowMeasurement], settings: SearchSettings) -> bool:
+    """Return True when some of a probe's windows meet the SLO at ``rate`` and others do not."""
+    passed = {classify(to_point_measurement(rate, [w]), settings)[0] == PASS for w in windows}
+    return len(passed) > 1
 
 
 def search_session(
@@ -43,10 +65,12 @@ def search_session(
     """Return the max sustainable rate of a deployed configuration under ``plan.p99_ms``, by search.
 
     Each probe is a short rate point (warm-up and `PROBE_WINDOWS` windows, stopped after the first
-    on a clear violation). When ``budget_s`` cannot hold another probe the bracket so far is returned
+    on a clear violation); windows that disagree get `CONFIRM_WINDOWS` more before the verdict. When ``budget_s`` cannot hold another probe the bracket so far is returned
     with stop_reason ``timeout``.
     """
     probe_plan = replace(plan, min_windows=PROBE_WINDOWS, max_windows=PROBE_WINDOWS)
+    confirm_plan = replace(plan, min_windows=CONFIRM_WINDOWS, max_windows=CONFIRM_WINDOWS, warmup_s=RERUN_WARMUP_S)
+    confirm_s = RERUN_WARMUP_S + CONFIRM_WINDOWS * (plan.window_s + RERUN_WARMUP_S) + GENERATOR_START_S
     deadline = clock() + budget_s
     settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, rel_tol=plan.search_rel_tol,
                               start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=MAX_PROBES)
@@ -62,6 +86,17 @@ def search_session(
         started = clock()
         point_deadline = min(deadline, started + plan.point_budget_s)
         status, reason, windows = measure_level(session, rate, probe_plan, point_deadline, clock=clock, mode=RATE)
+        if status == OK and windows_disagree(rate, windows, settings):
+            # one window met the SLO and another did not: a stall of the machine or the service's knee;
+            # more windows decide, on the medians of all of them
+            if point_deadline - clock() >= confirm_s:
+                more_status, more_reason, more = measure_level(session, rate, confirm_plan, point_deadline,
+                                                               clock=clock, mode=RATE)
+                windows = windows + more
+                reason = (f"windows disagreed; {len(more)} more measured ({more_reason or more_status}), "
+                          f"judged on the medians of {len(windows)}")
+            else:
+                reason = f"windows disagreed; no time left in the budget to measure more ({reason})"
         probe_s.append(clock() - started)
         m = to_point_measurement(rate, windows)
         if status == TIMEOUT and point_deadline == deadline:  # the search's budget cut it short, not the service

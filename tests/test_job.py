@@ -334,7 +334,7 @@ def _saved_load(latency_ms: float, seed: int, rounds: int = 0):
     import numpy as np
 
     from harness.jsonfile import write_json
-    from harness.records import RequestRecord, write_records
+    from harness.request_records import RequestRecord, write_records
 
     def run(ctx):
         out = ctx.out_dir / "load"
@@ -465,7 +465,7 @@ def test_tiny_job_runs_every_stage_for_real_and_leaves_nothing_behind(tmp_path, 
     import psutil
 
     from harness.cli import main
-    from harness.records import RequestRecord, read_records
+    from harness.request_records import RequestRecord, read_records
 
     monkeypatch.chdir(tmp_path)
     before = {p.pid for p in psutil.Process().children(recursive=True)}

@@ -46,7 +46,7 @@ def _chaos_cell(root: Path, experiment: str, topology: str, *, outage_s: float, 
     from harness.measure.recovery import analyze_recovery
     from harness.measure.sla import evaluate_fault
     from harness.measure.sla_config import TIER_FOR_TOPOLOGY, SlaConfig
-    from harness.records import ProbeSample, RequestRecord
+    from harness.request_records import ProbeSample, RequestRecord
 
     injected, end = 1000.0, 1000.0 + outage_s + 10.0
     timeline = [ProbeSample(t, not injected <= t < injected + outage_s, 12.0, 200 if not injected <= t < injected + outage_s else 0)

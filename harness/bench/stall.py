@@ -87,7 +87,7 @@ def run_stall_bench(settings: StallSettings, out_dir: Path, *, progress: Progres
     from harness.jsonfile import write_json
     from harness.load.prober import Prober
     from harness.platforms import deploy
-    from harness.records import TIMELINE_FILE, ProbeSample, read_records
+    from harness.request_records import TIMELINE_FILE, ProbeSample, read_records
 
     settings.validate()
     say = progress or (lambda message: None)

@@ -376,7 +376,7 @@ def availability_over_last(source: str, seconds: float = 10.0, interval_s: float
     so the figure covers the ``seconds`` before it returns). Fails when there is no sample.
     """
     if str(source).endswith(".csv"):
-        from harness.records import ProbeSample, read_records
+        from harness.request_records import ProbeSample, read_records
 
         samples = list(read_records(source, ProbeSample))
         if not samples:

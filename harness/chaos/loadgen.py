@@ -5,7 +5,7 @@ duration and block until it ends. A chaos run does not know its length in advanc
 recovery), so this starts the same generator processes (the rate worker ``python -m
 harness.load.rate`` or the harness's locustfile under Locust, through `harness.load.child_process`)
 for an upper bound of time, and stops them once the measurement is over. Either way the generator
-writes ``requests.csv`` (`harness.records.RequestRecord`), the per-request data recovery is measured
+writes ``requests.csv`` (`harness.request_records.RequestRecord`), the per-request data recovery is measured
 from. Locust is never imported here.
 """
 
@@ -19,7 +19,7 @@ from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
 from harness.load import child_process
 from harness.paths import resolve_path
-from harness.records import REQUESTS_FILE, RequestRecord, read_records
+from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 from harness.validation import validate_model
 
 __all__ = ["FLUSH_S", "BackgroundLoad"]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.records import TIMELINE_FILE
+from harness.request_records import TIMELINE_FILE
 
 __all__ = ["Observers"]
 

@@ -161,7 +161,7 @@ def _measure_alternating(
     from harness.load.rate import run_rate
     from harness.load.result import result_from_records
     from harness.load.session import build_result
-    from harness.records import REQUESTS_FILE, RequestRecord, write_records
+    from harness.request_records import REQUESTS_FILE, RequestRecord, write_records
 
     for name in order:
         warm_up(live[name][0], load, SESSION_REWARM_S / 2)

@@ -20,7 +20,7 @@ from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile
 from harness.load.result import LoadResult, result_from_records
 from harness.paths import resolve_path
-from harness.records import REQUESTS_FILE, RequestRecord, read_records
+from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 
 __all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "locust_figures", "run_locust"]
 

@@ -11,7 +11,7 @@ Environment (all optional):
   so Locust picks it; the shape then drives users and run time (``-u``/``-r``/``-t`` are ignored). When unset,
   no shape class is visible and Locust's own ``-u``/``-r``/``-t`` drive the test.
 - ``HARNESS_MODEL``: model to call when no profile is given (default ``ranker-mlp``).
-- ``HARNESS_REQUESTS_FILE``: CSV that every request is appended to as a `harness.records.RequestRecord`
+- ``HARNESS_REQUESTS_FILE``: CSV that every request is appended to as a `harness.request_records.RequestRecord`
   (source ``locust``), buffered and flushed about once a second and when Locust stops.
 
 This module imports Locust (which monkey-patches the interpreter with gevent): only a Locust process
@@ -33,7 +33,7 @@ from locust import FastHttpUser, LoadTestShape, constant, events, task
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile, profile_from_env, target_users
-from harness.records import RequestRecord, append_records
+from harness.request_records import RequestRecord, append_records
 from harness.service.registry import example_request, get_signature
 
 BODY_VARIANTS = 8  # distinct request bodies, serialised once at start so users spend no CPU on JSON

@@ -7,7 +7,7 @@ stop the clock; each probe has its own timeout. A slot the prober itself was too
 a whole interval (its process was starved) is skipped and counted as ``missed``, not sent in a burst.
 
 The prober runs in its own process (``python -m harness.load.prober CONFIG``) so the harness's GIL
-adds no jitter, optionally pinned to CPUs. Samples (`harness.records.ProbeSample`, ``t_s`` = actual
+adds no jitter, optionally pinned to CPUs. Samples (`harness.request_records.ProbeSample`, ``t_s`` = actual
 send time) are appended to the timeline CSV about every ``FLUSH_INTERVAL_S`` in completion order;
 sort by ``t_s`` to read them in send order. It measures its own send jitter (actual minus scheduled
 send time) and reports p50/p99/max on `Prober.stop`.
@@ -33,7 +33,7 @@ from harness.load import child_process, v2_client
 from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
-from harness.records import ProbeSample, append_records
+from harness.request_records import ProbeSample, append_records
 from harness.validation import validate_model
 
 __all__ = ["ProberConfig", "ProberSummary", "Prober"]

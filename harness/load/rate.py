@@ -36,7 +36,7 @@ from harness.load.profiles import check_http_url, check_model_name
 from harness.load.result import LoadResult, result_from_records
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
-from harness.records import REQUESTS_FILE, RequestRecord, append_records, read_records
+from harness.request_records import REQUESTS_FILE, RequestRecord, append_records, read_records
 from harness.validation import validate_model
 
 __all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "run_rate", "LAG_TOLERANCE_MS"]

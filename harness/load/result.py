@@ -8,7 +8,7 @@ from typing import Iterable
 
 from harness.load.cpu_sampler import CpuStats
 from harness.measure.percentiles import summarize
-from harness.records import RequestRecord
+from harness.request_records import RequestRecord
 
 __all__ = ["LoadResult", "result_from_records"]
 

@@ -30,7 +30,7 @@ from harness.load.profiles import LoadProfile
 from harness.load.rate import run_rate
 from harness.load.result import LoadResult
 from harness.paths import resolve_path
-from harness.records import REQUESTS_FILE, TIMELINE_FILE
+from harness.request_records import REQUESTS_FILE, TIMELINE_FILE
 
 __all__ = ["RESULT_FILE", "CpuPlan", "RateLoad", "plan_cpus", "run_session", "machine_info"]
 

@@ -19,7 +19,7 @@ import math
 from typing import Any, Iterable
 
 from harness.measure.percentiles import percentile
-from harness.records import RequestRecord
+from harness.request_records import RequestRecord
 
 __all__ = ["RATE_LIMITED_STATUS", "overload_summary"]
 

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from harness.records import ProbeSample, RequestRecord
+from harness.request_records import ProbeSample, RequestRecord
 
 __all__ = [
     "SUMMARY_PERCENTILES",

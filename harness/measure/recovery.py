@@ -58,7 +58,7 @@ import numpy as np
 from harness.errors import ConfigError, HarnessError
 from harness.measure.percentiles import ok_latencies_ms, percentile, select_window
 from harness.measure.platform_view import DISRUPTION_TYPES, parse_events, platform_view
-from harness.records import ProbeSample, RequestRecord
+from harness.request_records import ProbeSample, RequestRecord
 
 __all__ = [
     "DEFAULT_PROBE_PERIOD_S",

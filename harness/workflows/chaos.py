@@ -31,7 +31,7 @@ from harness.chaos.settings import ChaosRunSettings, split_cpus
 from harness.errors import DeploymentError, HarnessError
 from harness.paths import resolve_path
 from harness.platforms.base import copy_events
-from harness.records import TIMELINE_FILE, ProbeSample, read_records
+from harness.request_records import TIMELINE_FILE, ProbeSample, read_records
 
 __all__ = ["ChaosRun"]
 
@@ -295,7 +295,7 @@ class ChaosRun:
         from harness.measure.sla import evaluate_fault
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
         from harness.platforms.base import read_events
-        from harness.records import REQUESTS_FILE, RequestRecord
+        from harness.request_records import REQUESTS_FILE, RequestRecord
 
         events = read_events(self.out_dir / "events.jsonl")
         telemetry_path = self.out_dir / TELEMETRY_FILE

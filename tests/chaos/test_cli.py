@@ -10,7 +10,7 @@ import pytest
 
 from harness.chaos.matrix import MatrixTable
 from harness.cli import main
-from harness.records import RequestRecord, read_records
+from harness.request_records import RequestRecord, read_records
 from harness.workflows import chaos as chaos_workflow
 
 from .helpers import ROOT, assert_nothing_left

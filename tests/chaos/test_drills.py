@@ -12,7 +12,7 @@ from harness.chaos.experiment import load_experiment
 from harness.chaos.profiles import get_profile
 from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events
-from harness.records import REQUESTS_FILE, RequestRecord, read_records
+from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 from harness.workflows.chaos import ChaosRun
 
 from .helpers import ROOT, assert_nothing_left

@@ -97,7 +97,7 @@ def _passing_verdict():
     from harness.measure.recovery import analyze_recovery
     from harness.measure.sla import evaluate_fault
     from harness.measure.sla_config import SlaConfig
-    from harness.records import ProbeSample
+    from harness.request_records import ProbeSample
 
     timeline = [ProbeSample(100.0 + i * 0.05, True, 10.0, 200) for i in range(200)]
     return evaluate_fault(analyze_recovery(timeline, injected_at_s=101.0, slo_latency_ms=500.0, stability_window_s=1.0),

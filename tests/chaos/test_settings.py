@@ -9,7 +9,7 @@ from harness.chaos.experiment import load_experiment
 from harness.chaos.profiles import get_profile
 from harness.chaos.settings import ChaosRunSettings, split_cpus
 from harness.errors import ConfigError
-from harness.records import ProbeSample, write_records
+from harness.request_records import ProbeSample, write_records
 
 from .helpers import ROOT
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.records import ProbeSample, RequestRecord, read_records
+from harness.request_records import ProbeSample, RequestRecord, read_records
 
 DURATION_S = 4
 MODEL = "tiny-mlp"  # loads in a moment: the test is about the load run, not the model

@@ -14,7 +14,7 @@ import pytest
 from harness.cli._display import PLAIN_EVERY_S, ProgressDisplay, render_bar
 from harness.load.heartbeat import Heartbeat, LoadProgress, LoadSnapshot, RequestTail, format_snapshot
 from harness.measure.percentiles import percentile
-from harness.records import RequestRecord, append_records
+from harness.request_records import RequestRecord, append_records
 
 T0 = 1_700_000_000.0
 

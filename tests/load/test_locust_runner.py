@@ -17,7 +17,7 @@ import pytest
 
 from harness.load.locust_runner import run_locust
 from harness.load.profiles import LoadProfile
-from harness.records import RequestRecord, read_records
+from harness.request_records import RequestRecord, read_records
 
 
 def _user_counts(history_csv) -> list[int]:

@@ -13,7 +13,7 @@ import pytest
 
 from harness.load.locust_runner import LOCUSTFILE
 from harness.load.profiles import ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile, build_profile, target_users
-from harness.records import RequestRecord, read_records
+from harness.request_records import RequestRecord, read_records
 
 RUN_LIMIT_S = 90
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.load.prober import Prober
-from harness.records import ProbeSample, read_records
+from harness.request_records import ProbeSample, read_records
 
 from .interrupts import Interrupt, interrupt_after_fork, is_gone, sigint_raises  # noqa: F401
 

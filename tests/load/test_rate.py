@@ -115,7 +115,7 @@ def test_sigterm_ends_the_generator_early_with_every_sent_request_flushed(standi
 
     from harness.load import child_process
     from harness.load.rate import CONFIG_FILE, SUMMARY_FILE, RateConfig
-    from harness.records import REQUESTS_FILE, RequestRecord, read_records
+    from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 
     config = RateConfig(host=standin.url, rate_rps=100, duration_s=60)
     (tmp_path / CONFIG_FILE).write_text(config.model_dump_json())

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from harness.measure.overload import overload_summary
-from harness.records import RequestRecord
+from harness.request_records import RequestRecord
 
 
 def _record(t: float, latency_ms: float, status: int) -> RequestRecord:

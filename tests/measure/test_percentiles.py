@@ -19,7 +19,7 @@ from harness.measure.percentiles import (
     summarize_latencies,
     summarize_windows,
 )
-from harness.records import ProbeSample, RequestRecord
+from harness.request_records import ProbeSample, RequestRecord
 
 
 def _request(t: float, latency_ms: float, status: int = 200, ok: bool | None = None) -> RequestRecord:

@@ -11,7 +11,7 @@ import pytest
 from harness.errors import ConfigError, HarnessError
 from harness.measure.platform_view import platform_view
 from harness.measure.recovery import analyze_recovery, bad_intervals, infer_period_s, is_good
-from harness.records import ProbeSample, RequestRecord
+from harness.request_records import ProbeSample, RequestRecord
 
 T0 = 1_700_000_000.0  # an epoch time, so float resolution is what real timelines have
 PERIOD_S = 0.05

@@ -10,7 +10,7 @@ from harness.errors import ConfigError
 from harness.measure.recovery import analyze_recovery
 from harness.measure.sla import INCONCLUSIVE, MET, NOT_MET, Cost, evaluate_fault, evaluate_steady, judge_tier
 from harness.measure.sla_config import DEFAULT_TIERS, TIER_FOR_TOPOLOGY, SlaConfig, Thresholds, load_sla_config
-from harness.records import ProbeSample, RequestRecord
+from harness.request_records import ProbeSample, RequestRecord
 
 T0 = 1_700_000_000.0
 

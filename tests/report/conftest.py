@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.jsonfile import write_json
-from harness.records import ProbeSample, RequestRecord, write_records
+from harness.request_records import ProbeSample, RequestRecord, write_records
 from harness.results import new_run_record, save_run
 
 T0 = 1_700_000_000.0

@@ -1,5 +1,7 @@
-"""Record types shared by the producers (load generators, prober, platforms) and the consumers
-(measure, chaos, sweep, report), and their on-disk form.
+"""Per-request records: one row per load request (`RequestRecord`) and per prober request
+(`ProbeSample`), shared by the producers (load generators, prober) and the consumers (measure,
+chaos, sweep, report), and their on-disk form (``requests.csv``, ``timeline.csv``). The record of a
+whole run (``run.json``) is another thing, `harness.results`.
 
 Per-request data and prober timelines are CSV files with a header (tidy, unit-suffixed columns) so
 pandas, spreadsheets and `harness report` read them directly. Times are wall-clock epoch seconds

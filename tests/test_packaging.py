@@ -79,6 +79,19 @@ def test_pyproject_extras_install_what_the_harness_imports():
     assert set(EXTRAS) <= set(extras)
 
 
+def test_pytest_is_a_core_dependency_as_the_package_registers_a_pytest_plugin():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "pytest11" in pyproject["project"]["entry-points"]
+    core = {req.name: req for req in map(Requirement, pyproject["project"]["dependencies"])}
+    assert "pytest" in core, "a pytest11 plugin needs pytest installed: declare it in the core dependencies"
+    assert core["pytest"].specifier and not any(s.operator == "==" for s in core["pytest"].specifier), "a range, never a pin"
+    assert "7.0" in core["pytest"].specifier and "6.2" not in core["pytest"].specifier  # pytest.Config and friends: 7+
+
+
 # ----- a core install: render, report and compare without torch or kubernetes ------------------------------
 
 def test_render_report_and_compare_run_without_the_extras(tmp_path):

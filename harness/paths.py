@@ -8,10 +8,12 @@ absolute against the current directory, normalised (symlinks resolved). What is 
 libraries and to child processes (argv, environment, ``cwd``), is absolute.
 
 - `resolve_path` for library entry points (``run_job(out_dir=...)``, ``run_locust(out_dir=...)``);
-- `path_type` for command-line flags: ``parser.add_argument("--out", type=path_type("--out"))``;
-- `validate_output_dir` and `validate_output_file` for where a command will write, called by the
-  command before it deploys anything: a location that is a file (or a directory, for a file), lies
-  under a file, or cannot be written is refused then, not as a traceback once a deployment is up.
+- `path_type` for command-line flags: ``parser.add_argument("--spec", type=path_type("--spec"))``
+  (``--out`` is declared once, by `harness.cli._options.add_out`);
+- `validate_output_dir` and `validate_output_file` for where a command will write, called before it
+  deploys anything (every ``--out`` once, by `harness.cli._options.validate_output_dirs`): a location
+  that is a file (or a directory, for a file), lies under a file, or cannot be written is refused
+  then, not as a traceback once a deployment is up.
   (Not in ``path_type``: `harness render --runner-command` parses a command line that writes in
   the cluster, where a path need not exist here.)
 

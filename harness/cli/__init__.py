@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from harness import __version__
 from harness.cli._exit_codes import exit_codes_help
+from harness.cli._options import validate_output_dirs
 from harness.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
 from harness.load.child_process import interrupts_held
 
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | Non
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         prefix = f"harness {args.command}"
+        validate_output_dirs(args)  # every --out, checked once here and by no command (harness.cli._options)
         code = int(func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return code

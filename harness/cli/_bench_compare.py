@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from harness.cli._options import add_out
 from harness.errors import EXIT_OK, ConfigError, VerdictFailed
 from harness.paths import path_type
 
@@ -85,7 +86,7 @@ def add_parsers(benches: Any) -> None:
              "alternate between A and B (a burst on the machine hits both alike); session: short rounds alternate "
              "between the two deployments; round: a fresh deployment for every round (samples the deployment's own "
              "variation too, at ~4 s a round)")
-    add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory (a/, b/, comparison.json)")
+    add_out(ab, required=True, what="output directory (a/, b/, comparison.json)")
     add("--alpha", type=float, default=0.01, help="family-wise false-alarm level (default 0.01)")
     add("--min-change", type=float, default=0.05, help="smallest median change that counts (default 0.05)")
     add("--json", action="store_true", help="print the comparison as JSON")
@@ -106,7 +107,7 @@ def add_parsers(benches: Any) -> None:
     add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
     add("--deploy", choices=("requests", "session", "round"), default=defaults.deploy,
         help=f"deployment per session or per round (default {defaults.deploy}; see harness bench ab --help)")
-    add("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory")
+    add_out(compare, required=True, what="output directory (compare_bench.json, one folder per session)")
     add("--json", action="store_true", help="print the result as JSON")
     add("--check", action="store_true", help="exit 1 if the false-alarm rate is over 5%% or the detection rate under 95%%")
     compare.set_defaults(func=run_compare_command)

@@ -12,9 +12,10 @@ import json
 import sys
 from typing import Any
 
+from harness.cli._options import add_out
 from harness.config import PRECISIONS
 from harness.errors import EXIT_OK, UsageError, VerdictFailed
-from harness.paths import path_type, validate_output_dir
+from harness.paths import path_type
 
 __all__ = ["register", "run_service", "format_table"]
 
@@ -72,15 +73,20 @@ def _register_stall(benches: Any) -> None:
     add("--rate-rps", type=float, default=defaults.rate_rps,
         help=f"open-loop load beside the prober, requests/s; 0 for none (default {defaults.rate_rps:g})")
     add("--tolerance-ms", type=float, default=defaults.tolerance_ms, help=f"allowed error (default {defaults.tolerance_ms:g})")
-    add("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/bench-stall-<time>)")
+    add_out(stall, default=_stall_out, default_help="reports/bench-stall-<time>")
     add("--json", action="store_true", help="print one JSON object instead of a table")
     stall.set_defaults(func=run_stall)
 
 
-def run_stall(args: argparse.Namespace) -> int:
-    """Run the stall benchmark; return 0, or raise VerdictFailed when a stall misses the tolerance."""
+def _stall_out() -> str:
+    # the default --out of `bench stall`, named when the command runs
     import time
 
+    return time.strftime("reports/bench-stall-%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def run_stall(args: argparse.Namespace) -> int:
+    """Run the stall benchmark; return 0, or raise VerdictFailed when a stall misses the tolerance."""
     from harness.bench.stall import StallSettings, format_stall_table, run_stall_bench
     from harness.errors import ConfigError
     from harness.modelnames import MODEL_NAMES
@@ -93,10 +99,7 @@ def run_stall(args: argparse.Namespace) -> int:
         raise ConfigError("--model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
     settings = StallSettings(stalls_s=stalls, repeats=args.repeats, model=args.model, rate_rps=args.rate_rps,
                              tolerance_ms=args.tolerance_ms).validate()
-    from pathlib import Path
-
-    out = args.out or Path("reports").resolve() / time.strftime("bench-stall-%Y%m%dT%H%M%SZ", time.gmtime())
-    validate_output_dir(out, "--out")
+    out = args.out  # absolute and checked (harness.cli._options)
     result = run_stall_bench(settings, out, progress=lambda message: print(f"bench stall: {message}", file=sys.stderr, flush=True))
     print(json.dumps(result, indent=2) if args.json else format_stall_table(result))
     print(f"bench stall: results in {out}", file=sys.stderr)
@@ -124,14 +127,12 @@ def _register_fuzz(benches: Any) -> None:
         help=f"corpus size per model; each request is sent both ways (default {FuzzSettings.requests_per_model})")
     add("--seed", type=int, default=0, help="corpus seed (default 0)")
     add("--concurrency", type=int, default=FuzzSettings.concurrency, help=f"concurrent clients (default {FuzzSettings.concurrency})")
-    add("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/bench-fuzz)")
+    add_out(fuzz, default="reports/bench-fuzz")
     fuzz.set_defaults(func=run_fuzz)
 
 
 def run_fuzz(args: argparse.Namespace) -> int:
     """Run the fuzz benchmark and print its table; return 0, or raise VerdictFailed when a check failed."""
-    from pathlib import Path
-
     from harness.bench.fuzz import FuzzSettings, format_fuzz_table, run_fuzz_bench
     from harness.errors import ConfigError
     from harness.modelnames import MODEL_NAMES
@@ -143,8 +144,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
     for flag, value in (("--requests-per-model", args.requests_per_model), ("--concurrency", args.concurrency)):
         if value < 1:
             raise ConfigError(flag, value, "must be at least 1")
-    out = args.out or Path("reports/bench-fuzz").resolve()
-    validate_output_dir(out, "--out")
+    out = args.out  # absolute and checked (harness.cli._options)
     settings = FuzzSettings(models, args.requests_per_model, args.seed, args.concurrency)
     result = run_fuzz_bench(settings, out, progress=lambda message: print(f"bench fuzz: {message}", file=sys.stderr, flush=True))
     print(format_fuzz_table(result))

@@ -15,9 +15,9 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli._options import add_out
 from harness.config import PRECISIONS
 from harness.errors import ConfigError
-from harness.paths import path_type, validate_output_dir
 from harness.sweep.planner import CAPACITY_JSON
 
 __all__ = ["register", "run_capacity_command", "CAPACITY_JSON"]
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--window-s", type=float, default=3.0, help="measurement window of each search probe")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="warm-up before each search probe's windows")
     parser.add_argument("--search-budget-s", type=float, default=240.0, help="wall-clock bound of each search")
-    parser.add_argument("--out", required=True, type=path_type("--out"), metavar="DIR", help="output directory")
+    add_out(parser, required=True, what="output directory (capacity.json, run.json)")
     parser.set_defaults(func=run_capacity_command)
 
 
@@ -56,7 +56,6 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     from harness.sweep.table import format_capacity
     from harness.workflows.capacity import run_capacity
 
-    validate_output_dir(args.out, "--out")
     settings = CapacitySettings(
         target_rps=args.target_rps, p99_ms=args.p99_ms, headroom=args.headroom, max_replicas=args.max_replicas,
         model=args.model, precision=args.precision, batch_size=args.batch_size,

@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli._options import add_out
 from harness.cli.target import add_platform_arguments, target_from_args
 from harness.errors import EXIT_INTERRUPTED, ConfigError, UsageError, VerdictFailed
-from harness.paths import path_type, resolve_path, validate_output_dir
+from harness.paths import path_type, resolve_path
 
 __all__ = ["register"]
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_platform_arguments(run)
     run.add_argument("--tier", default=None, help="SLA tier to meet (default: the topology's own tier)")
     _sla_argument(run)
-    run.add_argument("--out", required=True, type=path_type("--out"), help="directory for result.json, journal.json, timeline, ...")
+    add_out(run, required=True, what="directory for result.json, journal.json, timeline, ...")
     run.set_defaults(func=_run)
 
     matrix = commands.add_parser("matrix", help="run each fault against each topology; write matrix.csv and matrix.md")
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
     matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
     _sla_argument(matrix)
-    matrix.add_argument("--out", required=True, type=path_type("--out"), help="directory for matrix.csv, matrix.md and one folder per cell")
+    add_out(matrix, required=True, what="directory for matrix.csv, matrix.md and one folder per cell")
     add_platform_arguments(matrix)
     matrix.set_defaults(func=_matrix)
 
@@ -140,7 +141,6 @@ def _sla(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from harness.workflows.chaos import ChaosRun
 
-    validate_output_dir(args.out, "--out")
     settings = _settings(args, args.experiment, args.out)
     result = ChaosRun(settings, progress=_progress).execute()
     print(_summary_line(result))
@@ -178,7 +178,6 @@ def _matrix(args: argparse.Namespace) -> int:
     from harness.chaos.matrix import MatrixPlan
     from harness.workflows.matrix import run_matrix
 
-    validate_output_dir(args.out, "--out")
     plan = MatrixPlan.from_args(
         faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
         spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),

@@ -19,8 +19,9 @@ import signal
 import sys
 from typing import Any
 
+from harness.cli._options import add_out
 from harness.config import TOPOLOGIES
-from harness.paths import path_type, validate_output_dir
+from harness.paths import path_type
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="availability topology (default: the spec's, else single)")
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default="steady", help="load shape (default: steady)")
     parser.add_argument("--duration-s", type=float, required=True, metavar="N", help="length of the load, seconds")
-    parser.add_argument("--out", type=path_type("--out"), required=True, metavar="DIR", help="output directory")
+    add_out(parser, required=True, what="output directory (requests.csv, result.json, run.json, ...)")
     parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE", help="service spec (YAML)")
     parser.add_argument("--users", type=int, default=None, metavar="N",
                         help="users (the peak for ramp, step and spike; default 4)")
@@ -125,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.load.session import CpuPlan, plan_cpus
     from harness.workflows.load import LoadSettings, run_load
 
-    validate_output_dir(args.out, "--out")
     _validate_fault_kind(args.inject_fault)
     spec = _spec(args)
     warmup_s = args.warmup_s if args.warmup_s is not None else (

@@ -10,9 +10,10 @@ import argparse
 import re
 import shlex
 
+from harness.cli._options import add_out
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError, HarnessError
-from harness.paths import path_type, validate_output_dir
+from harness.paths import path_type
 
 __all__ = ["register", "run", "runner_command"]
 
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--replicas", type=int, help="override the spec's replica count")
     parser.add_argument("--image", default=DEFAULT_IMAGE, metavar="NAME:TAG", help=f"container image (default: {DEFAULT_IMAGE})")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, metavar="NS", help=f"namespace (default: {DEFAULT_NAMESPACE})")
-    parser.add_argument("--out", default=DEFAULT_OUT, type=path_type("--out"), metavar="DIR", help=f"output directory (default: {DEFAULT_OUT})")
+    add_out(parser, default=DEFAULT_OUT, what="output directory of the manifests")
     parser.add_argument("--runner", action="store_true", help="also render the in-cluster runner Job with its RBAC and results volume")
     parser.add_argument("--schedule", metavar="CRON", help="also render a runner CronJob on this schedule, e.g. '0 2 * * *'")
     parser.add_argument(
@@ -121,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.platforms.kubernetes.options import RenderOptions
     from harness.platforms.kubernetes.render import render_manifests, write_manifests
 
-    validate_output_dir(args.out, "--out")
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
     extra = {}
     if args.runner_command is not None:

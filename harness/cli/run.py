@@ -19,8 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli._options import add_out
 from harness.cli.target import add_platform_arguments, target_from_args
-from harness.paths import path_type, validate_output_dir
+from harness.paths import path_type
 
 __all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("profile", choices=PROFILE_CHOICES, help="smoke | nightly | tiny")
-    parser.add_argument("--out", type=path_type("--out"), default=None, metavar="DIR", help="output directory (default reports/<run-id>)")
+    add_out(parser, default_help="reports/<run-id>")
     parser.add_argument("--baseline", type=path_type("--baseline"), default=None, metavar="DIR",
                         help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
     parser.add_argument("--sla", type=path_type("--sla"), default=None, metavar="FILE",
@@ -90,8 +91,6 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.errors import ConfigError
     from harness.job import run_job
 
-    if args.out is not None:
-        validate_output_dir(args.out, "--out")
     if args.platform == "local" and args.spec is not None:
         raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
                           "each stage's own spec)")

@@ -14,8 +14,8 @@ import argparse
 import sys
 from typing import Any
 
+from harness.cli._options import add_out
 from harness.errors import ConfigError
-from harness.paths import path_type, validate_output_dir
 
 __all__ = ["register", "run_sweep_command", "parse_list"]
 
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-search", dest="search", action="store_false")
     parser.add_argument("--search-budget-s", type=float, help="wall-clock bound of each configuration's search")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracy-drift measurement")
-    parser.add_argument("--out", required=True, type=path_type("--out"), metavar="DIR", help="output directory")
+    add_out(parser, required=True, what="output directory (sweep.csv, sweep_summary.json, run.json)")
     parser.set_defaults(func=run_sweep_command)
 
 
@@ -76,7 +76,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from harness.sweep.table import format_sweep
     from harness.workflows.sweep import SweepSettings, run_sweep
 
-    validate_output_dir(args.out, "--out")
     plan = build_plan(
         args.profile,
         precisions=parse_list("--precisions", args.precisions, str),

@@ -90,7 +90,7 @@ CASES = [
     ("chaos-run-missing-experiment", "chaos run no-such-fault --out {tmp}/out", ["experiment=", "no-such-fault.json", "no such file"]),
     ("chaos-run-experiment-bad-json", "chaos run {tmp}/bad.json --out {tmp}/out", ["experiment='{tmp}/bad.json'", "line 2, column 17"]),
     ("chaos-run-unknown-topology", "chaos run pod-kill --topology ring --out {tmp}/out", ["topology='ring'"]),
-    ("chaos-run-unknown-profile", "chaos run pod-kill --profile weekly --out {tmp}/out", ["profile='weekly'"]),
+    ("chaos-run-unknown-preset", "chaos run pod-kill --preset weekly --out {tmp}/out", ["preset='weekly'"]),
     ("chaos-run-unknown-tier", "chaos run pod-kill --tier gold --out {tmp}/out", ["tier='gold'"]),
     ("chaos-run-sla-not-utf8", "chaos run pod-kill --sla {tmp}/latin1.yaml --out {tmp}/out", ["'{tmp}/latin1.yaml'", "offset 26"]),
     ("chaos-run-sla-bad-value", "chaos run pod-kill --sla {tmp}/sla-bad.yaml --out {tmp}/out", ["period_days=-7"]),

@@ -420,7 +420,7 @@ def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
     for profile in JOB_PROFILES.values():
         plan = MatrixPlan.from_args(faults=",".join(profile.faults) if profile.faults else None,
                                     topologies=",".join(profile.topologies), experiments_dir=None,
-                                    profile=profile.chaos_profile, spec_file=None, retry=False, tier=None,
+                                    preset=profile.chaos_profile, spec_file=None, retry=False, tier=None,
                                     out_dir=tmp_path)
         assert plan.experiments and plan.topologies == list(profile.topologies)
         build_plan(profile.sweep_profile, **profile.sweep)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.chaos.experiment import Experiment, experiment_files, load_experiment
-from harness.chaos.profiles import ChaosProfile, get_profile
+from harness.chaos.presets import ChaosPreset, get_chaos_preset
 from harness.config import TOPOLOGIES, load_spec_data
 from harness.errors import ConfigError
 from harness.platforms.target import PlatformTarget
@@ -50,11 +50,11 @@ def _names(text: str | None, field: str) -> list[str] | None:
 
 @dataclass
 class MatrixPlan:
-    """What the matrix runs: experiments (those for the target's platform) x topologies, under one profile."""
+    """What the matrix runs: experiments (those for the target's platform) x topologies, under one preset."""
 
     experiments: list[Experiment]
     topologies: list[str]
-    profile: ChaosProfile
+    preset: ChaosPreset
     out_dir: Path
     spec_data: dict[str, Any] | None = None
     retry: bool = False
@@ -63,7 +63,7 @@ class MatrixPlan:
     sla: Any = None  # harness.measure.sla_config.SlaConfig; the defaults when None
 
     @classmethod
-    def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, profile: str,
+    def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, preset: str,
                   spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path,
                   target: PlatformTarget | None = None, sla: Any = None) -> "MatrixPlan":
         """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file.
@@ -110,7 +110,7 @@ class MatrixPlan:
             from harness.measure.sla_config import SlaConfig
 
             (sla or SlaConfig()).tier(tier)  # ConfigError naming the known tiers, before any cell runs
-        return cls(experiments, chosen, get_profile(profile), Path(out_dir), spec_data, retry, tier, target, sla)
+        return cls(experiments, chosen, get_chaos_preset(preset), Path(out_dir), spec_data, retry, tier, target, sla)
 
 
 def _applied_topology(spec_data: dict[str, Any] | None, spec_file: Path | None) -> str:

@@ -25,7 +25,7 @@ class Observers:
         self.prober: Any = None  # harness.load.prober.Prober
         self.telemetry: Any = None  # harness.measure.telemetry.TelemetrySampler; None where not sampled
 
-    def start(self, deployment: Any, out_dir: Path, *, profile: Any, experiment: Any, model: str,
+    def start(self, deployment: Any, out_dir: Path, *, preset: Any, experiment: Any, model: str,
               cpus: list[int] | None, max_duration_s: float, sample_telemetry: bool) -> None:
         """Start the load, telemetry (when ``sample_telemetry``) and the prober against ``deployment``;
         return once the load has started. Raises HarnessError when one cannot start."""
@@ -35,9 +35,9 @@ class Observers:
 
         drill_rate = experiment.extension.load_rate_per_s  # a drill sized in requests/s sets its own load
         self.load = BackgroundLoad(
-            "rate" if drill_rate else profile.load, deployment.endpoint, out_dir, max_duration_s=max_duration_s,
-            rate_per_s=drill_rate or profile.load_rate_per_s, users=profile.locust_users, model=model,
-            timeout_s=profile.prober_timeout_s, cpus=cpus,
+            "rate" if drill_rate else preset.load, deployment.endpoint, out_dir, max_duration_s=max_duration_s,
+            rate_per_s=drill_rate or preset.load_rate_per_s, users=preset.locust_users, model=model,
+            timeout_s=preset.prober_timeout_s, cpus=cpus,
         )
         self.load.spawn()  # its imports overlap the prober's start
         if sample_telemetry:
@@ -46,8 +46,8 @@ class Observers:
             )
             self.telemetry.start()
         self.prober = Prober(
-            deployment.endpoint, out_dir / TIMELINE_FILE, interval_s=profile.prober_interval_s,
-            timeout_s=profile.prober_timeout_s, model=model, cpus=cpus, max_duration_s=max_duration_s,
+            deployment.endpoint, out_dir / TIMELINE_FILE, interval_s=preset.prober_interval_s,
+            timeout_s=preset.prober_timeout_s, model=model, cpus=cpus, max_duration_s=max_duration_s,
         )
         self.prober.start()
         self.load.wait_started()  # failed requests are records too: this returns before any replica is Ready

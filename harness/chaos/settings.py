@@ -1,4 +1,4 @@
-"""What one chaos run is: the experiment, the topology, the profile, the SLA, and where it runs.
+"""What one chaos run is: the experiment, the topology, the preset, the SLA, and where it runs.
 
 `ChaosRunSettings` is what `harness.workflows.chaos.ChaosRun` executes; `split_cpus` decides which
 CPUs the replicas get and which the load and prober; `check_attachable` refuses, before anything
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.chaos.experiment import Experiment, merge_spec
-from harness.chaos.profiles import ChaosProfile
+from harness.chaos.presets import ChaosPreset
 from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.target import PlatformTarget
@@ -36,13 +36,13 @@ def split_cpus() -> tuple[list[int] | None, list[int] | None]:
 
 @dataclass
 class ChaosRunSettings:
-    """What to run: the experiment, where, under which profile, judged against which tier."""
+    """What to run: the experiment, where, under which preset, judged against which tier."""
 
     experiment: Experiment
     topology: str
-    profile: ChaosProfile
+    preset: ChaosPreset
     out_dir: Path
-    spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the profile's base spec)
+    spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the preset's base spec)
     tier: str | None = None  # default: the tier named for the topology
     retry: bool | None = None  # balancer.retry_on_connect_error override
     sla: Any = None  # harness.measure.sla_config.SlaConfig; default tiers when None
@@ -51,7 +51,7 @@ class ChaosRunSettings:
     target: PlatformTarget = field(default_factory=PlatformTarget)  # local (deploy) or kubernetes (attach)
 
     def spec(self) -> ServiceSpec:
-        """Return the spec to deploy: base (profile or --spec), experiment overlay, extras, topology.
+        """Return the spec to deploy: base (preset or --spec), experiment overlay, extras, topology.
 
         On Kubernetes it is the applied Deployment's spec as it is: the harness attaches and cannot
         change it, so an overlay, another topology or the balancer's retry is a ConfigError.
@@ -62,7 +62,7 @@ class ChaosRunSettings:
                               source=str(self.experiment.path))
         if self.target.is_kubernetes:
             return self._attached_spec()
-        base = self.spec_data if self.spec_data is not None else self.profile.base_spec
+        base = self.spec_data if self.spec_data is not None else self.preset.base_spec
         layers = [base, self.experiment.extension.spec, self.extra_spec]
         if self.retry is not None:
             layers.append({"balancer": {"retry_on_connect_error": self.retry}})

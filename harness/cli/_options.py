@@ -19,7 +19,7 @@ from typing import Callable
 
 from harness.paths import path_type, resolve_path, validate_output_dir
 
-__all__ = ["OUT_FLAG", "add_out", "validate_output_dirs"]
+__all__ = ["OUT_FLAG", "PRESET_FLAGS", "add_out", "add_preset", "validate_output_dirs"]
 
 OUT_FLAG = "--out"
 _OUTPUT_DIRS = "_output_dirs"  # the namespace attribute naming the output directories a command declared: {dest: flag}
@@ -63,3 +63,16 @@ def validate_output_dirs(args: argparse.Namespace) -> None:
             continue
         validate_output_dir(value, flag)
         setattr(args, dest, Path(value))
+
+
+PRESET_FLAGS = ("--preset", "--profile")  # --profile: its name before "profile" came to mean a load shape only
+
+
+def add_preset(parser: argparse.ArgumentParser, *, choices: tuple[str, ...] = ("smoke", "nightly"),
+               default: str = "smoke") -> None:
+    """Declare ``--preset NAME`` (the size of a run: smoke, nightly, ...) on ``parser``; ``--profile`` still works.
+
+    The value is checked against ``choices`` by the code that looks it up (a ConfigError naming it).
+    """
+    parser.add_argument(*PRESET_FLAGS, dest="preset", default=default, metavar="NAME",
+                        help=f"{' | '.join(choices)} (default {default}); --profile is its former name")

@@ -1,10 +1,10 @@
 """`harness chaos`: run Chaos Toolkit experiments under load and judge recovery against SLA tiers.
 
-    harness chaos run EXPERIMENT --topology T [--profile smoke|nightly] [--spec FILE] [--tier NAME] --out DIR
-    harness chaos matrix [--faults a,b] [--topologies single,active-standby,multi-active] [--profile smoke] [--retry] --out DIR
+    harness chaos run EXPERIMENT --topology T [--preset smoke|nightly] [--spec FILE] [--tier NAME] --out DIR
+    harness chaos matrix [--faults a,b] [--topologies single,active-standby,multi-active] [--preset smoke] [--retry] --out DIR
     harness chaos run|matrix ... --platform kubernetes [--spec FILE] [--namespace NS] [--endpoint URL] [--context C]
     harness chaos validate EXPERIMENT...
-    harness chaos spec EXPERIMENT [--topology T] [--profile P] [--spec FILE]   (the spec for `harness up --spec`)
+    harness chaos spec EXPERIMENT [--topology T] [--preset P] [--spec FILE]   (the spec for `harness up --spec`)
 
 Exit codes: `harness.cli._exit_codes` (the end of each action's ``--help``).
 """
@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli._options import add_out
+from harness.cli._options import add_out, add_preset
 from harness.cli.target import add_platform_arguments, target_from_args
 from harness.errors import EXIT_INTERRUPTED, ConfigError, UsageError, VerdictFailed
 from harness.paths import path_type, resolve_path
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                            "Kubernetes, the applied Deployment's)")
     matrix.add_argument("--experiments", type=path_type("--experiments"), default=None,
                         help="directory of experiment files (default: experiments/, or experiments/kubernetes/)")
-    matrix.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
-    matrix.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
+    add_preset(matrix)
+    matrix.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the preset's base spec")
     matrix.add_argument("--retry", action="store_true", help="balancer retries a failed connection on another replica")
     matrix.add_argument("--tier", default=None, help="SLA tier every cell must meet (default: each topology's own)")
     _sla_argument(matrix)
@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topology", default=None, help="single (default; a drill's first topology), active-standby "
                                                        "or multi-active (on Kubernetes: the applied Deployment's)")
-    parser.add_argument("--profile", default="smoke", help="smoke (default) or nightly")
-    parser.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the profile's base spec")
+    add_preset(parser)
+    parser.add_argument("--spec", type=path_type("--spec"), default=None, help="service spec YAML replacing the preset's base spec")
     parser.add_argument("--retry", action="store_true", default=None, help="balancer retries a failed connection on another replica")
 
 
@@ -91,12 +91,12 @@ def _topology(value: str) -> str:
 
 def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Path):
     from harness.chaos.experiment import load_experiment, merge_spec
-    from harness.chaos.profiles import get_profile
+    from harness.chaos.presets import get_chaos_preset
     from harness.chaos.settings import ChaosRunSettings
     from harness.config import load_spec_data
 
     target = target_from_args(args) if hasattr(args, "platform") else None
-    profile = get_profile(args.profile)
+    preset = get_chaos_preset(args.preset)
     experiment = load_experiment(_experiment_path(experiment_path, kubernetes=bool(target and target.is_kubernetes)))
     spec_file = target.spec_path if target is not None and target.is_kubernetes else args.spec
     spec_data = load_spec_data(spec_file) if spec_file is not None else None
@@ -106,7 +106,7 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
         local_default = "single" if "single" in topologies else topologies[0]
         topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else local_default
     settings = ChaosRunSettings(
-        experiment=experiment, topology=_topology(topology), profile=profile, out_dir=out_dir,
+        experiment=experiment, topology=_topology(topology), preset=preset, out_dir=out_dir,
         spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None, sla=_sla(args),
         **({"target": target} if target is not None else {}),
     )
@@ -179,7 +179,7 @@ def _matrix(args: argparse.Namespace) -> int:
     from harness.workflows.matrix import run_matrix
 
     plan = MatrixPlan.from_args(
-        faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, profile=args.profile,
+        faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, preset=args.preset,
         spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),
         sla=_sla(args),
     )

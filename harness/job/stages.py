@@ -234,7 +234,7 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
     plan = MatrixPlan.from_args(
         faults=",".join(profile.faults) if profile.faults else None,
         topologies=None if kubernetes else ",".join(profile.topologies),
-        experiments_dir=None, profile=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
+        experiments_dir=None, preset=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
         target=ctx.target, sla=ctx.sla,
     )
     note = profile.matrix_note
@@ -246,13 +246,13 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
         table = run_matrix(plan, progress=ctx.say)
     except KeyboardInterrupt:  # between two cells (a cell itself records the interrupt and returns)
         _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": note},
-                     config={"chaos_profile": plan.profile.name}, reason="interrupted")
+                     config={"chaos_preset": plan.preset.name}, reason="interrupted")
         raise
     failed, unsure = table.failed_cells(), table.inconclusive_cells()
     summary = {"cells": len(table.rows), "failed_cells": len(failed), "inconclusive_cells": len(unsure),
                "faults": [e.name for e in plan.experiments], "topologies": list(plan.topologies), "note": note}
     status = "aborted" if table.aborted else "completed"
-    _part_record(ctx, "chaos", CHAOS_DIR, status=status, summary=summary, config={"chaos_profile": plan.profile.name},
+    _part_record(ctx, "chaos", CHAOS_DIR, status=status, summary=summary, config={"chaos_preset": plan.preset.name},
                  reason="interrupted" if table.aborted else None)
     if not table.rows:
         raise HarnessError("the chaos matrix ran no cell")

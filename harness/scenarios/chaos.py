@@ -162,7 +162,7 @@ class ChaosScenario:
 
     def __init__(self, session: ScenarioSession, experiment: str, topology: str, *, tier: str | None = None) -> None:
         from harness.chaos.experiment import load_experiment
-        from harness.chaos.profiles import get_profile
+        from harness.chaos.presets import get_chaos_preset
         from harness.chaos.settings import ChaosRunSettings
         from harness.config import TOPOLOGIES
         from harness.errors import ConfigError
@@ -174,7 +174,7 @@ class ChaosScenario:
         self.experiment = load_experiment(_experiments_dir(session.options.experiments_dir) / f"{experiment}.json")
         self.relative = f"{CHAOS_DIR}/{experiment}/{topology}"
         self.settings = ChaosRunSettings(
-            experiment=self.experiment, topology=topology, profile=get_profile(session.options.profile),
+            experiment=self.experiment, topology=topology, preset=get_chaos_preset(session.options.profile),
             out_dir=session.run_dir / self.relative, tier=tier or session.options.tier,
         )
 

@@ -3,12 +3,12 @@
 `ChaosRun.execute` is what `harness chaos run`, the matrix (`harness.workflows.matrix`), the main
 job and the chaos scenarios call; its settings are `harness.chaos.settings.ChaosRunSettings`. The phases:
 
-1. deploy the spec (profile base or the user's ``--spec``, then the experiment's overlay, then the
+1. deploy the spec (preset base or the user's ``--spec``, then the experiment's overlay, then the
    topology) and wait until every replica is Ready (unless the fault is the start itself);
 2. start telemetry, the client-side prober and the background load; measure a steady baseline;
 3. run the experiment through chaoslib with ``HARNESS_STATE_FILE`` set (journal kept, rollbacks
    always played); the injection time is when its first action ran;
-4. keep measuring until clients see a stable recovery for the profile's after-window, or the
+4. keep measuring until clients see a stable recovery for the preset's after-window, or the
    recovery timeout; stop load, prober and telemetry;
 5. clear every fault, tear the deployment down, judge the run and write ``result.json``.
 
@@ -50,7 +50,7 @@ class ChaosRun:
         from harness.measure.sla_config import TIER_FOR_TOPOLOGY, SlaConfig
 
         self.settings = settings
-        self.profile = settings.profile
+        self.preset = settings.preset
         self.experiment = settings.experiment
         self.out_dir = resolve_path(settings.out_dir, "out_dir")
         self.sla = settings.sla or SlaConfig()
@@ -58,7 +58,7 @@ class ChaosRun:
         self.sla.tier(self.tier)  # ConfigError naming the known tiers
         self.slo_latency_ms = settings.slo_latency_ms or self.sla.thresholds.p99_latency_ms
         self.spec = settings.spec()
-        self.recovery_timeout_s = min(self.experiment.extension.recovery_timeout_s, self.profile.recovery_timeout_cap_s)
+        self.recovery_timeout_s = min(self.experiment.extension.recovery_timeout_s, self.preset.recovery_timeout_cap_s)
         self._say = progress or (lambda message: None)
         self.phase = "setup"
         self.interrupted = False
@@ -143,10 +143,10 @@ class ChaosRun:
         self._start_measuring()
         if self.experiment.extension.inject == "running":
             self._enter("wait-ready")
-            self.deployment.wait_ready(timeout_s=self.profile.ready_timeout_s)
+            self.deployment.wait_ready(timeout_s=self.preset.ready_timeout_s)
             self._enter("baseline")
-            self._say(f"baseline for {self.profile.baseline_s:g} s")
-            self._sleep(self.profile.baseline_s)
+            self._say(f"baseline for {self.preset.baseline_s:g} s")
+            self._sleep(self.preset.baseline_s)
         self._run_experiment()
         if not self.interrupted:
             self._await_recovery()
@@ -164,7 +164,7 @@ class ChaosRun:
         self._say(f"deploying {self.spec.topology} ({self.spec.replica_count} replica(s))")
         self.deployed_at = time.time()
         target = self.settings.target
-        options = dict(target.deploy_options(), timeout_s=self.profile.ready_timeout_s) if target.is_kubernetes else {}
+        options = dict(target.deploy_options(), timeout_s=self.preset.ready_timeout_s) if target.is_kubernetes else {}
         self.deployment = deploy(self.spec, platform=target.platform, workdir=self.out_dir / "deployment",
                                  cpus=service_cpus, **options)
 
@@ -172,12 +172,12 @@ class ChaosRun:
         self._enter("start-measuring")
         _, client_cpus = split_cpus()
         sample = not self.settings.target.is_kubernetes  # pods run on other nodes: their CPU/RSS/GPU are not ours
-        self.observers.start(self.deployment, self.out_dir, profile=self.profile, experiment=self.experiment,
+        self.observers.start(self.deployment, self.out_dir, preset=self.preset, experiment=self.experiment,
                              model=self.spec.service.model, cpus=client_cpus, max_duration_s=self._max_duration_s(),
                              sample_telemetry=sample)
 
     def _max_duration_s(self) -> float:
-        return self.profile.baseline_s + self.recovery_timeout_s * 2 + self.profile.after_s + 120.0
+        return self.preset.baseline_s + self.recovery_timeout_s * 2 + self.preset.after_s + 120.0
 
     def _run_experiment(self) -> None:
         from harness.chaos.toolkit import JOURNAL_FILE, LOG_FILE, resolved_configuration, run_experiment
@@ -219,14 +219,14 @@ class ChaosRun:
 
         return analyze_recovery(
             self._timeline(), injected_at_s=self.injected_at, slo_latency_ms=self.slo_latency_ms,
-            stability_window_s=self.profile.stability_s, end_s=end_s,
-            baseline_s=self.profile.baseline_s if self.experiment.extension.inject == "running" else None, **extra,
+            stability_window_s=self.preset.stability_s, end_s=end_s,
+            baseline_s=self.preset.baseline_s if self.experiment.extension.inject == "running" else None, **extra,
         )
 
     def _await_recovery(self) -> None:
         self._enter("recovery")
-        deadline = max(self.injected_at + self.recovery_timeout_s, self.experiment_end_s + self.profile.after_s)
-        settle_s = self.profile.after_s + self.profile.stability_s
+        deadline = max(self.injected_at + self.recovery_timeout_s, self.experiment_end_s + self.preset.after_s)
+        settle_s = self.preset.after_s + self.preset.stability_s
         self._say("measuring recovery")
         while not self.interrupted:
             now = time.time()
@@ -334,7 +334,7 @@ class ChaosRun:
         }
         result = build_result(
             experiment=self.experiment.name, fault=self.experiment.fault, topology=self.spec.topology,
-            profile=self.profile.name, injected_at=self.injected_at, target_replica=self.target_replica,
+            profile=self.preset.name, injected_at=self.injected_at, target_replica=self.target_replica,
             recovery=recovery, verdict=verdict, tier=self.tier, journal=self.journal,
             behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
             configuration=self.experiment_configuration,
@@ -348,7 +348,7 @@ class ChaosRun:
         from harness.results import ARTIFACT_FILES, new_run_record, save_run
 
         record = new_run_record(
-            "chaos", inspect_torch=False, profile=self.profile.name, platform=self.settings.target.platform,
+            "chaos", inspect_torch=False, profile=self.preset.name, platform=self.settings.target.platform,
             topology=self.spec.topology,
             config={"experiment": str(self.experiment.path), "fault": self.experiment.fault, "tier": self.tier,
                     "slo_latency_ms": self.slo_latency_ms, "spec": result["spec"], "sla": self.sla.model_dump(mode="json")},

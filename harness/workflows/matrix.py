@@ -32,7 +32,7 @@ def run_matrix(plan: MatrixPlan, *, progress: Callable[[str], None] | None = Non
         say(f"[{index}/{total}] {experiment.name} x {topology}")
         cell_dir = plan.out_dir / experiment.name / topology
         settings = ChaosRunSettings(
-            experiment=experiment, topology=topology, profile=plan.profile, out_dir=cell_dir,
+            experiment=experiment, topology=topology, preset=plan.preset, out_dir=cell_dir,
             spec_data=plan.spec_data, tier=plan.tier, retry=plan.retry, target=plan.target, sla=plan.sla,
         )
         started = time.monotonic()

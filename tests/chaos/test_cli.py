@@ -25,7 +25,8 @@ def _in_repo(monkeypatch):
     "argv, field",
     [
         (["chaos", "run", "pod-kill", "--topology", "triple", "--out", "x"], "topology"),
-        (["chaos", "run", "pod-kill", "--profile", "weekly", "--out", "x"], "profile"),
+        (["chaos", "run", "pod-kill", "--preset", "weekly", "--out", "x"], "preset"),
+        (["chaos", "run", "pod-kill", "--profile", "weekly", "--out", "x"], "preset"),  # its former name still works
         (["chaos", "run", "no-such-fault", "--out", "x"], "experiment"),
         (["chaos", "run", "pod-kill", "--tier", "gold", "--out", "x"], "tier"),
         (["chaos", "matrix", "--faults", "pod-kill,nope", "--out", "x"], "faults"),
@@ -139,7 +140,7 @@ def test_kubernetes_matrix_plan_tests_the_applied_topology_with_the_kubernetes_e
     spec = tmp_path / "spec.yaml"
     spec.write_text("topology: active-standby\n")
     target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
-    plan = MatrixPlan.from_args(faults="pod-kill,oom-kill", topologies=None, experiments_dir=None, profile="smoke",
+    plan = MatrixPlan.from_args(faults="pod-kill,oom-kill", topologies=None, experiments_dir=None, preset="smoke",
                                 spec_file=None, retry=False, tier=None, out_dir=tmp_path / "out", target=target)
     assert plan.topologies == ["active-standby"]
     assert sorted(e.path.parent.name for e in plan.experiments) == ["kubernetes", "kubernetes"]
@@ -162,7 +163,7 @@ def test_kubernetes_matrix_refuses_an_experiment_that_changes_the_spec_before_an
     spec.write_text("topology: multi-active\nreplicas: 2\n")
     target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
     with pytest.raises(ConfigError) as err:
-        MatrixPlan.from_args(faults=None, topologies=None, experiments_dir=experiments, profile="smoke", spec_file=None,
+        MatrixPlan.from_args(faults=None, topologies=None, experiments_dir=experiments, preset="smoke", spec_file=None,
                              retry=False, tier=None, out_dir=tmp_path / "out", target=target)
     assert err.value.field == "extensions[harness].spec" and err.value.source == str(experiments / "pod-kill.json")
 

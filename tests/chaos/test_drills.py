@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.chaos.experiment import load_experiment
-from harness.chaos.profiles import get_profile
+from harness.chaos.presets import get_chaos_preset
 from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events
 from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.chaos
 
 def run(experiment: str, out: Path, topology: str) -> dict:
     settings = ChaosRunSettings(experiment=load_experiment(ROOT / "experiments" / f"{experiment}.json"),
-                                topology=topology, profile=get_profile("smoke"), out_dir=out)
+                                topology=topology, preset=get_chaos_preset("smoke"), out_dir=out)
     try:
         return ChaosRun(settings).execute()
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.chaos.experiment import load_experiment, merge_spec
-from harness.chaos.profiles import PROFILES
+from harness.chaos.presets import CHAOS_PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.json"))
@@ -64,9 +64,9 @@ def test_the_harness_extension_is_valid_and_its_spec_deploys(path):
     experiment = load_experiment(path)
     assert experiment.fault == path.stem
     assert experiment.document["description"] and experiment.document["rollbacks"], "every experiment cleans up"
-    for profile in PROFILES.values():
+    for preset in CHAOS_PRESETS.values():
         for topology in experiment.extension.topologies:  # a drill names the topologies it means anything on
-            spec = merge_spec(profile.base_spec, experiment.extension.spec, topology=topology)
+            spec = merge_spec(preset.base_spec, experiment.extension.spec, topology=topology)
             assert spec.topology == topology
 
 

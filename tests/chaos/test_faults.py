@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.chaos.experiment import load_experiment
-from harness.chaos.profiles import get_profile
+from harness.chaos.presets import get_chaos_preset
 from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events, read_state
 from harness.workflows.chaos import ChaosRun
@@ -41,7 +41,7 @@ def _cgroups_writable() -> bool:
 def run(fault: str, out: Path, topology: str = "single") -> dict:
     settings = ChaosRunSettings(
         experiment=load_experiment(ROOT / "experiments" / f"{fault}.json"), topology=topology,
-        profile=get_profile("smoke"), out_dir=out,
+        preset=get_chaos_preset("smoke"), out_dir=out,
     )
     try:
         return ChaosRun(settings).execute()

@@ -6,7 +6,7 @@ import pytest
 
 from harness.chaos.activities import availability_over_last
 from harness.chaos.experiment import load_experiment
-from harness.chaos.profiles import get_profile
+from harness.chaos.presets import get_chaos_preset
 from harness.chaos.settings import ChaosRunSettings, split_cpus
 from harness.errors import ConfigError
 from harness.request_records import ProbeSample, write_records
@@ -16,7 +16,7 @@ from .helpers import ROOT
 
 def _settings(**kw):
     return ChaosRunSettings(experiment=load_experiment(ROOT / "experiments" / "oom-kill.json"), topology="active-standby",
-                            profile=get_profile("smoke"), out_dir=ROOT / "unused", **kw)
+                            preset=get_chaos_preset("smoke"), out_dir=ROOT / "unused", **kw)
 
 
 def test_profile_base_then_experiment_overlay_then_topology():

@@ -35,10 +35,10 @@ def service():
 @pytest.fixture
 def applied(fake_apiserver, service, tmp_path, monkeypatch) -> PlatformTarget:
     """A single-replica service applied on the fake cluster, and the target that attaches to it."""
-    from harness.chaos import profiles
+    from harness.chaos import presets
 
     # the experiments pause for the recovery timeout after injecting: keep each cell short
-    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], recovery_timeout_cap_s=2.0))
+    monkeypatch.setitem(presets.CHAOS_PRESETS, "smoke", dataclasses.replace(presets.CHAOS_PRESETS["smoke"], recovery_timeout_cap_s=2.0))
     monkeypatch.delenv("HARNESS_FAULT_TOKEN", raising=False)
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text("topology: single\n")
@@ -101,7 +101,7 @@ def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(applied, servi
     from harness.workflows.matrix import run_matrix
 
     target = applied
-    plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, profile="smoke", spec_file=None,
+    plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, preset="smoke", spec_file=None,
                                 retry=False, tier=None, out_dir=tmp_path / "chaos", target=target)
     table = run_matrix(plan)
 

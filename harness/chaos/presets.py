@@ -1,10 +1,15 @@
-"""Run profiles for chaos runs: how long each phase lasts, how much load, and the base service spec.
+"""Chaos presets: how long each phase of a chaos run lasts, how much load, and the base service spec.
+
+A preset is the size of a run, chosen by name (``smoke``, ``nightly``): each part of the harness keeps
+its own settings under that name (this module for a chaos run, `harness.job.profiles` for the main
+job, `harness.sweep.grid` for a sweep). A *profile* is something else: the shape of load over time
+(`harness.load.profiles`).
 
 ``smoke`` is sized so that the whole fault x topology matrix finishes within minutes on a 2-core
 machine: tight probe periods, a short grace period and a short CrashLoopBackOff, a few seconds of
 baseline and a short stability window. ``nightly`` keeps Kubernetes' default probe and back-off
 timings and measures longer windows under heavier load. A user's ``--spec`` file replaces the
-profile's base spec; an experiment's own overlay (its ``extensions[harness].spec``) goes on top.
+preset's base spec; an experiment's own overlay (its ``extensions[harness].spec``) goes on top.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from typing import Any, Literal
 
 from harness.errors import ConfigError
 
-__all__ = ["PROFILES", "ChaosProfile", "get_profile"]
+__all__ = ["CHAOS_PRESETS", "ChaosPreset", "get_chaos_preset"]
 
 
 @dataclass(frozen=True)
-class ChaosProfile:
-    """Timing, load and base spec of one chaos profile."""
+class ChaosPreset:
+    """Timing, load and base spec of one chaos preset."""
 
     name: str
     baseline_s: float  # steady load before the fault; p99 "before" comes from it
@@ -53,8 +58,8 @@ _NIGHTLY_SPEC: dict[str, Any] = {
     "restart": {"backoff_base_s": 10, "backoff_cap_s": 300},
 }
 
-PROFILES: dict[str, ChaosProfile] = {
-    "smoke": ChaosProfile(
+CHAOS_PRESETS: dict[str, ChaosPreset] = {
+    "smoke": ChaosPreset(
         name="smoke",
         baseline_s=2.0,
         after_s=1.0,
@@ -68,7 +73,7 @@ PROFILES: dict[str, ChaosProfile] = {
         prober_timeout_s=2.0,
         base_spec=_SMOKE_SPEC,
     ),
-    "nightly": ChaosProfile(
+    "nightly": ChaosPreset(
         name="nightly",
         baseline_s=30.0,
         after_s=30.0,
@@ -85,9 +90,9 @@ PROFILES: dict[str, ChaosProfile] = {
 }
 
 
-def get_profile(name: str) -> ChaosProfile:
-    """Return the named profile; raise ConfigError naming the known ones."""
+def get_chaos_preset(name: str) -> ChaosPreset:
+    """Return the named preset; raise ConfigError naming the known ones."""
     try:
-        return PROFILES[name]
+        return CHAOS_PRESETS[name]
     except KeyError:
-        raise ConfigError("profile", name, f"unknown profile; choose one of {', '.join(PROFILES)}") from None
+        raise ConfigError("preset", name, f"unknown preset; choose one of {', '.join(CHAOS_PRESETS)}") from None

@@ -120,6 +120,7 @@ def _say(message: str) -> None:
 def run_ab_command(args: argparse.Namespace) -> int:
     """Run the interleaved A/B session and print the paired comparison; exit 1 on a regression."""
     from harness.bench.ab import run_ab, signoff_load, signoff_spec
+    from harness.cli._display import ProgressDisplay
     from harness.cli.compare import format_comparison
     from harness.config import load_spec
     from harness.load.rounds import Arm, parse_fault_params
@@ -144,7 +145,8 @@ def run_ab_command(args: argparse.Namespace) -> int:
     a, b = Arm("a", spec_a), Arm("b", spec_b, args.fault_b, parse_fault_params(args.fault_param_b, "--fault-param-b"))
     load = signoff_load(args.duration_s, spec_a.service.model, args.rate_rps, args.request_rows)
     result = run_ab(a, b, load, args.out, pairs=args.rounds, rules=Rules(alpha=args.alpha, min_change=args.min_change),
-                    platform=args.platform, warmup_s=args.warmup_s, progress=_say, deploy=args.deploy)
+                    platform=args.platform, warmup_s=args.warmup_s, deploy=args.deploy,
+                    progress=ProgressDisplay("harness bench"))  # lines, and each pair's heartbeat as harness load shows it
     comparison = result["comparison"]
     print(json.dumps(comparison, indent=2, default=str) if args.json else format_comparison(comparison))
     if comparison["regressions"]:

@@ -3,9 +3,10 @@
 Both load generators run in their own processes and already append every request to the run's
 ``requests.csv`` (the locustfile and the rate generator flush about once a second); the heartbeat
 reads what they appended since its last look, so Locust stays out of this process and nothing new is
-asked of the generators. `run_session` starts one when its progress callback is a `LoadProgress`
-(it has a ``beat`` method); a display decides how a beat looks (`harness.cli._display`: a bar on a
-terminal, plain lines in CI). An observer never breaks the run: a failing read or display is logged.
+asked of the generators. `run_session` and an interleaved A/B pair (`harness.load.interleave`)
+start one through `heartbeat_for` when their progress callback is a `LoadProgress` (it has a
+``beat`` method); a display decides how a beat looks (`harness.cli._display`: a bar on a terminal,
+plain lines in CI). An observer never breaks the run: a failing read or display is logged.
 
 Figures of a beat (`LoadSnapshot`): ``requests`` recorded so far; ``rate_rps`` those recorded per second
 over the last `RATE_WINDOW_S`; ``errors`` the failed ones; ``p99_ms`` the exact 99th percentile of the
@@ -14,6 +15,7 @@ successful ones so far (`harness.measure.percentiles`). The run's result.json ho
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -24,14 +26,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.measure.percentiles import percentile
 
 __all__ = ["HEARTBEAT_INTERVAL_S", "RATE_WINDOW_S", "LoadSnapshot", "LoadProgress", "RequestTail", "Heartbeat",
-           "format_snapshot"]
+           "format_snapshot", "heartbeat_for"]
 
 HEARTBEAT_INTERVAL_S = 5.0  # between beats when the display does not say
 RATE_WINDOW_S = 5.0  # the rate is over this much of the latest time: the generators flush once a second
@@ -200,3 +202,11 @@ def format_snapshot(snapshot: LoadSnapshot) -> str:
     p99 = "n/a" if snapshot.p99_ms is None else f"{snapshot.p99_ms:.1f} ms"
     return (f"{snapshot.elapsed_s:.0f} s of {snapshot.duration_s:g} s: {snapshot.requests:,} requests "
             f"({snapshot.rate_rps:.1f}/s), {snapshot.errors:,} errors, p99 {p99} so far")
+
+
+def heartbeat_for(requests_path: str | Path, duration_s: float, progress: Callable[[str], None] | None) -> Any:
+    """Return a context that beats the load appended to ``requests_path`` into ``progress``, if it takes
+    beats (a `LoadProgress`: `harness.cli._display.ProgressDisplay`); else one that does nothing."""
+    if not isinstance(progress, LoadProgress):
+        return contextlib.nullcontext()
+    return Heartbeat(requests_path, duration_s, progress.beat, interval_s=progress.beat_interval_s)

@@ -114,7 +114,7 @@ def run_interleaved(
                 first, second = ("a", "b") if pair % 2 else ("b", "a")
                 say(f"pair {pair} of {pairs}: requests alternate {first.upper()} {second.upper()}")
                 both = _measure_alternating(live, (first, second), load, out, pair, cpus=cpus, session=session,
-                                            metadata=metadata or {})
+                                            metadata=metadata or {}, progress=say)
                 for name in ("a", "b"):
                     results[name].append(both[name])
             schedule = []
@@ -153,11 +153,13 @@ def run_interleaved(
 
 def _measure_alternating(
     live: Mapping[str, tuple[Any, dict[str, Any] | None]], order: tuple[str, str], load: RateLoad, out: Path,
-    pair: int, *, cpus: CpuPlan, session: str, metadata: Mapping[str, Any],
+    pair: int, *, cpus: CpuPlan, session: str, metadata: Mapping[str, Any], progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure one pair as one open-loop run whose requests alternate between the two live deployments
     (``order[0]`` first), `ALTERNATE_EVERY` requests at a time; split the records by target into
-    ``<arm>/round-NN/``; return each arm's result."""
+    ``<arm>/round-NN/``; return each arm's result. A ``progress`` that takes beats (a
+    `harness.load.heartbeat.LoadProgress`) gets the pair's heartbeat while it runs, as a load session's."""
+    from harness.load.heartbeat import heartbeat_for
     from harness.load.rate import run_rate
     from harness.load.result import result_from_records
     from harness.load.session import build_result
@@ -167,9 +169,10 @@ def _measure_alternating(
         warm_up(live[name][0], load, SESSION_REWARM_S / 2)
     pair_dir = out / "pairs" / round_dir_name(pair)
     endpoints = {name: live[name][0].endpoint for name in order}
-    run = run_rate(endpoints[order[0]], pair_dir, rate_rps=load.rate_rps, duration_s=load.duration_s, model=load.model,
-                   batch_size=load.request_rows, cpus=cpus.generator, alternate_hosts=[endpoints[order[1]]],
-                   alternate_every=ALTERNATE_EVERY)
+    with heartbeat_for(pair_dir / REQUESTS_FILE, load.duration_s, progress):
+        run = run_rate(endpoints[order[0]], pair_dir, rate_rps=load.rate_rps, duration_s=load.duration_s,
+                       model=load.model, batch_size=load.request_rows, cpus=cpus.generator,
+                       alternate_hosts=[endpoints[order[1]]], alternate_every=ALTERNATE_EVERY)
     results = {}
     for position, name in enumerate(order, start=1):
         mine = [r for r in run.records if r.target == endpoints[name]]

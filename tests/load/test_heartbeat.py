@@ -192,3 +192,20 @@ def test_beats_during_a_locust_run_without_importing_locust(standin, tmp_path, g
     progress, result = _beats_of_a_run(profile, standin, tmp_path, gen_cpus)
     _check_beats(progress, result)
     assert "locust" not in sys.modules
+
+
+@pytest.mark.slow
+def test_beats_during_an_interleaved_pair_as_harness_bench_ab_runs_it(standin, standin_factory, tmp_path, gen_cpus,
+                                                                     monkeypatch):
+    from harness.load import interleave
+    from harness.load.session import RateLoad
+
+    monkeypatch.setattr(interleave, "warm_up", lambda deployment, load, seconds: 0)  # the stand-ins need none
+    live = {"a": (SimpleNamespace(endpoint=standin.url), None), "b": (SimpleNamespace(endpoint=standin_factory().url), None)}
+    progress = _Recorder(interval_s=0.5)
+    results = interleave._measure_alternating(live, ("a", "b"), RateLoad(rate_rps=40.0, duration_s=3.0), tmp_path, 1,
+                                              cpus=interleave.CpuPlan(None, tuple(gen_cpus) if gen_cpus else None),
+                                              session="s", metadata={}, progress=progress)
+    requests, errors = (sum(results[arm][key] for arm in "ab") for key in ("requests", "errors"))
+    _check_beats(progress, {"requests": requests, "errors": errors})
+    assert results["a"]["requests"] > 0 and results["b"]["requests"] > 0  # one run, both builds

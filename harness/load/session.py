@@ -11,7 +11,6 @@ generator run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterable
 
 from harness import __version__
 from harness.config import DEFAULT_MODEL
-from harness.load.heartbeat import Heartbeat, LoadProgress
+from harness.load.heartbeat import heartbeat_for
 from harness.load.locust_runner import run_locust
 from harness.load.prober import Prober, ProberSummary
 from harness.load.profiles import LoadProfile
@@ -104,13 +103,6 @@ def _start_telemetry(out: Path, deployment: Any) -> Any:
         return None
 
 
-def _heartbeat(out: Path, duration_s: float, progress: Callable[[str], None] | None) -> Any:
-    """Return a context that beats the load so far into ``progress`` if it takes beats (a `LoadProgress`)."""
-    if not isinstance(progress, LoadProgress):
-        return contextlib.nullcontext()
-    return Heartbeat(out / REQUESTS_FILE, duration_s, progress.beat, interval_s=progress.beat_interval_s)
-
-
 def run_session(
     deployment: Any,
     profile: LoadProfile | RateLoad,
@@ -150,7 +142,7 @@ def run_session(
                 f"for {profile.duration_s:g} s")
         else:
             say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
-        with _heartbeat(out, profile.duration_s, progress):
+        with heartbeat_for(out / REQUESTS_FILE, profile.duration_s, progress):
             if isinstance(profile, RateLoad):
                 result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
                                   model=profile.model, batch_size=profile.request_rows, cpus=cpus).load

@@ -120,7 +120,7 @@ CASES = [
     # sweep
     ("sweep-out-is-a-file", "sweep --out {tmp}/afile", ["--out='{tmp}/afile'", "not a directory"]),
     ("sweep-out-under-a-file", "sweep --out {tmp}/afile/out", ["--out='{tmp}/afile/out'", "which is a file"]),
-    ("sweep-unknown-profile", "sweep --profile weekly --out {tmp}/out", ["profile='weekly'"]),
+    ("sweep-unknown-preset", "sweep --preset weekly --out {tmp}/out", ["preset='weekly'"]),
     ("sweep-unknown-precision", "sweep --precisions fp8 --out {tmp}/out", ["precisions='fp8'"]),
     ("sweep-batch-sizes-not-integers", "sweep --batch-sizes a,b --out {tmp}/out", ["--batch-sizes='a,b'"]),
     ("sweep-negative-window", "sweep --window-s -1 --out {tmp}/out", ["window_s=-1.0"]),

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from harness.cli._options import add_out
+from harness.cli._options import add_out, add_preset
 from harness.errors import ConfigError
 
 __all__ = ["register", "run_sweep_command", "parse_list"]
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
         "stable, medians with 95%% CIs, each configuration's max rate under the p99 SLO by search, the frontier, the "
         "batching and precision effects next to the forward pass's own speed-ups, accuracy drift.",
     )
-    parser.add_argument("--profile", default="smoke", help="smoke (a few minutes on 2 cores) | nightly (default smoke)")
+    add_preset(parser)  # smoke: a few minutes on 2 cores
     parser.add_argument("--load-mode", choices=("rate", "concurrency"),
                         help="rate: open-loop requests/s (default); concurrency: that many closed-loop clients")
     parser.add_argument("--precisions", metavar="LIST", help="comma-separated: fp32,fp16,bf16")
@@ -77,7 +77,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from harness.workflows.sweep import SweepSettings, run_sweep
 
     plan = build_plan(
-        args.profile,
+        args.preset,
         precisions=parse_list("--precisions", args.precisions, str),
         batch_sizes=parse_list("--batch-sizes", args.batch_sizes, int),
         load_levels=parse_list("--load-levels", args.load_levels, float),

@@ -1,4 +1,4 @@
-"""The sweep grid: what to measure (precision x max_batch_size x load level), profiles, and the CSV.
+"""The sweep grid: what to measure (precision x max_batch_size x load level), presets, and the CSV.
 
 Two load modes, as perf_analyzer and Model Analyzer sweep: ``rate`` (open loop: requests on a
 schedule at each level, latency from the scheduled send time) and ``concurrency`` (closed loop: that
@@ -30,7 +30,7 @@ __all__ = [
     "LOAD_MODES",
     "RATE",
     "CONCURRENCY",
-    "PROFILES",
+    "PRESETS",
     "CSV_COLUMNS",
     "SweepPlan",
     "PointKey",
@@ -67,9 +67,9 @@ INTERRUPTED = "interrupted"  # SIGINT arrived before the point ran
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """Everything a sweep needs to know; build with `build_plan` (profile defaults + overrides)."""
+    """Everything a sweep needs to know; build with `build_plan` (preset defaults + overrides)."""
 
-    profile: str = "smoke"
+    preset: str = "smoke"  # the named defaults it started from (`PRESETS`)
     model: str = DEFAULT_MODEL
     precisions: tuple[str, ...] = ("fp32", "bf16")
     batch_sizes: tuple[int, ...] = (1, 32)
@@ -100,7 +100,7 @@ class SweepPlan:
         return asdict(self)
 
 
-PROFILES: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     # a few minutes on a 2-core machine: 2 precisions x 2 batch sizes, each with a bounded max-rate
     # search (the effects come from those), and one light rate all four keep up with, where their
     # latencies are compared. 50 rps is well below the knee of every configuration of ranker-mlp.
@@ -120,8 +120,8 @@ def validate_plan(plan: SweepPlan) -> SweepPlan:
     """Return ``plan`` if every value is usable; raise ConfigError naming the first bad field and value."""
     from harness.modelnames import MODEL_NAMES
 
-    if plan.profile not in PROFILES:
-        raise ConfigError("profile", plan.profile, f"choose one of {', '.join(PROFILES)}")
+    if plan.preset not in PRESETS:
+        raise ConfigError("preset", plan.preset, f"choose one of {', '.join(PRESETS)}")
     if plan.model not in MODEL_NAMES:
         raise ConfigError("model", plan.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
     if not plan.precisions:
@@ -173,20 +173,20 @@ def validate_plan(plan: SweepPlan) -> SweepPlan:
     return plan
 
 
-def build_plan(profile: str = "smoke", **overrides: Any) -> SweepPlan:
-    """Return the validated plan of ``profile`` with ``overrides`` (None values ignored); raise ConfigError."""
-    if profile not in PROFILES:
-        raise ConfigError("profile", profile, f"choose one of {', '.join(PROFILES)}")
+def build_plan(preset: str = "smoke", **overrides: Any) -> SweepPlan:
+    """Return the validated plan of ``preset`` with ``overrides`` (None values ignored); raise ConfigError."""
+    if preset not in PRESETS:
+        raise ConfigError("preset", preset, f"choose one of {', '.join(PRESETS)}")
     known = {f.name for f in fields(SweepPlan)}
-    values: dict[str, Any] = dict(PROFILES[profile])
+    values: dict[str, Any] = dict(PRESETS[preset])
     for name, value in overrides.items():
         if name not in known:
             raise ConfigError(name, value, "unknown sweep setting")
         if value is not None:
             values[name] = tuple(value) if isinstance(value, list) else value
     if values.get("load_mode") == CONCURRENCY and overrides.get("load_levels") is None:
-        values["load_levels"] = CONCURRENCY_LEVELS  # the profile's levels are rates, not clients
-    return validate_plan(replace(SweepPlan(profile=profile), **values))
+        values["load_levels"] = CONCURRENCY_LEVELS  # the preset's levels are rates, not clients
+    return validate_plan(replace(SweepPlan(preset=preset), **values))
 
 
 @dataclass(frozen=True, order=True)

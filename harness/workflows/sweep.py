@@ -55,11 +55,11 @@ def run_sweep(settings: SweepSettings, *, parent: RunRecord | None = None,
     out.mkdir(parents=True, exist_ok=True)
     service_cpus, generator_cpus = split_cpus()
     fields: dict[str, Any] = {"config": plan.to_dict(), "topology": "single"}
-    record = (new_run_record("sweep", profile=plan.profile, platform="local", **fields) if parent is None
+    record = (new_run_record("sweep", profile=plan.preset, platform="local", **fields) if parent is None
               else new_part_record(parent, "sweep", out.name, **fields))
     save_run(out, record)
     search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""
-    say(f"sweep {plan.profile}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
+    say(f"sweep {plan.preset}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
         f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}{search}; service on CPU {service_cpus}, "
         f"generator on CPU {generator_cpus or 'shared'}; writing {out / SWEEP_CSV}")
 

@@ -20,8 +20,9 @@ from harness.sweep.grid import read_sweep_csv
 def test_bad_flags_exit_2_naming_the_field(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path), "--batch-sizes", "1,x"]) == 2
     assert "--batch-sizes='1,x'" in capsys.readouterr().err
-    assert main(["sweep", "--out", str(tmp_path), "--profile", "weekly"]) == 2
-    assert "profile='weekly'" in capsys.readouterr().err
+    for flag in ("--preset", "--profile"):  # --profile: its former name
+        assert main(["sweep", "--out", str(tmp_path), flag, "weekly"]) == 2
+        assert "preset='weekly'" in capsys.readouterr().err
     assert main(["capacity", "--target-rps", "-1", "--p99-ms", "500", "--out", str(tmp_path)]) == 2
     assert "target_rps=-1.0" in capsys.readouterr().err
     assert main(["capacity", "--target-rps", "10", "--p99-ms", "500", "--headroom", "10", "--out", str(tmp_path)]) == 2

@@ -10,7 +10,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.measure.stats import summarize_repeats
 from harness.sweep.grid import (
-    CSV_COLUMNS, PROFILES, PointKey, SweepCsvWriter, WindowMeasurement, build_plan, enumerate_points, read_sweep_csv,
+    CSV_COLUMNS, PRESETS, PointKey, SweepCsvWriter, WindowMeasurement, build_plan, enumerate_points, read_sweep_csv,
 )
 from harness.sweep.summary import pareto_frontier, summarize_points, summarize_sweep
 from harness.sweep.table import format_sweep
@@ -24,7 +24,7 @@ def test_profiles_build_valid_plans():
     assert "fp16" in nightly.precisions and nightly.search and len(nightly.batch_sizes) > 2
     with pytest.raises(ConfigError, match="load_levels"):
         build_plan("smoke", load_levels=(), search=False)  # nothing to measure
-    assert set(PROFILES) == {"smoke", "nightly"}
+    assert set(PRESETS) == {"smoke", "nightly"}
     custom = build_plan("smoke", precisions=["fp32"], batch_sizes=[8], load_levels=[10.0], p99_ms=None)
     assert custom.precisions == ("fp32",) and custom.batch_sizes == (8,) and custom.p99_ms == 500.0
 
@@ -49,7 +49,7 @@ def test_invalid_plan_names_field_and_value(overrides, field, value):
 
 
 def test_unknown_profile_is_a_config_error():
-    with pytest.raises(ConfigError, match="profile='weekly'"):
+    with pytest.raises(ConfigError, match="preset='weekly'"):
         build_plan("weekly")
 
 

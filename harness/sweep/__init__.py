@@ -4,7 +4,7 @@
 - `harness.sweep.capacity`: replicas = ceil(R x (1 + headroom) / per-replica rate), and the linear-scaling check.
 - `harness.sweep.planner`: `measure_capacity`, the capacity plan and its check on the local platform.
 - `harness.sweep.figures`: figures that may be bounds (a max rate's bracket, ratios of them): "at least X".
-- `harness.sweep.grid`: the sweep plan (profiles smoke/nightly), its points, the tidy ``sweep.csv``.
+- `harness.sweep.grid`: the sweep plan (presets smoke/nightly), its points, the tidy ``sweep.csv``.
 - `harness.sweep.points`: one point on a deployed configuration (the backend protocol, pre-check, windows).
 - `harness.sweep.maxrate`: `find_max_rate`, a configuration's max sustainable rate (the sweep's and capacity's).
 - `harness.sweep.loop`: the sweep loop (`measure_sweep`): time bounds, skip/timeout recording, stability, SIGINT.

@@ -16,7 +16,7 @@ from harness.sweep.summary import pareto_frontier, summarize_points, summarize_s
 from harness.sweep.table import format_sweep
 
 
-def test_profiles_build_valid_plans():
+def test_presets_build_valid_plans():
     smoke = build_plan("smoke")
     assert set(smoke.precisions) == {"fp32", "bf16"} and smoke.batch_sizes == (1, 32) and smoke.search
     assert smoke.load_levels == (50.0,)  # one light rate for latencies; max rates come from the searches
@@ -48,7 +48,7 @@ def test_invalid_plan_names_field_and_value(overrides, field, value):
     assert info.value.field == field and info.value.value == value
 
 
-def test_unknown_profile_is_a_config_error():
+def test_unknown_preset_is_a_config_error():
     with pytest.raises(ConfigError, match="preset='weekly'"):
         build_plan("weekly")
 

@@ -109,7 +109,7 @@ def test_sweep_writes_tidy_rows_and_a_summary_showing_batching_and_precision(tmp
 
     summary = json.loads((tmp_path / "sweep_summary.json").read_text())
     assert summary["interrupted"] is False and summary["slo"]["p99_ms"] == 500 and len(summary["points"]) == 8
-    assert summary["plan"]["profile"] == "smoke"
+    assert summary["plan"]["preset"] == "smoke"
     configs = {(c["precision"], c["max_batch_size"]): c for c in summary["configurations"]}
     knee = {config: SimulatedService(capacity, base_ms=15.0).knee_rps(500.0) for config, capacity in CAPACITIES.items()}
     for config, entry in configs.items():  # each configuration's max rate is its own search's, converged

@@ -10,7 +10,8 @@ out, and the session's end writes the report. Nothing is measured, and no run di
 unless a test asks for a harness fixture (or ``--harness-report-dir`` is given), so the harness's
 own test suite runs with the plugin loaded and writes nothing.
 
-Options: ``--harness-profile smoke|nightly``, ``--harness-platform local|kubernetes``,
+Options: ``--harness-preset smoke|nightly`` (the size of the run; ``--harness-profile``, its former
+name, still works), ``--harness-platform local|kubernetes``,
 ``--harness-report-dir DIR`` (the run directory; default ``reports/<run-id>``),
 ``--harness-baseline DIR`` (a saved run; compared, shown in the report, regressions fail the
 performance scenario), ``--harness-tier NAME`` (the SLA tier every scenario must meet; default each
@@ -51,7 +52,7 @@ MARKERS = {
 }
 SCENARIO_MARKERS = ("chaos", "perf", "capacity")
 # per-test time bounds (pytest-timeout) of scenarios without their own: a chaos cell, the sweep, the capacity
-# check, each with room over the main job's budgets (harness.job.profiles) for a machine shared with other work
+# check, each with room over the main job's budgets (harness.job.presets) for a machine shared with other work
 SCENARIO_TIMEOUTS_S = {
     "smoke": {"chaos": 300, "perf": 600, "capacity": 600},
     "nightly": {"chaos": 2400, "perf": 7200, "capacity": 1800},
@@ -60,7 +61,8 @@ SCENARIO_TIMEOUTS_S = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "chaos and performance harness")
-    group.addoption("--harness-profile", choices=PROFILES, default="smoke", help="run profile (default smoke)")
+    group.addoption("--harness-preset", "--harness-profile", dest="harness_profile", choices=PROFILES, default="smoke",
+                    help="the size of the run: smoke | nightly (default smoke); --harness-profile is its former name")
     group.addoption("--harness-platform", choices=PLATFORMS, default="local", help="platform (default local)")
     group.addoption("--harness-report-dir", default=None, help="the run directory: run data and the report (default reports/<run-id>)")
     group.addoption("--harness-baseline", default=None, help="a saved run to compare against")

@@ -1,6 +1,6 @@
 """Performance: steady load within the SLA, the sweep, and no regression against a baseline.
 
-What is measured comes from the main job's profile (`harness.job.profiles`), so these scenarios and
+What is measured comes from the main job's profile (`harness.job.presets`), so these scenarios and
 ``harness run smoke|nightly`` measure the same things into the same layout: either one's output is
 a ``--harness-baseline`` for the other. ``smoke``: 30 s of steady Locust load on one replica, and a
 sweep of fp32 and bf16 x max_batch_size 1 and 32 x 50 and 150 rps (a few minutes on 2 cores);

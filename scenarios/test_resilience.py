@@ -6,7 +6,7 @@ down (`harness.scenarios.chaos`). The ``fault_case`` parameter is the profile's 
 
 - ``nightly``: every local experiment in ``experiments/`` on single, active-standby and multi-active.
 - ``smoke`` (within about 10 minutes on 2 cores): the main job's reduced matrix,
-  `harness.job.profiles.SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, today pod-kill, oom-kill and
+  `harness.job.presets.SMOKE_FAULTS` x `SMOKE_TOPOLOGIES`, today pod-kill, oom-kill and
   readiness-probe-delay on each topology (9 cells of 20-60 s). Why these: they are the three ways a
   replica is lost (killed by the platform, OOM-killed by the kernel in its memory cgroup, un-routed by
   a failing readiness probe without a restart), and on each topology they show the difference the

@@ -139,7 +139,7 @@ CASES = [
     ("load-unknown-profile", "load --duration-s 1 --profile weekly --out {tmp}/out", ["--profile", "'weekly'"]),
     ("load-missing-out", "load --duration-s 1", ["--out", "required"]),
     # run
-    ("run-unknown-profile", "run weekly", ["profile", "'weekly'"]),
+    ("run-unknown-preset", "run weekly", ["PRESET", "'weekly'"]),
     ("run-out-is-a-file", "run tiny --out {tmp}/afile", ["--out='{tmp}/afile'", "not a directory"]),
     ("run-sla-empty", "run tiny --sla {tmp}/empty.yaml --out {tmp}/out", ["'{tmp}/empty.yaml'", "is empty"]),
     ("run-kubernetes-spec-alias-bomb", "run tiny --platform kubernetes --spec {tmp}/bomb.yaml --out {tmp}/out",
@@ -277,7 +277,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_anything_runs(workpl
 
 
 @pytest.mark.parametrize("case", ["render-spec-not-utf8", "up-spec-alias-bomb", "sweep-out-under-a-file",
-                                  "chaos-validate-bad-json", "run-unknown-profile"])
+                                  "chaos-validate-bad-json", "run-unknown-preset"])
 def test_no_traceback_reaches_the_terminal(tmp_path, case):
     tmp = tmp_path.resolve()
     _write_inputs(tmp)

@@ -15,8 +15,8 @@ import pytest
 
 from harness.errors import ConfigError, HarnessError, VerdictFailed
 from harness.job import (
-    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, JOB_PROFILES, PASS, SKIPPED, STAGES, Stage, StageOutcome,
-    get_job_profile, run_job,
+    ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, JOB_PRESETS, PASS, SKIPPED, STAGES, Stage, StageOutcome,
+    get_job_preset, run_job,
 )
 from harness.job.engine import Job
 from harness.job.outcomes import exit_code_for, format_clock
@@ -39,7 +39,7 @@ def make_job(tmp_path: Path, stages: list[Stage], *, clock=None, lines: list[str
     record = RunRecord(kind="run", profile="smoke")
     save_run(out, record)
     sink = lines if lines is not None else []
-    return Job(get_job_profile("smoke"), out, record, stages, progress=sink.append, baseline=baseline,
+    return Job(get_job_preset("smoke"), out, record, stages, progress=sink.append, baseline=baseline,
                save=lambda rec: save_run(out, rec), **({"clock": clock} if clock else {}))
 
 
@@ -278,7 +278,7 @@ def test_a_failing_progress_display_never_breaks_the_job(tmp_path):
     def broken(line):
         raise OSError("terminal gone")
 
-    result = Job(get_job_profile("smoke"), out, record, [Stage("a", passing(), 1)], progress=broken).run()
+    result = Job(get_job_preset("smoke"), out, record, [Stage("a", passing(), 1)], progress=broken).run()
     assert result.exit_code == 0
 
 
@@ -307,7 +307,7 @@ def test_exit_code_order():
 
 
 def test_run_job_validates_its_inputs_before_running_anything(tmp_path):
-    with pytest.raises(ConfigError, match="profile='bogus'"):
+    with pytest.raises(ConfigError, match="preset='bogus'"):
         run_job("bogus", tmp_path / "x")
     save_run(tmp_path / "old", RunRecord(kind="run"))
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -324,7 +324,7 @@ def test_run_job_records_the_run_with_fake_stages(tmp_path):
     record = load_run(tmp_path / "out")
     assert record.kind == "run" and record.profile == "smoke" and record.run_id == result.run_id
     assert record.environment.get("cpu")  # the fingerprint
-    assert record.config["job_profile"]["faults"] == list(JOB_PROFILES["smoke"].faults)
+    assert record.config["job_preset"]["faults"] == list(JOB_PRESETS["smoke"].faults)
     assert any("budget 0:02" in line for line in lines)
 
 
@@ -396,15 +396,15 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
 
 
 def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():
-    for profile in JOB_PROFILES.values():
+    for profile in JOB_PRESETS.values():
         assert tuple(profile.budgets_s) == STAGES
         assert [s.name for s in default_stages(profile)] == list(STAGES)
-    smoke = JOB_PROFILES["smoke"]
+    smoke = JOB_PRESETS["smoke"]
     assert smoke.total_budget_s <= 15 * 60 - 60  # a minute to spare for start-up and contention
     assert smoke.budgets_s["chaos"] <= 7 * 60 and smoke.budgets_s["sweep"] <= 4.5 * 60
     assert smoke.budgets_s["capacity"] <= 2 * 60
     # the sweep's budget holds its searches: one per configuration, bounded
-    plan = build_plan(smoke.sweep_profile, **smoke.sweep)
+    plan = build_plan(smoke.sweep_preset, **smoke.sweep)
     configs = len(plan.precisions) * len(plan.batch_sizes)
     assert plan.search and configs * plan.search_budget_s + plan.accuracy_budget_s < smoke.budgets_s["sweep"]
     capacity = smoke.capacity
@@ -417,13 +417,13 @@ def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():
 def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
     from harness.chaos.matrix import MatrixPlan
 
-    for profile in JOB_PROFILES.values():
+    for profile in JOB_PRESETS.values():
         plan = MatrixPlan.from_args(faults=",".join(profile.faults) if profile.faults else None,
                                     topologies=",".join(profile.topologies), experiments_dir=None,
-                                    preset=profile.chaos_profile, spec_file=None, retry=False, tier=None,
+                                    preset=profile.chaos_preset, spec_file=None, retry=False, tier=None,
                                     out_dir=tmp_path)
         assert plan.experiments and plan.topologies == list(profile.topologies)
-        build_plan(profile.sweep_profile, **profile.sweep)
+        build_plan(profile.sweep_preset, **profile.sweep)
         settings = CapacitySettings.from_mapping(profile.capacity)
         validate_capacity_settings(settings)
         assert settings.target_rps == profile.capacity["target_rps"]
@@ -440,7 +440,7 @@ def test_the_job_package_imports_no_heavy_library_and_names_its_surface():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
     assert all(hasattr(harness.job, name) for name in harness.job.__all__)
-    assert {"run_job", "JobResult", "StageResult", "JOB_PROFILES"} <= set(harness.job.__all__)
+    assert {"run_job", "JobResult", "StageResult", "JOB_PRESETS"} <= set(harness.job.__all__)
 
 
 def test_line_writer_forwards_lines_and_never_loops():

@@ -114,7 +114,8 @@ def _scenario(pytester: pytest.Pytester, name: str) -> None:
     pytester.makepyfile(**{name: (ROOT / "scenarios" / f"{name}.py").read_text(encoding="utf-8")})
 
 
-def test_options_are_parsed_and_handed_to_the_fixtures(pytester: pytest.Pytester, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset_flag", ["--harness-preset", "--harness-profile"])  # --harness-profile: its former name
+def test_options_are_parsed_and_handed_to_the_fixtures(pytester: pytest.Pytester, tmp_path: Path, preset_flag: str) -> None:
     base = tmp_path / "base"
     base.mkdir()
     pytester.makepyfile(f"""
@@ -126,7 +127,7 @@ def test_options_are_parsed_and_handed_to_the_fixtures(pytester: pytest.Pytester
             assert harness_options.tier == "active-standby"
             assert baseline == Path({str(base)!r})
     """)
-    result = pytester.runpytest(*PLUGIN, "--harness-profile", "nightly", "--harness-tier", "active-standby",
+    result = pytester.runpytest(*PLUGIN, preset_flag, "nightly", "--harness-tier", "active-standby",
                                 "--harness-baseline", str(base))
     result.assert_outcomes(passed=1)
 

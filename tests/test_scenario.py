@@ -82,7 +82,7 @@ def test_comparing_without_a_baseline_is_not_applicable(tmp_path: Path) -> None:
 
 def test_the_resilience_cases_of_each_profile() -> None:
     from harness.config import TOPOLOGIES
-    from harness.job.profiles import SMOKE_FAULTS, SMOKE_TOPOLOGIES
+    from harness.job.presets import SMOKE_FAULTS, SMOKE_TOPOLOGIES
 
     smoke = resilience_cases("smoke")
     assert [(c.experiment, c.topology) for c in smoke] == [(f, t) for f in SMOKE_FAULTS for t in SMOKE_TOPOLOGIES]

@@ -1,7 +1,7 @@
 """Chaos presets: how long each phase of a chaos run lasts, how much load, and the base service spec.
 
 A preset is the size of a run, chosen by name (``smoke``, ``nightly``): each part of the harness keeps
-its own settings under that name (this module for a chaos run, `harness.job.profiles` for the main
+its own settings under that name (this module for a chaos run, `harness.job.presets` for the main
 job, `harness.sweep.grid` for a sweep). A *profile* is something else: the shape of load over time
 (`harness.load.profiles`).
 

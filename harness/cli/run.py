@@ -25,15 +25,15 @@ from harness.paths import path_type
 
 __all__ = ["register", "run_command", "format_stages", "progress_printer"]
 
-PROFILE_CHOICES = ("smoke", "nightly", "tiny")  # harness.job.profiles.JOB_PROFILES, without importing it here
+PRESET_CHOICES = ("smoke", "nightly", "tiny")  # harness.job.presets.JOB_PRESETS, without importing it here
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
-    from harness.job.profiles import JOB_PROFILES, SMOKE_MATRIX_NOTE, format_budgets
+    from harness.job.presets import JOB_PRESETS, SMOKE_MATRIX_NOTE, format_budgets
 
     epilog = "\n".join(
-        [f"{p.name}: {p.description}; budgets {format_budgets(p)}" for p in JOB_PROFILES.values()]
+        [f"{p.name}: {p.description}; budgets {format_budgets(p)}" for p in JOB_PRESETS.values()]
         + ["", SMOKE_MATRIX_NOTE])
     parser = subparsers.add_parser(
         "run",
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("profile", choices=PROFILE_CHOICES, help="smoke | nightly | tiny")
+    parser.add_argument("preset", metavar="PRESET", choices=PRESET_CHOICES, help="smoke | nightly | tiny: the size of the run")
     add_out(parser, default_help="reports/<run-id>")
     parser.add_argument("--baseline", type=path_type("--baseline"), default=None, metavar="DIR",
                         help="a saved run to compare against; a regression beyond noise fails the job (exit 1)")
@@ -102,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.measure.sla_config import load_sla_config
 
     sla = load_sla_config(args.sla) if args.sla is not None else None  # a bad file is bad input: exit 2 before any stage
-    result = run_job(args.profile, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),
+    result = run_job(args.preset, args.out, progress=progress_printer(), baseline=args.baseline, command=list(sys.argv),
                      target=target, sla=sla)
     print(format_stages(result), file=sys.stderr, flush=True)
     preflight = next((s for s in result.stages if s.name == "preflight"), None)

@@ -9,7 +9,7 @@ report. Output layout under the job's directory: ``run.json`` (kind "run", its `
 ``preflight.json``, ``load/``, ``chaos/`` (matrix.csv, matrix.md, one directory per cell),
 ``sweep/`` (sweep.csv, sweep_summary.json), ``capacity/`` (capacity.json), then ``report.html``,
 ``report.md`` and ``summary.json``. See `harness.job.engine` for statuses and exit codes and
-`harness.job.profiles` for what each profile runs and its budgets.
+`harness.job.presets` for what each preset runs and its budgets.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from harness.job.engine import Job, Stage
 from harness.job.outcomes import (
     ABORTED, COMPLETED, EXIT_INTERRUPTED, FAIL, FAILED, PASS, SKIPPED, JobResult, StageOutcome, StageResult, format_clock,
 )
-from harness.job.profiles import JOB_PROFILES, STAGES, JobProfile, get_job_profile
+from harness.job.presets import JOB_PRESETS, STAGES, JobPreset, get_job_preset
 from harness.paths import resolve_path
 from harness.platforms.target import PlatformTarget
 
 __all__ = [
-    "run_job", "validate_job_inputs", "JobResult", "StageResult", "Stage", "StageOutcome", "JobProfile",
-    "JOB_PROFILES", "STAGES", "get_job_profile", "COMPLETED", "FAILED", "SKIPPED", "ABORTED", "PASS", "FAIL",
+    "run_job", "validate_job_inputs", "JobResult", "StageResult", "Stage", "StageOutcome", "JobPreset",
+    "JOB_PRESETS", "STAGES", "get_job_preset", "COMPLETED", "FAILED", "SKIPPED", "ABORTED", "PASS", "FAIL",
     "EXIT_INTERRUPTED",
 ]
 
@@ -48,7 +48,7 @@ def validate_job_inputs(out_dir: Path | None, baseline: Path | None) -> None:
 
 
 def run_job(
-    profile: str | JobProfile,
+    profile: str | JobPreset,
     out_dir: str | Path | None = None,
     *,
     progress: Callable[[str], None] | None = None,
@@ -73,24 +73,24 @@ def run_job(
     from harness.job.stages import default_stages
     from harness.results import new_run_record, save_run
 
-    job_profile = get_job_profile(profile) if isinstance(profile, str) else profile
+    job_preset = get_job_preset(profile) if isinstance(profile, str) else profile
     target = target or PlatformTarget()
     # absolute from here on: stages hand these directories to child processes
     out_dir = resolve_path(out_dir, "out_dir") if out_dir is not None else None
     baseline = resolve_path(baseline, "baseline") if baseline is not None else None
     validate_job_inputs(out_dir, baseline)
     say = progress or (lambda line: None)
-    say(f"harness run {job_profile.name}: {job_profile.description}; fingerprinting the environment")
-    record = new_run_record("run", command=command, profile=job_profile.name, platform=target.platform,
-                            config={"job_profile": job_profile.to_dict(), "target": target.describe(),
+    say(f"harness run {job_preset.name}: {job_preset.description}; fingerprinting the environment")
+    record = new_run_record("run", command=command, profile=job_preset.name, platform=target.platform,
+                            config={"job_preset": job_preset.to_dict(), "target": target.describe(),
                                     "baseline": str(baseline) if baseline is not None else None})
     out = out_dir if out_dir is not None else resolve_path(Path("reports") / record.run_id, "out_dir")
     validate_job_inputs(out, None)
     save_run(out, record)
-    chosen = list(stages) if stages is not None else default_stages(job_profile, target)
+    chosen = list(stages) if stages is not None else default_stages(job_preset, target)
     budget = sum(stage.budget_s for stage in chosen)
     say(f"run {record.run_id} into {out}; stages {', '.join(s.name for s in chosen)}; budget {format_clock(budget)}")
-    job = Job(job_profile, out, record, chosen, progress=say, baseline=baseline,
+    job = Job(job_preset, out, record, chosen, progress=say, baseline=baseline,
               save=lambda rec: save_run(out, rec), target=target)
     job.context.sla = sla
     return job.run()

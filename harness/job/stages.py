@@ -234,7 +234,7 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
     plan = MatrixPlan.from_args(
         faults=",".join(profile.faults) if profile.faults else None,
         topologies=None if kubernetes else ",".join(profile.topologies),
-        experiments_dir=None, preset=profile.chaos_profile, spec_file=None, retry=False, tier=None, out_dir=out,
+        experiments_dir=None, preset=profile.chaos_preset, spec_file=None, retry=False, tier=None, out_dir=out,
         target=ctx.target, sla=ctx.sla,
     )
     note = profile.matrix_note
@@ -271,7 +271,7 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
     from harness.workflows.sweep import SweepSettings, run_sweep
 
     profile = ctx.profile
-    plan = build_plan(profile.sweep_profile, **profile.sweep)
+    plan = build_plan(profile.sweep_preset, **profile.sweep)
     settings = SweepSettings(plan, ctx.out_dir / SWEEP_DIR, accuracy=profile.sweep_accuracy)
     outcome = run_sweep(settings, parent=ctx.record, progress=ctx.say)
     ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
@@ -341,7 +341,7 @@ def report_stage(ctx: JobContext) -> StageOutcome:
 
 
 def default_stages(profile: Any, target: Any = None) -> list[Stage]:
-    """Return the job's stages for ``profile`` (a `JobProfile`), in order, with its budgets; on a
+    """Return the job's stages for ``profile`` (a `JobPreset`), in order, with its budgets; on a
     Kubernetes ``target`` (a `PlatformTarget`) the stages in `KUBERNETES_SKIPS` are skipped, saying why."""
     skips = KUBERNETES_SKIPS if target is not None and target.is_kubernetes else {}
     run = {"preflight": preflight_stage, "deploy": deploy_stage, "load": load_stage, "chaos": chaos_stage,

@@ -1,7 +1,7 @@
 """Chaos scenarios: which fault x topology cells a profile runs, one cell's run, and what it must show.
 
 `resilience_cases(profile)` lists the cells: ``nightly`` every local experiment in ``experiments/``
-on every topology; ``smoke`` the main job's reduced matrix (`harness.job.profiles.SMOKE_FAULTS` x
+on every topology; ``smoke`` the main job's reduced matrix (`harness.job.presets.SMOKE_FAULTS` x
 `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE` for why), so a ``harness run smoke`` output and a
 scenario run are each other's baselines and replays.
 
@@ -84,7 +84,7 @@ def resilience_cases(profile: str, experiments_dir: str | Path | None = None, pl
     from harness.chaos.experiment import experiment_files, load_experiment
     from harness.config import TOPOLOGIES
     from harness.errors import ConfigError
-    from harness.job.profiles import SMOKE_FAULTS, SMOKE_TOPOLOGIES
+    from harness.job.presets import SMOKE_FAULTS, SMOKE_TOPOLOGIES
 
     if profile not in ("smoke", "nightly"):
         raise ConfigError("profile", profile, "choose one of smoke, nightly")

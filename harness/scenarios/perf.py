@@ -1,6 +1,6 @@
 """Performance scenarios: deployments, load runs, the sweep and the capacity plan, with their expectations.
 
-What each measures comes from the main job's profile (`harness.job.profiles.JOB_PROFILES`), and the
+What each measures comes from the main job's profile (`harness.job.presets.JOB_PRESETS`), and the
 load, sweep and capacity parts are produced by the workflows the main job calls (`harness.workflows`),
 so ``pytest scenarios/ --harness-profile smoke`` and ``harness run smoke`` measure the same things
 into the same layout (``load``, ``sweep``, ``capacity``): either one is a baseline for the other.
@@ -42,9 +42,9 @@ log = logging.getLogger("harness.scenarios")
 
 
 def _job_profile(session: ScenarioSession) -> Any:
-    from harness.job import get_job_profile
+    from harness.job import get_job_preset
 
-    return get_job_profile(session.options.profile)
+    return get_job_preset(session.options.profile)
 
 
 class DeploymentFactory:
@@ -226,7 +226,7 @@ class PerfScenario:
         from harness.sweep.grid import build_plan
 
         job = _job_profile(self.session)
-        return build_plan(job.sweep_profile, **job.sweep)
+        return build_plan(job.sweep_preset, **job.sweep)
 
     def sweep(self) -> SweepResult:
         """Run the sweep into the ``sweep`` part (first call only; `harness.workflows.sweep.run_sweep`, as

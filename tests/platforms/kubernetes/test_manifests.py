@@ -177,7 +177,7 @@ def test_runner_job_and_cronjob():
     words = shlex.split(script)
     assert words[:2] == ["exec", "harness"]
     args = build_parser().parse_args(words[2:])
-    assert (args.command, args.profile, args.platform) == ("run", "nightly", "kubernetes")
+    assert (args.command, args.preset, args.platform) == ("run", "nightly", "kubernetes")
     assert str(args.out) == "/results/20261202T020000Z" and args.spec is None  # the spec comes from HARNESS_SPEC
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HARNESS_ENDPOINT"] == "http://reference.harness.svc.cluster.local:8000"

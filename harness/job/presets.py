@@ -1,9 +1,9 @@
-"""Profiles of the main job (`harness run smoke|nightly`): what each stage runs and its time budget.
+"""Presets of the main job (`harness run smoke|nightly|tiny`): what each stage runs and its time budget.
 
-A profile names, per stage, how much work to do and how long it should take (``budgets_s``). The
+A preset names, per stage, how much work to do and how long it should take (``budgets_s``). The
 budgets drive the ETA shown on the terminal and are checked after each stage (a stage over its
 budget is recorded, ``over_budget``); the work itself is bounded by the settings passed down
-(load duration, the chaos profile's recovery caps, the sweep's per-point budgets, the capacity
+(load duration, the chaos preset's recovery caps, the sweep's per-point budgets, the capacity
 search budget), not by killing a stage.
 
 ``smoke`` must finish within 15 minutes on a 2-core machine, so it runs a reduced chaos matrix
@@ -29,9 +29,9 @@ __all__ = [
     "SMOKE_FAULTS",
     "SMOKE_TOPOLOGIES",
     "SMOKE_MATRIX_NOTE",
-    "JobProfile",
-    "JOB_PROFILES",
-    "get_job_profile",
+    "JobPreset",
+    "JOB_PRESETS",
+    "get_job_preset",
     "format_budgets",
 ]
 
@@ -57,7 +57,7 @@ SMOKE_MATRIX_NOTE = (
 
 
 @dataclass(frozen=True)
-class JobProfile:
+class JobPreset:
     """What the main job runs at each stage, and the time budget of each stage (seconds)."""
 
     name: str
@@ -70,12 +70,12 @@ class JobProfile:
     load_users: int = 4
     ready_timeout_s: float = 90.0
     # chaos matrix: faults None = every experiment file shipped in experiments/
-    chaos_profile: str = "smoke"
+    chaos_preset: str = "smoke"
     faults: tuple[str, ...] | None = SMOKE_FAULTS
     topologies: tuple[str, ...] = SMOKE_TOPOLOGIES
     matrix_note: str = SMOKE_MATRIX_NOTE
-    # sweep: `harness.sweep.grid.build_plan(sweep_profile, **sweep)`; accuracy drift measured or not
-    sweep_profile: str = "smoke"
+    # sweep: `harness.sweep.grid.build_plan(sweep_preset, **sweep)`; accuracy drift measured or not
+    sweep_preset: str = "smoke"
     sweep: dict[str, Any] = field(default_factory=dict)
     sweep_accuracy: bool = True
     # capacity: `harness.sweep.planner.CapacitySettings` (the flags of `harness capacity`)
@@ -87,7 +87,7 @@ class JobProfile:
         return float(sum(self.budgets_s.values()))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the profile as JSON-ready data (recorded in run.json's config)."""
+        """Return the preset as JSON-ready data (recorded in run.json's config)."""
         data = asdict(self)
         data["total_budget_s"] = self.total_budget_s
         return data
@@ -95,13 +95,13 @@ class JobProfile:
 
 def _budgets(**values: float) -> dict[str, float]:
     missing = [s for s in STAGES if s not in values]
-    if missing:  # a profile without a budget for a stage is a programming error in this module
+    if missing:  # a preset without a budget for a stage is a programming error in this module
         raise ValueError(f"budgets missing for stages {missing}")
     return {stage: float(values[stage]) for stage in STAGES}
 
 
-JOB_PROFILES: dict[str, JobProfile] = {
-    "smoke": JobProfile(
+JOB_PRESETS: dict[str, JobPreset] = {
+    "smoke": JobPreset(
         name="smoke",
         description="everything once, small: within 15 minutes on 2 cores",
         # measured on the 2-core development machine while other work shared it (see docs)
@@ -117,7 +117,7 @@ JOB_PROFILES: dict[str, JobProfile] = {
         capacity=dict(target_rps=1000.0, p99_ms=500.0, headroom=0.3, max_replicas=2, precision="fp32",
                       batch_size=32, warmup_s=1.0, window_s=2.0, search_budget_s=55.0),
     ),
-    "nightly": JobProfile(
+    "nightly": JobPreset(
         name="nightly",
         description="every fault on every topology, the full sweep with max-rate searches, capacity",
         # chaos: 16 experiments (10 faults, 6 drills) on the topologies each names; about 4,800 s when the
@@ -127,15 +127,15 @@ JOB_PROFILES: dict[str, JobProfile] = {
         load_duration_s=300.0,
         load_users=16,
         ready_timeout_s=300.0,
-        chaos_profile="nightly",
+        chaos_preset="nightly",
         faults=None,
         topologies=("single", "active-standby", "multi-active"),
         matrix_note="nightly runs the full chaos matrix: every experiment in experiments/ on every topology.",
-        sweep_profile="nightly",
+        sweep_preset="nightly",
         capacity=dict(target_rps=2000.0, p99_ms=500.0, headroom=0.3, precision="fp32", batch_size=32,
                       warmup_s=3.0, window_s=5.0, search_budget_s=240.0),
     ),
-    "tiny": JobProfile(
+    "tiny": JobPreset(
         name="tiny",
         description="the harness's own end-to-end self-test: every stage, minimal work (about a minute)",
         budgets_s=_budgets(preflight=5, deploy=15, load=12, chaos=30, sweep=20, capacity=35, report=10),
@@ -153,19 +153,19 @@ JOB_PROFILES: dict[str, JobProfile] = {
 }
 
 
-def format_budgets(profile: JobProfile) -> str:
+def format_budgets(preset: JobPreset) -> str:
     """Return the stage budgets as one line: "preflight 0:05, deploy 0:20, ... (total 13:20)"."""
     def clock(seconds: float) -> str:
         minutes, secs = divmod(int(round(seconds)), 60)
         return f"{minutes}:{secs:02d}"
 
-    stages = ", ".join(f"{stage} {clock(seconds)}" for stage, seconds in profile.budgets_s.items())
-    return f"{stages} (total {clock(profile.total_budget_s)})"
+    stages = ", ".join(f"{stage} {clock(seconds)}" for stage, seconds in preset.budgets_s.items())
+    return f"{stages} (total {clock(preset.total_budget_s)})"
 
 
-def get_job_profile(name: str) -> JobProfile:
-    """Return the named job profile; raise ConfigError naming the known ones."""
+def get_job_preset(name: str) -> JobPreset:
+    """Return the named job preset; raise ConfigError naming the known ones."""
     try:
-        return JOB_PROFILES[name]
+        return JOB_PRESETS[name]
     except KeyError:
-        raise ConfigError("profile", name, f"unknown job profile; choose one of {', '.join(JOB_PROFILES)}") from None
+        raise ConfigError("preset", name, f"unknown job preset; choose one of {', '.join(JOB_PRESETS)}") from None

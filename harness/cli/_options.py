@@ -9,6 +9,9 @@ before anything is deployed. No command checks its ``--out`` itself.
 
 (The check is not in the ``type=`` converter: `harness render --runner-command` parses a harness
 command line that runs in the cluster, where ``/results/...`` need not exist or be writable here.)
+
+``--preset`` (the size of a run: smoke, nightly) is declared by `add_preset`; ``--profile``, its name
+before "profile" came to mean a load profile only, is still accepted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from harness.paths import path_type, resolve_path, validate_output_dir
 __all__ = ["OUT_FLAG", "PRESET_FLAGS", "add_out", "add_preset", "validate_output_dirs"]
 
 OUT_FLAG = "--out"
+PRESET_FLAGS = ("--preset", "--profile")  # --profile: its name before "profile" came to mean a load shape only
 _OUTPUT_DIRS = "_output_dirs"  # the namespace attribute naming the output directories a command declared: {dest: flag}
 
 OutDefault = str | Callable[[], str] | None
@@ -63,9 +67,6 @@ def validate_output_dirs(args: argparse.Namespace) -> None:
             continue
         validate_output_dir(value, flag)
         setattr(args, dest, Path(value))
-
-
-PRESET_FLAGS = ("--preset", "--profile")  # --profile: its name before "profile" came to mean a load shape only
 
 
 def add_preset(parser: argparse.ArgumentParser, *, choices: tuple[str, ...] = ("smoke", "nightly"),

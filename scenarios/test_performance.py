@@ -22,7 +22,7 @@ def test_steady_load_meets_the_tier(deploy_service, load):
     # when: the profile's load runs against it (Locust in its own process, the prober alongside)
     outcome = load.run(service)
 
-    # then: availability meets the topology's tier and no monitoring threshold fired (p99, memory growth)
+    # then: the SLO (p99, errors) and the topology's tier are met, and no monitoring threshold fired (memory growth)
     outcome.expect_tier()
 
 

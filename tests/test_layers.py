@@ -7,8 +7,9 @@ module of a layer below it):
    ``userfiles``, ``atomicfile`` and ``jsonfile`` (atomic file and strict JSON I/O), ``validation``
    (a model validated into one ConfigError), ``quantities``, ``modelnames``, ``faultparams``,
    ``request_records`` (the per-request and prober record types), ``gpu``, ``environment`` (the
-   fingerprint), ``policies``, ``extras`` and the package itself (``__version__``). Its modules may
-   import one another, except ``config``: it stands on the rest, so none of them imports it.
+   fingerprint), ``policies``, ``extras``, ``slo`` (the SLO and its defaults) and the package itself
+   (``__version__``). Its modules may import one another, except ``config``: it stands on the rest,
+   so none of them imports it.
 1. **service, platforms**: the reference service, the platforms that deploy it, and ``preflight``
    (is this machine fit to run them). ``platforms`` may import ``service`` (it runs the service's
    command and reads its options); ``service`` and ``preflight`` import no peer.
@@ -45,7 +46,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ground floor", frozenset({
         "harness", "config", "errors", "paths", "userfiles", "atomicfile", "jsonfile", "modelnames", "faultparams",
-        "validation", "quantities", "request_records", "gpu", "environment", "policies", "extras",
+        "validation", "quantities", "request_records", "gpu", "environment", "policies", "extras", "slo",
     })),
     ("service, platforms", frozenset({"service", "platforms", "preflight"})),
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),

@@ -100,9 +100,11 @@ def test_a_load_outcome_lists_every_violation_of_its_tier(tmp_path: Path) -> Non
     outcome = LoadOutcome({"requests": 1000, "ok": 950, "p99_ms": 900.0, "topology": "multi-active"}, tmp_path, "multi-active")
     with pytest.raises(ScenarioFailed) as caught:
         outcome.expect_tier()
-    assert len(caught.value.findings) == 2
-    assert caught.value.findings[0].startswith("multi-active: 50 of 1000 requests failed (5.000%")
-    assert caught.value.findings[1] == "unexpected alert: p99 latency 900.0 ms > 500 ms"
+    # the SLO (p99, errors: harness.slo) and the tier, by the one judgement of a load (judge_load)
+    assert len(caught.value.findings) == 3
+    assert caught.value.findings[:2] == ["p99 900.0 ms > SLO 500 ms", "50 of 1000 requests failed (5.00%) > SLO 1.00%"]
+    assert caught.value.findings[2].startswith("multi-active: 50 of 1000 requests failed (5.000%")
+    assert "SLO (p99 <= 500 ms, errors <= 1%) and SLA tier multi-active not met" in str(caught.value)
     LoadOutcome({"requests": 5000, "ok": 5000, "p99_ms": 40.0}, tmp_path, "single-point").expect_tier()
     # 1,000 clean requests cannot show 99.99%: inconclusive, which skips the scenario with the reason
     with pytest.raises(Inconclusive, match="too few requests to tell"):

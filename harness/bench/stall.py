@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = ["StallSettings", "stall_spec", "run_stall_bench", "format_stall_table"]
 
 Progress = Callable[[str], None]
-_SLO_MS = 500.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def run_stall_bench(settings: StallSettings, out_dir: Path, *, progress: Progres
         "all_within_tolerance": all(row["within_tolerance"] for row in rows),
         "max_abs_error_ms": max(abs(row["error_ms"]) for row in rows),
         "machine": _machine(),
-        "slo_latency_ms": _SLO_MS,
+        "slo_latency_ms": DEFAULT_P99_MS,
     }
     write_json(out / "bench.json", result)
     return result
@@ -141,7 +141,7 @@ def _measure(stall: dict[str, float], timeline: list, *, end_s: float | None, se
     from harness.measure.recovery import analyze_recovery
 
     window_end = end_s if end_s is not None else stall["resumed_at_s"] + settle_s
-    recovery = analyze_recovery(timeline, injected_at_s=stall["stopped_at_s"], slo_latency_ms=_SLO_MS,
+    recovery = analyze_recovery(timeline, injected_at_s=stall["stopped_at_s"], slo_latency_ms=DEFAULT_P99_MS,
                                 stability_window_s=1.0, end_s=window_end, probe_period_s=0.05)
     error_ms = (recovery.unavailability_s - stall["frozen_s"]) * 1000.0
     return {

@@ -45,6 +45,7 @@ from harness.chaos.targets import (
 )
 from harness.errors import HarnessError
 from harness.faultparams import FAULT_KINDS
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = [
     "kill_replica",
@@ -351,7 +352,7 @@ def detect_memory_leak(
 
 
 @failing
-def endpoint_responds_within(state_file: str, latency_ms: float = 500.0, attempts: int = 3) -> bool:
+def endpoint_responds_within(state_file: str, latency_ms: float = DEFAULT_P99_MS, attempts: int = 3) -> bool:
     """Return True when the deployment's endpoint answers inference requests with a median latency
     within ``latency_ms`` over ``attempts`` requests (every one must succeed)."""
     state = read_state_file(state_file)

@@ -21,6 +21,7 @@ from typing import Any
 from chaoslib.exceptions import ActivityFailed
 
 from harness.chaos.targets import POLL_S, failing, read_state_file, remember, replicas
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = ["roll_out", "canary", "scale", "rollout_status", "wait_for_replicas", "spike_load", "step_load"]
 
@@ -63,7 +64,7 @@ def roll_out(state_file: str, spec_overlay: dict[str, Any] | None = None, strate
 
 
 def canary(state_file: str, spec_overlay: dict[str, Any] | None = None, weight: int = 20, analysis_s: float = 10.0,
-           max_failed_share: float = 0.05, max_latency_ms: float = 500.0, min_requests: int = 20,
+           max_failed_share: float = 0.05, max_latency_ms: float = DEFAULT_P99_MS, min_requests: int = 20,
            timeout_s: float = 180.0, expect_phase: str | None = None) -> dict[str, Any]:
     """Roll ``spec_overlay`` out as a canary taking ``weight`` percent of the requests for ``analysis_s``:
     promoted when at most ``max_failed_share`` of its requests failed or answered over ``max_latency_ms``,
@@ -133,7 +134,7 @@ def _send(state: dict[str, Any], directory: Path, rate_rps: float, duration_s: f
 
 @failing
 def spike_load(state_file: str, rate_rps: float, duration_s: float = 10.0, timeout_s: float = 5.0,
-               slo_latency_ms: float = 500.0) -> dict[str, Any]:
+               slo_latency_ms: float = DEFAULT_P99_MS) -> dict[str, Any]:
     """Send an open-loop spike of ``rate_rps`` for ``duration_s`` through the endpoint (beside the run's load);
     return its goodput and the p99 of what was admitted (`harness.measure.overload`), and ``rate_limit``."""
     state = read_state_file(state_file)
@@ -145,7 +146,7 @@ def spike_load(state_file: str, rate_rps: float, duration_s: float = 10.0, timeo
 
 @failing
 def step_load(state_file: str, steps: list[dict[str, float]], timeout_s: float = 5.0,
-              slo_latency_ms: float = 500.0) -> dict[str, Any]:
+              slo_latency_ms: float = DEFAULT_P99_MS) -> dict[str, Any]:
     """Send open-loop load in ``steps`` (``[{"rate_rps": R, "duration_s": D}, ...]``, one after the other);
     return each step's figures and the replica counts seen after it."""
     if not steps or not all(isinstance(s, dict) and {"rate_rps", "duration_s"} <= set(s) for s in steps):

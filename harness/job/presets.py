@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = [
     "STAGES",
@@ -114,7 +115,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
                    warmup_s=1.0, window_s=2.0, min_windows=2, max_windows=2, point_budget_s=20.0,
                    accuracy_samples=8, accuracy_budget_s=20.0, search=True, search_budget_s=55.0,
                    forward_window_s=0.25, forward_rounds=3),
-        capacity=dict(target_rps=1000.0, p99_ms=500.0, headroom=0.3, max_replicas=2, precision="fp32",
+        capacity=dict(target_rps=1000.0, p99_ms=DEFAULT_P99_MS, headroom=0.3, max_replicas=2, precision="fp32",
                       batch_size=32, warmup_s=1.0, window_s=2.0, search_budget_s=55.0),
     ),
     "nightly": JobPreset(
@@ -132,7 +133,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         topologies=("single", "active-standby", "multi-active"),
         matrix_note="nightly runs the full chaos matrix: every experiment in experiments/ on every topology.",
         sweep_preset="nightly",
-        capacity=dict(target_rps=2000.0, p99_ms=500.0, headroom=0.3, precision="fp32", batch_size=32,
+        capacity=dict(target_rps=2000.0, p99_ms=DEFAULT_P99_MS, headroom=0.3, precision="fp32", batch_size=32,
                       warmup_s=3.0, window_s=5.0, search_budget_s=240.0),
     ),
     "tiny": JobPreset(

@@ -39,7 +39,6 @@ __all__ = [
 
 PREFLIGHT_FILE = "preflight.json"
 LOAD_DIR, CHAOS_DIR, SWEEP_DIR, CAPACITY_DIR = "load", "chaos", "sweep", "capacity"
-MAX_ERROR_RATE = 0.01  # a healthy service under the load profile answers at least 99% of requests
 
 # Stages that do not apply when the job attaches to a Kubernetes Deployment, and why (in the stage table
 # and run.json): the runner's Role creates nothing, and these check or deploy on the local machine.
@@ -189,10 +188,8 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
 
 def load_stage(ctx: JobContext) -> StageOutcome:
     """Run the profile's load against the held deployment (`harness.workflows.load.run_load`), tear it
-    down; verdict from p99 and errors."""
+    down; verdict: the load's against the SLO (`harness.measure.load_verdict.judge_load`, as `harness load`)."""
     from harness.load.profiles import build_profile
-    from harness.measure.alerts import check_p99
-    from harness.measure.sla_config import SlaConfig
     from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
     profile, spec = ctx.profile, ctx.get("spec")
@@ -201,20 +198,18 @@ def load_stage(ctx: JobContext) -> StageOutcome:
                             cpus=ctx.get("cpu_plan"),
                             telemetry=not ctx.target.is_kubernetes)  # pods run on other nodes: not ours to sample
     try:
-        result = run_load(settings, deployment=ctx.get("deployment"), parent=ctx.record, progress=ctx.say).result
+        run = run_load(settings, deployment=ctx.get("deployment"), parent=ctx.record, progress=ctx.say)
     finally:
         ctx.say("tearing down")
         ctx.release("deployment")
-    findings = check_p99(result.get("p99_ms"), SlaConfig().thresholds.p99_latency_ms)
-    requests, errors = result.get("requests") or 0, result.get("errors") or 0
-    if requests == 0:
-        findings.append("no request completed during the load profile")
-    elif errors / requests > MAX_ERROR_RATE:
-        findings.append(f"error rate {errors / requests:.2%} > {MAX_ERROR_RATE:.0%} ({errors} of {requests} requests)")
+    result, verdict = run.result, run.verdict
     summary = {k: result.get(k) for k in SUMMARY_KEYS}
-    ctx.say(f"{requests} requests, {errors} errors, {_number(result.get('throughput_rps'))} req/s, "
-            f"p99 {_number(result.get('p99_ms'))} ms" + (" (load generator saturated)" if result.get("generator_saturated") else ""))
-    return StageOutcome(verdict=FAIL if findings else PASS, findings=findings, summary=summary, path=LOAD_DIR)
+    ctx.say(f"{result.get('requests') or 0} requests, {result.get('errors') or 0} errors, "
+            f"{_number(result.get('throughput_rps'))} req/s, p99 {_number(result.get('p99_ms'))} ms"
+            + (" (load generator saturated)" if result.get("generator_saturated") else ""))
+    ctx.say(verdict.line())
+    return StageOutcome(verdict=PASS if verdict.met else FAIL, findings=[] if verdict.met else list(verdict.reasons),
+                        summary=summary, path=LOAD_DIR)
 
 
 def _number(value: Any) -> str:

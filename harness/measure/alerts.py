@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from harness.slo import DEFAULT_P99_MS
+
 __all__ = [
     "P99_LATENCY",
     "GPU_UTILISATION",
@@ -208,7 +210,7 @@ def _label(group: str) -> str:
     return f" ({group})" if group else ""
 
 
-def p99_alerts(p99_ms: float | None, threshold_ms: float = 500.0) -> list[Alert]:
+def p99_alerts(p99_ms: float | None, threshold_ms: float = DEFAULT_P99_MS) -> list[Alert]:
     """Return the p99-latency alert when ``p99_ms`` exceeds ``threshold_ms``; none when p99 is None/NaN (unmeasured)."""
     value = _number(p99_ms)
     if value is None or value <= threshold_ms:
@@ -216,7 +218,7 @@ def p99_alerts(p99_ms: float | None, threshold_ms: float = 500.0) -> list[Alert]
     return [Alert(P99_LATENCY, f"p99 latency {value:.1f} ms > {threshold_ms:g} ms")]
 
 
-def check_p99(p99_ms: float | None, threshold_ms: float = 500.0) -> list[str]:
+def check_p99(p99_ms: float | None, threshold_ms: float = DEFAULT_P99_MS) -> list[str]:
     """Return a finding when the p99 latency exceeds ``threshold_ms``; none when p99 is None/NaN (unmeasured)."""
     return [alert.message for alert in p99_alerts(p99_ms, threshold_ms)]
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.config import load_yaml_file
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_P99_MS
 from harness.validation import validate_model
 
 __all__ = ["DEFAULT_TIERS", "TIER_FOR_TOPOLOGY", "DAY_S", "Tier", "Thresholds", "SlaConfig", "load_sla_config"]
@@ -51,7 +52,7 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    p99_latency_ms: float = Field(500.0, gt=0)
+    p99_latency_ms: float = Field(DEFAULT_P99_MS, gt=0)  # the SLO's latency bound (harness.slo)
     gpu_util_percent: float = Field(90.0, gt=0, le=100)
     gpu_sustained_s: float = Field(60.0, gt=0)
     memory_growth_mb_per_s: float = Field(10.0, gt=0)

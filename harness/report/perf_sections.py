@@ -10,10 +10,12 @@ from typing import Any
 import pandas as pd
 
 from harness.jsonfile import read_json
+from harness.measure.load_verdict import MET, LoadVerdict, judge_saved_load
 from harness.report import charts, frames
 from harness.report.section import Section, add_figure, add_telemetry, fmt
+from harness.slo import Slo
 
-__all__ = ["load_section", "sweep_section", "capacity_section"]
+__all__ = ["load_section", "load_verdict", "sweep_section", "capacity_section"]
 
 
 def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
@@ -28,16 +30,34 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
         f"errors: {result.get('errors', result.get('error_count', 'n/a'))}."
         + (" The load generator saturated its CPU: latencies include generator delay." if result.get("generator_saturated") else "")
     )
+    verdict = load_verdict(directory, result)
+    section.paragraphs.append(f"Verdict: {verdict.line()}.")
     if not result.get("requests"):
         section.failed = True
         section.findings.append("no request was recorded: the load generator wrote no records")
+    elif verdict.outcome != MET:
+        section.failed, section.inconclusive = verdict.failed, not verdict.failed
+        section.findings += [f"{verdict.criteria} {verdict.outcome}: {reason}" for reason in verdict.reasons]
     if result.get("generator_saturated"):
         section.findings.append("load generator saturated (> 90% CPU): figures are a lower bound on what the service can do")
     requests = frames.read_requests(directory / "requests.csv")
     add_figure(section, "throughput and latency per second", charts.load_over_time(frames.latency_over_time(requests)))
     add_telemetry(section, directory)
     section.summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
+    section.summary["verdict"] = verdict.to_dict()
     return section
+
+
+def load_verdict(directory: Path, result: dict[str, Any]) -> LoadVerdict:
+    """Return a saved load's verdict, rebuilt by the one judgement (`harness.measure.load_verdict.judge_load`)
+    from its result.json, the SLO and SLA tier its run.json recorded (the defaults for a load recorded
+    without them) and, with a tier, the alerts of its telemetry.csv."""
+    from harness.results import RUN_FILE, load_run
+
+    config = load_run(directory).config if (directory / RUN_FILE).exists() else {}
+    slo = config.get("slo") if isinstance(config.get("slo"), dict) else None
+    tier = config.get("tier") if isinstance(config.get("tier"), str) else None
+    return judge_saved_load(directory, result, Slo.from_mapping(slo), tier=tier)
 
 
 def _sweep_summary(directory: Path) -> dict[str, Any]:
@@ -49,10 +69,9 @@ def _sweep_summary(directory: Path) -> dict[str, Any]:
     saved_path = directory / "sweep_summary.json"
     saved = read_json(saved_path) if saved_path.exists() else {}
     saved = saved if isinstance(saved, dict) else {}
-    slo = saved.get("slo") or {}
+    slo = Slo.from_mapping(saved.get("slo") if isinstance(saved.get("slo"), dict) else None)
     rows = list(read_sweep_csv(directory / "sweep.csv"))
-    summary = summarize_sweep(rows, p99_ms=float(slo.get("p99_ms") or 500.0),
-                              max_error_rate=float(slo.get("max_error_rate") or 0.01),
+    summary = summarize_sweep(rows, p99_ms=slo.p99_ms, max_error_rate=slo.max_error_rate,
                               accuracy=[a for a in saved.get("accuracy") or [] if isinstance(a, dict) and "precision" in a],
                               searches=saved.get("searches") or {}, load_mode=saved.get("load_mode") or "rate")
     summary["windows"] = sum(1 for r in rows if r.get("status") == "ok")

@@ -200,7 +200,8 @@ def _definitions() -> list[tuple[str, str]]:
     import importlib
 
     quoted = []
-    for name in ("harness.measure.recovery", "harness.measure.sla", "harness.measure.regression"):
+    for name in ("harness.slo", "harness.measure.load_verdict", "harness.measure.recovery", "harness.measure.sla",
+                 "harness.measure.regression"):
         doc = importlib.import_module(name).__doc__ or ""
         marker = doc.find("Definitions")
         block = doc[marker:] if marker >= 0 else doc

@@ -9,7 +9,8 @@ into the same layout (``load``, ``sweep``, ``capacity``): either one is a baseli
   deployment down at the end of the test.
 - `LoadScenarios` (the ``load`` fixture): a Locust profile with the prober and telemetry against a
   deployment (`harness.workflows.load.run_load`; Locust runs in its own process); `LoadOutcome`
-  judges availability, p99 and memory growth with `harness.measure.sla`.
+  judges it against the SLO and the SLA tier with `harness.measure.load_verdict.judge_load` (as `harness load`
+  and the main job): p99, errors, availability, memory growth.
 - `PerfScenario` (the ``perf`` fixture): the sweep, once per session; `SweepResult` holds the summary.
 - `CapacityScenario` (the ``capacity`` fixture): the plan and its check, once per session.
 """
@@ -94,45 +95,42 @@ class DeploymentFactory:
 
 
 class LoadOutcome:
-    """One load run's ``result.json`` and telemetry, judged against an SLA tier."""
+    """One load run's ``result.json``, judged against the SLO and an SLA tier by the one judgement of a
+    load (`harness.measure.load_verdict.judge_load`, as `harness load` and the main job)."""
 
-    def __init__(self, result: dict[str, Any], path: Path, tier: str) -> None:
+    def __init__(self, result: dict[str, Any], path: Path, tier: str, slo: Any = None, verdict: Any = None) -> None:
         self.result = result
         self.path = path
         self.tier = tier
+        self.slo = slo  # a harness.slo.Slo; None: the defaults
+        self._verdict = verdict  # run_load's, when it judged this load
 
     def verdict(self) -> Any:
-        """Return the steady-state `harness.measure.sla.Verdict` of this load (see `evaluate_steady`)."""
-        from harness.measure.sla import evaluate_steady
-        from harness.measure.sla_config import SlaConfig
-        from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
+        """Return the `harness.measure.load_verdict.LoadVerdict` of this load: run_load's, else judged
+        from the saved figures and the telemetry beside them (`judge_saved_load`)."""
+        from harness.measure.load_verdict import judge_saved_load
 
-        telemetry_path = self.path / TELEMETRY_FILE
-        telemetry = read_telemetry(telemetry_path, devices=True) if telemetry_path.exists() else []
-        p99 = self.result.get("p99_ms")
-        requests = int(self.result.get("requests") or 0)
-        return evaluate_steady(failed=requests - int(self.result.get("ok") or 0), total=requests,
-                               p99_ms=float(p99) if p99 is not None else None, telemetry=telemetry,
-                               config=SlaConfig(required_tier=self.tier))
+        if self._verdict is None:
+            self._verdict = judge_saved_load(self.path, self.result, self.slo, tier=self.tier)
+        return self._verdict
 
     def violations(self) -> list[str]:
-        """Return why the tier is not met: the failed fraction over the tier's allowance, every alert
-        (empty when met or inconclusive)."""
-        if int(self.result.get("requests") or 0) == 0:
-            return ["no request completed during the load"]
+        """Return why the SLO or the tier is not met: each figure over its bound, every alert (empty when met
+        or inconclusive)."""
         verdict = self.verdict()
-        return verdict.reasons() if verdict.outcome() == "not met" else []
+        return list(verdict.reasons) if verdict.failed else []
 
     def expect_tier(self) -> None:
-        """Raise ScenarioFailed listing every violation of the tier (see `violations`); Inconclusive when
-        too few requests were measured to tell."""
+        """Raise ScenarioFailed listing every violation of the SLO and the tier (see `violations`);
+        Inconclusive when too few requests were measured to tell."""
+        from harness.measure.load_verdict import INCONCLUSIVE
         from harness.scenarios.session import Inconclusive
 
-        saturated = " (the load generator saturated: latencies include its delay)" if self.result.get("generator_saturated") else ""
-        expect_none(self.violations(), f"load on {self.result.get('topology')}: SLA tier {self.tier} not met{saturated}")
         verdict = self.verdict()
-        if verdict.outcome() == "inconclusive":
-            raise Inconclusive(f"load on {self.result.get('topology')}: SLA tier {self.tier}", verdict.reasons())
+        saturated = " (the load generator saturated: latencies include its delay)" if self.result.get("generator_saturated") else ""
+        expect_none(self.violations(), f"load on {self.result.get('topology')}: {verdict.criteria} not met{saturated}")
+        if verdict.outcome == INCONCLUSIVE:
+            raise Inconclusive(f"load on {self.result.get('topology')}: {verdict.criteria}", verdict.reasons)
 
 
 class LoadScenarios:
@@ -158,12 +156,13 @@ class LoadScenarios:
         profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s,
                                 users=users or job.load_users, model=spec.service.model)
         platform = self.session.options.platform
+        tier = tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology]
         settings = LoadSettings(spec=spec, load=profile, out_dir=self.session.part_dir("load"), platform=platform,
-                                cpus=plan_cpus() if platform == "local" else CpuPlan(None, None))
+                                cpus=plan_cpus() if platform == "local" else CpuPlan(None, None), tier=tier)
         log.info("load %s for %g s against %s", profile.kind, profile.duration_s, deployment.endpoint)
         run = run_load(settings, deployment=deployment, parent=self.session.record,
                        progress=lambda line: log.info("load: %s", line))
-        return LoadOutcome(run.result, run.out_dir, tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology])
+        return LoadOutcome(run.result, run.out_dir, tier, settings.slo, run.verdict)
 
 
 class SweepResult:

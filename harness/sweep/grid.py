@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from harness.config import DEFAULT_MODEL, PRECISIONS
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_MAX_ERROR_RATE, DEFAULT_P99_MS
 
 __all__ = [
     "SWEEP_CSV",
@@ -75,8 +76,8 @@ class SweepPlan:
     batch_sizes: tuple[int, ...] = (1, 32)
     load_mode: str = "rate"
     load_levels: tuple[float, ...] = (50.0, 200.0)
-    p99_ms: float = 500.0
-    max_error_rate: float = 0.01
+    p99_ms: float = DEFAULT_P99_MS
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     max_queue_delay_ms: float = 50.0
     torch_threads: int = 1
     warmup_s: float = 2.0

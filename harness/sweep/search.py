@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_MAX_ERROR_RATE, DEFAULT_P99_MS
 
 __all__ = [
     "PASS",
@@ -89,8 +90,8 @@ class PointMeasurement:
 class SearchSettings:
     """The SLO and the search's knobs (validated by `validate_search_settings`)."""
 
-    p99_ms: float = 500.0
-    max_error_rate: float = 0.01
+    p99_ms: float = DEFAULT_P99_MS
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     min_throughput_ratio: float = 0.95  # completed/offered below this: the service did not keep up
     start_rps: float = 10.0
     growth: float = 2.0

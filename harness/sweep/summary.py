@@ -33,6 +33,7 @@ from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
 from harness.measure.stats import summarize_repeats
+from harness.slo import DEFAULT_MAX_ERROR_RATE
 from harness.sweep.figures import UNKNOWN, Bracket, plain_ratio, rate_from_grid, rate_from_search, ratio
 from harness.sweep.grid import OK, RATE
 from harness.sweep.search import PASS, PointMeasurement, SearchSettings, classify
@@ -59,7 +60,7 @@ def _median(values: list[float]) -> float:
     return finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2.0
 
 
-def summarize_points(rows: Iterable[Mapping[str, Any]], *, p99_ms: float, max_error_rate: float = 0.01) -> list[dict[str, Any]]:
+def summarize_points(rows: Iterable[Mapping[str, Any]], *, p99_ms: float, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> list[dict[str, Any]]:
     """Return one summary dict per point (precision, max_batch_size, load_level), in first-seen order."""
     groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -155,7 +156,7 @@ def summarize_sweep(
     rows: Iterable[Mapping[str, Any]],
     *,
     p99_ms: float,
-    max_error_rate: float = 0.01,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     accuracy: Iterable[Mapping[str, Any]] = (),
     searches: Mapping[str, Any] | None = None,
     load_mode: str = RATE,

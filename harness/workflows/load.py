@@ -7,10 +7,12 @@
 - measures a Ready ``deployment`` it is given (the main job's deploy stage, a scenario's fixture)
   once (`harness.load.session.run_session`); whoever deployed it tears it down;
 
-and in both cases keeps the platform's events beside the results and writes the run record
-(``run.json``, kind ``load``): a run of its own, or a part of a ``parent`` run (the main job's, a
-scenario session's). Flags and printing stay with the CLI, budgets and verdicts with the job,
-fixtures and expectations with the scenarios.
+and in both cases keeps the platform's events beside the results, judges the load against the SLO
+(and the SLA tier ``settings.tier``, when named) with the one judgement of a load
+(`harness.measure.load_verdict.judge_load`), and writes the run record (``run.json``, kind ``load``,
+the SLO and tier in its config, the verdict in its summary): a run of its own, or a part of a
+``parent`` run (the main job's, a scenario session's). Flags and printing stay with the CLI, budgets
+and what a verdict does to the job with the job, fixtures and expectations with the scenarios.
 
 Files in ``out_dir``: ``result.json`` (throughput, exact p50/p95/p99, errors, generator_saturated;
 with ``rounds`` > 1 the medians over rounds, each round in ``round-NN/``), ``requests.csv``,
@@ -30,8 +32,10 @@ from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.load.profiles import LoadProfile
 from harness.load.session import CpuPlan, RateLoad
+from harness.measure.load_verdict import LoadVerdict, judge_saved_load, validate_tier
 from harness.paths import resolve_path
 from harness.results import ARTIFACT_FILES, RunRecord, new_part_record, new_run_record, save_run
+from harness.slo import Slo
 
 __all__ = ["SUMMARY_KEYS", "LoadSettings", "LoadRun", "run_load"]
 
@@ -56,6 +60,8 @@ class LoadSettings:
     prober: bool = True
     prober_interval_s: float = 0.05
     telemetry: bool = True  # sample the replicas' CPU/RSS/GPU (off where the pods are not on this machine)
+    slo: Slo = Slo()  # what the load is judged against (harness.slo)
+    tier: str | None = None  # judge against this SLA tier too (its steady state and the telemetry alerts)
     profile: str | None = None  # recorded in a run of its own: the load profile's name
     command: list[str] | None = None  # recorded in a run of its own (default: this process's argv)
 
@@ -67,11 +73,12 @@ class LoadSettings:
 
 @dataclass(frozen=True)
 class LoadRun:
-    """A finished load: its ``result.json`` content, its directory and its run record."""
+    """A finished load: its ``result.json`` content, its directory, its run record and its verdict."""
 
     result: dict[str, Any]
     out_dir: Path
     record: RunRecord
+    verdict: LoadVerdict  # against the SLO (and the tier when named); also in run.json's summary
 
 
 def run_load(settings: LoadSettings, *, deployment: Any = None, parent: RunRecord | None = None,
@@ -87,6 +94,8 @@ def run_load(settings: LoadSettings, *, deployment: Any = None, parent: RunRecor
     from harness.platforms.base import copy_events
 
     out = resolve_path(settings.out_dir, "out_dir")
+    if settings.tier is not None:
+        validate_tier(settings.tier)
     started_s = time.time()
     if deployment is None:
         arm = Arm("load", settings.spec, settings.fault, dict(settings.fault_params))
@@ -102,7 +111,8 @@ def run_load(settings: LoadSettings, *, deployment: Any = None, parent: RunRecor
                                  telemetry=settings.telemetry, metadata=settings.metadata(), progress=progress)
         finally:
             copy_events(deployment, out)
-    return LoadRun(result, out, _record(settings, result, out, parent, started_s))
+    verdict = judge_saved_load(out, result, settings.slo, tier=settings.tier)
+    return LoadRun(result, out, _record(settings, result, verdict, out, parent, started_s), verdict)
 
 
 def _validate_given_deployment(settings: LoadSettings) -> None:
@@ -114,14 +124,14 @@ def _validate_given_deployment(settings: LoadSettings) -> None:
         raise ConfigError("warmup_s", settings.warmup_s, "warm-up belongs to rounds on deployments of the load's own")
 
 
-def _record(settings: LoadSettings, result: Mapping[str, Any], out: Path, parent: RunRecord | None,
-            started_s: float) -> RunRecord:
+def _record(settings: LoadSettings, result: Mapping[str, Any], verdict: LoadVerdict, out: Path,
+            parent: RunRecord | None, started_s: float) -> RunRecord:
     """Write run.json (kind load): the environment fingerprint makes `harness compare` of two load runs
     warn when they ran on different machines."""
     fields: dict[str, Any] = {
         "platform": settings.platform, "topology": settings.spec.topology,
         "config": {"spec": settings.spec.model_dump(by_alias=True, mode="json"), "profile": result.get("profile"),
-                   "injected_fault": result.get("injected_fault")},
+                   "injected_fault": result.get("injected_fault"), "slo": settings.slo.to_dict(), "tier": settings.tier},
     }
     if parent is None:
         record = new_run_record("load", command=settings.command, profile=settings.profile, **fields)
@@ -131,7 +141,7 @@ def _record(settings: LoadSettings, result: Mapping[str, Any], out: Path, parent
     for name in _ARTIFACTS:
         if (out / ARTIFACT_FILES[name]).exists():
             record.add_artifact(name, ARTIFACT_FILES[name])
-    record.summary = {key: result.get(key) for key in SUMMARY_KEYS}
+    record.summary = {**{key: result.get(key) for key in SUMMARY_KEYS}, "verdict": verdict.to_dict()}
     record.finish("completed")
     save_run(out, record)
     return record

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts", "overload"]
+MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts", "overload", "load_verdict"]
 
 
 @pytest.mark.parametrize("name", MODULES)

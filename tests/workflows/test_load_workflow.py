@@ -14,7 +14,8 @@ import pytest
 
 from harness.config import load_spec
 from harness.errors import ConfigError
-from harness.load.session import CpuPlan, RateLoad
+from harness.cpus import CpuPlan
+from harness.load.session import RateLoad
 from harness.results import load_run, new_run_record
 from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
@@ -65,7 +66,7 @@ def test_a_given_deployment_is_measured_once_its_events_kept_and_the_part_record
     assert record.run_id == f"{parent.run_id}-load" and record.kind == "load" and record.status == "completed"
     assert record.environment == parent.environment and record.profile == "smoke" and record.command == parent.command
     assert set(record.artifacts) == {"result", "requests", "events"}
-    assert record.summary == {key: run.result.get(key) for key in SUMMARY_KEYS}
+    assert record.summary == {**{key: run.result.get(key) for key in SUMMARY_KEYS}, "verdict": run.verdict.to_dict()}
 
 
 def test_without_a_deployment_each_round_deploys_and_the_run_is_its_own(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.platforms import base as ev
 from harness.platforms.local.fleet import Fleet
 from harness.platforms.local.routing import LATENCY_BOUNDS_MS
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = ["STRATEGIES", "RolloutRequest", "RolloutFailed", "Rollout", "judge_canary"]
 
@@ -52,7 +53,7 @@ class RolloutRequest(BaseModel):
     canary_weight: int = Field(20, ge=1, le=99)  # percent of the requests
     analysis_s: float = Field(10.0, gt=0, le=3600)
     max_failed_share: float = Field(0.05, ge=0, le=1)  # of the canary's requests: failed or over the latency bound
-    max_latency_ms: float = Field(500.0, gt=0, le=600_000)
+    max_latency_ms: float = Field(DEFAULT_P99_MS, gt=0, le=600_000)
     min_requests: int = Field(20, ge=1, le=1_000_000)  # fewer canary requests: the analysis waits (up to 3x analysis_s)
 
 

@@ -8,8 +8,9 @@ module of a layer below it):
    (a model validated into one ConfigError), ``quantities``, ``modelnames``, ``faultparams``,
    ``request_records`` (the per-request and prober record types), ``gpu``, ``environment`` (the
    fingerprint), ``policies``, ``extras``, ``slo`` (the SLO and its defaults) and the package itself
-   (``__version__``). Its modules may import one another, except ``config``: it stands on the rest,
-   so none of them imports it.
+   (``__version__``); ``processes`` (the one spawner), ``signals`` (the one home of signal handlers)
+   and ``cpus`` (the one CPU-splitting rule). Its modules may import one another, except
+   ``config``: it stands on the rest, so none of them imports it.
 1. **service, platforms**: the reference service, the platforms that deploy it, and ``preflight``
    (is this machine fit to run them). ``platforms`` may import ``service`` (it runs the service's
    command and reads its options); ``service`` and ``preflight`` import no peer.
@@ -47,6 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ground floor", frozenset({
         "harness", "config", "errors", "paths", "userfiles", "atomicfile", "jsonfile", "modelnames", "faultparams",
         "validation", "quantities", "request_records", "gpu", "environment", "policies", "extras", "slo",
+        "processes", "signals", "cpus",
     })),
     ("service, platforms", frozenset({"service", "platforms", "preflight"})),
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),

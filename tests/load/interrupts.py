@@ -65,7 +65,7 @@ def sigint_raises():
 def interrupt_after_fork(monkeypatch, sigint_raises):
     """Deliver SIGINT inside every Popen call of this interpreter once its child runs; yield the
     children's pids (killed afterwards). Other programs (ctypes runs ldconfig on import) are left alone."""
-    import harness.platforms.local.processes  # noqa: F401  (imported by the first spawn: its ldconfig run is no child of ours)
+    import harness.processes  # noqa: F401  (imported by the first spawn: its ldconfig run is no child of ours)
 
     pids: list[int] = []
     real_popen = subprocess.Popen

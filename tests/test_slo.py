@@ -31,6 +31,8 @@ def _bound_name(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> str | None:
     """The name a literal is bound to: the parameter it defaults, the target it is assigned to, or the
     keyword it is passed as, climbing through calls and expressions (``float(x or 500.0)``, ``Field(500.0)``)."""
     child, parent = node, parents.get(node)
+    if isinstance(parent, (ast.Tuple, ast.List, ast.Set)):
+        return None  # one of many values (histogram bounds), not a bound of its own
     while parent is not None and not isinstance(parent, ast.stmt):
         if isinstance(parent, ast.keyword):
             return parent.arg
@@ -81,8 +83,8 @@ def test_the_scan_finds_every_way_a_default_was_spelled():
         "def f(p99_ms, threshold_ms: float = 500.0, *, slo_latency_ms=500): ...\n"
         "x = dict(p99_ms=500.0)\n"
         "y = g(p99_ms=float(slo.get('p99_ms') or 500.0), max_error_rate=float(slo.get('r') or 0.01))\n"
-        # not the SLO: a status code, a sleep, a significance level, a message cut
-        "if status >= 500: pass\ntime.sleep(0.01)\nalpha = 0.01\ntext = message[:500]\n"
+        # not the SLO: a status code, a sleep, a significance level, a message cut, histogram bounds
+        "if status >= 500: pass\ntime.sleep(0.01)\nalpha = 0.01\ntext = message[:500]\nLATENCY_BOUNDS_MS = (250, 500, 1000)\n"
     )
     assert [line.split(": ", 1)[1] for line in spelled_defaults(source)] == [
         "MAX_ERROR_RATE = 0.01", "_SLO_MS = 500.0", "p99_ms = 500.0", "max_error_rate = 0.01",

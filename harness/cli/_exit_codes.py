@@ -60,7 +60,7 @@ COMMAND_EXIT_CODES: dict[str, dict[int, str | None]] = {
     "compare": {EXIT_OK: "no regression beyond run-to-run noise (inconclusive is printed, not a failure)",
                 EXIT_VERDICT_FAILED: "a regression (each listed)", EXIT_USAGE: None, EXIT_RUNTIME: None,
                 EXIT_INTERRUPTED: None},
-    "load": _NO_VERDICT,
+    "load": {**_NO_VERDICT, EXIT_OK: "the load ran; its SLO verdict is printed and recorded in run.json, not the exit code"},
     "preflight": {EXIT_OK: "every requirement met (a missing GPU is absent, not a failure, unless --require-gpu)",
                   EXIT_VERDICT_FAILED: "a requirement failed (each listed)", EXIT_USAGE: None, EXIT_INTERRUPTED: None},
     "render": _OFFLINE,

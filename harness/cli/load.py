@@ -9,6 +9,12 @@ top-level result.json holds the medians over rounds (`harness.load.rounds`); ``-
 open-loop load instead of Locust users. Progress goes to stderr, with a heartbeat of the load so far
 (requests, rate, errors, p99) every few seconds: a bar on a terminal, plain lines in CI. Deployments
 are torn down on every way out, SIGINT and SIGTERM included.
+
+At the end the load is judged against the SLO (``--p99-ms``, ``--max-error-rate``; defaults from
+`harness.slo`) by the one judgement of a load (`harness.measure.load_verdict.judge_load`, as the main
+job and the scenarios do): the verdict line is printed and recorded in run.json. It never sets the
+exit code: `harness load` measures (a deliberately degraded build too); the main job, the scenarios
+and `harness compare` judge.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from harness.cli._options import add_out
 from harness.config import TOPOLOGIES
 from harness.paths import path_type
+from harness.slo import DEFAULT_MAX_ERROR_RATE, DEFAULT_P99_MS
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
@@ -69,6 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup-s", type=float, default=None, metavar="S",
                         help=f"unmeasured open-loop load before each round's measurement (default {DEFAULT_WARMUP_S:g} "
                              "with --rounds > 1 or --rate-rps, else 0)")
+    parser.add_argument("--p99-ms", type=float, default=DEFAULT_P99_MS, metavar="MS",
+                        help=f"the SLO's p99 latency bound the load is judged by (default {DEFAULT_P99_MS:g})")
+    parser.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE, metavar="F",
+                        help=f"the SLO's share of requests that may fail (default {DEFAULT_MAX_ERROR_RATE:g}); "
+                             "the verdict is printed and recorded in run.json, never the exit code")
     parser.set_defaults(func=run)
 
 
@@ -118,6 +130,17 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _slo(args: argparse.Namespace) -> Any:
+    """Return the `harness.slo.Slo` of --p99-ms and --max-error-rate; raise ConfigError naming the flag."""
+    from harness.errors import ConfigError
+    from harness.slo import Slo
+
+    try:
+        return Slo(args.p99_ms, args.max_error_rate)
+    except ConfigError as exc:
+        raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Deploy, run the profile (in rounds), write the results, tear down (`harness.workflows.load.run_load`);
     return 0. Raises HarnessError subclasses."""
@@ -127,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.workflows.load import LoadSettings, run_load
 
     _validate_fault_kind(args.inject_fault)
+    slo = _slo(args)
     spec = _spec(args)
     warmup_s = args.warmup_s if args.warmup_s is not None else (
         DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
@@ -134,20 +158,22 @@ def run(args: argparse.Namespace) -> int:
         spec=spec, load=_load_shape(args, spec.service.model), out_dir=args.out, platform=args.platform,
         rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault, fault_params=parse_fault_params(args.fault_param),
         cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
-        prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],
+        prober_interval_s=args.prober_interval_s, slo=slo, profile=args.profile, command=["harness", *sys.argv[1:]],
     )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
     try:
-        result = run_load(settings, progress=say).result
+        load = run_load(settings, progress=say)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    result = load.result
     say(_summary_line(result))
     if result.get("generator_saturated"):
         say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
             "generator's limit, not only the service's")
-    print(json.dumps({k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors",
-                                                 "generator_saturated")}))
+    say(f"verdict: {load.verdict.line()}")  # the last line: what the load means against the SLO
+    figures = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "generator_saturated")}
+    print(json.dumps({**figures, "slo_verdict": load.verdict.outcome}))
     return 0
 
 

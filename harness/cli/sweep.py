@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.cli._options import add_out, add_preset
 from harness.errors import ConfigError
+from harness.slo import DEFAULT_P99_MS
 
 __all__ = ["register", "run_sweep_command", "parse_list"]
 
@@ -37,7 +38,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--load-levels", metavar="LIST",
                         help="comma-separated request rates (rps), e.g. 50,200; clients with --load-mode concurrency, e.g. 1,4,16,64")
     parser.add_argument("--model", help="reference model (default ranker-mlp)")
-    parser.add_argument("--p99-ms", type=float, help="the p99 latency SLO in ms (default 500)")
+    parser.add_argument("--p99-ms", type=float, help=f"the p99 latency SLO in ms (default {DEFAULT_P99_MS:g}, harness.slo)")
     parser.add_argument("--window-s", type=float, help="length of one measurement window")
     parser.add_argument("--warmup-s", type=float, help="warm-up before the first window of a point")
     parser.add_argument("--min-windows", type=int, help="windows before stability is judged")

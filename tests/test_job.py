@@ -131,7 +131,7 @@ def test_a_failing_stage_is_recorded_and_the_job_goes_on_to_the_report(tmp_path)
 
 
 def test_a_load_stage_whose_generator_recorded_nothing_is_failed_naming_the_records_file(tmp_path):
-    from harness.load.child_process import no_records_error
+    from harness.load.result import no_records_error
 
     requests = tmp_path / "run" / "load" / "requests.csv"
     (tmp_path / "locust.log").write_text("Traceback ...\nno module named locust\n")
@@ -382,7 +382,7 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     assert main(["run", "smoke", "--out", str(tmp_path / "old")]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["run", "weekly"]) == 2  # argparse's errors too: one line, exit 2
-    assert "argument profile: invalid choice: 'weekly'" in capsys.readouterr().err
+    assert "argument PRESET: invalid choice: 'weekly'" in capsys.readouterr().err
     assert main(["run", "tiny", "--platform", "kuberentes"]) == 2
     assert "argument --platform: invalid choice: 'kuberentes'" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
@@ -535,11 +535,14 @@ def test_ctrl_c_during_the_chaos_matrix_tears_everything_down_and_writes_the_rep
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
 
+    descendants: list[psutil.Process] = []  # each child leads a session of its own: found as the harness's children
+
     def session_processes() -> list[psutil.Process]:
         found = []
-        for p in psutil.process_iter():
+        for p in [*psutil.process_iter(), *descendants]:
             try:
-                if p.pid != proc.pid and os.getsid(p.pid) == proc.pid and p.status() != psutil.STATUS_ZOMBIE:
+                if p.pid != proc.pid and p.status() != psutil.STATUS_ZOMBIE and (
+                        p in descendants or os.getsid(p.pid) == proc.pid) and p not in found:
                     found.append(p)
             except (OSError, psutil.Error):
                 continue
@@ -551,6 +554,8 @@ def test_ctrl_c_during_the_chaos_matrix_tears_everything_down_and_writes_the_rep
             time.sleep(0.2)  # the cell is deployed and measured from here: replicas, load, prober all running
         assert (cell / "timeline.csv").exists(), "".join(lines)[-3000:]
         time.sleep(1.0)
+        descendants.extend(psutil.Process(proc.pid).children(recursive=True))  # replicas, balancer, load, prober
+        assert len(descendants) >= 3, [p.cmdline() for p in descendants]
         os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole foreground group
         stdout, _ = proc.communicate(timeout=120)
         reader.join(timeout=10)

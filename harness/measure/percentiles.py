@@ -17,6 +17,12 @@ Definitions (reports quote these):
 - **Throughput** (``throughput_rps``): successful requests per second of the window;
   ``request_rate_rps`` is all requests (ok or not) per second. The window's duration is
   ``end_s - start_s`` when given, else from the first send to the last completion.
+- **Throughput of a repeated window** (`summarize_windows`, the sweep's and the max-rate search's
+  windows): successful requests *answered* in the window (by completion time, ``intended_s`` +
+  latency) per second. Counted by send time, an open-loop window above the service's capacity would
+  show the offered rate as throughput (every request sent in it is answered, late, after it), and a
+  service that did not keep up would look as if it had; by completion time, an overloaded service's
+  throughput is its capacity. Below capacity the two agree.
 
 Everything here is pure numpy over records; nothing reads files or clocks.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -258,14 +264,21 @@ def summarize_windows(
 ) -> list[LatencySummary]:
     """Return one summary per consecutive window ``[start_s + i*window_s, start_s + (i+1)*window_s)``.
 
-    Used for repeated measurement windows (sweeps): each window's rate is over its full length.
+    Used for repeated measurement windows (sweeps): each window's rate is over its full length;
+    its latencies are of the requests sent in it, its ``throughput_rps`` of the successful requests
+    answered in it (see "Throughput of a repeated window" in the module docs).
     Raises ValueError for a non-positive ``window_s`` or a negative ``count``.
     """
     if not window_s > 0:
         raise ValueError(f"window_s={window_s!r}: must be greater than zero")
     if count < 0:
         raise ValueError(f"count={count!r}: must not be negative")
-    return [
-        summarize(records, start_s=start_s + i * window_s, end_s=start_s + (i + 1) * window_s, qs=qs)
-        for i in range(count)
-    ]
+    done = np.sort(np.array([r.intended_s + r.latency_ms / 1000.0 for r in records
+                             if isinstance(r, RequestRecord) and r.ok and math.isfinite(r.latency_ms)], dtype=float))
+    summaries = []
+    for i in range(count):
+        lo, hi = start_s + i * window_s, start_s + (i + 1) * window_s
+        summary = summarize(records, start_s=lo, end_s=hi, qs=qs)
+        answered = int(np.searchsorted(done, hi, side="left") - np.searchsorted(done, lo, side="left"))
+        summaries.append(replace(summary, throughput_rps=answered / window_s))
+    return summaries

@@ -7,10 +7,14 @@ simulated service (`harness.sweep.simulated`) in tests.
 Algorithm: boundary finding by geometric growth from ``start_rps`` until the first violation (or
 geometric shrinking while the start rate already fails), then bisection between the highest passing
 and the lowest failing rate until they are within ``rel_tol`` of each other. A violation where the
-service did not keep up (throughput well below the offered rate) also tells the service's capacity:
-the completed throughput under overload is an upper bound of any sustainable rate, so the upper
-bound drops to it (plus a margin) at once, and with no passing rate yet the next probe goes just
-below it (the knee of a generous SLO lies close to capacity) rather than to half the rate. A lagging generator stops the search: rates beyond what
+service did not keep up (throughput well below the offered rate) also tells roughly where its
+capacity lies: with no passing rate yet the next probe goes just below the completed throughput (the
+knee of a generous SLO lies close to capacity) rather than to half the rate; with one, the next probe
+goes just above it (throughput plus a margin), so a failure close to the highest pass closes the
+bracket quickly, and while such probes pass the search steps up from them in small steps. The completed throughput is only a hint, never a bound: a heavily overloaded service
+often completes less than its capacity (shedding and queueing cost it CPU, the generator competes for
+the cores), and a bound taken from it would end the search below the true knee. Both ends of the
+bracket are measured rates. A lagging generator stops the search: rates beyond what
 the generator can send cannot be measured, and the result says so instead of blaming the service.
 The answer is always a rate that was measured to pass, never an interpolation.
 """
@@ -240,7 +244,9 @@ def search_max_rate(
     validate_search_settings(s)
     probes: list[Probe] = []
     lo: float | None = None  # highest rate measured to pass
-    hi: float | None = None  # lowest rate known (or bounded by capacity) to fail
+    hi: float | None = None  # lowest rate measured to fail
+    hint: float | None = None  # just above the capacity an overloaded probe completed: worth probing next
+    probed_hint = False  # the last probe was at a hint
     rate = s.start_rps
 
     def finish(reason: str, detail: str, converged: bool = False) -> SearchResult:
@@ -267,11 +273,9 @@ def search_max_rate(
         else:
             hi = rate if hi is None else min(hi, rate)
             if 0 < m.throughput_rps < s.min_throughput_ratio * _offered_rps(m):
-                # overloaded: completions ran at capacity, and no rate above capacity is sustainable
+                # overloaded: completions ran at (or, thrashing, below) capacity: where to look next
                 overloaded = True
-                cap = m.throughput_rps * (1.0 + s.overload_margin)
-                if lo is None or cap > lo:
-                    hi = min(hi, cap)
+                hint = m.throughput_rps * (1.0 + s.overload_margin)
         if lo is not None and hi is not None and lo >= hi:
             hi = lo * (1.0 + s.rel_tol)  # noise made a pass sit above a failure; the pass is the measured fact
         if hi is None:
@@ -288,6 +292,13 @@ def search_max_rate(
             continue
         if (hi - lo) / hi <= s.rel_tol:
             return finish(STOP_CONVERGED, f"max rate in [{lo:.2f}, {hi:.2f}) rps (rel_tol {s.rel_tol:g})", converged=True)
+        if verdict == PASS and probed_hint:  # the capacity hint passed: the knee is near, step up from here
+            hint = rate * (1.0 + 2.0 * s.rel_tol)
+        probed_hint = False
+        if hint is not None and lo * (1.0 + s.rel_tol) < hint < hi * (1.0 - s.rel_tol):
+            rate, hint, probed_hint = hint, None, True  # a fail just above the measured capacity closes the bracket
+            continue
+        hint = None
         rate = (lo + hi) / 2.0
     detail = f"stopped after max_probes={s.max_probes}"
     if lo is not None and hi is not None:

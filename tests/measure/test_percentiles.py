@@ -162,3 +162,22 @@ def test_summarize_windows_splits_into_equal_windows():
     assert all(w.throughput_rps == pytest.approx(100.0) for w in windows)
     with pytest.raises(ValueError, match="window_s"):
         summarize_windows(records, start_s=0.0, window_s=0.0, count=1)
+
+
+def test_a_windows_throughput_counts_answers_in_it_so_an_overloaded_service_shows_its_capacity():
+    # 200 req/s offered for 3 s to a service that answers 100 a second in order: the backlog grows,
+    # every request is answered late, none fails
+    records, free_at = [], 0.0
+    for i in range(600):
+        sent = i / 200.0
+        done = max(sent, free_at) + 0.01
+        free_at = done
+        records.append(_request(sent, (done - sent) * 1000.0))
+    windows = summarize_windows(records, start_s=1.0, window_s=1.0, count=2)
+    assert [w.count for w in windows] == [200, 200]  # sent in each window
+    assert [w.request_rate_rps for w in windows] == [pytest.approx(200.0)] * 2
+    assert [w.throughput_rps for w in windows] == [pytest.approx(100.0, abs=1.0)] * 2  # answered in each
+    # below capacity, answered and sent agree
+    easy = [_request(i / 50.0, 5.0) for i in range(150)]
+    assert [w.throughput_rps for w in summarize_windows(easy, start_s=1.0, window_s=1.0, count=2)] == [
+        pytest.approx(50.0, abs=1.0)] * 2

@@ -54,7 +54,9 @@ def run_capacity_command(args: argparse.Namespace) -> int:
     """Plan and check; return 0. Raises ConfigError for bad flags, HarnessError when nothing meets the SLO."""
     from harness.sweep.planner import CapacitySettings, validate_capacity_settings
     from harness.sweep.table import format_capacity
+    from harness.slo import Slo
     from harness.workflows.capacity import run_capacity
+    from harness.workflows.context import RunContext
 
     settings = CapacitySettings(
         target_rps=args.target_rps, p99_ms=args.p99_ms, headroom=args.headroom, max_replicas=args.max_replicas,
@@ -68,6 +70,7 @@ def run_capacity_command(args: argparse.Namespace) -> int:
         if exc.field in ("precision", "search_budget_s"):  # name the flag the user typed
             raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
         raise
-    data = run_capacity(settings, args.out, progress=_say)
+    context = RunContext(args.out, slo=Slo(p99_ms=settings.p99_ms), progress=_say)  # the SLO it plans under
+    data = run_capacity(settings, context)
     print(format_capacity(data))
     return 0

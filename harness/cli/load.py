@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.cli._display import ProgressDisplay
     from harness.load.rounds import parse_fault_params
     from harness.load.session import CpuPlan, plan_cpus
+    from harness.workflows.context import RunContext
     from harness.workflows.load import LoadSettings, run_load
 
     _validate_fault_kind(args.inject_fault)
@@ -155,15 +156,16 @@ def run(args: argparse.Namespace) -> int:
     warmup_s = args.warmup_s if args.warmup_s is not None else (
         DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
     settings = LoadSettings(
-        spec=spec, load=_load_shape(args, spec.service.model), out_dir=args.out, platform=args.platform,
-        rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault, fault_params=parse_fault_params(args.fault_param),
+        load=_load_shape(args, spec.service.model), rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault,
+        fault_params=parse_fault_params(args.fault_param),
         cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
-        prober_interval_s=args.prober_interval_s, slo=slo, profile=args.profile, command=["harness", *sys.argv[1:]],
+        prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],
     )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
+    context = RunContext(args.out, platform=args.platform, spec=spec, slo=slo, progress=say)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
     try:
-        load = run_load(settings, progress=say)
+        load = run_load(settings, context)
     finally:
         signal.signal(signal.SIGTERM, previous)
     result = load.result

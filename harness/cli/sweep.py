@@ -75,6 +75,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     """Run the sweep (`harness.workflows.sweep.run_sweep`); return 0 (130 when interrupted). Raises ConfigError for bad flags."""
     from harness.sweep.grid import build_plan
     from harness.sweep.table import format_sweep
+    from harness.slo import Slo
+    from harness.workflows.context import RunContext
     from harness.workflows.sweep import SweepSettings, run_sweep
 
     plan = build_plan(
@@ -87,7 +89,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         max_queue_delay_ms=args.max_queue_delay_ms, search=args.search, load_mode=args.load_mode,
         search_budget_s=args.search_budget_s,
     )
-    outcome = run_sweep(SweepSettings(plan, args.out, accuracy=not args.no_accuracy), progress=_say)
+    context = RunContext(args.out, slo=Slo(plan.p99_ms, plan.max_error_rate), progress=_say)  # the SLO it searches under
+    outcome = run_sweep(SweepSettings(plan, accuracy=not args.no_accuracy), context)
     print(format_sweep(outcome.summary))
     _say(f"sweep {'interrupted' if outcome.interrupted else 'done'} in {outcome.elapsed_s:.0f} s: "
          f"{outcome.csv_path}, {outcome.summary_path}")

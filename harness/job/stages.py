@@ -34,7 +34,7 @@ from harness.job.outcomes import FAIL, PASS, StageOutcome
 __all__ = [
     "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE", "KUBERNETES_SKIPS",
     "preflight_stage", "deploy_stage", "load_stage", "chaos_stage", "sweep_stage", "capacity_stage",
-    "report_stage", "default_stages", "LineWriter",
+    "report_stage", "default_stages", "run_context", "LineWriter",
 ]
 
 PREFLIGHT_FILE = "preflight.json"
@@ -88,6 +88,18 @@ class LineWriter(io.TextIOBase):
             return
         line, self._buffer = self._buffer, ""
         self._send(line)
+
+
+def run_context(ctx: JobContext) -> Any:
+    """Return the main job's `harness.workflows.context.RunContext` (its directory, platform, SLO, progress
+    and record), composed once per job and kept with what the stages share; each stage hands the
+    workflow it calls its part of it (`RunContext.part`)."""
+    from harness.workflows.context import RunContext
+
+    if "run_context" not in ctx.values:
+        ctx.values["run_context"] = RunContext(ctx.out_dir, platform=ctx.target.platform, progress=ctx.say,
+                                               parent=ctx.record)
+    return ctx.values["run_context"]
 
 
 def _part_record(ctx: JobContext, kind: str, directory: str, *, status: str, summary: dict[str, Any],
@@ -194,11 +206,10 @@ def load_stage(ctx: JobContext) -> StageOutcome:
 
     profile, spec = ctx.profile, ctx.get("spec")
     load = build_profile(profile.load_kind, profile.load_duration_s, users=profile.load_users, model=spec.service.model)
-    settings = LoadSettings(spec=spec, load=load, out_dir=ctx.out_dir / LOAD_DIR, platform=ctx.target.platform,
-                            cpus=ctx.get("cpu_plan"),
+    settings = LoadSettings(load=load, cpus=ctx.get("cpu_plan"),
                             telemetry=not ctx.target.is_kubernetes)  # pods run on other nodes: not ours to sample
     try:
-        run = run_load(settings, deployment=ctx.get("deployment"), parent=ctx.record, progress=ctx.say)
+        run = run_load(settings, run_context(ctx).part(LOAD_DIR, spec=spec), deployment=ctx.get("deployment"))
     finally:
         ctx.say("tearing down")
         ctx.release("deployment")
@@ -267,8 +278,7 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
 
     profile = ctx.profile
     plan = build_plan(profile.sweep_preset, **profile.sweep)
-    settings = SweepSettings(plan, ctx.out_dir / SWEEP_DIR, accuracy=profile.sweep_accuracy)
-    outcome = run_sweep(settings, parent=ctx.record, progress=ctx.say)
+    outcome = run_sweep(SweepSettings(plan, accuracy=profile.sweep_accuracy), run_context(ctx).part(SWEEP_DIR))
     ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
     searches = outcome.summary.get("searches") or {}
     findings = [f"{p.key.label(plan.load_mode)}: {p.status} ({p.reason})" for p in outcome.points if p.status != OK]
@@ -293,7 +303,7 @@ def capacity_stage(ctx: JobContext) -> StageOutcome:
     from harness.workflows.capacity import run_capacity
 
     settings = CapacitySettings.from_mapping(dict(ctx.profile.capacity))
-    data = run_capacity(settings, ctx.out_dir / CAPACITY_DIR, parent=ctx.record, progress=ctx.say)
+    data = run_capacity(settings, run_context(ctx).part(CAPACITY_DIR))
     plan = data.get("plan") or {}
     bound = "" if plan.get("per_replica_converged", True) else "at most "
     ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps at "

@@ -42,6 +42,16 @@ DEPLOYMENTS_DIR = "deployments"
 log = logging.getLogger("harness.scenarios")
 
 
+def run_context(session: ScenarioSession, path: Path, **changes: Any) -> Any:
+    """Return the `harness.workflows.context.RunContext` of one part of the scenario session: written to
+    ``path``, on the session's platform, a part of the session's run, its progress on the scenarios' log."""
+    from harness.workflows.context import RunContext
+
+    fields: dict[str, Any] = {"platform": session.options.platform, "parent": session.record,
+                              "progress": lambda line: log.info("%s", line), **changes}
+    return RunContext(path, **fields)
+
+
 def _job_profile(session: ScenarioSession) -> Any:
     from harness.job import get_job_preset
 
@@ -157,12 +167,12 @@ class LoadScenarios:
                                 users=users or job.load_users, model=spec.service.model)
         platform = self.session.options.platform
         tier = tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology]
-        settings = LoadSettings(spec=spec, load=profile, out_dir=self.session.part_dir("load"), platform=platform,
-                                cpus=plan_cpus() if platform == "local" else CpuPlan(None, None), tier=tier)
+        settings = LoadSettings(load=profile, cpus=plan_cpus() if platform == "local" else CpuPlan(None, None), tier=tier)
+        context = run_context(self.session, self.session.part_dir("load"), spec=spec,
+                              progress=lambda line: log.info("load: %s", line))
         log.info("load %s for %g s against %s", profile.kind, profile.duration_s, deployment.endpoint)
-        run = run_load(settings, deployment=deployment, parent=self.session.record,
-                       progress=lambda line: log.info("load: %s", line))
-        return LoadOutcome(run.result, run.out_dir, tier, settings.slo, run.verdict)
+        run = run_load(settings, context, deployment=deployment)
+        return LoadOutcome(run.result, run.out_dir, tier, context.slo, run.verdict)
 
 
 class SweepResult:
@@ -243,8 +253,8 @@ class PerfScenario:
                 raise NotApplicable("sweeps deploy on the local platform only (harness.sweep.local)")
             path = self.session.part_dir(SWEEP_DIR, unique=False)
             if not self.session.replaying:
-                settings = SweepSettings(self.sweep_plan(), path, accuracy=_job_profile(self.session).sweep_accuracy)
-                outcome = run_sweep(settings, parent=self.session.record, progress=lambda line: log.info("%s", line))
+                settings = SweepSettings(self.sweep_plan(), accuracy=_job_profile(self.session).sweep_accuracy)
+                outcome = run_sweep(settings, run_context(self.session, path))
                 self.session.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
                 if not outcome.interrupted and not outcome.measured_anything():
                     raise HarnessError(f"no sweep point could be measured: see {path}")
@@ -321,7 +331,6 @@ class CapacityScenario:
                 raise NotApplicable("the capacity check deploys on the local platform only")
             path = self.session.part_dir(CAPACITY_DIR, unique=False)
             if not self.session.replaying:
-                run_capacity(CapacitySettings.from_mapping(self.target), path, parent=self.session.record,
-                             progress=lambda line: log.info("%s", line))
+                run_capacity(CapacitySettings.from_mapping(self.target), run_context(self.session, path))
             self._result = CapacityResult(path)
         return self._result

@@ -10,7 +10,12 @@ and call down.
 - `harness.workflows.chaos`: `ChaosRun`, one chaos run (deploy, load, inject, recover, judge, record);
 - `harness.workflows.matrix`: `run_matrix`, every fault against every topology, one table.
 
+- `harness.workflows.context`: `RunContext`, what one run shares with the workflows it calls.
+
 Each takes typed settings (`LoadSettings`, `SweepSettings`, `CapacitySettings`, `ChaosRunSettings`,
-`MatrixPlan`), a ``progress`` callback for one line at a time, and, where it can be a part of a
-larger run (the main job, a scenario session), that run's record as ``parent``.
+`MatrixPlan`). `run_load`, `run_sweep` and `run_capacity` take the run's context
+(`harness.workflows.context.RunContext`: the output directory, absolute, the platform, the spec, the
+SLO, the ``progress`` callback and, where it is a part of a larger run, that run's record as
+``parent``), built once by the entry point; `ChaosRun` and `run_matrix` still take their output
+directory in their settings and a ``progress`` callback of their own.
 """

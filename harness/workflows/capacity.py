@@ -1,28 +1,28 @@
 """The capacity workflow: `run_capacity`, the one home of `harness capacity`, the main job's capacity stage
 and the capacity scenario.
 
-`run_capacity(settings, out_dir)` validates the settings before anything is deployed, records the
+`run_capacity(settings, context)` validates the settings before anything is deployed, records the
 run (``run.json``, kind ``capacity``: a run of its own or a part of a ``parent`` run), measures one
 replica's max sustainable rate under the SLO, plans the replicas and checks the plan by deploying
 (`harness.sweep.planner.measure_capacity`), and finishes the record: completed, aborted (interrupted)
-or failed (the error). Files in ``out_dir``: ``capacity.json``, ``deployments/`` and ``run.json``.
+or failed (the error). Files in the run context's output directory
+(`harness.workflows.context.RunContext`: already absolute): ``capacity.json``, ``deployments/`` and ``run.json``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.paths import resolve_path
-from harness.results import RunRecord, new_part_record, new_run_record, save_run
+from harness.results import new_part_record, new_run_record, save_run
 from harness.sweep.planner import CAPACITY_JSON, CapacitySettings
+from harness.workflows.context import RunContext
 
 __all__ = ["run_capacity"]
 
 
-def run_capacity(settings: CapacitySettings, out_dir: str | Path, *, parent: RunRecord | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure, plan and check (see the module docstring); return ``capacity.json``'s data.
+def run_capacity(settings: CapacitySettings, context: RunContext) -> dict[str, Any]:
+    """Measure, plan and check into ``context.out_dir`` (see the module docstring); return ``capacity.json``'s
+    data. ``context`` gives the progress callback and the parent run.
 
     Raises ConfigError naming the first bad setting (before anything is deployed), HarnessError when
     one replica meets the SLO at no rate or a deployment fails (recorded in run.json first).
@@ -30,7 +30,7 @@ def run_capacity(settings: CapacitySettings, out_dir: str | Path, *, parent: Run
     from harness.sweep.planner import capacity_plan, measure_capacity, validate_capacity_settings
 
     validate_capacity_settings(settings)
-    out = resolve_path(out_dir, "out_dir")
+    out, parent = context.out_dir, context.parent
     out.mkdir(parents=True, exist_ok=True)
     fields: dict[str, Any] = {"config": {**capacity_plan(settings).to_dict(), **settings.to_dict()},
                               "topology": "multi-active"}
@@ -38,7 +38,7 @@ def run_capacity(settings: CapacitySettings, out_dir: str | Path, *, parent: Run
               else new_part_record(parent, "capacity", out.name, **fields))
     save_run(out, record)
     try:
-        data = measure_capacity(settings, out, progress=progress or (lambda _line: None))
+        data = measure_capacity(settings, out, progress=context.say)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         record.finish("aborted" if interrupted else "failed", "interrupted" if interrupted else f"{type(exc).__name__}: {exc}")

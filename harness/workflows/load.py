@@ -1,8 +1,9 @@
 """The load workflow: `run_load`, the one home of `harness load`, the main job's load stage and the load scenarios.
 
-`run_load(settings)` resolves the output directory, then either
+`run_load(settings, context)` writes into the run context's output directory (`harness.workflows.context`:
+already absolute), then either
 
-- deploys ``settings.spec`` on ``settings.platform`` for each round, waits until Ready, injects the
+- deploys ``context.spec`` on ``context.platform`` for each round, waits until Ready, injects the
   fault into every replica, warms up, measures and tears down (`harness.load.rounds.run_rounds`), or
 - measures a Ready ``deployment`` it is given (the main job's deploy stage, a scenario's fixture)
   once (`harness.load.session.run_session`); whoever deployed it tears it down;
@@ -26,16 +27,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.load.profiles import LoadProfile
 from harness.load.session import CpuPlan, RateLoad
 from harness.measure.load_verdict import LoadVerdict, judge_saved_load, validate_tier
-from harness.paths import resolve_path
 from harness.results import ARTIFACT_FILES, RunRecord, new_part_record, new_run_record, save_run
-from harness.slo import Slo
+from harness.workflows.context import RunContext
 
 __all__ = ["SUMMARY_KEYS", "LoadSettings", "LoadRun", "run_load"]
 
@@ -46,12 +45,11 @@ _ARTIFACTS = ("result", "requests", "timeline", "telemetry", "events")
 
 @dataclass(frozen=True)
 class LoadSettings:
-    """What `run_load` measures, where and how; the fields mean what the `harness load` flags of their names do."""
+    """What `run_load` measures and how; the fields mean what the `harness load` flags of their names do.
+    Where (the output directory, the platform), what is deployed (the spec) and the SLO the load is
+    judged by come with the run's context (`harness.workflows.context.RunContext`)."""
 
-    spec: ServiceSpec  # what is deployed (or what the given deployment runs)
     load: LoadProfile | RateLoad  # Locust users of a profile, or open-loop requests at a rate
-    out_dir: Path
-    platform: str = "local"
     rounds: int = 1  # each a fresh deployment; only without a given deployment
     warmup_s: float = 0.0  # unmeasured open-loop load before each round's measurement
     fault: str | None = None  # a service fault injected into every replica for the whole round
@@ -60,15 +58,15 @@ class LoadSettings:
     prober: bool = True
     prober_interval_s: float = 0.05
     telemetry: bool = True  # sample the replicas' CPU/RSS/GPU (off where the pods are not on this machine)
-    slo: Slo = Slo()  # what the load is judged against (harness.slo)
     tier: str | None = None  # judge against this SLA tier too (its steady state and the telemetry alerts)
     profile: str | None = None  # recorded in a run of its own: the load profile's name
     command: list[str] | None = None  # recorded in a run of its own (default: this process's argv)
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, context: RunContext) -> dict[str, Any]:
         """Return what result.json says about where the load ran."""
-        return {"topology": self.spec.topology, "replicas": self.spec.replica_count, "platform": self.platform,
-                "model": self.spec.service.model, "cpu_plan": self.cpus.to_dict()}
+        spec = context.require_spec()
+        return {"topology": spec.topology, "replicas": spec.replica_count, "platform": context.platform,
+                "model": spec.service.model, "cpu_plan": self.cpus.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -81,38 +79,39 @@ class LoadRun:
     verdict: LoadVerdict  # against the SLO (and the tier when named); also in run.json's summary
 
 
-def run_load(settings: LoadSettings, *, deployment: Any = None, parent: RunRecord | None = None,
-             progress: Callable[[str], None] | None = None) -> LoadRun:
-    """Measure ``settings.load`` (see the module docstring); return the `LoadRun`.
+def run_load(settings: LoadSettings, context: RunContext, *, deployment: Any = None) -> LoadRun:
+    """Measure ``settings.load`` into ``context.out_dir`` (see the module docstring); return the `LoadRun`.
 
-    Raises ConfigError for bad settings before anything is deployed (rounds or a fault with a given
-    ``deployment``: those need fresh deployments), HarnessError when a deployment, the generator or
-    the prober fails (what this function deployed is torn down on every way out).
+    ``context`` gives the spec (deployed, or what ``deployment`` runs), the platform, the SLO, the
+    progress callback and the parent run. Raises ConfigError for bad settings before anything is
+    deployed (no spec; rounds or a fault with a given ``deployment``: those need fresh deployments),
+    HarnessError when a deployment, the generator or the prober fails (what this function deployed is
+    torn down on every way out).
     """
     from harness.load.rounds import Arm, run_rounds
     from harness.load.session import run_session
     from harness.platforms.base import copy_events
 
-    out = resolve_path(settings.out_dir, "out_dir")
+    out, spec, progress = context.out_dir, context.require_spec(), context.progress  # it may take beats
     if settings.tier is not None:
         validate_tier(settings.tier)
     started_s = time.time()
     if deployment is None:
-        arm = Arm("load", settings.spec, settings.fault, dict(settings.fault_params))
-        result = run_rounds(arm, settings.load, out, rounds=settings.rounds, platform=settings.platform,
+        arm = Arm("load", spec, settings.fault, dict(settings.fault_params))
+        result = run_rounds(arm, settings.load, out, rounds=settings.rounds, platform=context.platform,
                             cpus=settings.cpus, warmup_s=settings.warmup_s, prober=settings.prober,
                             prober_interval_s=settings.prober_interval_s, telemetry=settings.telemetry,
-                            metadata=settings.metadata(), progress=progress)
+                            metadata=settings.metadata(context), progress=progress)
     else:
         _validate_given_deployment(settings)
         try:
             result = run_session(deployment, settings.load, out, generator_cpus=settings.cpus.generator,
                                  prober=settings.prober, prober_interval_s=settings.prober_interval_s,
-                                 telemetry=settings.telemetry, metadata=settings.metadata(), progress=progress)
+                                 telemetry=settings.telemetry, metadata=settings.metadata(context), progress=progress)
         finally:
             copy_events(deployment, out)
-    verdict = judge_saved_load(out, result, settings.slo, tier=settings.tier)
-    return LoadRun(result, out, _record(settings, result, verdict, out, parent, started_s), verdict)
+    verdict = judge_saved_load(out, result, context.slo, tier=settings.tier)
+    return LoadRun(result, out, _record(settings, context, result, verdict, started_s), verdict)
 
 
 def _validate_given_deployment(settings: LoadSettings) -> None:
@@ -124,14 +123,15 @@ def _validate_given_deployment(settings: LoadSettings) -> None:
         raise ConfigError("warmup_s", settings.warmup_s, "warm-up belongs to rounds on deployments of the load's own")
 
 
-def _record(settings: LoadSettings, result: Mapping[str, Any], verdict: LoadVerdict, out: Path,
-            parent: RunRecord | None, started_s: float) -> RunRecord:
+def _record(settings: LoadSettings, context: RunContext, result: Mapping[str, Any], verdict: LoadVerdict,
+            started_s: float) -> RunRecord:
     """Write run.json (kind load): the environment fingerprint makes `harness compare` of two load runs
     warn when they ran on different machines."""
+    out, spec, parent = context.out_dir, context.require_spec(), context.parent
     fields: dict[str, Any] = {
-        "platform": settings.platform, "topology": settings.spec.topology,
-        "config": {"spec": settings.spec.model_dump(by_alias=True, mode="json"), "profile": result.get("profile"),
-                   "injected_fault": result.get("injected_fault"), "slo": settings.slo.to_dict(), "tier": settings.tier},
+        "platform": context.platform, "topology": spec.topology,
+        "config": {"spec": spec.model_dump(by_alias=True, mode="json"), "profile": result.get("profile"),
+                   "injected_fault": result.get("injected_fault"), "slo": context.slo.to_dict(), "tier": settings.tier},
     }
     if parent is None:
         record = new_run_record("load", command=settings.command, profile=settings.profile, **fields)

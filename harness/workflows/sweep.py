@@ -1,6 +1,7 @@
 """The sweep workflow: `run_sweep`, the one home of `harness sweep`, the main job's sweep stage and the perf scenarios.
 
-`run_sweep(settings)` resolves the output directory, splits the CPUs between the service and the
+`run_sweep(settings, context)` writes into the run context's output directory
+(`harness.workflows.context.RunContext`: already absolute), splits the CPUs between the service and the
 generator, records the run (``run.json``, kind ``sweep``: a run of its own or a part of a ``parent``
 run), measures the accuracy drift (unless told not to), then every point of the plan on the local
 platform (`harness.sweep.local.LocalSweepBackend`) through the sweep loop
@@ -16,32 +17,30 @@ Files in ``out_dir``: ``sweep.csv`` (one row per point and window, as they compl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.paths import resolve_path
-from harness.results import RunRecord, new_part_record, new_run_record, save_run
+from harness.results import new_part_record, new_run_record, save_run
 from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, SweepPlan
 from harness.sweep.loop import SweepOutcome
+from harness.workflows.context import RunContext
 
 __all__ = ["SweepSettings", "run_sweep"]
 
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """What `run_sweep` measures: the plan (`harness.sweep.grid.build_plan`), where, and whether the
-    accuracy drift (fp16/bf16 against fp32, with the forward pass timed) is measured first."""
+    """What `run_sweep` measures: the plan (`harness.sweep.grid.build_plan`, which carries the SLO it
+    searches under), and whether the accuracy drift (fp16/bf16 against fp32, with the forward pass
+    timed) is measured first. Where comes with the run's context."""
 
     plan: SweepPlan
-    out_dir: Path
     accuracy: bool = True
 
 
-def run_sweep(settings: SweepSettings, *, parent: RunRecord | None = None,
-              progress: Callable[[str], None] | None = None) -> SweepOutcome:
+def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
     """Run the sweep (see the module docstring); return its outcome (``interrupted`` after SIGINT).
 
-    Raises ConfigError for an empty ``out_dir``; any other error is recorded in run.json as the run's
+    ``context`` gives the output directory, the progress callback and the parent run. Any error is recorded in run.json as the run's
     failure and raised. A point that cannot be measured is recorded in sweep.csv, not raised.
     """
     from harness.sweep.accuracy import measure_plan_accuracy
@@ -49,9 +48,9 @@ def run_sweep(settings: SweepSettings, *, parent: RunRecord | None = None,
     from harness.sweep.loop import measure_sweep
     from harness.sweep.table import format_probe, format_progress
 
-    say = progress or (lambda _line: None)
+    say, parent = context.say, context.parent
     plan = settings.plan
-    out = resolve_path(settings.out_dir, "out_dir")
+    out = context.out_dir
     out.mkdir(parents=True, exist_ok=True)
     service_cpus, generator_cpus = split_cpus()
     fields: dict[str, Any] = {"config": plan.to_dict(), "topology": "single"}

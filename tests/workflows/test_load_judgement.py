@@ -20,6 +20,7 @@ from harness.load.session import RateLoad
 from harness.measure.load_verdict import NOT_MET, judge_load
 from harness.results import load_run, new_run_record
 from harness.slo import Slo
+from harness.workflows.context import RunContext
 from harness.workflows.load import LoadSettings, run_load
 
 PACKAGE = Path(__file__).resolve().parents[2] / "harness"
@@ -66,24 +67,28 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
-def _settings(out: Path, **more: Any) -> LoadSettings:
-    return LoadSettings(spec=load_spec(None), load=RateLoad(20.0, 20.0), out_dir=out, telemetry=False, **more)
+def _settings(**more: Any) -> LoadSettings:
+    return LoadSettings(load=RateLoad(20.0, 20.0), telemetry=False, **more)
+
+
+def _context(out: Path, slo: Slo | None = None) -> RunContext:
+    return RunContext(out, spec=load_spec(None), slo=slo or Slo())
 
 
 def test_run_load_judges_the_load_and_records_the_verdict_with_its_slo(tmp_path, measured):
-    run = run_load(_settings(tmp_path / "load", slo=Slo(700.0, 0.02)), deployment=_Deployment())
+    run = run_load(_settings(), _context(tmp_path / "load", Slo(700.0, 0.02)), deployment=_Deployment())
     assert run.verdict == judge_load(run.result, Slo(700.0, 0.02)) and run.verdict.met
     record = load_run(run.out_dir)
     assert record.config["slo"] == {"p99_ms": 700.0, "max_error_rate": 0.02} and record.config["tier"] is None
     assert record.summary["verdict"] == run.verdict.to_dict()
-    strict = run_load(_settings(tmp_path / "strict"), deployment=_Deployment())
+    strict = run_load(_settings(), _context(tmp_path / "strict"), deployment=_Deployment())
     assert strict.verdict.outcome == NOT_MET
     assert strict.verdict.reasons == ["p99 640.0 ms > SLO 500 ms", "6 of 400 requests failed (1.50%) > SLO 1.00%"]
 
 
 def test_an_unknown_tier_is_refused_before_anything_is_measured(tmp_path, measured):
     with pytest.raises(ConfigError, match="tier='gold'"):
-        run_load(_settings(tmp_path / "load", tier="gold"), deployment=_Deployment())
+        run_load(_settings(tier="gold"), _context(tmp_path / "load"), deployment=_Deployment())
     assert measured == []
 
 
@@ -119,7 +124,7 @@ def test_a_load_scenarios_outcome_is_the_same_judgement_with_its_tier(tmp_path):
 def test_the_report_rebuilds_the_recorded_verdict_from_saved_data(tmp_path, measured):
     from harness.report.perf_sections import load_section, load_verdict
 
-    run = run_load(_settings(tmp_path / "load", slo=Slo(600.0, 0.01)), deployment=_Deployment())
+    run = run_load(_settings(), _context(tmp_path / "load", Slo(600.0, 0.01)), deployment=_Deployment())
     assert load_verdict(run.out_dir, run.result).to_dict() == run.verdict.to_dict()
     section = load_section(run.out_dir, run.result, tmp_path)
     assert section.failed and f"Verdict: {run.verdict.line()}." in section.paragraphs

@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 from harness.cpus import CpuPlan
 from harness.load.session import RateLoad
 from harness.results import load_run, new_run_record
+from harness.workflows.context import RunContext
 from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
 
@@ -55,9 +56,8 @@ def test_a_given_deployment_is_measured_once_its_events_kept_and_the_part_record
     parent = new_run_record("run", command=["harness", "run", "smoke"], inspect_torch=False, profile="smoke",
                             platform="local")
     deployment = _Deployment(tmp_path / "platform")
-    settings = LoadSettings(spec=load_spec(None), load=RateLoad(8.0, 5.0), out_dir=tmp_path / "load",
-                            cpus=CpuPlan(None, (1,)), telemetry=False)
-    run = run_load(settings, deployment=deployment, parent=parent)
+    settings = LoadSettings(load=RateLoad(8.0, 5.0), cpus=CpuPlan(None, (1,)), telemetry=False)
+    run = run_load(settings, RunContext(tmp_path / "load", spec=load_spec(None), parent=parent), deployment=deployment)
     assert len(calls) == 1 and calls[0]["deployment"] is deployment and calls[0]["generator_cpus"] == (1,)
     assert calls[0]["telemetry"] is False and calls[0]["metadata"]["cpu_plan"] == {"service": None, "generator": [1]}
     assert not deployment.closed  # whoever deployed it tears it down
@@ -78,10 +78,9 @@ def test_without_a_deployment_each_round_deploys_and_the_run_is_its_own(tmp_path
         return {"requests": 3, "p99_ms": 12.0, "profile": load.model_dump(), "injected_fault": {"kind": arm.fault}}
 
     monkeypatch.setattr("harness.load.rounds.run_rounds", rounds)
-    settings = LoadSettings(spec=load_spec(None), load=RateLoad(8.0, 5.0), out_dir=tmp_path / "out", rounds=3,
-                            warmup_s=1.0, fault="slow-inference", fault_params={"factor": 1.1}, profile="steady",
-                            command=["harness", "load"])
-    run = run_load(settings)
+    settings = LoadSettings(load=RateLoad(8.0, 5.0), rounds=3, warmup_s=1.0, fault="slow-inference",
+                            fault_params={"factor": 1.1}, profile="steady", command=["harness", "load"])
+    run = run_load(settings, RunContext(tmp_path / "out", spec=load_spec(None)))
     assert seen["rounds"] == 3 and seen["warmup_s"] == 1.0 and seen["arm"].fault_params == {"factor": 1.1}
     record = load_run(run.out_dir)
     assert record.command == ["harness", "load"] and record.profile == "steady" and record.parts == {}
@@ -90,8 +89,8 @@ def test_without_a_deployment_each_round_deploys_and_the_run_is_its_own(tmp_path
 
 @pytest.mark.parametrize("field, value", [("rounds", 2), ("fault", "slow-inference"), ("warmup_s", 1.0)])
 def test_a_given_deployment_refuses_what_needs_fresh_deployments(tmp_path, calls, field, value):
-    settings = LoadSettings(spec=load_spec(None), load=RateLoad(8.0, 5.0), out_dir=tmp_path / "load", **{field: value})
+    settings = LoadSettings(load=RateLoad(8.0, 5.0), **{field: value})
     with pytest.raises(ConfigError, match=field):
-        run_load(settings, deployment=_Deployment(tmp_path / "platform"))
+        run_load(settings, RunContext(tmp_path / "load", spec=load_spec(None)), deployment=_Deployment(tmp_path / "platform"))
     assert calls == []
 

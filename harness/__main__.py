@@ -5,11 +5,11 @@ end in a traceback, or be swallowed by the library being imported (the command t
 `main` answers a noted one with one line and exit 130.
 """
 
-import signal
 import sys
 
-_noted: list[int] = []
-signal.signal(signal.SIGINT, lambda signum, _frame: _noted.append(signum))
+from harness.signals import note_interrupts
+
+_noted = note_interrupts()
 
 from harness.cli import main  # noqa: E402  (after the handler above, on purpose)
 

@@ -171,7 +171,7 @@ def git_info() -> dict[str, Any]:
     none = {"git_commit": None, "git_dirty": None}
 
     def git(*args: str) -> str | None:
-        # a blocking run, not the harness's spawner (harness.platforms.local.processes): git answers in
+        # a blocking run, not the harness's spawner (harness.processes): git answers in
         # milliseconds and is bounded by the timeout, so a harness killed meanwhile leaves it for no longer
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)

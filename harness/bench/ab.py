@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.cpus import CpuPlan, plan_cpus
 from harness.load.interleave import run_interleaved
 from harness.load.rounds import Arm
-from harness.load.session import CpuPlan, RateLoad, plan_cpus
+from harness.load.session import RateLoad
 
 __all__ = [
     "SIGNOFF_RATE_RPS",

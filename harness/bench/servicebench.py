@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,13 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import processes
+from harness.cpus import plan_cpus, usable_cpus
 from harness.errors import HarnessError
+from harness.signals import interrupts_held
 
 __all__ = ["BenchSettings", "TARGET_EFFICIENCY", "TARGET_SPEEDUP", "pick_cores", "ServerProcess", "run_service_bench"]
 
 TARGET_EFFICIENCY = 0.80
 TARGET_SPEEDUP = 2.0
 _READY_TIMEOUT_S = 300.0  # first use generates the weights (a few seconds; far longer for fp16 on CPU)
+_STOP_GRACE_S = 10.0  # a server drains on SIGTERM, a loop ends at the end of its input
 
 
 @dataclass
@@ -61,18 +64,14 @@ class BenchSettings:
 
 
 def pick_cores() -> tuple[list[int], list[int]]:
-    """Return ``(server_cores, client_cores)``: disjoint when 2+ cores are available, else shared."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= 2:
-        return cores[:1], cores[1:2]
-    return cores, cores
-
-
-def _pinned(cores: list[int]) -> Callable[[], None]:
-    def pin() -> None:  # runs in the child between fork and exec: threads it starts inherit the mask
-        os.sched_setaffinity(0, set(cores))
-
-    return pin
+    """Return ``(server_cores, client_cores)`` by `harness.cpus.plan_cpus`: the first of the service's CPUs
+    (one server core, as ``torch_threads`` defaults to 1) and the client's; both every usable CPU when
+    the plan pins nothing (a single core)."""
+    cores = usable_cpus()
+    plan = plan_cpus(cores)
+    server = list(plan.service[:1]) if plan.service else cores
+    client = list(plan.generator) if plan.generator else cores
+    return server, client
 
 
 class _Child:
@@ -88,17 +87,12 @@ class _Child:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("HARNESS_FAULT_TOKEN", None)  # the benchmark never needs the fault hooks
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.PIPE if self._stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-            preexec_fn=_pinned(self.cores),
-        )
+        env = {"PYTHONUNBUFFERED": "1", "HARNESS_FAULT_TOKEN": None}  # the benchmark never needs the fault hooks
+        with interrupts_held():  # an interrupt lands once the child is recorded here, for `stop` to end it
+            self.process = processes.spawn(
+                self.command, cpus=self.cores, env=env, stdin=subprocess.PIPE if self._stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            )
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -150,16 +144,11 @@ class _Child:
     def stop(self) -> None:
         """End the child: close stdin / SIGTERM (a server drains), then SIGKILL after 10 s."""
         process = self.process
-        if process is not None and process.poll() is None:
-            if self._stdin and process.stdin is not None:
-                process.stdin.close()
-            else:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            if self._stdin and process.stdin is not None and process.poll() is None:
+                process.stdin.close()  # its end of input: it exits by itself
+                processes.wait_bounded(process, _STOP_GRACE_S)
+            processes.stop(process, grace_s=_STOP_GRACE_S)
         self._stderr.close()
 
     def __enter__(self) -> "_Child":

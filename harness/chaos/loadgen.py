@@ -3,7 +3,7 @@
 `harness.load.rate.run_rate` and `harness.load.locust_runner.run_locust` run a load for a known
 duration and block until it ends. A chaos run does not know its length in advance (it measures until
 recovery), so this starts the same generator processes (the rate worker ``python -m
-harness.load.rate`` or the harness's locustfile under Locust, through `harness.load.child_process`)
+harness.load.rate`` or the harness's locustfile under Locust, through `harness.processes`)
 for an upper bound of time, and stops them once the measurement is over. Either way the generator
 writes ``requests.csv`` (`harness.request_records.RequestRecord`), the per-request data recovery is measured
 from. Locust is never imported here.
@@ -17,9 +17,10 @@ from typing import Any, Iterable, Literal
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
-from harness.load import child_process
+from harness import processes
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
+from harness.signals import interrupts_held
 from harness.validation import validate_model
 
 __all__ = ["FLUSH_S", "BackgroundLoad"]
@@ -58,29 +59,27 @@ class BackgroundLoad:
         self.users = int(users)
         self.model = model
         self.timeout_s = float(timeout_s)
-        self.cpus = child_process.validate_cpus(cpus)
+        self.cpus = processes.validate_cpus(cpus)
         self.requests_path = self.out_dir / REQUESTS_FILE
         self.log_path = self.out_dir / f"{kind}.log"
         self._proc = None
         self.exit_code: int | None = None
 
     def _argv_env(self) -> tuple[list[str], dict[str, str]]:
+        """The generator's command, from the load package's one builder of each (`rate_command`, `locust_command`)."""
         if self.kind == "rate":
-            from harness.load.rate import CONFIG_FILE, RateConfig
+            from harness.load.rate import RateConfig, rate_command
 
             config = validate_model(RateConfig, {
                 "host": self.host, "rate_rps": self.rate_per_s, "duration_s": self.max_duration_s,
                 "model": self.model, "timeout_s": self.timeout_s,
             }, source="chaos load")
-            config_path = self.out_dir / CONFIG_FILE
-            config_path.write_text(config.model_dump_json(), encoding="utf-8")
-            return child_process.python_argv("harness.load.rate", str(config_path)), {}
-        from harness.load.locust_runner import locust_argv
-        from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, build_profile
+            return rate_command(config, self.out_dir), {}
+        from harness.load.locust_runner import locust_command
+        from harness.load.profiles import build_profile
 
         profile = build_profile("steady", self.max_duration_s, users=self.users, model=self.model, request_timeout_s=self.timeout_s)
-        env = {ENV_PROFILE: profile.to_env(), ENV_MODEL: self.model, ENV_REQUESTS_FILE: str(self.requests_path), "PYTHONUNBUFFERED": "1"}
-        return locust_argv(self.host, profile, self.out_dir, stop_timeout_s=self.timeout_s), env
+        return locust_command(self.host, profile, self.out_dir, stop_timeout_s=self.timeout_s)
 
     def start(self) -> "BackgroundLoad":
         """Start the generator; return self once it has recorded its first request."""
@@ -91,8 +90,8 @@ class BackgroundLoad:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.requests_path.unlink(missing_ok=True)
         argv, env = self._argv_env()
-        with child_process.interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
-            self._proc = child_process.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
+        with interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
+            self._proc = processes.spawn(argv, cpus=self.cpus, env=env, log_path=self.log_path, cwd=self.out_dir)
         return self
 
     def wait_started(self) -> "BackgroundLoad":
@@ -103,7 +102,7 @@ class BackgroundLoad:
             if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise HarnessError(f"the {self.kind} load generator did not start: nothing recorded in {self.requests_path} "
-                                   f"(exit code {self.exit_code}); log ends:\n{child_process.log_tail(self.log_path)}")
+                                   f"(exit code {self.exit_code}); log ends:\n{processes.log_tail(self.log_path)}")
             time.sleep(0.05)
         return self
 
@@ -118,7 +117,7 @@ class BackgroundLoad:
         second before the stop may be missing: stop at least `FLUSH_S` after the window of interest.
         """
         if self._proc is not None and self.exit_code is None:
-            self.exit_code = child_process.stop(self._proc, grace_s=self.timeout_s + 2.0)
+            self.exit_code = processes.stop(self._proc, grace_s=self.timeout_s + 2.0)
         return self.records()
 
     def records(self) -> list[RequestRecord]:

@@ -1,13 +1,12 @@
 """What one chaos run is: the experiment, the topology, the preset, the SLA, and where it runs.
 
-`ChaosRunSettings` is what `harness.workflows.chaos.ChaosRun` executes; `split_cpus` decides which
-CPUs the replicas get and which the load and prober; `check_attachable` refuses, before anything
-runs, what an attached Kubernetes Deployment cannot do.
+`ChaosRunSettings` is what `harness.workflows.chaos.ChaosRun` executes (which CPUs the replicas get
+and which the load and prober: `harness.cpus.plan_cpus` with ``restarts``); `check_attachable`
+refuses, before anything runs, what an attached Kubernetes Deployment cannot do.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,7 @@ from harness.config import ServiceSpec
 from harness.errors import ConfigError
 from harness.platforms.target import PlatformTarget
 
-__all__ = ["ChaosRunSettings", "check_attachable", "split_cpus"]
-
-_MIN_CPUS_TO_PIN = 4
-
-
-def split_cpus() -> tuple[list[int] | None, list[int] | None]:
-    """Return (service CPUs, client CPUs): with 4+ CPUs the last one runs load and prober, the rest
-    the replicas; with fewer, nothing is pinned. On 2 cores, pinning every replica to one core lets a
-    restarting replica (imports, weights) starve the replica that is still serving, which says more
-    about the pinning than about the topology."""
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(allowed) < _MIN_CPUS_TO_PIN:
-        return None, None
-    return allowed[:-1], allowed[-1:]
+__all__ = ["ChaosRunSettings", "check_attachable"]
 
 
 @dataclass

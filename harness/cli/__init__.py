@@ -13,7 +13,6 @@ import argparse
 import importlib
 import os
 import pkgutil
-import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -22,7 +21,7 @@ from harness import __version__
 from harness.cli._exit_codes import exit_codes_help
 from harness.cli._options import validate_output_dirs
 from harness.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, HarnessError, UsageError
-from harness.load.child_process import interrupts_held
+from harness.signals import answer_interrupts, interrupts_held
 
 __all__ = ["main", "build_parser"]
 
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None, *, noted_interrupts: list[int] | Non
     prefix = "harness"  # "harness <command>" once the command is known
     try:
         if noted_interrupts is not None:  # the caller's noting handler gives way to the usual one
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            answer_interrupts()
         with interrupts_held():
             if noted_interrupts:
                 raise KeyboardInterrupt

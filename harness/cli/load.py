@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from typing import Any
 
@@ -126,10 +125,6 @@ def _validate_fault_kind(kind: str | None) -> None:
         raise ConfigError("--inject-fault", kind, f"unknown fault kind; choose one of {', '.join(FAULT_KINDS)}")
 
 
-def _raise_interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _slo(args: argparse.Namespace) -> Any:
     """Return the `harness.slo.Slo` of --p99-ms and --max-error-rate; raise ConfigError naming the flag."""
     from harness.errors import ConfigError
@@ -146,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     return 0. Raises HarnessError subclasses."""
     from harness.cli._display import ProgressDisplay
     from harness.load.rounds import parse_fault_params
-    from harness.load.session import CpuPlan, plan_cpus
+    from harness.cpus import CpuPlan, plan_cpus
+    from harness.signals import sigterm_like_ctrl_c
     from harness.workflows.context import RunContext
     from harness.workflows.load import LoadSettings, run_load
 
@@ -163,11 +159,8 @@ def run(args: argparse.Namespace) -> int:
     )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     context = RunContext(args.out, platform=args.platform, spec=spec, slo=slo, progress=say)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM tears down like Ctrl-C
-    try:
+    with sigterm_like_ctrl_c():
         load = run_load(settings, context)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     result = load.result
     say(_summary_line(result))
     if result.get("generator_saturated"):

@@ -8,7 +8,6 @@ and exits 0. A bad spec or flag exits 2 naming the field.
 from __future__ import annotations
 
 import argparse
-import signal
 import tempfile
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 from harness.config import TOPOLOGIES
 from harness.errors import ConfigError
 from harness.paths import path_type, validate_output_dir, validate_output_file
+from harness.signals import INTERRUPTS, on_signals
 
 __all__ = ["register", "run_up"]
 
@@ -56,8 +56,7 @@ def run_up(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, topology=args.topology, replicas=args.replicas)
     workdir = args.workdir if args.workdir else Path(tempfile.mkdtemp(prefix="harness-up-"))
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_signals(INTERRUPTS, lambda *_: stop.set()):
         started = time.monotonic()
         deployment = deploy(spec, workdir=workdir, state_path=args.state_file,
                             use_cgroups=not args.no_cgroups)
@@ -69,9 +68,6 @@ def run_up(args: argparse.Namespace) -> int:
             _stay_up(deployment, spec.replica_count, stop, started, args.for_s)
             _say("tearing down")
         _say("down")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
 
 

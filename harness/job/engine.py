@@ -20,14 +20,12 @@ run; 130 interrupted. Bad input is rejected (exit 2) before any stage starts, by
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from harness.errors import HarnessError, VerdictFailed
 from harness.job.outcomes import (
@@ -35,6 +33,7 @@ from harness.job.outcomes import (
     exit_code_for, format_clock, verdict_word,
 )
 from harness.platforms.target import PlatformTarget
+from harness.signals import INTERRUPTS, interrupting, on_signals
 
 __all__ = ["Stage", "JobContext", "Job"]
 
@@ -153,26 +152,15 @@ class Job:
 
     # ----- signals ----------------------------------------------------------------------------------
 
-    @contextmanager
-    def _signals(self, hold: bool) -> Iterator[None]:
-        """Raise KeyboardInterrupt on SIGINT and SIGTERM (``hold``: only note them); restore the old handlers."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def _signals(self, hold: bool) -> AbstractContextManager[None]:
+        """Return a context manager under which SIGINT and SIGTERM raise KeyboardInterrupt (``hold``: only
+        note them); the old handlers come back after it."""
+        if hold:  # teardown or the report is being written: finish it first
+            return on_signals(INTERRUPTS, lambda _signum, _frame: self._note_interrupt())
+        return interrupting(before=self._note_interrupt)
 
-        def interrupt(signum: int, _frame: Any) -> None:
-            self.context.interrupted = True
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-
-        def note(signum: int, _frame: Any) -> None:
-            self.context.interrupted = True  # teardown or the report is being written: finish it first
-
-        saved = {sig: signal.signal(sig, note if hold else interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, previous in saved.items():
-                signal.signal(sig, previous)
+    def _note_interrupt(self) -> None:
+        self.context.interrupted = True
 
     # ----- running ----------------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
     import time
 
     from harness.config import load_spec
-    from harness.load.session import plan_cpus
+    from harness.cpus import plan_cpus
     from harness.platforms import deploy
 
     if ctx.target.is_kubernetes:
@@ -179,7 +179,7 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
     import time
 
     from harness.config import load_spec
-    from harness.load.session import CpuPlan
+    from harness.cpus import CpuPlan
     from harness.platforms import deploy
 
     target, profile = ctx.target, ctx.profile

@@ -10,7 +10,7 @@ locustfile, which Locust loads in its own process, pulls in no more than it need
   concurrency mode), run as ``python -m harness.load.closed_loop``.
 - `harness.load.prober`: `Prober(host, timeline_path, interval_s=0.05)` (start/stop, context manager).
 - `harness.load.session`: `run_session(deployment, profile, out_dir)` (Locust + prober + telemetry ->
-  result.json) and `plan_cpus()`.
+  result.json); where it runs: `harness.cpus.plan_cpus`.
 - `harness.load.result`: `LoadResult`; `harness.load.cpu_sampler`: the ``generator_saturated`` rule.
 
 ``harness/load/locustfile.py`` imports Locust and must only ever be loaded by a Locust process.

@@ -31,13 +31,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from harness.cpus import CpuPlan
 from harness.errors import ConfigError
 from harness.load.profiles import LoadProfile
 from harness.load.rounds import (
     FAULT_MARGIN_S, READY_TIMEOUT_S, Arm, Progress, Teardown, close_deployment, inject_arm_fault, measure_round,
     round_dir_name, summarize_rounds, warm_up, write_result,
 )
-from harness.load.session import RESULT_FILE, CpuPlan, RateLoad, run_session
+from harness.load.session import RESULT_FILE, RateLoad, run_session
 from harness.paths import resolve_path
 
 __all__ = ["INTERLEAVE_ORDER", "DEPLOY_MODES", "interleave_schedule", "run_interleaved"]

@@ -15,14 +15,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from harness.load import child_process
+from harness import processes
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile
-from harness.load.result import LoadResult, result_from_records
+from harness.load.result import LoadResult, no_records_error, result_from_records
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
+from harness.signals import interrupts_held
 
-__all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "locust_figures", "run_locust"]
+__all__ = ["LOCUSTFILE", "LOCUST_PREFIX", "locust_argv", "locust_command", "locust_figures", "run_locust"]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_PREFIX = "locust"  # <out>/locust_stats.csv, locust_stats_history.csv, locust_failures.csv, ...
@@ -37,7 +38,7 @@ def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_
     shape finishes, so it cannot act as a backstop); the hard deadline in `run_locust` is the backstop.
     """
     prefix = str(out_dir / LOCUST_PREFIX)
-    return child_process.python_argv(
+    return processes.python_argv(
         "locust",
         "-f", str(LOCUSTFILE),
         "--headless",
@@ -48,6 +49,23 @@ def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_
         "--only-summary",
         "--loglevel", "INFO",
     )
+
+
+def locust_command(host: str, profile: LoadProfile, out_dir: Path, *,
+                   stop_timeout_s: float) -> tuple[list[str], dict[str, str]]:
+    """Return the argv and the environment that run ``profile`` against ``host`` with the harness's
+    locustfile, writing every request to ``<out_dir>/requests.csv`` (Locust's own files beside it).
+
+    The one builder of a Locust run: `run_locust` and the chaos run's background load
+    (`harness.chaos.loadgen`) start what it returns. ``out_dir`` must be absolute (the child runs in it).
+    """
+    env = {
+        ENV_PROFILE: profile.to_env(),
+        ENV_MODEL: profile.model,
+        ENV_REQUESTS_FILE: str(out_dir / REQUESTS_FILE),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return locust_argv(host, profile, out_dir, stop_timeout_s=stop_timeout_s), env
 
 
 def locust_figures(summary_path: Path) -> dict[str, object]:
@@ -115,34 +133,28 @@ def run_locust(
     requests_path = out / REQUESTS_FILE
     requests_path.unlink(missing_ok=True)  # the locustfile appends
     log_path = out / LOCUST_LOG
-    env = {
-        ENV_PROFILE: profile.to_env(),
-        ENV_MODEL: profile.model,
-        ENV_REQUESTS_FILE: str(requests_path),
-        "PYTHONUNBUFFERED": "1",
-    }
-    argv = locust_argv(host, profile, out, stop_timeout_s=stop_timeout_s)
+    argv, env = locust_command(host, profile, out, stop_timeout_s=stop_timeout_s)
     started_s = time.time()
     proc = sampler = None
     hard_killed = False
     try:
-        with child_process.interrupts_held():  # an interrupt lands only once the child is recorded here
-            proc = child_process.spawn(argv, cpus=cpus, env=env, log_path=log_path, cwd=out)
+        with interrupts_held():  # an interrupt lands only once the child is recorded here
+            proc = processes.spawn(argv, cpus=cpus, env=env, log_path=log_path, cwd=out)
             sampler = CpuSampler(proc.pid, cpu_interval_s).start()
         limit_s = profile.duration_s + stop_timeout_s + startup_grace_s if deadline_s is None else deadline_s
-        code = child_process.wait_bounded(proc, limit_s)
+        code = processes.wait_bounded(proc, limit_s)
         if code is None:
             hard_killed = True
-            code = child_process.stop(proc)
+            code = processes.stop(proc)
     finally:
         if sampler is not None:
             sampler.stop()
         if proc is not None and proc.poll() is None:  # interrupted or failed above: never leave Locust running
-            child_process.stop(proc)
+            processes.stop(proc)
     ended_s = time.time()
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
     if not records:  # a load run without records is a failed run, never an empty success
-        raise child_process.no_records_error("Locust", requests_path, code, log_path)
+        raise no_records_error("Locust", requests_path, code, log_path)
     first = min((r.intended_s for r in records), default=None)
     last = max((r.intended_s + r.latency_ms / 1000.0 for r in records), default=None)
     paths = {

@@ -29,11 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
-from harness.load import child_process, v2_client
+from harness import processes
+from harness.load import v2_client
 from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
 from harness.request_records import ProbeSample, append_records
+from harness.signals import interrupts_held
 from harness.validation import validate_model
 
 __all__ = ["ProberConfig", "ProberSummary", "Prober"]
@@ -202,7 +204,7 @@ class Prober:
             "host": host, "timeline_path": str(timeline), "model": model, "interval_s": interval_s,
             "timeout_s": timeout_s, "max_duration_s": max_duration_s,
         }, source="prober")
-        self.cpus = child_process.validate_cpus(cpus)
+        self.cpus = processes.validate_cpus(cpus)
         self.timeline_path = timeline
         self._config_path = timeline.with_name(timeline.stem + ".prober.json")
         self._proc = None
@@ -219,13 +221,13 @@ class Prober:
         self._config_path.write_text(self.config.model_dump_json(), encoding="utf-8")
         log_path = self.timeline_path.with_name(self.timeline_path.stem + ".prober.log")
         self._started_s = time.time()
-        with child_process.interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
-            self._proc = child_process.spawn(child_process.python_argv("harness.load.prober", str(self._config_path)),
+        with interrupts_held():  # an interrupt must find the child recorded, for `stop` to end it
+            self._proc = processes.spawn(processes.python_argv("harness.load.prober", str(self._config_path)),
                                              cpus=self.cpus, log_path=log_path)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.timeline_path.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:
-                child_process.stop(self._proc)
+                processes.stop(self._proc)
                 tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:] if log_path.exists() else ""
                 raise HarnessError(f"the prober did not start (exit code {self._proc.returncode}); its log ends:\n{tail}")
             time.sleep(0.02)
@@ -242,7 +244,7 @@ class Prober:
             return self.summary
         if self._proc is None:
             raise HarnessError("the prober was never started")
-        child_process.stop(self._proc, grace_s=self.config.timeout_s + STOP_GRACE_S)
+        processes.stop(self._proc, grace_s=self.config.timeout_s + STOP_GRACE_S)
         stopped_s = time.time()
         try:
             data = json.loads(self._config_path.with_suffix(".summary.json").read_text(encoding="utf-8"))

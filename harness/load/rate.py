@@ -30,16 +30,18 @@ from typing import Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config import DEFAULT_MODEL
-from harness.load import child_process, v2_client
+from harness import processes
+from harness.load import v2_client
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import check_http_url, check_model_name
-from harness.load.result import LoadResult, result_from_records
+from harness.load.result import LoadResult, no_records_error, result_from_records
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, RequestRecord, append_records, read_records
+from harness.signals import interrupts_held
 from harness.validation import validate_model
 
-__all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "run_rate", "LAG_TOLERANCE_MS"]
+__all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "rate_command", "run_rate", "LAG_TOLERANCE_MS"]
 
 LAG_TOLERANCE_MS = 50.0  # p99 send lag above this: the generator did not keep its schedule
 STARTUP_GRACE_S = 20.0
@@ -215,6 +217,17 @@ def _worker_main(config_path: str) -> int:
 # ---- the harness side ------------------------------------------------------------------------------
 
 
+def rate_command(config: RateConfig, out_dir: Path) -> list[str]:
+    """Write ``config`` to ``<out_dir>/rate_config.json``; return the argv of the rate worker that runs it.
+
+    The one builder of a rate-generator run: `run_rate` and the chaos run's background load
+    (`harness.chaos.loadgen`) start what it returns. ``out_dir`` must be absolute (the child gets its paths).
+    """
+    config_path = out_dir / CONFIG_FILE
+    config_path.write_text(config.model_dump_json(), encoding="utf-8")
+    return processes.python_argv("harness.load.rate", str(config_path))
+
+
 def run_rate(
     host: str,
     out_dir: str | Path,
@@ -249,28 +262,26 @@ def run_rate(
     requests_path, summary_path, log_path = out / REQUESTS_FILE, out / SUMMARY_FILE, out / LOG_FILE
     for stale in (requests_path, summary_path):
         stale.unlink(missing_ok=True)
-    config_path = out / CONFIG_FILE
-    config_path.write_text(config.model_dump_json(), encoding="utf-8")
+    argv = rate_command(config, out)
     started_s = time.time()
     proc = sampler = None
     hard_killed = False
     try:
-        with child_process.interrupts_held():  # an interrupt lands only once the child is recorded here
-            proc = child_process.spawn(child_process.python_argv("harness.load.rate", str(config_path)), cpus=cpus,
-                                       log_path=log_path)
+        with interrupts_held():  # an interrupt lands only once the child is recorded here
+            proc = processes.spawn(argv, cpus=cpus, log_path=log_path)
             sampler = CpuSampler(proc.pid).start()
-        code = child_process.wait_bounded(proc, duration_s + timeout_s + startup_grace_s)
+        code = processes.wait_bounded(proc, duration_s + timeout_s + startup_grace_s)
         if code is None:
             hard_killed = True
-            code = child_process.stop(proc)
+            code = processes.stop(proc)
     finally:
         if sampler is not None:
             sampler.stop()
         if proc is not None and proc.poll() is None:
-            child_process.stop(proc)
+            processes.stop(proc)
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
     if not records:
-        raise child_process.no_records_error("the rate generator", requests_path, code, log_path)
+        raise no_records_error("the rate generator", requests_path, code, log_path)
     lag = _read_lag(summary_path, len(records))
     first = min(r.intended_s for r in records)
     cpu = sampler.stats(first, first + duration_s)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Iterable
 
+from harness.errors import HarnessError
 from harness.load.cpu_sampler import CpuStats
 from harness.measure.percentiles import summarize
+from harness.processes import log_tail
 from harness.request_records import RequestRecord
 
-__all__ = ["LoadResult", "result_from_records"]
+__all__ = ["LoadResult", "result_from_records", "no_records_error"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +78,14 @@ def result_from_records(
         paths=paths,
         extra=dict(extra or {}),
     )
+
+
+def no_records_error(generator: str, requests_path: Path, exit_code: int | None, log_path: Path) -> HarnessError:
+    """Return the error of a load generator that recorded no request: a failed run, never an empty success.
+
+    Its first line names the records file (absolute: the generator was handed that path) and the
+    generator's exit code; the log's tail follows on the next lines.
+    """
+    state = "is empty" if requests_path.exists() else "was not written"
+    return HarnessError(f"{generator} recorded no request: {requests_path} {state} (exit code {exit_code}); "
+                        f"its log {log_path} ends:\n{log_tail(log_path)}")

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from harness.cpus import CpuPlan
 from harness.errors import ConfigError
 from harness.load.profiles import LoadProfile
-from harness.load.session import RESULT_FILE, CpuPlan, RateLoad, run_session
+from harness.load.session import RESULT_FILE, RateLoad, run_session
 from harness.paths import resolve_path
 
 __all__ = [

@@ -5,8 +5,8 @@ replica telemetry (1 Hz) and the client-side prober, runs the Locust profile or,
 the open-loop rate generator (blocking, bounded),
 stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
 timeline and telemetry. A progress callback that takes beats (`harness.load.heartbeat.LoadProgress`)
-gets the load so far every few seconds while it runs. `plan_cpus` decides where the service and the
-generator run.
+gets the load so far every few seconds while it runs. Where the service and the generator run is
+`harness.cpus.plan_cpus`'s to decide.
 """
 
 from __future__ import annotations
@@ -31,22 +31,10 @@ from harness.load.result import LoadResult
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, TIMELINE_FILE
 
-__all__ = ["RESULT_FILE", "CpuPlan", "RateLoad", "plan_cpus", "run_session", "machine_info"]
+__all__ = ["RESULT_FILE", "RateLoad", "run_session", "machine_info"]
 
 RESULT_FILE = "result.json"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """CPUs for the service (replicas and balancer) and for the load generator and prober; None: unpinned."""
-
-    service: tuple[int, ...] | None
-    generator: tuple[int, ...] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"service": list(self.service) if self.service else None,
-                "generator": list(self.generator) if self.generator else None}
 
 
 @dataclass(frozen=True)
@@ -64,17 +52,6 @@ class RateLoad:
         """Return the load's description for result.json (as `LoadProfile.model_dump` does)."""
         return {"kind": self.kind, "rate_rps": self.rate_rps, "duration_s": self.duration_s, "model": self.model,
                 "request_rows": self.request_rows, "arrival": "constant"}
-
-
-def plan_cpus(available: Iterable[int] | None = None) -> CpuPlan:
-    """Return the CPU split: the last usable CPU for the generator and prober, the rest for the service.
-
-    With a single usable CPU nothing is pinned (both share it; results say so through the plan).
-    """
-    cpus = sorted(os.sched_getaffinity(0) if available is None else set(available))
-    if len(cpus) < 2:
-        return CpuPlan(None, None)
-    return CpuPlan(service=tuple(cpus[:-1]), generator=(cpus[-1],))
 
 
 def machine_info() -> dict[str, Any]:

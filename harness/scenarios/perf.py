@@ -74,7 +74,7 @@ class DeploymentFactory:
         """
         from harness.config import load_spec
         from harness.errors import PlatformUnavailable
-        from harness.load.session import plan_cpus
+        from harness.cpus import plan_cpus
         from harness.platforms import deploy
 
         if self.session.replaying:
@@ -157,7 +157,7 @@ class LoadScenarios:
         Raises ConfigError for a bad profile, HarnessError when the generator or prober cannot run.
         """
         from harness.load.profiles import build_profile
-        from harness.load.session import CpuPlan, plan_cpus
+        from harness.cpus import CpuPlan, plan_cpus
         from harness.measure.sla_config import TIER_FOR_TOPOLOGY
         from harness.workflows.load import LoadSettings, run_load
 

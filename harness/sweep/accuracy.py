@@ -32,10 +32,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from harness import processes
 from harness.config import PRECISIONS, default_weights_dir
 from harness.errors import ConfigError
-from harness.load import child_process
 from harness.paths import resolve_path
+from harness.signals import interrupts_held
 
 __all__ = ["REFERENCE_PRECISION", "AccuracyDrift", "compare_outputs", "measure_accuracy", "measure_plan_accuracy",
            "forward_budget_s"]
@@ -140,17 +141,17 @@ def measure_accuracy(
     try:
         # the one spawner: pinned, own session, SIGKILLed with the harness (so: from the main thread);
         # an interrupt lands only once the child is recorded here, for the finally below to stop it
-        with child_process.interrupts_held():
-            proc = child_process.spawn(child_process.python_argv("harness.sweep.accuracy", json.dumps(job)),
-                                       cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with interrupts_held():
+            proc = processes.spawn(processes.python_argv("harness.sweep.accuracy", json.dumps(job)),
+                                   cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate(timeout=time_budget_s + forward_s + 15.0)  # + torch import and model load
     except subprocess.TimeoutExpired:
         timed_out = True
-        child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
+        processes.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
         out, err = proc.communicate()
     finally:
         if proc is not None and proc.poll() is None:
-            child_process.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
+            processes.stop(proc, grace_s=0, first_signal=signal.SIGKILL)
     out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     results = {}
     forward: dict[str, Any] = {}

@@ -26,29 +26,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from harness import processes
 from harness.config import ServiceConfig, ServiceSpec
+from harness.cpus import CpuPlan, plan_cpus
 from harness.errors import DeploymentError, HarnessError
 from harness.sweep.grid import CONCURRENCY, RATE, SweepPlan, WindowMeasurement
+from harness.signals import interrupts_held
 from harness.sweep.points import PointTimeout, Precheck
 
-__all__ = ["split_cpus", "LocalSession", "LocalSweepBackend"]
+__all__ = ["LocalSession", "LocalSweepBackend"]
 
 ARRIVAL = "poisson"
 TELEMETRY_INTERVAL_S = 0.5
 LAG_TOLERANCE_MS = 50.0  # as the rate generator's own rule: p99 send lag above this is a lagging generator
 CLIENT_SATURATED_PERCENT = 90.0  # a closed-loop generator this busy limits what it measures
 CLOSED_RERUN_WARMUP_S = 0.3  # each closed-loop window opens its connections anew
-
-
-def split_cpus(cpus: list[int] | None = None) -> tuple[list[int], list[int] | None]:
-    """Return (service CPUs, generator CPUs): the generator gets the last core, the service the rest.
-
-    On a single core both share it (generator CPUs None: no pinning).
-    """
-    usable = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
-    if len(usable) < 2:
-        return usable, None
-    return usable[:-1], usable[-1:]
 
 
 def _median(values: list[float]) -> float:
@@ -159,25 +151,23 @@ class LocalSession:
     def _measure_clients(self, clients: int, *, warmup_s: float, window_s: float, count: int,
                          timeout_s: float) -> list[WindowMeasurement]:
         """Run ``clients`` closed-loop clients for a warm-up and ``count`` windows; return the windows."""
-        from harness.load import child_process
-
         duration_s = warmup_s + count * (window_s + CLOSED_RERUN_WARMUP_S)
         if timeout_s < duration_s + 2.0:
             raise PointTimeout(f"{duration_s:g} s of load does not fit the {timeout_s:.0f} s left")
         self.runs += 1
         workdir = self.workdir / f"clients-{self.runs:03d}-{clients}"
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = child_process.python_argv("harness.load.closed_loop", "--windows", "--model", self.plan.model,
-                                         "--concurrency", str(clients))
+        argv = processes.python_argv("harness.load.closed_loop", "--windows", "--model", self.plan.model,
+                                     "--concurrency", str(clients))
         requests = "".join(json.dumps({"url": self.target, "duration_s": window_s,
                                        "warmup_s": warmup_s if index == 0 else CLOSED_RERUN_WARMUP_S}) + "\n"
                            for index in range(count))
         deadline = time.monotonic() + timeout_s
         proc = None
         try:
-            with child_process.interrupts_held():  # a teardown below always finds the child
-                proc = child_process.spawn(argv, cpus=self.generator_cpus, log_path=workdir / "loadgen.log",
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            with interrupts_held():  # a teardown below always finds the child
+                proc = processes.spawn(argv, cpus=self.generator_cpus, log_path=workdir / "loadgen.log",
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             proc.stdin.write(requests.encode("utf-8"))
             proc.stdin.close()
             results = []
@@ -189,10 +179,10 @@ class LocalSession:
                     break
         finally:
             if proc is not None:
-                child_process.stop(proc, grace_s=1.0)
+                processes.stop(proc, grace_s=1.0)
                 proc.stdout.close()
         if len(results) < count:
-            tail = child_process.log_tail(workdir / "loadgen.log")
+            tail = processes.log_tail(workdir / "loadgen.log")
             raise HarnessError(f"the closed-loop generator returned {len(results)} of {count} windows: {tail}")
         telemetry = self.sampler.rows() if self.sampler is not None else []
         windows = []
@@ -268,14 +258,13 @@ class LocalSweepBackend:
     """Deploys each configuration on the local platform (the `SweepBackend` of `harness.sweep.points`)."""
 
     def __init__(self, plan: SweepPlan, workdir: str | Path, *, replicas: int = 1,
-                 service_cpus: list[int] | None = None, generator_cpus: list[int] | None = None,
-                 telemetry: bool = True, direct: bool | None = None) -> None:
-        default_service, default_generator = split_cpus()
+                 cpus: CpuPlan | None = None, telemetry: bool = True, direct: bool | None = None) -> None:
+        cpus = cpus if cpus is not None else plan_cpus(replicas=replicas)  # where the service and the generator run
         self.plan = plan
         self.workdir = Path(workdir)
         self.replicas = replicas
-        self.service_cpus = service_cpus if service_cpus is not None else default_service
-        self.generator_cpus = generator_cpus if generator_cpus is not None else default_generator
+        self.service_cpus = cpus.service
+        self.generator_cpus = cpus.generator
         self.telemetry = telemetry
         # direct: load goes to the replica itself (one replica only); else through the front balancer
         self.direct = (replicas == 1) if direct is None else (direct and replicas == 1)

@@ -13,12 +13,12 @@ check come from `harness.sweep.capacity`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from harness.config import PRECISIONS
+from harness.cpus import plan_cpus, usable_cpus
 from harness.errors import ConfigError
 
 __all__ = ["CAPACITY_JSON", "CapacitySettings", "validate_capacity_settings", "capacity_plan", "measure_capacity"]
@@ -87,28 +87,27 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
     """
     from harness.jsonfile import write_json
     from harness.sweep.capacity import check_linear_scaling
-    from harness.sweep.local import LocalSweepBackend, split_cpus
+    from harness.sweep.local import LocalSweepBackend
     from harness.sweep.maxrate import find_max_rate
 
     validate_capacity_settings(settings)
-    cores = sorted(os.sched_getaffinity(0))
+    cores = usable_cpus() or [0]  # [0]: a platform that cannot pin; one core counted
     allowed = min(settings.max_replicas or len(cores), len(cores))
     plan = capacity_plan(settings)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    service_cpus, generator_cpus = split_cpus(cores)
+    generator_cpus = plan_cpus(cores).generator
     measured: dict[int, float] = {}
     what = f"{settings.precision} batch={settings.batch_size}"
 
     def measure_replicas(count: int):
         # one replica gets the service cores and is measured directly, as the sweep measures it; more
         # replicas than those share every core (said in the note) and take traffic through the balancer
-        cpus = service_cpus if count <= len(service_cpus) else cores
-        backend = LocalSweepBackend(plan, out / "deployments", replicas=count, service_cpus=cpus,
-                                    generator_cpus=generator_cpus)
+        cpus = plan_cpus(cores, replicas=count)
+        backend = LocalSweepBackend(plan, out / "deployments", replicas=count, cpus=cpus)
         route = "directly" if backend.direct else "through the front balancer"
-        progress(f"replicas={count}: deploying {what} on CPU {cpus}, generator on CPU {generator_cpus or 'shared'}, "
-                 f"load {route} ...")
+        progress(f"replicas={count}: deploying {what} on CPU {list(cpus.service or cores)}, generator on CPU "
+                 f"{list(cpus.generator) if cpus.generator else 'shared'}, load {route} ...")
         with backend.open(settings.precision, settings.batch_size, ready_timeout_s=plan.ready_timeout_s) as session:
             def started(pre, start_rps: float) -> None:
                 source = f"pre-check {pre.detail}" if pre is not None else f"expected {count} x {measured[1]:.1f} rps"
@@ -129,13 +128,14 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
                                     f"(predicted {p.predicted_rps:.1f}, ratio {p.ratio:.2f})"),
     )
     data = check.to_dict()
-    shared = len(cores) < 2 or any(p.replicas > len(service_cpus) for p in check.points)
+    shared = any(plan_cpus(cores, replicas=p.replicas).shared for p in check.points)
     if shared:
         data["note"] = "; ".join(filter(None, [data["note"], (
             f"with {max(p.replicas for p in check.points)} replicas on {len(cores)} cores the replicas share cores with "
             "the load generator and the front balancer, so the check includes that contention")]))
     data["config"] = {"model": plan.model, "precision": settings.precision, "max_batch_size": settings.batch_size,
-                      "max_queue_delay_ms": plan.max_queue_delay_ms, "cores": cores, "generator_cpus": generator_cpus,
+                      "max_queue_delay_ms": plan.max_queue_delay_ms, "cores": cores,
+                      "generator_cpus": list(generator_cpus) if generator_cpus else None,
                       "settings": settings.to_dict(), "one_replica_measured": "directly, as the sweep"}
     write_json(out / CAPACITY_JSON, data)
     return data

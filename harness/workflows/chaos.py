@@ -22,16 +22,17 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from harness.chaos.experiment import ENV_RECOVERY_TIMEOUT_S, ENV_SLO_LATENCY_MS, ENV_STATE_FILE
 from harness.chaos.observers import Observers
-from harness.chaos.settings import ChaosRunSettings, split_cpus
+from harness.chaos.settings import ChaosRunSettings
+from harness.cpus import plan_cpus
 from harness.errors import DeploymentError, HarnessError
 from harness.paths import resolve_path
 from harness.platforms.base import copy_events
 from harness.request_records import TIMELINE_FILE, ProbeSample, read_records
+from harness.signals import INTERRUPTS, on_signals
 
 __all__ = ["ChaosRun"]
 
@@ -86,18 +87,6 @@ class ChaosRun:
     def _hold_signal(self, signum: int, _frame: Any) -> None:
         self.interrupted = True  # cleanup is under way: remember, do not break it
 
-    @contextmanager
-    def _signals(self, handler) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        saved = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, previous in saved.items():
-                signal.signal(sig, previous)
-
     def _enter(self, phase: str) -> None:
         """Start ``phase``; the time spent in the previous one goes into ``phase_s`` (result.json)."""
         now = time.monotonic()
@@ -114,7 +103,7 @@ class ChaosRun:
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         failure: BaseException | None = None
-        with self._signals(self._on_signal):
+        with on_signals(INTERRUPTS, self._on_signal):
             try:
                 self._run_phases()
             except KeyboardInterrupt:
@@ -123,12 +112,12 @@ class ChaosRun:
                 failure = exc
                 self.errors.append(str(exc))
             finally:
-                with self._signals(self._hold_signal):
+                with on_signals(INTERRUPTS, self._hold_signal):
                     ended_in = self.phase
                     self._enter("teardown")
                     self._finish()
                     self._enter(ended_in)
-        with self._signals(self._hold_signal):
+        with on_signals(INTERRUPTS, self._hold_signal):
             result = self._judge()
         if failure is not None and not self.interrupted:
             raise failure
@@ -160,7 +149,7 @@ class ChaosRun:
         from harness.platforms import deploy
 
         self._enter("deploy")
-        service_cpus, _ = split_cpus()
+        service_cpus = plan_cpus(restarts=True).service  # replicas are killed and restart during the run
         self._say(f"deploying {self.spec.topology} ({self.spec.replica_count} replica(s))")
         self.deployed_at = time.time()
         target = self.settings.target
@@ -170,7 +159,7 @@ class ChaosRun:
 
     def _start_measuring(self) -> None:
         self._enter("start-measuring")
-        _, client_cpus = split_cpus()
+        client_cpus = plan_cpus(restarts=True).generator
         sample = not self.settings.target.is_kubernetes  # pods run on other nodes: their CPU/RSS/GPU are not ours
         self.observers.start(self.deployment, self.out_dir, preset=self.preset, experiment=self.experiment,
                              model=self.spec.service.model, cpus=client_cpus, max_duration_s=self._max_duration_s(),
@@ -348,7 +337,7 @@ class ChaosRun:
         from harness.results import ARTIFACT_FILES, new_run_record, save_run
 
         record = new_run_record(
-            "chaos", inspect_torch=False, profile=self.preset.name, platform=self.settings.target.platform,
+            "chaos", inspect_torch=False, preset=self.preset.name, platform=self.settings.target.platform,
             topology=self.spec.topology,
             config={"experiment": str(self.experiment.path), "fault": self.experiment.fault, "tier": self.tier,
                     "slo_latency_ms": self.slo_latency_ms, "spec": result["spec"], "sla": self.sla.model_dump(mode="json")},

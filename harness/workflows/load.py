@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from harness.cpus import CpuPlan
 from harness.errors import ConfigError
 from harness.load.profiles import LoadProfile
-from harness.load.session import CpuPlan, RateLoad
+from harness.load.session import RateLoad
 from harness.measure.load_verdict import LoadVerdict, judge_saved_load, validate_tier
 from harness.results import ARTIFACT_FILES, RunRecord, new_part_record, new_run_record, save_run
 from harness.workflows.context import RunContext

@@ -43,8 +43,9 @@ def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
     ``context`` gives the output directory, the progress callback and the parent run. Any error is recorded in run.json as the run's
     failure and raised. A point that cannot be measured is recorded in sweep.csv, not raised.
     """
+    from harness.cpus import plan_cpus
     from harness.sweep.accuracy import measure_plan_accuracy
-    from harness.sweep.local import LocalSweepBackend, split_cpus
+    from harness.sweep.local import LocalSweepBackend
     from harness.sweep.loop import measure_sweep
     from harness.sweep.table import format_probe, format_progress
 
@@ -52,22 +53,23 @@ def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
     plan = settings.plan
     out = context.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    service_cpus, generator_cpus = split_cpus()
+    cpus = plan_cpus()
     fields: dict[str, Any] = {"config": plan.to_dict(), "topology": "single"}
     record = (new_run_record("sweep", profile=plan.preset, platform="local", **fields) if parent is None
               else new_part_record(parent, "sweep", out.name, **fields))
     save_run(out, record)
     search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""
     say(f"sweep {plan.preset}: {len(plan.precisions)} precision(s) x {len(plan.batch_sizes)} batch size(s) x "
-        f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}{search}; service on CPU {service_cpus}, "
-        f"generator on CPU {generator_cpus or 'shared'}; writing {out / SWEEP_CSV}")
+        f"{len(plan.load_levels)} {plan.load_mode} level(s) of {plan.model}{search}; service on CPU "
+        f"{list(cpus.service) if cpus.service else 'all'}, generator on CPU "
+        f"{list(cpus.generator) if cpus.generator else 'shared'}; writing {out / SWEEP_CSV}")
 
     def accuracy(p: SweepPlan) -> list[Any]:
         if not settings.accuracy:
             return []
         say(f"accuracy drift: {', '.join(p.precisions)} against fp32 on {p.accuracy_samples} seeded inputs, forward "
             f"pass timed at batch {', '.join(map(str, p.batch_sizes))} ...")
-        drifts = measure_plan_accuracy(p, cpus=service_cpus)
+        drifts = measure_plan_accuracy(p, cpus=cpus.service)
         for d in drifts:
             timed = ", ".join(f"batch {b} {ms:.2f} ms" for b, ms in d.forward_ms_by_batch.items())
             say(f"  {d.precision}: {d.status} max_abs_error {d.max_abs_error:.3g} mean_abs_error {d.mean_abs_error:.3g} "
@@ -78,7 +80,7 @@ def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
         say(format_progress(done, total, point.key.label(plan.load_mode), point.status, point.windows, point.reason,
                             elapsed_s, eta_s))
 
-    backend = LocalSweepBackend(plan, out / "deployments", service_cpus=service_cpus, generator_cpus=generator_cpus)
+    backend = LocalSweepBackend(plan, out / "deployments", cpus=cpus)
     try:
         outcome = measure_sweep(plan, backend, out, accuracy=accuracy, progress=point_done,
                                 on_probe=lambda precision, batch, probe: say(format_probe(precision, batch, probe)))

@@ -7,7 +7,7 @@ import pytest
 from harness.chaos.activities import availability_over_last
 from harness.chaos.experiment import load_experiment
 from harness.chaos.presets import get_chaos_preset
-from harness.chaos.settings import ChaosRunSettings, split_cpus
+from harness.chaos.settings import ChaosRunSettings
 from harness.errors import ConfigError
 from harness.request_records import ProbeSample, write_records
 
@@ -39,11 +39,6 @@ def test_a_bad_user_spec_names_the_field():
     with pytest.raises(ConfigError) as info:
         _settings(spec_data={"probes": {"readiness": {"path": "/r", "periodSeconds": -1}}}).spec()
     assert info.value.field == "probes.readiness.periodSeconds"
-
-
-def test_small_machines_pin_nothing():
-    service, clients = split_cpus()
-    assert (service, clients) == (None, None) or (len(clients) == 1 and clients[0] not in service)
 
 
 def test_availability_over_the_last_seconds_of_a_timeline(tmp_path):

@@ -1,6 +1,6 @@
 """Test helper: a stand-in load generator that writes down what it was handed and records nothing.
 
-`hand_over_to_fake` makes `harness.load.child_process.python_argv` (which builds the argv of Locust,
+`hand_over_to_fake` makes `harness.processes.python_argv` (which builds the argv of Locust,
 the rate worker and the prober) start a tiny Python program instead. That program writes its working
 directory, its arguments and the harness's file-path environment variables to a JSON file, then exits
 with the code asked for, so a test can check that a child got absolute paths only and that a run
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.load import child_process
+from harness import processes
 
 PATH_ENV = ("HARNESS_REQUESTS_FILE",)  # the file paths a generator is handed through its environment
 _PROGRAM = """
@@ -28,9 +28,9 @@ sys.exit({code})
 
 
 def hand_over_to_fake(monkeypatch: Any, seen_path: Path, exit_code: int = 0) -> None:
-    """Make every generator started through `child_process.python_argv` the fake, writing ``seen_path``."""
+    """Make every generator started through `processes.python_argv` the fake, writing ``seen_path``."""
     program = _PROGRAM.format(env=PATH_ENV, seen=str(seen_path), code=exit_code)
-    monkeypatch.setattr(child_process, "python_argv", lambda _module, *args: [sys.executable, "-c", program, *args])
+    monkeypatch.setattr(processes, "python_argv", lambda _module, *args: [sys.executable, "-c", program, *args])
 
 
 def read_seen(seen_path: Path, timeout_s: float = 20.0) -> dict[str, Any]:

@@ -113,20 +113,20 @@ def test_in_flight_cap_records_overflow_as_errors_and_never_skips_the_schedule(s
 def test_sigterm_ends_the_generator_early_with_every_sent_request_flushed(standin, tmp_path):
     import json
 
-    from harness.load import child_process
+    from harness import processes
     from harness.load.rate import CONFIG_FILE, SUMMARY_FILE, RateConfig
     from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 
     config = RateConfig(host=standin.url, rate_rps=100, duration_s=60)
     (tmp_path / CONFIG_FILE).write_text(config.model_dump_json())
-    proc = child_process.spawn(child_process.python_argv("harness.load.rate", str(tmp_path / CONFIG_FILE)))
+    proc = processes.spawn(processes.python_argv("harness.load.rate", str(tmp_path / CONFIG_FILE)))
     try:
         deadline = time.monotonic() + 30
         while not (tmp_path / REQUESTS_FILE).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
     finally:
-        code = child_process.stop(proc, grace_s=10)
+        code = processes.stop(proc, grace_s=10)
     assert code == 0  # a clean exit, not a kill
     summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
     records = list(read_records(tmp_path / REQUESTS_FILE, RequestRecord))

@@ -16,7 +16,8 @@ from harness.load import interleave as interleave_module
 from harness.load import rounds as rounds_module
 from harness.load.interleave import interleave_schedule, run_interleaved
 from harness.load.rounds import Arm, parse_fault_params, run_rounds, summarize_rounds
-from harness.load.session import CpuPlan, RateLoad
+from harness.cpus import CpuPlan
+from harness.load.session import RateLoad
 
 
 class _FakeDeployment:

@@ -2,7 +2,7 @@
 
 A harness killed with SIGKILL (or by the OOM killer) runs no teardown. Its replicas, balancer and
 load generators die with it (each child asks the kernel for SIGKILL when its parent dies:
-`harness.platforms.local.processes`), but two things stay behind:
+`harness.processes`), but two things stay behind:
 
 - its cgroups, ``harness-<owner>-...`` (`harness.platforms.local.cgroups`), empty once its children died;
 - its lease and state file (`harness.platforms.local.leases`): the state file still lists replicas as

@@ -37,9 +37,9 @@ from harness.platforms.local.eventlog import EventLog, write_state_file
 from harness.platforms.local.fleet import Fleet, Revision
 from harness.platforms.local.frontend import Frontend
 from harness.platforms.local.leases import remove_lease, write_lease
-from harness.platforms.local.processes import terminate
 from harness.platforms.local.replica import Replica, ReplicaSettings
 from harness.platforms.local.rollout import RolloutRequest
+from harness.processes import stop
 from harness.validation import validate_model
 
 __all__ = ["LocalDeployment", "service_command", "replica_names"]
@@ -353,7 +353,7 @@ class LocalDeployment:
     def _force_cleanup(self) -> None:
         for replica in self._replicas:
             if replica.proc is not None and replica.proc.poll() is None:
-                terminate(replica.proc, 0)
+                stop(replica.proc, grace_s=0)
         self._frontend.kill()
         if self._loop is not None:
             if self._controller is not None and self._loop.is_running():  # already closed after an orderly teardown

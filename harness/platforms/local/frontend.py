@@ -19,8 +19,8 @@ from harness.errors import DeploymentError
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.balancer import STATS_PATH
 from harness.platforms.local.commands import log_tail
-from harness.platforms.local.processes import spawn, terminate
 from harness.platforms.local.replica import HOST
+from harness.processes import spawn, stop
 
 __all__ = ["Frontend", "balancer_command"]
 
@@ -94,14 +94,14 @@ class Frontend:
             self.proc.stdin.close()  # end of its control channel: it stops
         except OSError:
             pass
-        terminate(self.proc, _STOP_TIMEOUT_S)
+        stop(self.proc, grace_s=_STOP_TIMEOUT_S)
 
     def kill(self) -> None:
         """Forced teardown: kill it now and close its pipes."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            terminate(self.proc, 0)
+            stop(self.proc, grace_s=0)
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()

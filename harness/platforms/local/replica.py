@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import Probe, ServiceSpec
+from harness.errors import HarnessError
 from harness.platforms import base as ev
 from harness.platforms.base import ReplicaStatus
 from harness.platforms.local.cgroups import ReplicaCgroup
 from harness.platforms.local.eventlog import EventLog
 from harness.platforms.local.probes import ProbeTracker, http_probe
-from harness.platforms.local.processes import exit_code_of, free_port, port_is_free, signal_name, spawn
+from harness.platforms.local.ports import free_port, port_is_free
+from harness.processes import exit_code_of, signal_group, signal_name, spawn
 
 __all__ = ["ReplicaSettings", "Replica", "backoff_delay_s"]
 
@@ -173,9 +175,9 @@ class Replica:
             proc = spawn(settings.build_command(port), log_path=settings.log_dir / f"{self.name}.log",
                          env=settings.env, procs_files=self.cgroup.procs_files() if self.cgroup else (),
                          rlimit_as=settings.rlimit_as, cpus=settings.cpus)
-        except OSError as exc:
+        except HarnessError as exc:  # the program cannot be started ("cannot start '...': ...")
             self._update(port=port, last_exit_code=_START_ERROR_EXIT, last_reason="StartError")
-            self.events.emit(ev.EXITED, self.name, "StartError", f"cannot start: {exc}", _START_ERROR_EXIT)
+            self.events.emit(ev.EXITED, self.name, "StartError", str(exc), _START_ERROR_EXIT)
             return 0.0
         self._update(proc=proc, port=port, state="Running", started_s=time.time())
         started_event = self.events.emit(ev.STARTED, self.name, "Started",
@@ -315,23 +317,19 @@ def _watch_exit(proc: subprocess.Popen) -> asyncio.Future:
     return future
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 async def _terminate(proc: subprocess.Popen, exited: asyncio.Future, grace_s: float,
                      cgroup: ReplicaCgroup | None) -> None:
-    """SIGTERM the replica's process group; SIGKILL it (and its cgroup) if it outlives ``grace_s``."""
-    _signal_group(proc, signal.SIGTERM)
+    """SIGTERM the replica's process group; SIGKILL it (and its cgroup) if it outlives ``grace_s``.
+
+    `harness.processes.stop`'s sequence, awaited on the supervisor's loop instead of blocking it.
+    """
+    signal_group(proc, signal.SIGTERM)
     try:
         await asyncio.wait_for(asyncio.shield(exited), grace_s)
     except TimeoutError:
-        _signal_group(proc, signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)
         await exited
-    _signal_group(proc, signal.SIGKILL)  # anything the replica left behind in its group
+    signal_group(proc, signal.SIGKILL)  # anything the replica left behind in its group
     for pid in cgroup.pids() if cgroup else ():
         try:
             os.kill(pid, signal.SIGKILL)

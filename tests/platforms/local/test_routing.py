@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.platforms.local.processes import free_port
+from harness.platforms.local.ports import free_port
 from harness.service.client import inject_fault, request_json
 
 pytestmark = pytest.mark.slow

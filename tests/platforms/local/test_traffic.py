@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness.platforms.local.processes import free_port
+from harness.platforms.local.ports import free_port
 from harness.platforms.local.ratelimit import TokenBucket
 from harness.platforms.local.rollout import RolloutRequest, judge_canary
 from harness.platforms.local.routing import LATENCY_BOUNDS_MS, Backend, Router

@@ -51,10 +51,13 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
 def load_verdict(directory: Path, result: dict[str, Any]) -> LoadVerdict:
     """Return a saved load's verdict, rebuilt by the one judgement (`harness.measure.load_verdict.judge_load`)
     from its result.json, the SLO and SLA tier its run.json recorded (the defaults for a load recorded
-    without them) and, with a tier, the alerts of its telemetry.csv."""
+    without them) and, with a tier, the alerts of its telemetry.csv. A round of a load in rounds
+    (``round-NN/``, no run.json of its own) is judged by its load's."""
     from harness.results import RUN_FILE, load_run
 
-    config = load_run(directory).config if (directory / RUN_FILE).exists() else {}
+    recorded = next((d for d in (directory, directory.parent) if (d / RUN_FILE).exists()
+                     and (d == directory or directory.name.startswith("round-"))), None)
+    config = load_run(recorded).config if recorded is not None else {}
     slo = config.get("slo") if isinstance(config.get("slo"), dict) else None
     tier = config.get("tier") if isinstance(config.get("tier"), str) else None
     return judge_saved_load(directory, result, Slo.from_mapping(slo), tier=tier)

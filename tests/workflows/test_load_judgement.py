@@ -129,3 +129,15 @@ def test_the_report_rebuilds_the_recorded_verdict_from_saved_data(tmp_path, meas
     section = load_section(run.out_dir, run.result, tmp_path)
     assert section.failed and f"Verdict: {run.verdict.line()}." in section.paragraphs
     assert section.summary["verdict"]["outcome"] == NOT_MET
+
+
+def test_a_round_of_a_load_in_rounds_is_judged_by_its_loads_slo(tmp_path, measured):
+    from harness.report.perf_sections import load_verdict
+
+    run = run_load(_settings(), _context(tmp_path / "load", Slo(700.0, 0.02)), deployment=_Deployment())
+    round_dir = run.out_dir / "round-01"
+    round_dir.mkdir()
+    assert load_verdict(round_dir, SLOW).slo == Slo(700.0, 0.02) and load_verdict(round_dir, SLOW).met
+    other = run.out_dir / "elsewhere"
+    other.mkdir()
+    assert load_verdict(other, SLOW).slo == Slo()  # only a round takes its load's

@@ -11,7 +11,10 @@ names. Reports read these files only, never a live run, so the format is the con
     created_s        wall-clock epoch seconds when the run started; finished_s when it ended (or null)
     harness_version  the harness that wrote it
     command          the command line, as a list of arguments
-    profile          smoke | nightly | a load profile name | null
+    preset           smoke | nightly | tiny: the size of the run it belongs to (`harness run`, a sweep, a chaos
+                     run, a scenario session; a part has its parent's) | null  (since 1.1)
+    profile          the load profile (steady, ramp, step, spike, soak) of a load run | null (before 1.1, a
+                     run's preset was here too)
     config           the resolved configuration (free-form JSON object: spec, load, SLA settings)
     platform         local | kubernetes | null
     topology         single | active-standby | multi-active | null
@@ -62,7 +65,7 @@ __all__ = [
     "list_runs",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 RUN_FILE = "run.json"
 ARTIFACT_FILES: dict[str, str] = {
     "requests": "requests.csv",
@@ -110,6 +113,7 @@ class RunRecord(BaseModel):
     finished_s: float | None = None
     harness_version: str = __version__
     command: list[str] = Field(default_factory=list)
+    preset: str | None = None
     profile: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     platform: str | None = None
@@ -171,12 +175,12 @@ def new_run_record(kind: RunKind, *, command: list[str] | None = None, inspect_t
 def new_part_record(parent: RunRecord, kind: RunKind, name: str, **fields: Any) -> RunRecord:
     """Return a running RunRecord for the part ``name`` of the run ``parent`` (the main job's load,
     sweep or capacity, a scenario session's): id ``<parent id>-<name>``, and the parent's command,
-    profile, platform and environment (fingerprinted once per run); ``fields`` set or override the rest.
+    preset, platform and environment (fingerprinted once per run); ``fields`` set or override the rest.
 
     Raises RunRecordError naming the field when a value is invalid.
     """
     values: dict[str, Any] = {"run_id": f"{parent.run_id}-{name}", "command": list(parent.command),
-                              "profile": parent.profile, "platform": parent.platform,
+                              "preset": parent.preset, "platform": parent.platform,
                               "environment": parent.environment, **fields}
     try:
         return RunRecord(kind=kind, **values)

@@ -322,7 +322,8 @@ def test_run_job_records_the_run_with_fake_stages(tmp_path):
     result = run_job("smoke", tmp_path / "out", progress=lines.append,
                      stages=[Stage("preflight", passing(), 1), Stage("report", passing(), 1, always=True)])
     record = load_run(tmp_path / "out")
-    assert record.kind == "run" and record.profile == "smoke" and record.run_id == result.run_id
+    assert record.kind == "run" and record.run_id == result.run_id
+    assert record.preset == "smoke" and record.profile is None  # profile: a load profile only
     assert record.environment.get("cpu")  # the fingerprint
     assert record.config["job_preset"]["faults"] == list(JOB_PRESETS["smoke"].faults)
     assert any("budget 0:02" in line for line in lines)

@@ -251,7 +251,7 @@ def test_the_smoke_resilience_suite_judges_every_cell(pytester: pytest.Pytester,
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["harness_report"] == str(out / "report.html")
     record = read_json(out / "run.json")
-    assert record["kind"] == "run" and record["status"] == "failed" and record["profile"] == "smoke"
+    assert record["kind"] == "run" and record["status"] == "failed" and record["preset"] == "smoke"
     assert record["summary"]["tests"] == {"passed": len(cells) - 1, "failed": 1, "skipped": 0,
                                           "xfailed": 0, "xpassed": 0, "error": 0}
     assert sorted(record["parts"]) == sorted(cells)

@@ -19,6 +19,7 @@ from harness.results import (
     list_runs,
     load_run,
     new_run_id,
+    new_part_record,
     new_run_record,
     save_run,
 )
@@ -39,7 +40,7 @@ def test_run_ids_sort_by_creation_time_and_are_unique():
 
 def test_save_and_load_round_trip(tmp_path: Path):
     record = RunRecord(kind="chaos", command=["harness", "run", "smoke"], platform="local", topology="single",
-                       profile="smoke", config={"replicas": 1}, environment={"cpu": {"model": "x"}},
+                       preset="smoke", config={"replicas": 1}, environment={"cpu": {"model": "x"}},
                        summary={"p99_ms": 12.5})
     record.add_artifact("timeline", "timeline.csv")
     record.add_artifact("events", tmp_path / "chaos" / "events.jsonl", run_dir=tmp_path)
@@ -63,6 +64,19 @@ def test_new_run_record_carries_command_and_environment():
     assert record.environment["harness"]["version"] == record.harness_version
     assert "gpu" in record.environment and "cpu" in record.environment
 
+
+def test_a_part_has_its_parents_preset_and_a_profile_only_of_its_own_load():
+    parent = RunRecord(kind="run", command=["harness", "run", "smoke"], preset="smoke", platform="local")
+    load = new_part_record(parent, "load", "load", profile="steady")
+    sweep = new_part_record(parent, "sweep", "sweep")
+    assert (load.preset, load.profile) == ("smoke", "steady")
+    assert (sweep.preset, sweep.profile) == ("smoke", None)  # the parent's preset is no load profile
+
+
+def test_a_record_written_before_1_1_still_loads(tmp_path: Path):
+    (tmp_path / RUN_FILE).write_text(json.dumps({"schema_version": "1.0", "kind": "run", "profile": "smoke"}))
+    record = load_run(tmp_path)
+    assert record.profile == "smoke" and record.preset is None and SCHEMA_VERSION == "1.1"
 
 def test_new_run_record_rejects_bad_field_naming_it():
     with pytest.raises(RunRecordError, match="kind"):

@@ -81,7 +81,7 @@ def run_job(
     validate_job_inputs(out_dir, baseline)
     say = progress or (lambda line: None)
     say(f"harness run {job_preset.name}: {job_preset.description}; fingerprinting the environment")
-    record = new_run_record("run", command=command, profile=job_preset.name, platform=target.platform,
+    record = new_run_record("run", command=command, preset=job_preset.name, platform=target.platform,
                             config={"job_preset": job_preset.to_dict(), "target": target.describe(),
                                     "baseline": str(baseline) if baseline is not None else None})
     out = out_dir if out_dir is not None else resolve_path(Path("reports") / record.run_id, "out_dir")

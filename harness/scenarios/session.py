@@ -194,7 +194,7 @@ class ScenarioSession:
         self.run_dir = (self.options.report_dir or self.options.reports_root / run_id).resolve()
         self.record = new_run_record(
             "run", command=self.command, inspect_torch=self.inspect_torch, run_id=run_id,
-            profile=self.options.profile, platform=self.options.platform, config={"scenario": self.options.to_dict()},
+            preset=self.options.profile, platform=self.options.platform, config={"scenario": self.options.to_dict()},
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.save()

@@ -60,7 +60,7 @@ class LoadSettings:
     prober_interval_s: float = 0.05
     telemetry: bool = True  # sample the replicas' CPU/RSS/GPU (off where the pods are not on this machine)
     tier: str | None = None  # judge against this SLA tier too (its steady state and the telemetry alerts)
-    profile: str | None = None  # recorded in a run of its own: the load profile's name
+    profile: str | None = None  # the load profile's name, recorded in run.json
     command: list[str] | None = None  # recorded in a run of its own (default: this process's argv)
 
     def metadata(self, context: RunContext) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def _record(settings: LoadSettings, context: RunContext, result: Mapping[str, An
         record = new_run_record("load", command=settings.command, profile=settings.profile, **fields)
         record.created_s = started_s
     else:
-        record = new_part_record(parent, "load", out.name, **fields)
+        record = new_part_record(parent, "load", out.name, profile=settings.profile, **fields)
     for name in _ARTIFACTS:
         if (out / ARTIFACT_FILES[name]).exists():
             record.add_artifact(name, ARTIFACT_FILES[name])

@@ -55,7 +55,7 @@ def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
     out.mkdir(parents=True, exist_ok=True)
     cpus = plan_cpus()
     fields: dict[str, Any] = {"config": plan.to_dict(), "topology": "single"}
-    record = (new_run_record("sweep", profile=plan.preset, platform="local", **fields) if parent is None
+    record = (new_run_record("sweep", preset=plan.preset, platform="local", **fields) if parent is None
               else new_part_record(parent, "sweep", out.name, **fields))
     save_run(out, record)
     search = f", each with a max-rate search of up to {plan.search_budget_s:g} s" if plan.search else ""

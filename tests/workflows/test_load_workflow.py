@@ -53,7 +53,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_a_given_deployment_is_measured_once_its_events_kept_and_the_part_recorded(tmp_path, calls):
-    parent = new_run_record("run", command=["harness", "run", "smoke"], inspect_torch=False, profile="smoke",
+    parent = new_run_record("run", command=["harness", "run", "smoke"], inspect_torch=False, preset="smoke",
                             platform="local")
     deployment = _Deployment(tmp_path / "platform")
     settings = LoadSettings(load=RateLoad(8.0, 5.0), cpus=CpuPlan(None, (1,)), telemetry=False)
@@ -64,7 +64,8 @@ def test_a_given_deployment_is_measured_once_its_events_kept_and_the_part_record
     assert (run.out_dir / "events.jsonl").read_text() == '{"type": "Ready"}\n'
     record = load_run(run.out_dir)
     assert record.run_id == f"{parent.run_id}-load" and record.kind == "load" and record.status == "completed"
-    assert record.environment == parent.environment and record.profile == "smoke" and record.command == parent.command
+    assert record.environment == parent.environment and record.command == parent.command
+    assert record.preset == "smoke" and record.profile is None  # the job's preset; no load profile was named
     assert set(record.artifacts) == {"result", "requests", "events"}
     assert record.summary == {**{key: run.result.get(key) for key in SUMMARY_KEYS}, "verdict": run.verdict.to_dict()}
 

@@ -73,7 +73,8 @@ class ProgressDisplay:
         self._bar_shown = True
 
     def _line(self, snapshot: LoadSnapshot) -> None:
-        if snapshot.final:
+        if snapshot.final:  # that load is over: the next one (bench ab measures one per pair) starts afresh
+            self._last_line_s, self._waiting_said = None, False
             return
         if snapshot.requests == 0:
             if not self._waiting_said:

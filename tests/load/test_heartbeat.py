@@ -155,6 +155,17 @@ def test_plain_lines_in_ci_every_few_seconds():
     assert "\r" not in stream.getvalue()
 
 
+def test_plain_lines_for_each_of_several_loads_in_one_command():
+    stream = io.StringIO()  # bench ab: one short load per pair, each with its own heartbeat
+    display = ProgressDisplay("harness bench", stream, tty=False)
+    for _ in range(2):
+        display.beat(_snap(0.0, requests=0))
+        display.beat(_snap(5.0))
+        display.beat(_snap(6.0, final=True))
+    assert stream.getvalue().splitlines() == 2 * [
+        "harness bench: waiting for the first request (30 s planned)", "harness bench: " + format_snapshot(_snap(5.0))]
+
+
 # ----- a short real run: beats while the generators run --------------------------------------------------------
 
 def _beats_of_a_run(load, standin, tmp_path: Path, gen_cpus) -> tuple[_Recorder, dict]:

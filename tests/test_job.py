@@ -421,8 +421,7 @@ def test_profiles_name_real_experiments_and_valid_sweep_plans(tmp_path):
     for profile in JOB_PRESETS.values():
         plan = MatrixPlan.from_args(faults=",".join(profile.faults) if profile.faults else None,
                                     topologies=",".join(profile.topologies), experiments_dir=None,
-                                    preset=profile.chaos_preset, spec_file=None, retry=False, tier=None,
-                                    out_dir=tmp_path)
+                                    preset=profile.chaos_preset, spec_file=None, retry=False, tier=None)
         assert plan.experiments and plan.topologies == list(profile.topologies)
         build_plan(profile.sweep_preset, **profile.sweep)
         settings = CapacitySettings.from_mapping(profile.capacity)

@@ -55,7 +55,6 @@ class MatrixPlan:
     experiments: list[Experiment]
     topologies: list[str]
     preset: ChaosPreset
-    out_dir: Path
     spec_data: dict[str, Any] | None = None
     retry: bool = False
     tier: str | None = None
@@ -64,7 +63,7 @@ class MatrixPlan:
 
     @classmethod
     def from_args(cls, *, faults: str | None, topologies: str | None, experiments_dir: Path | None, preset: str,
-                  spec_file: Path | None, retry: bool, tier: str | None, out_dir: Path,
+                  spec_file: Path | None, retry: bool, tier: str | None,
                   target: PlatformTarget | None = None, sla: Any = None) -> "MatrixPlan":
         """Return the plan for CLI arguments; raise ConfigError naming a bad fault, topology or file.
 
@@ -110,7 +109,7 @@ class MatrixPlan:
             from harness.measure.sla_config import SlaConfig
 
             (sla or SlaConfig()).tier(tier)  # ConfigError naming the known tiers, before any cell runs
-        return cls(experiments, chosen, get_chaos_preset(preset), Path(out_dir), spec_data, retry, tier, target, sla)
+        return cls(experiments, chosen, get_chaos_preset(preset), spec_data, retry, tier, target, sla)
 
 
 def _applied_topology(spec_data: dict[str, Any] | None, spec_file: Path | None) -> str:

@@ -8,7 +8,6 @@ refuses, before anything runs, what an attached Kubernetes Deployment cannot do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from harness.chaos.experiment import Experiment, merge_spec
@@ -22,12 +21,12 @@ __all__ = ["ChaosRunSettings", "check_attachable"]
 
 @dataclass
 class ChaosRunSettings:
-    """What to run: the experiment, where, under which preset, judged against which tier."""
+    """What to run: the experiment, where (the topology, the target), under which preset, judged against which
+    tier; the output directory comes with the run's context (`harness.workflows.context.RunContext`)."""
 
     experiment: Experiment
     topology: str
     preset: ChaosPreset
-    out_dir: Path
     spec_data: dict[str, Any] | None = None  # the user's --spec file (replaces the preset's base spec)
     tier: str | None = None  # default: the tier named for the topology
     retry: bool | None = None  # balancer.retry_on_connect_error override

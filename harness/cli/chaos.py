@@ -89,7 +89,7 @@ def _topology(value: str) -> str:
     return value
 
 
-def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Path):
+def _settings(args: argparse.Namespace, experiment_path: str | Path):
     from harness.chaos.experiment import load_experiment, merge_spec
     from harness.chaos.presets import get_chaos_preset
     from harness.chaos.settings import ChaosRunSettings
@@ -106,7 +106,7 @@ def _settings(args: argparse.Namespace, experiment_path: str | Path, out_dir: Pa
         local_default = "single" if "single" in topologies else topologies[0]
         topology = merge_spec(spec_data).topology if target is not None and target.is_kubernetes else local_default
     settings = ChaosRunSettings(
-        experiment=experiment, topology=_topology(topology), preset=preset, out_dir=out_dir,
+        experiment=experiment, topology=_topology(topology), preset=preset,
         spec_data=spec_data, tier=getattr(args, "tier", None), retry=args.retry or None, sla=_sla(args),
         **({"target": target} if target is not None else {}),
     )
@@ -140,9 +140,11 @@ def _sla(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     from harness.workflows.chaos import ChaosRun
+    from harness.workflows.context import RunContext
 
-    settings = _settings(args, args.experiment, args.out)
-    result = ChaosRun(settings, progress=_progress).execute()
+    settings = _settings(args, args.experiment)
+    context = RunContext(args.out, platform=settings.target.platform, progress=_progress)
+    result = ChaosRun(settings, context).execute()
     print(_summary_line(result))
     if result["aborted"]:
         print(f"harness chaos: interrupted; result recorded as aborted in {args.out / 'result.json'}", file=sys.stderr)
@@ -176,14 +178,14 @@ def _summary_line(result: dict) -> str:
 
 def _matrix(args: argparse.Namespace) -> int:
     from harness.chaos.matrix import MatrixPlan
+    from harness.workflows.context import RunContext
     from harness.workflows.matrix import run_matrix
 
     plan = MatrixPlan.from_args(
         faults=args.faults, topologies=args.topologies, experiments_dir=args.experiments, preset=args.preset,
-        spec_file=args.spec, retry=args.retry, tier=args.tier, out_dir=args.out, target=target_from_args(args),
-        sla=_sla(args),
+        spec_file=args.spec, retry=args.retry, tier=args.tier, target=target_from_args(args), sla=_sla(args),
     )
-    table = run_matrix(plan, progress=_progress)
+    table = run_matrix(plan, RunContext(args.out, platform=plan.target.platform, progress=_progress))
     print(table.markdown())
     if table.aborted:
         return EXIT_INTERRUPTED
@@ -207,6 +209,6 @@ def _validate(args: argparse.Namespace) -> int:
 def _spec(args: argparse.Namespace) -> int:
     import yaml
 
-    spec = _settings(args, args.experiment, Path(".")).spec()
+    spec = _settings(args, args.experiment).spec()
     print(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude={"service": {"weights_dir", "fault_token"}}), sort_keys=False), end="")
     return 0

@@ -235,12 +235,11 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
     from harness.workflows.matrix import run_matrix
 
     profile = ctx.profile
-    out = ctx.out_dir / CHAOS_DIR
     kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
     plan = MatrixPlan.from_args(
         faults=",".join(profile.faults) if profile.faults else None,
         topologies=None if kubernetes else ",".join(profile.topologies),
-        experiments_dir=None, preset=profile.chaos_preset, spec_file=None, retry=False, tier=None, out_dir=out,
+        experiments_dir=None, preset=profile.chaos_preset, spec_file=None, retry=False, tier=None,
         target=ctx.target, sla=ctx.sla,
     )
     note = profile.matrix_note
@@ -249,7 +248,7 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
                 f"({', '.join(e.name for e in plan.experiments)}) on the applied {plan.topologies[0]} Deployment")
     ctx.say(note)
     try:
-        table = run_matrix(plan, progress=ctx.say)
+        table = run_matrix(plan, run_context(ctx).part(CHAOS_DIR))
     except KeyboardInterrupt:  # between two cells (a cell itself records the interrupt and returns)
         _part_record(ctx, "chaos", CHAOS_DIR, status="aborted", summary={"note": note},
                      config={"chaos_preset": plan.preset.name}, reason="interrupted")

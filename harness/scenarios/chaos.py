@@ -175,7 +175,7 @@ class ChaosScenario:
         self.relative = f"{CHAOS_DIR}/{experiment}/{topology}"
         self.settings = ChaosRunSettings(
             experiment=self.experiment, topology=topology, preset=get_chaos_preset(session.options.profile),
-            out_dir=session.run_dir / self.relative, tier=tier or session.options.tier,
+            tier=tier or session.options.tier,
         )
 
     @property
@@ -190,6 +190,7 @@ class ChaosScenario:
         when the run cannot start (nothing Ready), ConfigError for an invalid experiment.
         """
         from harness.jsonfile import read_json
+        from harness.scenarios.perf import run_context
         from harness.workflows.chaos import ChaosRun
 
         if self.session.options.platform != "local" and not self.session.replaying:
@@ -201,7 +202,8 @@ class ChaosScenario:
             result = read_json(path / RESULT_FILE)
         else:
             log.info("chaos %s x %s: starting", self.experiment.name, self.topology)
-            result = ChaosRun(self.settings, progress=lambda line: log.info("chaos: %s", line)).execute()
+            context = run_context(self.session, path, progress=lambda line: log.info("chaos: %s", line))
+            result = ChaosRun(self.settings, context).execute()
         summary = {k: result.get(k) for k in ("outcome", "ttr_s", "outage_s", "unavailability_s", "tier", "tier_met")}
         self.session.save_part(path, "chaos", topology=self.topology, config={"experiment": self.experiment.name},
                                summary={**summary, "cell_s": round(time.monotonic() - started, 1)},

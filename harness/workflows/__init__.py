@@ -13,9 +13,8 @@ and call down.
 - `harness.workflows.context`: `RunContext`, what one run shares with the workflows it calls.
 
 Each takes typed settings (`LoadSettings`, `SweepSettings`, `CapacitySettings`, `ChaosRunSettings`,
-`MatrixPlan`). `run_load`, `run_sweep` and `run_capacity` take the run's context
-(`harness.workflows.context.RunContext`: the output directory, absolute, the platform, the spec, the
-SLO, the ``progress`` callback and, where it is a part of a larger run, that run's record as
-``parent``), built once by the entry point; `ChaosRun` and `run_matrix` still take their output
-directory in their settings and a ``progress`` callback of their own.
+`MatrixPlan`) and the run's context (`harness.workflows.context.RunContext`: the output directory,
+absolute, the platform, the spec, the SLO, the ``progress`` callback and, where it is a part of a
+larger run, that run's record as ``parent``), built once by the entry point. A chaos run still
+records itself as a run of its own (its matrix and the main job record the matrix as their part).
 """

@@ -14,7 +14,9 @@ job and the chaos scenarios call; its settings are `harness.chaos.settings.Chaos
 
 SIGINT or SIGTERM at any point ends the run early: measuring stops, faults are cleared, the
 deployment is torn down (further signals are held off while that happens), and the result says
-``aborted: true``. Everything is written under ``out_dir``.
+``aborted: true``. Everything is written under the run context's ``out_dir``
+(`harness.workflows.context.RunContext`: `harness chaos run` builds it from ``--out``, the matrix one
+per cell).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from harness.chaos.observers import Observers
 from harness.chaos.settings import ChaosRunSettings
 from harness.cpus import plan_cpus
 from harness.errors import DeploymentError, HarnessError
-from harness.paths import resolve_path
 from harness.platforms.base import copy_events
 from harness.request_records import TIMELINE_FILE, ProbeSample, read_records
 from harness.signals import INTERRUPTS, on_signals
+from harness.workflows.context import RunContext
 
 __all__ = ["ChaosRun"]
 
@@ -47,20 +49,21 @@ class _Interrupted(KeyboardInterrupt):
 class ChaosRun:
     """One chaos run (see the module docstring); `execute` returns the result mapping."""
 
-    def __init__(self, settings: ChaosRunSettings, *, progress=None) -> None:
+    def __init__(self, settings: ChaosRunSettings, context: RunContext) -> None:
+        """``context`` gives the output directory (absolute) and the progress callback."""
         from harness.measure.sla_config import TIER_FOR_TOPOLOGY, SlaConfig
 
         self.settings = settings
         self.preset = settings.preset
         self.experiment = settings.experiment
-        self.out_dir = resolve_path(settings.out_dir, "out_dir")
+        self.out_dir = context.out_dir
         self.sla = settings.sla or SlaConfig()
         self.tier = settings.tier or TIER_FOR_TOPOLOGY[settings.topology]
         self.sla.tier(self.tier)  # ConfigError naming the known tiers
         self.slo_latency_ms = settings.slo_latency_ms or self.sla.thresholds.p99_latency_ms
         self.spec = settings.spec()
         self.recovery_timeout_s = min(self.experiment.extension.recovery_timeout_s, self.preset.recovery_timeout_cap_s)
-        self._say = progress or (lambda message: None)
+        self._say = context.say
         self.phase = "setup"
         self.interrupted = False
         self.deployment = None

@@ -141,7 +141,7 @@ def test_kubernetes_matrix_plan_tests_the_applied_topology_with_the_kubernetes_e
     spec.write_text("topology: active-standby\n")
     target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
     plan = MatrixPlan.from_args(faults="pod-kill,oom-kill", topologies=None, experiments_dir=None, preset="smoke",
-                                spec_file=None, retry=False, tier=None, out_dir=tmp_path / "out", target=target)
+                                spec_file=None, retry=False, tier=None, target=target)
     assert plan.topologies == ["active-standby"]
     assert sorted(e.path.parent.name for e in plan.experiments) == ["kubernetes", "kubernetes"]
     assert all("kubernetes" in e.extension.platforms for e in plan.experiments)
@@ -164,7 +164,7 @@ def test_kubernetes_matrix_refuses_an_experiment_that_changes_the_spec_before_an
     target = PlatformTarget.resolve("kubernetes", spec=spec, environ={})
     with pytest.raises(ConfigError) as err:
         MatrixPlan.from_args(faults=None, topologies=None, experiments_dir=experiments, preset="smoke", spec_file=None,
-                             retry=False, tier=None, out_dir=tmp_path / "out", target=target)
+                             retry=False, tier=None, target=target)
     assert err.value.field == "extensions[harness].spec" and err.value.source == str(experiments / "pod-kill.json")
 
 

@@ -14,6 +14,7 @@ from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events
 from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 from harness.workflows.chaos import ChaosRun
+from harness.workflows.context import RunContext
 
 from .helpers import ROOT, assert_nothing_left
 
@@ -22,9 +23,9 @@ pytestmark = pytest.mark.chaos
 
 def run(experiment: str, out: Path, topology: str) -> dict:
     settings = ChaosRunSettings(experiment=load_experiment(ROOT / "experiments" / f"{experiment}.json"),
-                                topology=topology, preset=get_chaos_preset("smoke"), out_dir=out)
+                                topology=topology, preset=get_chaos_preset("smoke"))
     try:
-        return ChaosRun(settings).execute()
+        return ChaosRun(settings, RunContext(out)).execute()
     finally:
         assert_nothing_left(out)
 

@@ -16,6 +16,7 @@ from harness.chaos.presets import get_chaos_preset
 from harness.chaos.settings import ChaosRunSettings
 from harness.platforms.base import read_events, read_state
 from harness.workflows.chaos import ChaosRun
+from harness.workflows.context import RunContext
 
 from .helpers import ROOT, assert_nothing_left
 
@@ -41,10 +42,10 @@ def _cgroups_writable() -> bool:
 def run(fault: str, out: Path, topology: str = "single") -> dict:
     settings = ChaosRunSettings(
         experiment=load_experiment(ROOT / "experiments" / f"{fault}.json"), topology=topology,
-        preset=get_chaos_preset("smoke"), out_dir=out,
+        preset=get_chaos_preset("smoke"),
     )
     try:
-        return ChaosRun(settings).execute()
+        return ChaosRun(settings, RunContext(out)).execute()
     finally:
         assert_nothing_left(out)
 

@@ -16,7 +16,7 @@ from .helpers import ROOT
 
 def _settings(**kw):
     return ChaosRunSettings(experiment=load_experiment(ROOT / "experiments" / "oom-kill.json"), topology="active-standby",
-                            preset=get_chaos_preset("smoke"), out_dir=ROOT / "unused", **kw)
+                            preset=get_chaos_preset("smoke"), **kw)
 
 
 def test_profile_base_then_experiment_overlay_then_topology():

@@ -17,8 +17,10 @@ from harness.slo import Slo
 from harness.workflows.context import RunContext
 
 PACKAGE = Path(__file__).resolve().parents[2] / "harness"
-WORKFLOWS = ("workflows/load.py", "workflows/sweep.py", "workflows/capacity.py")
-BUILDERS = ("cli/load.py", "cli/sweep.py", "cli/capacity.py", "job/stages.py", "scenarios/perf.py")
+WORKFLOWS = ("workflows/load.py", "workflows/sweep.py", "workflows/capacity.py", "workflows/chaos.py",
+             "workflows/matrix.py")
+BUILDERS = ("cli/load.py", "cli/sweep.py", "cli/capacity.py", "cli/chaos.py", "job/stages.py", "scenarios/perf.py",
+            "scenarios/chaos.py")
 
 
 def test_a_relative_out_dir_is_made_absolute_once_when_the_context_is_built(tmp_path, monkeypatch):
@@ -49,14 +51,17 @@ def test_progress_and_parent_travel_with_every_part(tmp_path):
     assert lines == ["one line"] and part.parent is parent and part.platform == "kubernetes" and part.slo == Slo(250.0)
 
 
-@pytest.mark.parametrize("name", ["run_load", "run_sweep", "run_capacity"])
+@pytest.mark.parametrize("name", ["run_load", "run_sweep", "run_capacity", "ChaosRun", "run_matrix"])
 def test_each_workflow_takes_the_context_instead_of_its_pieces(name):
     import harness.workflows.capacity
+    import harness.workflows.chaos
     import harness.workflows.load
+    import harness.workflows.matrix
     import harness.workflows.sweep
 
     function = {"run_load": harness.workflows.load.run_load, "run_sweep": harness.workflows.sweep.run_sweep,
-                "run_capacity": harness.workflows.capacity.run_capacity}[name]
+                "run_capacity": harness.workflows.capacity.run_capacity, "ChaosRun": harness.workflows.chaos.ChaosRun,
+                "run_matrix": harness.workflows.matrix.run_matrix}[name]
     parameters = inspect.signature(function).parameters
     assert "context" in parameters
     assert not {"out_dir", "parent", "progress", "platform", "spec", "slo"} & set(parameters)

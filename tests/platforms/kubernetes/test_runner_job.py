@@ -98,12 +98,13 @@ def test_tiny_job_on_kubernetes_attaches_kills_a_pod_and_reports_with_the_runner
 
 def test_a_fault_hook_that_refuses_fails_its_cell_as_not_injected(applied, service, tmp_path):
     from harness.chaos.matrix import MatrixPlan
+    from harness.workflows.context import RunContext
     from harness.workflows.matrix import run_matrix
 
     target = applied
     plan = MatrixPlan.from_args(faults="hang", topologies=None, experiments_dir=None, preset="smoke", spec_file=None,
-                                retry=False, tier=None, out_dir=tmp_path / "chaos", target=target)
-    table = run_matrix(plan)
+                                retry=False, tier=None, target=target)
+    table = run_matrix(plan, RunContext(tmp_path / "chaos", platform="kubernetes"))
 
     # the stand-in has no fault hooks (404), as a service without the token refuses them (403)
     cell = json.loads((tmp_path / "chaos" / "hang" / "single" / "result.json").read_text())

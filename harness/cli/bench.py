@@ -1,4 +1,5 @@
-"""`harness bench service`: the reference service's own performance, side by side with its limits.
+"""`harness bench service`: the reference service's own performance, side by side with its limits
+(and `harness bench stall|netfault|fuzz|ab|compare`, registered here too).
 
 Reports raw batched forward throughput, the service at saturation over HTTP, and a naive
 (unbatched) server, with efficiency = service/raw and speedup_vs_naive = service/naive.
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     add("--check", action="store_true", help="exit 1 if efficiency < 0.80 or speedup_vs_naive < 2.0")
     service.set_defaults(func=run_service)
     _register_stall(benches)
+    _register_netfault(benches)
     _register_fuzz(benches)
     from harness.cli._bench_compare import add_parsers  # `bench ab` and `bench compare`
 
@@ -110,6 +112,63 @@ def run_stall(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _register_netfault(benches: Any) -> None:
+    from harness.bench.netfault import NetfaultSettings
+
+    defaults = NetfaultSettings()
+    netfault = benches.add_parser(
+        "netfault",
+        help="the balancer's network faults measured at the client: +N ms latency moves p50 by N? P%% aborts fail P%%?",
+        description="One replica of the reference service behind the balancer, one open-loop load, and side by side "
+                    "in that run: baseline windows, a window with added latency, one with a share of requests "
+                    "aborted, one with a share of connections reset. Prints each window's figures and checks the "
+                    "latency's p50 shift and the aborted share against their claims. Exit 1 if either misses.",
+    )
+    add = netfault.add_argument
+    add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
+    add("--rate-rps", type=float, default=defaults.rate_rps, help=f"open-loop requests/s (default {defaults.rate_rps:g})")
+    add("--latency-ms", type=float, default=defaults.latency_ms, help=f"added latency (default {defaults.latency_ms:g})")
+    add("--latency-window-s", type=float, default=defaults.latency_window_s,
+        help=f"length of each baseline and latency window (default {defaults.latency_window_s:g})")
+    add("--abort-percent", type=float, default=defaults.abort_percent, help=f"share aborted (default {defaults.abort_percent:g})")
+    add("--abort-requests", type=int, default=defaults.abort_requests,
+        help=f"requests in the abort window (default {defaults.abort_requests})")
+    add("--reset-requests", type=int, default=defaults.reset_requests,
+        help=f"requests in the reset window, 0 for none (default {defaults.reset_requests})")
+    add("--seed", type=int, default=defaults.seed, help=f"seed of the faults' draws (default {defaults.seed})")
+    add_out(netfault, default=_netfault_out, default_help="reports/bench-netfault-<time>")
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    netfault.set_defaults(func=run_netfault)
+
+
+def _netfault_out() -> str:
+    import time
+
+    return time.strftime("reports/bench-netfault-%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def run_netfault(args: argparse.Namespace) -> int:
+    """Run the network-fault benchmark; return 0, or raise VerdictFailed when a figure misses its claim."""
+    from harness.bench.netfault import NetfaultSettings, format_netfault_table, run_netfault_bench
+    from harness.cli._display import ProgressDisplay
+    from harness.errors import ConfigError
+    from harness.modelnames import MODEL_NAMES
+
+    if args.model not in MODEL_NAMES:
+        raise ConfigError("--model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
+    settings = NetfaultSettings(model=args.model, rate_rps=args.rate_rps, latency_ms=args.latency_ms,
+                                latency_window_s=args.latency_window_s, abort_percent=args.abort_percent,
+                                abort_requests=args.abort_requests, reset_requests=args.reset_requests,
+                                seed=args.seed).validate()
+    result = run_netfault_bench(settings, args.out, progress=ProgressDisplay("harness bench netfault"))
+    print(json.dumps(result, indent=2) if args.json else format_netfault_table(result))
+    print(f"bench netfault: results in {args.out}", file=sys.stderr)
+    if not result["all_within_tolerance"]:
+        missed = [f"{name}: {check}" for name, check in result["checks"].items() if not check["within_tolerance"]]
+        raise VerdictFailed("a network fault's measured effect missed its claim", missed)
+    return EXIT_OK
+
+
 def _register_fuzz(benches: Any) -> None:
     from harness.bench.fuzz import FuzzSettings
 
@@ -155,7 +214,7 @@ def run_fuzz(args: argparse.Namespace) -> int:
 
 
 def _missing_bench(parser: argparse.ArgumentParser) -> int:
-    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|fuzz|ab|compare")
+    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|netfault|fuzz|ab|compare")
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -39,19 +39,21 @@ __all__ = [
 # Stage names, in the order the job runs them.
 STAGES = ("preflight", "deploy", "load", "chaos", "sweep", "capacity", "report")
 
-# The reduced smoke matrix: 3 faults x 3 topologies = 9 cells instead of nightly's 42 (10 faults x 3 topologies,
-# the rollout drills x 3, the two spike drills and the autoscaling drill on the one topology each names).
+# The reduced smoke matrix: 3 faults x 3 topologies = 9 cells instead of nightly's 48 (10 faults x 3 topologies,
+# the replica partition x 3, the rollout drills x 3, and on the one topology each names: the three other network
+# faults, the two spike drills and the autoscaling drill).
 SMOKE_FAULTS = ("pod-kill", "oom-kill", "readiness-probe-delay")
 SMOKE_TOPOLOGIES = ("single", "active-standby", "multi-active")
 SMOKE_MATRIX_NOTE = (
     "smoke runs a reduced chaos matrix: faults pod-kill, oom-kill and readiness-probe-delay on every topology "
     "(single, active-standby, multi-active: 9 cells of about 20-45 s each on 2 cores). Why: the full matrix (every "
-    "shipped experiment on the topologies it names, 42 cells) needs over an hour, far more than smoke's share of "
+    "shipped experiment on the topologies it names, 48 cells) needs over an hour, far more than smoke's share of "
     "its 15 minutes. These three faults are the three ways a replica is lost: killed (SIGKILL, restarted by the "
     "platform), OOM-killed by the kernel in its memory cgroup (exit 137), and un-routed by a failing readiness probe "
     "without a restart; every topology stays so the table compares the availability tiers. Left to nightly and "
     "`harness chaos matrix`: hang and liveness-probe-delay (a restart after failed liveness probes, as pod-kill "
-    "but slower to detect), memory-leak (an OOM kill reached slowly), freeze (SIGSTOP), pod-kill-graceful, the slow-startup pair "
+    "but slower to detect), memory-leak (an OOM kill reached slowly), freeze (SIGSTOP), pod-kill-graceful, the network "
+    "faults in the balancer (latency, abort, reset, a replica cut off), the slow-startup pair "
     "(deploy-time faults, the longest cells), and the drills: rolling update, blue-green, a broken canary, an "
     "overload spike with and without the rate limiter, and autoscaling."
 )
@@ -121,9 +123,10 @@ JOB_PRESETS: dict[str, JobPreset] = {
     "nightly": JobPreset(
         name="nightly",
         description="every fault on every topology, the full sweep with max-rate searches, capacity",
-        # chaos: 16 experiments (10 faults, 6 drills) on the topologies each names; about 4,800 s when the
-        # per-cell durations measured on 2 cores are added up, so 5,400 s leaves a margin
-        budgets_s=_budgets(preflight=5, deploy=60, load=330, chaos=5400, sweep=3600, capacity=600, report=120),
+        # chaos: 20 experiments (14 faults, 6 drills) on the topologies each names; about 4,800 s when the
+        # per-cell durations measured on 2 cores are added up, plus ~540 s for the 6 cells of the network
+        # faults (about 90 s each at nightly's 30 s windows), so 6,000 s leaves a margin
+        budgets_s=_budgets(preflight=5, deploy=60, load=330, chaos=6000, sweep=3600, capacity=600, report=120),
         load_kind="step",
         load_duration_s=300.0,
         load_users=16,

@@ -40,6 +40,8 @@ __all__ = [
     "ROLLOUT_COMPLETED",
     "ROLLOUT_ROLLED_BACK",
     "DRILL_EVENT_TYPES",
+    "NETWORK_FAULT_INJECTED",
+    "NETWORK_FAULT_CLEARED",
     "REPLICA_STATES",
     "EVENTS_FILE",
     "ReplicaStatus",
@@ -75,13 +77,18 @@ ANALYSIS_COMPLETED = "AnalysisCompleted"  # a canary's analysis ended ("passed",
 ROLLOUT_COMPLETED = "RolloutCompleted"  # every replica runs revision "revision"
 ROLLOUT_ROLLED_BACK = "RolloutRolledBack"  # the rollout was abandoned; revision "revision" serves again ("why")
 
+# Network faults in the front balancer (replica: the partitioned one, else null; extras "fault_id", "kind",
+# the fault's fields; a clear's reason is Cleared, Expired, Replaced or TornDown):
+NETWORK_FAULT_INJECTED = "NetworkFaultInjected"
+NETWORK_FAULT_CLEARED = "NetworkFaultCleared"
+
 DRILL_EVENT_TYPES = (
     SCALING_REPLICA_SET, SUCCESSFUL_RESCALE, ROLLOUT_STARTED, TRAFFIC_SHIFTED, ANALYSIS_COMPLETED, ROLLOUT_COMPLETED,
     ROLLOUT_ROLLED_BACK,
 )
 EVENT_TYPES = (
     SCHEDULED, STARTED, READY, NOT_READY, UNHEALTHY, KILLING, OOM_KILLED, EXITED, BACK_OFF, RECOVERED,
-    ENFORCEMENT_FALLBACK, DELETED, *DRILL_EVENT_TYPES,
+    ENFORCEMENT_FALLBACK, DELETED, *DRILL_EVENT_TYPES, NETWORK_FAULT_INJECTED, NETWORK_FAULT_CLEARED,
 )
 
 # Replica lifecycle states (the "state" field); readiness is the separate "ready" flag.

@@ -22,6 +22,10 @@ answered 413 JSON by the balancer itself, as a replica would, without being forw
 Content-Length says so, at the chunk that passes the limit when chunked. Bodies up to 64 KiB are read
 whole and forwarded (a stale pooled connection can then be retried); larger ones are streamed to a new
 connection in 64 KiB pieces, so the balancer's memory does not grow with the body.
+
+Network faults (`harness.platforms.local.netfaults`): the control line ``{"fault": {...}}`` starts one,
+``{"clear_faults": [id, ...]}`` (null: all) ends them; each also ends by itself after its ``duration_s``.
+Latency, reset and abort act before routing; a partitioned replica gets no new request.
 """
 
 from __future__ import annotations
@@ -30,16 +34,21 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
+import struct
 import sys
 import time
 
 from harness.platforms.local.http1 import (
     DEFAULT_MAX_BODY_BYTES,
+    DISCARD_BYTES,
+    DISCARD_S,
     HOP_BY_HOP,
     MAX_HEAD_BYTES,
+    ClientFailed,
     Head,
     HttpError,
-    body_pieces,
+    StreamedBody,
     discard_request_body,
     json_response,
     keep_alive,
@@ -51,64 +60,22 @@ from harness.platforms.local.http1 import (
     request_body_length,
     response_framing,
 )
+from harness.errors import ConfigError
+from harness.platforms.local.netfaults import FAULT_HEADER, FaultTable, parse_fault
 from harness.platforms.local.ratelimit import RATE_LIMITED_ERROR, TokenBucket
 from harness.platforms.local.routing import Backend, ConnectFailed as _ConnectFailed, Router
 
-__all__ = ["Backend", "Router", "Balancer", "main", "STATS_PATH", "REPLICA_HEADER", "NO_READY_ERROR"]
+__all__ = ["Backend", "Router", "Balancer", "apply_control", "main", "STATS_PATH", "REPLICA_HEADER", "NO_READY_ERROR"]
 
 STATS_PATH = "/_balancer/stats"
 REPLICA_HEADER = "x-harness-replica"
 NO_READY_ERROR = "no ready endpoints"
 _STREAM_LIMIT = MAX_HEAD_BYTES
 _BUFFERED_BODY_BYTES = 64 * 1024  # bodies up to this are read whole (retryable); larger ones are streamed
-_DISCARD_BYTES = 64 * 2**20  # of a refused body, read and dropped at most this much before closing ...
-_DISCARD_S = 2.0  # ... within this long, so that a client still sending can read the 413
 
 
 class _UpstreamFailed(Exception):
     pass
-
-
-class _ClientFailed(Exception):
-    """The client's request body broke off or was refused while being streamed; ``error`` says which."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _StreamedBody:
-    """A request body still on the client connection (``length`` bytes, or chunked when None), read piece by piece."""
-
-    def __init__(self, reader: asyncio.StreamReader, length: int | None, limit: int) -> None:
-        self.length = length
-        self.limit = limit
-        self.read = 0
-        self._pieces = body_pieces(reader, length)
-
-    async def next_piece(self) -> bytes | None:
-        """Return the next piece, None at the end; raise _ClientFailed if the client breaks off or passes the limit."""
-        try:
-            piece = await anext(self._pieces, None)
-        except (HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            raise _ClientFailed(exc) from None
-        if piece is not None:
-            self.read += len(piece)
-            if self.read > self.limit:  # a chunked body passing the limit: refused before this piece goes on
-                raise _ClientFailed(HttpError(413, f"request body exceeds max_body_bytes={self.limit}"))
-        return piece
-
-    async def discard(self) -> None:
-        """Read and drop the rest (bounded in bytes and time), so that the client can read an answer sent before it."""
-        dropped = 0
-        try:
-            async with asyncio.timeout(_DISCARD_S):
-                async for piece in self._pieces:
-                    dropped += len(piece)
-                    if dropped > _DISCARD_BYTES:
-                        return
-        except (TimeoutError, HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
 
 
 class Balancer:
@@ -116,9 +83,10 @@ class Balancer:
 
     def __init__(self, router: Router, *, retry_on_connect_error: bool, connect_timeout_s: float,
                  request_timeout_s: float, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 limiter: TokenBucket | None = None) -> None:
+                 limiter: TokenBucket | None = None, faults: FaultTable | None = None) -> None:
         self.router = router
         self.limiter = limiter
+        self.faults = faults if faults is not None else FaultTable()
         self.retry = retry_on_connect_error
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -133,7 +101,7 @@ class Balancer:
             "topology": self.router.topology, "requests": self.requests, "no_ready": self.no_ready,
             "retries": self.retries, "too_large": self.too_large, "max_body_bytes": self.max_body_bytes,
             "rate_limit": self.limiter.stats() if self.limiter else None, "weights": self.router.weights,
-            "backends": [b.stats() for b in self.router.backends],
+            "faults": self.faults.stats(), "backends": [b.stats() for b in self.router.backends],
         }
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -157,7 +125,7 @@ class Balancer:
                                                               f"max_body_bytes={self.max_body_bytes}"}, close=True))
                     await writer.drain()
                     if not head.has_token(b"expect", b"100-continue"):  # such a client waits, and sends nothing more
-                        await discard_request_body(reader, length, max_bytes=_DISCARD_BYTES, timeout_s=_DISCARD_S)
+                        await discard_request_body(reader, length, max_bytes=DISCARD_BYTES, timeout_s=DISCARD_S)
                     break
                 if head.has_token(b"expect", b"100-continue"):  # curl asks before sending a body
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -171,11 +139,11 @@ class Balancer:
                     if not await self.forward(head, body, writer, client_keep):
                         break
                 else:
-                    body_source = _StreamedBody(reader, length, self.max_body_bytes)
+                    body_source = StreamedBody(reader, length, self.max_body_bytes)
                     try:
                         if not await self.forward(head, body_source, writer, client_keep):
                             break
-                    except _ClientFailed as exc:  # nothing was answered yet: a refusal is answered, a break-off is not
+                    except ClientFailed as exc:  # nothing was answered yet: a refusal is answered, a break-off is not
                         if isinstance(exc.error, HttpError):
                             writer.write(json_response(exc.error.status, {"error": str(exc.error)}, close=True))
                             await writer.drain()
@@ -190,18 +158,30 @@ class Balancer:
         finally:
             writer.close()
 
-    async def forward(self, head: Head, body: bytes | _StreamedBody, writer: asyncio.StreamWriter, client_keep: bool) -> bool:
+    async def forward(self, head: Head, body: bytes | StreamedBody, writer: asyncio.StreamWriter, client_keep: bool) -> bool:
         """Proxy one request; return whether the client connection can carry another.
 
-        Raises _ClientFailed when a streamed body breaks off or passes the limit (nothing answered yet).
+        Raises ClientFailed when a streamed body breaks off or passes the limit (nothing answered yet).
         """
         self.requests += 1
+        if self.faults.active:  # the fault filter comes first, as Envoy's does: delay, then reset or abort
+            decision = self.faults.decide()
+            if decision.delay_s:
+                await asyncio.sleep(decision.delay_s)
+            if decision.reset:
+                self._reset(writer)
+                return False
+            if decision.abort_status is not None:
+                return await self._answer(decision.abort_status, f"fault injected: abort {decision.abort_id}".rstrip(),
+                                          body, writer, client_keep, extra=[(FAULT_HEADER.encode(), b"abort")])
         if self.limiter is not None and (wait_s := self.limiter.take()) > 0:
             limit = self.limiter
             retry = str(limit.retry_after_s(wait_s)).encode()
             return await self._answer(429, f"{RATE_LIMITED_ERROR}: {limit.rate:g} requests/s, burst {limit.burst}",
                                       body, writer, client_keep, extra=[(b"retry-after", retry)])
-        backend = self.router.pick()
+        cut = self.faults.cut_off()  # partitioned replicas: no new request reaches them
+        excluded = tuple(b for b in self.router.backends if b.name in cut) if cut else ()
+        backend = self.router.pick(excluded)
         if backend is None:
             self.no_ready += 1
             return await self._answer(503, NO_READY_ERROR, body, writer, client_keep)
@@ -213,7 +193,7 @@ class Balancer:
                 return await self._exchange(backend, head, body, writer, client_keep)
             except _ConnectFailed as exc:
                 backend.connect_errors += 1
-                other = self.router.pick(tried) if self.retry and len(tried) == 1 else None
+                other = self.router.pick(tried + excluded) if self.retry and len(tried) == 1 else None
                 if other is not None:
                     self.retries += 1
                     backend = other
@@ -229,24 +209,33 @@ class Balancer:
             return await self._answer(status, message, body, writer, client_keep, backend)
 
     @staticmethod
-    async def _answer(status: int, message: str, body: bytes | _StreamedBody, writer: asyncio.StreamWriter,
+    def _reset(writer: asyncio.StreamWriter) -> None:
+        # close without an answer; SO_LINGER 0 makes it a TCP reset (RST), not an orderly FIN
+        try:
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (OSError, AttributeError):
+            pass
+        writer.transport.abort()
+
+    @staticmethod
+    async def _answer(status: int, message: str, body: bytes | StreamedBody, writer: asyncio.StreamWriter,
                       client_keep: bool, backend: Backend | None = None, extra: list[tuple[bytes, bytes]] = ()) -> bool:
         # the balancer's own answer; a streamed body may be partly unread: answer, drop the rest, close
-        keep = client_keep and not isinstance(body, _StreamedBody)
+        keep = client_keep and not isinstance(body, StreamedBody)
         extra = [*extra, *([(REPLICA_HEADER.encode(), backend.name.encode())] if backend is not None else [])]
         writer.write(json_response(status, {"error": message}, close=not keep, extra=extra))
         await writer.drain()
-        if isinstance(body, _StreamedBody):
+        if isinstance(body, StreamedBody):
             await body.discard()
         return keep
 
     @staticmethod
-    def _request_head(head: Head, body: bytes | _StreamedBody) -> bytes:
+    def _request_head(head: Head, body: bytes | StreamedBody) -> bytes:
         method, target, _ = head.start
         # the balancer frames the body it forwards, and has answered any "expect" itself
         headers = [(k, v) for k, v in head.headers
                    if k.lower() not in HOP_BY_HOP and k.lower() not in (b"content-length", b"expect")]
-        if isinstance(body, _StreamedBody):
+        if isinstance(body, StreamedBody):
             framing = (b"transfer-encoding", b"chunked") if body.length is None else (b"content-length", str(body.length).encode())
             headers.append(framing)
         elif body or method in (b"POST", b"PUT", b"PATCH"):
@@ -254,7 +243,7 @@ class Balancer:
         return render_head(method + b" " + target + b" HTTP/1.1", headers)
 
     @staticmethod
-    async def _send_streamed(upstream: asyncio.StreamWriter, body: _StreamedBody) -> None:
+    async def _send_streamed(upstream: asyncio.StreamWriter, body: StreamedBody) -> None:
         # client -> replica, one piece at a time: the balancer holds at most a piece, whatever the body's size
         chunked = body.length is None
         while (piece := await body.next_piece()) is not None:
@@ -264,11 +253,11 @@ class Balancer:
             upstream.write(b"0\r\n\r\n")
         await upstream.drain()
 
-    async def _send(self, backend: Backend, head: Head, body: bytes | _StreamedBody) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Head]:
+    async def _send(self, backend: Backend, head: Head, body: bytes | StreamedBody) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Head]:
         # a buffered body may be sent again on a fresh connection when a pooled one turns out closed; a
         # streamed one goes once, on a fresh connection
         request_head = self._request_head(head, body)
-        streamed = isinstance(body, _StreamedBody)
+        streamed = isinstance(body, StreamedBody)
         for fresh in ((True,) if streamed else (False, True)):
             reader, upstream, reused = await backend.acquire(fresh, self.connect_timeout_s)
             try:
@@ -283,7 +272,7 @@ class Balancer:
                 if raw is None:
                     raise ConnectionResetError("connection closed before a response")
                 return reader, upstream, parse_head(raw)
-            except (TimeoutError, _ClientFailed):
+            except (TimeoutError, ClientFailed):
                 upstream.close()
                 raise
             except (OSError, asyncio.IncompleteReadError, HttpError) as exc:
@@ -293,7 +282,7 @@ class Balancer:
                 raise _UpstreamFailed(str(exc) or type(exc).__name__) from None
         raise AssertionError("unreachable: the last try raises or returns")
 
-    async def _exchange(self, backend: Backend, head: Head, body: bytes | _StreamedBody, writer: asyncio.StreamWriter,
+    async def _exchange(self, backend: Backend, head: Head, body: bytes | StreamedBody, writer: asyncio.StreamWriter,
                         client_keep: bool) -> bool:
         backend.inflight += 1
         backend.requests += 1
@@ -324,30 +313,45 @@ class Balancer:
             backend.inflight -= 1
 
 
-async def _read_control(router: Router, stop: asyncio.Event) -> None:
+def apply_control(message: object, router: Router, faults: FaultTable) -> None:
+    """Apply one control line (backends, weights, a fault, a clear); a bad fault is ignored, never half-applied."""
+    if not isinstance(message, dict):
+        return
+    if "backends" in message:
+        router.update(message["backends"])
+    if "weights" in message:
+        router.set_weights(message["weights"])
+    if "fault" in message:  # validated by the supervisor already
+        try:
+            faults.apply(parse_fault(message["fault"]))
+        except ConfigError as exc:
+            print(f"balancer: ignoring fault: {exc}", file=sys.stderr)
+    if "clear_faults" in message:  # a list of fault ids, or null for every fault
+        ids = message["clear_faults"]
+        faults.clear(None if ids is None else [str(i) for i in ids] if isinstance(ids, list) else [])
+
+
+async def _read_control(router: Router, faults: FaultTable, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         try:
-            message = json.loads(line)
+            apply_control(json.loads(line), router, faults)
         except ValueError:
             print(f"balancer: ignoring control line {line[:200]!r}", file=sys.stderr)
-            continue
-        if "backends" in message:
-            router.update(message["backends"])
-        if "weights" in message:
-            router.set_weights(message["weights"])
     stop.set()  # the supervisor is gone
 
 
 async def serve(args: argparse.Namespace) -> None:
     """Run the balancer until stdin closes or SIGTERM/SIGINT."""
     router = Router(args.topology)
+    faults = FaultTable()
     balancer = Balancer(router, retry_on_connect_error=args.retry_on_connect_error,
                         connect_timeout_s=args.connect_timeout_s, request_timeout_s=args.request_timeout_s,
                         max_body_bytes=args.max_body_bytes,
-                        limiter=TokenBucket(args.rate_limit_rps, args.rate_limit_burst) if args.rate_limit_rps else None)
+                        limiter=TokenBucket(args.rate_limit_rps, args.rate_limit_burst) if args.rate_limit_rps else None,
+                        faults=faults)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -356,7 +360,7 @@ async def serve(args: argparse.Namespace) -> None:
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(json.dumps({"port": port}) + "\n")
     sys.stdout.flush()
-    control = asyncio.create_task(_read_control(router, stop))
+    control = asyncio.create_task(_read_control(router, faults, stop))
     await stop.wait()
     control.cancel()
     server.close()

@@ -5,7 +5,8 @@ the control channel that lets other processes ask for them. Everything runs on t
 request (`harness.platforms.local.rollout.RolloutRequest`) names a strategy and an overlay on the
 current revision's spec (`harness.config.overlay_spec`: the service, its probes and grace period);
 the overlay becomes a new revision and the strategy moves the traffic to it. ``status()`` is what the
-state file shows under ``rollout``, ``autoscaler`` and ``desired_replicas``.
+state file shows under ``rollout``, ``autoscaler``, ``desired_replicas`` and ``network_faults`` (the
+balancer's network faults, `harness.platforms.local.netcontrol`, whose operations the channel serves too).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from harness.errors import ConfigError, DeploymentError
 from harness.platforms.local.autoscaler import Autoscaler
 from harness.platforms.local.control import ControlServer
 from harness.platforms.local.fleet import Fleet
+from harness.platforms.local.netcontrol import NetworkFaultControl
 from harness.platforms.local.replica import ReplicaSettings
 from harness.platforms.local.rollout import Rollout, RolloutRequest
 from harness.validation import validate_model
@@ -34,7 +36,8 @@ class DeploymentController:
     """Rollouts, scaling and autoscaling of one local deployment (``spec`` is the deployed spec)."""
 
     def __init__(self, spec: ServiceSpec, fleet: Fleet, *, settings_for: Callable[[ServiceSpec], ReplicaSettings],
-                 balancer_stats: Callable[[], Awaitable[dict]], token: str, on_change: Callable[[], None]) -> None:
+                 balancer_stats: Callable[[], Awaitable[dict]], token: str, on_change: Callable[[], None],
+                 balancer_send: Callable[[dict], None] | None = None) -> None:
         self.spec = spec
         self.fleet = fleet
         self.desired = spec.replica_count
@@ -46,7 +49,9 @@ class DeploymentController:
         self.history: list[dict[str, Any]] = []
         self.autoscaler: Autoscaler | None = None
         self._autoscaler_task: asyncio.Task | None = None
-        self.control = ControlServer(token, {"status": self._op_status, "rollout": self._op_rollout, "scale": self._op_scale})
+        self.network = NetworkFaultControl(balancer_send, fleet.events, lambda: [r.name for r in fleet.replicas], on_change)
+        self.control = ControlServer(token, {"status": self._op_status, "rollout": self._op_rollout, "scale": self._op_scale,
+                                             **self.network.ops})
 
     async def start(self) -> None:
         """Open the control channel and start the autoscaler (when the spec has one)."""
@@ -65,6 +70,7 @@ class DeploymentController:
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        self.network.stop()
         await self.control.close()
 
     @property
@@ -84,6 +90,7 @@ class DeploymentController:
             "rollout": dict(self.rollout.status) if self.rollout is not None else None,
             "rollouts": list(self.history),
             "autoscaler": dict(self.autoscaler.status) if self.autoscaler is not None else None,
+            "network_faults": self.network.status(),
         }
 
     # ----- operations -------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ class LocalDeployment:
                             self._cgroups.remove_replica, revision)
         self._controller = DeploymentController(self.spec, self._fleet, settings_for=self._settings_for,
                                                 balancer_stats=self._balancer_stats_async, token=self.fault_token,
-                                                on_change=self._on_change)
+                                                on_change=self._on_change, balancer_send=self._frontend.send)
         await self._controller.start()
         for _ in range(self.spec.replica_count):
             self._fleet.start_replica(1)

@@ -74,12 +74,21 @@ class Frontend:
                     for s in replicas if s.port is not None]
         if self.proc is None or self.proc.poll() is not None:
             return
-        message = {"backends": backends, "weights": {str(k): v for k, v in weights.items()}}
+        try:
+            self.send({"backends": backends, "weights": {str(k): v for k, v in weights.items()}})
+        except DeploymentError as exc:
+            _log.error("local platform: cannot update the balancer: %s", exc)
+
+    def send(self, message: dict) -> None:
+        """Write one control line to the balancer (backends, weights, a network fault); raise DeploymentError
+        when it is not running or its control channel is closed."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise DeploymentError("the front balancer is not running")
         try:
             self.proc.stdin.write((json.dumps(message) + "\n").encode())
             self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            _log.error("local platform: cannot update the balancer: %s", exc)
+        except (BrokenPipeError, ValueError, OSError) as exc:
+            raise DeploymentError(f"cannot reach the front balancer's control channel: {exc}") from None
 
     def stats(self) -> dict:
         """Return the balancer's counters (per replica, no_ready, retries, rate limit) from /_balancer/stats."""

@@ -31,11 +31,17 @@ __all__ = [
     "keep_alive",
     "render_head",
     "json_response",
+    "ClientFailed",
+    "StreamedBody",
+    "DISCARD_BYTES",
+    "DISCARD_S",
 ]
 
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_MAX_BODY_BYTES = 4 * 2**20  # the reference service's max_body_bytes default (ServiceConfig)
 _RELAY_CHUNK = 64 * 1024
+DISCARD_BYTES = 64 * 2**20  # of a refused body, read and dropped at most this much before closing ...
+DISCARD_S = 2.0  # ... within this long, so that a client still sending can read the 413
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
@@ -261,3 +267,45 @@ def json_response(status: int, payload: object, *, close: bool = False, extra: l
         headers.append((b"connection", b"close"))
     start = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}".encode()
     return render_head(start, headers) + body
+
+
+class ClientFailed(Exception):
+    """The client's request body broke off or was refused while being streamed; ``error`` says which."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class StreamedBody:
+    """A request body still on the client connection (``length`` bytes, or chunked when None), read piece by piece."""
+
+    def __init__(self, reader: asyncio.StreamReader, length: int | None, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        self.read = 0
+        self._pieces = body_pieces(reader, length)
+
+    async def next_piece(self) -> bytes | None:
+        """Return the next piece, None at the end; raise ClientFailed if the client breaks off or passes the limit."""
+        try:
+            piece = await anext(self._pieces, None)
+        except (HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise ClientFailed(exc) from None
+        if piece is not None:
+            self.read += len(piece)
+            if self.read > self.limit:  # a chunked body passing the limit: refused before this piece goes on
+                raise ClientFailed(HttpError(413, f"request body exceeds max_body_bytes={self.limit}"))
+        return piece
+
+    async def discard(self) -> None:
+        """Read and drop the rest (bounded in bytes and time), so that the client can read an answer sent before it."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(DISCARD_S):
+                async for piece in self._pieces:
+                    dropped += len(piece)
+                    if dropped > DISCARD_BYTES:
+                        return
+        except (TimeoutError, HttpError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass

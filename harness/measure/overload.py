@@ -11,6 +11,13 @@ Definitions (the report and the README quote these):
   requests let in experienced, so a service drowning in a queue cannot look fast by failing.
 - **Goodput**: requests answered successfully within the latency SLO, per second of the window;
   lost goodput is the offered rate it falls short of.
+- **Backlog growth** (`backlog_growth`): the least-squares slope of the successful requests' latency
+  (s) against their send time (s) over a window: seconds of waiting added per second. A service
+  that keeps up holds it near 0 (a burst it is draining makes it negative); a FIFO queue served at
+  ``mu`` and offered ``lambda > mu`` grows its wait at ``(lambda - mu) / mu``, so the rate it
+  completes is ``lambda / (1 + growth)``. Unlike a count of answers in the window, it does not
+  mistake the requests in flight filling up after a generator starts for a shortfall, nor the
+  Poisson difference between two windows for one.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Iterable
 from harness.measure.percentiles import percentile
 from harness.request_records import RequestRecord
 
-__all__ = ["RATE_LIMITED_STATUS", "overload_summary"]
+__all__ = ["RATE_LIMITED_STATUS", "overload_summary", "backlog_growth", "completed_rate"]
 
 RATE_LIMITED_STATUS = 429
 
@@ -54,3 +61,27 @@ def overload_summary(records: Iterable[RequestRecord], *, slo_latency_ms: float,
         "slo_latency_ms": slo_latency_ms, "duration_s": round(span_s, 3),
         "p99_admitted_within_slo": (p99([r.latency_ms for r in admitted]) or math.inf) <= slo_latency_ms,
     }
+
+
+def backlog_growth(records: Iterable[RequestRecord], start_s: float, end_s: float) -> float:
+    """Return the backlog growth (see the module docstring) of the successful requests sent in
+    ``[start_s, end_s)``; NaN with fewer than 3 of them or no spread in their send times."""
+    points = [(r.intended_s, r.latency_ms / 1000.0) for r in records
+              if r.ok and start_s <= r.intended_s < end_s and math.isfinite(r.latency_ms)]
+    if len(points) < 3:
+        return math.nan
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_l = sum(lat for _, lat in points) / n
+    var_t = sum((t - mean_t) ** 2 for t, _ in points)
+    if var_t <= 0:
+        return math.nan
+    return sum((t - mean_t) * (lat - mean_l) for t, lat in points) / var_t
+
+
+def completed_rate(offered_rps: float, growth: float) -> float:
+    """Return the rate a FIFO service completes when offered ``offered_rps`` with backlog growth
+    ``growth``: ``offered / (1 + growth)`` when the backlog grows, else the offered rate."""
+    if not math.isfinite(growth) or growth <= 0:
+        return offered_rps
+    return offered_rps / (1.0 + growth)

@@ -230,6 +230,7 @@ class WindowMeasurement:
     requests: int = 0
     sent_rate_rps: float = math.nan
     generator_saturated: bool = False
+    backlog_growth: float = math.nan  # latency added per second of sending (harness.measure.overload)
     cpu_percent: float = math.nan  # the service's replicas together; 100 = one core busy
     rss_mb: float = math.nan
     gpu_util_percent: float = math.nan

@@ -110,6 +110,7 @@ class LocalSession:
             return self._measure_clients(int(level), warmup_s=warmup_s, window_s=window_s, count=count,
                                          timeout_s=timeout_s)
         from harness.load.rate import run_rate, schedule_offsets
+        from harness.measure.overload import backlog_growth
         from harness.measure.percentiles import percentile, summarize_windows
 
         duration_s = warmup_s + count * window_s
@@ -142,6 +143,7 @@ class LocalSession:
                 p99_ms=summary.p99_ms, error_rate=summary.error_rate if summary.count else 1.0,
                 requests=summary.count, sent_rate_rps=summary.request_rate_rps,
                 generator_saturated=lagging or result.load.generator_cpu.saturated,
+                backlog_growth=backlog_growth(records, lo, hi),
                 cpu_percent=cpu, rss_mb=rss, gpu_util_percent=gpu_util, gpu_memory_mb=gpu_mem,
                 started_s=lo, duration_s=window_s,
             ))

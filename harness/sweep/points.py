@@ -105,11 +105,13 @@ def to_point_measurement(level: float, windows: list[WindowMeasurement]) -> Poin
         return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
     sent = med("sent_rate_rps")
+    growth = med("backlog_growth")
     return PointMeasurement(
         rate_rps=level, throughput_rps=med("throughput_rps") if windows else 0.0, p99_ms=med("p99_ms"),
         error_rate=med("error_rate") if windows else 1.0, p50_ms=med("p50_ms"), p95_ms=med("p95_ms"),
         sent_rate_rps=None if math.isnan(sent) else sent,
-        generator_saturated=any(w.generator_saturated for w in windows), windows=len(windows),
+        generator_saturated=any(w.generator_saturated for w in windows), backlog_growth=growth,
+        windows=len(windows),
     )
 
 

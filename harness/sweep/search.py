@@ -7,7 +7,8 @@ simulated service (`harness.sweep.simulated`) in tests.
 Algorithm: boundary finding by geometric growth from ``start_rps`` until the first violation (or
 geometric shrinking while the start rate already fails), then bisection between the highest passing
 and the lowest failing rate until they are within ``rel_tol`` of each other. A violation where the
-service did not keep up (throughput well below the offered rate) also tells roughly where its
+service did not keep up (it completed well below the offered rate, judged from its backlog's growth
+where measured, `kept_up_rps`) also tells roughly where its
 capacity lies: with no passing rate yet the next probe goes just below the completed throughput (the
 knee of a generous SLO lies close to capacity) rather than to half the rate; with one, the next probe
 goes just above it (throughput plus a margin), so a failure close to the highest pass closes the
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from harness.errors import ConfigError
+from harness.measure.overload import completed_rate
 from harness.slo import DEFAULT_MAX_ERROR_RATE, DEFAULT_P99_MS
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "SearchResult",
     "classify",
     "is_clear_violation",
+    "kept_up_rps",
     "validate_search_settings",
     "search_max_rate",
 ]
@@ -71,7 +74,8 @@ class PointMeasurement:
     ``sent_rate_rps`` is the arrival rate the schedule actually produced in the windows (None when
     unknown): with Poisson arrivals it differs from ``rate_rps`` by chance, so keeping up is judged
     against it. ``generator_saturated`` says the generator could not keep its schedule.
-    ``throughput_rps`` counts successful responses per second.
+    ``throughput_rps`` counts successful responses per second. ``backlog_growth``, where measured,
+    says whether the service kept up (`kept_up_rps`); without it, the throughput does.
     """
 
     rate_rps: float
@@ -82,6 +86,7 @@ class PointMeasurement:
     p95_ms: float = math.nan
     sent_rate_rps: float | None = None
     generator_saturated: bool = False
+    backlog_growth: float = math.nan  # latency added per second of sending (harness.measure.overload); NaN: unknown
     windows: int = 1
     status: str = "ok"
     reason: str = ""
@@ -190,6 +195,16 @@ def _offered_rps(m: PointMeasurement) -> float:
     return m.sent_rate_rps if m.sent_rate_rps is not None and m.sent_rate_rps > 0 else m.rate_rps
 
 
+def kept_up_rps(m: PointMeasurement) -> float:
+    """Return the rate the service completed at in ``m``, as the keep-up check sees it: from the
+    backlog growth where measured (`harness.measure.overload.completed_rate`: a window's count of
+    answers is thrown off by the requests in flight filling up after a generator starts), else the
+    successful responses per second."""
+    if math.isfinite(m.backlog_growth):
+        return min(completed_rate(_offered_rps(m), m.backlog_growth), _offered_rps(m))
+    return m.throughput_rps
+
+
 def is_clear_violation(m: PointMeasurement, s: SearchSettings) -> bool:
     """Return True when ``m`` is so far beyond the SLO that more windows at this rate are pointless."""
     p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
@@ -212,8 +227,13 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
     if m.error_rate > s.max_error_rate:
         problems.append(f"error rate {m.error_rate:.2%} > {s.max_error_rate:.2%}")
     offered = _offered_rps(m)
-    if m.throughput_rps < s.min_throughput_ratio * offered:
-        problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
+    completed = kept_up_rps(m)
+    if completed < s.min_throughput_ratio * offered:
+        if math.isfinite(m.backlog_growth):
+            problems.append(f"did not keep up: backlog grew {m.backlog_growth * 1000:.0f} ms per s, completing "
+                            f"{completed:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
+        else:
+            problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
     if not problems:
         return PASS, f"p99 {p99:.1f} ms <= SLO {s.p99_ms:g} ms at {m.throughput_rps:.1f} rps"
     verdict = CLEAR_FAIL if is_clear_violation(m, s) else FAIL
@@ -272,7 +292,7 @@ def search_max_rate(
             lo = rate if lo is None else max(lo, rate)
         else:
             hi = rate if hi is None else min(hi, rate)
-            if 0 < m.throughput_rps < s.min_throughput_ratio * _offered_rps(m):
+            if 0 < m.throughput_rps and kept_up_rps(m) < s.min_throughput_ratio * _offered_rps(m):
                 # overloaded: completions ran at (or, thrashing, below) capacity: where to look next
                 overloaded = True
                 hint = m.throughput_rps * (1.0 + s.overload_margin)

@@ -1,4 +1,4 @@
-"""Goodput and the p99 of admitted requests under a spike (harness.measure.overload), from records."""
+"""Goodput and the p99 of admitted requests under a spike, and the backlog growth that says whether a service kept up (harness.measure.overload), from records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness.measure.overload import overload_summary
+from harness.measure.overload import backlog_growth, completed_rate, overload_summary
 from harness.request_records import RequestRecord
 
 
@@ -30,3 +30,24 @@ def test_slow_successes_are_not_goodput():
     assert summary["goodput_rps"] == 1.0 and summary["ok"] == 2 and summary["p99_admitted_within_slo"] is False
     with pytest.raises(ValueError):
         overload_summary([], slo_latency_ms=500)
+
+
+def test_backlog_growth_tells_an_overloaded_queue_from_one_filling_or_draining():
+    def fifo(rate, service_s, n, start_backlog_s=0.0):
+        records, free_at = [], start_backlog_s
+        for i in range(n):
+            sent = i / rate
+            done = max(sent, free_at) + service_s
+            free_at = done
+            records.append(RequestRecord(intended_s=sent, sent_s=sent, latency_ms=(done - sent) * 1000.0, status=200, ok=True))
+        return records
+
+    over = fifo(200.0, 0.01, 600)  # 200 offered to a server of 100: the wait grows 1 s per s
+    growth = backlog_growth(over, 1.0, 3.0)
+    assert growth == pytest.approx(1.0, rel=0.02)
+    assert completed_rate(200.0, growth) == pytest.approx(100.0, rel=0.02)
+    steady = fifo(80.0, 0.01, 240)
+    assert abs(backlog_growth(steady, 1.0, 3.0)) < 1e-9 and completed_rate(80.0, 0.0) == 80.0
+    draining = fifo(80.0, 0.01, 240, start_backlog_s=1.5)  # a burst left 1.5 s of work: it drains
+    assert backlog_growth(draining, 0.0, 2.0) < 0 and completed_rate(80.0, backlog_growth(draining, 0.0, 2.0)) == 80.0
+    assert math.isnan(backlog_growth(steady[:2], 0.0, 3.0))

@@ -181,3 +181,4 @@ def test_a_windows_throughput_counts_answers_in_it_so_an_overloaded_service_show
     easy = [_request(i / 50.0, 5.0) for i in range(150)]
     assert [w.throughput_rps for w in summarize_windows(easy, start_s=1.0, window_s=1.0, count=2)] == [
         pytest.approx(50.0, abs=1.0)] * 2
+

@@ -189,3 +189,19 @@ def test_a_thrashing_overload_does_not_end_the_search_below_the_knee():
     assert result.converged and result.max_rate_rps == pytest.approx(knee, rel=0.06)
     assert all(p.verdict != "pass" or p.rate_rps <= knee for p in result.probes)
     assert result.upper_rps in [p.rate_rps for p in result.probes]  # a measured failure, not a hint
+
+
+def test_keeping_up_is_judged_by_backlog_growth_where_it_was_measured():
+    from harness.sweep.search import classify, kept_up_rps
+
+    s = SearchSettings(p99_ms=SLO_MS)
+    # few answers counted in the window (requests in flight filling up) but no backlog growth: kept up
+    filling = PointMeasurement(rate_rps=440.0, throughput_rps=410.0, p99_ms=380.0, sent_rate_rps=445.0, backlog_growth=-0.01)
+    assert kept_up_rps(filling) == 445.0 and classify(filling, s)[0] == PASS
+    # the backlog grows 10% a second: the service completes 445 / 1.1 = 404.5 rps, under 95% of 445
+    behind = PointMeasurement(rate_rps=440.0, throughput_rps=440.0, p99_ms=300.0, sent_rate_rps=445.0, backlog_growth=0.1)
+    verdict, why = classify(behind, s)
+    assert verdict == FAIL and "did not keep up" in why and kept_up_rps(behind) == pytest.approx(445.0 / 1.1)
+    # without a backlog figure, the throughput decides as before
+    legacy = PointMeasurement(rate_rps=440.0, throughput_rps=400.0, p99_ms=300.0, sent_rate_rps=445.0)
+    assert classify(legacy, s)[0] == FAIL and "throughput 400.0" in classify(legacy, s)[1]

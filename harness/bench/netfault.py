@@ -5,18 +5,18 @@ load (evenly spaced requests at ``rate_rps``; latency from the intended send tim
 while faults are injected and cleared through the deployment's control channel, as the chaos
 activities of `harness.chaos.network_activities` do. The windows, in order, side by side in one run:
 
-1. ``baseline-1``: no fault, ``latency_window_s``;
-2. ``latency``: ``latency_ms`` added to every request, ``latency_window_s``;
-3. ``baseline-2``: no fault again, ``latency_window_s``;
-4. ``abort``: ``abort_percent`` % of requests answered ``abort_status``, over exactly ``abort_requests`` requests;
-5. ``reset``: ``reset_percent`` % of connections reset, over ``reset_requests`` requests (0: skipped).
+1. ``latency_pairs`` pairs of windows of ``latency_window_s`` each, in the order baseline, latency,
+   latency, baseline, baseline, ... (ABBA: a drift of the machine over the run weighs on both sides
+   alike): ``baseline-N`` without a fault, ``latency-N`` with ``latency_ms`` added to every request;
+2. ``abort``: ``abort_percent`` % of requests answered ``abort_status``, over exactly ``abort_requests`` requests;
+3. ``reset``: ``reset_percent`` % of connections reset, over ``reset_requests`` requests (0: skipped).
 
 A window holds the requests intended to go out from ``guard_s`` after the fault's injection (as the
 deployment recorded it) to ``guard_s`` before its end, so the transitions stay out of every figure.
-The checks, each figure against its claim: the latency window's p50 minus the baselines' p50 (both
-baselines together, so a drift over the run shows in neither alone) within ``latency_tolerance_ms`` of
-``latency_ms``; the abort window's failed share within ``abort_tolerance_pct`` points of
-``abort_percent``. The reset window's failed share is reported beside them.
+The checks, each figure against its claim: the p50 of every latency window's requests together minus
+the p50 of every baseline window's within ``latency_tolerance_ms`` of ``latency_ms`` (each pair's own
+difference is reported beside it, to show the spread); the abort window's failed share within
+``abort_tolerance_pct`` points of ``abort_percent``. The reset window's failed share is reported too.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class NetfaultSettings:
     model: str = DEFAULT_MODEL
     rate_rps: float = 100.0
     latency_ms: float = 100.0
-    latency_window_s: float = 10.0
+    latency_window_s: float = 2.0
+    latency_pairs: int = 5
     abort_percent: float = 20.0
     abort_status: int = 503
     abort_requests: int = 2000
@@ -58,7 +59,7 @@ class NetfaultSettings:
 
     def validate(self) -> "NetfaultSettings":
         """Return self; raise ConfigError naming the first bad field and its value."""
-        ranges = {"rate_rps": (1, 2000), "latency_ms": (1, 10_000), "latency_window_s": (1, 600),
+        ranges = {"rate_rps": (1, 2000), "latency_ms": (1, 10_000), "latency_window_s": (0.5, 600), "latency_pairs": (1, 100),
                   "abort_percent": (0.1, 100), "abort_requests": (1, 1_000_000), "reset_percent": (0.1, 100),
                   "reset_requests": (0, 1_000_000), "guard_s": (0, 10), "settle_s": (0, 60),
                   "latency_tolerance_ms": (0.001, 10_000), "abort_tolerance_pct": (0.001, 100), "abort_status": (400, 599)}
@@ -73,8 +74,11 @@ class NetfaultSettings:
 
     def fault_windows_s(self) -> dict[str, float]:
         """Return each window's measured length in seconds (the fault lasts 2 x guard_s longer)."""
-        windows = {"baseline-1": self.latency_window_s, "latency": self.latency_window_s,
-                   "baseline-2": self.latency_window_s, "abort": self.abort_requests / self.rate_rps}
+        windows: dict[str, float] = {}
+        for pair in range(1, self.latency_pairs + 1):
+            for name in (("baseline", "latency") if pair % 2 else ("latency", "baseline")):
+                windows[f"{name}-{pair}"] = self.latency_window_s
+        windows["abort"] = self.abort_requests / self.rate_rps
         if self.reset_requests:
             windows["reset"] = self.reset_requests / self.rate_rps
         return windows
@@ -94,7 +98,7 @@ def netfault_spec(settings: NetfaultSettings) -> Any:
 
 
 def _fault(settings: NetfaultSettings, name: str, duration_s: float) -> dict[str, Any] | None:
-    if name == "latency":
+    if name.startswith("latency"):
         return {"kind": "latency", "delay_ms": settings.latency_ms, "duration_s": duration_s}
     if name == "abort":
         return {"kind": "abort", "percent": settings.abort_percent, "status": settings.abort_status,
@@ -182,14 +186,18 @@ def _judge(settings: NetfaultSettings, records: list, windows: dict[str, tuple[f
 
     limits = {"abort": settings.abort_requests, "reset": settings.reset_requests}
     figures = {name: window_figures(records, start, end, limits.get(name)) for name, (start, end) in windows.items()}
-    baseline = figures["baseline-1"]["_latencies"] + figures["baseline-2"]["_latencies"]
-    baseline_p50 = percentile(baseline, 50) if baseline else math.nan
-    latency_p50 = figures["latency"]["p50_ms"]
-    added_ms = (latency_p50 - baseline_p50) if latency_p50 is not None and baseline else None
+    pooled = {kind: [v for name, f in figures.items() if name.startswith(kind + "-") for v in f["_latencies"]]
+              for kind in ("baseline", "latency")}
+    baseline_p50 = percentile(pooled["baseline"], 50) if pooled["baseline"] else math.nan
+    latency_p50 = round(percentile(pooled["latency"], 50), 3) if pooled["latency"] else None
+    added_ms = (latency_p50 - baseline_p50) if latency_p50 is not None and pooled["baseline"] else None
+    pairs = [figures[f"latency-{i}"]["p50_ms"] - figures[f"baseline-{i}"]["p50_ms"] for i in range(1, settings.latency_pairs + 1)
+             if figures[f"latency-{i}"]["p50_ms"] is not None and figures[f"baseline-{i}"]["p50_ms"] is not None]
     abort = figures["abort"]
     checks = {
         "latency": {"claim_ms": settings.latency_ms, "baseline_p50_ms": round(baseline_p50, 3), "fault_p50_ms": latency_p50,
                     "added_ms": None if added_ms is None else round(added_ms, 3), "tolerance_ms": settings.latency_tolerance_ms,
+                    "pair_added_ms": [round(d, 1) for d in pairs],
                     "within_tolerance": added_ms is not None and abs(added_ms - settings.latency_ms) <= settings.latency_tolerance_ms},
         "abort": {"claim_pct": settings.abort_percent, "requests": abort["requests"], "failed_pct": abort["failed_pct"],
                   "status_count": abort["statuses"].get(str(settings.abort_status), 0),
@@ -224,7 +232,8 @@ def format_netfault_table(result: dict[str, Any]) -> str:
     added = "n/a" if latency["added_ms"] is None else f"{latency['added_ms']:+.1f} ms"
     lines += [
         f"latency: p50 {latency['fault_p50_ms']} ms with the fault vs {latency['baseline_p50_ms']} ms without: {added} "
-        f"(claim +{latency['claim_ms']:g} ms, within +-{latency['tolerance_ms']:g} ms: {ok(latency['within_tolerance'])})",
+        f"(claim +{latency['claim_ms']:g} ms, within +-{latency['tolerance_ms']:g} ms: {ok(latency['within_tolerance'])}); "
+        f"pair by pair: {', '.join(f'{d:+.1f}' for d in latency['pair_added_ms'])} ms",
         f"abort: {abort['failed_pct']}% of {abort['requests']} requests failed, {abort['status_count']} answered "
         f"{result['settings']['abort_status']} (claim {abort['claim_pct']:g}%, within +-{abort['tolerance_pct']:g} points: "
         f"{ok(abort['within_tolerance'])})",

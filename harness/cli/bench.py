@@ -120,7 +120,7 @@ def _register_netfault(benches: Any) -> None:
         "netfault",
         help="the balancer's network faults measured at the client: +N ms latency moves p50 by N? P%% aborts fail P%%?",
         description="One replica of the reference service behind the balancer, one open-loop load, and side by side "
-                    "in that run: baseline windows, a window with added latency, one with a share of requests "
+                    "in that run: baseline and added-latency windows in ABBA pairs, one with a share of requests "
                     "aborted, one with a share of connections reset. Prints each window's figures and checks the "
                     "latency's p50 shift and the aborted share against their claims. Exit 1 if either misses.",
     )
@@ -130,6 +130,8 @@ def _register_netfault(benches: Any) -> None:
     add("--latency-ms", type=float, default=defaults.latency_ms, help=f"added latency (default {defaults.latency_ms:g})")
     add("--latency-window-s", type=float, default=defaults.latency_window_s,
         help=f"length of each baseline and latency window (default {defaults.latency_window_s:g})")
+    add("--latency-pairs", type=int, default=defaults.latency_pairs,
+        help=f"baseline/latency window pairs, in ABBA order (default {defaults.latency_pairs})")
     add("--abort-percent", type=float, default=defaults.abort_percent, help=f"share aborted (default {defaults.abort_percent:g})")
     add("--abort-requests", type=int, default=defaults.abort_requests,
         help=f"requests in the abort window (default {defaults.abort_requests})")
@@ -157,7 +159,8 @@ def run_netfault(args: argparse.Namespace) -> int:
     if args.model not in MODEL_NAMES:
         raise ConfigError("--model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
     settings = NetfaultSettings(model=args.model, rate_rps=args.rate_rps, latency_ms=args.latency_ms,
-                                latency_window_s=args.latency_window_s, abort_percent=args.abort_percent,
+                                latency_window_s=args.latency_window_s, latency_pairs=args.latency_pairs,
+                                abort_percent=args.abort_percent,
                                 abort_requests=args.abort_requests, reset_requests=args.reset_requests,
                                 seed=args.seed).validate()
     result = run_netfault_bench(settings, args.out, progress=ProgressDisplay("harness bench netfault"))

@@ -25,7 +25,7 @@ def _run(settings: NetfaultSettings, abort_every: int, added_ms: float) -> dict:
     for name, length_s in settings.fault_windows_s().items():
         count = int(length_s * rate)
         windows[name] = (t, t + length_s)
-        latency = 5.0 + (added_ms if name == "latency" else 0.0)
+        latency = 5.0 + (added_ms if name.startswith("latency") else 0.0)
         every = abort_every if name == "abort" else (3 if name == "reset" else 0)
         records += _records(t - 0.5, int(0.5 * rate), rate, 999.0)  # the guard before: outside every window
         records += _records(t, count + 50, rate, latency, every, status=503 if name == "abort" else 0)
@@ -34,19 +34,21 @@ def _run(settings: NetfaultSettings, abort_every: int, added_ms: float) -> dict:
 
 
 def test_the_checks_take_the_first_n_requests_of_the_abort_window_and_the_p50_shift():
-    settings = NetfaultSettings(rate_rps=100, latency_window_s=5, abort_requests=2000, reset_requests=300)
+    settings = NetfaultSettings(rate_rps=100, latency_window_s=5, latency_pairs=2, abort_requests=2000, reset_requests=300)
     result = _run(settings, abort_every=5, added_ms=100.0)
     abort, latency = result["checks"]["abort"], result["checks"]["latency"]
     assert (abort["requests"], abort["failed_pct"], abort["status_count"]) == (2000, 20.0, 400)
     assert latency["added_ms"] == pytest.approx(100.0) and latency["baseline_p50_ms"] == pytest.approx(5.3)
+    assert list(result["windows"])[:4] == ["baseline-1", "latency-1", "latency-2", "baseline-2"]  # ABBA
+    assert latency["pair_added_ms"] == [100.0, 100.0]
     assert result["all_within_tolerance"]
     assert result["windows"]["reset"]["requests"] == 300 and result["windows"]["reset"]["statuses"]["0"] == 100
     table = format_netfault_table({**result, "machine": {"cpus": 2}})
-    assert "+100.0 ms (claim +100 ms, within +-10 ms: yes)" in table and "20.0% of 2000 requests failed" in table
+    assert "+100.0 ms (claim +100 ms, within +-10 ms: yes); pair by pair: +100.0, +100.0 ms" in table and "20.0% of 2000 requests failed" in table
 
 
 def test_a_figure_off_its_claim_fails_its_check():
-    settings = NetfaultSettings(rate_rps=100, latency_window_s=5, abort_requests=1000, reset_requests=0)
+    settings = NetfaultSettings(rate_rps=100, latency_window_s=5, latency_pairs=3, abort_requests=1000, reset_requests=0)
     result = _run(settings, abort_every=4, added_ms=115.0)  # 25% failed, +115 ms
     assert not result["checks"]["abort"]["within_tolerance"] and not result["checks"]["latency"]["within_tolerance"]
     assert not result["all_within_tolerance"] and "reset" not in result["windows"]

@@ -32,6 +32,12 @@ class RequestRecord:
     HTTP status, 0 when no response came (connection refused/reset, timeout). ``target`` is the host
     the request went to when one generator alternates between several (an interleaved A/B pair);
     empty otherwise.
+
+    The protocol's own fields (`harness.load.protocols`; optional columns: a file without them loads
+    with these defaults): ``ttft_ms`` (time to first token), ``tpot_ms`` (time per output token after
+    the first), ``output_tokens`` and ``itl_ms`` (every inter-token gap, a ``;``-separated cell) of an
+    OpenAI-compatible generation, as `harness.load.protocols.openai` defines them; NaN, 0 and empty
+    for a protocol without tokens.
     """
 
     intended_s: float
@@ -42,6 +48,10 @@ class RequestRecord:
     error: str = ""
     source: str = "load"  # "locust", "rate", "bench", ...
     target: str = ""
+    ttft_ms: float = math.nan
+    tpot_ms: float = math.nan
+    output_tokens: int = 0
+    itl_ms: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +99,8 @@ def _write(handle, records, kind, *, header: bool) -> int:
 
 
 def _cell(value: object) -> object:
+    if isinstance(value, tuple):  # inter-token gaps: microsecond resolution keeps the cell short
+        return ";".join(f"{v:.3f}" for v in value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float):
@@ -113,6 +125,8 @@ def read_records(path: str | Path, kind: type[R]) -> Iterator[R]:
                     values[name] = int(text)
                 elif declared == "float":
                     values[name] = float(text)
+                elif declared.startswith("tuple"):
+                    values[name] = tuple(float(v) for v in text.split(";")) if text else ()
                 else:
                     values[name] = text or ""
             yield kind(**values)

@@ -14,6 +14,15 @@ Definitions (reports quote these):
   bad, `harness.measure.recovery`), the goodput of a load spike (`harness.measure.overload`), a
   canary's analysis.
 
+- **Token SLO** (generative, OpenAI-compatible targets; `TokenSlo`): optional bounds on a request's
+  time to first token ``ttft_ms``, time per output token ``tpot_ms`` and end-to-end latency ``e2e_ms``
+  (unset: the SLO's ``p99_ms``, the bound a request meets the SLO by). No defaults: an unset TTFT or
+  TPOT bound does not judge. A request is **good** when it succeeded and meets every bound that is
+  set (a TPOT that is undefined, for one output token, meets the TPOT bound; a TTFT that is
+  undefined, for no output token, does not meet a TTFT bound); a failed request, a stream cut
+  mid-response included, is never good. **Goodput** is good requests per second of the load
+  (`harness.measure.tokens`).
+
 The SLO is what a run is judged against; the SLA tiers (`harness.measure.sla`) are error budgets
 over a month, judged beside it. How one load is judged against both is `harness.measure.load_verdict`.
 """
@@ -26,7 +35,7 @@ from typing import Any, Mapping
 
 from harness.errors import ConfigError
 
-__all__ = ["DEFAULT_P99_MS", "DEFAULT_MAX_ERROR_RATE", "Slo", "validate_slo"]
+__all__ = ["DEFAULT_P99_MS", "DEFAULT_MAX_ERROR_RATE", "Slo", "TokenSlo", "validate_slo"]
 
 DEFAULT_P99_MS = 500.0
 DEFAULT_MAX_ERROR_RATE = 0.01
@@ -73,3 +82,29 @@ def validate_slo(p99_ms: Any, max_error_rate: Any) -> None:
         raise ConfigError("p99_ms", p99_ms, "the p99 latency SLO must be a finite number of milliseconds greater than zero")
     if not (_is_number(max_error_rate) and 0 <= max_error_rate <= 1):
         raise ConfigError("max_error_rate", max_error_rate, "the error-rate SLO must be a fraction from 0 to 1 (0.01 is 1%)")
+
+
+@dataclass(frozen=True)
+class TokenSlo:
+    """Optional per-request bounds of a generative load, in ms (see "Token SLO" in the module docstring).
+
+    Raises ConfigError naming the field and the value when a bound is set and is not a finite number > 0.
+    """
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None  # None: the SLO's p99_ms
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and value > 0):
+                raise ConfigError(name, value, "a per-request bound must be a finite number of milliseconds greater than zero")
+
+    def bounds(self, slo: Slo) -> dict[str, float | None]:
+        """Return the bounds a request is judged by under ``slo``: ttft_ms, tpot_ms (None: not judged), e2e_ms."""
+        return {"ttft_ms": self.ttft_ms, "tpot_ms": self.tpot_ms,
+                "e2e_ms": self.e2e_ms if self.e2e_ms is not None else slo.p99_ms}
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)

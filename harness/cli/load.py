@@ -6,7 +6,10 @@ platform's events), result.json (throughput, exact p50/p95/p99, errors, generato
 run.json, all through `harness.workflows.load.run_load` (this command parses flags and prints).
 With ``--rounds N`` (N > 1) each round is a fresh deployment written to ``round-01/``... and the
 top-level result.json holds the medians over rounds (`harness.load.rounds`); ``--rate-rps`` sends
-open-loop load instead of Locust users. Progress goes to stderr, with a heartbeat of the load so far
+open-loop load instead of Locust users. ``--protocol`` says what the load and the prober send
+(`harness.load.protocols`: oip-v2, openai-chat, openai-completions, http-json) and ``--endpoint URL``
+measures a server as it is, deploying nothing; a generative load also reports exact TTFT / TPOT / ITL
+percentiles and goodput (``--ttft-ms``, ``--tpot-ms``, ``--e2e-ms``: the bounds a good request meets). Progress goes to stderr, with a heartbeat of the load so far
 (requests, rate, errors, p99) every few seconds: a bar on a terminal, plain lines in CI. Deployments
 are torn down on every way out, SIGINT and SIGTERM included.
 
@@ -28,6 +31,12 @@ from harness.cli._options import add_out
 from harness.config import TOPOLOGIES
 from harness.paths import path_type
 from harness.slo import DEFAULT_MAX_ERROR_RATE, DEFAULT_P99_MS
+
+PROTOCOL_CHOICES = ("oip-v2", "openai-chat", "openai-completions", "http-json")  # harness.load.protocols.PROTOCOL_NAMES
+# flag -> ProtocolSettings field, for the flags given (a flag left out keeps the protocol's default)
+PROTOCOL_FLAGS = {"path": "path", "method": "method", "body_template": "body_template", "bodies_file": "bodies_file",
+                  "success_status": "success_status", "success_field": "success_field", "max_tokens": "max_tokens",
+                  "prompt": "prompt"}
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
@@ -80,7 +89,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-error-rate", type=float, default=DEFAULT_MAX_ERROR_RATE, metavar="F",
                         help=f"the SLO's share of requests that may fail (default {DEFAULT_MAX_ERROR_RATE:g}); "
                              "the verdict is printed and recorded in run.json, never the exit code")
+    _add_protocol_flags(parser)
     parser.set_defaults(func=run)
+
+
+def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("protocol and target (harness.load.protocols)")
+    group.add_argument("--endpoint", default=None, metavar="URL",
+                       help="measure the server at URL as it is (http://host:port): nothing is deployed, no telemetry")
+    group.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="oip-v2",
+                       help="what the load and the prober send (default: oip-v2, the reference service's)")
+    group.add_argument("--path", default=None, help="the request path (default: the protocol's; http-json needs one)")
+    group.add_argument("--method", default=None, help="http-json: the HTTP method (default POST)")
+    group.add_argument("--body-template", default=None, metavar="JSON",
+                       help="http-json: the body, JSON where $n is the request's index")
+    group.add_argument("--bodies-file", type=path_type("--bodies-file"), default=None, metavar="FILE",
+                       help="http-json: a JSONL file of bodies, request n taking line n modulo their number")
+    group.add_argument("--success-status", type=int, action="append", default=None, metavar="CODE",
+                       help="http-json: a status that means success (repeatable; default 200)")
+    group.add_argument("--success-field", default=None, metavar="DOTTED",
+                       help="http-json: a field the JSON answer must hold to succeed (outputs.0.data)")
+    group.add_argument("--no-stream", action="store_true", help="openai-*: ask for the whole answer, not a stream")
+    group.add_argument("--max-tokens", type=int, default=None, metavar="N", help="openai-*: max_tokens (default 16)")
+    group.add_argument("--prompt", default=None, help="openai-*: the prompt")
+    for flag, what in (("--ttft-ms", "time to first token"), ("--tpot-ms", "time per output token"),
+                       ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
+        group.add_argument(flag, type=float, default=None, metavar="MS",
+                           help=f"generative loads: the bound on a good request's {what}, for goodput")
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -88,11 +123,43 @@ def _spec(args: argparse.Namespace) -> Any:
     from harness.validation import validate_model
 
     spec = load_spec(args.spec, topology=args.topology)
-    if args.model is not None:
+    if args.model is not None and args.endpoint is None:  # with --endpoint the model is the protocol's
         data = spec.model_dump(by_alias=True, mode="json")
         data["service"]["model"] = args.model
         spec = validate_model(ServiceSpec, data, source="--model")
     return spec
+
+
+def _protocol(args: argparse.Namespace, model: str) -> Any:
+    """Return the `ProtocolSettings` of the protocol flags, its adapter built once (a bad template or bodies
+    file fails here); raise ConfigError naming the flag and the value."""
+    from harness.errors import ConfigError
+    from harness.load.protocols import ProtocolSettings, build_adapter
+    from harness.validation import validate_model
+
+    data: dict[str, Any] = {"protocol": args.protocol, "stream": not args.no_stream,
+                            "model": (args.model or model) if args.protocol == "oip-v2" else args.model}
+    data.update({field: getattr(args, flag) for flag, field in PROTOCOL_FLAGS.items() if getattr(args, flag) is not None})
+    if data.get("bodies_file") is not None:
+        data["bodies_file"] = str(data["bodies_file"])
+    try:
+        settings = validate_model(ProtocolSettings, data)
+        build_adapter(settings)
+    except ConfigError as exc:
+        name = exc.field.split(".")[0]
+        raise ConfigError(f"--{name.replace('_', '-')}", exc.value, exc.reason) from None
+    plain = args.protocol == "oip-v2" and set(data) == {"protocol", "stream", "model"}
+    return None if plain else settings  # None: the load's own oip-v2 to its model, as before protocols
+
+
+def _token_slo(args: argparse.Namespace) -> Any:
+    from harness.errors import ConfigError
+    from harness.slo import TokenSlo
+
+    try:
+        return TokenSlo(args.ttft_ms, args.tpot_ms, args.e2e_ms)
+    except ConfigError as exc:
+        raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
 
 
 def _load_shape(args: argparse.Namespace, model: str) -> Any:
@@ -101,8 +168,9 @@ def _load_shape(args: argparse.Namespace, model: str) -> Any:
     from harness.load.profiles import build_profile
     from harness.load.session import RateLoad
 
+    protocol = _protocol(args, model)
     if args.rate_rps is None:
-        return build_profile(args.profile, args.duration_s, users=args.users, model=model)
+        return build_profile(args.profile, args.duration_s, users=args.users, model=model, protocol=protocol)
     if args.users is not None or args.profile != "steady":
         flag, value = ("--users", args.users) if args.users is not None else ("--profile", args.profile)
         raise ConfigError(flag, value, "Locust users do not mix with --rate-rps (open-loop); drop one of them")
@@ -112,7 +180,7 @@ def _load_shape(args: argparse.Namespace, model: str) -> Any:
         raise ConfigError("--duration-s", args.duration_s, "must be greater than zero")
     if args.request_rows < 1:
         raise ConfigError("--request-rows", args.request_rows, "must be at least 1")
-    return RateLoad(args.rate_rps, args.duration_s, model=model, request_rows=args.request_rows)
+    return RateLoad(args.rate_rps, args.duration_s, model=model, request_rows=args.request_rows, protocol=protocol)
 
 
 def _validate_fault_kind(kind: str | None) -> None:
@@ -147,11 +215,12 @@ def run(args: argparse.Namespace) -> int:
     from harness.workflows.load import LoadSettings, run_load
 
     _validate_fault_kind(args.inject_fault)
-    slo = _slo(args)
+    slo, token_slo = _slo(args), _token_slo(args)
+    endpoint = _endpoint(args)
     spec = _spec(args)
     warmup_s = args.warmup_s if args.warmup_s is not None else (
-        DEFAULT_WARMUP_S if args.rounds > 1 or args.rate_rps is not None else 0.0)
-    settings = LoadSettings(
+        DEFAULT_WARMUP_S if endpoint is None and (args.rounds > 1 or args.rate_rps is not None) else 0.0)
+    settings = LoadSettings(endpoint=endpoint, token_slo=token_slo,
         load=_load_shape(args, spec.service.model), rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault,
         fault_params=parse_fault_params(args.fault_param),
         cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
@@ -163,13 +232,49 @@ def run(args: argparse.Namespace) -> int:
         load = run_load(settings, context)
     result = load.result
     say(_summary_line(result))
+    if result.get("tokens"):
+        say(_tokens_line(result["tokens"]))
     if result.get("generator_saturated"):
         say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
             "generator's limit, not only the service's")
     say(f"verdict: {load.verdict.line()}")  # the last line: what the load means against the SLO
     figures = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "generator_saturated")}
-    print(json.dumps({**figures, "slo_verdict": load.verdict.outcome}))
+    tokens = {"tokens": result["tokens"]} if result.get("tokens") else {}
+    print(json.dumps({**figures, **tokens, "slo_verdict": load.verdict.outcome}))
     return 0
+
+
+def _endpoint(args: argparse.Namespace) -> str | None:
+    """Return --endpoint as a base URL; raise ConfigError for anything but http(s) or for flags it excludes."""
+    from harness.errors import ConfigError
+    from harness.load.profiles import check_http_url
+
+    if args.endpoint is None:
+        return None
+    try:
+        url = check_http_url(args.endpoint)
+    except ValueError as exc:
+        raise ConfigError("--endpoint", args.endpoint, str(exc)) from None
+    for flag, value in (("--rounds", args.rounds if args.rounds != 1 else None), ("--inject-fault", args.inject_fault),
+                        ("--warmup-s", args.warmup_s or None)):
+        if value is not None:
+            raise ConfigError(flag, value, "needs a deployment of the load's own; --endpoint measures a server as it is")
+    return url
+
+
+def _tokens_line(tokens: dict[str, Any]) -> str:
+    def ms(key: str) -> str:
+        value = tokens.get(key)
+        return "n/a" if value is None else f"{value:.1f}"
+
+    def per_s(key: str) -> str:
+        value = tokens.get(key)
+        return "n/a" if value is None else f"{value:.1f}"
+
+    return (f"tokens: TTFT p50 {ms('ttft_p50_ms')} / p99 {ms('ttft_p99_ms')} ms, TPOT p50 {ms('tpot_p50_ms')} / "
+            f"p99 {ms('tpot_p99_ms')} ms, ITL p50 {ms('itl_p50_ms')} / p99 {ms('itl_p99_ms')} ms, "
+            f"{per_s('output_tokens_per_s')} output tokens/s, goodput {per_s('goodput_rps')} req/s "
+            f"({tokens.get('good', 0)} of {tokens.get('requests', 0)} requests good)")
 
 
 def _summary_line(result: dict[str, Any]) -> str:

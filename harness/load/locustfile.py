@@ -1,4 +1,4 @@
-"""The harness's locustfile: users sending Open Inference Protocol v2 requests to a reference model.
+"""The harness's locustfile: users sending requests in the load's protocol (Open Inference Protocol v2 by default).
 
 Plain Locust runs it::
 
@@ -11,6 +11,9 @@ Environment (all optional):
   so Locust picks it; the shape then drives users and run time (``-u``/``-r``/``-t`` are ignored). When unset,
   no shape class is visible and Locust's own ``-u``/``-r``/``-t`` drive the test.
 - ``HARNESS_MODEL``: model to call when no profile is given (default ``ranker-mlp``).
+- What a user sends is the profile's ``protocol`` (`harness.load.protocols`: oip-v2, openai-chat,
+  openai-completions, http-json); without one, oip-v2 to the model. A streamed answer is read line by
+  line as it arrives, and the adapter's reading (ok, TTFT, inter-token gaps, output tokens) is the record.
 - ``HARNESS_REQUESTS_FILE``: CSV that every request is appended to as a `harness.request_records.RequestRecord`
   (source ``locust``), buffered and flushed about once a second and when Locust stops.
 
@@ -27,16 +30,16 @@ import time
 from pathlib import Path
 
 import gevent
-import orjson
 from locust import FastHttpUser, LoadTestShape, constant, events, task
+from locust.contrib.fasthttp import LocustBadStatusCode
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile, profile_from_env, target_users
+from harness.load.protocols import ProtocolSettings, Reading, build_adapter
 from harness.request_records import RequestRecord, append_records
-from harness.service.registry import example_request, get_signature
+from harness.service.registry import get_signature
 
-BODY_VARIANTS = 8  # distinct request bodies, serialised once at start so users spend no CPU on JSON
 FLUSH_INTERVAL_S = 1.0
 ERROR_TEXT_CHARS = 200
 SOURCE = "locust"
@@ -60,9 +63,12 @@ except KeyError as exc:
 BATCH_SIZE = PROFILE.batch_size if PROFILE is not None else 1
 TIMEOUT_S = PROFILE.request_timeout_s if PROFILE is not None else 10.0
 THINK_TIME_S = PROFILE.think_time_s if PROFILE is not None else 0.0
-INFER_PATH = f"/v2/models/{MODEL}/infer"
-BODIES = [orjson.dumps(example_request(MODEL, BATCH_SIZE, seed)) for seed in range(BODY_VARIANTS)]
-HEADERS = {"Content-Type": "application/json"}
+try:  # bodies are built once (oip-v2 serialises its tensors here), so users spend no CPU on JSON
+    ADAPTER = build_adapter((PROFILE.protocol if PROFILE is not None else None)
+                            or ProtocolSettings(model=MODEL, batch_size=BATCH_SIZE))
+except ConfigError as exc:
+    sys.stderr.write(f"harness locustfile: {exc}\n")
+    raise SystemExit(2) from None
 
 
 class RequestRecorder:
@@ -79,12 +85,16 @@ class RequestRecorder:
                    context=None, exception=None, start_time=None, url=None, **_kwargs) -> None:
         sent_s = start_time if start_time is not None else time.time() - response_time / 1000.0
         intended_s = (context or {}).get("intended_s", sent_s)
-        status = int(getattr(response, "status_code", 0) or 0)
-        error = "" if exception is None else f"{type(exception).__name__}: {exception}"[:ERROR_TEXT_CHARS]
+        reading = (context or {}).get("reading")
         # latency runs from the intended send time (RequestRecord's contract); for closed-loop users the
-        # two differ only by the microseconds between deciding to send and sending
-        latency_ms = response_time + max(sent_s - intended_s, 0.0) * 1000.0
-        self.buffer.append(RequestRecord(intended_s, sent_s, latency_ms, status, exception is None, error, SOURCE))
+        # two differ only by the microseconds between deciding to send and sending. A task that read its
+        # answer through the adapter timed it from there already (its TTFT and TPOT on the same clock).
+        latency_ms = response_time if reading is not None else response_time + max(sent_s - intended_s, 0.0) * 1000.0
+        if reading is None:  # a request of another locustfile's task, or one that never reached the adapter
+            status = int(getattr(response, "status_code", 0) or 0)
+            error = "" if exception is None else f"{type(exception).__name__}: {exception}"[:ERROR_TEXT_CHARS]
+            reading = Reading(exception is None, status, error)
+        self.buffer.append(RequestRecord(intended_s, sent_s, latency_ms, source=SOURCE, **reading.record_fields()))
 
     def flush(self, **_kwargs) -> None:
         batch, self.buffer = self.buffer, []
@@ -119,12 +129,42 @@ class InferenceUser(FastHttpUser):
     wait_time = constant(THINK_TIME_S)
     network_timeout = TIMEOUT_S
     connection_timeout = TIMEOUT_S
-    _bodies = itertools.cycle(BODIES)
+    _numbers = itertools.count()  # request n of the whole process: the adapter's n-th request
 
     @task
     def infer(self) -> None:
-        self.client.post(INFER_PATH, data=next(self._bodies), headers=HEADERS, name=INFER_PATH,
-                         context={"intended_s": time.time()})
+        request = ADAPTER.request(next(self._numbers))
+        intended_s, start = time.time(), time.perf_counter()
+        with self.client.request(request.method, request.path, data=request.body or None, headers=request.headers,
+                                 name=request.path, stream=request.stream, catch_response=True,
+                                 context={"intended_s": intended_s}) as response:
+            pieces, error = _read_answer(response, request.stream, start)
+            latency_ms = (time.perf_counter() - start) * 1000.0
+            reading = ADAPTER.read(int(response.status_code or 0), pieces, latency_ms, error)
+            response.request_meta["context"]["reading"] = reading
+            response.request_meta["response_time"] = latency_ms  # a stream's end, not its headers
+            if reading.ok:
+                response.success()
+            else:
+                response.failure(reading.error or "failed")
+
+
+def _read_answer(response, stream: bool, start: float) -> tuple[list[tuple[float, bytes]], str]:
+    """Return the pieces of an answer (a stream's lines as they arrive, timed in ms from ``start``) and the
+    transport's error text ("" when it completed; a bad status is the adapter's to judge, not an error)."""
+    error = getattr(response, "error", None) or response.request_meta.get("exception")
+    if error is not None and not isinstance(error, LocustBadStatusCode):
+        return [], f"{type(error).__name__}: {error}"[:ERROR_TEXT_CHARS]
+    if not stream:
+        return [((time.perf_counter() - start) * 1000.0, response.content or b"")], ""
+    pieces = []
+    raw = getattr(response, "_response", None)  # geventhttpclient's response: readline returns what has arrived
+    try:
+        while raw is not None and (line := raw.readline(b"\n")):
+            pieces.append(((time.perf_counter() - start) * 1000.0, line))
+    except Exception as exc:  # noqa: BLE001 - a connection closed mid-stream is the adapter's failure to read
+        return pieces, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_CHARS]
+    return pieces, ""
 
 
 class ProfileShape(LoadTestShape):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from harness.config import DEFAULT_MODEL
 from harness.errors import HarnessError
 from harness import processes
-from harness.load import v2_client
+from harness.load.protocols import ProtocolSettings, aio, build_adapter
 from harness.load.profiles import check_http_url, check_model_name
 from harness.measure.percentiles import percentiles
 from harness.paths import resolve_path
@@ -59,6 +59,7 @@ class ProberConfig(BaseModel):
     timeout_s: float = Field(1.0, gt=0, le=600)
     max_duration_s: float = Field(6 * 3600, gt=0)  # the child stops itself after this, whatever happens
     max_in_flight: int | None = Field(None, ge=1, le=100_000)
+    protocol: ProtocolSettings | None = None  # what a probe sends (None: oip-v2 to ``model``)
 
     _http = field_validator("host")(lambda value: check_http_url(value))
 
@@ -98,8 +99,7 @@ async def _probe(config: ProberConfig) -> dict[str, object]:
     import aiohttp
 
     path = Path(config.timeline_path)
-    url = v2_client.infer_url(config.host, config.model)
-    body = v2_client.request_bodies(config.model, 1, 1)[0]
+    adapter = build_adapter(config.protocol or ProtocolSettings(model=config.model))
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,10 +112,9 @@ async def _probe(config: ProberConfig) -> dict[str, object]:
 
     async def send(session: aiohttp.ClientSession) -> None:
         sent = time.monotonic()
-        status, error = await v2_client.post_inference(session, url, body, config.timeout_s)
-        latency_ms = (time.monotonic() - sent) * 1000.0
-        counts["ok" if not error else "failed"] += 1
-        buffer.append(ProbeSample(sent + epoch_minus_mono, not error, latency_ms, status, error))
+        reading, latency_ms = await aio.send(session, adapter, config.host, 0, config.timeout_s, sent)
+        counts["ok" if reading.ok else "failed"] += 1
+        buffer.append(ProbeSample(sent + epoch_minus_mono, reading.ok, latency_ms, reading.status, reading.error))
 
     def flush() -> None:
         batch = sorted(buffer[:], key=lambda s: s.t_s)
@@ -171,7 +170,7 @@ async def _probe(config: ProberConfig) -> dict[str, object]:
 
 def _worker_main(config_path: str) -> int:
     config = ProberConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
-    summary = v2_client.run_event_loop(lambda: _probe(config))
+    summary = aio.run_event_loop(lambda: _probe(config))
     Path(config_path).with_suffix(".summary.json").write_text(json.dumps(summary), encoding="utf-8")
     return 0
 
@@ -182,8 +181,8 @@ def _worker_main(config_path: str) -> int:
 class Prober:
     """Start and stop the prober process; a context manager.
 
-    ``Prober(host, timeline_path)`` probes ``host`` every ``interval_s`` with a ``timeout_s`` per probe,
-    appending `ProbeSample` rows to ``timeline_path``. `start` returns once the prober is running;
+    ``Prober(host, timeline_path)`` probes ``host`` every ``interval_s`` with a ``timeout_s`` per probe
+    (the first request of ``protocol``, default oip-v2 to ``model``; success as the protocol reads it), appending `ProbeSample` rows to ``timeline_path``. `start` returns once the prober is running;
     `stop` returns its `ProberSummary`. Raises ConfigError for bad settings, HarnessError when the
     prober does not start.
     """
@@ -198,12 +197,15 @@ class Prober:
         model: str = DEFAULT_MODEL,
         cpus: Iterable[int] | None = None,
         max_duration_s: float = 6 * 3600,
+        protocol: ProtocolSettings | None = None,
     ) -> None:
         timeline = resolve_path(timeline_path, "timeline_path")  # the prober child is handed it
         self.config = validate_model(ProberConfig, {
             "host": host, "timeline_path": str(timeline), "model": model, "interval_s": interval_s,
-            "timeout_s": timeout_s, "max_duration_s": max_duration_s,
+            "timeout_s": timeout_s, "max_duration_s": max_duration_s, "protocol": protocol,
         }, source="prober")
+        if protocol is not None:
+            build_adapter(self.config.protocol)  # a bad template or bodies file fails here, as one line
         self.cpus = processes.validate_cpus(cpus)
         self.timeline_path = timeline
         self._config_path = timeline.with_name(timeline.stem + ".prober.json")

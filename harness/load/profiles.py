@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
+from harness.load.protocols.settings import ProtocolSettings
 from harness.validation import validate_model
 
 __all__ = [
@@ -85,6 +86,7 @@ class LoadProfile(BaseModel):
     batch_size: int = Field(1, ge=1, le=4096)
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
     think_time_s: float = Field(0.0, ge=0, le=3600)
+    protocol: ProtocolSettings | None = None  # what users send (`harness.load.protocols`); None: oip-v2 to ``model``
 
     _known_model = field_validator("model")(lambda value: check_model_name(value))
 

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config import DEFAULT_MODEL
 from harness import processes
-from harness.load import v2_client
 from harness.load.cpu_sampler import CpuSampler
+from harness.load.protocols import ProtocolSettings, aio, build_adapter
 from harness.load.profiles import check_http_url, check_model_name
 from harness.load.result import LoadResult, no_records_error, result_from_records
 from harness.measure.percentiles import percentiles
@@ -46,7 +46,6 @@ __all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "rate_
 LAG_TOLERANCE_MS = 50.0  # p99 send lag above this: the generator did not keep its schedule
 STARTUP_GRACE_S = 20.0
 FLUSH_INTERVAL_S = 1.0
-BODY_VARIANTS = 8
 CONFIG_FILE = "rate_config.json"
 SUMMARY_FILE = "rate_summary.json"
 LOG_FILE = "rate.log"
@@ -74,7 +73,15 @@ class RateConfig(BaseModel):
     # requests in a row to one host before the next: blocks keep each host's caches warm (1 = every request)
     alternate_every: int = Field(1, ge=1, le=100_000)
 
+    # what to send (None: oip-v2 to ``model`` with ``batch_size`` rows, as before protocols had a choice)
+    protocol: ProtocolSettings | None = None
+
     _http = field_validator("host")(lambda value: check_http_url(value))
+
+    @property
+    def protocol_settings(self) -> ProtocolSettings:
+        """The protocol requests are sent in: ``protocol``, else oip-v2 of ``model`` and ``batch_size``."""
+        return self.protocol or ProtocolSettings(model=self.model, batch_size=self.batch_size)
 
     @field_validator("alternate_hosts")
     @classmethod
@@ -139,9 +146,8 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
     import aiohttp
 
     hosts = [config.host, *config.alternate_hosts]
-    urls = [v2_client.infer_url(host, config.model) for host in hosts]
     alternating = len(hosts) > 1
-    bodies = v2_client.request_bodies(config.model, config.batch_size, BODY_VARIANTS)
+    adapter = build_adapter(config.protocol_settings)
     offsets = schedule_offsets(config.rate_rps, config.duration_s, config.arrival, config.seed)
     buffer: list[RequestRecord] = []
     lags_ms: list[float] = []
@@ -150,12 +156,11 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
     # epoch times for the records, monotonic for every interval (wall clocks can step)
     epoch_minus_mono = time.time() - time.monotonic()
 
-    async def send(session: aiohttp.ClientSession, intended: float, body: bytes, index: int) -> None:
+    async def send(session: aiohttp.ClientSession, intended: float, n: int, index: int) -> None:
         sent = time.monotonic()
-        status, error = await v2_client.post_inference(session, urls[index], body, config.timeout_s)
-        done = time.monotonic()
-        buffer.append(RequestRecord(intended + epoch_minus_mono, sent + epoch_minus_mono, (done - intended) * 1000.0,
-                                    status, not error, error, SOURCE, hosts[index] if alternating else ""))
+        reading, latency_ms = await aio.send(session, adapter, hosts[index], n, config.timeout_s, intended)
+        buffer.append(RequestRecord(intended + epoch_minus_mono, sent + epoch_minus_mono, latency_ms,
+                                    source=SOURCE, target=hosts[index] if alternating else "", **reading.record_fields()))
 
     async def flusher() -> None:
         while True:
@@ -187,7 +192,7 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
                 buffer.append(RequestRecord(intended + epoch_minus_mono, math.nan, math.nan, 0, False, OVERFLOW_ERROR, SOURCE,
                                             hosts[(i // config.alternate_every) % len(hosts)] if alternating else ""))
                 continue
-            task = loop.create_task(send(session, intended, bodies[i % len(bodies)], (i // config.alternate_every) % len(hosts)))
+            task = loop.create_task(send(session, intended, i, (i // config.alternate_every) % len(hosts)))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:  # every request has its own timeout; this wait is bounded by it
@@ -209,7 +214,7 @@ def _flush(buffer: list[RequestRecord], path: Path) -> None:
 def _worker_main(config_path: str) -> int:
     out = Path(config_path).parent
     config = RateConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
-    summary = v2_client.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE))
+    summary = aio.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE))
     (out / SUMMARY_FILE).write_text(json.dumps(summary), encoding="utf-8")
     return 0
 
@@ -244,19 +249,23 @@ def run_rate(
     startup_grace_s: float = STARTUP_GRACE_S,
     alternate_hosts: Iterable[str] = (),
     alternate_every: int = 1,
+    protocol: ProtocolSettings | None = None,
 ) -> RateResult:
     """Send requests to ``host`` at ``rate_rps`` for ``duration_s`` from a pinned child; return a `RateResult`.
 
     Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``; the
     generator is handed absolute paths only. With ``alternate_hosts`` the requests cycle through
-    ``host`` and those, ``alternate_every`` in a row to each (each record's ``target`` says where it went). Raises ConfigError for bad settings (an empty ``out_dir``
-    included), HarnessError when the generator recorded no request.
+    ``host`` and those, ``alternate_every`` in a row to each (each record's ``target`` says where it went).
+    ``protocol`` says what to send (default: oip-v2 to ``model``). Raises ConfigError for bad settings (an
+    empty ``out_dir``, a bad template or bodies file included), HarnessError when the generator recorded no request.
     """
     config = validate_model(RateConfig, {
         "host": host, "rate_rps": rate_rps, "duration_s": duration_s, "arrival": arrival, "seed": seed,
         "model": model, "batch_size": batch_size, "timeout_s": timeout_s, "max_in_flight": max_in_flight,
-        "alternate_hosts": list(alternate_hosts), "alternate_every": alternate_every,
+        "alternate_hosts": list(alternate_hosts), "alternate_every": alternate_every, "protocol": protocol,
     }, source="rate load")
+    if config.protocol is not None:
+        build_adapter(config.protocol)  # a bad template or bodies file fails here, as one line
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     requests_path, summary_path, log_path = out / REQUESTS_FILE, out / SUMMARY_FILE, out / LOG_FILE

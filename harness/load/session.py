@@ -26,12 +26,13 @@ from harness.load.heartbeat import heartbeat_for
 from harness.load.locust_runner import run_locust
 from harness.load.prober import Prober, ProberSummary
 from harness.load.profiles import LoadProfile
+from harness.load.protocols import ProtocolSettings
 from harness.load.rate import run_rate
 from harness.load.result import LoadResult
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, TIMELINE_FILE
 
-__all__ = ["RESULT_FILE", "RateLoad", "run_session", "machine_info"]
+__all__ = ["RESULT_FILE", "RateLoad", "Endpoint", "run_session", "machine_info"]
 
 RESULT_FILE = "result.json"
 log = logging.getLogger(__name__)
@@ -47,11 +48,24 @@ class RateLoad:
     model: str = DEFAULT_MODEL
     request_rows: int = 1
     kind: str = "rate"
+    protocol: ProtocolSettings | None = None  # what to send (`harness.load.protocols`); None: oip-v2 to ``model``
 
     def model_dump(self) -> dict[str, Any]:
         """Return the load's description for result.json (as `LoadProfile.model_dump` does)."""
         return {"kind": self.kind, "rate_rps": self.rate_rps, "duration_s": self.duration_s, "model": self.model,
-                "request_rows": self.request_rows, "arrival": "constant"}
+                "request_rows": self.request_rows, "arrival": "constant",
+                "protocol": self.protocol.model_dump() if self.protocol is not None else None}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server measured as it is (``harness load --endpoint URL``): what `run_session` needs of a deployment
+    (its entry point), with no replicas, telemetry or events of the harness's."""
+
+    endpoint: str
+
+    def replicas(self) -> list[Any]:
+        return []
 
 
 def machine_info() -> dict[str, Any]:
@@ -112,7 +126,8 @@ def run_session(
     try:
         if prober:
             probe = Prober(deployment.endpoint, out / TIMELINE_FILE, interval_s=prober_interval_s,
-                           timeout_s=prober_timeout_s, model=profile.model, cpus=cpus).start()
+                           timeout_s=prober_timeout_s, model=profile.model, cpus=cpus,
+                           protocol=profile.protocol).start()
             say(f"prober running every {prober_interval_s * 1000:g} ms")
         if isinstance(profile, RateLoad):
             say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each) "
@@ -122,7 +137,8 @@ def run_session(
         with heartbeat_for(out / REQUESTS_FILE, profile.duration_s, progress):
             if isinstance(profile, RateLoad):
                 result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
-                                  model=profile.model, batch_size=profile.request_rows, cpus=cpus).load
+                                  model=profile.model, batch_size=profile.request_rows, cpus=cpus,
+                                  protocol=profile.protocol).load
             else:
                 result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
     finally:

@@ -15,7 +15,7 @@ from harness.report import charts, frames
 from harness.report.section import Section, add_figure, add_telemetry, fmt
 from harness.slo import Slo
 
-__all__ = ["load_section", "load_verdict", "sweep_section", "capacity_section"]
+__all__ = ["load_section", "load_verdict", "load_tokens", "sweep_section", "capacity_section"]
 
 
 def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
@@ -30,6 +30,9 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
         f"errors: {result.get('errors', result.get('error_count', 'n/a'))}."
         + (" The load generator saturated its CPU: latencies include generator delay." if result.get("generator_saturated") else "")
     )
+    tokens = load_tokens(directory)
+    if tokens is not None:
+        section.paragraphs.append(_tokens_paragraph(tokens))
     verdict = load_verdict(directory, result)
     section.paragraphs.append(f"Verdict: {verdict.line()}.")
     if not result.get("requests"):
@@ -45,7 +48,37 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
     add_telemetry(section, directory)
     section.summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
     section.summary["verdict"] = verdict.to_dict()
+    if tokens is not None:
+        section.summary["tokens"] = tokens
     return section
+
+
+def load_tokens(directory: Path) -> dict[str, Any] | None:
+    """Return a generative load's token figures rebuilt from its requests.csv (`harness.measure.tokens`,
+    under the SLO and token SLO its run.json recorded), None for a load whose records carry no tokens."""
+    from harness.measure.tokens import has_tokens, summarize_tokens
+    from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
+    from harness.results import RUN_FILE, load_run
+    from harness.slo import TokenSlo
+
+    path = directory / REQUESTS_FILE
+    records = list(read_records(path, RequestRecord)) if path.exists() else []
+    if not has_tokens(records):
+        return None
+    config = load_run(directory).config if (directory / RUN_FILE).exists() else {}
+    slo = Slo.from_mapping(config.get("slo") if isinstance(config.get("slo"), dict) else None)
+    bounds = config.get("token_slo") if isinstance(config.get("token_slo"), dict) else {}
+    return summarize_tokens(records, slo, TokenSlo(**bounds)).to_dict()
+
+
+def _tokens_paragraph(tokens: dict[str, Any]) -> str:
+    bounds = ", ".join(f"{k.removesuffix('_ms')} <= {fmt(v)} ms" for k, v in tokens["bounds"].items() if v is not None)
+    return (f"Tokens (exact, from every request; ITL over every gap of the successful requests): TTFT p50 "
+            f"{fmt(tokens.get('ttft_p50_ms'))} / p99 {fmt(tokens.get('ttft_p99_ms'))} ms, TPOT p50 "
+            f"{fmt(tokens.get('tpot_p50_ms'))} / p99 {fmt(tokens.get('tpot_p99_ms'))} ms, ITL p50 "
+            f"{fmt(tokens.get('itl_p50_ms'))} / p99 {fmt(tokens.get('itl_p99_ms'))} ms; "
+            f"{fmt(tokens.get('output_tokens_per_s'))} output tokens/s; goodput {fmt(tokens.get('goodput_rps'))} req/s "
+            f"({tokens['good']} of {tokens['requests']} requests met {bounds}; a failed one never does).")
 
 
 def load_verdict(directory: Path, result: dict[str, Any]) -> LoadVerdict:

@@ -1,0 +1,125 @@
+"""The settings of a protocol, validated where they enter: what `build_adapter` turns into an adapter.
+
+One pydantic model for all four protocols (a field a protocol does not use keeps its default), so a
+load profile, an open-loop config and the prober's config each carry one ``protocol`` object to their
+child process as JSON. A bad value is one ConfigError naming the field and the value (through
+`harness.validation.validate_model`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.config import DEFAULT_MODEL
+from harness.errors import ConfigError
+from harness.validation import validate_model
+
+__all__ = ["PROTOCOL_NAMES", "DEFAULT_PROMPT", "ProtocolSettings", "protocol_settings"]
+
+PROTOCOL_NAMES = ("oip-v2", "openai-chat", "openai-completions", "http-json")
+DEFAULT_PROMPT = "Write one sentence about load testing."
+DEFAULT_MAX_TOKENS = 16
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class ProtocolSettings(BaseModel):
+    """Which protocol, and its settings (see each adapter's module for what they mean).
+
+    ``model``: oip-v2's reference model (default the harness's default model), the ``model`` field an
+    OpenAI-compatible request names (omitted when unset). ``path`` overrides the protocol's own path
+    (http-json needs one). ``stream``, ``max_tokens`` and ``prompt`` are the OpenAI protocols';
+    ``method``, ``body_template``, ``bodies_file``, ``success_status`` and ``success_field`` http-json's.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol: str = "oip-v2"
+    model: str | None = None
+    batch_size: int = Field(1, ge=1, le=4096)
+    path: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    stream: bool = True
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=1_000_000)
+    prompt: str = DEFAULT_PROMPT
+    method: str = "POST"
+    body_template: str | None = None
+    bodies_file: str | None = None
+    success_status: tuple[int, ...] = (200,)
+    success_field: str | None = None
+
+    @field_validator("protocol")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in PROTOCOL_NAMES:
+            raise ValueError(f"unknown protocol; choose one of {', '.join(PROTOCOL_NAMES)}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must start with / (it is joined to the target's base URL)")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in METHODS:
+            raise ValueError(f"unknown HTTP method; choose one of {', '.join(METHODS)}")
+        return value.upper()
+
+    @field_validator("success_status")
+    @classmethod
+    def _statuses(cls, values: tuple[int, ...]) -> tuple[int, ...]:
+        if not values or any(not 100 <= v <= 599 for v in values):
+            raise ValueError("must be one or more HTTP statuses from 100 to 599")
+        return values
+
+    @field_validator("bodies_file")
+    @classmethod
+    def _resolved(cls, value: str | None) -> str | None:
+        from harness.paths import resolve_path
+
+        return None if value is None else str(resolve_path(value, "bodies_file"))  # children get absolute paths
+
+    @model_validator(mode="after")  # raises ConfigError itself: its value is the value, not its text
+    def _fits_protocol(self) -> "ProtocolSettings":
+        if self.protocol == "oip-v2":
+            from harness.modelnames import MODEL_NAMES
+
+            if self.model is not None and self.model not in MODEL_NAMES:
+                raise ConfigError("model", self.model, "oip-v2 sends a reference model's inputs; "
+                                  f"choose one of {', '.join(MODEL_NAMES)}")
+        if self.protocol != "http-json":
+            for name in ("body_template", "bodies_file", "success_field"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, getattr(self, name), "only the http-json protocol takes it")
+        elif self.path is None:
+            raise ConfigError("path", None, "the http-json protocol needs the path to send to")
+        return self
+
+    @property
+    def reference_model(self) -> str:
+        """oip-v2's model: the one given, else the harness's default."""
+        return self.model or DEFAULT_MODEL
+
+    def describe(self) -> str:
+        """Return the protocol in a few words: "openai-chat (streamed) POST /v1/chat/completions"."""
+        from harness.load.protocols import build_adapter
+
+        request = build_adapter(self).request(0)
+        streamed = " (streamed)" if self.protocol.startswith("openai") and self.stream else ""
+        return f"{self.protocol}{streamed} {request.method} {request.path}"
+
+
+def protocol_settings(data: dict | ProtocolSettings | None, *, source: str = "protocol") -> ProtocolSettings:
+    """Return ``data`` validated as `ProtocolSettings` (None: oip-v2 with the defaults); raise ConfigError."""
+    if isinstance(data, ProtocolSettings):
+        return data
+    if data is None:
+        return ProtocolSettings()
+    if not isinstance(data, dict):
+        raise ConfigError("protocol", data, "must be a mapping of protocol settings")
+    return validate_model(ProtocolSettings, data, source=source)

@@ -104,7 +104,8 @@ def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--body-template", default=None, metavar="JSON",
                        help="http-json: the body, JSON where $n is the request's index")
     group.add_argument("--bodies-file", type=path_type("--bodies-file"), default=None, metavar="FILE",
-                       help="http-json: a JSONL file of bodies, request n taking line n modulo their number")
+                       help="http-json, oip-v2: a JSONL file of bodies, request n taking line n modulo their number "
+                            "(oip-v2 to a model not built in reads its inputs from GET /v2/models/{model} without one)")
     group.add_argument("--success-status", type=int, action="append", default=None, metavar="CODE",
                        help="http-json: a status that means success (repeatable; default 200)")
     group.add_argument("--success-field", default=None, metavar="DOTTED",
@@ -144,11 +145,12 @@ def _protocol(args: argparse.Namespace, model: str) -> Any:
         data["bodies_file"] = str(data["bodies_file"])
     try:
         settings = validate_model(ProtocolSettings, data)
-        build_adapter(settings)
+        if not settings.needs_metadata:  # else its tensors are read from the server before the load starts
+            build_adapter(settings)
     except ConfigError as exc:
         name = exc.field.split(".")[0]
         raise ConfigError(f"--{name.replace('_', '-')}", exc.value, exc.reason) from None
-    plain = args.protocol == "oip-v2" and set(data) == {"protocol", "stream", "model"}
+    plain = args.protocol == "oip-v2" and set(data) == {"protocol", "stream", "model"} and args.endpoint is None
     return None if plain else settings  # None: the load's own oip-v2 to its model, as before protocols
 
 

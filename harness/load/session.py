@@ -116,6 +116,7 @@ def run_session(
     prober cannot run or the generator recorded no request.
     """
     say = progress or (lambda _msg: None)
+    profile = _with_metadata(profile, deployment.endpoint)
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     cpus = tuple(generator_cpus) if generator_cpus is not None else None
@@ -152,6 +153,19 @@ def run_session(
     data = build_result(result, profile, prober_summary=summary, started_s=started_s, metadata=metadata)
     (out / RESULT_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return data
+
+
+def _with_metadata(profile: LoadProfile | RateLoad, endpoint: str) -> LoadProfile | RateLoad:
+    """Return ``profile`` whose oip-v2 protocol has its model's input tensors, read from the server once when
+    it is not a reference model (`harness.load.protocols.oip_v2.with_metadata`); raise HarnessError."""
+    from dataclasses import replace
+
+    from harness.load.protocols.oip_v2 import with_metadata
+
+    protocol = with_metadata(profile.protocol, endpoint)
+    if protocol is profile.protocol:
+        return profile
+    return replace(profile, protocol=protocol) if isinstance(profile, RateLoad) else profile.model_copy(update={"protocol": protocol})
 
 
 def build_result(

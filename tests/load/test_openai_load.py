@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -167,3 +169,47 @@ def test_an_unknown_protocol_is_refused_by_name(tmp_path, capsys):
 
     assert main(["load", "--duration-s", "1", "--out", str(tmp_path / "r"), "--protocol", "grpc"]) == 2
     assert "argument --protocol: invalid choice: 'grpc'" in capsys.readouterr().err
+
+
+class _KServeLike(BaseHTTPRequestHandler):
+    """A v2 server of a model the harness does not know: metadata, and inference that checks the tensors."""
+
+    METADATA = {"name": "resnet", "inputs": [{"name": "img", "datatype": "FP32", "shape": [-1, 4]}]}
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        self._send(200, self.METADATA) if self.path == "/v2/models/resnet" else self._send(404, {"error": "no"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        tensors = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"]
+        good = [(t["name"], t["shape"], t["datatype"], len(t["data"])) for t in tensors] == [("img", [1, 4], "FP32", 4)]
+        self._send(200, {"outputs": []}) if good and self.path == "/v2/models/resnet/infer" else self._send(400, {"error": "bad"})
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+def test_oip_v2_to_a_model_not_built_in_takes_its_tensors_from_the_servers_metadata(tmp_path):
+    from harness.load.session import Endpoint, RateLoad, run_session
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KServeLike)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        load = RateLoad(10, 1.0, protocol=ProtocolSettings(model="resnet"))
+        result = run_session(Endpoint(url), load, tmp_path, prober=True, telemetry=False)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert result["requests"] == 10 and result["errors"] == 0  # every body had the metadata's tensors
+    assert result["profile"]["protocol"]["inputs"] == [{"name": "img", "datatype": "FP32", "shape": [-1, 4]}]
+    samples = list(read_records(tmp_path / TIMELINE_FILE, ProbeSample))
+    assert samples and all(s.ok for s in samples)

@@ -129,7 +129,7 @@ def test_http_json_fills_its_template_and_judges_by_status_and_field(tmp_path):
     ({"protocol": "http-json", "path": "predict"}, "path", "'predict'"),
     ({"protocol": "http-json", "path": "/p", "method": "BREW"}, "method", "'BREW'"),
     ({"protocol": "openai-chat", "body_template": "{}"}, "body_template", "'{}'"),
-    ({"protocol": "oip-v2", "model": "llama"}, "model", "'llama'"),
+    ({"protocol": "openai-chat", "inputs": [{"name": "x"}]}, "inputs", "({'name': 'x'},)"),
     ({"protocol": "http-json", "path": "/p", "success_status": [700]}, "success_status", "[700]"),
 ])
 def test_bad_settings_are_one_line_naming_the_field_and_value(fields, field, shown):
@@ -165,3 +165,24 @@ def test_records_keep_the_token_fields_and_old_files_still_load(tmp_path):
     old.write_text("intended_s,sent_s,latency_ms,status,ok,error,source,target\n1.0,1.0,9.5,200,1,,rate,\n", encoding="utf-8")
     (loaded,) = read_records(old, RequestRecord)
     assert loaded.latency_ms == 9.5 and loaded.output_tokens == 0 and math.isnan(loaded.tpot_ms)
+
+
+def test_oip_v2_to_any_model_from_its_metadata_or_a_bodies_file(tmp_path):
+    with pytest.raises(ConfigError) as info:  # neither a reference model nor its inputs: refused by name
+        build_adapter(ProtocolSettings(model="resnet"))
+    assert info.value.field == "model" and "not a reference model" in str(info.value)
+    settings = ProtocolSettings(model="resnet", batch_size=2)
+    assert settings.needs_metadata and not ProtocolSettings().needs_metadata
+    inputs = [{"name": "img", "datatype": "FP32", "shape": [-1, 3]}, {"name": "k", "datatype": "INT64", "shape": [1]}]
+    adapter = build_adapter(settings.model_copy(update={"inputs": tuple(inputs)}))
+    body = json.loads(adapter.request(0).body)
+    assert adapter.request(0).path == "/v2/models/resnet/infer"
+    assert [(t["name"], t["shape"], t["datatype"], len(t["data"])) for t in body["inputs"]] == \
+        [("img", [2, 3], "FP32", 6), ("k", [1], "INT64", 1)]
+    assert adapter.request(1).body != adapter.request(0).body == adapter.request(8).body  # seeded variants
+    with pytest.raises(ConfigError, match="datatype 'COMPLEX'"):
+        build_adapter(settings.model_copy(update={"inputs": ({"name": "z", "datatype": "COMPLEX", "shape": [1]},)}))
+    bodies = tmp_path / "v2.jsonl"
+    bodies.write_text('{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1.0]}]}\n', encoding="utf-8")
+    from_file = build_adapter(ProtocolSettings(model="resnet", bodies_file=str(bodies)))
+    assert json.loads(from_file.request(5).body)["inputs"][0]["name"] == "a"

@@ -31,7 +31,8 @@ def build_adapter(settings: ProtocolSettings) -> Adapter:
     if settings.protocol == "oip-v2":
         from harness.load.protocols.oip_v2 import OipV2Adapter
 
-        return OipV2Adapter(settings.reference_model, settings.batch_size, path=settings.path, headers=settings.headers)
+        return OipV2Adapter(settings.reference_model, settings.batch_size, path=settings.path, headers=settings.headers,
+                            inputs=settings.inputs, bodies_file=settings.bodies_file)
     if settings.protocol in ("openai-chat", "openai-completions"):
         from harness.load.protocols.openai import OpenAiAdapter
 

@@ -8,7 +8,7 @@ child process as JSON. A bad value is one ConfigError naming the field and the v
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,7 +30,8 @@ class ProtocolSettings(BaseModel):
     ``model``: oip-v2's reference model (default the harness's default model), the ``model`` field an
     OpenAI-compatible request names (omitted when unset). ``path`` overrides the protocol's own path
     (http-json needs one). ``stream``, ``max_tokens`` and ``prompt`` are the OpenAI protocols';
-    ``method``, ``body_template``, ``bodies_file``, ``success_status`` and ``success_field`` http-json's.
+    ``method``, ``body_template``, ``bodies_file``, ``success_status`` and ``success_field`` http-json's;
+    ``inputs`` and ``bodies_file`` (v2 request bodies) oip-v2's, for a model that is not a reference model.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +49,7 @@ class ProtocolSettings(BaseModel):
     bodies_file: str | None = None
     success_status: tuple[int, ...] = (200,)
     success_field: str | None = None
+    inputs: tuple[dict[str, Any], ...] | None = None  # oip-v2: tensors {name, datatype, shape} (a server's metadata)
 
     @field_validator("protocol")
     @classmethod
@@ -86,14 +88,10 @@ class ProtocolSettings(BaseModel):
 
     @model_validator(mode="after")  # raises ConfigError itself: its value is the value, not its text
     def _fits_protocol(self) -> "ProtocolSettings":
-        if self.protocol == "oip-v2":
-            from harness.modelnames import MODEL_NAMES
-
-            if self.model is not None and self.model not in MODEL_NAMES:
-                raise ConfigError("model", self.model, "oip-v2 sends a reference model's inputs; "
-                                  f"choose one of {', '.join(MODEL_NAMES)}")
+        if self.protocol != "oip-v2" and self.inputs is not None:
+            raise ConfigError("inputs", self.inputs, "only the oip-v2 protocol takes input tensors")
         if self.protocol != "http-json":
-            for name in ("body_template", "bodies_file", "success_field"):
+            for name in ("body_template", "success_field") + (("bodies_file",) if self.protocol != "oip-v2" else ()):
                 if getattr(self, name) is not None:
                     raise ConfigError(name, getattr(self, name), "only the http-json protocol takes it")
         elif self.path is None:
@@ -104,6 +102,15 @@ class ProtocolSettings(BaseModel):
     def reference_model(self) -> str:
         """oip-v2's model: the one given, else the harness's default."""
         return self.model or DEFAULT_MODEL
+
+    @property
+    def needs_metadata(self) -> bool:
+        """True for oip-v2 to a model that is not a reference model, with neither inputs nor a bodies file:
+        its tensors are to be read from the server (`harness.load.protocols.oip_v2.with_metadata`)."""
+        from harness.modelnames import MODEL_NAMES
+
+        return (self.protocol == "oip-v2" and self.inputs is None and self.bodies_file is None
+                and self.reference_model not in MODEL_NAMES)
 
     def describe(self) -> str:
         """Return the protocol in a few words: "openai-chat (streamed) POST /v1/chat/completions"."""

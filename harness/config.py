@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from harness.errors import ConfigError
 from harness.policies import Autoscaling, RateLimit, Strategy
 from harness.quantities import parse_cpu_cores, parse_memory_bytes
+from harness.targetspec import Target, fill_probe_paths, resolve_target_paths, target_kind, target_probes
 from harness.userfiles import EMPTY_NEEDS, load_mapping
 from harness.validation import deep_merge, validate_model
 
@@ -37,6 +38,7 @@ __all__ = [
     "RateLimit",
     "Autoscaling",
     "ServiceSpec",
+    "Target",
     "default_weights_dir",
     "overlay_spec",
     "ROLLOUT_FIELDS",
@@ -246,6 +248,27 @@ class ServiceSpec(_Model):
     progress_deadline_s: float = Field(600.0, alias="progressDeadlineSeconds", gt=0, le=86400)
     rate_limit: RateLimit | None = None
     autoscaling: Autoscaling | None = None
+    # the system under test: None is the reference service (`service` above); see harness.targetspec
+    target: Target | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_paths_from_target(cls, data: Any) -> Any:
+        return fill_probe_paths(data)  # probes given with timings only take the target's paths
+
+    @model_validator(mode="after")
+    def _target_probes(self) -> "ServiceSpec":
+        if self.target is not None and self.target.endpoint is not None and self.topology != "single":
+            raise ValueError(f"topology={self.topology}: an endpoint target is one server, not replicated by the "
+                             f"harness; use topology single")
+        if self.target is not None:  # its probe paths (and startup timeout) become the probes'
+            object.__setattr__(self, "probes", target_probes(self.probes, self.target, Probe))
+        return self
+
+    @property
+    def target_kind(self) -> str:
+        """The system under test: ``reference``, ``command`` or ``endpoint`` (`harness.targetspec`)."""
+        return target_kind(self.target)
 
     @model_validator(mode="after")
     def _replicas_fit_topology(self) -> "ServiceSpec":
@@ -320,9 +343,11 @@ def load_yaml_file(path: str | Path, field: str = "file", *, needs: str = EMPTY_
 def load_spec_data(path: str | Path) -> dict[str, Any]:
     """Return the raw mapping of a service spec file, not yet validated (an experiment overlays it first).
 
+    A target's relative paths are resolved here, against the file's folder (`harness.targetspec`).
     Raises ConfigError naming ``spec`` and the file, as `load_yaml_file` does.
     """
-    return load_yaml_file(path, "spec", needs=_SPEC_NEEDS)
+    data = load_yaml_file(path, "spec", needs=_SPEC_NEEDS)
+    return resolve_target_paths(data, Path(path).expanduser().resolve().parent)
 
 
 def load_spec(path: str | Path | None = None, **overrides: Any) -> ServiceSpec:

@@ -27,7 +27,9 @@ projected burn of the error budget.
 Drills (rollouts, overload, autoscaling) size their load in requests per second: ``load_rate_per_s``
 replaces the profile's background load with open-loop load at that rate (the prober adds its own,
 1 / ``prober_interval_s``), and ``topologies`` names the topologies a drill means anything on (an
-autoscaler needs ``multi-active``); the matrix runs the others as "not run".
+autoscaler needs ``multi-active``); the matrix runs the others as "not run". ``targets`` names the
+systems under test the fault applies to (``reference``, ``command``, ``endpoint``); without it they
+follow from its activities (`harness.chaos.fit`), and a run on another target is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ class HarnessExtension(_Model):
     topologies: list[Literal["single", "active-standby", "multi-active"]] = Field(
         default_factory=lambda: ["single", "active-standby", "multi-active"], min_length=1)
     load_rate_per_s: float | None = Field(None, gt=0, le=100_000)
+    # the systems under test it applies to (harness.targetspec.TARGET_KINDS); None: derived from its
+    # activities (harness.chaos.fit)
+    targets: list[Literal["reference", "command", "endpoint"]] | None = Field(None, min_length=1)
 
     @field_validator("expect_alerts")
     @classmethod

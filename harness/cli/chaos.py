@@ -145,6 +145,9 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args, args.experiment)
     context = RunContext(args.out, platform=settings.target.platform, progress=_progress)
     result = ChaosRun(settings, context).execute()
+    if result["outcome"] == "skipped":  # a fault this target cannot take: not a failure
+        print(f"{result['experiment']} x {result['topology']}: skipped ({'; '.join(result['reasons'])})")
+        return 0
     print(_summary_line(result))
     if result["aborted"]:
         print(f"harness chaos: interrupted; result recorded as aborted in {args.out / 'result.json'}", file=sys.stderr)

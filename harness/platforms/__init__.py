@@ -40,6 +40,8 @@ def deploy(
 
         return deploy_local(spec, workdir=Path(workdir), cpus=cpus, **options)
     if platform == "kubernetes":
+        if spec.target is not None:  # the harness attaches to an applied Deployment; a target is the local platform's
+            raise ConfigError("target", spec.target_kind, "a command or endpoint target runs on the local platform")
         try:
             module = importlib.import_module("harness.platforms.kubernetes")
         except ImportError as exc:

@@ -57,7 +57,10 @@ class PlatformTarget:
         if platform not in ("local", "kubernetes"):
             raise ConfigError("--platform", platform, "choose local or kubernetes")
         if platform == "local":
-            for flag, value in (("--namespace", namespace), ("--endpoint", endpoint), ("--context", context)):
+            if endpoint is not None:  # a server the harness does not deploy is a spec's target, as its command is
+                raise ConfigError("--endpoint", endpoint, "on the local platform give the URL in the --spec file: "
+                                  "'target: {endpoint: URL}' (README: Test your own server)")
+            for flag, value in (("--namespace", namespace), ("--context", context)):
                 if value is not None:
                     raise ConfigError(flag, value, "only applies with --platform kubernetes")
             return cls("local", spec_path=resolve_path(spec, "--spec") if spec is not None else None)

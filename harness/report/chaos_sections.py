@@ -24,9 +24,14 @@ def chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Sectio
     section = Section("chaos", f"Chaos: {name}", str(directory.relative_to(root)))
     outcome = result.get("outcome") or ("met" if result.get("tier_met") else "not met")  # results before outcomes
     reasons = list(result.get("reasons") or result.get("violations") or [])
-    section.failed = outcome not in ("met", "inconclusive")
+    section.failed = outcome not in ("met", "inconclusive", "skipped")  # skipped: a fault the target cannot take
     section.inconclusive = outcome == "inconclusive"
     section.findings = reasons if outcome != "met" else []
+    if outcome == "skipped":  # nothing was measured: say why, and that is all
+        section.paragraphs.append(f"Fault {result.get('fault', '?')} was not run: {'; '.join(reasons)}.")
+        section.summary = {"experiment": result.get("experiment"), "fault": result.get("fault"),
+                           "topology": result.get("topology"), "outcome": outcome, "reasons": reasons}
+        return section
     section.paragraphs.append(_chaos_paragraph(result, outcome))
     section.tables.append(("latency before / during / after the fault", [{
         "": "p99 (ms)",
@@ -164,15 +169,18 @@ def matrix_section(directory: Path, root: Path) -> Section:
     rows = matrix.to_dict("records")
     section.tables.append(("fault x topology", [_matrix_row(row) for row in rows]))
     outcomes = [_row_outcome(row) for row in rows]
-    failed = [row for row, outcome in zip(rows, outcomes) if outcome not in ("met", "inconclusive")]
+    failed = [row for row, outcome in zip(rows, outcomes) if outcome not in ("met", "inconclusive", "skipped")]
     unsure = [row for row, outcome in zip(rows, outcomes) if outcome == "inconclusive"]
+    skipped = [row for row, outcome in zip(rows, outcomes) if outcome == "skipped"]  # what the target cannot take
     section.failed = bool(failed)
     section.inconclusive = bool(unsure) and not failed
     section.findings = [f"{r.get('fault')} on {r.get('topology')}: {_text_or(r.get('error')) or _text_or(r.get('reason')) or 'not met'}"
                         for r in failed]
     section.findings += [f"{r.get('fault')} on {r.get('topology')}: inconclusive: {_text_or(r.get('reason'))}" for r in unsure]
+    section.findings += [f"{r.get('fault')} on {r.get('topology')}: {_text_or(r.get('reason'))}" for r in skipped]
     section.paragraphs.append(
-        f"{len(rows)} cells: {outcomes.count('met')} met, {len(failed)} not met, {len(unsure)} inconclusive. Each cell "
+        f"{len(rows)} cells: {outcomes.count('met')} met, {len(failed)} not met, {len(unsure)} inconclusive"
+        f"{f', {len(skipped)} skipped' if skipped else ''}. Each cell "
         "is one chaos run under load. It is judged on the fault's cost (client-side outage and failed requests, each "
         "with a 95% interval), projected over the period at the expected rate of that fault, against the tier's error "
         "budget; on its time to recover against the tier's maximum; and on the alerts the fault should raise."

@@ -104,7 +104,12 @@ class ChaosRun:
         Raises HarnessError (deployment never Ready, a generator failing to start) after cleaning up;
         an interrupt is not raised but recorded (``aborted``).
         """
+        from harness.chaos.fit import target_fit
+
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        why_not = target_fit(self.experiment, self.spec.target_kind)
+        if why_not is not None:  # a fault this system under test cannot take: said, never a failure
+            return self._skip(why_not)
         failure: BaseException | None = None
         with on_signals(INTERRUPTS, self._on_signal):
             try:
@@ -265,6 +270,14 @@ class ChaosRun:
             if self.settings.target.is_kubernetes:
                 self.faults_cleared = self.deployment.clear_faults()
                 return
+            kind = self.spec.target_kind
+            if kind != "reference":  # a user's server has no fault hooks to call: continue what a freeze stopped
+                from harness.chaos.targets import continue_frozen, read_state_file, replicas
+
+                for row in replicas(read_state_file(str(self.deployment.state_path))):
+                    continue_frozen(row)
+                    self.faults_cleared[str(row.get("name"))] = f"continued (a {kind} target has no fault hooks)"
+                return
             self.faults_cleared = activities.clear_faults(str(self.deployment.state_path))
         except Exception as exc:  # the deployment is closed next either way: no process keeps a fault
             self.errors.append(f"clearing faults: {exc}")
@@ -331,6 +344,19 @@ class ChaosRun:
             behaviour_findings=findings, aborted=self.interrupted, phase=self.phase, extra=extra,
             configuration=self.experiment_configuration,
         )
+        write_json(self.out_dir / RESULT_FILE, result)
+        self._record(result)
+        return result
+
+    def _skip(self, reason: str) -> dict[str, Any]:
+        from harness.chaos.fit import skipped_result
+        from harness.chaos.result import RESULT_FILE
+        from harness.jsonfile import write_json
+
+        self._say(reason)
+        result = skipped_result(self.experiment, topology=self.spec.topology, tier=self.tier, preset=self.preset.name,
+                                reason=reason, extra={"spec": self.spec.model_dump(mode="json", by_alias=True),
+                                                      "target": self.settings.target.describe(), "errors": []})
         write_json(self.out_dir / RESULT_FILE, result)
         self._record(result)
         return result

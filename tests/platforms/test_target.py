@@ -29,11 +29,18 @@ def test_local_is_the_default_and_has_no_cluster_options():
                                  "spec": None}
 
 
-@pytest.mark.parametrize("flag", ["namespace", "endpoint", "context"])
+@pytest.mark.parametrize("flag", ["namespace", "context"])
 def test_a_cluster_flag_on_local_is_refused_naming_it(flag):
     with pytest.raises(ConfigError) as err:
         PlatformTarget.resolve("local", **{flag: "x"})
     assert err.value.field == f"--{flag}" and "--platform kubernetes" in str(err.value)
+
+
+def test_an_endpoint_on_local_is_a_spec_target_and_the_message_says_how():
+    with pytest.raises(ConfigError) as err:
+        PlatformTarget.resolve("local", endpoint="http://10.0.0.7:8080")
+    assert err.value.field == "--endpoint" and err.value.value == "http://10.0.0.7:8080"
+    assert "'target: {endpoint: URL}'" in str(err.value) and "--spec" in str(err.value)
 
 
 def test_unknown_platform_is_refused_naming_the_value():

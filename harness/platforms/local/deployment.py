@@ -102,7 +102,8 @@ class LocalDeployment:
         return self
 
     def _start(self) -> None:
-        if self._command is None and self._python == sys.executable:  # another interpreter has its own packages
+        if self._command is None and self.spec.target is None and self._python == sys.executable:
+            # the reference service's packages (another interpreter has its own; a user's server its own)
             require_extra("service", "deploying the reference service")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
@@ -111,8 +112,10 @@ class LocalDeployment:
         self._lease = write_lease(self.state_path, self.workdir)  # removed at teardown; left if killed
         self._events = EventLog(self.events_path)
         resources = self.spec.resources
-        self._cgroups = CgroupSet(self.spec.name, resources.memory_limit_bytes, resources.cpu_limit_cores,
-                                  enabled=self._use_cgroups)
+        external = self.spec.target_kind == "endpoint"  # no process of ours to limit
+        self._cgroups = CgroupSet(self.spec.name, None if external else resources.memory_limit_bytes,
+                                  None if external else resources.cpu_limit_cores,
+                                  enabled=self._use_cgroups and not external)
         self.memory_enforcement = self._cgroups.memory_enforcement
         self.cpu_enforcement = self._cgroups.cpu_enforcement
         self._report_fallbacks()
@@ -143,6 +146,8 @@ class LocalDeployment:
     def _command_for(self, spec: ServiceSpec) -> Callable[[int], list[str]]:
         """Return port -> argv for a revision's spec (a user's command is the same for every revision)."""
         def build(port: int) -> list[str]:
+            if self._command is None and spec.target is not None and spec.target.command is not None:
+                return spec.target.argv(port) + self._extra_args
             if self._command is None:
                 return service_command(spec, port, python=self._python, extra_args=self._extra_args)
             if callable(self._command):
@@ -154,7 +159,7 @@ class LocalDeployment:
     def _settings_for(self, spec: ServiceSpec) -> ReplicaSettings:
         assert self._cgroups is not None
         return ReplicaSettings(self._command_for(spec), self._replica_env(), self.log_dir,
-                               self._cgroups.rlimit_as_bytes(), self.cpus)
+                               self._cgroups.rlimit_as_bytes(), self.cpus, spec.target)
 
     def _make_cgroup(self, name: str) -> ReplicaCgroup | None:
         """Return replica ``name``'s cgroup (made at start for the first replicas), None where none is used."""
@@ -210,7 +215,7 @@ class LocalDeployment:
 
     def _write_state(self, snapshot: list[ReplicaStatus]) -> None:
         write_state_file(self.state_path, {
-            "name": self.spec.name, "platform": "local", "topology": self.spec.topology,
+            "name": self.spec.name, "platform": "local", "topology": self.spec.topology, "target": self.spec.target_kind,
             "endpoint": self.endpoint, "fault_token": self.fault_token, "events_path": str(self.events_path),
             "memory_enforcement": self.memory_enforcement, "cpu_enforcement": self.cpu_enforcement,
             "updated_s": time.time(), "harness_pid": os.getpid(), "workdir": str(self.workdir),

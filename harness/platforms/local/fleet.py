@@ -20,6 +20,7 @@ from harness.config import ServiceSpec
 from harness.platforms import base as ev
 from harness.platforms.local.cgroups import ReplicaCgroup
 from harness.platforms.local.eventlog import EventLog
+from harness.platforms.local.external import ExternalReplica
 from harness.platforms.local.replica import Replica, ReplicaSettings
 
 __all__ = ["DEREGISTER_S", "Revision", "Fleet"]
@@ -95,7 +96,8 @@ class Fleet:
         rev = self.revisions[revision]
         name = f"{self.name}-{self._index}"
         self._index += 1
-        replica = Replica(name, rev.spec, rev.settings, self._make_cgroup(name), self.events, self.notify, revision)
+        kind = ExternalReplica if rev.spec.target_kind == "endpoint" else Replica  # an endpoint: routed, never run
+        replica = kind(name, rev.spec, rev.settings, self._make_cgroup(name), self.events, self.notify, revision)
         self.replicas.append(replica)
         self._tasks[replica] = asyncio.ensure_future(replica.run())
         self.notify()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from harness.config import ServiceSpec
 from harness.errors import DeploymentError
@@ -70,7 +71,7 @@ class Frontend:
 
     def update(self, replicas: list[ReplicaStatus], weights: dict[int, int]) -> None:
         """Tell the balancer which replicas exist, which are Ready, and the traffic split between revisions."""
-        backends = [{"name": s.name, "host": HOST, "port": s.port, "ready": s.ready, "revision": s.revision}
+        backends = [{"name": s.name, "host": urlsplit(s.url).hostname or HOST if s.url else HOST, "port": s.port, "ready": s.ready, "revision": s.revision}
                     for s in replicas if s.port is not None]
         if self.proc is None or self.proc.poll() is not None:
             return

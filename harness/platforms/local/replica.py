@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import Probe, ServiceSpec
+from harness.config import Probe, ServiceSpec, Target
 from harness.errors import HarnessError
 from harness.platforms import base as ev
 from harness.platforms.base import ReplicaStatus
@@ -50,6 +50,7 @@ class ReplicaSettings:
     log_dir: Path
     rlimit_as: int | None
     cpus: Sequence[int] | None
+    target: Target | None = None  # a user's server: its env ({port} substituted) and working directory
 
 
 class Replica:
@@ -172,8 +173,10 @@ class Replica:
         failcnt_before = self.cgroup.memory_failcnt() if self.cgroup else None
         settings = self.settings
         try:
+            target = settings.target
+            env = {**settings.env, **target.environment(port)} if target is not None else settings.env
             proc = spawn(settings.build_command(port), log_path=settings.log_dir / f"{self.name}.log",
-                         env=settings.env, procs_files=self.cgroup.procs_files() if self.cgroup else (),
+                         env=env, cwd=target.workdir if target is not None else None, procs_files=self.cgroup.procs_files() if self.cgroup else (),
                          rlimit_as=settings.rlimit_as, cpus=settings.cpus)
         except HarnessError as exc:  # the program cannot be started ("cannot start '...': ...")
             self._update(port=port, last_exit_code=_START_ERROR_EXIT, last_reason="StartError")

@@ -1,0 +1,104 @@
+"""Which systems under test an experiment's fault applies to, and why not where it does not.
+
+The kinds of target are `harness.targetspec.TARGET_KINDS`: the reference service takes every fault;
+a user's ``command`` every fault that acts from outside its process (kill, SIGTERM, freeze, CPU
+throttling through the cgroup quota, network faults in the balancer); an ``endpoint`` only the network
+faults in the balancer, since the harness runs no process of it. An experiment may say which kinds
+it applies to (``extensions[harness].targets``); when it does not, the kinds follow from its
+activities (`ACTIVITY_NEEDS`, `MODULE_NEEDS`): a fault hook of the reference service (over HTTP) needs the reference
+service, an action on a replica's process or cgroup needs a process the harness runs, and an
+activity this module does not know is assumed to need the reference service (declare ``targets`` to
+say otherwise). A spec overlay that changes the reference service's own settings (``service``: a
+slow start, a broken build) needs it too.
+
+`harness.workflows.chaos.ChaosRun` and the matrix skip, with the reason, what a target cannot take:
+the result's outcome is ``skipped`` (`skipped_result`), never a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from harness.chaos.experiment import Experiment
+from harness.chaos.result import build_result
+
+__all__ = ["OUTCOME_SKIPPED", "ACTIVITY_NEEDS", "MODULE_NEEDS", "activity_calls", "target_kinds", "target_fit", "skipped_result"]
+
+OUTCOME_SKIPPED = "skipped"
+_MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota")  # the activities ACTIVITY_NEEDS knows
+_ANY, _PROCESS, _HOOKS = "any", "process", "hooks"
+
+# what each activity of harness.chaos.activities (and .cpuquota) needs from the system under test
+ACTIVITY_NEEDS = {
+    "inject_fault": _HOOKS, "delay_probe": _HOOKS, "oom_replica": _HOOKS, "detect_memory_leak": _HOOKS,
+    "kill_replica": _PROCESS, "terminate_replica": _PROCESS, "freeze_replica": _PROCESS, "throttle_cpu": _PROCESS,
+    "clear_faults": _ANY, "ready_replica_count": _ANY, "all_replicas_ready": _ANY, "wait_for_ready": _ANY,
+    "wait_for_events": _ANY, "endpoint_responds_within": _ANY, "availability_over_last": _ANY,
+}
+# modules whose every activity needs nothing from the server (network faults act in the front balancer)
+MODULE_NEEDS = {"harness.chaos.network_activities": _ANY}
+_KINDS_FOR = {_ANY: ("reference", "command", "endpoint"), _PROCESS: ("reference", "command"), _HOOKS: ("reference",)}
+
+
+def activity_calls(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Yield (module, function) of every python activity: steady-state probes, method, rollbacks."""
+    hypothesis = document.get("steady-state-hypothesis") or {}
+    for activity in [*(hypothesis.get("probes") or []), *(document.get("method") or []), *(document.get("rollbacks") or [])]:
+        provider = activity.get("provider") if isinstance(activity, Mapping) else None
+        if isinstance(provider, Mapping) and provider.get("type") == "python":
+            yield str(provider.get("module")), str(provider.get("func"))
+
+
+def target_kinds(experiment: Experiment) -> tuple[list[str], dict[str, str]]:
+    """Return the target kinds ``experiment`` applies to, and for each kind it does not, why."""
+    declared = experiment.extension.targets
+    if declared is not None:
+        why = f"experiment {experiment.name} applies to {', '.join(declared)} targets (extensions[harness].targets)"
+        return list(declared), {kind: why for kind in ("reference", "command", "endpoint") if kind not in declared}
+    kinds = ["reference", "command", "endpoint"]
+    reasons: dict[str, str] = {}
+
+    def exclude(allowed: tuple[str, ...], why: str) -> None:
+        for kind in list(kinds):
+            if kind not in allowed:
+                kinds.remove(kind)
+                reasons[kind] = why.format(a_kind=_a(kind))
+
+    if "service" in experiment.extension.spec:
+        exclude(_KINDS_FOR[_HOOKS], "it changes the reference service's settings (extensions[harness].spec.service), "
+                                    "which {a_kind} target does not have")
+    for module, func in activity_calls(experiment.document):
+        known = module in MODULE_NEEDS or module in _MODULES and func in ACTIVITY_NEEDS
+        need = MODULE_NEEDS.get(module) or (ACTIVITY_NEEDS[func] if known else _HOOKS)
+        if not known:
+            exclude(_KINDS_FOR[_HOOKS], f"{module}.{func} is not known to work on {{a_kind}} target "
+                                        f"(declare extensions[harness].targets if it does)")
+        elif need == _HOOKS:
+            exclude(_KINDS_FOR[_HOOKS], f"{func} needs the reference service's fault hooks, which {{a_kind}} target "
+                                        f"does not have")
+        elif need == _PROCESS:
+            exclude(_KINDS_FOR[_PROCESS], f"{func} acts on a replica's process, and the harness runs no process of "
+                                          f"{{a_kind}} target")
+    return kinds, reasons
+
+
+def target_fit(experiment: Experiment, kind: str) -> str | None:
+    """Return why ``experiment`` cannot run on a ``kind`` target (a sentence), None when it can."""
+    kinds, reasons = target_kinds(experiment)
+    return None if kind in kinds else f"skipped on {_a(kind)} target: {reasons[kind]}"
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
+def skipped_result(experiment: Experiment, *, topology: str, tier: str, preset: str, reason: str,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the result of a run skipped for ``reason``: every figure None, outcome ``skipped``."""
+    result = build_result(experiment=experiment.name, fault=experiment.fault, topology=topology, profile=preset,
+                          injected_at=None, target_replica=None, recovery=None, verdict=None, tier=tier, journal=None,
+                          behaviour_findings=[], aborted=False, phase="setup", extra=extra)
+    result.update({"outcome": OUTCOME_SKIPPED, "reasons": [reason], "skipped": True, "behaviour_seen": None,
+                   "tier_met": None, "violations": []})
+    return result

@@ -1,0 +1,138 @@
+"""The system under test in a service spec: a command target, an endpoint target, and their validation
+(one ConfigError naming the field and the value), relative paths read from the spec file's folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import ServiceSpec, load_spec, load_spec_data
+from harness.errors import ConfigError
+from harness.validation import validate_model
+
+PYTHON = sys.executable
+
+
+def _spec(target: dict, **fields) -> ServiceSpec:
+    return validate_model(ServiceSpec, {"target": target, **fields})
+
+
+def _error(target: dict, **fields) -> ConfigError:
+    with pytest.raises(ConfigError) as err:
+        _spec(target, **fields)
+    assert "\n" not in str(err.value)  # one line
+    return err.value
+
+
+def test_no_target_is_the_reference_service():
+    spec = validate_model(ServiceSpec, {})
+    assert spec.target is None and spec.target_kind == "reference"
+    assert spec.probes.readiness.path == "/v2/health/ready"
+
+
+def test_a_command_target_substitutes_port_and_venv_and_takes_its_probe_paths(tmp_path):
+    spec = _spec({"command": ["{venv}/bin/python", "server.py", "--port", "{port}"], "venv": str(tmp_path),
+                  "workdir": str(tmp_path), "env": {"LISTEN": "127.0.0.1:{port}"},
+                  "readiness_path": "/health", "liveness_path": "/alive", "startup_timeout_s": 30})
+    target = spec.target
+    assert spec.target_kind == "command"
+    assert target.argv(8123) == [f"{tmp_path.resolve()}/bin/python", "server.py", "--port", "8123"]
+    assert target.environment(8123) == {"LISTEN": "127.0.0.1:8123"}
+    assert (spec.probes.readiness.path, spec.probes.liveness.path) == ("/health", "/alive")
+    # the startup timeout is a startup probe: 30 s at one probe a second, on the liveness path
+    assert (spec.probes.startup.path, spec.probes.startup.period_s, spec.probes.startup.failure_threshold) == ("/alive", 1.0, 30)
+    # the spec survives its own dump (what a rollout or a chaos overlay does with it)
+    again = validate_model(ServiceSpec, spec.model_dump(mode="json", by_alias=True))
+    assert again.target == target and again.probes == spec.probes
+
+
+def test_an_endpoint_target_is_routed_by_readiness_only():
+    spec = _spec({"endpoint": "http://10.0.0.7:8080/", "readiness_path": "/health"})
+    assert spec.target_kind == "endpoint" and spec.target.endpoint == "http://10.0.0.7:8080"
+    assert spec.target.endpoint_address() == ("10.0.0.7", 8080)
+    assert spec.probes.readiness.path == "/health" and spec.probes.liveness is None and spec.probes.startup is None
+    assert _spec({"endpoint": "http://server.local"}).target.endpoint_address() == ("server.local", 80)
+
+
+@pytest.mark.parametrize("target, field, words", [
+    ({"command": ["python", "server.py"]}, "target.command", "no {port} placeholder"),
+    ({"command": []}, "target.command", "an empty argv"),
+    ({"command": ["", "{port}"]}, "target.command", "argv[0]"),
+    ({"command": ["{venv}/bin/python", "-m", "srv", "{port}"]}, "target.command", "target.venv is not set"),
+    ({"command": ["srv", "{port}"], "endpoint": "http://h:1"}, "target.command", "exactly one of command"),
+    ({}, "target.command", "exactly one of command"),
+    ({"endpoint": "https://h:8443"}, "target.endpoint", "https is not supported"),
+    ({"endpoint": "h:8080"}, "target.endpoint", "http:// URL"),
+    ({"endpoint": "http://h:99999"}, "target.endpoint", "port"),
+    ({"endpoint": "http://h:80/v1"}, "target.endpoint", "root"),
+    ({"endpoint": "http://h:80", "env": {"A": "1"}}, "target.env", "only a command target"),
+    ({"command": ["srv", "{port}"], "readiness_path": "health"}, "target.readiness_path", "must start with '/'"),
+    ({"command": ["srv", "{port}"], "startup_timeout_s": 0}, "target.startup_timeout_s", "greater than 0"),
+    ({"command": ["srv", "{port}"], "working_dir": "."}, "target.working_dir", "unknown field"),
+])
+def test_a_bad_target_is_one_error_naming_the_field_and_value(target, field, words):
+    err = _error(target)
+    assert err.field == field and words in err.reason, str(err)
+
+
+def test_a_missing_working_directory_is_named_with_its_absolute_path(tmp_path):
+    err = _error({"command": ["srv", "{port}"], "workdir": str(tmp_path / "nowhere")})
+    assert err.field == "target.workdir" and str(tmp_path / "nowhere") in str(err) and "no such directory" in err.reason
+
+
+def test_an_endpoint_target_is_one_server(tmp_path):
+    err = _error({"endpoint": "http://h:80"}, topology="multi-active", replicas=2)
+    assert err.field == "topology" and err.value == "multi-active" and "endpoint target" in err.reason
+
+
+def test_relative_paths_are_read_from_the_spec_files_folder_not_the_cwd(tmp_path, monkeypatch):
+    folder = tmp_path / "specs"
+    (folder / "server").mkdir(parents=True)
+    (folder / "venv").mkdir()
+    spec_file = folder / "mine.yaml"
+    spec_file.write_text("target:\n  command: ['{venv}/bin/python', 'server.py', '--port', '{port}']\n"
+                         "  venv: venv\n  workdir: server\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the user stands somewhere else: the paths still mean the spec's folder
+    spec = load_spec(spec_file)
+    assert spec.target.workdir == (folder / "server").resolve() and spec.target.venv == (folder / "venv").resolve()
+    assert spec.target.argv(1)[0] == f"{(folder / 'venv').resolve()}/bin/python"
+    assert load_spec_data(spec_file)["target"]["workdir"] == str(folder.resolve() / "server")
+
+
+def test_a_command_runs_in_the_spec_files_folder_unless_told_otherwise(tmp_path, monkeypatch):
+    spec_file = tmp_path / "mine.yaml"
+    spec_file.write_text("target:\n  command: [python, server.py, '{port}']\n")
+    monkeypatch.chdir(Path("/"))
+    assert load_spec(spec_file).target.workdir == tmp_path.resolve()
+
+
+def test_a_relative_path_in_spec_data_is_read_from_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "server").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _spec({"command": ["srv", "{port}"], "workdir": "server"}).target.workdir == (tmp_path / "server").resolve()
+
+
+def test_a_spec_file_with_a_missing_relative_directory_names_it_and_the_file(tmp_path):
+    spec_file = tmp_path / "mine.yaml"
+    spec_file.write_text("target:\n  command: [python, server.py, '{port}']\n  workdir: gone\n")
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec_file)
+    assert err.value.field == "target.workdir" and str(tmp_path / "gone") in str(err.value)
+    assert str(spec_file) in str(err.value)
+
+
+def test_the_shipped_example_specs_are_valid_and_complete_their_probes_from_the_target():
+    folder = Path(__file__).resolve().parents[1] / "experiments" / "targets"
+    command = load_spec(folder / "command-target.yaml")
+    assert command.target_kind == "command" and command.target.workdir == folder.resolve()
+    assert (command.target.workdir / "example_server.py").is_file()
+    assert command.target.argv(9) == [PYTHON, "example_server.py", "--port", "9"]  # {python}: the harness's own
+    # probes given with timings only take the target's paths; the startup timeout is a startup probe
+    assert (command.probes.readiness.path, command.probes.liveness.path) == ("/health", "/health")
+    assert command.probes.readiness.period_s == 0.25 and command.probes.startup.failure_threshold == 30
+    endpoint = load_spec(folder / "endpoint-target.yaml")
+    assert endpoint.target_kind == "endpoint" and endpoint.probes.readiness.path == "/health"

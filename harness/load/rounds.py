@@ -144,16 +144,24 @@ def inject_arm_fault(deployment: Any, arm: Arm, lasts_s: float, say: Progress) -
 def warm_up(deployment: Any, load: LoadProfile | RateLoad, warmup_s: float) -> int:
     """Send requests for ``warmup_s`` (spaced at the round's rate, or a modest one before Locust) from
     this process and discard the answers: the first requests of a fresh process pay for page faults and
-    lazy initialisation. Return how many were sent; a failed one is left for the measurement to see."""
-    from harness.service.client import infer
-    from harness.service.registry import example_request
+    lazy initialisation. The requests are the load's protocol's (`harness.load.protocols`). Return how
+    many were sent; a failed one is left for the measurement to see."""
+    import urllib.request
+
+    from harness.load.protocols import ProtocolSettings, build_adapter
+    from harness.load.protocols.oip_v2 import with_metadata
 
     rate, rows = (load.rate_rps, load.request_rows) if isinstance(load, RateLoad) else (LOCUST_WARMUP_RATE_RPS, 1)
-    body = example_request(load.model, rows)
+    adapter = build_adapter(with_metadata(load.protocol, deployment.endpoint)
+                            or ProtocolSettings(model=load.model, batch_size=rows))
     began, sent = time.monotonic(), 0
     while time.monotonic() - began < warmup_s:
+        request = adapter.request(sent)
         try:
-            infer(deployment.endpoint, load.model, body, timeout_s=max(1.0, warmup_s))
+            with urllib.request.urlopen(urllib.request.Request(
+                    deployment.endpoint.rstrip("/") + request.path, data=request.body or None, headers=request.headers,
+                    method=request.method), timeout=max(1.0, warmup_s)) as response:
+                response.read()
         except Exception:  # noqa: BLE001 - warm-up only: the measured load reports errors
             pass
         sent += 1

@@ -213,3 +213,11 @@ def test_oip_v2_to_a_model_not_built_in_takes_its_tensors_from_the_servers_metad
     assert result["profile"]["protocol"]["inputs"] == [{"name": "img", "datatype": "FP32", "shape": [-1, 4]}]
     samples = list(read_records(tmp_path / TIMELINE_FILE, ProbeSample))
     assert samples and all(s.ok for s in samples)
+
+
+def test_the_warm_up_speaks_the_loads_protocol(server):
+    from harness.load.rounds import warm_up
+    from harness.load.session import Endpoint, RateLoad
+
+    sent = warm_up(Endpoint(server.url), RateLoad(20, 1.0, protocol=CHAT), 0.3)
+    assert sent >= 2 and server.count == sent  # every one reached the chat path (any other is not counted)

@@ -1,7 +1,8 @@
 """One measured load run against a deployment: Locust, the prober and telemetry together, files on disk.
 
 `run_session` is what `harness load` and the scenarios call once a deployment is Ready. It starts
-replica telemetry (1 Hz) and the client-side prober, runs the Locust profile or, for a `RateLoad`,
+replica telemetry (1 Hz) and the client-side prober (the load's protocol; one output token of a
+generative one), runs the Locust profile or, for a `RateLoad`,
 the open-loop rate generator (blocking, bounded),
 stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
 timeline and telemetry. A progress callback that takes beats (`harness.load.heartbeat.LoadProgress`)
@@ -128,7 +129,7 @@ def run_session(
         if prober:
             probe = Prober(deployment.endpoint, out / TIMELINE_FILE, interval_s=prober_interval_s,
                            timeout_s=prober_timeout_s, model=profile.model, cpus=cpus,
-                           protocol=profile.protocol).start()
+                           protocol=_probe_protocol(profile.protocol)).start()
             say(f"prober running every {prober_interval_s * 1000:g} ms")
         if isinstance(profile, RateLoad):
             say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each) "
@@ -153,6 +154,14 @@ def run_session(
     data = build_result(result, profile, prober_summary=summary, started_s=started_s, metadata=metadata)
     (out / RESULT_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return data
+
+
+def _probe_protocol(protocol: ProtocolSettings | None) -> ProtocolSettings | None:
+    """Return what the prober sends: the load's protocol, asking a generative server for one token (the prober
+    watches availability and answer time, and a long answer would outlast its timeout)."""
+    if protocol is None or not protocol.protocol.startswith("openai"):
+        return protocol
+    return protocol.model_copy(update={"max_tokens": 1})
 
 
 def _with_metadata(profile: LoadProfile | RateLoad, endpoint: str) -> LoadProfile | RateLoad:

@@ -2,7 +2,7 @@
 
 `StreamingServer` answers ``POST /v1/chat/completions`` and ``POST /v1/completions`` (HTTP/1.1,
 keep-alive). Streamed (``"stream": true``): a role-only chunk at once (no text: not a token), then
-``tokens`` text chunks, the first after ``ttft_s`` and each next one ``itl_s`` after the one before, a
+``tokens`` text chunks (fewer when ``max_tokens`` asks for fewer), the first after ``ttft_s`` and each next one ``itl_s`` after the one before, a
 chunk with ``finish_reason`` "length", a usage chunk (``completion_tokens``) when the request asked for
 it, ``data: [DONE]`` and the terminating chunk. Every ``cut_every``-th request (1-based) is cut: the
 connection closes after half of the tokens, mid-response. Not streamed: the whole answer after
@@ -85,12 +85,13 @@ class StreamingServer:
         cut = self.cut_every > 0 and self.count % self.cut_every == 0
         request = json.loads(body)
         chat = path.endswith("chat/completions")
+        tokens = min(self.tokens, int(request.get("max_tokens") or self.tokens))
         if not request.get("stream"):
-            await asyncio.sleep(self.ttft_s + (self.tokens - 1) * self.itl_s)
-            text = " ".join(f"tok{k}" for k in range(self.tokens))
+            await asyncio.sleep(self.ttft_s + (tokens - 1) * self.itl_s)
+            text = " ".join(f"tok{k}" for k in range(tokens))
             choice = {"index": 0, "finish_reason": "length",
                       **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
-            data = json.dumps({"choices": [choice], "usage": {"completion_tokens": self.tokens}}).encode()
+            data = json.dumps({"choices": [choice], "usage": {"completion_tokens": tokens}}).encode()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(data)).encode() + b"\r\n\r\n" + data)
             await writer.drain()
@@ -106,16 +107,16 @@ class StreamingServer:
         writer.write(_chunk(_event({"object": "chunk", "choices": [choice(None)]})))
         await writer.drain()
         await asyncio.sleep(self.ttft_s)
-        for k in range(self.tokens):
+        for k in range(tokens):
             if k:
                 await asyncio.sleep(self.itl_s)
             writer.write(_chunk(_event({"object": "chunk", "choices": [choice(f"tok{k} ")]})))
             await writer.drain()
-            if cut and k == self.tokens // 2 - 1:
+            if cut and k == tokens // 2 - 1:
                 return False  # closed mid-response: no finish_reason, no [DONE], no terminating chunk
         writer.write(_chunk(_event({"object": "chunk", "choices": [choice("", "length")]})))
         if (request.get("stream_options") or {}).get("include_usage"):
-            writer.write(_chunk(_event({"object": "chunk", "choices": [], "usage": {"completion_tokens": self.tokens}})))
+            writer.write(_chunk(_event({"object": "chunk", "choices": [], "usage": {"completion_tokens": tokens}})))
         writer.write(_chunk(_event(b"[DONE]")) + b"0\r\n\r\n")
         await writer.drain()
         return True

@@ -132,9 +132,9 @@ def test_harness_load_measures_an_openai_endpoint_with_goodput(server, tmp_path,
     from harness.report.perf_sections import load_tokens
 
     assert load_tokens(out) == tokens  # the report rebuilds them from requests.csv and run.json's bounds
-    samples = list(read_records(out / TIMELINE_FILE, ProbeSample))  # the prober speaks the protocol too
-    assert samples and any(s.ok for s in samples)
-    assert all(s.ok or s.error.startswith("stream cut") for s in samples)
+    samples = list(read_records(out / TIMELINE_FILE, ProbeSample))  # the prober speaks the protocol too,
+    assert samples and all(s.ok for s in samples)  # asking for one token (no cut: the server cuts mid-way)
+    assert statistics.median(s.latency_ms for s in samples) < TTFT_MS + ITL_MS
 
 
 @pytest.mark.parametrize("flags, first_line", [

@@ -258,9 +258,6 @@ class ServiceSpec(_Model):
 
     @model_validator(mode="after")
     def _target_probes(self) -> "ServiceSpec":
-        if self.target is not None and self.target.endpoint is not None and self.topology != "single":
-            raise ValueError(f"topology={self.topology}: an endpoint target is one server, not replicated by the "
-                             f"harness; use topology single")
         if self.target is not None:  # its probe paths (and startup timeout) become the probes'
             object.__setattr__(self, "probes", target_probes(self.probes, self.target, Probe))
         return self
@@ -273,6 +270,12 @@ class ServiceSpec(_Model):
     @model_validator(mode="after")
     def _replicas_fit_topology(self) -> "ServiceSpec":
         scaling = self.autoscaling
+        if self.target is not None and self.target.endpoint is not None:  # its topology: the tier it claims
+            if self.replicas not in (None, 1) or scaling is not None:
+                raise ValueError(f"replicas={self.replicas}: an endpoint target is one server, never replicated "
+                                 f"or scaled by the harness (its topology names the tier it claims)")
+            object.__setattr__(self, "replicas", 1)
+            return self
         if scaling is not None and self.topology != "multi-active":
             raise ValueError(f"topology={self.topology}: autoscaling needs topology 'multi-active' "
                              f"('{self.topology}' has a fixed replica count)")

@@ -82,9 +82,12 @@ def test_a_missing_working_directory_is_named_with_its_absolute_path(tmp_path):
     assert err.field == "target.workdir" and str(tmp_path / "nowhere") in str(err) and "no such directory" in err.reason
 
 
-def test_an_endpoint_target_is_one_server(tmp_path):
+def test_an_endpoint_target_is_one_server_whatever_tier_its_topology_claims():
+    for topology in ("single", "active-standby", "multi-active"):
+        spec = _spec({"endpoint": "http://h:80"}, topology=topology)
+        assert spec.replica_count == 1 and spec.topology == topology
     err = _error({"endpoint": "http://h:80"}, topology="multi-active", replicas=2)
-    assert err.field == "topology" and err.value == "multi-active" and "endpoint target" in err.reason
+    assert err.field == "replicas" and err.value == "2" and "never replicated or scaled" in err.reason
 
 
 def test_relative_paths_are_read_from_the_spec_files_folder_not_the_cwd(tmp_path, monkeypatch):

@@ -101,9 +101,6 @@ class MatrixPlan:
                 raise ConfigError("topologies", topologies, f"on Kubernetes the matrix tests the applied Deployment, "
                                   f"which is {applied}; render and apply another spec for another topology")
             chosen = [applied]
-        if chosen is None and spec_data is not None and isinstance(spec_data.get("target"), dict) \
-                and spec_data["target"].get("endpoint") is not None:
-            chosen = ["single"]  # an endpoint target is one server the harness does not replicate
         chosen = chosen or list(TOPOLOGIES)
         for name in chosen:
             if name not in TOPOLOGIES:
@@ -195,7 +192,7 @@ def cell_text(row: dict[str, Any] | None) -> str:
     if row.get("error"):
         return f"error: {row['error'][:60]}"
     if row.get("outcome") == "skipped":
-        return f"skipped: {row.get('reason')}"
+        return str(row.get("reason") or "skipped")  # "skipped on a command target: ..."
     ttr = "not recovered" if not row.get("recovered") else f"TTR {_seconds(row.get('ttr_s'))}"
     burn = row.get("projected_burn")
     burn_text = "n/a" if burn is None else f"burn {burn:.2%}"

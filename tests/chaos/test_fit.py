@@ -80,7 +80,7 @@ def test_a_fault_needing_the_service_hooks_is_skipped_on_a_command_target_before
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["status"] == "completed" and "oom_replica needs the reference service's fault hooks" in run["reason"]
     row = matrix_row({"fault": "oom-kill", "topology": "single", **result}, 0.1, False)
-    assert cell_text(row).startswith("skipped: skipped on a command target: oom_replica")
+    assert cell_text(row).startswith("skipped on a command target: oom_replica")
 
 
 # --- CPU throttling through the cgroup quota (harness.chaos.cpuquota) --------------------------------

@@ -22,7 +22,8 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
     profile = result.get("profile", "profile")
     if isinstance(profile, dict):  # a full LoadProfile: name it by its kind, users and duration
         profile = f"{profile.get('kind', '?')} ({profile.get('users', '?')} users, {fmt(profile.get('duration_s'), 0)} s)"
-    section = Section("load", f"Load: {profile} on {result.get('topology', '?')}",
+    where = result.get("topology") or result.get("endpoint") or "?"  # an endpoint measured as it is has no topology
+    section = Section("load", f"Load: {profile} on {where}",
                       str(directory.relative_to(root)))
     section.paragraphs.append(
         f"{result.get('requests', 'n/a')} requests, {fmt(result.get('throughput_rps'))} req/s, p50 {fmt(result.get('p50_ms'))} ms, p95 "

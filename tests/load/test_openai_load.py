@@ -132,6 +132,12 @@ def test_harness_load_measures_an_openai_endpoint_with_goodput(server, tmp_path,
     from harness.report.perf_sections import load_tokens
 
     assert load_tokens(out) == tokens  # the report rebuilds them from requests.csv and run.json's bounds
+    from harness.report.writer import write_report
+
+    report = write_report(out)
+    assert f"goodput {tokens['goodput_rps']:.1f} req/s ({tokens['good']} of 8 requests met ttft <= 500.0 ms" \
+        in report["markdown"].read_text()
+    assert f"on {server.url}" in report["markdown"].read_text()
     samples = list(read_records(out / TIMELINE_FILE, ProbeSample))  # the prober speaks the protocol too,
     assert samples and all(s.ok for s in samples)  # asking for one token (no cut: the server cuts mid-way)
     assert statistics.median(s.latency_ms for s in samples) < TTFT_MS + ITL_MS

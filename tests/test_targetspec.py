@@ -139,3 +139,14 @@ def test_the_shipped_example_specs_are_valid_and_complete_their_probes_from_the_
     assert command.probes.readiness.period_s == 0.25 and command.probes.startup.failure_threshold == 30
     endpoint = load_spec(folder / "endpoint-target.yaml")
     assert endpoint.target_kind == "endpoint" and endpoint.probes.readiness.path == "/health"
+
+
+def test_the_kubernetes_platform_refuses_a_target_naming_it(tmp_path):
+    from harness.platforms import deploy
+    from harness.platforms.kubernetes.render import render_manifests
+
+    spec = _spec({"command": ["srv", "{port}"], "workdir": str(tmp_path)})
+    for attempt in (lambda: deploy(spec, platform="kubernetes", workdir=tmp_path), lambda: render_manifests(spec)):
+        with pytest.raises(ConfigError) as err:
+            attempt()
+        assert err.value.field == "target" and err.value.value == "command" and "local platform" in err.value.reason

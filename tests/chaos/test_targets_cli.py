@@ -47,3 +47,13 @@ def test_a_fault_needing_the_service_hooks_is_skipped_on_a_command_target_saying
     assert "hang x single: skipped (skipped on a command target: inject_fault needs the reference service's " \
            "fault hooks, which a command target does not have)" in out
     assert json.loads((tmp_path / "runs" / "hang" / "result.json").read_text())["outcome"] == "skipped"
+
+
+def test_a_process_fault_is_skipped_on_an_endpoint_target_saying_why(tmp_path, monkeypatch, capsys):
+    (tmp_path / "theirs.yaml").write_text("target:\n  endpoint: http://127.0.0.1:9\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["chaos", "run", str(ROOT / "experiments" / "pod-kill.json"), "--spec", "theirs.yaml", "--out", "runs/kill"])
+    assert code == 0
+    assert ("skipped on an endpoint target: kill_replica acts on a replica's process, and the harness runs no "
+            "process of an endpoint target") in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "kill" / "deployment").exists()  # nothing was deployed

@@ -12,6 +12,8 @@ locustfile, which Locust loads in its own process, pulls in no more than it need
 - `harness.load.session`: `run_session(deployment, profile, out_dir)` (Locust + prober + telemetry ->
   result.json); where it runs: `harness.cpus.plan_cpus`.
 - `harness.load.result`: `LoadResult`; `harness.load.cpu_sampler`: the ``generator_saturated`` rule.
+- `harness.load.protocols`: what every generator and the prober send and how they read the answer
+  (`ProtocolSettings`, `build_adapter`: oip-v2, openai-chat, openai-completions, http-json).
 
 ``harness/load/locustfile.py`` imports Locust and must only ever be loaded by a Locust process.
 """

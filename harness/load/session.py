@@ -131,11 +131,12 @@ def run_session(
                            timeout_s=prober_timeout_s, model=profile.model, cpus=cpus,
                            protocol=_probe_protocol(profile.protocol)).start()
             say(f"prober running every {prober_interval_s * 1000:g} ms")
+        speaking = f", {profile.protocol.protocol}" if profile.protocol is not None else ""
         if isinstance(profile, RateLoad):
-            say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each) "
+            say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each{speaking}) "
                 f"for {profile.duration_s:g} s")
         else:
-            say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users)")
+            say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users{speaking})")
         with heartbeat_for(out / REQUESTS_FILE, profile.duration_s, progress):
             if isinstance(profile, RateLoad):
                 result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,

@@ -186,3 +186,10 @@ def test_oip_v2_to_any_model_from_its_metadata_or_a_bodies_file(tmp_path):
     bodies.write_text('{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1.0]}]}\n', encoding="utf-8")
     from_file = build_adapter(ProtocolSettings(model="resnet", bodies_file=str(bodies)))
     assert json.loads(from_file.request(5).body)["inputs"][0]["name"] == "a"
+
+
+def test_the_cli_offers_exactly_the_protocols_there_are():
+    from harness.cli.load import PROTOCOL_CHOICES
+    from harness.load.protocols import PROTOCOL_NAMES
+
+    assert PROTOCOL_CHOICES == PROTOCOL_NAMES

@@ -112,14 +112,6 @@ class ProtocolSettings(BaseModel):
         return (self.protocol == "oip-v2" and self.inputs is None and self.bodies_file is None
                 and self.reference_model not in MODEL_NAMES)
 
-    def describe(self) -> str:
-        """Return the protocol in a few words: "openai-chat (streamed) POST /v1/chat/completions"."""
-        from harness.load.protocols import build_adapter
-
-        request = build_adapter(self).request(0)
-        streamed = " (streamed)" if self.protocol.startswith("openai") and self.stream else ""
-        return f"{self.protocol}{streamed} {request.method} {request.path}"
-
 
 def protocol_settings(data: dict | ProtocolSettings | None, *, source: str = "protocol") -> ProtocolSettings:
     """Return ``data`` validated as `ProtocolSettings` (None: oip-v2 with the defaults); raise ConfigError."""

@@ -59,7 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE", help="service spec (YAML)")
     parser.add_argument("--users", type=int, default=None, metavar="N",
                         help="users (the peak for ramp, step and spike; default 4)")
-    parser.add_argument("--model", default=None, help="reference model (default: the spec's)")
+    parser.add_argument("--model", default=None,
+                        help="reference model (default: the spec's); with --endpoint or another --protocol, the model "
+                             "named in the requests")
     parser.add_argument("--platform", default="local", help="platform to deploy on (default: local)")
     parser.add_argument("--prober-interval-s", type=float, default=0.05, metavar="S",
                         help="client-side prober interval (default: 0.05)")
@@ -124,7 +126,8 @@ def _spec(args: argparse.Namespace) -> Any:
     from harness.validation import validate_model
 
     spec = load_spec(args.spec, topology=args.topology)
-    if args.model is not None and args.endpoint is None:  # with --endpoint the model is the protocol's
+    # the spec's model is a reference model; with --endpoint or a protocol of its own, --model is the protocol's
+    if args.model is not None and args.endpoint is None and args.protocol == "oip-v2":
         data = spec.model_dump(by_alias=True, mode="json")
         data["service"]["model"] = args.model
         spec = validate_model(ServiceSpec, data, source="--model")

@@ -227,3 +227,20 @@ def test_the_warm_up_speaks_the_loads_protocol(server):
 
     sent = warm_up(Endpoint(server.url), RateLoad(20, 1.0, protocol=CHAT), 0.3)
     assert sent >= 2 and server.count == sent  # every one reached the chat path (any other is not counted)
+
+
+def test_model_names_the_llm_when_the_protocol_is_not_the_reference_services(tmp_path, monkeypatch):
+    from harness.cli import main
+    from harness.errors import HarnessError
+
+    seen = []
+
+    def run_load(settings, context, **_):
+        seen.append((settings, context))
+        raise HarnessError("stop here")
+
+    monkeypatch.setattr("harness.workflows.load.run_load", run_load)
+    assert main(["load", "--protocol", "openai-completions", "--model", "my-llm", "--rate-rps", "2", "--duration-s", "1",
+                 "--no-pin", "--out", str(tmp_path / "r")]) != 2  # not a usage error: the spec keeps its model
+    settings, context = seen[0]
+    assert settings.load.protocol.model == "my-llm" and context.spec.service.model != "my-llm"

@@ -2,14 +2,14 @@
 
 The kinds of target are `harness.targetspec.TARGET_KINDS`: the reference service takes every fault;
 a user's ``command`` every fault that acts from outside its process (kill, SIGTERM, freeze, CPU
-throttling through the cgroup quota, network faults in the balancer); an ``endpoint`` only the network
-faults in the balancer, since the harness runs no process of it. An experiment may say which kinds
-it applies to (``extensions[harness].targets``); when it does not, the kinds follow from its
-activities (`ACTIVITY_NEEDS`, `MODULE_NEEDS`): a fault hook of the reference service (over HTTP) needs the reference
-service, an action on a replica's process or cgroup needs a process the harness runs, and an
-activity this module does not know is assumed to need the reference service (declare ``targets`` to
-say otherwise). A spec overlay that changes the reference service's own settings (``service``: a
-slow start, a broken build) needs it too.
+throttling through the cgroup quota, an OOM kill through the memory cgroup, network faults in the
+balancer); an ``endpoint`` only the network faults in the balancer, since the harness runs no process
+of it. An experiment may say which kinds it applies to (``extensions[harness].targets``); when it
+does not, the kinds follow from its activities (`ACTIVITY_NEEDS`, `MODULE_NEEDS`): a fault hook of
+the reference service (over HTTP) needs the reference service, an action on a replica's process or
+cgroup needs a process the harness runs, and an activity this module does not know is assumed to
+need the reference service (declare ``targets`` to say otherwise). A spec overlay that changes the
+reference service's own settings (``service``: a slow start, a broken build) needs it too.
 
 `harness.workflows.chaos.ChaosRun` and the matrix skip, with the reason, what a target cannot take:
 the result's outcome is ``skipped`` (`skipped_result`), never a failure.
@@ -23,16 +23,19 @@ from typing import Any
 from harness.chaos.experiment import Experiment
 from harness.chaos.result import build_result
 
-__all__ = ["OUTCOME_SKIPPED", "ACTIVITY_NEEDS", "MODULE_NEEDS", "activity_calls", "target_kinds", "target_fit", "skipped_result"]
+__all__ = ["OUTCOME_SKIPPED", "ACTIVITY_NEEDS", "MODULE_NEEDS", "activity_calls", "target_kinds", "target_fit",
+           "skipped_result"]
 
 OUTCOME_SKIPPED = "skipped"
-_MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota")  # the activities ACTIVITY_NEEDS knows
+# the modules whose activities ACTIVITY_NEEDS knows
+_MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota", "harness.chaos.memlimit")
 _ANY, _PROCESS, _HOOKS = "any", "process", "hooks"
 
-# what each activity of harness.chaos.activities (and .cpuquota) needs from the system under test
+# what each activity of harness.chaos.activities (and .cpuquota, .memlimit) needs from the system under test
 ACTIVITY_NEEDS = {
     "inject_fault": _HOOKS, "delay_probe": _HOOKS, "oom_replica": _HOOKS, "detect_memory_leak": _HOOKS,
     "kill_replica": _PROCESS, "terminate_replica": _PROCESS, "freeze_replica": _PROCESS, "throttle_cpu": _PROCESS,
+    "squeeze_memory": _PROCESS,
     "clear_faults": _ANY, "ready_replica_count": _ANY, "all_replicas_ready": _ANY, "wait_for_ready": _ANY,
     "wait_for_events": _ANY, "endpoint_responds_within": _ANY, "availability_over_last": _ANY,
 }

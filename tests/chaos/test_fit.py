@@ -4,12 +4,13 @@ deployment is started), and CPU throttling through a cgroup quota against cgroup
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
 
-from harness.chaos import cpuquota, targets
+from harness.chaos import cpuquota, memlimit, targets
 from harness.chaos.experiment import load_experiment
 from harness.chaos.fit import target_fit, target_kinds
 from harness.chaos.matrix import cell_text, matrix_row
@@ -28,6 +29,7 @@ EXPERIMENTS = ROOT / "experiments"
     ("pod-kill-graceful", ["reference", "command"]),
     ("freeze", ["reference", "command"]),
     ("cpu-throttle", ["reference", "command"]),
+    ("oom-squeeze", ["reference", "command"]),  # the memory cgroup's limit, lowered from outside
     ("oom-kill", ["reference"]),  # the service's memory hook allocates past the limit
     ("hang", ["reference"]),
     ("readiness-probe-delay", ["reference"]),
@@ -122,3 +124,51 @@ def test_throttling_needs_a_cpu_cgroup_and_sane_values(tmp_path):
         cpuquota.throttle_cpu(state, cpu_share=0)
     with pytest.raises(ActivityFailed, match="has no cpu cgroup"):
         cpuquota.quota_file({"name": "r-0", "cgroup": str(tmp_path / "nowhere")})
+
+
+# --- an OOM kill through the memory cgroup (harness.chaos.memlimit) ---------------------------------
+
+
+def _memory_state(tmp_path, enforcement="cgroup-v1"):
+    import psutil
+
+    directory = tmp_path / "mem"
+    directory.mkdir(parents=True)
+    (directory / "memory.limit_in_bytes").write_text("268435456\n")
+    (directory / "memory.usage_in_bytes").write_text("31457280\n")
+    state = tmp_path / "state.json"
+    row = {"name": "r-0", "pid": os.getpid(), "ready": True, "cgroup": str(directory),
+           "started_s": psutil.Process().create_time()}  # a live pid that passes the reuse guard
+    state.write_text(json.dumps({"memory_enforcement": enforcement, "replicas": [row]}))
+    return str(state), directory / "memory.limit_in_bytes"
+
+
+def test_squeezing_lowers_the_limit_to_the_usage_until_the_process_is_gone_then_restores_it(tmp_path, monkeypatch):
+    state, limit = _memory_state(tmp_path)
+    seen = []
+
+    def alive(_pid):
+        seen.append(limit.read_text())
+        return len(seen) < 3  # the kernel's OOM kill, on the third look
+
+    monkeypatch.setattr(memlimit, "_alive", alive)
+    try:
+        result = memlimit.squeeze_memory(state, timeout_s=5)
+    finally:
+        targets.last_injection.clear()
+    assert seen == ["31457280"] * 3 and limit.read_text() == "268435456"
+    assert result["replica"] == "r-0" and result["limit_before"] == "268435456"
+
+
+def test_squeezing_a_process_that_never_allocates_fails_and_restores_the_limit(tmp_path, monkeypatch):
+    state, limit = _memory_state(tmp_path)
+    monkeypatch.setattr(memlimit, "_alive", lambda _pid: True)
+    try:
+        with pytest.raises(ActivityFailed, match="still ran 0.05 s after its memory limit was lowered"):
+            memlimit.squeeze_memory(state, timeout_s=0.05)
+    finally:
+        targets.last_injection.clear()
+    assert limit.read_text() == "268435456"
+    none_state, _ = _memory_state(tmp_path / "none", enforcement="rlimit")
+    with pytest.raises(ActivityFailed, match="memory_enforcement='rlimit': limits.memory is not enforced by a cgroup"):
+        memlimit.squeeze_memory(none_state)

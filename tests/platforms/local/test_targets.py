@@ -7,7 +7,9 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -32,6 +34,15 @@ def _get(endpoint: str, path: str, timeout_s: float = 10.0) -> tuple[int, dict, 
         connection.close()
 
 
+def _routed(endpoint: str, path: str) -> tuple[int, dict, str | None]:
+    """Return the first answer that is not the balancer's 503: Ready reaches it over its pipe a moment after
+    the state file (and wait_ready) say so."""
+    deadline = time.monotonic() + 5
+    while (answer := _get(endpoint, path))[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return answer
+
+
 def _spec_file(tmp_path, **options):
     write_server(tmp_path / "server")
     path = tmp_path / "toy.yaml"
@@ -46,7 +57,11 @@ def test_command_replicas_run_in_their_folder_with_their_port_behind_the_balance
     state = json.loads(deployment.state_path.read_text())
     assert state["target"] == "command"
     ports = {row["name"]: row["port"] for row in state["replicas"]}
+    _routed(deployment.endpoint, "/info")
+    deadline = time.monotonic() + 5  # both replicas routed: each has answered
     answers = [_get(deployment.endpoint, "/info") for _ in range(4)]
+    while {replica for _, _, replica in answers} != set(ports) and time.monotonic() < deadline:
+        answers.append(_get(deployment.endpoint, "/info"))
     assert {replica for _, _, replica in answers} == set(ports)  # both replicas serve through the balancer
     for status, info, replica in answers:
         assert status == 200 and info["cwd"] == str((tmp_path / "server").resolve())
@@ -72,6 +87,40 @@ def test_a_command_replica_past_its_memory_limit_is_oom_killed_by_the_kernel(tmp
     oom = deployment.wait_event("OOMKilled", "toy-0", since=since, timeout_s=10)
     assert oom.exit_code == 137
     deployment.wait_event("Ready", "toy-0", since=since, timeout_s=15)
+
+
+def test_a_command_replica_is_oom_killed_through_its_memory_cgroup_from_outside(tmp_path, deploy_local, cgroups_writable):
+    from harness.chaos.memlimit import squeeze_memory
+    from harness.chaos.targets import last_injection
+
+    if not cgroups_writable:
+        pytest.skip("this machine does not let the harness create memory cgroups: no kernel OOM kill to see")
+    deployment = deploy_local(load_spec(_spec_file(tmp_path)))
+    deployment.wait_ready(timeout_s=30)
+    done = threading.Event()
+
+    def load() -> None:  # a server under load needs memory: a new thread's stack, a request's buffers
+        while not done.is_set():
+            try:
+                _get(deployment.endpoint, "/info", timeout_s=2)
+            except OSError:
+                done.wait(0.05)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    since = deployment.event_count()
+    try:
+        result = squeeze_memory(str(deployment.state_path), timeout_s=20)
+        oom = deployment.wait_event("OOMKilled", "toy-0", since=since, timeout_s=5)
+        deployment.wait_event("Ready", "toy-0", since=since, timeout_s=15)
+    finally:
+        done.set()
+        loader.join(5)
+        last_injection.clear()
+    assert oom.exit_code == 137 and oom.extra["pid"] == result["pid"]
+    limit_file = Path(deployment.replica("toy-0").cgroup.split(",")[0])
+    limits = [limit_file / name for name in ("memory.limit_in_bytes", "memory.max") if (limit_file / name).exists()]
+    assert int(limits[0].read_text()) == 256 * 2**20  # restored before the restarted replica grew
 
 
 class _Answer(BaseHTTPRequestHandler):
@@ -101,8 +150,7 @@ def test_an_endpoint_target_is_routed_while_ready_and_never_run(tmp_path, deploy
         deployment.wait_ready(timeout_s=15)
         row = json.loads(deployment.state_path.read_text())["replicas"][0]
         assert (row["pid"], row["url"], row["cgroup"]) == (None, url, None)
-        status, body, replica = _get(deployment.endpoint, "/anything")
-        assert (status, body, replica) == (200, {"status": "ok"}, "theirs-0")
+        assert _routed(deployment.endpoint, "/anything") == (200, {"status": "ok"}, "theirs-0")
         since = deployment.event_count()
     finally:
         server.shutdown()

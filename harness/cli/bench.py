@@ -126,7 +126,11 @@ def _register_netfault(benches: Any) -> None:
     )
     add = netfault.add_argument
     add("--model", default=defaults.model, help=f"reference model (default {defaults.model})")
-    add("--rate-rps", type=float, default=defaults.rate_rps, help=f"open-loop requests/s (default {defaults.rate_rps:g})")
+    add("--rate-rps", type=float, default=defaults.rate_rps,
+        help=f"open-loop requests/s of the abort and reset windows (default {defaults.rate_rps:g})")
+    add("--latency-rate-rps", type=float, default=defaults.latency_rate_rps,
+        help=f"open-loop requests/s of the baseline and latency windows, below the service's knee "
+             f"(default {defaults.latency_rate_rps:g})")
     add("--latency-ms", type=float, default=defaults.latency_ms, help=f"added latency (default {defaults.latency_ms:g})")
     add("--latency-window-s", type=float, default=defaults.latency_window_s,
         help=f"length of each baseline and latency window (default {defaults.latency_window_s:g})")
@@ -158,7 +162,8 @@ def run_netfault(args: argparse.Namespace) -> int:
 
     if args.model not in MODEL_NAMES:
         raise ConfigError("--model", args.model, f"unknown model; choose one of {', '.join(MODEL_NAMES)}")
-    settings = NetfaultSettings(model=args.model, rate_rps=args.rate_rps, latency_ms=args.latency_ms,
+    settings = NetfaultSettings(model=args.model, rate_rps=args.rate_rps, latency_rate_rps=args.latency_rate_rps,
+                                latency_ms=args.latency_ms,
                                 latency_window_s=args.latency_window_s, latency_pairs=args.latency_pairs,
                                 abort_percent=args.abort_percent,
                                 abort_requests=args.abort_requests, reset_requests=args.reset_requests,

@@ -6,7 +6,7 @@ keep-alive). Streamed (``"stream": true``): a role-only chunk at once (no text: 
 chunk with ``finish_reason`` "length", a usage chunk (``completion_tokens``) when the request asked for
 it, ``data: [DONE]`` and the terminating chunk. Every ``cut_every``-th request (1-based) is cut: the
 connection closes after half of the tokens, mid-response. Not streamed: the whole answer after
-``ttft_s + (tokens - 1) * itl_s``. Any other path is a 404.
+``ttft_s + (tokens - 1) * itl_s``. ``GET /health`` is 200 (a readiness path); any other path is a 404.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ class StreamingServer:
 
     async def _answer(self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; return False when the connection is to close (a cut stream)."""
+        if method == "GET" and path == "/health":  # a readiness path, for a spec's endpoint target
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+            await writer.drain()
+            return True
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
             writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
             await writer.drain()

@@ -244,3 +244,18 @@ def test_model_names_the_llm_when_the_protocol_is_not_the_reference_services(tmp
                  "--no-pin", "--out", str(tmp_path / "r")]) != 2  # not a usage error: the spec keeps its model
     settings, context = seen[0]
     assert settings.load.protocol.model == "my-llm" and context.spec.service.model != "my-llm"
+
+
+def test_a_spec_endpoint_target_streams_through_the_balancer(server, tmp_path, capsys):
+    from harness.cli import main
+
+    spec = tmp_path / "llm.yaml"
+    spec.write_text(f"name: llm\ntarget: {{endpoint: {server.url}, readiness_path: /health}}\n"
+                    "probes: {readiness: {periodSeconds: 0.2, timeoutSeconds: 1, failureThreshold: 2}}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["load", "--spec", str(spec), "--protocol", "openai-chat", "--model", "tiny", "--rate-rps", "8",
+                 "--duration-s", "1", "--warmup-s", "0", "--no-prober", "--no-pin", "--out", str(out)]) == 0
+    records = list(read_records(out / REQUESTS_FILE, RequestRecord))
+    assert len(records) == 8
+    _check_known_delays([r for r in records if r.ok])  # the balancer passes each event on as it comes
+    assert json.loads(capsys.readouterr().out)["tokens"]["requests"] == 8

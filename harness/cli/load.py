@@ -98,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("protocol and target (harness.load.protocols)")
     group.add_argument("--endpoint", default=None, metavar="URL",
-                       help="measure the server at URL as it is (http://host:port): nothing is deployed, no telemetry")
+                       help="measure the server at URL as it is (http://host:port): nothing is deployed, no telemetry "
+                            "(through the local balancer and its network faults instead: a --spec with "
+                            "'target: {endpoint: URL}')")
     group.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="oip-v2",
                        help="what the load and the prober send (default: oip-v2, the reference service's)")
     group.add_argument("--path", default=None, help="the request path (default: the protocol's; http-json needs one)")

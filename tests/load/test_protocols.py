@@ -130,6 +130,8 @@ def test_http_json_fills_its_template_and_judges_by_status_and_field(tmp_path):
     ({"protocol": "http-json", "path": "/p", "method": "BREW"}, "method", "'BREW'"),
     ({"protocol": "openai-chat", "body_template": "{}"}, "body_template", "'{}'"),
     ({"protocol": "openai-chat", "inputs": [{"name": "x"}]}, "inputs", "({'name': 'x'},)"),
+    ({"protocol": "openai-completions", "success_status": [201]}, "success_status", "(201,)"),
+    ({"protocol": "oip-v2", "method": "GET"}, "method", "'GET'"),
     ({"protocol": "http-json", "path": "/p", "success_status": [700]}, "success_status", "[700]"),
 ])
 def test_bad_settings_are_one_line_naming_the_field_and_value(fields, field, shown):

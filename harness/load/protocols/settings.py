@@ -94,6 +94,9 @@ class ProtocolSettings(BaseModel):
             for name in ("body_template", "success_field") + (("bodies_file",) if self.protocol != "oip-v2" else ()):
                 if getattr(self, name) is not None:
                     raise ConfigError(name, getattr(self, name), "only the http-json protocol takes it")
+            for name, default in (("method", "POST"), ("success_status", (200,))):
+                if getattr(self, name) != default:  # the other protocols POST and succeed on 200 only
+                    raise ConfigError(name, getattr(self, name), "only the http-json protocol takes it")
         elif self.path is None:
             raise ConfigError("path", None, "the http-json protocol needs the path to send to")
         return self

@@ -37,6 +37,7 @@ from harness.service.wire import protocol_class
 __all__ = ["serve", "ServiceThread", "emit_event", "bind_socket"]
 
 _TICK_S = 0.1
+_LISTEN_BACKLOG = 2048  # uvicorn's default backlog
 _EXIT_RESERVE_S = 0.3  # of the grace period, for answering cut-off requests, closing connections and exiting
 
 
@@ -47,7 +48,8 @@ def emit_event(event: dict[str, Any]) -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Return a listening-ready TCP socket bound to ``host:port`` (port 0: a free port); raise HarnessError."""
+    """Return a TCP socket bound to ``host:port`` (port 0: a free port) and listening, so a connection made
+    before the server loop runs waits in the backlog instead of being refused; raise HarnessError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,6 +58,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise HarnessError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(_LISTEN_BACKLOG)  # connections queue from here on, so "listening" is true when it is emitted
     sock.set_inheritable(True)
     return sock
 

@@ -129,7 +129,7 @@ def test_tampered_weights_never_become_ready_and_exit_nonzero(child: Any, tmp_pa
     folder = weights.ensure_weights("tiny-mlp", 0, tmp_path)
     path = folder / weights.WEIGHTS_FILE
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
-    service = Child(["--startup-delay-s", "0.5"], tmp_path)
+    service = Child(["--startup-delay-s", "2"], tmp_path)  # the readiness question must arrive before the load fails
     try:
         ready = httpx.get(f"{service.base_url}/v2/health/ready", timeout=10)
         assert ready.status_code == 503
@@ -202,3 +202,18 @@ def test_a_drain_that_outlasts_the_grace_period_exits_within_it_and_answers_503(
         assert f"cut off at the end of the {grace_s:g} s grace period" in answer.json()["error"]
     timeout = service.wait_event("drain_timeout", timeout_s=5)
     assert timeout["in_flight"] == 3 and timeout["cut_off"] == 3
+
+
+def test_the_bound_socket_already_listens_so_a_connection_before_the_server_loop_is_not_refused() -> None:
+    import socket
+
+    from harness.service.server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        # nothing accepts yet (the server loop starts after the "listening" event): the handshake completes in the backlog
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    finally:
+        sock.close()

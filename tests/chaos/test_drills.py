@@ -31,8 +31,11 @@ def run(experiment: str, out: Path, topology: str) -> dict:
 
 
 def _drill(result: dict, kind: str) -> dict:
-    [found] = [d for d in result["drills"] if d["drill"] == kind]
-    return found
+    found = [d for d in result["drills"] if d["drill"] == kind]
+    # when none ran, say why (a steady-state hypothesis that failed before the method, on a busy machine)
+    why = {k: result.get(k) for k in ("outcome", "reasons", "journal_status", "deviated", "activities") if k in result}
+    assert len(found) == 1, f"{len(found)} {kind} drill(s) in the result: {why}"
+    return found[0]
 
 
 def _requests_during(out: Path, start_s: float, end_s: float) -> list[RequestRecord]:

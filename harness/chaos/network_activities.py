@@ -21,7 +21,7 @@ from typing import Any
 
 from chaoslib.exceptions import ActivityFailed
 
-from harness.chaos.targets import failing, last_injection, read_state_file, remember, select
+from harness.chaos.targets import failing, last_injection, read_state_file, remember, replicas, select
 
 __all__ = [
     "add_latency",
@@ -74,7 +74,15 @@ def reset_connections(state_file: str, percent: float = 20.0, duration_s: float 
 def partition_replica(state_file: str, replica: str = "first-ready", duration_s: float = 30.0) -> dict[str, Any]:
     """Cut one replica (a name, ``first-ready`` or ``any``) off the balancer for ``duration_s``: no new request
     reaches it, the replica itself is untouched. Returns the fault with ``replica``."""
-    row = select(read_state_file(state_file), replica)[0]
+    state = read_state_file(state_file)
+    if replica in ("first-ready", "any"):  # by readiness alone: an endpoint target has no process of ours
+        rows = [r for r in replicas(state) if r.get("ready") or replica == "any"]
+        if not rows:
+            raise ActivityFailed(f"replica={replica!r}: no replica to cut off (replicas: "
+                                 f"{', '.join(str(r.get('name')) for r in replicas(state)) or 'none'})")
+        row = rows[0]
+    else:
+        row = select(state, replica)[0]
     fault = _inject(state_file, kind="partition", replica=row["name"], duration_s=duration_s)
     remember(row, "partition_replica")
     last_injection["time_s"] = fault["time_s"]

@@ -212,3 +212,30 @@ def test_each_network_experiment_injects_waits_for_the_end_and_cleans_up(stub_pa
     kind = {"network-latency": "latency", "network-abort": "abort", "network-reset": "reset"}.get(name, "partition")
     assert kinds == [("NetworkFaultInjected", kind), ("NetworkFaultCleared", kind)]
     assert read_state(stub_pair.state_path)["network_faults"] == []
+
+
+def test_the_network_experiments_apply_to_every_kind_of_target():
+    from harness.chaos.fit import target_kinds
+
+    for name in NETWORK_EXPERIMENTS:
+        experiment = load_experiment(ROOT / "experiments" / f"{name}.json")
+        assert experiment.extension.targets == ["reference", "command", "endpoint"]
+        assert target_kinds(experiment) == (["reference", "command", "endpoint"], {})
+        assert experiment.extension.platforms == ["local"]  # the balancer is the local platform's
+
+
+def test_a_partition_targets_a_replica_by_readiness_alone_without_a_process(tmp_path, monkeypatch):
+    """An endpoint target's one "replica" has no pid: first-ready still finds it (the fault acts in the balancer)."""
+    state = {"platform": "local", "control": {"port": 1}, "fault_token": "t", "replicas": [
+        {"name": "theirs-0", "ready": True, "pid": None, "url": "http://127.0.0.1:8080"}]}
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    sent = []
+    monkeypatch.setattr("harness.platforms.local.control.send_control",
+                        lambda st, op, **fields: sent.append((op, fields)) or {"fault": {**fields, "time_s": 1.0}})
+    assert net.partition_replica(str(path), "first-ready", duration_s=2)["replica"] == "theirs-0"
+    assert sent == [("network_fault", {"kind": "partition", "replica": "theirs-0", "duration_s": 2})]
+    state["replicas"][0]["ready"] = False
+    path.write_text(json.dumps(state))
+    with pytest.raises(ActivityFailed, match="first-ready.*no replica to cut off"):
+        net.partition_replica(str(path), "first-ready")

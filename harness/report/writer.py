@@ -194,14 +194,16 @@ def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None =
     return passed, f"{word}. " + " ".join(parts)
 
 
-def _definitions() -> list[tuple[str, str]]:
+def _definitions(generative: bool = False) -> list[tuple[str, str]]:
     """Return (module, its Definitions block) for every module a verdict in this report depends on: the
-    report quotes them rather than restating them."""
+    report quotes them rather than restating them (with ``generative``, a load with token figures: the
+    per-request token figures and their statistics too)."""
     import importlib
 
     quoted = []
-    for name in ("harness.slo", "harness.measure.load_verdict", "harness.measure.recovery", "harness.measure.sla",
-                 "harness.measure.regression"):
+    names = ("harness.slo", "harness.measure.load_verdict", "harness.measure.recovery", "harness.measure.sla",
+             "harness.measure.regression")
+    for name in names + (("harness.load.protocols.openai", "harness.measure.tokens") if generative else ()):
         doc = importlib.import_module(name).__doc__ or ""
         marker = doc.find("Definitions")
         block = doc[marker:] if marker >= 0 else doc
@@ -337,7 +339,7 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
             out_md.append(f"_chart: {caption} (embedded in report.html)_\n")
     out_html.append("<h2>How the verdicts are judged</h2><p>Quoted from the modules that compute them.</p>")
     out_md.append("## How the verdicts are judged\n\nQuoted from the modules that compute them.\n")
-    for module, block in _definitions():
+    for module, block in _definitions(any(isinstance(s.summary, dict) and "tokens" in s.summary for s in sections)):
         out_html.append(f"<h3>{html.escape(module)}</h3><pre class=\"definitions\">{html.escape(block)}</pre>")
         out_md.append(f"### {module}\n\n```text\n{block}\n```\n")
     env_rows = _flatten(environment)

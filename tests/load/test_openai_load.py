@@ -138,6 +138,7 @@ def test_harness_load_measures_an_openai_endpoint_with_goodput(server, tmp_path,
     assert f"goodput {tokens['goodput_rps']:.1f} req/s ({tokens['good']} of 8 requests met ttft <= 500.0 ms" \
         in report["markdown"].read_text()
     assert f"on {server.url}" in report["markdown"].read_text()
+    assert "### harness.measure.tokens" in report["markdown"].read_text()  # its definitions, quoted
     samples = list(read_records(out / TIMELINE_FILE, ProbeSample))  # the prober speaks the protocol too,
     assert samples and all(s.ok for s in samples)  # asking for one token (no cut: the server cuts mid-way)
     assert statistics.median(s.latency_ms for s in samples) < TTFT_MS + ITL_MS

@@ -25,7 +25,7 @@ Markers: ``chaos``, ``perf``, ``capacity`` (scenario kinds); ``gpu`` (skipped wi
 Fixtures: ``harness_options``, ``harness_run`` (the `ScenarioSession`: run record and directory),
 ``run_dir``, ``deploy_service`` (a factory; deployments torn down after the test), ``load``,
 ``chaos``, ``perf`` (the sweep, once per session), ``capacity`` (once per session), ``baseline``
-(skips without one) and ``fault_case`` (parametrized with the profile's fault x topology cells;
+(skips without one) and ``fault_case`` (parametrized with the preset's fault x topology cells;
 cells that miss their tier by construction are strict xfails, see `harness.scenarios.chaos`).
 
 A scenario raising `harness.scenarios.session.NotApplicable` is skipped with its reason. Progress is logged
@@ -41,7 +41,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.paths import resolve_path
-from harness.scenarios.session import PLATFORMS, PROFILES, NotApplicable, ScenarioOptions, ScenarioSession, validate_options
+from harness.scenarios.session import PLATFORMS, PRESETS, NotApplicable, ScenarioOptions, ScenarioSession, validate_options
 
 MARKERS = {
     "chaos": "a chaos scenario (fault injected under load, judged against an SLA tier)",
@@ -61,7 +61,7 @@ SCENARIO_TIMEOUTS_S = {
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "chaos and performance harness")
-    group.addoption("--harness-preset", "--harness-profile", dest="harness_profile", choices=PROFILES, default="smoke",
+    group.addoption("--harness-preset", "--harness-profile", dest="harness_preset", choices=PRESETS, default="smoke",
                     help="the size of the run: smoke | nightly (default smoke); --harness-profile is its former name")
     group.addoption("--harness-platform", choices=PLATFORMS, default="local", help="platform (default local)")
     group.addoption("--harness-report-dir", default=None, help="the run directory: run data and the report (default reports/<run-id>)")
@@ -124,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         paths = {name: _path_option(config, name) for name in ("report_dir", "baseline", "replay", "experiments")}
         options = validate_options(
-            profile=config.getoption("harness_profile"), platform=config.getoption("harness_platform"),
+            preset=config.getoption("harness_preset"), platform=config.getoption("harness_platform"),
             report_dir=paths["report_dir"], baseline=paths["baseline"], tier=config.getoption("harness_tier"),
             replay=paths["replay"], experiments_dir=paths["experiments"],
         )
@@ -148,7 +148,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     options = _state(metafunc.config).options
     params = []
-    for case in resilience_cases(options.profile, options.experiments_dir, options.platform):
+    for case in resilience_cases(options.preset, options.experiments_dir, options.platform):
         marks = [pytest.mark.xfail(strict=True, raises=SlaNotMet, reason=case.expected_miss)] if case.expected_miss else []
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("fault_case", params)
@@ -156,7 +156,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = _state(config)
-    timeouts = SCENARIO_TIMEOUTS_S[state.options.profile] if config.pluginmanager.hasplugin("timeout") else {}
+    timeouts = SCENARIO_TIMEOUTS_S[state.options.preset] if config.pluginmanager.hasplugin("timeout") else {}
     for item in items:
         uses_harness = "harness_run" in getattr(item, "fixturenames", ())
         kind = next((m for m in SCENARIO_MARKERS if item.get_closest_marker(m)), None) if uses_harness else None

@@ -1,4 +1,4 @@
-"""Capacity: how many replicas for the profile's target rate at the p99 SLO, and whether that plan holds.
+"""Capacity: how many replicas for the preset's target rate at the p99 SLO, and whether that plan holds.
 
 The plan is ``ceil(target x (1 + headroom) / one replica's max sustainable rate)``, the rate found by
 search under the same SLO (`harness.sweep.capacity`); the check deploys the planned count where the
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.capacity
 
 
 def test_plan_rests_on_a_measured_per_replica_rate(capacity):
-    # given: the profile's target rate, p99 SLO and headroom (capacity.target)
+    # given: the preset's target rate, p99 SLO and headroom (capacity.target)
     # when: one replica's max sustainable rate is measured and the replica count planned and checked
     result = capacity.plan_and_check()
 

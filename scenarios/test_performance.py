@@ -1,6 +1,6 @@
 """Performance: steady load within the SLA, the sweep, and no regression against a baseline.
 
-What is measured comes from the main job's profile (`harness.job.presets`), so these scenarios and
+What is measured comes from the main job's preset (`harness.job.presets`), so these scenarios and
 ``harness run smoke|nightly`` measure the same things into the same layout: either one's output is
 a ``--harness-baseline`` for the other. ``smoke``: 30 s of steady Locust load on one replica, and a
 sweep of fp32 and bf16 x max_batch_size 1 and 32 x 50 and 150 rps (a few minutes on 2 cores);
@@ -19,7 +19,7 @@ def test_steady_load_meets_the_tier(deploy_service, load):
     # given: the reference service on one replica, Ready
     service = deploy_service(topology="single")
 
-    # when: the profile's load runs against it (Locust in its own process, the prober alongside)
+    # when: the preset's load profile runs against it (Locust in its own process, the prober alongside)
     outcome = load.run(service)
 
     # then: the SLO (p99, errors) and the topology's tier are met, and no monitoring threshold fired (memory growth)
@@ -27,7 +27,7 @@ def test_steady_load_meets_the_tier(deploy_service, load):
 
 
 def test_sweep_finds_a_configuration_within_the_slo_at_every_rate(perf):
-    # given: the profile's sweep plan, precision x max_batch_size x request rate
+    # given: the preset's sweep plan, precision x max_batch_size x request rate
     plan = perf.sweep_plan()
 
     # when: every point is measured (warm-up, repeated windows, medians with confidence intervals)

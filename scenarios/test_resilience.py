@@ -2,7 +2,7 @@
 
 Every cell deploys the topology, runs steady load with the client-side prober watching, injects the
 fault through Chaos Toolkit (the experiment file in ``experiments/``), measures recovery and tears
-down (`harness.scenarios.chaos`). The ``fault_case`` parameter is the profile's list of cells:
+down (`harness.scenarios.chaos`). The ``fault_case`` parameter is the preset's list of cells:
 
 - ``nightly``: every local experiment in ``experiments/`` on single, active-standby and multi-active.
 - ``smoke`` (within about 10 minutes on 2 cores): the main job's reduced matrix,

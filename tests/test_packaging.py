@@ -141,7 +141,7 @@ def _pytest(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
 
 def test_the_plugin_loads_outside_this_repository(tmp_path):
     (tmp_path / "test_tiny.py").write_text("def test_options(harness_options):\n"
-                                           "    assert harness_options.profile == 'nightly'\n")
+                                           "    assert harness_options.preset == 'nightly'\n")
     help_text = _pytest("--help", cwd=tmp_path).stdout
     assert "chaos and performance harness" in help_text and "--harness-profile" in help_text
     run = _pytest("-q", "--harness-profile", "nightly", "test_tiny.py", cwd=tmp_path)

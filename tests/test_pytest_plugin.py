@@ -122,7 +122,7 @@ def test_options_are_parsed_and_handed_to_the_fixtures(pytester: pytest.Pytester
         from pathlib import Path
 
         def test_options(harness_options, baseline):
-            assert harness_options.profile == "nightly"
+            assert harness_options.preset == "nightly"
             assert harness_options.platform == "local"
             assert harness_options.tier == "active-standby"
             assert baseline == Path({str(base)!r})

@@ -29,8 +29,8 @@ def test_a_failed_expectation_lists_every_finding() -> None:
 def test_options_are_validated_naming_the_option(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--harness-tier='gold': unknown tier"):
         validate_options(tier="gold")
-    with pytest.raises(ConfigError, match=r"--harness-profile='weekly'"):
-        validate_options(profile="weekly")
+    with pytest.raises(ConfigError, match=r"--harness-preset='weekly'"):
+        validate_options(preset="weekly")
     with pytest.raises(UsageError, match=r"--harness-baseline=.*: not a directory"):
         validate_options(baseline=tmp_path / "missing")
     (tmp_path / "old" / "run.json").parent.mkdir()
@@ -41,7 +41,7 @@ def test_options_are_validated_naming_the_option(tmp_path: Path) -> None:
 
 
 def test_a_session_owns_one_run_directory_and_its_parts(tmp_path: Path) -> None:
-    session = _session(tmp_path, profile="nightly")
+    session = _session(tmp_path, preset="nightly")
     assert session.run_dir.parent == (tmp_path / "reports").resolve()
     assert session.run_dir.name == session.record.run_id and load_run(session.run_dir).kind == "run"
     first, second = session.part_dir("load"), session.part_dir("load")
@@ -92,7 +92,7 @@ def test_the_resilience_cases_of_each_profile() -> None:
     assert nightly["slow-startup-multi-active"].expected_miss.startswith(NEVER_READY_MISS.split("{")[0])
     assert nightly["slow-startup-fixed-multi-active"].expected_miss is None
     assert "autoscale-step-multi-active" in nightly and "autoscale-step-single" not in nightly  # a drill's topologies
-    with pytest.raises(ConfigError, match="profile='weekly'"):
+    with pytest.raises(ConfigError, match="preset='weekly'"):
         resilience_cases("weekly")
 
 

@@ -56,11 +56,11 @@ class Stage:
 
 
 class JobContext:
-    """What stages share: the profile, the output directory, progress, the baseline and held resources."""
+    """What stages share: the preset, the output directory, progress, the baseline and held resources."""
 
-    def __init__(self, profile: Any, out_dir: Path, record: Any, *, baseline: Path | None, progress: Progress,
+    def __init__(self, preset: Any, out_dir: Path, record: Any, *, baseline: Path | None, progress: Progress,
                  target: PlatformTarget | None = None) -> None:
-        self.profile = profile
+        self.preset = preset
         self.target = target or PlatformTarget()  # local (deploy here) or kubernetes (attach to the applied service)
         self.out_dir = out_dir
         self.record = record
@@ -108,11 +108,11 @@ class JobContext:
 class Job:
     """Runs ``stages`` in order into ``out_dir`` (see the module docstring); `run` returns the JobResult."""
 
-    def __init__(self, profile: Any, out_dir: Path, record: Any, stages: list[Stage], *,
+    def __init__(self, preset: Any, out_dir: Path, record: Any, stages: list[Stage], *,
                  progress: Progress | None = None, baseline: Path | None = None,
                  save: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  target: PlatformTarget | None = None) -> None:
-        self.profile = profile
+        self.preset = preset
         self.out_dir = Path(out_dir)
         self.record = record
         self.stages = list(stages)
@@ -123,7 +123,7 @@ class Job:
         self.current: Stage | None = None
         self.stage_started = self.started
         self._stopped = False
-        self.context = JobContext(profile, self.out_dir, record, baseline=baseline, progress=self._stage_say, target=target)
+        self.context = JobContext(preset, self.out_dir, record, baseline=baseline, progress=self._stage_say, target=target)
 
     # ----- progress ---------------------------------------------------------------------------------
 
@@ -305,5 +305,5 @@ class Job:
         else:
             self.record.finish("completed")
         self._record()
-        return JobResult(self.record.run_id, self.out_dir, getattr(self.profile, "name", str(self.profile)), results,
+        return JobResult(self.record.run_id, self.out_dir, getattr(self.preset, "name", str(self.preset)), results,
                          report, verdict, code, self.clock() - self.started)

@@ -65,7 +65,7 @@ class JobResult:
 
     run_id: str
     out_dir: Path
-    profile: str
+    preset: str
     stages: list[StageResult]
     report: dict[str, Path] | None
     verdict: str  # pass | fail | incomplete | aborted

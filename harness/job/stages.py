@@ -157,8 +157,8 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
 
     if ctx.target.is_kubernetes:
         return _attach_stage(ctx)
-    profile = ctx.profile
-    spec = load_spec(None, topology=profile.load_topology)
+    preset = ctx.preset
+    spec = load_spec(None, topology=preset.load_topology)
     plan = plan_cpus()
     out = ctx.out_dir / LOAD_DIR
     ctx.say(f"{spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) on local; "
@@ -167,7 +167,7 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
     deployment = deploy(spec, platform="local", workdir=out / "platform", cpus=plan.service)
     ctx.hold("deployment", deployment, lambda: _teardown(deployment, out))
     ctx.values.update(spec=spec, cpu_plan=plan)
-    deployment.wait_ready(timeout_s=profile.ready_timeout_s)
+    deployment.wait_ready(timeout_s=preset.ready_timeout_s)
     ready_s = time.monotonic() - began
     ctx.say(f"ready after {ready_s:.1f} s at {deployment.endpoint}")
     return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology,
@@ -182,13 +182,13 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
     from harness.cpus import CpuPlan
     from harness.platforms import deploy
 
-    target, profile = ctx.target, ctx.profile
+    target, preset = ctx.target, ctx.preset
     spec = load_spec(target.spec_path)
     out = ctx.out_dir / LOAD_DIR
     ctx.say(f"attaching to {target.namespace}/{spec.name} ({spec.topology}, {spec.replica_count} replica(s), "
             f"model {spec.service.model}) on kubernetes")
     began = time.monotonic()
-    deployment = deploy(spec, platform="kubernetes", workdir=out / "platform", timeout_s=profile.ready_timeout_s,
+    deployment = deploy(spec, platform="kubernetes", workdir=out / "platform", timeout_s=preset.ready_timeout_s,
                         **target.deploy_options())
     ctx.hold("deployment", deployment, lambda: _teardown(deployment, out))
     ctx.values.update(spec=spec, cpu_plan=CpuPlan(service=None, generator=None))  # the cluster places the pods
@@ -199,13 +199,13 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
 
 
 def load_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's load against the held deployment (`harness.workflows.load.run_load`), tear it
+    """Run the preset's load against the held deployment (`harness.workflows.load.run_load`), tear it
     down; verdict: the load's against the SLO (`harness.measure.load_verdict.judge_load`, as `harness load`)."""
     from harness.load.profiles import build_profile
     from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
-    profile, spec = ctx.profile, ctx.get("spec")
-    load = build_profile(profile.load_kind, profile.load_duration_s, users=profile.load_users, model=spec.service.model)
+    preset, spec = ctx.preset, ctx.get("spec")
+    load = build_profile(preset.load_kind, preset.load_duration_s, users=preset.load_users, model=spec.service.model)
     settings = LoadSettings(load=load, cpus=ctx.get("cpu_plan"),
                             telemetry=not ctx.target.is_kubernetes)  # pods run on other nodes: not ours to sample
     try:
@@ -230,21 +230,21 @@ def _number(value: Any) -> str:
 # ----- chaos matrix ---------------------------------------------------------------------------------
 
 def chaos_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's fault x topology matrix; verdict FAIL listing every cell that missed its tier."""
+    """Run the preset's fault x topology matrix; verdict FAIL listing every cell that missed its tier."""
     from harness.chaos.matrix import MatrixPlan
     from harness.workflows.matrix import run_matrix
 
-    profile = ctx.profile
+    preset = ctx.preset
     kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
     plan = MatrixPlan.from_args(
-        faults=",".join(profile.faults) if profile.faults else None,
-        topologies=None if kubernetes else ",".join(profile.topologies),
-        experiments_dir=None, preset=profile.chaos_preset, spec_file=None, retry=False, tier=None,
+        faults=",".join(preset.faults) if preset.faults else None,
+        topologies=None if kubernetes else ",".join(preset.topologies),
+        experiments_dir=None, preset=preset.chaos_preset, spec_file=None, retry=False, tier=None,
         target=ctx.target, sla=ctx.sla,
     )
-    note = profile.matrix_note
+    note = preset.matrix_note
     if kubernetes:
-        note = (f"{profile.name} on Kubernetes runs {len(plan.experiments)} experiment(s) of experiments/kubernetes/ "
+        note = (f"{preset.name} on Kubernetes runs {len(plan.experiments)} experiment(s) of experiments/kubernetes/ "
                 f"({', '.join(e.name for e in plan.experiments)}) on the applied {plan.topologies[0]} Deployment")
     ctx.say(note)
     try:
@@ -270,14 +270,14 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
 # ----- sweep ----------------------------------------------------------------------------------------
 
 def sweep_stage(ctx: JobContext) -> StageOutcome:
-    """Run the profile's sweep (`harness.workflows.sweep.run_sweep`, as `harness sweep`); fails when nothing
+    """Run the preset's sweep (`harness.workflows.sweep.run_sweep`, as `harness sweep`); fails when nothing
     could be measured."""
     from harness.sweep.grid import OK, SUMMARY_JSON, SWEEP_CSV, build_plan
     from harness.workflows.sweep import SweepSettings, run_sweep
 
-    profile = ctx.profile
-    plan = build_plan(profile.sweep_preset, **profile.sweep)
-    outcome = run_sweep(SweepSettings(plan, accuracy=profile.sweep_accuracy), run_context(ctx).part(SWEEP_DIR))
+    preset = ctx.preset
+    plan = build_plan(preset.sweep_preset, **preset.sweep)
+    outcome = run_sweep(SweepSettings(plan, accuracy=preset.sweep_accuracy), run_context(ctx).part(SWEEP_DIR))
     ctx.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
     searches = outcome.summary.get("searches") or {}
     findings = [f"{p.key.label(plan.load_mode)}: {p.status} ({p.reason})" for p in outcome.points if p.status != OK]
@@ -296,12 +296,12 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
 # ----- capacity -------------------------------------------------------------------------------------
 
 def capacity_stage(ctx: JobContext) -> StageOutcome:
-    """Plan replicas for the profile's target and check the linear model (`harness.workflows.capacity.run_capacity`,
+    """Plan replicas for the preset's target and check the linear model (`harness.workflows.capacity.run_capacity`,
     as `harness capacity`)."""
     from harness.sweep.planner import CapacitySettings
     from harness.workflows.capacity import run_capacity
 
-    settings = CapacitySettings.from_mapping(dict(ctx.profile.capacity))
+    settings = CapacitySettings.from_mapping(dict(ctx.preset.capacity))
     data = run_capacity(settings, run_context(ctx).part(CAPACITY_DIR))
     plan = data.get("plan") or {}
     bound = "" if plan.get("per_replica_converged", True) else "at most "
@@ -329,7 +329,7 @@ def report_stage(ctx: JobContext) -> StageOutcome:
             ctx.say(f"warning: {warning}")
     job = {"target": ctx.target.describe(), "stages": [result.to_dict() for result in ctx.results.values()]}
     paths = write_report(ctx.out_dir, comparison=comparison, job=job,
-                         title=f"harness run {ctx.profile.name}: {ctx.record.run_id}")
+                         title=f"harness run {ctx.preset.name}: {ctx.record.run_id}")
     ctx.values["report_paths"] = dict(paths)
     for name, key in (("report_html", "html"), ("report_md", "markdown"), ("summary", "summary")):
         ctx.record.add_artifact(name, Path(paths[key]).name)
@@ -344,13 +344,13 @@ def report_stage(ctx: JobContext) -> StageOutcome:
                                  "sections": len(summary.get("sections", []))})
 
 
-def default_stages(profile: Any, target: Any = None) -> list[Stage]:
-    """Return the job's stages for ``profile`` (a `JobPreset`), in order, with its budgets; on a
+def default_stages(preset: Any, target: Any = None) -> list[Stage]:
+    """Return the job's stages for ``preset`` (a `JobPreset`), in order, with its budgets; on a
     Kubernetes ``target`` (a `PlatformTarget`) the stages in `KUBERNETES_SKIPS` are skipped, saying why."""
     skips = KUBERNETES_SKIPS if target is not None and target.is_kubernetes else {}
     run = {"preflight": preflight_stage, "deploy": deploy_stage, "load": load_stage, "chaos": chaos_stage,
            "sweep": sweep_stage, "capacity": capacity_stage, "report": report_stage}
     needs = {"load": ("deploy",)}
-    return [Stage(name, run[name], 0.0 if name in skips else profile.budgets_s[name], needs=needs.get(name, ()),
+    return [Stage(name, run[name], 0.0 if name in skips else preset.budgets_s[name], needs=needs.get(name, ()),
                   always=name == "report", skip_reason=skips.get(name))
-            for name in profile.budgets_s]
+            for name in preset.budgets_s]

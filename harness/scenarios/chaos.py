@@ -1,6 +1,6 @@
-"""Chaos scenarios: which fault x topology cells a profile runs, one cell's run, and what it must show.
+"""Chaos scenarios: which fault x topology cells a preset runs, one cell's run, and what it must show.
 
-`resilience_cases(profile)` lists the cells: ``nightly`` every local experiment in ``experiments/``
+`resilience_cases(preset)` lists the cells: ``nightly`` every local experiment in ``experiments/``
 on every topology; ``smoke`` the main job's reduced matrix (`harness.job.presets.SMOKE_FAULTS` x
 `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE` for why), so a ``harness run smoke`` output and a
 scenario run are each other's baselines and replays.
@@ -76,21 +76,21 @@ def _experiments_dir(directory: str | Path | None) -> Path:
     return Path(directory) if directory is not None else default_experiments_dir()
 
 
-def resilience_cases(profile: str, experiments_dir: str | Path | None = None, platform: str = "local") -> list[FaultCase]:
-    """Return the fault x topology cells ``profile`` runs on ``platform``, experiments read from ``experiments_dir``.
+def resilience_cases(preset: str, experiments_dir: str | Path | None = None, platform: str = "local") -> list[FaultCase]:
+    """Return the fault x topology cells ``preset`` runs on ``platform``, experiments read from ``experiments_dir``.
 
-    Raises ConfigError for an unknown profile or an invalid experiment file (naming the field).
+    Raises ConfigError for an unknown preset or an invalid experiment file (naming the field).
     """
     from harness.chaos.experiment import experiment_files, load_experiment
     from harness.config import TOPOLOGIES
     from harness.errors import ConfigError
     from harness.job.presets import SMOKE_FAULTS, SMOKE_TOPOLOGIES
 
-    if profile not in ("smoke", "nightly"):
-        raise ConfigError("profile", profile, "choose one of smoke, nightly")
+    if preset not in ("smoke", "nightly"):
+        raise ConfigError("preset", preset, "choose one of smoke, nightly")
     files = {path.stem: path for path in experiment_files(_experiments_dir(experiments_dir))}
-    names = sorted(files) if profile == "nightly" else [name for name in SMOKE_FAULTS if name in files]
-    topologies = TOPOLOGIES if profile == "nightly" else SMOKE_TOPOLOGIES
+    names = sorted(files) if preset == "nightly" else [name for name in SMOKE_FAULTS if name in files]
+    topologies = TOPOLOGIES if preset == "nightly" else SMOKE_TOPOLOGIES
     cases = []
     for name in names:
         experiment = load_experiment(files[name], validate=False)  # chaoslib validates when the cell runs
@@ -158,7 +158,7 @@ class ChaosOutcome:
 
 
 class ChaosScenario:
-    """Given: one experiment on one topology under the profile's load, judged against ``tier``."""
+    """Given: one experiment on one topology under the preset's load, judged against ``tier``."""
 
     def __init__(self, session: ScenarioSession, experiment: str, topology: str, *, tier: str | None = None) -> None:
         from harness.chaos.experiment import load_experiment
@@ -174,13 +174,13 @@ class ChaosScenario:
         self.experiment = load_experiment(_experiments_dir(session.options.experiments_dir) / f"{experiment}.json")
         self.relative = f"{CHAOS_DIR}/{experiment}/{topology}"
         self.settings = ChaosRunSettings(
-            experiment=self.experiment, topology=topology, preset=get_chaos_preset(session.options.profile),
+            experiment=self.experiment, topology=topology, preset=get_chaos_preset(session.options.preset),
             tier=tier or session.options.tier,
         )
 
     @property
     def spec(self) -> Any:
-        """The service spec the cell deploys (profile base, the experiment's overlay, the topology)."""
+        """The service spec the cell deploys (preset base, the experiment's overlay, the topology)."""
         return self.settings.spec()
 
     def inject(self) -> ChaosOutcome:
@@ -212,7 +212,7 @@ class ChaosScenario:
 
 
 class ChaosScenarios:
-    """The ``chaos`` fixture: prepares cells of the session's profile."""
+    """The ``chaos`` fixture: prepares cells of the session's preset."""
 
     def __init__(self, session: ScenarioSession) -> None:
         self.session = session

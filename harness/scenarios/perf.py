@@ -1,8 +1,8 @@
 """Performance scenarios: deployments, load runs, the sweep and the capacity plan, with their expectations.
 
-What each measures comes from the main job's profile (`harness.job.presets.JOB_PRESETS`), and the
+What each measures comes from the main job's preset (`harness.job.presets.JOB_PRESETS`), and the
 load, sweep and capacity parts are produced by the workflows the main job calls (`harness.workflows`),
-so ``pytest scenarios/ --harness-profile smoke`` and ``harness run smoke`` measure the same things
+so ``pytest scenarios/ --harness-preset smoke`` and ``harness run smoke`` measure the same things
 into the same layout (``load``, ``sweep``, ``capacity``): either one is a baseline for the other.
 
 - `DeploymentFactory` (the ``deploy_service`` fixture): deploys a spec, waits Ready, tears every
@@ -52,10 +52,10 @@ def run_context(session: ScenarioSession, path: Path, **changes: Any) -> Any:
     return RunContext(path, **fields)
 
 
-def _job_profile(session: ScenarioSession) -> Any:
+def _job_preset(session: ScenarioSession) -> Any:
     from harness.job import get_job_preset
 
-    return get_job_preset(session.options.profile)
+    return get_job_preset(session.options.preset)
 
 
 class DeploymentFactory:
@@ -89,7 +89,7 @@ class DeploymentFactory:
             raise NotApplicable(f"platform {platform} unavailable: {exc}") from exc
         self._deployments.append(deployment)
         log.info("deployed %s (%d replica(s)) on %s; waiting until Ready", topology, service_spec.replica_count, platform)
-        deployment.wait_ready(timeout_s=ready_timeout_s or _job_profile(self.session).ready_timeout_s)
+        deployment.wait_ready(timeout_s=ready_timeout_s or _job_preset(self.session).ready_timeout_s)
         return deployment
 
     def close(self) -> list[str]:
@@ -151,17 +151,17 @@ class LoadScenarios:
 
     def run(self, deployment: Any, *, kind: str | None = None, duration_s: float | None = None,
             users: int | None = None, tier: str | None = None) -> LoadOutcome:
-        """Run load of ``kind`` (default: the profile's) against a Ready deployment
+        """Run load of ``kind`` (default: the preset's load profile) against a Ready deployment
         (`harness.workflows.load.run_load`, as `harness load` and the main job); return the outcome.
 
-        Raises ConfigError for a bad profile, HarnessError when the generator or prober cannot run.
+        Raises ConfigError for a bad load profile, HarnessError when the generator or prober cannot run.
         """
         from harness.load.profiles import build_profile
         from harness.cpus import CpuPlan, plan_cpus
         from harness.measure.sla_config import TIER_FOR_TOPOLOGY
         from harness.workflows.load import LoadSettings, run_load
 
-        job = _job_profile(self.session)
+        job = _job_preset(self.session)
         spec = deployment.spec
         profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s,
                                 users=users or job.load_users, model=spec.service.model)
@@ -224,17 +224,17 @@ def _label(point: dict[str, Any]) -> str:
 
 
 class PerfScenario:
-    """The ``perf`` fixture: the profile's sweep, measured once per session (later tests reuse it)."""
+    """The ``perf`` fixture: the preset's sweep, measured once per session (later tests reuse it)."""
 
     def __init__(self, session: ScenarioSession) -> None:
         self.session = session
         self._result: SweepResult | None = None
 
     def sweep_plan(self) -> Any:
-        """Return the profile's `harness.sweep.grid.SweepPlan` (what ``harness run <profile>`` sweeps)."""
+        """Return the preset's `harness.sweep.grid.SweepPlan` (what ``harness run <preset>`` sweeps)."""
         from harness.sweep.grid import build_plan
 
-        job = _job_profile(self.session)
+        job = _job_preset(self.session)
         return build_plan(job.sweep_preset, **job.sweep)
 
     def sweep(self) -> SweepResult:
@@ -253,7 +253,7 @@ class PerfScenario:
                 raise NotApplicable("sweeps deploy on the local platform only (harness.sweep.local)")
             path = self.session.part_dir(SWEEP_DIR, unique=False)
             if not self.session.replaying:
-                settings = SweepSettings(self.sweep_plan(), accuracy=_job_profile(self.session).sweep_accuracy)
+                settings = SweepSettings(self.sweep_plan(), accuracy=_job_preset(self.session).sweep_accuracy)
                 outcome = run_sweep(settings, run_context(self.session, path))
                 self.session.record.add_artifact("sweep", f"{SWEEP_DIR}/{SWEEP_CSV}")
                 if not outcome.interrupted and not outcome.measured_anything():
@@ -314,7 +314,7 @@ class CapacityScenario:
     @property
     def target(self) -> dict[str, Any]:
         """The profile's capacity settings: target_rps, p99_ms, headroom, ... (the `harness capacity` flags)."""
-        return dict(_job_profile(self.session).capacity)
+        return dict(_job_preset(self.session).capacity)
 
     def plan_and_check(self) -> CapacityResult:
         """Measure one replica, plan, check the plan by deploying (first call only;

@@ -31,7 +31,7 @@ from harness.errors import ConfigError, UsageError
 from harness.results import RUN_FILE, RunRecord, new_part_record, new_run_id, new_run_record, save_run
 
 __all__ = [
-    "PROFILES",
+    "PRESETS",
     "PLATFORMS",
     "REPORTS_ROOT",
     "ScenarioFailed",
@@ -46,7 +46,7 @@ __all__ = [
     "cluster_unavailable_reason",
 ]
 
-PROFILES = ("smoke", "nightly")
+PRESETS = ("smoke", "nightly")
 PLATFORMS = ("local", "kubernetes")
 REPORTS_ROOT = Path("reports")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
@@ -86,9 +86,9 @@ def expect_none(findings: Iterable[str], title: str, error: type[ScenarioFailed]
 
 @dataclass(frozen=True)
 class ScenarioOptions:
-    """What a scenario session runs: profile, platform, where to write, what to compare with, which tier."""
+    """What a scenario session runs: preset, platform, where to write, what to compare with, which tier."""
 
-    profile: str = "smoke"
+    preset: str = "smoke"
     platform: str = "local"
     report_dir: Path | None = None  # the run directory itself; default REPORTS_ROOT/<run-id>
     baseline: Path | None = None
@@ -112,7 +112,7 @@ def _directory(flag: str, value: str | Path | None) -> Path | None:
 
 def validate_options(
     *,
-    profile: str = "smoke",
+    preset: str = "smoke",
     platform: str = "local",
     report_dir: str | Path | None = None,
     baseline: str | Path | None = None,
@@ -124,8 +124,8 @@ def validate_options(
     """Return the validated options; raise ConfigError/UsageError naming the option and its value."""
     from harness.measure.sla_config import SlaConfig
 
-    if profile not in PROFILES:
-        raise ConfigError("--harness-profile", profile, f"choose one of {', '.join(PROFILES)}")
+    if preset not in PRESETS:
+        raise ConfigError("--harness-preset", preset, f"choose one of {', '.join(PRESETS)}")
     if platform not in PLATFORMS:
         raise ConfigError("--harness-platform", platform, f"choose one of {', '.join(PLATFORMS)}")
     if tier is not None and tier not in SlaConfig().tier_names:
@@ -137,7 +137,7 @@ def validate_options(
         raise UsageError(f"--harness-report-dir={str(report_dir)!r}: already holds a run (run.json); "
                          "name a new or empty directory so two runs never mix in one report")
     return ScenarioOptions(
-        profile=profile, platform=platform, report_dir=report, baseline=_directory("--harness-baseline", baseline),
+        preset=preset, platform=platform, report_dir=report, baseline=_directory("--harness-baseline", baseline),
         tier=tier, replay=_directory("--harness-replay", replay), experiments_dir=_directory("--harness-experiments", experiments_dir),
         reports_root=Path(reports_root),
     )
@@ -194,7 +194,7 @@ class ScenarioSession:
         self.run_dir = (self.options.report_dir or self.options.reports_root / run_id).resolve()
         self.record = new_run_record(
             "run", command=self.command, inspect_torch=self.inspect_torch, run_id=run_id,
-            preset=self.options.profile, platform=self.options.platform, config={"scenario": self.options.to_dict()},
+            preset=self.options.preset, platform=self.options.platform, config={"scenario": self.options.to_dict()},
         )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.save()
@@ -308,7 +308,7 @@ class ScenarioSession:
         comparison = self._session_comparison()
         started = time.monotonic()
         paths = write_report(self.run_dir, comparison=comparison,
-                             title=f"Scenario run {self.record.run_id} ({self.options.profile}, {self.options.platform})")
+                             title=f"Scenario run {self.record.run_id} ({self.options.preset}, {self.options.platform})")
         self.record.add_artifact("report_html", paths["html"], self.run_dir)
         self.record.add_artifact("report_md", paths["markdown"], self.run_dir)
         self.record.add_artifact("summary", paths["summary"], self.run_dir)

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests/ -p no:cacheprovider -q
+	$(BIN)/python -m pytest tests/ -p no:cacheprovider -q --durations=20
 
 # The quick start shows the verdict rather than failing on it: exit 1 (an SLA tier missed) is a
 # result to read in the report; any other non-zero exit (bad input, a stage that could not run) fails.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
@@ -88,12 +88,12 @@ def append_records(path: str | Path, records: Iterable[RequestRecord | ProbeSamp
 
 def _write(handle, records, kind, *, header: bool) -> int:
     writer = csv.writer(handle)
+    names = _header(kind)  # once per batch: the generators flush thousands of records a second
     if header:
-        writer.writerow(_header(kind))
+        writer.writerow(names)
     count = 0
     for record in records:
-        row = asdict(record) if not hasattr(record, "__slots__") else {f: getattr(record, f) for f in _header(kind)}
-        writer.writerow([_cell(row[name]) for name in _header(kind)])
+        writer.writerow([_cell(getattr(record, name)) for name in names])
         count += 1
     return count
 
@@ -108,25 +108,25 @@ def _cell(value: object) -> object:
     return value
 
 
+def _converter(declared: str):
+    if declared == "bool":
+        return lambda text: text not in ("0", "", "False", "false")
+    if declared == "int":
+        return int
+    if declared == "float":
+        return float
+    if declared.startswith("tuple"):
+        return lambda text: tuple(float(v) for v in text.split(";")) if text else ()
+    return lambda text: text or ""
+
+
 def read_records(path: str | Path, kind: type[R]) -> Iterator[R]:
-    """Yield records of ``kind`` from a CSV file written by `write_records`/`append_records`."""
-    types = {f.name: f.type for f in fields(kind)}
+    """Yield records of ``kind`` from a CSV file written by `write_records`/`append_records`; a column the
+    file lacks takes the field's default, a column the kind lacks is skipped."""
+    converters = {f.name: _converter(str(f.type)) for f in fields(kind)}
     with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.reader(handle)
+        header = next(reader, None) or []
+        columns = [(i, name, converters[name]) for i, name in enumerate(header) if name in converters]
         for row in reader:
-            values = {}
-            for name, text in row.items():
-                declared = str(types.get(name))
-                if name not in types:
-                    continue
-                if declared == "bool":
-                    values[name] = text not in ("0", "", "False", "false")
-                elif declared == "int":
-                    values[name] = int(text)
-                elif declared == "float":
-                    values[name] = float(text)
-                elif declared.startswith("tuple"):
-                    values[name] = tuple(float(v) for v in text.split(";")) if text else ()
-                else:
-                    values[name] = text or ""
-            yield kind(**values)
+            yield kind(**{name: convert(row[i] if i < len(row) else "") for i, name, convert in columns})

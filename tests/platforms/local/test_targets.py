@@ -123,6 +123,32 @@ def test_a_command_replica_is_oom_killed_through_its_memory_cgroup_from_outside(
     assert int(limits[0].read_text()) == 256 * 2**20  # restored before the restarted replica grew
 
 
+def test_a_command_replica_is_cpu_throttled_through_its_cgroup_quota_and_given_it_back(tmp_path, deploy_local):
+    from harness.chaos import cpuquota
+    from harness.chaos.targets import last_injection
+
+    spec_file = _spec_file(tmp_path)
+    spec_file.write_text(spec_file.read_text().replace("resources: {", "resources: {limits.cpu: '1', "))
+    deployment = deploy_local(load_spec(spec_file))
+    deployment.wait_ready(timeout_s=30)
+    if not deployment.cpu_enforcement.startswith("cgroup"):
+        pytest.skip(f"cpu_enforcement={deployment.cpu_enforcement}: no cpu cgroup quota on this machine")
+    row = json.loads(deployment.state_path.read_text())["replicas"][0]
+    quota, version = cpuquota.quota_file(row)
+    before = quota.read_text().split()[0]
+    throttling = threading.Thread(target=cpuquota.throttle_cpu, args=(str(deployment.state_path),),
+                                  kwargs={"cpu_share": 0.05, "duration_s": 1.0}, daemon=True)
+    throttling.start()
+    deadline, during = time.monotonic() + 1.0, before
+    while during == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+        during = quota.read_text().split()[0]
+    throttling.join(5)
+    last_injection.clear()
+    assert before == "100000" and during == "5000"  # limits.cpu 1 is a full period; 5% of it while throttled
+    assert not throttling.is_alive() and quota.read_text().split()[0] == before
+
+
 class _Answer(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

@@ -48,7 +48,7 @@ class ChaosRunSettings:
         if self.target.is_kubernetes:
             return self._attached_spec()
         base = self.spec_data if self.spec_data is not None else self.preset.base_spec
-        layers = [base, self.experiment.extension.spec, self.extra_spec]
+        layers = [base, self.experiment.extension.spec, self.extra_spec, self.target.spec_overlay()]
         if self.retry is not None:
             layers.append({"balancer": {"retry_on_connect_error": self.retry}})
         return merge_spec(*layers, topology=self.topology)

@@ -95,6 +95,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
                           "each stage's own spec)")
     target = target_from_args(args)
+    if not target.is_kubernetes and target.endpoint is not None:
+        raise ConfigError("--endpoint", target.endpoint, "only applies with --platform kubernetes here (the local job "
+                          "deploys each stage's own spec); measure a server at a URL with harness chaos run|matrix "
+                          "--endpoint or harness load --endpoint")
     if target.is_kubernetes:  # a bad applied spec is bad input (exit 2), found before any stage runs
         from harness.config import load_spec
 

@@ -18,7 +18,9 @@ def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--namespace", default=None, help=f"kubernetes: the namespace (default ${ENV_NAMESPACE}, else harness)")
     group.add_argument("--endpoint", default=None, metavar="URL",
                        help=f"kubernetes: the service URL (default ${ENV_ENDPOINT}, else the Service's cluster DNS name; "
-                            "from outside the cluster, an address that reaches the Service: a port-forward reaches one pod only)")
+                            "from outside the cluster, an address that reaches the Service: a port-forward reaches one pod only); "
+                            "local: an http:// server the harness does not deploy, measured behind the local balancer "
+                            "(the spec's target.endpoint)")
     group.add_argument("--context", default=None, help="kubernetes: kubeconfig context (default: the current one, or the pod's account)")
 
 

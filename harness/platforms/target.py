@@ -36,7 +36,7 @@ class PlatformTarget:
 
     platform: str = "local"
     namespace: str | None = None  # kubernetes only
-    endpoint: str | None = None  # kubernetes: the Service URL; None = its cluster DNS name
+    endpoint: str | None = None  # kubernetes: the Service URL (None: its cluster DNS name); local: an endpoint target
     context: str | None = None  # kubernetes: kubeconfig context; None = current (or the pod's account)
     spec_path: Path | None = None  # the applied service spec (kubernetes: required to know its shape)
 
@@ -50,20 +50,23 @@ class PlatformTarget:
                 environ: dict[str, str] | None = None) -> "PlatformTarget":
         """Return the target for these flags, filling the gaps from the environment; raise ConfigError.
 
-        ``local`` takes no cluster flag (each names itself in the error). ``kubernetes`` needs the
+        ``local`` takes no cluster flag (each names itself in the error); its ``--endpoint`` is the spec's
+        endpoint target (`spec_overlay`). ``kubernetes`` needs the
         spec of what was applied: ``--spec`` or ``HARNESS_SPEC`` (the runner's ConfigMap).
         """
         env = os.environ if environ is None else environ
         if platform not in ("local", "kubernetes"):
             raise ConfigError("--platform", platform, "choose local or kubernetes")
         if platform == "local":
-            if endpoint is not None:  # a server the harness does not deploy is a spec's target, as its command is
-                raise ConfigError("--endpoint", endpoint, "on the local platform give the URL in the --spec file: "
-                                  "'target: {endpoint: URL}' (README: Test your own server)")
             for flag, value in (("--namespace", namespace), ("--context", context)):
                 if value is not None:
                     raise ConfigError(flag, value, "only applies with --platform kubernetes")
-            return cls("local", spec_path=resolve_path(spec, "--spec") if spec is not None else None)
+            if endpoint is not None and not endpoint.startswith("http://"):
+                raise ConfigError("--endpoint", endpoint, "must be an http:// URL of the server (the local balancer "
+                                  "in front of it speaks plain HTTP)")
+            # a server the harness does not deploy: the spec's endpoint target (`spec_overlay`)
+            return cls("local", endpoint=endpoint.rstrip("/") if endpoint else None,
+                       spec_path=resolve_path(spec, "--spec") if spec is not None else None)
         namespace = namespace or env.get(ENV_NAMESPACE) or DEFAULT_NAMESPACE
         endpoint = endpoint or env.get(ENV_ENDPOINT) or None
         if endpoint is not None and not endpoint.startswith(("http://", "https://")):
@@ -77,6 +80,13 @@ class PlatformTarget:
             raise ConfigError("--spec", str(spec_path), "no such file")
         return cls("kubernetes", namespace=namespace, endpoint=endpoint.rstrip("/") if endpoint else None,
                    context=context, spec_path=spec_path)
+
+    def spec_overlay(self) -> dict[str, Any]:
+        """Return what this target adds to the spec: on the local platform ``--endpoint`` is the spec's endpoint
+        target (`harness.targetspec`), put behind the local balancer; nothing otherwise."""
+        if self.is_kubernetes or self.endpoint is None:
+            return {}
+        return {"target": {"endpoint": self.endpoint}}
 
     def deploy_options(self) -> dict[str, Any]:
         """Return the options `harness.platforms.deploy` needs for this target (attach, never apply)."""

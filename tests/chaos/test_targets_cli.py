@@ -57,3 +57,17 @@ def test_a_process_fault_is_skipped_on_an_endpoint_target_saying_why(tmp_path, m
     assert ("skipped on an endpoint target: kill_replica acts on a replica's process, and the harness runs no "
             "process of an endpoint target") in capsys.readouterr().out
     assert not (tmp_path / "runs" / "kill" / "deployment").exists()  # nothing was deployed
+
+
+def test_endpoint_on_the_local_platform_is_the_specs_endpoint_target(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["chaos", "run", str(ROOT / "experiments" / "freeze.json"), "--endpoint", "http://127.0.0.1:9",
+                 "--out", "runs/freeze"])
+    assert code == 0
+    assert "freeze x single: skipped (skipped on an endpoint target: freeze_replica acts" in capsys.readouterr().out
+    result = json.loads((tmp_path / "runs" / "freeze" / "result.json").read_text())
+    assert result["spec"]["target"]["endpoint"] == "http://127.0.0.1:9"
+    # the local main job deploys its own specs: an endpoint there is refused naming the flag, before anything runs
+    assert main(["run", "tiny", "--endpoint", "http://127.0.0.1:9", "--out", "runs/job"]) == 2
+    assert "--endpoint='http://127.0.0.1:9': only applies with --platform kubernetes here" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "job").exists()

@@ -36,11 +36,16 @@ def test_a_cluster_flag_on_local_is_refused_naming_it(flag):
     assert err.value.field == f"--{flag}" and "--platform kubernetes" in str(err.value)
 
 
-def test_an_endpoint_on_local_is_a_spec_target_and_the_message_says_how():
+def test_an_endpoint_on_local_is_the_specs_endpoint_target():
+    target = PlatformTarget.resolve("local", endpoint="http://10.0.0.7:8080/", environ={ENV_ENDPOINT: "http://other:1"})
+    assert target.endpoint == "http://10.0.0.7:8080" and not target.is_kubernetes
+    assert target.spec_overlay() == {"target": {"endpoint": "http://10.0.0.7:8080"}}
+    assert target.deploy_options() == {} and target.describe()["endpoint"] == "http://10.0.0.7:8080"
+    # the environment's endpoint is the in-cluster runner's, never a local target's
+    assert PlatformTarget.resolve("local", environ={ENV_ENDPOINT: "http://other:1"}).spec_overlay() == {}
     with pytest.raises(ConfigError) as err:
-        PlatformTarget.resolve("local", endpoint="http://10.0.0.7:8080")
-    assert err.value.field == "--endpoint" and err.value.value == "http://10.0.0.7:8080"
-    assert "'target: {endpoint: URL}'" in str(err.value) and "--spec" in str(err.value)
+        PlatformTarget.resolve("local", endpoint="https://10.0.0.7:8443")
+    assert err.value.field == "--endpoint" and "http://" in err.value.reason
 
 
 def test_unknown_platform_is_refused_naming_the_value():

@@ -40,11 +40,12 @@ def test_the_checks_take_the_first_n_requests_of_the_abort_window_and_the_p50_sh
     assert (abort["requests"], abort["failed_pct"], abort["status_count"]) == (2000, 20.0, 400)
     assert latency["added_ms"] == pytest.approx(100.0) and latency["baseline_p50_ms"] == pytest.approx(5.3)
     assert list(result["windows"])[:4] == ["baseline-1", "latency-1", "latency-2", "baseline-2"]  # ABBA
-    assert latency["pair_added_ms"] == [100.0, 100.0]
+    assert latency["pair_added_ms"] == [100.0, 100.0] and latency["shift_ms"] == pytest.approx(100.0)
     assert result["all_within_tolerance"]
     assert result["windows"]["reset"]["requests"] == 300 and result["windows"]["reset"]["statuses"]["0"] == 100
     table = format_netfault_table({**result, "machine": {"cpus": 2}})
-    assert "+100.0 ms (claim +100 ms, within +-10 ms: yes); pair by pair: +100.0, +100.0 ms" in table and "20.0% of 2000 requests failed" in table
+    assert "p50 moved by +100.0 ms (median of 2 side-by-side pairs: +100.0, +100.0; pooled +100.0 ms" in table
+    assert "(claim +100 ms, within +-10 ms: yes)" in table and "20.0% of 2000 requests failed" in table
 
 
 def test_a_figure_off_its_claim_fails_its_check():
@@ -52,6 +53,20 @@ def test_a_figure_off_its_claim_fails_its_check():
     result = _run(settings, abort_every=4, added_ms=115.0)  # 25% failed, +115 ms
     assert not result["checks"]["abort"]["within_tolerance"] and not result["checks"]["latency"]["within_tolerance"]
     assert not result["all_within_tolerance"] and "reset" not in result["windows"]
+
+
+def test_the_shift_is_the_median_of_the_pairs_so_one_spoiled_pair_does_not_move_it():
+    settings = NetfaultSettings(rate_rps=100, latency_window_s=2, latency_pairs=3, abort_requests=500, reset_requests=0)
+    rate, t, records, windows = settings.rate_rps, 1000.0, [], {}
+    for name, length_s in settings.fault_windows_s().items():
+        windows[name] = (t, t + length_s)
+        spoiled = 300.0 if name == "latency-2" else 0.0  # a burst of other work on the machine in one window
+        latency = 5.0 + (100.0 + spoiled if name.startswith("latency") else 0.0)
+        records += _records(t, int(length_s * rate), rate, latency)
+        t += length_s + 2.0
+    latency = _judge(settings, records, windows)["checks"]["latency"]
+    assert latency["pair_added_ms"] == [100.0, 400.0, 100.0] and latency["shift_ms"] == pytest.approx(100.0)
+    assert latency["within_tolerance"]
 
 
 def test_window_figures_of_an_empty_window_are_none_not_zero():

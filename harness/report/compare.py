@@ -132,8 +132,11 @@ def _history_values(history: Sequence[Part], metric: str) -> list[float]:
 
 
 def _shape(profile: Any) -> Any:
-    """The load shape of a profile, without the model (a build may change it on purpose)."""
-    return {k: v for k, v in profile.items() if k != "model"} if isinstance(profile, dict) else profile
+    """The load shape of a profile, without the model (a build may change it on purpose) and without the
+    fields left unset (a field added since the baseline was saved is unset there and None here: the same shape)."""
+    if not isinstance(profile, dict):
+        return profile
+    return {k: v for k, v in profile.items() if k != "model" and v is not None}
 
 
 def _load_findings(name: str, base: Part, cur: Part, history: Sequence[Part], rules: Rules,

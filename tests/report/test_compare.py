@@ -138,3 +138,15 @@ def test_bad_arguments_exit_2_naming_them(tmp_path, monkeypatch, capsys, argv, n
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_load_field_unset_in_one_run_and_absent_from_the_other_is_the_same_shape(tmp_path):
+    # a baseline saved before the load profile gained "protocol" has no such key; a newer run has it unset
+    write_build(tmp_path / "base", seed=1)
+    write_build(tmp_path / "new", seed=2)
+    result = json.loads((tmp_path / "new" / "load" / "result.json").read_text())
+    write_json(tmp_path / "new" / "load" / "result.json", {**result, "profile": {**result["profile"], "protocol": None}})
+    assert not [w for w in compare_runs(tmp_path / "new", tmp_path / "base")["warnings"] if "shapes differ" in w]
+    # a field that is set differently still warns
+    write_json(tmp_path / "new" / "load" / "result.json", {**result, "profile": {**result["profile"], "rate_rps": 9.0}})
+    assert [w for w in compare_runs(tmp_path / "new", tmp_path / "base")["warnings"] if "shapes differ" in w]

@@ -32,6 +32,7 @@ COMMANDS = {
     "chaos matrix": (["chaos", "matrix"], "harness.cli.chaos", "_matrix"),
     "bench stall": (["bench", "stall"], "harness.cli.bench", "run_stall"),
     "bench fuzz": (["bench", "fuzz"], "harness.cli.bench", "run_fuzz"),
+    "bench netfault": (["bench", "netfault"], "harness.cli.bench", "run_netfault"),
     "bench ab": (["bench", "ab"], "harness.cli._bench_compare", "run_ab_command"),
     "bench compare": (["bench", "compare"], "harness.cli._bench_compare", "run_compare_command"),
 }
@@ -106,6 +107,7 @@ def test_an_out_that_is_a_file_is_one_line_naming_out_and_the_value_exit_2(tmp_p
     ("render", "k8s"),
     ("bench fuzz", "reports/bench-fuzz"),
     ("bench stall", r"reports/bench-stall-\d{8}T\d{6}Z"),
+    ("bench netfault", r"reports/bench-netfault-\d{8}T\d{6}Z"),
     ("run", None),  # the job names reports/<run-id> itself
 ])
 def test_a_default_out_is_absolute_under_the_current_directory_too(tmp_path, monkeypatch, spy, command, expected):

@@ -201,7 +201,7 @@ def kept_up_rps(m: PointMeasurement) -> float:
     answers is thrown off by the requests in flight filling up after a generator starts), else the
     successful responses per second."""
     if math.isfinite(m.backlog_growth):
-        return min(completed_rate(_offered_rps(m), m.backlog_growth), _offered_rps(m))
+        return completed_rate(_offered_rps(m), m.backlog_growth)  # never above the offered rate
     return m.throughput_rps
 
 

@@ -7,15 +7,16 @@ simulated service (`harness.sweep.simulated`) in tests.
 Algorithm: boundary finding by geometric growth from ``start_rps`` until the first violation (or
 geometric shrinking while the start rate already fails), then bisection between the highest passing
 and the lowest failing rate until they are within ``rel_tol`` of each other. A violation where the
-service did not keep up (it completed well below the offered rate, judged from its backlog's growth
-where measured, `kept_up_rps`) also tells roughly where its
-capacity lies: with no passing rate yet the next probe goes just below the completed throughput (the
-knee of a generous SLO lies close to capacity) rather than to half the rate; with one, the next probe
-goes just above it (throughput plus a margin), so a failure close to the highest pass closes the
-bracket quickly, and while such probes pass the search steps up from them in small steps. The completed throughput is only a hint, never a bound: a heavily overloaded service
-often completes less than its capacity (shedding and queueing cost it CPU, the generator competes for
-the cores), and a bound taken from it would end the search below the true knee. Both ends of the
-bracket are measured rates. A lagging generator stops the search: rates beyond what
+service did not keep up (it completed, or answered successfully, well below the offered rate: judged
+from its backlog's growth where measured, `kept_up_rps`, and from the requests it shed) also tells
+roughly where its capacity lies: with no passing rate yet the next probe goes just below the completed
+throughput (the knee of a generous SLO lies close to capacity) rather than to half the rate; with one,
+the next probe goes to the completed throughput itself, and while such probes pass the search steps
+up from them by ``rel_tol`` (`step_up`), the smallest step after which a failure ends the search. The
+completed throughput is only a hint, never a bound: a heavily overloaded service often completes less
+than its capacity (shedding and queueing cost it CPU, the generator competes for the cores), and a
+bound taken from it would end the search below the true knee. Both ends of the bracket are measured
+rates. A lagging generator stops the search: rates beyond what
 the generator can send cannot be measured, and the result says so instead of blaming the service.
 The answer is always a rate that was measured to pass, never an interpolation.
 """
@@ -49,6 +50,7 @@ __all__ = [
     "classify",
     "is_clear_violation",
     "kept_up_rps",
+    "step_up",
     "validate_search_settings",
     "search_max_rate",
 ]
@@ -110,7 +112,7 @@ class SearchSettings:
     max_rps: float = 100_000.0
     clear_p99_factor: float = 4.0  # p99 beyond this many SLOs is a clear violation
     clear_error_rate: float = 0.10
-    overload_margin: float = 0.10  # upper bound = completed throughput under overload x (1 + margin)
+    overload_margin: float = 0.10  # no pass yet: the next probe = completed throughput under overload x (1 - margin)
 
 
 @dataclass(frozen=True)
@@ -265,8 +267,8 @@ def search_max_rate(
     probes: list[Probe] = []
     lo: float | None = None  # highest rate measured to pass
     hi: float | None = None  # lowest rate measured to fail
-    hint: float | None = None  # just above the capacity an overloaded probe completed: worth probing next
-    probed_hint = False  # the last probe was at a hint
+    hint: float | None = None  # the capacity an overloaded probe completed at: worth probing next
+    climbing = False  # the last probe was a hint or a step up from one
     rate = s.start_rps
 
     def finish(reason: str, detail: str, converged: bool = False) -> SearchResult:
@@ -292,10 +294,9 @@ def search_max_rate(
             lo = rate if lo is None else max(lo, rate)
         else:
             hi = rate if hi is None else min(hi, rate)
-            if 0 < m.throughput_rps and kept_up_rps(m) < s.min_throughput_ratio * _offered_rps(m):
-                # overloaded: completions ran at (or, thrashing, below) capacity: where to look next
-                overloaded = True
-                hint = m.throughput_rps * (1.0 + s.overload_margin)
+            # overloaded: completions ran at (or, thrashing, below) capacity: where to look next
+            overloaded = 0 < m.throughput_rps and _overloaded(m, s)
+            hint = m.throughput_rps if overloaded else None
         if lo is not None and hi is not None and lo >= hi:
             hi = lo * (1.0 + s.rel_tol)  # noise made a pass sit above a failure; the pass is the measured fact
         if hi is None:
@@ -312,14 +313,39 @@ def search_max_rate(
             continue
         if (hi - lo) / hi <= s.rel_tol:
             return finish(STOP_CONVERGED, f"max rate in [{lo:.2f}, {hi:.2f}) rps (rel_tol {s.rel_tol:g})", converged=True)
-        if verdict == PASS and probed_hint:  # the capacity hint passed: the knee is near, step up from here
-            hint = rate * (1.0 + 2.0 * s.rel_tol)
-        probed_hint = False
-        if hint is not None and lo * (1.0 + s.rel_tol) < hint < hi * (1.0 - s.rel_tol):
-            rate, hint, probed_hint = hint, None, True  # a fail just above the measured capacity closes the bracket
-            continue
+        rate, climbing = _next_rate(lo, hi, hint, climbing and verdict == PASS, s)
         hint = None
-        rate = (lo + hi) / 2.0
+    detail = f"stopped after max_probes={s.max_probes}"
+    if lo is not None and hi is not None:
+        detail += f" with the max rate in [{lo:.2f}, {hi:.2f}) rps"
+    return finish(STOP_MAX_PROBES, detail)
+
+
+def _overloaded(m: PointMeasurement, s: SearchSettings) -> bool:
+    """Return True when ``m`` completed, or answered successfully, well below its offered rate: its
+    backlog grew or it shed requests, so its throughput is about what the service can complete."""
+    floor = s.min_throughput_ratio * _offered_rps(m)
+    return kept_up_rps(m) < floor or m.throughput_rps < floor
+
+
+def step_up(lo: float, s: SearchSettings) -> float:
+    """Return the rate a step above a pass at ``lo``: the highest whose failure converges the search."""
+    return lo * (1.0 + s.rel_tol)
+
+
+def _next_rate(lo: float, hi: float, hint: float | None, climbing: bool, s: SearchSettings) -> tuple[float, bool]:
+    """Return the next rate inside the bracket [lo, hi) and whether it is a hint or a step up from one.
+
+    After a pass at a hint (or a step up from one) the knee is near: a step up by ``rel_tol``. Else
+    an overload's completed throughput, or a step up where that lies no further above the highest
+    pass, while it stays clear of the failure. Else the bisection's midpoint.
+    """
+    clear_of_failure = hi * (1.0 - s.rel_tol)
+    if climbing and step_up(lo, s) < clear_of_failure:
+        return step_up(lo, s), True
+    if hint is not None and max(hint, step_up(lo, s)) < clear_of_failure:
+        return max(hint, step_up(lo, s)), True
+    return (lo + hi) / 2.0, False
     detail = f"stopped after max_probes={s.max_probes}"
     if lo is not None and hi is not None:
         detail += f" with the max rate in [{lo:.2f}, {hi:.2f}) rps"

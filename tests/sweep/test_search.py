@@ -205,3 +205,35 @@ def test_keeping_up_is_judged_by_backlog_growth_where_it_was_measured():
     # without a backlog figure, the throughput decides as before
     legacy = PointMeasurement(rate_rps=440.0, throughput_rps=400.0, p99_ms=300.0, sent_rate_rps=445.0)
     assert classify(legacy, s)[0] == FAIL and "throughput 400.0" in classify(legacy, s)[1]
+
+
+def test_an_overload_near_the_highest_pass_steps_up_once_and_converges():
+    # 95 rps passes, 190 is overloaded and completes ~100: the knee (95.4) lies within rel_tol of the pass,
+    # so the next probe is where the overload completed (at least one rel_tol step above the pass, where a
+    # failure ends the search), not the bisection's 142.5
+    sim = SimulatedService(capacity_rps=100.0, noise=0.04, seed=1)
+    s = SearchSettings(p99_ms=SLO_MS, start_rps=47.5, rel_tol=0.05)
+    result = search_max_rate(sim.measure, s)
+    rates = [round(p.rate_rps, 2) for p in result.probes]
+    assert rates[:3] == [47.5, 95.0, 190.0] and result.probes[2].verdict == CLEAR_FAIL
+    assert rates[3] == pytest.approx(max(result.probes[2].measurement.throughput_rps, 95.0 * 1.05))
+    assert result.converged and len(result.probes) == 4 and result.max_rate_rps == 95.0
+
+
+def test_requests_shed_under_overload_make_the_successes_a_hint():
+    # the service sheds what it cannot queue: no backlog grows, but only 448 of 816 rps succeed
+    shed = PointMeasurement(rate_rps=816.0, throughput_rps=448.0, p99_ms=640.0, error_rate=0.45,
+                            sent_rate_rps=816.0, backlog_growth=0.0)
+    passed = PointMeasurement(rate_rps=408.0, throughput_rps=410.0, p99_ms=150.0, sent_rate_rps=408.0, backlog_growth=0.0)
+    answers = {204.0: dataclasses.replace(passed, rate_rps=204.0, throughput_rps=204.0, sent_rate_rps=204.0),
+               408.0: passed, 816.0: shed}
+    calls = []
+
+    def measure(rate):
+        calls.append(rate)
+        if rate in answers:
+            return answers[rate]
+        return dataclasses.replace(passed, rate_rps=rate, throughput_rps=rate, sent_rate_rps=rate)
+
+    search_max_rate(measure, SearchSettings(p99_ms=SLO_MS, start_rps=204.0, max_probes=4))
+    assert calls == [204.0, 408.0, 816.0, 448.0]  # the successes under overload, not the midpoint 612

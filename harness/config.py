@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from harness.errors import ConfigError
+from harness.modelnames import DEFAULT_MODEL
 from harness.policies import Autoscaling, RateLimit, Strategy
 from harness.quantities import parse_cpu_cores, parse_memory_bytes
 from harness.targetspec import Target, fill_probe_paths, resolve_target_paths, target_kind, target_probes
@@ -50,7 +51,6 @@ __all__ = [
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 TOPOLOGIES = ("single", "active-standby", "multi-active")
-DEFAULT_MODEL = "ranker-mlp"
 ENV_FAULT_TOKEN = "HARNESS_FAULT_TOKEN"
 ENV_WEIGHTS_DIR = "HARNESS_WEIGHTS_DIR"
 

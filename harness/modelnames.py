@@ -7,6 +7,7 @@ importing the service: its signatures (`harness.service.registry`) and torch def
 
 from __future__ import annotations
 
-__all__ = ["MODEL_NAMES"]
+__all__ = ["MODEL_NAMES", "DEFAULT_MODEL"]
 
 MODEL_NAMES: tuple[str, ...] = ("ranker-mlp", "text-encoder", "tiny-mlp")
+DEFAULT_MODEL = "ranker-mlp"  # what a spec, a load profile and a protocol use when they name none

@@ -11,11 +11,15 @@ In a spec file::
       readiness_path: /health                 # the readiness probe's path (default /v2/health/ready)
       liveness_path: /health                  # the liveness probe's path (default /v2/health/live)
       startup_timeout_s: 120                  # a startup probe: this long to answer before liveness counts
+      protocol: {protocol: openai-chat, model: tiny-llm, stream: true}   # what load and prober send (optional)
 
     target:                                   # an endpoint target: measured, never deployed
       endpoint: http://10.0.0.7:8080
       readiness_path: /health                 # probed to route it (default /v2/health/ready)
 
+``protocol`` (`harness.protocolspec.ProtocolSettings`; default: Open Inference Protocol v2 to the spec's
+model) is what the load, the prober and the main job send to the target, with its own success rule
+(a stream cut mid-response is a failure); a relative ``bodies_file`` in it is read from the spec's folder.
 ``{port}`` (required in a command's argv) is the port the platform picked for the replica, ``{venv}``
 the ``venv`` folder and ``{python}`` the harness's own interpreter; they are substituted in argv and
 env values alike. **Relative paths** (``venv``,
@@ -40,6 +44,8 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from harness.protocolspec import ProtocolSettings
 
 __all__ = ["TARGET_KINDS", "PORT_PLACEHOLDER", "VENV_PLACEHOLDER", "PYTHON_PLACEHOLDER", "Target", "target_kind", "resolve_target_paths",
            "startup_probe_failures", "target_probes", "fill_probe_paths"]
@@ -70,6 +76,7 @@ class Target(BaseModel):
     readiness_path: str | None = None
     liveness_path: str | None = None
     startup_timeout_s: float | None = Field(None, gt=0, le=3600)
+    protocol: ProtocolSettings | None = None  # what load and prober send; None: oip-v2 to the spec's model
 
     @field_validator("venv", "workdir")
     @classmethod
@@ -222,6 +229,10 @@ def resolve_target_paths(data: Mapping[str, Any], base_dir: Path) -> dict[str, A
         value = target.get(name)
         if isinstance(value, str) and value.strip() and not Path(os.path.expanduser(value)).is_absolute():
             target[name] = str(base_dir / value)
+    protocol = target.get("protocol")
+    if isinstance(protocol, Mapping) and isinstance(protocol.get("bodies_file"), str) and protocol["bodies_file"].strip() \
+            and not Path(os.path.expanduser(protocol["bodies_file"])).is_absolute():
+        target["protocol"] = {**protocol, "bodies_file": str(base_dir / protocol["bodies_file"])}
     if target.get("command") is not None and target.get("endpoint") is None and "workdir" not in target:
         target["workdir"] = str(base_dir)
     out["target"] = target

@@ -150,3 +150,30 @@ def test_the_kubernetes_platform_refuses_a_target_naming_it(tmp_path):
         with pytest.raises(ConfigError) as err:
             attempt()
         assert err.value.field == "target" and err.value.value == "command" and "local platform" in err.value.reason
+
+
+def test_a_target_names_the_protocol_its_server_speaks(tmp_path, monkeypatch):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "bodies.jsonl").write_text('{"text": "hi"}\n')
+    (folder / "mine.yaml").write_text(
+        "target:\n  command: ['{python}', 'server.py', '--port', '{port}']\n"
+        "  protocol: {protocol: http-json, path: /predict, bodies_file: bodies.jsonl}\n")
+    monkeypatch.chdir(tmp_path)  # the bodies file is the spec folder's, as its other paths
+    spec = load_spec("specs/mine.yaml")
+    assert spec.target.protocol.protocol == "http-json" and spec.target.protocol.path == "/predict"
+    assert spec.target.protocol.bodies_file == str(folder / "bodies.jsonl")
+    chat = _spec({"endpoint": "http://127.0.0.1:8000", "protocol": {"protocol": "openai-chat", "model": "tiny"}})
+    assert chat.target.protocol.stream and chat.target.protocol.model == "tiny"
+    assert _spec({"endpoint": "http://127.0.0.1:8000"}).target.protocol is None  # oip-v2 to the spec's model
+
+
+@pytest.mark.parametrize("protocol, field", [
+    ({"protocol": "grpc"}, "protocol"),
+    ({"protocol": "openai-chat", "body_template": "{}"}, "body_template"),
+    ({"protocol": "http-json"}, "path"),
+    ({"protocol": "openai-chat", "max_tokens": 0}, "max_tokens"),
+])
+def test_a_bad_target_protocol_is_one_error_naming_the_field(protocol, field):
+    err = _error({"endpoint": "http://127.0.0.1:8000", "protocol": protocol})
+    assert field in err.field

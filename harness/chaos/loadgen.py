@@ -34,7 +34,8 @@ class BackgroundLoad:
 
     ``kind`` "rate": open-loop at ``rate_per_s``; "locust": ``users`` steady Locust users. Records go
     to ``<out_dir>/requests.csv``; ``out_dir`` is resolved first, so the generator (which runs in it)
-    is handed absolute paths only. `start` returns once the first record is written; `stop` returns
+    is handed absolute paths only. ``protocol`` (`harness.protocolspec.ProtocolSettings`) is what it sends,
+    default oip-v2 to ``model``. `start` returns once the first record is written; `stop` returns
     every record. Raises ConfigError for an empty ``out_dir``, HarnessError when the generator does not start.
     """
 
@@ -50,8 +51,10 @@ class BackgroundLoad:
         model: str = DEFAULT_MODEL,
         timeout_s: float = 5.0,
         cpus: Iterable[int] | None = None,
+        protocol: Any = None,
     ) -> None:
         self.kind = kind
+        self.protocol = protocol  # harness.protocolspec.ProtocolSettings; None: oip-v2 to ``model``
         self.host = host
         self.out_dir = resolve_path(out_dir, "out_dir")
         self.max_duration_s = float(max_duration_s)
@@ -72,13 +75,14 @@ class BackgroundLoad:
 
             config = validate_model(RateConfig, {
                 "host": self.host, "rate_rps": self.rate_per_s, "duration_s": self.max_duration_s,
-                "model": self.model, "timeout_s": self.timeout_s,
+                "model": self.model, "timeout_s": self.timeout_s, "protocol": self.protocol,
             }, source="chaos load")
             return rate_command(config, self.out_dir), {}
         from harness.load.locust_runner import locust_command
         from harness.load.profiles import build_profile
 
-        profile = build_profile("steady", self.max_duration_s, users=self.users, model=self.model, request_timeout_s=self.timeout_s)
+        profile = build_profile("steady", self.max_duration_s, users=self.users, model=self.model,
+                                request_timeout_s=self.timeout_s, protocol=self.protocol)
         return locust_command(self.host, profile, self.out_dir, stop_timeout_s=self.timeout_s)
 
     def start(self) -> "BackgroundLoad":
@@ -128,7 +132,8 @@ class BackgroundLoad:
 
     def describe(self) -> dict[str, Any]:
         """Return the load's settings for the run record."""
-        data: dict[str, Any] = {"kind": self.kind, "model": self.model, "timeout_s": self.timeout_s}
+        data: dict[str, Any] = {"kind": self.kind, "model": self.model, "timeout_s": self.timeout_s,
+                                "protocol": self.protocol.protocol if self.protocol is not None else "oip-v2"}
         data.update({"rate_per_s": self.rate_per_s} if self.kind == "rate" else {"users": self.users})
         data["exit_code"] = self.exit_code
         return data

@@ -169,13 +169,16 @@ def _token_slo(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
 
 
-def _load_shape(args: argparse.Namespace, model: str) -> Any:
-    """Return the Locust profile, or a RateLoad for --rate-rps; raise ConfigError for conflicting flags."""
+def _load_shape(args: argparse.Namespace, model: str, spec_protocol: Any = None) -> Any:
+    """Return the Locust profile, or a RateLoad for --rate-rps; raise ConfigError for conflicting flags.
+    What it sends: the protocol flags', else the spec's target's ``protocol`` (``spec_protocol``), else oip-v2."""
     from harness.errors import ConfigError
     from harness.load.profiles import build_profile
     from harness.load.session import RateLoad
 
     protocol = _protocol(args, model)
+    if protocol is None:
+        protocol = spec_protocol
     if args.rate_rps is None:
         return build_profile(args.profile, args.duration_s, users=args.users, model=model, protocol=protocol)
     if args.users is not None or args.profile != "steady":
@@ -228,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     warmup_s = args.warmup_s if args.warmup_s is not None else (
         DEFAULT_WARMUP_S if endpoint is None and (args.rounds > 1 or args.rate_rps is not None) else 0.0)
     settings = LoadSettings(endpoint=endpoint, token_slo=token_slo,
-        load=_load_shape(args, spec.service.model), rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault,
+        load=_load_shape(args, spec.service.model, spec.target.protocol if spec.target else None), rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault,
         fault_params=parse_fault_params(args.fault_param),
         cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
         prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
-from harness.load.protocols.settings import ProtocolSettings
+from harness.protocolspec import ProtocolSettings
 from harness.validation import validate_model
 
 __all__ = [

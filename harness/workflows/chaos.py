@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from harness.chaos.experiment import ENV_RECOVERY_TIMEOUT_S, ENV_SLO_LATENCY_MS, ENV_STATE_FILE
-from harness.chaos.observers import Observers
+from harness.chaos.observers import Observers, protocol_with_inputs
 from harness.chaos.settings import ChaosRunSettings
 from harness.cpus import plan_cpus
 from harness.errors import DeploymentError, HarnessError
@@ -134,11 +134,17 @@ class ChaosRun:
         return result
 
     def _run_phases(self) -> None:
+        running = self.experiment.extension.inject == "running"
         self._deploy()
+        protocol = self.spec.target.protocol if self.spec.target is not None else None
+        if protocol is not None and protocol.needs_metadata:  # its tensors are read from the Ready server first
+            self._enter("wait-ready")
+            protocol = protocol_with_inputs(self.deployment, protocol, running=running,
+                                            ready_timeout_s=self.preset.ready_timeout_s)
         # load and prober start while the replicas load (their imports take a second or two); what
         # they record before the baseline is outside every window the analysis looks at
-        self._start_measuring()
-        if self.experiment.extension.inject == "running":
+        self._start_measuring(protocol)
+        if running:
             self._enter("wait-ready")
             self.deployment.wait_ready(timeout_s=self.preset.ready_timeout_s)
             self._enter("baseline")
@@ -165,13 +171,13 @@ class ChaosRun:
         self.deployment = deploy(self.spec, platform=target.platform, workdir=self.out_dir / "deployment",
                                  cpus=service_cpus, **options)
 
-    def _start_measuring(self) -> None:
+    def _start_measuring(self, protocol: Any) -> None:
         self._enter("start-measuring")
         client_cpus = plan_cpus(restarts=True).generator
         sample = not self.settings.target.is_kubernetes  # pods run on other nodes: their CPU/RSS/GPU are not ours
         self.observers.start(self.deployment, self.out_dir, preset=self.preset, experiment=self.experiment,
                              model=self.spec.service.model, cpus=client_cpus, max_duration_s=self._max_duration_s(),
-                             sample_telemetry=sample)
+                             sample_telemetry=sample, protocol=protocol)
 
     def _max_duration_s(self) -> float:
         return self.preset.baseline_s + self.recovery_timeout_s * 2 + self.preset.after_s + 120.0

@@ -10,13 +10,13 @@ inter-token latencies, output tokens). One module each:
 - `harness.load.protocols.http_json`: any JSON over HTTP, bodies from a template or a JSONL file.
 
 The senders are `harness.load.protocols.aio` (asyncio: rate generator, prober) and the locustfile
-(gevent). Settings: `harness.load.protocols.settings.ProtocolSettings`.
+(gevent). Settings: `harness.protocolspec.ProtocolSettings`.
 """
 
 from __future__ import annotations
 
 from harness.load.protocols.base import Adapter, HttpRequest, Piece, Reading
-from harness.load.protocols.settings import PROTOCOL_NAMES, ProtocolSettings, protocol_settings
+from harness.protocolspec import PROTOCOL_NAMES, ProtocolSettings, protocol_settings
 
 __all__ = ["PROTOCOL_NAMES", "Adapter", "HttpRequest", "Piece", "Reading", "ProtocolSettings", "protocol_settings",
            "build_adapter"]

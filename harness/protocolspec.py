@@ -1,4 +1,5 @@
-"""The settings of a protocol, validated where they enter: what `build_adapter` turns into an adapter.
+"""The settings of a protocol, validated where they enter: what `harness.load.protocols.build_adapter` turns
+into an adapter. On the ground floor, so a spec's target (`harness.targetspec`) names the protocol its server speaks.
 
 One pydantic model for all four protocols (a field a protocol does not use keeps its default), so a
 load profile, an open-loop config and the prober's config each carry one ``protocol`` object to their
@@ -12,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
+from harness.modelnames import DEFAULT_MODEL
 from harness.validation import validate_model
 
 __all__ = ["PROTOCOL_NAMES", "DEFAULT_PROMPT", "ProtocolSettings", "protocol_settings"]

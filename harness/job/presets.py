@@ -30,6 +30,7 @@ __all__ = [
     "SMOKE_FAULTS",
     "SMOKE_TOPOLOGIES",
     "SMOKE_MATRIX_NOTE",
+    "SERVER_FAULTS",
     "JobPreset",
     "JOB_PRESETS",
     "get_job_preset",
@@ -58,6 +59,12 @@ SMOKE_MATRIX_NOTE = (
     "overload spike with and without the rate limiter, and autoscaling."
 )
 
+# Against a team's own server (`harness run smoke --spec`): the faults that need nothing from the server, the
+# three ways a replica is lost (killed, OOM-killed through its memory cgroup, frozen: a hang) on every topology,
+# and the network abort in the balancer (single); the matrix skips, saying why, what a target cannot take (an
+# endpoint target takes only the network fault: the harness runs no process of it).
+SERVER_FAULTS = ("pod-kill", "oom-squeeze", "freeze", "network-abort")
+
 
 @dataclass(frozen=True)
 class JobPreset:
@@ -77,6 +84,7 @@ class JobPreset:
     faults: tuple[str, ...] | None = SMOKE_FAULTS
     topologies: tuple[str, ...] = SMOKE_TOPOLOGIES
     matrix_note: str = SMOKE_MATRIX_NOTE
+    server_faults: tuple[str, ...] | None = SERVER_FAULTS  # the faults run against a team's own server (--spec)
     # sweep: `harness.sweep.grid.build_plan(sweep_preset, **sweep)`; accuracy drift measured or not
     sweep_preset: str = "smoke"
     sweep: dict[str, Any] = field(default_factory=dict)
@@ -117,7 +125,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         sweep=dict(precisions=("fp32", "bf16"), batch_sizes=(1, 32), load_levels=(50.0,),
                    warmup_s=1.0, window_s=2.0, min_windows=2, max_windows=2, point_budget_s=20.0,
                    accuracy_samples=8, accuracy_budget_s=20.0, search=True, search_budget_s=70.0,
-                   forward_window_s=0.25, forward_rounds=3),
+                   forward_window_s=0.25, forward_rounds=5),
         capacity=dict(target_rps=1000.0, p99_ms=DEFAULT_P99_MS, headroom=0.3, max_replicas=2, precision="fp32",
                       batch_size=32, warmup_s=1.0, window_s=2.0, search_budget_s=55.0),
     ),
@@ -136,6 +144,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         faults=None,
         topologies=("single", "active-standby", "multi-active"),
         matrix_note="nightly runs the full chaos matrix: every experiment in experiments/ on every topology.",
+        server_faults=None,
         sweep_preset="nightly",
         capacity=dict(target_rps=2000.0, p99_ms=DEFAULT_P99_MS, headroom=0.3, precision="fp32", batch_size=32,
                       warmup_s=3.0, window_s=5.0, search_budget_s=240.0),
@@ -149,6 +158,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         faults=("pod-kill",),
         topologies=("single",),
         matrix_note="tiny runs one chaos cell (pod-kill on single): it checks the job's wiring, not the service.",
+        server_faults=("pod-kill",),
         sweep=dict(precisions=("fp32",), batch_sizes=(8,), load_levels=(20.0,), warmup_s=0.5, window_s=1.0,
                    min_windows=2, max_windows=2, point_budget_s=12.0, search=False),
         sweep_accuracy=False,

@@ -6,6 +6,7 @@ Fast tests drive `harness.job.engine.Job` with fake stages and a fake clock; one
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -389,7 +390,8 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("topology: ring\n")
     for argv, field in ((["--platform", "kubernetes", "--spec", str(bad)], "topology="),  # before any stage runs
-                        (["--spec", str(bad)], "--spec="),  # the local job deploys each stage's own spec
+                        (["--spec", str(bad)], "topology="),  # a team's own spec on local: checked as early
+                        (["--spec", str(tmp_path / "absent.yaml")], "absent.yaml"),
                         (["--platform", "kubernetes", "--spec", str(tmp_path / "absent.yaml")], "no such file")):
         assert main(["run", "tiny", "--out", str(tmp_path / "new"), *argv]) == 2
         assert field in capsys.readouterr().err
@@ -580,3 +582,39 @@ def test_ctrl_c_during_the_chaos_matrix_tears_everything_down_and_writes_the_rep
             proc.wait(timeout=30)
         for p in session_processes():
             p.kill()
+
+
+@pytest.mark.slow
+def test_tiny_job_runs_against_a_teams_own_server_and_skips_what_needs_the_reference_service(tmp_path, monkeypatch, capsys):
+    # `harness run tiny --spec toy.yaml` as a user types it: their server as a command target speaking its own
+    # protocol (generic JSON to /predict), from the spec file's folder
+    from harness.cli import main
+    from harness.job import COMPLETED, SKIPPED
+    from harness.job.stages import OWN_SPEC_SKIPS
+    from harness.request_records import RequestRecord, read_records
+
+    from .platforms.local.toy_server import spec_yaml, write_server
+
+    write_server(tmp_path / "server")
+    spec = spec_yaml().replace("  liveness_path: /health\n",
+                               "  liveness_path: /health\n  protocol: {protocol: http-json, path: /predict}\n", 1)
+    (tmp_path / "toy.yaml").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "tiny", "--spec", "toy.yaml", "--out", "reports/toy"])
+    stdout, stderr = capsys.readouterr()
+    out = tmp_path.resolve() / "reports" / "toy"
+    stages = load_run(out).summary["stages"]
+    why = {name: (stage["status"], stage["reason"]) for name, stage in stages.items()}
+    assert {name: stages[name]["status"] for name in OWN_SPEC_SKIPS} == {name: SKIPPED for name in OWN_SPEC_SKIPS}, why
+    assert all(stages[name]["reason"] == OWN_SPEC_SKIPS[name] for name in OWN_SPEC_SKIPS)
+    assert [stages[n]["status"] for n in ("preflight", "deploy", "load", "chaos", "report")] == [COMPLETED] * 5, why
+    assert code in (0, 1), stderr[-2000:]  # a verdict, not an error
+    assert "command target toy" in stderr and "http-json" in stderr  # what was deployed and what it was sent
+    records = list(read_records(out / "load" / "requests.csv", RequestRecord))
+    assert records and all(r.ok for r in records) and stages["load"]["summary"]["requests"] == len(records)
+    cell = json.loads(next((out / "chaos").glob("pod-kill/*/result.json")).read_text())
+    assert cell["spec"]["target"]["protocol"]["protocol"] == "http-json"
+    assert cell["recovered"] is True and cell["ttr_s"] > 0 and cell["outcome"] in ("met", "not met")
+    report = (out / "report.md").read_text()
+    assert OWN_SPEC_SKIPS["sweep"] in report and OWN_SPEC_SKIPS["capacity"] in report
+    assert stdout.splitlines()[-1] == str(out / "report.html")

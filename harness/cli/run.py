@@ -8,6 +8,11 @@ harness's own one-minute self-test.
 
 Exit codes: `harness.cli._exit_codes` (the end of ``harness run --help``).
 
+``--spec FILE`` on the local platform runs the job against a team's own server (the spec's ``target``:
+a command run as replicas, or an endpoint; ``--endpoint URL`` alone is an endpoint target): deploy, load
+and chaos (the faults that need nothing from the server) run against it, sweep and capacity are skipped
+saying why.
+
 ``--platform kubernetes`` (the in-cluster runner Job's command) attaches to the Deployment applied
 from ``--spec``/``$HARNESS_SPEC``: load and the chaos matrix (experiments/kubernetes/) run against its
 Service, preflight, sweep and capacity are skipped saying why, and the report is the same.
@@ -52,7 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="SLA file (YAML) for the chaos verdicts: tiers, period_days, faults_per_day, "
                              "fault_rates_per_day, thresholds (default: harness.measure.sla's tiers, one fault a day)")
     parser.add_argument("--spec", type=path_type("--spec"), default=None, metavar="FILE",
-                        help="kubernetes: the applied service spec (default $HARNESS_SPEC, which the runner Job mounts)")
+                        help="local: your own server's spec (target.command or target.endpoint, its protocol): deploy, "
+                             "load and chaos run against it, the sweep and capacity (the reference service's) are skipped "
+                             "saying why; kubernetes: the applied service spec (default $HARNESS_SPEC, which the runner "
+                             "Job mounts)")
     add_platform_arguments(parser)
     parser.set_defaults(func=run_command)
 
@@ -91,18 +99,15 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.errors import ConfigError
     from harness.job import run_job
 
-    if args.platform == "local" and args.spec is not None:
-        raise ConfigError("--spec", str(args.spec), "only applies with --platform kubernetes (the local job deploys "
-                          "each stage's own spec)")
     target = target_from_args(args)
-    if not target.is_kubernetes and target.endpoint is not None:
-        raise ConfigError("--endpoint", target.endpoint, "only applies with --platform kubernetes here (the local job "
-                          "deploys each stage's own spec); measure a server at a URL with harness chaos run|matrix "
-                          "--endpoint or harness load --endpoint")
     if target.is_kubernetes:  # a bad applied spec is bad input (exit 2), found before any stage runs
         from harness.config import load_spec
 
         load_spec(target.spec_path)
+    elif target.own_spec:  # a team's server (or --endpoint): the same, before any stage runs
+        from harness.job.stages import own_spec
+
+        own_spec(target)
     from harness.measure.sla_config import load_sla_config
 
     sla = load_sla_config(args.sla) if args.sla is not None else None  # a bad file is bad input: exit 2 before any stage

@@ -16,6 +16,10 @@ Every stage writes under its own directory of the job's (the report finds the pa
 
 On Kubernetes (``ctx.target``) preflight, sweep and capacity are skipped with the reason in
 `KUBERNETES_SKIPS`: they check or deploy on this machine, and the in-cluster runner only attaches.
+Given a spec of its own on the local platform (``--spec``: a team's server, or ``--endpoint``), deploy,
+load and chaos run against that spec (its target's protocol, the preset's ``server_faults``) and the
+sweep and capacity, which deploy the reference service's own configurations, are skipped with the
+reason in `OWN_SPEC_SKIPS`.
 
 Heavy modules are imported inside the stage functions (torch, pandas, chaoslib), never here.
 """
@@ -32,8 +36,8 @@ from harness.job.engine import JobContext, Stage
 from harness.job.outcomes import FAIL, PASS, StageOutcome
 
 __all__ = [
-    "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE", "KUBERNETES_SKIPS",
-    "preflight_stage", "deploy_stage", "load_stage", "chaos_stage", "sweep_stage", "capacity_stage",
+    "LOAD_DIR", "CHAOS_DIR", "SWEEP_DIR", "CAPACITY_DIR", "PREFLIGHT_FILE", "KUBERNETES_SKIPS", "OWN_SPEC_SKIPS",
+    "own_spec", "preflight_stage", "deploy_stage", "load_stage", "chaos_stage", "sweep_stage", "capacity_stage",
     "report_stage", "default_stages", "run_context", "LineWriter",
 ]
 
@@ -49,6 +53,15 @@ KUBERNETES_SKIPS = {
              "to the applied Deployment (its Role creates nothing); run `harness sweep` where it may deploy",
     "capacity": "capacity planning deploys 1..N replicas of its own, and on Kubernetes the harness only attaches "
                 "to the applied Deployment; run `harness capacity` where it may deploy",
+}
+
+# Stages that do not apply to a spec of the user's own on the local platform (`PlatformTarget.own_spec`), and why.
+OWN_SPEC_SKIPS = {
+    "sweep": "the precision x batch-size sweep and its accuracy drift deploy the reference service at each precision "
+             "and batch size (its own models); a team's server has its own precision and batching, so there is nothing "
+             "of the given spec to sweep",
+    "capacity": "capacity planning deploys 1..N replicas of the reference service's configuration, not the given spec; "
+                "measure replicas of a team's server with harness chaos or harness load --spec at each replica count",
 }
 
 
@@ -158,10 +171,11 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
     if ctx.target.is_kubernetes:
         return _attach_stage(ctx)
     preset = ctx.preset
-    spec = load_spec(None, topology=preset.load_topology)
+    spec = own_spec(ctx.target) if ctx.target.own_spec else load_spec(None, topology=preset.load_topology)
     plan = plan_cpus()
     out = ctx.out_dir / LOAD_DIR
-    ctx.say(f"{spec.topology} ({spec.replica_count} replica(s), model {spec.service.model}) on local; "
+    what = f"model {spec.service.model}" if spec.target is None else f"{spec.target_kind} target {spec.name}"
+    ctx.say(f"{spec.topology} ({spec.replica_count} replica(s), {what}) on local; "
             f"service CPUs {plan.to_dict()['service']}, generator CPUs {plan.to_dict()['generator']}")
     began = time.monotonic()
     deployment = deploy(spec, platform="local", workdir=out / "platform", cpus=plan.service)
@@ -171,7 +185,17 @@ def deploy_stage(ctx: JobContext) -> StageOutcome:
     ready_s = time.monotonic() - began
     ctx.say(f"ready after {ready_s:.1f} s at {deployment.endpoint}")
     return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology,
-                                 "replicas": spec.replica_count, "model": spec.service.model})
+                                 "replicas": spec.replica_count, "model": spec.service.model, "target": spec.target_kind})
+
+
+def own_spec(target: Any) -> Any:
+    """Return the spec of the user's own for a local ``target`` (`PlatformTarget`: its ``--spec`` file, with
+    ``--endpoint`` as its endpoint target), in its own topology; raise ConfigError for a bad one."""
+    from harness.chaos.experiment import merge_spec
+    from harness.config import load_spec_data
+
+    base = load_spec_data(target.spec_path) if target.spec_path is not None else {}
+    return merge_spec(base, target.spec_overlay())
 
 
 def _attach_stage(ctx: JobContext) -> StageOutcome:
@@ -205,7 +229,9 @@ def load_stage(ctx: JobContext) -> StageOutcome:
     from harness.workflows.load import SUMMARY_KEYS, LoadSettings, run_load
 
     preset, spec = ctx.preset, ctx.get("spec")
-    load = build_profile(preset.load_kind, preset.load_duration_s, users=preset.load_users, model=spec.service.model)
+    protocol = spec.target.protocol if spec.target is not None else None  # what a team's server speaks
+    load = build_profile(preset.load_kind, preset.load_duration_s, users=preset.load_users, model=spec.service.model,
+                         protocol=protocol)
     settings = LoadSettings(load=load, cpus=ctx.get("cpu_plan"),
                             telemetry=not ctx.target.is_kubernetes)  # pods run on other nodes: not ours to sample
     try:
@@ -236,13 +262,19 @@ def chaos_stage(ctx: JobContext) -> StageOutcome:
 
     preset = ctx.preset
     kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
+    own = ctx.target.own_spec  # a team's server: the faults that need nothing from it
+    faults = preset.server_faults if own else preset.faults
     plan = MatrixPlan.from_args(
-        faults=",".join(preset.faults) if preset.faults else None,
+        faults=",".join(faults) if faults else None,
         topologies=None if kubernetes else ",".join(preset.topologies),
-        experiments_dir=None, preset=preset.chaos_preset, spec_file=None, retry=False, tier=None,
-        target=ctx.target, sla=ctx.sla,
+        experiments_dir=None, preset=preset.chaos_preset, spec_file=ctx.target.spec_path if own else None,
+        retry=False, tier=None, target=ctx.target, sla=ctx.sla,
     )
     note = preset.matrix_note
+    if own:
+        note = (f"{preset.name} against the given spec runs {', '.join(e.name for e in plan.experiments)} on "
+                f"{', '.join(plan.topologies)} (the faults that need nothing from the server: a cell its target cannot "
+                f"take is skipped, saying why)")
     if kubernetes:
         note = (f"{preset.name} on Kubernetes runs {len(plan.experiments)} experiment(s) of experiments/kubernetes/ "
                 f"({', '.join(e.name for e in plan.experiments)}) on the applied {plan.topologies[0]} Deployment")
@@ -346,8 +378,13 @@ def report_stage(ctx: JobContext) -> StageOutcome:
 
 def default_stages(preset: Any, target: Any = None) -> list[Stage]:
     """Return the job's stages for ``preset`` (a `JobPreset`), in order, with its budgets; on a
-    Kubernetes ``target`` (a `PlatformTarget`) the stages in `KUBERNETES_SKIPS` are skipped, saying why."""
-    skips = KUBERNETES_SKIPS if target is not None and target.is_kubernetes else {}
+    Kubernetes ``target`` (a `PlatformTarget`) the stages in `KUBERNETES_SKIPS` are skipped, saying why,
+    and given a spec of the user's own those in `OWN_SPEC_SKIPS`."""
+    skips = {}
+    if target is not None and target.is_kubernetes:
+        skips = KUBERNETES_SKIPS
+    elif target is not None and target.own_spec:
+        skips = OWN_SPEC_SKIPS
     run = {"preflight": preflight_stage, "deploy": deploy_stage, "load": load_stage, "chaos": chaos_stage,
            "sweep": sweep_stage, "capacity": capacity_stage, "report": report_stage}
     needs = {"load": ("deploy",)}

@@ -20,10 +20,13 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.paths import resolve_path
 
-__all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_ENDPOINT", "ENV_SPEC", "ENV_CONTEXT", "PlatformTarget"]
+__all__ = ["ENV_NAMESPACE", "ENV_DEPLOYMENT", "ENV_SELECTOR", "ENV_READY_PATH", "ENV_ENDPOINT", "ENV_SPEC", "ENV_CONTEXT",
+           "PlatformTarget"]
 
 ENV_NAMESPACE = "HARNESS_NAMESPACE"
 ENV_DEPLOYMENT = "HARNESS_K8S_DEPLOYMENT"
+ENV_SELECTOR = "HARNESS_K8S_SELECTOR"  # the pods' label selector (a team's Deployment has its own labels)
+ENV_READY_PATH = "HARNESS_READY_PATH"  # the readiness path asked through the Service (its own probe's)
 ENV_ENDPOINT = "HARNESS_ENDPOINT"
 ENV_SPEC = "HARNESS_SPEC"
 ENV_CONTEXT = "KUBERNETES_CONTEXT"  # chaostoolkit-kubernetes's kubeconfig context
@@ -81,6 +84,12 @@ class PlatformTarget:
         return cls("kubernetes", namespace=namespace, endpoint=endpoint.rstrip("/") if endpoint else None,
                    context=context, spec_path=spec_path)
 
+    @property
+    def own_spec(self) -> bool:
+        """True on the local platform given a spec file or an endpoint: a team's own server (or service spec),
+        deployed and measured in place of the reference service's preset specs."""
+        return not self.is_kubernetes and (self.spec_path is not None or self.endpoint is not None)
+
     def spec_overlay(self) -> dict[str, Any]:
         """Return what this target adds to the spec: on the local platform ``--endpoint`` is the spec's endpoint
         target (`harness.targetspec`), put behind the local balancer; nothing otherwise."""
@@ -95,11 +104,16 @@ class PlatformTarget:
         return {"namespace": self.namespace, "endpoint": self.endpoint, "context": self.context, "apply": False}
 
     def experiment_env(self, deployment: Any) -> dict[str, str]:
-        """Return the environment the Kubernetes experiment files read, pointing at ``deployment``."""
+        """Return the environment the Kubernetes experiment files read, pointing at ``deployment``: its name,
+        and where it has them its pods' selector and readiness path (a team's own Deployment's)."""
         if not self.is_kubernetes:
             return {}
-        env = {ENV_NAMESPACE: self.namespace or DEFAULT_NAMESPACE, ENV_DEPLOYMENT: deployment.spec.name,
+        env = {ENV_NAMESPACE: self.namespace or DEFAULT_NAMESPACE,
+               ENV_DEPLOYMENT: getattr(deployment, "name", None) or deployment.spec.name,
                ENV_ENDPOINT: deployment.endpoint, "HARNESS_FAULT_TOKEN": deployment.fault_token or ""}
+        for key, attribute in ((ENV_SELECTOR, "label_selector"), (ENV_READY_PATH, "ready_path")):
+            if getattr(deployment, attribute, None):
+                env[key] = getattr(deployment, attribute)
         if self.context:  # chaosk8s reads it: the experiments then act on the cluster the harness watches
             env[ENV_CONTEXT] = self.context
         return env

@@ -67,7 +67,7 @@ def test_endpoint_on_the_local_platform_is_the_specs_endpoint_target(tmp_path, m
     assert "freeze x single: skipped (skipped on an endpoint target: freeze_replica acts" in capsys.readouterr().out
     result = json.loads((tmp_path / "runs" / "freeze" / "result.json").read_text())
     assert result["spec"]["target"]["endpoint"] == "http://127.0.0.1:9"
-    # the local main job deploys its own specs: an endpoint there is refused naming the flag, before anything runs
-    assert main(["run", "tiny", "--endpoint", "http://127.0.0.1:9", "--out", "runs/job"]) == 2
-    assert "--endpoint='http://127.0.0.1:9': only applies with --platform kubernetes here" in capsys.readouterr().err
+    # the main job takes one as its endpoint target too: a bad one is refused naming the flag, before anything runs
+    assert main(["run", "tiny", "--endpoint", "https://127.0.0.1:9", "--out", "runs/job"]) == 2
+    assert "--endpoint='https://127.0.0.1:9': must be an http:// URL" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "job").exists()

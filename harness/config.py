@@ -264,7 +264,7 @@ class ServiceSpec(_Model):
 
     @property
     def target_kind(self) -> str:
-        """The system under test: ``reference``, ``command`` or ``endpoint`` (`harness.targetspec`)."""
+        """The system under test: ``reference``, ``command``, ``endpoint`` or ``deployment`` (`harness.targetspec`)."""
         return target_kind(self.target)
 
     @model_validator(mode="after")
@@ -276,6 +276,11 @@ class ServiceSpec(_Model):
                                  f"or scaled by the harness (its topology names the tier it claims)")
             object.__setattr__(self, "replicas", 1)
             return self
+        attached = self.target is not None and self.target.kind == "deployment"  # a Deployment that is not ours
+        if attached and (scaling is not None or self.replicas not in (None, _TOPOLOGY_REPLICAS[self.topology])):
+            name, value = ("autoscaling", "...") if scaling is not None else ("replicas", self.replicas)
+            raise ValueError(f"{name}={value}: a deployment target runs the replicas its Deployment says (read from "
+                             f"the cluster, scaled by its own autoscaler); its topology names the tier it claims")
         if scaling is not None and self.topology != "multi-active":
             raise ValueError(f"topology={self.topology}: autoscaling needs topology 'multi-active' "
                              f"('{self.topology}' has a fixed replica count)")

@@ -1,5 +1,6 @@
 """The system under test of a service spec: the reference service (no ``target``), a user's ``command``
-that the local platform runs as replicas, or an ``endpoint`` the harness does not deploy.
+that the local platform runs as replicas, an ``endpoint`` the harness does not deploy, or an existing
+Kubernetes ``deployment`` it attaches to (``--platform kubernetes``) and never changes.
 
 In a spec file::
 
@@ -17,6 +18,19 @@ In a spec file::
       endpoint: http://10.0.0.7:8080
       readiness_path: /health                 # probed to route it (default /v2/health/ready)
 
+    target:                                   # a deployment target: a team's Deployment on a cluster
+      deployment: my-llm                      # its name, in --namespace; or (and/or) ...
+      selector: "app=my-llm,tier=serving"     # ... a label selector of its pods (default: its own selector)
+      port: 8000                              # its container port (default: the pod template's first)
+      service: my-llm:80                      # the Service in front: NAME[:PORT] (default: the Deployment's name)
+
+A deployment target's probes are its own, read from its pod template when the harness attaches
+(`harness.platforms.kubernetes.attach`); ``readiness_path`` there is only the path the experiments ask
+through the Service (default: its readiness probe's path). Its replica count is the Deployment's: the
+spec's ``topology`` names the tier it claims, and ``replicas`` is refused. The endpoint is ``--endpoint``,
+else ``http://SERVICE.NAMESPACE.svc.cluster.local:PORT``. A ``selector`` is never empty and never only
+negative (``app!=x`` alone would select every other pod in the namespace, and pod-kill deletes what it selects).
+
 ``protocol`` (`harness.protocolspec.ProtocolSettings`; default: Open Inference Protocol v2 to the spec's
 model) is what the load, the prober and the main job send to the target, with its own success rule
 (a stream cut mid-response is a failure); a relative ``bodies_file`` in it is read from the spec's folder.
@@ -31,13 +45,15 @@ balancer in front of it, where network faults act, speaks HTTP/1.1 without TLS).
 
 What a target can take from chaos: the reference service has every fault; a command target every
 fault that acts outside its process (kill, SIGTERM, freeze, CPU throttling, memory cgroup, network);
-an endpoint target only the network faults in the balancer (`harness.chaos.fit`).
+an endpoint target only the network faults in the balancer; a deployment target the pod deletions
+of experiments/kubernetes/ (`harness.chaos.fit`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,14 +64,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from harness.protocolspec import ProtocolSettings
 
 __all__ = ["TARGET_KINDS", "PORT_PLACEHOLDER", "VENV_PLACEHOLDER", "PYTHON_PLACEHOLDER", "Target", "target_kind", "resolve_target_paths",
-           "startup_probe_failures", "target_probes", "fill_probe_paths"]
+           "startup_probe_failures", "target_probes", "fill_probe_paths", "selector_terms", "selector_matches"]
 
-TARGET_KINDS = ("reference", "command", "endpoint")
+TARGET_KINDS = ("reference", "command", "endpoint", "deployment")
 PORT_PLACEHOLDER = "{port}"
 VENV_PLACEHOLDER = "{venv}"
 PYTHON_PLACEHOLDER = "{python}"  # the interpreter the harness runs on (a server of its own venv uses {venv})
 STARTUP_PERIOD_S = 1.0  # a startup timeout becomes a startup probe every this many seconds
 _PATH_FIELDS = ("venv", "workdir")
+# which kind alone takes a field (a field of another kind given with it is one ConfigError naming it)
+_ONLY_COMMAND = ("venv", "workdir", "env", "startup_timeout_s", "liveness_path")
+_ONLY_DEPLOYMENT = ("port", "service")
+_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # a DNS-1123 label: a Service's name
+_DEPLOYMENT_NAME = re.compile(rf"^{_NAME}(\.{_NAME})*$")  # a DNS-1123 subdomain: a Deployment's name
+_SERVICE = re.compile(rf"^(?P<name>{_NAME})(:(?P<port>[0-9]{{1,5}}))?$")
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^({_NAME}(\.{_NAME})*/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+_SET_TERM = re.compile(r"^(?P<key>\S+)\s+(?P<op>in|notin)\s*\((?P<values>[^()]*)\)$")
+_POSITIVE = ("=", "in", "exists")  # a selector needs one: the others alone select every other pod
 
 
 def startup_probe_failures(timeout_s: float) -> int:
@@ -77,6 +104,10 @@ class Target(BaseModel):
     liveness_path: str | None = None
     startup_timeout_s: float | None = Field(None, gt=0, le=3600)
     protocol: ProtocolSettings | None = None  # what load and prober send; None: oip-v2 to the spec's model
+    deployment: str | None = None  # an existing Kubernetes Deployment's name
+    selector: str | None = None  # a label selector of its pods (default: the Deployment's own)
+    port: int | None = Field(None, ge=1, le=65535)  # its container port (default: its pod template's first)
+    service: str | None = None  # the Service in front of it, NAME or NAME:PORT (default: the Deployment's name)
 
     @field_validator("venv", "workdir")
     @classmethod
@@ -128,6 +159,29 @@ class Target(BaseModel):
             raise ValueError("give the server's root (scheme, host, port) only: the protocol adds the paths")
         return value.rstrip("/")
 
+    @field_validator("deployment")
+    @classmethod
+    def _deployment_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _DEPLOYMENT_NAME.match(value)):
+            raise ValueError("is not a Deployment name (lower-case letters, digits, '-' and '.'; at most 253)")
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            selector_terms(value)
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        match = _SERVICE.match(value) if value is not None else None
+        if value is not None and (match is None or not 1 <= int(match.group("port") or 1) <= 65535):
+            raise ValueError("give the Service as NAME or NAME:PORT (a Service in the namespace; port 1 to 65535), "
+                             "or pass --endpoint URL")
+        return value
+
     @field_validator("readiness_path", "liveness_path")
     @classmethod
     def _probe_path(cls, value: str | None) -> str | None:
@@ -137,23 +191,43 @@ class Target(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Target":
-        if (self.command is None) == (self.endpoint is None):
+        attached = self.deployment is not None or self.selector is not None
+        if attached and (self.command is not None or self.endpoint is not None):
+            name = "deployment" if self.deployment is not None else "selector"
+            raise ValueError(f"{name}={getattr(self, name)}: an existing Kubernetes Deployment takes no command or "
+                             f"endpoint; give exactly one of command, endpoint or deployment/selector")
+        if not attached and (self.command is None) == (self.endpoint is None):
             both = "both" if self.command is not None else "neither"
-            raise ValueError(f"command={both}: give exactly one of command (a server the harness runs) or "
-                             f"endpoint (a URL it only measures)")
-        if self.endpoint is not None:
-            for name in ("venv", "workdir", "startup_timeout_s", "liveness_path"):
+            raise ValueError(f"command={both}: give exactly one of command (a server the harness runs), "
+                             f"endpoint (a URL it only measures) or deployment/selector (a Kubernetes Deployment it "
+                             f"attaches to)")
+        if self.kind != "command":
+            why = ("an endpoint is not run by the harness" if self.kind == "endpoint" else
+                   "a Deployment runs as its own pod template says; its probes are read from it")
+            for name in _ONLY_COMMAND:
+                if getattr(self, name):
+                    value = "..." if name == "env" else getattr(self, name)
+                    raise ValueError(f"{name}={value}: only a command target has it ({why})")
+        if self.kind != "deployment":
+            for name in _ONLY_DEPLOYMENT:
                 if getattr(self, name) is not None:
-                    raise ValueError(f"{name}={getattr(self, name)}: only a command target has it "
-                                     f"(an endpoint is not run by the harness)")
-            if self.env:
-                raise ValueError("env=...: only a command target has it (an endpoint is not run by the harness)")
+                    raise ValueError(f"{name}={getattr(self, name)}: only a deployment target (an existing "
+                                     f"Kubernetes Deployment) has it")
         return self
 
     @property
     def kind(self) -> str:
-        """``command`` or ``endpoint``."""
+        """``command``, ``endpoint`` or ``deployment``."""
+        if self.deployment is not None or self.selector is not None:
+            return "deployment"
         return "command" if self.command is not None else "endpoint"
+
+    def service_address(self, default_name: str, default_port: int) -> tuple[str, int]:
+        """Return the (name, port) of a deployment target's Service: ``service``'s, else the defaults."""
+        match = _SERVICE.match(self.service) if self.service is not None else None
+        if match is None:
+            return default_name, default_port
+        return match.group("name"), int(match.group("port") or default_port)
 
     def _substitute(self, text: str, port: int) -> str:
         text = text.replace(PORT_PLACEHOLDER, str(port)).replace(PYTHON_PLACEHOLDER, sys.executable)
@@ -176,8 +250,58 @@ class Target(BaseModel):
 
 
 def target_kind(target: Target | None) -> str:
-    """Return the kind of system under test: ``reference`` (no target), ``command`` or ``endpoint``."""
+    """Return the kind of system under test: ``reference`` (no target), ``command``, ``endpoint`` or ``deployment``."""
     return "reference" if target is None else target.kind
+
+
+def selector_terms(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Return a Kubernetes label selector as (key, op, values) terms; op is ``=``, ``!=``, ``in``, ``notin``,
+    ``exists`` or ``!exists``. Raises ValueError naming the bad term, for an empty selector or one with no
+    positive term (it would select every other pod in the namespace)."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        current += char
+    parts.append(current)
+    terms = []
+    for part in (item.strip() for item in parts):
+        match = _SET_TERM.match(part)
+        if not part:
+            raise ValueError("an empty selector (or term) would select every pod in the namespace; "
+                             "give key=value terms, e.g. app=my-server")
+        if match:
+            key, op, values = match["key"], match["op"], tuple(v.strip() for v in match["values"].split(","))
+        elif "=" in part:
+            op = "!=" if "!=" in part else "="
+            key, value = part.replace("==", "=", 1).split(op, 1)
+            values = (value,)
+        else:
+            key, op, values = part.lstrip("!"), "!exists" if part.startswith("!") else "exists", ()
+        key, values = key.strip(), tuple(v.strip() for v in values)
+        if not _LABEL_KEY.match(key):
+            raise ValueError(f"{key!r} is not a label key" + (f" (in {part!r})" if key != part else ""))
+        bad = [v for v in values if not _LABEL_VALUE.match(v)]
+        if bad or (op in ("in", "notin") and not any(values)):
+            raise ValueError(f"{part!r} has a value that is not a label value ({', '.join(map(repr, bad)) or 'none'})")
+        terms.append((key, op, values))
+    if not any(op in _POSITIVE for _, op, _ in terms):
+        raise ValueError("selects by what pods lack only, so it would select every other pod in the namespace; "
+                         "add a key=value term")
+    return terms
+
+
+def selector_matches(terms: list[tuple[str, str, tuple[str, ...]]], labels: Mapping[str, str]) -> bool:
+    """Return True when ``labels`` satisfy every term of a parsed selector (`selector_terms`)."""
+    for key, op, values in terms:
+        have = labels.get(key)
+        if (op in ("=", "in") and have not in values) or (op in ("!=", "notin") and have in values) \
+                or (op == "exists" and key not in labels) or (op == "!exists" and key in labels):
+            return False
+    return True
 
 
 def target_probes(probes: Any, target: Target, probe_cls: Any) -> Any:
@@ -185,9 +309,13 @@ def target_probes(probes: Any, target: Target, probe_cls: Any) -> Any:
 
     An endpoint target loses liveness and startup (nothing to restart: only readiness routes it); a
     command target's ``startup_timeout_s`` adds a startup probe (every `STARTUP_PERIOD_S`) where the
-    spec has none.
+    spec has none. A deployment target has none here: its probes are its pod template's own.
     """
     probes = probes.model_copy()
+    if target.kind == "deployment":
+        for kind in ("liveness", "readiness", "startup"):
+            object.__setattr__(probes, kind, None)
+        return probes
     for kind, path in (("readiness", target.readiness_path), ("liveness", target.liveness_path)):
         probe = getattr(probes, kind)
         if path is not None and probe is not None:

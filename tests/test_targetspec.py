@@ -177,3 +177,58 @@ def test_a_target_names_the_protocol_its_server_speaks(tmp_path, monkeypatch):
 def test_a_bad_target_protocol_is_one_error_naming_the_field(protocol, field):
     err = _error({"endpoint": "http://127.0.0.1:8000", "protocol": protocol})
     assert field in err.field
+
+
+# --- a deployment target: an existing Kubernetes Deployment, attached to as it is --------------------
+
+
+def test_a_deployment_target_names_an_existing_deployment_and_keeps_its_own_probes():
+    spec = _spec({"deployment": "team-llm", "selector": "app=team-llm,tier in (serving, canary),!canary", "port": 8080,
+                  "service": "team-llm:80", "protocol": {"protocol": "openai-chat", "model": "tiny"}}, topology="multi-active")
+    assert spec.target_kind == "deployment" and spec.target.service_address("team-llm", 8080) == ("team-llm", 80)
+    # its probes are its pod template's, read when the harness attaches: none of the harness's here
+    assert (spec.probes.readiness, spec.probes.liveness, spec.probes.startup) == (None, None, None)
+    assert _spec({"selector": "app=x"}).target.service_address("x", 8000) == ("x", 8000)
+    again = validate_model(ServiceSpec, spec.model_dump(mode="json", by_alias=True))
+    assert again.target == spec.target and again.probes == spec.probes
+
+
+def test_a_selector_reads_as_kubernetes_reads_it():
+    from harness.targetspec import selector_matches, selector_terms
+
+    terms = selector_terms("app=x, tier in (a, b),!canary,zone,env!=dev")
+    assert terms == [("app", "=", ("x",)), ("tier", "in", ("a", "b")), ("canary", "!exists", ()), ("zone", "exists", ()),
+                     ("env", "!=", ("dev",))]
+    assert selector_matches(terms, {"app": "x", "tier": "b", "zone": "eu"})
+    for labels in ({"app": "x", "tier": "c", "zone": "eu"}, {"app": "x", "tier": "a", "zone": "eu", "canary": "1"},
+                   {"app": "x", "tier": "a"}, {"app": "x", "tier": "a", "zone": "eu", "env": "dev"}):
+        assert not selector_matches(terms, labels), labels
+
+
+@pytest.mark.parametrize("target, fields, field, words", [
+    ({"deployment": "Team_LLM"}, {}, "target.deployment", "not a Deployment name"),
+    ({"selector": ""}, {}, "target.selector", "an empty selector"),
+    ({"selector": "app!=x,tier notin (a)"}, {}, "target.selector", "every other pod in the namespace"),
+    ({"selector": "app in ()"}, {}, "target.selector", "not a label value"),
+    ({"selector": "app x"}, {}, "target.selector", "not a label key"),
+    ({"deployment": "d", "command": ["srv", "{port}"]}, {}, "target.deployment", "takes no command or endpoint"),
+    ({"selector": "app=x", "endpoint": "http://h:1"}, {}, "target.selector", "takes no command or endpoint"),
+    ({"deployment": "d", "env": {"A": "1"}}, {}, "target.env", "only a command target"),
+    ({"deployment": "d", "liveness_path": "/live"}, {}, "target.liveness_path", "its probes are read from it"),
+    ({"endpoint": "http://h:1", "port": 80}, {}, "target.port", "only a deployment target"),
+    ({"command": ["srv", "{port}"], "service": "svc"}, {}, "target.service", "only a deployment target"),
+    ({"deployment": "d", "service": "svc:99999"}, {}, "target.service", "NAME or NAME:PORT"),
+    ({"deployment": "d", "port": 0}, {}, "target.port", "greater than or equal to 1"),
+    ({"deployment": "d"}, {"topology": "multi-active", "replicas": 3}, "replicas", "the replicas its Deployment says"),
+    ({"deployment": "d"}, {"topology": "multi-active", "autoscaling": {"minReplicas": 2, "maxReplicas": 4,
+                                                                      "targetRequestsPerSecond": 50}},
+     "autoscaling", "scaled by its own autoscaler"),
+])
+def test_a_bad_deployment_target_is_one_error_naming_the_field_and_value(target, fields, field, words):
+    err = _error(target, **fields)
+    assert err.field == field and words in err.reason, str(err)
+
+
+def test_the_shipped_kubernetes_deployment_example_is_valid():
+    spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "targets" / "kubernetes-deployment.yaml")
+    assert spec.target_kind == "deployment" and spec.target.deployment and spec.target.protocol is not None

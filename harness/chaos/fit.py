@@ -4,10 +4,14 @@ The kinds of target are `harness.targetspec.TARGET_KINDS`: the reference service
 a user's ``command`` every fault that acts from outside its process (kill, SIGTERM, freeze, CPU
 throttling through the cgroup quota, an OOM kill through the memory cgroup, network faults in the
 balancer); an ``endpoint`` only the network faults in the balancer, since the harness runs no process
-of it. An experiment may say which kinds it applies to (``extensions[harness].targets``); when it
+of it; a ``deployment`` (a team's Deployment on Kubernetes) what chaostoolkit-kubernetes does to its
+pods by their label selector (pod-kill, pod-kill-graceful), never a patch of the Deployment. An experiment may say which kinds it applies to (``extensions[harness].targets``); when it
 does not, the kinds follow from its activities (`ACTIVITY_NEEDS`, `MODULE_NEEDS`): a fault hook of
 the reference service (over HTTP) needs the reference service, an action on a replica's process or
-cgroup needs a process the harness runs, and an activity this module does not know is assumed to
+cgroup needs a process the harness runs, chaosk8s's pod actions and probes need pods selected by
+their labels, a patch of the Deployment (`harness.chaos.kubernetes_activities`' slow starts) needs the
+reference service's own, an HTTP action on ``/v2/faults`` (the Kubernetes experiments' fault hooks)
+needs the reference service, and an activity this module does not know is assumed to
 need the reference service (declare ``targets`` to say otherwise). A spec overlay that changes the
 reference service's own settings (``service``: a slow start, a broken build) needs it too.
 
@@ -22,14 +26,16 @@ from typing import Any
 
 from harness.chaos.experiment import Experiment
 from harness.chaos.result import build_result
+from harness.targetspec import TARGET_KINDS
 
-__all__ = ["OUTCOME_SKIPPED", "ACTIVITY_NEEDS", "MODULE_NEEDS", "activity_calls", "target_kinds", "target_fit",
-           "skipped_result"]
+__all__ = ["OUTCOME_SKIPPED", "ACTIVITY_NEEDS", "MODULE_NEEDS", "activity_calls", "hook_calls", "target_kinds",
+           "target_fit", "skipped_result"]
 
 OUTCOME_SKIPPED = "skipped"
 # the modules whose activities ACTIVITY_NEEDS knows
-_MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota", "harness.chaos.memlimit")
-_ANY, _PROCESS, _HOOKS = "any", "process", "hooks"
+_MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota", "harness.chaos.memlimit", "harness.chaos.kubernetes_activities")
+_ANY, _PROCESS, _HOOKS, _BALANCER, _PODS, _PATCH = "any", "process", "hooks", "balancer", "pods", "patch"
+_FAULT_HOOKS = "/v2/faults"  # the reference service's fault hooks, as the Kubernetes experiments call them over HTTP
 
 # what each activity of harness.chaos.activities (and .cpuquota, .memlimit) needs from the system under test
 ACTIVITY_NEEDS = {
@@ -38,10 +44,22 @@ ACTIVITY_NEEDS = {
     "squeeze_memory": _PROCESS,
     "clear_faults": _ANY, "ready_replica_count": _ANY, "all_replicas_ready": _ANY, "wait_for_ready": _ANY,
     "wait_for_events": _ANY, "endpoint_responds_within": _ANY, "availability_over_last": _ANY,
+    "set_startup_delay": _PATCH, "restore_deployment": _PATCH, "wait_for_crash_loop": _PODS,
 }
-# modules whose every activity needs nothing from the server (network faults act in the front balancer)
-MODULE_NEEDS = {"harness.chaos.network_activities": _ANY}
-_KINDS_FOR = {_ANY: ("reference", "command", "endpoint"), _PROCESS: ("reference", "command"), _HOOKS: ("reference",)}
+# modules whose every activity needs the same: network faults act in the front balancer (any server
+# behind it), chaosk8s's pod actions and probes on pods selected by their labels
+MODULE_NEEDS = {"harness.chaos.network_activities": _BALANCER, "chaosk8s.pod.actions": _PODS,
+                "chaosk8s.pod.probes": _PODS, "chaosk8s.deployment.probes": _PODS}
+_KINDS_FOR = {_ANY: TARGET_KINDS, _PROCESS: ("reference", "command"), _HOOKS: ("reference",), _PATCH: ("reference",),
+              _BALANCER: ("reference", "command", "endpoint"), _PODS: ("reference", "deployment")}
+_WHY = {
+    _HOOKS: "{func} needs the reference service's fault hooks, which {a_kind} target does not have",
+    _PROCESS: "{func} acts on a replica's process, and the harness runs no process of {a_kind} target",
+    _PATCH: "{func} patches the reference service's Deployment (its start-up), and the harness changes nothing of "
+            "{a_kind} target",
+    _BALANCER: "{func} acts in the local platform's balancer, which is not in front of {a_kind} target",
+    _PODS: "{func} acts on Kubernetes pods by their labels, which {a_kind} target does not have",
+}
 
 
 def activity_calls(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -53,13 +71,23 @@ def activity_calls(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield str(provider.get("module")), str(provider.get("func"))
 
 
+def hook_calls(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Yield (name, URL) of every method action calling the reference service's fault hooks over HTTP
+    (a rollback that clears them is harmless anywhere: it is not one)."""
+    for activity in document.get("method") or []:
+        provider = activity.get("provider") if isinstance(activity, Mapping) else None
+        if isinstance(provider, Mapping) and provider.get("type") == "http" and _FAULT_HOOKS in str(provider.get("url")):
+            url = str(provider.get("url"))
+            yield str(activity.get("name")), url[url.index(_FAULT_HOOKS):]
+
+
 def target_kinds(experiment: Experiment) -> tuple[list[str], dict[str, str]]:
     """Return the target kinds ``experiment`` applies to, and for each kind it does not, why."""
     declared = experiment.extension.targets
     if declared is not None:
         why = f"experiment {experiment.name} applies to {', '.join(declared)} targets (extensions[harness].targets)"
-        return list(declared), {kind: why for kind in ("reference", "command", "endpoint") if kind not in declared}
-    kinds = ["reference", "command", "endpoint"]
+        return list(declared), {kind: why for kind in TARGET_KINDS if kind not in declared}
+    kinds = list(TARGET_KINDS)
     reasons: dict[str, str] = {}
 
     def exclude(allowed: tuple[str, ...], why: str) -> None:
@@ -77,12 +105,11 @@ def target_kinds(experiment: Experiment) -> tuple[list[str], dict[str, str]]:
         if not known:
             exclude(_KINDS_FOR[_HOOKS], f"{module}.{func} is not known to work on {{a_kind}} target "
                                         f"(declare extensions[harness].targets if it does)")
-        elif need == _HOOKS:
-            exclude(_KINDS_FOR[_HOOKS], f"{func} needs the reference service's fault hooks, which {{a_kind}} target "
-                                        f"does not have")
-        elif need == _PROCESS:
-            exclude(_KINDS_FOR[_PROCESS], f"{func} acts on a replica's process, and the harness runs no process of "
-                                          f"{{a_kind}} target")
+        elif need in _WHY:
+            exclude(_KINDS_FOR[need], _WHY[need].replace("{func}", func))
+    for name, url in hook_calls(experiment.document):
+        exclude(_KINDS_FOR[_HOOKS], f"{name} calls the reference service's fault hook ({url}), which {{a_kind}} "
+                                    f"target does not have")
     return kinds, reasons
 
 

@@ -51,7 +51,11 @@ class ChaosRunSettings:
         layers = [base, self.experiment.extension.spec, self.extra_spec, self.target.spec_overlay()]
         if self.retry is not None:
             layers.append({"balancer": {"retry_on_connect_error": self.retry}})
-        return merge_spec(*layers, topology=self.topology)
+        spec = merge_spec(*layers, topology=self.topology)
+        if spec.target_kind == "deployment":  # refused before anything runs, not skipped as a fault it cannot take
+            raise ConfigError("--platform", self.target.platform, "a deployment target (an existing Kubernetes "
+                              "Deployment) is attached to with --platform kubernetes")
+        return spec
 
     def _attached_spec(self) -> ServiceSpec:
         source = str(self.target.spec_path or "--spec")

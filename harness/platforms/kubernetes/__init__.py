@@ -1,6 +1,6 @@
 """The Kubernetes platform: render a service spec to hardened manifests (and the in-cluster runner),
 apply them with the official client, and drive the result through the same Deployment interface as
-the local platform.
+the local platform; or attach to a team's own Deployment as it is (`attach_deployment`).
 
 The client library is imported only when a cluster is used, so rendering stays fast and works
 without one.
@@ -8,6 +8,7 @@ without one.
 
 from __future__ import annotations
 
+from harness.platforms.kubernetes.attach import AttachedDeployment, attach_deployment
 from harness.platforms.kubernetes.client import KubernetesClient, kubeconfig_paths
 from harness.platforms.kubernetes.deployment import KubernetesDeployment, deploy_kubernetes
 from harness.platforms.kubernetes.options import (
@@ -21,6 +22,7 @@ from harness.platforms.kubernetes.rbac import CHAOS_ACTIVITIES, RUNNER_RULES, Ru
 from harness.platforms.kubernetes.render import render_manifests, write_manifests
 
 __all__ = [
+    "AttachedDeployment",
     "CHAOS_ACTIVITIES",
     "DEFAULT_IMAGE",
     "DEFAULT_NAMESPACE",
@@ -30,6 +32,7 @@ __all__ = [
     "KubernetesDeployment",
     "RenderOptions",
     "Rule",
+    "attach_deployment",
     "deploy_kubernetes",
     "kubeconfig_paths",
     "render_manifests",

@@ -188,6 +188,15 @@ class KubernetesClient:
         """Return the Deployment (a V1Deployment); raise DeploymentError if it is missing."""
         return self.call(f"get deployment {namespace}/{name}", self.apps.read_namespaced_deployment, name, namespace)
 
+    def list_deployments(self, namespace: str) -> list[Any]:
+        """Return the namespace's Deployments (V1Deployment), sorted by name."""
+        result = self.call(f"list deployments in {namespace}", self.apps.list_namespaced_deployment, namespace)
+        return sorted(result.items or [], key=lambda item: item.metadata.name)
+
+    def to_data(self, obj: Any) -> Any:
+        """Return an API object (a V1Probe ...) as the plain JSON data the API server sends (camelCase keys)."""
+        return self.api.sanitize_for_serialization(obj)
+
     def list_pods(self, namespace: str, label_selector: str) -> list[Any]:
         """Return the pods (V1Pod) matching ``label_selector``, sorted by name."""
         result = self.call(f"list pods {label_selector!r} in {namespace}", self.core.list_namespaced_pod, namespace, label_selector=label_selector)

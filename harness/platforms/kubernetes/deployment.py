@@ -4,7 +4,9 @@ delete), events(), close().
 
 It either applies the rendered manifests itself (and deletes them on close) or attaches to a service
 already applied by an operator, which is what the in-cluster runner does: attached, it only makes
-the calls in `rbac.ATTACH_CALLS`. Like the local platform, it keeps a state file and an append-only
+the calls in `rbac.ATTACH_CALLS`. A team's own Deployment (a spec's ``deployment`` target) is
+`harness.platforms.kubernetes.attach.AttachedDeployment`, this class with that Deployment's name,
+pod selector, port, replica count and grace period. Like the local platform, it keeps a state file and an append-only
 ``events.jsonl`` in its work directory: Kubernetes events, translated, plus the transitions it sees
 when it reads the pods (Ready, NotReady, Exited, OOMKilled, Recovered).
 """
@@ -34,6 +36,7 @@ __all__ = ["KubernetesDeployment", "deploy_kubernetes", "replica_status", "trans
 
 # Kubernetes event reasons that have a name in the harness's event vocabulary; others keep their own.
 _REASONS = {"Scheduled": SCHEDULED, "Started": STARTED, "Killing": KILLING, "Unhealthy": UNHEALTHY, "BackOff": BACK_OFF}
+READY_PATH = "/v2/health/ready"  # the reference service's readiness path (the experiments ask it through the Service)
 WATCH_INTERVAL_S = 1.0  # how often the watcher reads the pods (Ready/NotReady/restart transitions)
 _EVENTS_EVERY = 5  # ... and every this many reads, the namespace's events
 
@@ -90,19 +93,27 @@ class KubernetesDeployment:
     cpu_enforcement = "kubernetes"
 
     def __init__(self, spec: ServiceSpec, client: KubernetesClient, *, namespace: str, workdir: str | Path,
-                 applied: list[dict[str, Any]] | None = None, endpoint: str | None = None, fault_token: str = "") -> None:
+                 applied: list[dict[str, Any]] | None = None, endpoint: str | None = None, fault_token: str = "",
+                 name: str | None = None, port: int | None = None, label_selector: str | None = None) -> None:
+        """``name``, ``port`` and ``label_selector`` default to the rendered service's (the spec's name, its
+        container port, its labels); a Deployment the harness did not render gives its own."""
         self.spec = spec
         self.client = client
         self.namespace = namespace
         self.applied = list(applied or [])  # empty when attached: close() deletes nothing
-        self.port = container_port(spec)
-        self.endpoint = endpoint or f"http://{spec.name}.{namespace}.svc.cluster.local:{self.port}"
+        self.name = name or spec.name
+        self.port = port or container_port(spec)
+        self.endpoint = endpoint or f"http://{self.name}.{namespace}.svc.cluster.local:{self.port}"
         self.fault_token = fault_token
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.workdir / "state.json"
         self.events_path = self.workdir / "events.jsonl"
-        self._selector = ",".join(f"{k}={v}" for k, v in selector(spec).items())
+        self.label_selector = label_selector or ",".join(f"{k}={v}" for k, v in selector(spec).items())
+        self.replica_count = spec.replica_count  # how many pods Ready is Ready
+        self.grace_period_s = spec.termination_grace_period_s  # a SIGTERM kill's pod deletion grace
+        self.ready_path = READY_PATH
+        self.state_extra: dict[str, Any] = {}  # more for the state file (what an attached Deployment was read as)
         self._seen: dict[str, ReplicaStatus] = {}
         self._not_ready_since: dict[str, float] = {}
         self._seen_events: set[tuple[str, int]] = set()
@@ -116,7 +127,7 @@ class KubernetesDeployment:
     def replicas(self) -> list[ReplicaStatus]:
         """Return the service's pods as replica rows; record transitions since the last read."""
         with self._lock:
-            rows = [replica_status(pod, self.port) for pod in self.client.list_pods(self.namespace, self._selector)]
+            rows = [replica_status(pod, self.port) for pod in self.client.list_pods(self.namespace, self.label_selector)]
             self._record_transitions(rows)
             self._write_state(rows)
             return rows
@@ -146,7 +157,7 @@ class KubernetesDeployment:
 
     def wait_ready(self, count: int | None = None, timeout_s: float = 120.0) -> None:
         """Return once ``count`` pods (default: the spec's replicas) are Ready; raise DeploymentError on timeout."""
-        want = self.spec.replica_count if count is None else count
+        want = self.replica_count if count is None else count
         deadline = time.monotonic() + timeout_s
         while True:
             rows = self.replicas()
@@ -155,7 +166,7 @@ class KubernetesDeployment:
                 return
             if time.monotonic() >= deadline:
                 states = ", ".join(f"{r.name}={r.state}{'/ready' if r.ready else ''}" for r in rows) or "no pods"
-                raise DeploymentError(f"{len(ready)} of {want} replicas of {self.namespace}/{self.spec.name} Ready after {timeout_s:g} s ({states})")
+                raise DeploymentError(f"{len(ready)} of {want} replicas of {self.namespace}/{self.name} Ready after {timeout_s:g} s ({states})")
             time.sleep(1.0)
 
     def kill_replica(self, name: str, sig: int = signal.SIGKILL) -> int:
@@ -165,23 +176,27 @@ class KubernetesDeployment:
         Raises DeploymentError naming the known pods when ``name`` is not one of the service's pods.
         """
         pod = self.client.read_pod(self.namespace, name)
-        if pod is None or (pod.metadata.labels or {}).get("app.kubernetes.io/name") != self.spec.name:
+        if pod is None or not self._owns(pod):
             known = ", ".join(row.name for row in self.replicas()) or "none"
-            raise DeploymentError(f"no replica {name!r} in {self.namespace}/{self.spec.name} (replicas: {known})")
-        grace_s = 0 if sig == signal.SIGKILL else int(self.spec.termination_grace_period_s)
+            raise DeploymentError(f"no replica {name!r} in {self.namespace}/{self.name} (replicas: {known})")
+        grace_s = 0 if sig == signal.SIGKILL else int(self.grace_period_s)
         self._append([Event(time.time(), time.monotonic(), KILLING, name, reason="Chaos",
                             message=f"deleting pod (grace {grace_s} s) for {signal.Signals(sig).name}")])
         self.client.delete_pod(self.namespace, name, grace_period_s=grace_s)
         return grace_s
 
+    def _owns(self, pod: Any) -> bool:
+        """Return True when ``pod`` (V1Pod) is one of this service's (the rendered service's name label)."""
+        return (pod.metadata.labels or {}).get("app.kubernetes.io/name") == self.spec.name
+
     def events(self) -> list[Event]:
         """Return every event recorded so far (after adding new cluster events), oldest first."""
-        prefix = f"{self.spec.name}-"
+        prefix = f"{self.name}-"
         fresh = []
         with self._lock:
             for item in self.client.list_events(self.namespace):
                 obj = item.involved_object
-                if obj is None or not (obj.name == self.spec.name or (obj.name or "").startswith(prefix)):
+                if obj is None or not (obj.name == self.name or (obj.name or "").startswith(prefix)):
                     continue
                 key = (item.metadata.uid or item.metadata.name, item.count or 1)
                 if key in self._seen_events:
@@ -230,8 +245,8 @@ class KubernetesDeployment:
                 self.watch_errors.append(f"{time.time():.3f}: final events: {exc}")
             if self.applied:
                 self.client.delete(self.applied)
-                deadline = time.monotonic() + max(30.0, self.spec.termination_grace_period_s + 30.0)
-                while self.client.list_pods(self.namespace, self._selector) and time.monotonic() < deadline:
+                deadline = time.monotonic() + max(30.0, self.grace_period_s + 30.0)
+                while self.client.list_pods(self.namespace, self.label_selector) and time.monotonic() < deadline:
                     time.sleep(1.0)
                 self._append([Event(time.time(), time.monotonic(), DELETED, None, message=f"deleted {len(self.applied)} objects")])
         finally:
@@ -277,8 +292,9 @@ class KubernetesDeployment:
 
     def _write_state(self, rows: list[ReplicaStatus]) -> None:
         state = {
-            "platform": "kubernetes", "namespace": self.namespace, "deployment": self.spec.name,
+            "platform": "kubernetes", "namespace": self.namespace, "deployment": self.name,
             "endpoint": self.endpoint, "topology": self.spec.topology, "replicas": [row.to_dict() for row in rows],
+            **self.state_extra,
         }
         tmp = self.state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")

@@ -4,8 +4,10 @@
 deployments get/list/patch, events list. It is the union of what the Chaos Toolkit activities in
 `CHAOS_ACTIVITIES` call (chaostoolkit-kubernetes's and `harness.chaos.kubernetes_activities`, as the
 experiments in experiments/kubernetes/ use them) and what `KubernetesDeployment` calls when it
-attaches to a running service (`ATTACH_CALLS`). A test runs both against a recording fake API server
-and checks that the verbs it sees equal these rules, no more and no less, and that the experiment
+attaches to a running service (`ATTACH_CALLS`). A team's own Deployment (a spec's ``deployment``
+target, `harness.platforms.kubernetes.attach`) needs no more: `ATTACH_TARGET_CALLS`, within these
+rules. Tests run them against a recording fake API server
+and check that the verbs it sees equal these rules, no more and no less, and that the experiment
 files use exactly the listed activities; `rules_for_requests` turns recorded HTTP requests into the
 rules they need.
 """
@@ -21,6 +23,7 @@ __all__ = [
     "RUNNER_RULES",
     "CHAOS_ACTIVITIES",
     "ATTACH_CALLS",
+    "ATTACH_TARGET_CALLS",
     "role_rules",
     "rule_for_request",
     "rules_for_requests",
@@ -54,6 +57,17 @@ ATTACH_CALLS: tuple[str, ...] = (
     "AppsV1Api.read_namespaced_deployment",  # rollout state: wait_ready
     "CoreV1Api.list_namespaced_pod",  # replicas()
     "CoreV1Api.read_namespaced_pod",  # kill_replica: confirm the pod before deleting it
+    "CoreV1Api.delete_namespaced_pod",  # kill_replica
+    "CoreV1Api.list_namespaced_event",  # events()
+)
+
+# Calls `AttachedDeployment` makes on a team's Deployment: read it, find and delete its pods; never a
+# create, patch or delete of a Deployment.
+ATTACH_TARGET_CALLS: tuple[str, ...] = (
+    "AppsV1Api.read_namespaced_deployment",  # target.deployment: read it (replicas, port, probes); rollout state
+    "AppsV1Api.list_namespaced_deployment",  # target.selector alone: the Deployment whose pods it selects
+    "CoreV1Api.list_namespaced_pod",  # its pods, by its own selector
+    "CoreV1Api.read_namespaced_pod",  # kill_replica: confirm the pod is its own before deleting it
     "CoreV1Api.delete_namespaced_pod",  # kill_replica
     "CoreV1Api.list_namespaced_event",  # events()
 )

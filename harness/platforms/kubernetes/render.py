@@ -28,7 +28,10 @@ def render_manifests(spec: ServiceSpec, options: RenderOptions | None = None) ->
     Raises ConfigError naming the field and value when the spec or options cannot be rendered.
     """
     options = options or RenderOptions()
-    if spec.target is not None:  # a user's server on a cluster is their own Deployment, attached to as it is
+    if spec.target_kind == "deployment":  # a user's server on a cluster is their own Deployment, attached to as it is
+        raise ConfigError("target", spec.target_kind, "an existing Deployment is attached to as it is (harness chaos "
+                          "run|matrix --platform kubernetes), never rendered; render renders the reference service")
+    if spec.target is not None:
         raise ConfigError("target", spec.target_kind, "a command or endpoint target runs on the local platform; "
                           "the Kubernetes platform renders the reference service")
     validate_render_options(options, spec)

@@ -17,6 +17,7 @@ from harness.platforms.kubernetes.manifests import (
     container_security_context,
     labels,
     pod_security_context,
+    selector,
 )
 from harness.platforms.kubernetes.options import RenderOptions
 from harness.platforms.kubernetes.rbac import role_rules
@@ -55,6 +56,7 @@ def runner_env(spec: ServiceSpec, options: RenderOptions) -> list[dict[str, Any]
     return [
         {"name": "HARNESS_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "HARNESS_K8S_DEPLOYMENT", "value": spec.name},
+        {"name": "HARNESS_K8S_SELECTOR", "value": ",".join(f"{k}={v}" for k, v in selector(spec).items())},
         {"name": "HARNESS_ENDPOINT", "value": endpoint},
         {"name": "HARNESS_SPEC", "value": f"{SPEC_MOUNT}/spec.yaml"},
         # chaostoolkit-kubernetes uses the pod's ServiceAccount only when told it runs in a pod

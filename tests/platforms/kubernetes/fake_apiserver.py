@@ -156,6 +156,18 @@ class FakeCluster:
             ready = "True" if status.get("ready") else "False"
             pod["status"]["conditions"] = [{"type": "Ready", "status": ready}]
 
+    def add_deployment(self, deployment: dict) -> str:
+        """Create ``deployment`` as its owner would (``kubectl apply``, not the harness) and start its pods
+        Ready, as its ReplicaSet would; return its API path."""
+        with self.lock:
+            obj = copy.deepcopy(deployment)
+            meta = obj["metadata"]
+            meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=_now())
+            path = f"/apis/apps/v1/namespaces/{meta['namespace']}/deployments/{meta['name']}"
+            self.objects[path] = obj
+            self._reconcile(obj)
+            return path
+
     def add_event(self, namespace: str, kind: str, name: str, reason: str, message: str) -> None:
         with self.lock:
             self._event(namespace, kind, name, reason, message)

@@ -209,17 +209,22 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
     target, preset = ctx.target, ctx.preset
     spec = load_spec(target.spec_path)
     out = ctx.out_dir / LOAD_DIR
-    ctx.say(f"attaching to {target.namespace}/{spec.name} ({spec.topology}, {spec.replica_count} replica(s), "
-            f"model {spec.service.model}) on kubernetes")
+    theirs = spec.target_kind == "deployment"  # a team's own Deployment: its name, replicas and probes are read from it
+    what = (f"their Deployment ({spec.target.deployment or spec.target.selector})" if theirs else
+            f"{target.namespace}/{spec.name} ({spec.topology}, {spec.replica_count} replica(s), model {spec.service.model})")
+    ctx.say(f"attaching to {what} on kubernetes")
     began = time.monotonic()
     deployment = deploy(spec, platform="kubernetes", workdir=out / "platform", timeout_s=preset.ready_timeout_s,
                         **target.deploy_options())
     ctx.hold("deployment", deployment, lambda: _teardown(deployment, out))
     ctx.values.update(spec=spec, cpu_plan=CpuPlan(service=None, generator=None))  # the cluster places the pods
     ready_s = time.monotonic() - began
-    ctx.say(f"{spec.replica_count} pod(s) Ready after {ready_s:.1f} s; service at {deployment.endpoint}")
-    return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology, "replicas": spec.replica_count,
-                                 "model": spec.service.model, "namespace": target.namespace, "endpoint": deployment.endpoint})
+    replicas = getattr(deployment, "replica_count", spec.replica_count)
+    ctx.say(f"{target.namespace}/{getattr(deployment, 'name', spec.name)}: {replicas} pod(s) Ready after {ready_s:.1f} s; "
+            f"service at {deployment.endpoint}")
+    return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology, "replicas": replicas,
+                                 "model": None if theirs else spec.service.model, "target": spec.target_kind,
+                                 "namespace": target.namespace, "endpoint": deployment.endpoint})
 
 
 def load_stage(ctx: JobContext) -> StageOutcome:

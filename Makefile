@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test smoke bench clean
+.PHONY: install test smoke bench servers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ smoke: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/harness bench service
+
+# The third-party example servers' own environments (KServe, LitServe, FastAPI: experiments/targets/),
+# pinned, installed once per machine and linked from .venvs/; the tests call the same script
+servers: $(STAMP)
+	$(BIN)/python experiments/targets/install_servers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,7 +19,6 @@ error becomes `ActivityFailed` with a one-line message, which chaoslib records i
 from __future__ import annotations
 
 import math
-import os
 import signal as signals
 import statistics
 import time
@@ -41,6 +40,7 @@ from harness.chaos.targets import (
     select,
     service_client,
     signal_number,
+    signal_replica,
     timed_infer,
 )
 from harness.errors import HarnessError
@@ -73,7 +73,7 @@ def kill_replica(state_file: str, replica: str = "first-ready", signal: str = "S
     row = select(read_state_file(state_file), replica)[0]
     pid = live_pid(row)
     number = signal_number(signal)
-    os.kill(pid, number)
+    signal_replica(pid, number)  # SIGKILL: every process of the replica, as a pod kill
     at = remember(row, "kill_replica")
     return {"replica": row["name"], "pid": pid, "signal": signals.Signals(number).name, "time_s": at}
 
@@ -92,7 +92,7 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
     row = select(read_state_file(state_file), replica)[0]
     pid = live_pid(row)
     process = psutil.Process(pid)
-    os.kill(pid, signals.SIGTERM)
+    signal_replica(pid, signals.SIGTERM)  # the main process alone: the server's own shutdown
     at = remember(row, "terminate_replica")
     try:
         process.wait(timeout=max(0.0, float(grace_period_s)))
@@ -100,8 +100,9 @@ def terminate_replica(state_file: str, replica: str = "first-ready", grace_perio
     except psutil.TimeoutExpired:
         graceful = False
         try:
-            process.kill()
-        except psutil.NoSuchProcess:
+            if process.is_running():  # psutil's check: still that process, not a reused pid
+                signal_replica(pid, signals.SIGKILL)  # the grace period is over: every process of it
+        except ProcessLookupError:
             pass
     except psutil.NoSuchProcess:
         graceful = True
@@ -123,13 +124,13 @@ def freeze_replica(state_file: str, replica: str = "first-ready", duration_s: fl
         raise ActivityFailed(f"duration_s={duration_s!r}: must be a number of seconds above 0 and at most {MAX_FREEZE_S:g}")
     row = select(read_state_file(state_file), replica)[0]
     pid = live_pid(row)
-    os.kill(pid, signals.SIGSTOP)
+    signal_replica(pid, signals.SIGSTOP)  # every process of the replica, as a container pause
     at = remember(row, "freeze_replica")
     try:
         time.sleep(float(duration_s))
     finally:
         try:
-            os.kill(pid, signals.SIGCONT)
+            signal_replica(pid, signals.SIGCONT)
         except ProcessLookupError:
             pass  # killed while frozen (a liveness restart): nothing left to continue
         resumed = time.time()
@@ -360,8 +361,8 @@ def endpoint_responds_within(state_file: str, latency_ms: float = DEFAULT_P99_MS
     if not endpoint:
         raise ActivityFailed(f"state file {state_file} names no endpoint")
     latencies = []
-    for _ in range(max(1, int(attempts))):
-        ok, elapsed_ms = timed_infer(endpoint, timeout_s=max(1.0, latency_ms / 1000 * 4))
+    for _ in range(max(1, int(attempts))):  # in the target's protocol, where the state file names one
+        ok, elapsed_ms = timed_infer(endpoint, max(1.0, latency_ms / 1000 * 4), state.get("protocol"))
         if not ok:
             return False
         latencies.append(elapsed_ms)
@@ -385,12 +386,12 @@ def availability_over_last(source: str, seconds: float = 10.0, interval_s: float
         cutoff = max(s.t_s for s in samples) - seconds
         window = [s for s in samples if s.t_s >= cutoff]
         return 100.0 * sum(1 for s in window if s.ok) / len(window)
-    endpoint = read_state_file(source).get("endpoint")
-    results = []
+    state = read_state_file(source)
+    endpoint, results = state.get("endpoint"), []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         tick = time.monotonic()
-        results.append(timed_infer(endpoint, timeout_s=max(interval_s * 10, 1.0))[0])
+        results.append(timed_infer(endpoint, max(interval_s * 10, 1.0), state.get("protocol"))[0])
         time.sleep(max(0.0, interval_s - (time.monotonic() - tick)))
     if not results:
         raise ActivityFailed("no request completed in the window")

@@ -31,6 +31,7 @@ __all__ = [
     "select",
     "remember",
     "signal_number",
+    "signal_replica",
     "live_pid",
     "memory_limit_mb",
     "service_client",
@@ -129,6 +130,27 @@ def signal_number(name: str | int) -> int:
     return int(number)
 
 
+# what a container runtime does to every process of a container (docker kill, pause, unpause); any
+# other signal it delivers to the main process (PID 1), whose server handles it
+_WHOLE_REPLICA_SIGNALS = frozenset({signals.SIGKILL, signals.SIGSTOP, signals.SIGCONT})
+
+
+def signal_replica(pid: int, number: int) -> None:
+    """Send signal ``number`` to the replica whose main process is ``pid``, as a container runtime would.
+
+    SIGKILL, SIGSTOP and SIGCONT reach every process of the replica: its process group, which the local
+    platform starts each replica leading (`harness.processes.spawn`), so a server's worker processes
+    (LitServe's inference worker, uvicorn's workers) die or freeze with it rather than keep its port and
+    answer. Any other signal (SIGTERM) goes to the main process alone, as the runtime delivers it to
+    PID 1 and the server handles it. A pid that does not lead its own group gets every signal alone.
+    Raises ProcessLookupError when the process is gone.
+    """
+    if number in _WHOLE_REPLICA_SIGNALS and os.getpgid(pid) == pid:
+        os.killpg(pid, number)
+    else:
+        os.kill(pid, number)
+
+
 def live_pid(row: dict[str, Any]) -> int:
     """Return the replica's pid after checking it is still that replica's process (not a reused pid)."""
     import psutil
@@ -186,8 +208,12 @@ def served_model(endpoint: str) -> str:
     return _models[endpoint]
 
 
-def timed_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
-    """Return (succeeded, latency in ms) of one inference request through ``endpoint``."""
+def timed_infer(endpoint: str, timeout_s: float, protocol: dict[str, Any] | None = None) -> tuple[bool, float]:
+    """Return (succeeded, latency in ms) of one request through ``endpoint``: in the target's ``protocol``
+    when given (the state file's ``protocol``: a team's server is asked what its load asks, and its
+    protocol's success rule judges the answer), else an inference request to the reference service's model."""
+    if protocol is not None:
+        return _timed_protocol_request(endpoint, protocol, timeout_s)
     from harness.service.registry import example_request
 
     model = served_model(endpoint)
@@ -200,13 +226,48 @@ def timed_infer(endpoint: str, timeout_s: float) -> tuple[bool, float]:
     return ok, (time.perf_counter() - start) * 1000
 
 
+_adapters: dict[tuple[str, str], Any] = {}  # (endpoint, protocol) -> its adapter, built once (v2 metadata read once)
+
+
+def _timed_protocol_request(endpoint: str, protocol: dict[str, Any], timeout_s: float) -> tuple[bool, float]:
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    start = time.perf_counter()
+    key = (endpoint, json.dumps(protocol, sort_keys=True))
+    try:
+        if key not in _adapters:
+            from harness.load.protocols import build_adapter, protocol_settings
+            from harness.load.protocols.oip_v2 import with_metadata
+
+            _adapters[key] = build_adapter(with_metadata(protocol_settings(dict(protocol)), endpoint))
+    except HarnessError:  # its oip-v2 tensors cannot be read from it now: it does not answer as it should
+        return False, (time.perf_counter() - start) * 1000
+    request = _adapters[key].request(0)
+    address = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(address.hostname, address.port or 80, timeout=timeout_s)
+    status, body, error = 0, b"", ""
+    try:
+        connection.request(request.method, request.path, body=request.body or None, headers=request.headers)
+        response = connection.getresponse()
+        status = response.status
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+    latency_ms = (time.perf_counter() - start) * 1000
+    return _adapters[key].read(status, [(latency_ms, body)], latency_ms, error).ok, latency_ms
+
+
 def continue_frozen(row: dict[str, Any]) -> None:
-    """SIGCONT a replica's process, in case a freeze was cut short without continuing it (harmless otherwise)."""
+    """SIGCONT a replica's processes, in case a freeze was cut short without continuing them (harmless otherwise)."""
     try:
         pid = live_pid(row)  # never a reused pid: continuing someone's stopped job is not ours to do
     except ActivityFailed:
         return
     try:
-        os.kill(pid, signals.SIGCONT)
+        signal_replica(pid, signals.SIGCONT)
     except (ProcessLookupError, PermissionError):
         pass

@@ -1,9 +1,14 @@
-"""The local activities' targeting and error messages, against state files written here (no processes)."""
+"""The local activities' targeting and error messages, against state files written here; what their signals
+reach, on processes started here; the steady-state probe's protocol, against a server on a thread."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from chaoslib.exceptions import ActivityFailed
@@ -151,7 +156,96 @@ def test_freeze_stops_the_process_for_the_duration_then_continues_it(tmp_path):
         proc.wait()
 
 
+def test_kill_and_freeze_reach_every_process_of_a_replica_and_sigterm_its_main_process(tmp_path):
+    """A replica leads its own process group (the platform's spawner): a pod kill and a freeze act on all of
+    it, as on a container (LitServe's worker processes would otherwise serve on); SIGTERM on its main process."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, lambda *a: None); "
+            "w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); print(w.pid, flush=True); "
+            "time.sleep(30)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        worker = psutil.Process(int(proc.stdout.readline()))
+        path = _process_state(tmp_path, proc)
+        seen = []
+        watcher = threading.Timer(0.3, lambda: seen.extend(p.status() for p in (psutil.Process(proc.pid), worker)))
+        watcher.start()
+        activities.freeze_replica(path, duration_s=0.6)
+        watcher.join()
+        assert seen == [psutil.STATUS_STOPPED] * 2 and worker.status() != psutil.STATUS_STOPPED
+        activities.kill_replica(path, signal="SIGTERM")  # the main process alone, which ignores it
+        time.sleep(0.3)
+        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+        out = activities.terminate_replica(path, grace_period_s=0.3)  # it ignores SIGTERM: SIGKILL after the grace
+        assert out["graceful"] is False
+        worker.wait(timeout=5)  # ... to the whole group (psutil.TimeoutExpired if it lived on)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        proc.wait()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    worker = psutil.Process(int(proc.stdout.readline()))
+    activities.kill_replica(_process_state(tmp_path, proc))
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+    worker.wait(timeout=5)
+
+
 @pytest.mark.parametrize("duration", [0, -1, "3", True, 7200])
 def test_freeze_refuses_a_bad_duration(tmp_path, duration):
     with pytest.raises(ActivityFailed, match=f"duration_s={duration!r}: must be a number of seconds"):
         activities.freeze_replica(_state(tmp_path, ROWS), duration_s=duration)
+
+
+class _TeamServer:
+    """A team's server on a thread: POST /predict answers {"prediction": ...}; an OIP v2 model "m" (metadata and
+    an infer that checks its tensor); anything else 404, as a real server answers the reference request."""
+
+    def __enter__(self) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                metadata = {"name": "m", "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]}
+                self._send(200, metadata) if self.path == "/v2/models/m" else self._send(404, {"error": "no"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                if self.path == "/predict":
+                    return self._send(200, {"prediction": [1.0]})
+                tensors = [(t["name"], t["shape"]) for t in body.get("inputs", [])]
+                ok = self.path == "/v2/models/m/infer" and tensors == [("x", [1, 3])]
+                self._send(200, {"outputs": []}) if ok else self._send(404 if "/m/" not in self.path else 400, {"error": "no"})
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *_exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("protocol", [
+    {"protocol": "http-json", "path": "/predict", "body_template": '{"features": [$n]}', "success_field": "prediction"},
+    {"protocol": "oip-v2", "model": "m"},  # its tensors read from the server's metadata, as the load reads them
+])
+def test_the_steady_state_probe_speaks_the_protocol_the_state_file_names(tmp_path, protocol):
+    with _TeamServer() as url:
+        path = _state(tmp_path, ROWS, endpoint=url, protocol=protocol)
+        assert activities.endpoint_responds_within(path) is True
+        assert activities.availability_over_last(path, seconds=0.3) == 100.0
+        wrong = {**protocol, "path": "/nowhere"} if protocol["protocol"] == "http-json" else {**protocol, "model": "n"}
+        assert activities.endpoint_responds_within(_state(tmp_path, ROWS, endpoint=url, protocol=wrong)) is False
+        # without one, it asks the reference service's question, which a team's server does not answer
+        assert activities.endpoint_responds_within(_state(tmp_path, ROWS, endpoint=url)) is False

@@ -59,6 +59,17 @@ def test_without_usage_the_output_events_are_the_tokens():
     assert reading.ok and reading.output_tokens == 3
 
 
+def test_a_usage_below_the_output_events_is_no_count_and_the_events_are_taken():
+    # LitServe's OpenAISpec ends every stream with usage {completion_tokens: 0} unless the model counts them
+    litserve = _sse(_chat("a"), _chat("b"), _chat("c"), {**_chat(None, "stop"), "usage": {"completion_tokens": 0}},
+                    b"[DONE]")
+    reading = _chat_adapter().read(200, list(zip(TIMES[1:], litserve)), 100.0)
+    assert reading.ok and reading.output_tokens == 3 and reading.tpot_ms == pytest.approx((100.0 - 50.0) / 2)
+    # a usage above them stands: a server may send several tokens in one event
+    packed = [p.replace(b'"completion_tokens": 3', b'"completion_tokens": 6') for p in STREAM]
+    assert _chat_adapter().read(200, list(zip(TIMES, packed)), 100.0).output_tokens == 6
+
+
 @pytest.mark.parametrize("drop, error, why", [
     (b"[DONE]", "", "without data: [DONE]"),
     (b"finish_reason\": \"stop", "", "without a finish_reason"),

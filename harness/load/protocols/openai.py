@@ -10,7 +10,10 @@ so a request that waited in the generator counts that wait in its TTFT too.
   **TTFT** is the arrival of the first output event. **Inter-token latencies** (ITL) are the gaps
   between consecutive output events (a chunk that carries several tokens is one gap, as vLLM's
   benchmark counts it). **Output tokens** is the server's ``usage.completion_tokens`` when a chunk
-  carries it (``stream_options.include_usage`` is asked for), else the number of output events.
+  carries it (``stream_options.include_usage`` is asked for), else the number of output events; a
+  usage below the number of output events is no count (each event carries a token at least:
+  LitServe's ``OpenAISpec``, for one, reports ``completion_tokens: 0`` unless the model counts them),
+  and the events are taken.
   **TPOT** (time per output token, the first excluded) is ``(e2e - TTFT) / (output tokens - 1)``,
   undefined (NaN) for fewer than 2 tokens. **End-to-end latency** is the record's ``latency_ms``: to
   the end of the stream.
@@ -122,7 +125,7 @@ class OpenAiAdapter(Adapter):
             return Reading(False, status, f"stream cut after {len(times)} output event(s): {why}",
                            ttft_ms=times[0] if times else math.nan, output_tokens=len(times),
                            itl_ms=tuple(b - a for a, b in zip(times, times[1:])))
-        tokens = usage if usage is not None else len(times)
+        tokens = usage if usage is not None and usage >= len(times) else len(times)  # a usage below them: no count
         ttft = times[0] if times else math.nan
         tpot = (latency_ms - ttft) / (tokens - 1) if tokens > 1 and times else math.nan
         return Reading(True, status, ttft_ms=ttft, tpot_ms=tpot, output_tokens=tokens,

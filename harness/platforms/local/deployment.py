@@ -221,6 +221,8 @@ class LocalDeployment:
             "updated_s": time.time(), "harness_pid": os.getpid(), "workdir": str(self.workdir),
             "balancer": self._frontend.describe(),
             "rate_limit": self.spec.rate_limit.model_dump() if self.spec.rate_limit else None,
+            # what a team's server is asked (harness.protocolspec): steady-state probes speak it too
+            "protocol": target.protocol.model_dump(mode="json") if (target := self.spec.target) and target.protocol else None,
             **(self._controller.status() if self._controller is not None else {}),
             "replicas": [s.to_dict() for s in snapshot],
         })

@@ -213,6 +213,8 @@ class Replica:
             task.cancel()
         await asyncio.gather(*probes, return_exceptions=True)
         returncode = await exited
+        if killed_by is None:  # it ended by itself (a crash, a kill from outside): its workers end with it
+            _kill_leftovers(proc, self.cgroup)
         run_s = time.monotonic() - start_mono
         exit_code = exit_code_of(returncode)
         oom = self._oom_killed(returncode, oom_before, failcnt_before)
@@ -332,7 +334,13 @@ async def _terminate(proc: subprocess.Popen, exited: asyncio.Future, grace_s: fl
     except TimeoutError:
         signal_group(proc, signal.SIGKILL)
         await exited
-    signal_group(proc, signal.SIGKILL)  # anything the replica left behind in its group
+    _kill_leftovers(proc, cgroup)
+
+
+def _kill_leftovers(proc: subprocess.Popen, cgroup: ReplicaCgroup | None) -> None:
+    """SIGKILL what the replica left behind, in its process group and its cgroup (a server's worker processes):
+    a container's processes end with its main process, and none may keep the replica's port."""
+    signal_group(proc, signal.SIGKILL)
     for pid in cgroup.pids() if cgroup else ():
         try:
             os.kill(pid, signal.SIGKILL)

@@ -75,6 +75,29 @@ def test_command_replicas_run_in_their_folder_with_their_port_behind_the_balance
     assert deployment.replica("toy-0").restarts == 1 and deployment.replica("toy-0").pid != pid
 
 
+def test_a_replicas_worker_processes_end_with_its_main_process(tmp_path, deploy_local):
+    """A server of several processes (LitServe's inference worker, uvicorn's workers): when its main process
+    dies, what it started goes too, as a container's processes do, never keeping the port or serving on."""
+    import psutil
+
+    spec_file = _spec_file(tmp_path)
+    server = tmp_path / "server" / "server.py"  # this server starts a worker first, its pid in worker.pid
+    server.write_text("import subprocess, sys\nworker = subprocess.Popen([sys.executable, '-c', "
+                      "'import time; time.sleep(60)'])\nopen('worker.pid', 'w').write(str(worker.pid))\n"
+                      + server.read_text())
+    deployment = deploy_local(load_spec(spec_file))
+    deployment.wait_ready(timeout_s=30)
+    worker = psutil.Process(int((tmp_path / "server" / "worker.pid").read_text()))
+    since = deployment.event_count()
+    deployment.kill_replica("toy-0")  # SIGKILL to the main process alone
+    deployment.wait_event("Exited", "toy-0", since=since, timeout_s=10)
+    try:
+        worker.wait(timeout=5)  # ended by the platform, not left serving
+    except psutil.TimeoutExpired:
+        pytest.fail(f"the replica's worker {worker.pid} outlived its main process")
+    deployment.wait_event("Ready", "toy-0", since=since, timeout_s=15)  # and the replica restarted as usual
+
+
 def test_a_command_replica_past_its_memory_limit_is_oom_killed_by_the_kernel(tmp_path, deploy_local, cgroups_writable):
     if not cgroups_writable:
         pytest.skip("this machine does not let the harness create memory cgroups: no kernel OOM kill to see")

@@ -1,0 +1,109 @@
+"""Real third-party servers as the system under test: KServe's model server (Open Inference Protocol v2),
+LitServe with its OpenAI-compatible spec (streamed tokens) and a plain FastAPI app (generic JSON), each
+installed from the package registry into its own environment by ``experiments/targets/install_servers.py``
+(what ``make servers`` runs) and run by the local platform from the ready spec files beside it.
+
+For each: a bounded ``harness load --spec`` (real figures: requests, no error; TTFT/ITL/TPOT for
+LitServe) and ``harness chaos run experiments/pod-kill.json --spec ... --preset smoke`` (TTR, both
+outages, the verdict), with relative paths from a checkout as a user types them. A server whose
+environment cannot be installed (no registry) is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import psutil
+import pytest
+
+from harness.cli import main
+
+from .helpers import ROOT, assert_nothing_left
+
+TARGETS = ROOT / "experiments" / "targets"
+SERVERS = ("kserve", "litserve", "fastapi")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the first one may wait for the installs
+
+
+def _installer():
+    spec = importlib.util.spec_from_file_location("install_servers", TARGETS / "install_servers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def server_venvs() -> dict:
+    """Each server's environment (installed once, in parallel: `install_servers.ensure_all`), or why not."""
+    return _installer().ensure_all(list(SERVERS))
+
+
+@pytest.fixture
+def checkout(server_venvs, request, tmp_path, monkeypatch):
+    """A working directory that is a checkout as a user has it (its experiments/ linked in), the server's
+    environment ready; yields the server's name. Afterwards no process of the server may be left."""
+    name = request.param
+    installed = server_venvs[name]
+    if isinstance(installed, Exception):
+        pytest.skip(f"the {name} server's environment cannot be installed: {installed}")
+    (tmp_path / "experiments").symlink_to(ROOT / "experiments", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    started = time.time()
+    yield name
+    assert not _server_processes(started), "server processes left behind"
+
+
+def _server_processes(since: float) -> list[str]:
+    """Return the command lines of processes started since ``since`` that run in the servers' folder
+    (a replica and every worker process it made: they inherit its working directory)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "create_time", "cmdline"]):
+        try:
+            if proc.info["create_time"] >= since - 1 and proc.cwd() == str(TARGETS) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(" ".join(proc.info["cmdline"] or []))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("checkout", SERVERS, indirect=True)
+def test_a_bounded_load_on_a_real_server_gives_real_figures(checkout, tmp_path, capsys):
+    try:  # the spec's own topology: two replicas behind the balancer
+        code = main(["load", "--spec", f"experiments/targets/{checkout}.yaml", "--rate-rps", "10", "--duration-s", "3",
+                     "--warmup-s", "1", "--no-pin", "--out", "runs/load"])
+    finally:
+        assert_nothing_left(tmp_path / "runs" / "load")
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    printed = json.loads(out.out)
+    result = json.loads((tmp_path / "runs" / "load" / "result.json").read_text())
+    assert result["replicas"] == 2 and result["requests"] == 30 and result["errors"] == printed["errors"] == 0, result
+    assert result["prober"]["samples"] > 0 and result["prober"]["failed"] == 0  # the prober speaks its protocol too
+    assert printed["slo_verdict"] == "met" and 0 < printed["p50_ms"] <= printed["p99_ms"] < 500
+    if checkout == "litserve":  # streamed: every token figure, from the records
+        tokens = printed["tokens"]
+        assert tokens["requests"] == tokens["ok"] == 30, tokens
+        for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "goodput_rps"):
+            assert isinstance(tokens[key], float) and tokens[key] > 0, (key, tokens)
+        assert tokens["output_tokens"] == 8 * 30  # max_tokens each, counted from the stream (LitServe's usage says 0)
+        assert tokens["ttft_p50_ms"] >= 10 and 2 <= tokens["itl_p50_ms"] <= tokens["tpot_p99_ms"] < 100  # 10 ms, 3 ms
+
+
+@pytest.mark.parametrize("checkout", SERVERS, indirect=True)
+def test_pod_kill_on_a_real_server_gives_ttr_both_outages_and_the_verdict(checkout, tmp_path, capsys):
+    try:
+        code = main(["chaos", "run", "experiments/pod-kill.json", "--spec", f"experiments/targets/{checkout}.yaml",
+                     "--preset", "smoke", "--out", "runs/pod-kill"])
+    finally:
+        assert_nothing_left(tmp_path / "runs" / "pod-kill")
+    out = capsys.readouterr()
+    assert code in (0, 1), out.err[-3000:]  # one replica may miss its tier: still a finished run
+    result = json.loads((tmp_path / "runs" / "pod-kill" / "result.json").read_text())
+    assert result["spec"]["target"]["command"][1] in (f"{checkout}_server.py", "-m")
+    assert result["outcome"] in ("met", "not met", "inconclusive") and result["tier"] == "single-point"
+    assert result["recovered"] is True and result["ttr_s"] > 0
+    assert result["outage_s"] is not None and result["unavailability_s"] > 0
+    assert result["behaviour_seen"] is True  # Exited 137, Started, Ready: the platform restarted their server
+    assert f"TTR {result['ttr_s']:.2f} s" in out.out and "unavailability" in out.out

@@ -23,6 +23,7 @@ import argparse
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,10 +45,10 @@ SERVERS: dict[str, tuple[str, ...]] = {
     "fastapi": ("fastapi==0.163.2", "uvicorn==0.54.0", "numpy==2.4.6"),
 }
 
-_NETWORK_SIGNS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-                  "Name or service not known", "Network is unreachable", "Connection refused", "ConnectTimeout",
-                  "ReadTimeoutError", "Max retries exceeded", "No matching distribution found",
-                  "Could not find a version that satisfies")
+# what pip prints when it cannot reach an index (it retries, then finds "no versions")
+_UNREACHABLE_SIGNS = ("Failed to establish a new connection", "Failed to resolve", "Temporary failure in name resolution",
+                      "Name or service not known", "Network is unreachable", "Connection refused", "ConnectTimeout",
+                      "Read timed out", "ReadTimeoutError", "NewConnectionError", "Max retries exceeded")
 
 
 class InstallError(Exception):
@@ -72,9 +73,15 @@ def _complete(venv: Path, name: str) -> bool:
 
 def _why(output: str, code: int) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    hit = next((line for line in reversed(lines) if any(sign in line for sign in _NETWORK_SIGNS)), None)
-    if hit is not None:
-        return f"cannot reach the package registry ({hit[:200]})"
+    for line in lines:
+        sign = next((sign for sign in _UNREACHABLE_SIGNS if sign in line), None)
+        if sign is not None:
+            errno, host = re.search(r"\[Errno [^\]]*\][^\"')]*", line), re.search(r"host='([^']*)'", line)
+            detail = errno.group(0).strip() if errno else line[line.index(sign):][:160]
+            return f"cannot reach the package registry ({host.group(1) + ': ' if host else ''}{detail})"
+    missing = next((line for line in lines if "No matching distribution found" in line), None)
+    if missing is not None:
+        return f"the package registry has no such release ({missing[:160]})"
     return f"pip exited {code}: {(lines[-1] if lines else 'no output')[:200]}"
 
 

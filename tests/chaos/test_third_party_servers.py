@@ -24,10 +24,8 @@ from .helpers import ROOT, assert_nothing_left
 
 TARGETS = ROOT / "experiments" / "targets"
 SERVERS = ("kserve", "litserve", "fastapi")
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # the first one may wait for the installs
-
-
 def _installer():
+    """Return experiments/targets/install_servers.py as a module (read afresh: its store comes from the environment)."""
     spec = importlib.util.spec_from_file_location("install_servers", TARGETS / "install_servers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,6 +67,8 @@ def _server_processes(since: float) -> list[str]:
 
 
 @pytest.mark.parametrize("checkout", SERVERS, indirect=True)
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # the first test may wait for the installs
 def test_a_bounded_load_on_a_real_server_gives_real_figures(checkout, tmp_path, capsys):
     try:  # the spec's own topology: two replicas behind the balancer
         code = main(["load", "--spec", f"experiments/targets/{checkout}.yaml", "--rate-rps", "10", "--duration-s", "3",
@@ -92,6 +92,8 @@ def test_a_bounded_load_on_a_real_server_gives_real_figures(checkout, tmp_path, 
 
 
 @pytest.mark.parametrize("checkout", SERVERS, indirect=True)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_pod_kill_on_a_real_server_gives_ttr_both_outages_and_the_verdict(checkout, tmp_path, capsys):
     try:
         code = main(["chaos", "run", "experiments/pod-kill.json", "--spec", f"experiments/targets/{checkout}.yaml",
@@ -107,3 +109,18 @@ def test_pod_kill_on_a_real_server_gives_ttr_both_outages_and_the_verdict(checko
     assert result["outage_s"] is not None and result["unavailability_s"] > 0
     assert result["behaviour_seen"] is True  # Exited 137, Started, Ready: the platform restarted their server
     assert f"TTR {result['ttr_s']:.2f} s" in out.out and "unavailability" in out.out
+
+
+def test_an_unreachable_registry_is_one_line_naming_the_server_and_nothing_is_linked(tmp_path, monkeypatch):
+    for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # no index but the unreachable one
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("HARNESS_SERVERS_STORE", str(tmp_path / "store"))
+    installer = _installer()
+    linked = {path: path.resolve() for path in installer.LINKS.glob("*")}
+    result = installer.ensure_all(["fastapi"])["fastapi"]
+    assert isinstance(result, installer.InstallError)
+    assert str(result).startswith("fastapi: cannot reach the package registry (127.0.0.1: [Errno 111] Connection refused)")
+    assert "\n" not in str(result) and not (installer.venv_dir("fastapi") / installer.MARKER).exists()
+    assert {path: path.resolve() for path in installer.LINKS.glob("*")} == linked  # the links were left as they were

@@ -260,3 +260,38 @@ def test_a_spec_endpoint_target_streams_through_the_balancer(server, tmp_path, c
     assert len(records) == 8
     _check_known_delays([r for r in records if r.ok])  # the balancer passes each event on as it comes
     assert json.loads(capsys.readouterr().out)["tokens"]["requests"] == 8
+
+
+def test_the_metadata_read_asks_again_while_the_server_answers_503():
+    """Right after the platform sees a replica Ready, its balancer may still answer 503 for a moment (and a
+    server still loading answers it too): the metadata read waits that out, within its timeout."""
+    from harness.errors import HarnessError
+    from harness.load.protocols.oip_v2 import fetch_inputs
+
+    class NotReadyTwice(_KServeLike):
+        unready = 2
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            if NotReadyTwice.unready > 0:
+                NotReadyTwice.unready -= 1
+                return self._send(503, {"error": "no Ready replica"})
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotReadyTwice)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert fetch_inputs(url, "resnet") == [{"name": "img", "datatype": "FP32", "shape": [-1, 4]}]
+        assert NotReadyTwice.unready == 0
+        NotReadyTwice.unready = 1000
+        started = time.monotonic()
+        with pytest.raises(HarnessError, match="HTTP Error 503"):
+            fetch_inputs(url, "resnet", timeout_s=0.5)  # never ready: an error once the timeout is spent
+        assert time.monotonic() - started < 2
+        NotReadyTwice.unready = 0
+        with pytest.raises(HarnessError, match="HTTP Error 404"):
+            fetch_inputs(url, "other")  # any other status is the answer at once
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

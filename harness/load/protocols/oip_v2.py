@@ -28,6 +28,7 @@ __all__ = ["OipV2Adapter", "JSON_HEADERS", "infer_path", "request_bodies", "tens
 JSON_HEADERS = {"Content-Type": "application/json"}
 BODY_VARIANTS = 8
 METADATA_TIMEOUT_S = 10.0
+METADATA_RETRY_S = 0.1  # a metadata read answered 503 (not ready yet) is asked again this often
 _FLOATS = {"FP16", "FP32", "FP64", "BF16"}
 _INTS = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 
@@ -77,17 +78,27 @@ def tensor_bodies(inputs: Sequence[dict[str, Any]], batch_size: int = 1, variant
 def fetch_inputs(base_url: str, model: str, timeout_s: float = METADATA_TIMEOUT_S) -> list[dict[str, Any]]:
     """Return the input tensors of ``model`` from the server's metadata (``GET /v2/models/{model}``).
 
+    A 503 (not ready) is asked again every `METADATA_RETRY_S` within ``timeout_s``: the local balancer routes
+    to a replica a moment after the platform has seen it Ready, and a server may still be loading its model.
     Raises HarnessError when the server does not answer it with inputs (the URL and what came in the message).
     """
+    import time
     import urllib.error
     import urllib.request
 
     url = f"{base_url.rstrip('/')}/v2/models/{model}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            metadata = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise HarnessError(f"oip-v2: cannot read model metadata from {url}: {exc}") from exc
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=max(0.1, deadline - time.monotonic())) as response:
+                metadata = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() + METADATA_RETRY_S >= deadline:
+                raise HarnessError(f"oip-v2: cannot read model metadata from {url}: {exc}") from exc
+            time.sleep(METADATA_RETRY_S)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise HarnessError(f"oip-v2: cannot read model metadata from {url}: {exc}") from exc
     inputs = metadata.get("inputs") if isinstance(metadata, dict) else None
     if not isinstance(inputs, list) or not inputs or not all(isinstance(i, dict) and "name" in i for i in inputs):
         raise HarnessError(f"oip-v2: the metadata at {url} lists no inputs: {str(metadata)[:200]}")

@@ -12,6 +12,10 @@ no new requests, outstanding ones finish (bounded by their timeout), records are
 summary written. How late it sent requests (``lag``: actual minus
 scheduled send time) says whether it kept the schedule; a generator that could not is the open-loop
 equivalent of a saturated one and is reported as ``generator_saturated``.
+
+``run_rate(..., workers=N)`` sends the same schedule from N such processes, each taking a share of it
+(`harness.load.rate_workers`: ``python -m harness.load.rate CONFIG INDEX COUNT``, started together on
+one clock); one worker (the default) is the single process above.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Literal
+from itertools import islice
+from typing import Callable, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness.config import DEFAULT_MODEL
+from harness.errors import ConfigError
 from harness import processes
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.protocols import ProtocolSettings, aio, build_adapter
@@ -41,7 +47,8 @@ from harness.request_records import REQUESTS_FILE, RequestRecord, append_records
 from harness.signals import interrupts_held
 from harness.validation import validate_model
 
-__all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "rate_command", "run_rate", "LAG_TOLERANCE_MS"]
+__all__ = ["RateConfig", "ScheduleLag", "RateResult", "schedule_offsets", "rate_command", "run_rate", "read_lag",
+           "LAG_TOLERANCE_MS", "MAX_WORKERS"]
 
 LAG_TOLERANCE_MS = 50.0  # p99 send lag above this: the generator did not keep its schedule
 STARTUP_GRACE_S = 20.0
@@ -51,6 +58,8 @@ SUMMARY_FILE = "rate_summary.json"
 LOG_FILE = "rate.log"
 OVERFLOW_ERROR = "overflow: max_in_flight requests already outstanding"
 SOURCE = "rate"
+MAX_WORKERS = 64  # processes one open-loop run may be split over
+READY_LINE = b"ready"  # a share's worker says it is set up; the harness answers with the common start time
 
 
 class RateConfig(BaseModel):
@@ -112,11 +121,20 @@ class RateResult:
     load: LoadResult
     lag: ScheduleLag
     records: list[RequestRecord]
+    workers: tuple = ()  # `harness.load.workers.WorkerLoad` of each process when split over several
+
+    @property
+    def cpu_saturated(self) -> bool:
+        """Whether the generator ran out of CPU: as a whole, or any one of its worker processes."""
+        return self.load.generator_cpu.saturated or any(w.cpu.saturated for w in self.workers)
 
     def to_dict(self) -> dict[str, object]:
         """Return a JSON-ready summary (without the records)."""
         lag = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self.lag).items()}
-        return {"config": self.config.model_dump(), "load": self.load.to_dict(), "lag": lag}
+        data = {"config": self.config.model_dump(), "load": self.load.to_dict(), "lag": lag}
+        if self.workers:
+            data["workers"] = [w.to_dict() for w in self.workers]
+        return data
 
 
 def schedule_offsets(rate_rps: float, duration_s: float, arrival: str = "constant", seed: int = 0) -> list[float]:
@@ -142,7 +160,12 @@ def schedule_offsets(rate_rps: float, duration_s: float, arrival: str = "constan
 # ---- the generator process -------------------------------------------------------------------------
 
 
-async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object]:
+async def _generate(config: RateConfig, requests_path: Path, share: tuple[int, int] = (0, 1),
+                    start_at: Callable[[], float | None] | None = None) -> dict[str, object]:
+    """Send the schedule (or, with ``share`` = (i, n), its arrivals i, i + n, i + 2n, ...); return the summary.
+
+    ``start_at``: blocks until the harness gives the common start (epoch seconds; None: stop unstarted).
+    """
     import aiohttp
 
     hosts = [config.host, *config.alternate_hosts]
@@ -175,7 +198,15 @@ async def _generate(config: RateConfig, requests_path: Path) -> dict[str, object
     scheduled = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=config.max_in_flight)) as session:
         start = time.monotonic() + 0.05  # a moment to get the first sleep in before the first send
-        for i, offset in enumerate(offsets):
+        if start_at is not None:  # one of several workers: all start on the harness's word, on one clock
+            start_epoch = start_at()
+            if start_epoch is None:
+                stopping.set()
+            start = (start_epoch or 0.0) - epoch_minus_mono
+        index, count = share
+        # a share keeps the arrivals' own numbers: request i is the adapter's i-th and goes to the i-th host
+        arrivals = enumerate(offsets) if count == 1 else islice(enumerate(offsets), index, None, count)
+        for i, offset in arrivals:
             intended = start + offset
             delay = intended - time.monotonic()
             if delay > 0:
@@ -211,12 +242,23 @@ def _flush(buffer: list[RequestRecord], path: Path) -> None:
         append_records(path, batch, RequestRecord)
 
 
-def _worker_main(config_path: str) -> int:
+def _worker_main(config_path: str, share: tuple[int, int] | None = None) -> int:
     out = Path(config_path).parent
     config = RateConfig.model_validate_json(Path(config_path).read_text(encoding="utf-8"))
-    summary = aio.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE))
+    if share is None:
+        summary = aio.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE))
+    else:
+        summary = aio.run_event_loop(lambda: _generate(config, out / REQUESTS_FILE, share, _start_from_stdin))
     (out / SUMMARY_FILE).write_text(json.dumps(summary), encoding="utf-8")
     return 0
+
+
+def _start_from_stdin() -> float | None:
+    """Say ready on stdout; return the start time the harness writes to stdin (None: it closed it, stop)."""
+    sys.stdout.buffer.write(READY_LINE + b"\n")
+    sys.stdout.flush()
+    line = sys.stdin.readline().strip()
+    return float(line) if line else None
 
 
 # ---- the harness side ------------------------------------------------------------------------------
@@ -250,15 +292,21 @@ def run_rate(
     alternate_hosts: Iterable[str] = (),
     alternate_every: int = 1,
     protocol: ProtocolSettings | None = None,
+    workers: int = 1,
 ) -> RateResult:
     """Send requests to ``host`` at ``rate_rps`` for ``duration_s`` from a pinned child; return a `RateResult`.
 
     Writes ``<out_dir>/requests.csv`` (source ``rate``), ``rate_summary.json`` and ``rate.log``; the
     generator is handed absolute paths only. With ``alternate_hosts`` the requests cycle through
     ``host`` and those, ``alternate_every`` in a row to each (each record's ``target`` says where it went).
-    ``protocol`` says what to send (default: oip-v2 to ``model``). Raises ConfigError for bad settings (an
-    empty ``out_dir``, a bad template or bodies file included), HarnessError when the generator recorded no request.
+    ``protocol`` says what to send (default: oip-v2 to ``model``). ``workers`` > 1 splits the schedule over
+    that many processes, each pinned to ``cpus`` (`harness.load.rate_workers.run_rate_workers`: per-worker
+    records and summaries under ``<out_dir>/workers/``, merged into ``requests.csv``). Raises ConfigError
+    for bad settings (an empty ``out_dir``, a bad template or bodies file, ``workers`` outside 1..`MAX_WORKERS`
+    included), HarnessError when the generator recorded no request.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("workers", workers, f"must be an integer in [1, {MAX_WORKERS}]")
     config = validate_model(RateConfig, {
         "host": host, "rate_rps": rate_rps, "duration_s": duration_s, "arrival": arrival, "seed": seed,
         "model": model, "batch_size": batch_size, "timeout_s": timeout_s, "max_in_flight": max_in_flight,
@@ -271,6 +319,10 @@ def run_rate(
     requests_path, summary_path, log_path = out / REQUESTS_FILE, out / SUMMARY_FILE, out / LOG_FILE
     for stale in (requests_path, summary_path):
         stale.unlink(missing_ok=True)
+    if workers > 1:
+        from harness.load.rate_workers import run_rate_workers
+
+        return run_rate_workers(config, out, workers=workers, cpus=cpus, startup_grace_s=startup_grace_s)
     argv = rate_command(config, out)
     started_s = time.time()
     proc = sampler = None
@@ -291,7 +343,7 @@ def run_rate(
     records = list(read_records(requests_path, RequestRecord)) if requests_path.exists() else []
     if not records:
         raise no_records_error("the rate generator", requests_path, code, log_path)
-    lag = _read_lag(summary_path, len(records))
+    lag = read_lag(summary_path, len(records))
     first = min(r.intended_s for r in records)
     cpu = sampler.stats(first, first + duration_s)
     load = result_from_records(
@@ -304,7 +356,8 @@ def run_rate(
     return RateResult(config=config, load=load, lag=lag, records=records)
 
 
-def _read_lag(summary_path: Path, recorded: int) -> ScheduleLag:
+def read_lag(summary_path: Path, recorded: int) -> ScheduleLag:
+    """Return the schedule lag a generator's summary reports (not kept, when it wrote none: it was killed)."""
     try:
         data = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # killed before it finished: what was recorded is all there is
@@ -318,7 +371,7 @@ def _read_lag(summary_path: Path, recorded: int) -> ScheduleLag:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m harness.load.rate CONFIG_JSON\n")
+    if len(sys.argv) not in (2, 4):
+        sys.stderr.write("usage: python -m harness.load.rate CONFIG_JSON [SHARE_INDEX SHARE_COUNT]\n")
         sys.exit(2)
-    sys.exit(_worker_main(sys.argv[1]))
+    sys.exit(_worker_main(sys.argv[1], (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) == 4 else None))

@@ -41,7 +41,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.signals import interrupts_held
 
 __all__ = ["TERM_GRACE_S", "KILL_WAIT_S", "can_pin", "validate_cpus", "python_argv", "spawn", "child_setup",
-           "signal_group", "wait_bounded", "stop", "exit_code_of", "signal_name", "log_tail"]
+           "signal_group", "signal_leader", "wait_bounded", "stop", "exit_code_of", "signal_name", "log_tail"]
 
 TERM_GRACE_S = 5.0  # SIGTERM -> SIGKILL
 KILL_WAIT_S = 10.0  # how long a SIGKILLed child may take to be reaped (a process in the kernel's hands)
@@ -195,6 +195,15 @@ def signal_group(proc: subprocess.Popen, sig: int) -> None:
             proc.send_signal(sig)
         except ProcessLookupError:
             pass
+
+
+def signal_leader(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group ``pid`` leads (a replica `spawn` started: its workers too), or to
+    ``pid`` alone when it leads no group of its own. Raises ProcessLookupError when the process is gone."""
+    if os.getpgid(pid) == pid:
+        os.killpg(pid, sig)
+    else:
+        os.kill(pid, sig)
 
 
 def wait_bounded(proc: subprocess.Popen, timeout_s: float) -> int | None:

@@ -144,7 +144,7 @@ CASES = [
     ("run-sla-empty", "run tiny --sla {tmp}/empty.yaml --out {tmp}/out", ["'{tmp}/empty.yaml'", "is empty"]),
     ("run-kubernetes-spec-alias-bomb", "run tiny --platform kubernetes --spec {tmp}/bomb.yaml --out {tmp}/out",
      ["spec='{tmp}/bomb.yaml'", "alias bomb"]),
-    ("run-local-with-spec", "run tiny --spec {tmp}/unknown.yaml --out {tmp}/out", ["--spec='{tmp}/unknown.yaml'"]),
+    ("run-local-with-spec", "run tiny --spec {tmp}/unknown.yaml --out {tmp}/out", ["{tmp}/unknown.yaml: ", "replicaz=2"]),
     # report, compare
     ("report-dir-is-a-file", "report {tmp}/afile", ["DIR='{tmp}/afile'", "not a directory"]),
     ("report-baseline-is-a-file", "report {tmp}/adir --baseline {tmp}/afile", ["--baseline='{tmp}/afile'"]),

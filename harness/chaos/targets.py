@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 from chaoslib.exceptions import ActivityFailed
 
 from harness.errors import HarnessError
+from harness.processes import signal_leader
 
 __all__ = [
     "continue_frozen",
@@ -145,8 +146,8 @@ def signal_replica(pid: int, number: int) -> None:
     PID 1 and the server handles it. A pid that does not lead its own group gets every signal alone.
     Raises ProcessLookupError when the process is gone.
     """
-    if number in _WHOLE_REPLICA_SIGNALS and os.getpgid(pid) == pid:
-        os.killpg(pid, number)
+    if number in _WHOLE_REPLICA_SIGNALS:
+        signal_leader(pid, number)
     else:
         os.kill(pid, number)
 

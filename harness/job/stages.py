@@ -193,9 +193,15 @@ def own_spec(target: Any) -> Any:
     ``--endpoint`` as its endpoint target), in its own topology; raise ConfigError for a bad one."""
     from harness.chaos.experiment import merge_spec
     from harness.config import load_spec_data
+    from harness.errors import ConfigError
 
     base = load_spec_data(target.spec_path) if target.spec_path is not None else {}
-    return merge_spec(base, target.spec_overlay())
+    try:
+        return merge_spec(base, target.spec_overlay())
+    except ConfigError as exc:  # name the file the bad field is in
+        if exc.source or target.spec_path is None:
+            raise
+        raise ConfigError(exc.field, exc.value, exc.reason, source=str(target.spec_path)) from None
 
 
 def _attach_stage(ctx: JobContext) -> StageOutcome:

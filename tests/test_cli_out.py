@@ -33,6 +33,7 @@ COMMANDS = {
     "bench stall": (["bench", "stall"], "harness.cli.bench", "run_stall"),
     "bench fuzz": (["bench", "fuzz"], "harness.cli.bench", "run_fuzz"),
     "bench netfault": (["bench", "netfault"], "harness.cli.bench", "run_netfault"),
+    "bench loadgen": (["bench", "loadgen"], "harness.cli.bench", "run_loadgen"),
     "bench ab": (["bench", "ab"], "harness.cli._bench_compare", "run_ab_command"),
     "bench compare": (["bench", "compare"], "harness.cli._bench_compare", "run_compare_command"),
 }
@@ -108,6 +109,7 @@ def test_an_out_that_is_a_file_is_one_line_naming_out_and_the_value_exit_2(tmp_p
     ("bench fuzz", "reports/bench-fuzz"),
     ("bench stall", r"reports/bench-stall-\d{8}T\d{6}Z"),
     ("bench netfault", r"reports/bench-netfault-\d{8}T\d{6}Z"),
+    ("bench loadgen", r"reports/bench-loadgen-\d{8}T\d{6}Z"),
     ("run", None),  # the job names reports/<run-id> itself
 ])
 def test_a_default_out_is_absolute_under_the_current_directory_too(tmp_path, monkeypatch, spy, command, expected):

@@ -1,5 +1,5 @@
 """`harness bench service`: the reference service's own performance, side by side with its limits
-(and `harness bench stall|netfault|fuzz|ab|compare`, registered here too).
+(and `harness bench stall|netfault|fuzz|loadgen|ab|compare`, registered here too).
 
 Reports raw batched forward throughput, the service at saturation over HTTP, and a naive
 (unbatched) server, with efficiency = service/raw and speedup_vs_naive = service/naive.
@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
     _register_stall(benches)
     _register_netfault(benches)
     _register_fuzz(benches)
+    _register_loadgen(benches)
     from harness.cli._bench_compare import add_parsers  # `bench ab` and `bench compare`
 
     add_parsers(benches)
@@ -221,8 +222,61 @@ def run_fuzz(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _register_loadgen(benches: Any) -> None:
+    from harness.bench.loadgen import LoadgenSettings
+
+    defaults = LoadgenSettings()
+    loadgen = benches.add_parser(
+        "loadgen",
+        help="the open-loop generator from N processes against one: how much more load does it keep up with?",
+        description="Drive a trivial endpoint with the open-loop rate generator from 1 process and from N, side by "
+                    "side in one run, and find the highest rate each keeps up with (schedule kept, nothing "
+                    "overflowed or failed). Prints both and their ratio. Exit 1 if the ratio is below --min-ratio.",
+    )
+    add = loadgen.add_argument
+    add("--workers", type=int, default=defaults.workers, help="N (default 0: one per usable CPU, at least 2)")
+    add("--start-rps", type=float, default=defaults.start_rps, help=f"first rate probed (default {defaults.start_rps:g})")
+    add("--growth", type=float, default=defaults.growth, help=f"rate factor per step (default {defaults.growth:g})")
+    add("--refine", type=int, default=defaults.refine, help=f"bisections of each bracket (default {defaults.refine})")
+    add("--max-rps", type=float, default=defaults.max_rps, help=f"highest rate probed (default {defaults.max_rps:g})")
+    add("--probe-s", type=float, default=defaults.probe_s,
+        help=f"seconds of load per probe that are judged (default {defaults.probe_s:g})")
+    add("--warmup-s", type=float, default=defaults.warmup_s,
+        help=f"seconds of load before them, not judged (default {defaults.warmup_s:g})")
+    add("--seed", type=int, default=defaults.seed, help=f"seed of the Poisson arrivals (default {defaults.seed})")
+    add("--min-ratio", type=float, default=defaults.min_ratio,
+        help=f"the claim: N processes keep up with at least this many times one's rate (default {defaults.min_ratio:g})")
+    add_out(loadgen, default=_loadgen_out, default_help="reports/bench-loadgen-<time>")
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    loadgen.set_defaults(func=run_loadgen)
+
+
+def _loadgen_out() -> str:
+    import time
+
+    return time.strftime("reports/bench-loadgen-%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def run_loadgen(args: argparse.Namespace) -> int:
+    """Run the load-generator benchmark; return 0, or raise VerdictFailed when the ratio misses the claim."""
+    from harness.bench.loadgen import LoadgenSettings, format_loadgen_table, run_loadgen_bench
+    from harness.cli._display import ProgressDisplay
+
+    settings = LoadgenSettings(workers=args.workers, start_rps=args.start_rps, growth=args.growth, refine=args.refine,
+                               max_rps=args.max_rps, probe_s=args.probe_s, warmup_s=args.warmup_s, seed=args.seed,
+                               min_ratio=args.min_ratio).validate()
+    result = run_loadgen_bench(settings, args.out, progress=ProgressDisplay("harness bench loadgen"))
+    print(json.dumps(result, indent=2) if args.json else format_loadgen_table(result))
+    print(f"bench loadgen: results in {args.out}", file=sys.stderr)
+    if not result["meets_claim"]:
+        raise VerdictFailed(f"{result['workers']} processes kept up with {result['ratio'] or 0:.2f}x one process's rate, "
+                            f"below {settings.min_ratio:g}x", [f"{count} process(es): {figure['text']} req/s"
+                                                              for count, figure in result["figures"].items()])
+    return EXIT_OK
+
+
 def _missing_bench(parser: argparse.ArgumentParser) -> int:
-    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|netfault|fuzz|ab|compare")
+    raise UsageError(f"choose a benchmark: {parser.prog} service|stall|netfault|fuzz|loadgen|ab|compare")
 
 
 def _validate(args: argparse.Namespace) -> None:

@@ -19,7 +19,8 @@ stream, which is the seeded Poisson (or constant) schedule either way.
 How the workers start together: each is started by `harness.processes.spawn`, pinned to the
 generator's CPUs (all of them: the kernel spreads the workers over the set), builds its schedule and
 its HTTP session, says ``ready`` on stdout and waits; once all are ready the harness writes one start
-time (epoch seconds, `START_MARGIN_S` ahead) to each one's stdin. Each writes its own records,
+time (epoch seconds, `START_MARGIN_S` ahead) to each one's stdin. The in-flight cap is shared too: the
+workers together hold at most ``max_in_flight`` requests outstanding, as one process would. Each writes its own records,
 summary and log under ``<out>/workers/<index>/``; the records are merged exactly into
 ``<out>/requests.csv`` (`harness.load.workers.merge_record_files`). **Schedule kept** is judged on the
 merged timeline: the p99 of every sent request's lag (``sent_s - intended_s``, in the merged records)
@@ -78,7 +79,7 @@ def run_rate_workers(config: RateConfig, out: Path, *, workers: int, cpus: Itera
     try:
         with interrupts_held():  # an interrupt lands only once every child is recorded here
             for index, directory in enumerate(dirs):
-                argv = rate_command(config, directory) + [str(index), str(workers)]
+                argv = rate_command(_share_config(config, index, workers), directory) + [str(index), str(workers)]
                 procs.append(processes.spawn(argv, cpus=pinned, log_path=directory / LOG_FILE,
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE))
             sampler = CpuSampler([proc.pid for proc in procs], cores=cores).start()
@@ -131,6 +132,13 @@ def run_rate_workers(config: RateConfig, out: Path, *, workers: int, cpus: Itera
     )
     return RateResult(config=config, load=replace(load, generator_saturated=saturated), lag=lag, records=records,
                       workers=tuple(loads))
+
+
+def _share_config(config: RateConfig, index: int, workers: int) -> RateConfig:
+    """Return worker ``index``'s config: the run's, with its share of the in-flight cap (the N workers together
+    hold at most ``max_in_flight`` requests outstanding, as one process would)."""
+    base, extra = divmod(config.max_in_flight, workers)
+    return config.model_copy(update={"max_in_flight": max(1, base + (1 if index < extra else 0))})
 
 
 def merged_lag(records, worker_lags: list[ScheduleLag], *, finished: bool = True) -> ScheduleLag:

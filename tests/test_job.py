@@ -615,6 +615,8 @@ def test_tiny_job_runs_against_a_teams_own_server_and_skips_what_needs_the_refer
     cell = json.loads(next((out / "chaos").glob("pod-kill/*/result.json")).read_text())
     assert cell["spec"]["target"]["protocol"]["protocol"] == "http-json"
     assert cell["recovered"] is True and cell["ttr_s"] > 0 and cell["outcome"] in ("met", "not met")
+    assert cell["outage_s"] is not None and cell["unavailability_s"] > 0 and cell["tier"] == "single-point"
+    assert cell["behaviour_seen"] is True  # Exited 137, Started, Ready: the platform restarted their server
     report = (out / "report.md").read_text()
     assert OWN_SPEC_SKIPS["sweep"] in report and OWN_SPEC_SKIPS["capacity"] in report
     assert stdout.splitlines()[-1] == str(out / "report.html")

@@ -152,7 +152,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
     "tiny": JobPreset(
         name="tiny",
         description="the harness's own end-to-end self-test: every stage, minimal work (about a minute)",
-        budgets_s=_budgets(preflight=5, deploy=15, load=12, chaos=30, sweep=20, capacity=35, report=10),
+        budgets_s=_budgets(preflight=5, deploy=15, load=12, chaos=30, sweep=20, capacity=22, report=10),
         load_duration_s=4.0,
         load_users=2,
         faults=("pod-kill",),
@@ -163,7 +163,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
                    min_windows=2, max_windows=2, point_budget_s=12.0, search=False),
         sweep_accuracy=False,
         capacity=dict(target_rps=20.0, p99_ms=2000.0, headroom=0.3, max_replicas=1, precision="fp32",
-                      batch_size=8, window_s=1.0, search_budget_s=30.0),
+                      batch_size=8, warmup_s=0.5, window_s=1.0, search_budget_s=15.0),  # about three probes
     ),
 }
 

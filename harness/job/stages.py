@@ -348,8 +348,8 @@ def capacity_stage(ctx: JobContext) -> StageOutcome:
     data = run_capacity(settings, run_context(ctx).part(CAPACITY_DIR))
     plan = data.get("plan") or {}
     bound = "" if plan.get("per_replica_converged", True) else "at most "
-    ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps at "
-            f"{plan.get('per_replica_text')} per replica" + (f"; {plan['bound_note']}" if plan.get("bound_note") else ""))
+    ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps, one replica sustaining "
+            f"{plan.get('per_replica_text')}" + (f"; {plan['bound_note']}" if plan.get("bound_note") else ""))
     summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
                "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
                "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}

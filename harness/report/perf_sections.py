@@ -234,7 +234,7 @@ def capacity_section(directory: Path, root: Path) -> Section:
     section.paragraphs.append(
         f"Target {fmt(plan.get('target_rps'))} req/s at p99 <= {fmt(plan.get('p99_ms'))} ms with headroom "
         f"{fmt(plan.get('headroom'), 2)}: {'at most ' if not converged else ''}{plan.get('replicas', 'n/a')} replicas "
-        f"at a measured {per_replica} per replica"
+        f"with one replica sustaining {per_replica}"
         + ("" if converged else " (a lower bound: the search did not converge)") + f". {plan.get('assumption', '')}"
     )
     if plan.get("bound_note"):

@@ -184,8 +184,10 @@ def verdict_text(sections: list[Section], comparison: Mapping[str, Any] | None =
         worst = max(burns)
         parts.append(f"Largest projected error-budget burn: {worst[0]:.2%} ({worst[1]}).")
     for section in [s for s in others if s.kind == "capacity"][:1]:
-        parts.append(f"Capacity: {section.summary.get('replicas', 'n/a')} replicas for "
-                     f"{_text(section.summary.get('target_rps'))} req/s.")
+        bound = "" if section.summary.get("per_replica_converged", True) is not False else "at most "
+        parts.append(f"Capacity: {bound}{section.summary.get('replicas', 'n/a')} replicas for "
+                     f"{_text(section.summary.get('target_rps'))} req/s"
+                     + (" (one replica's search did not converge: its rate is a lower bound)." if bound else "."))
     if regressions:
         parts.append(f"{len(regressions)} regression(s) against the baseline beyond run-to-run noise: {regressions[0]}.")
     word = "PASS" if passed else "FAIL"

@@ -99,9 +99,12 @@ def test_capacity_plan_from_a_search_that_did_not_converge_says_how_far_off_it_m
         "worst_ratio": None, "note": "",
     })
     (section,) = collect_sections(tmp_path)
-    assert "at most 3 replicas at a measured at least 548.7 rps (below 1005.7) per replica" in section.paragraphs[0]
+    assert "at most 3 replicas with one replica sustaining at least 548.7 rps (below 1005.7)" in section.paragraphs[0]
     assert any("between 2 and 3 replicas" in p for p in section.paragraphs)
     assert section.summary["per_replica_converged"] is False and section.summary["fewest_replicas"] == 2
+    verdict = write_report(tmp_path)  # the first line says the plan is a bound too
+    assert "Capacity: at most 3 replicas for 1000 req/s (one replica's search did not converge" in \
+        Path(verdict["markdown"]).read_text()
     assert section.tables[0][1][0]["measured (req/s)"] == "at least 548.7 (below 1005.7)"
     assert len(section.figures) == 1
 

@@ -59,15 +59,18 @@ def plan_cpus(available: Iterable[int] | None = None, *, restarts: bool = False,
        and a restarting replica (imports, weights) would starve the replica still serving, which says
        more about the pinning than about the topology.
     4. ``replicas`` more than the service's CPUs (a capacity check of N replicas): the service gets
-       every CPU, shared with the clients (which keep theirs); the check says it includes that contention.
+       every CPU, and so do the clients; the check says it includes that contention. Every core is
+       shared then anyway, and a generator kept to the last one is starved exactly when the replicas
+       on it are busiest (the capacity search at 2 replicas on 2 cores took that for the generator's
+       limit); spread over all of them, it can add worker processes (`harness.load.rate_workers`).
 
     On 1, 2, 4 and 16 cores (ids 0..n-1): unpinned; service (0,) and clients (1,) (restarts: unpinned);
-    (0, 1, 2) and (3,); (0..14) and (15,).
+    (0, 1, 2) and (3,); (0..14) and (15,). With more replicas than service cores, on 2 cores: (0, 1) both.
     """
     cpus = sorted(set(usable_cpus() if available is None else available))
     if len(cpus) < 2 or (restarts and len(cpus) < MIN_CPUS_TO_PIN_RESTARTS):
         return CpuPlan(service=None, generator=None)
     service, generator = tuple(cpus[:-1]), (cpus[-1],)
     if replicas is not None and replicas > len(service):
-        service = tuple(cpus)
+        service = generator = tuple(cpus)
     return CpuPlan(service=service, generator=generator)

@@ -34,9 +34,9 @@ def test_a_run_whose_replicas_restart_pins_only_from_four_cores(cores, service, 
 @pytest.mark.parametrize(("cores", "replicas", "service", "clients", "shared"), [
     (1, 2, None, None, True),
     (2, 1, (0,), (1,), False),
-    (2, 2, (0, 1), (1,), True),  # more replicas than service cores: every core, shared with the clients
+    (2, 2, (0, 1), (0, 1), True),  # more replicas than service cores: every core, and the clients too
     (4, 3, (0, 1, 2), (3,), False),
-    (4, 4, (0, 1, 2, 3), (3,), True),
+    (4, 4, (0, 1, 2, 3), (0, 1, 2, 3), True),
     (16, 8, tuple(range(15)), (15,), False),
 ])
 def test_more_replicas_than_service_cores_spread_over_every_core(cores, replicas, service, clients, shared):

@@ -267,9 +267,11 @@ def check_linear_scaling(
     if unsure:
         notes.append(f"the search at {', '.join(map(str, unsure))} replica(s) did not converge: its measured rate and "
                      "ratio are lower bounds")
-    limited = [p.replicas for p in points if p.search.get("stop_reason") == STOP_GENERATOR]
+    limited = [p for p in points if p.search.get("stop_reason") == STOP_GENERATOR]
     if limited:
         # a generator-limited search measured the generator's ceiling: a lower bound of the service's rate
-        notes.append(f"the load generator limited the search at {', '.join(map(str, limited))} replica(s): those rates "
-                     "are lower bounds, so the plan is conservative and their ratios do not judge linearity")
+        why = "; ".join(f"at {p.replicas}: {p.search.get('detail', '')}" for p in limited)
+        notes.append(f"the load generator limited the search at {', '.join(str(p.replicas) for p in limited)} replica(s): "
+                     f"those rates are lower bounds, so the plan is conservative and their ratios do not judge linearity "
+                     f"({why})")
     return CapacityCheck(plan, points, allowed_replicas, fits, "; ".join(notes))

@@ -231,6 +231,8 @@ class WindowMeasurement:
     sent_rate_rps: float = math.nan
     generator_saturated: bool = False
     backlog_growth: float = math.nan  # latency added per second of sending (harness.measure.overload)
+    generator_workers: int = 1  # the load generator's processes (harness.load.rate_workers)
+    generator_detail: str = ""  # why the generator was saturated ("" when it was not)
     cpu_percent: float = math.nan  # the service's replicas together; 100 = one core busy
     rss_mb: float = math.nan
     gpu_util_percent: float = math.nan

@@ -11,6 +11,14 @@ one answered, as perf_analyzer does) comes from the benchmark's closed-loop gene
 (`harness.load.closed_loop`, pinned likewise), one window per line it is sent; its latency runs from
 each request's own send time. With one replica the load goes to the replica directly, so the front balancer's own CPU does
 not share the measured core; with several it goes through the balancer, as users' traffic would.
+
+**The generator scales itself** (`LocalSession.measure`). A rate run whose generator was the bottleneck
+in a window (its CPU saturated, or its p99 send lag over the tolerance) is run again at once, on the
+same seeded schedule, from twice as many worker processes (`harness.load.rate_workers`), up to one per
+generator CPU (`harness.cpus.plan_cpus` says which), while the probe's time allows; the session keeps
+the count it reached for the rates after it. Only when the most workers the CPUs allow (or the time
+left) still could not keep up is the window marked ``generator_saturated``, with why in words
+(``generator_detail``): the search then reports the rate as ``generator-limited``, a lower bound.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from harness.cpus import CpuPlan, plan_cpus
 from harness.errors import DeploymentError, HarnessError
 from harness.sweep.grid import CONCURRENCY, RATE, SweepPlan, WindowMeasurement
 from harness.signals import interrupts_held
-from harness.sweep.points import PointTimeout, Precheck
+from harness.sweep.points import GENERATOR_START_S, PointTimeout, Precheck
 
 __all__ = ["LocalSession", "LocalSweepBackend"]
 
@@ -61,6 +69,10 @@ class LocalSession:
         self.generator_cpus = generator_cpus
         self.sampler = sampler
         self.runs = 0
+        self.workers = 1  # the rate generator's processes: doubled while it limits a run, up to max_workers
+        from harness.load.workers import generator_cores
+
+        self.max_workers = generator_cores(64, generator_cpus)  # one per generator CPU
 
     def precheck(self, timeout_s: float) -> Precheck:
         """Time single requests of 1 and of max_batch_size samples; return the (optimistic) capacity they imply.
@@ -109,46 +121,75 @@ class LocalSession:
         if mode == CONCURRENCY:
             return self._measure_clients(int(level), warmup_s=warmup_s, window_s=window_s, count=count,
                                          timeout_s=timeout_s)
-        from harness.load.rate import run_rate, schedule_offsets
-        from harness.measure.overload import backlog_growth
-        from harness.measure.percentiles import percentile, summarize_windows
+        from harness.load.rate import run_rate
 
         duration_s = warmup_s + count * window_s
         request_timeout_s = min(self.plan.request_timeout_s, max(1.0, timeout_s - duration_s - 2.0))
         grace_s = timeout_s - duration_s - request_timeout_s
         if grace_s < 1.0:
             raise PointTimeout(f"{duration_s:g} s of load does not fit the {timeout_s:.0f} s left")
-        self.runs += 1
-        seed = self.plan.seed + self.runs
-        result = run_rate(
-            self.target, self.workdir / f"load-{self.runs:03d}-{level:g}rps", rate_rps=level, duration_s=duration_s,
-            arrival=ARRIVAL, seed=seed, model=self.plan.model, batch_size=1, timeout_s=request_timeout_s,
-            max_in_flight=256, cpus=self.generator_cpus, startup_grace_s=min(20.0, grace_s),
-        )
+        deadline = time.monotonic() + timeout_s
+        seed = self.plan.seed + self.runs + 1  # a re-run with more workers sends the same arrivals
+        while True:
+            self.runs += 1
+            started = time.monotonic()
+            result = run_rate(
+                self.target, self.workdir / f"load-{self.runs:03d}-{level:g}rps", rate_rps=level, duration_s=duration_s,
+                arrival=ARRIVAL, seed=seed, model=self.plan.model, batch_size=1, timeout_s=request_timeout_s,
+                max_in_flight=256, cpus=self.generator_cpus, startup_grace_s=min(20.0, grace_s), workers=self.workers,
+            )
+            more = min(self.workers * 2, self.max_workers)
+            # another run must fit what is left: as long as this one took (start, load, draining), and its bounds
+            left_s = deadline - time.monotonic()
+            grace_s = left_s - duration_s - request_timeout_s
+            fits = left_s >= time.monotonic() - started + GENERATOR_START_S and grace_s >= 1.0
+            windows = self._rate_windows(result, level, seed, warmup_s=warmup_s, window_s=window_s, count=count,
+                                         last=more <= self.workers or not fits)
+            if not any(w.generator_saturated for w in windows) or more <= self.workers or not fits:
+                return windows
+            self.workers = more  # the generator limited this run: again, from more processes
+
+    def _rate_windows(self, result, level: float, seed: int, *, warmup_s: float, window_s: float, count: int,
+                      last: bool) -> list[WindowMeasurement]:
+        """Cut a rate run into its windows; a window where the generator could not keep up says why."""
+        from harness.load.rate import schedule_offsets
+        from harness.load.workers import cpu_finding
+        from harness.measure.overload import backlog_growth
+        from harness.measure.percentiles import percentile, summarize_windows
+
         records = result.records
+        duration_s = warmup_s + count * window_s
         first_offset = schedule_offsets(level, duration_s, ARRIVAL, seed)[0]
         start_s = min(r.intended_s for r in records) - first_offset
         summaries = summarize_windows(records, start_s=start_s + warmup_s, window_s=window_s, count=count)
         telemetry = self.sampler.rows() if self.sampler is not None else []
+        cpu_why = result.load.extra.get("saturated_why") or cpu_finding(result.load.generator_cpu)
+        where = (f"{self.workers} worker process(es) on CPU {list(self.generator_cpus) if self.generator_cpus else 'any'}"
+                 + (", the most the generator CPUs allow" if self.workers >= self.max_workers else
+                    ", no time left in the probe for more" if last else ""))
         windows = []
         for index, summary in enumerate(summaries):
             lo = start_s + warmup_s + index * window_s
             hi = lo + window_s
             inside = [r for r in records if lo <= r.intended_s < hi]
             lags = [(r.sent_s - r.intended_s) * 1000.0 for r in inside if math.isfinite(r.sent_s)]
-            lagging = bool(lags) and percentile(lags, 99) > LAG_TOLERANCE_MS
+            lag_p99 = percentile(lags, 99) if lags else math.nan
+            lagging = bool(lags) and lag_p99 > LAG_TOLERANCE_MS
+            saturated = lagging or result.cpu_saturated
+            findings = [f"p99 send lag {lag_p99:.0f} ms > {LAG_TOLERANCE_MS:g} ms" if lagging else "",
+                        cpu_why if result.cpu_saturated else ""]
             cpu, rss, gpu_util, gpu_mem = _telemetry_in(telemetry, lo, hi)
             windows.append(WindowMeasurement(
                 throughput_rps=summary.throughput_rps, p50_ms=summary.p50_ms, p95_ms=summary.p95_ms,
                 p99_ms=summary.p99_ms, error_rate=summary.error_rate if summary.count else 1.0,
                 requests=summary.count, sent_rate_rps=summary.request_rate_rps,
-                generator_saturated=lagging or result.load.generator_cpu.saturated,
-                backlog_growth=backlog_growth(records, lo, hi),
+                generator_saturated=saturated, backlog_growth=backlog_growth(records, lo, hi),
+                generator_workers=self.workers,
+                generator_detail=f"{'; '.join(f for f in findings if f)} with {where}" if saturated else "",
                 cpu_percent=cpu, rss_mb=rss, gpu_util_percent=gpu_util, gpu_memory_mb=gpu_mem,
                 started_s=lo, duration_s=window_s,
             ))
         return windows
-
 
     def _measure_clients(self, clients: int, *, warmup_s: float, window_s: float, count: int,
                          timeout_s: float) -> list[WindowMeasurement]:

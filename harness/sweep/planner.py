@@ -78,6 +78,11 @@ def capacity_plan(settings: CapacitySettings):
     )
 
 
+def _workers(probe) -> str:
+    count = probe.measurement.generator_workers
+    return f" ({count} generator processes)" if count > 1 else ""
+
+
 def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
                  progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Measure, plan and check; write ``capacity.json`` under ``out_dir`` and return its data.
@@ -116,7 +121,8 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
             result = find_max_rate(
                 session, plan, budget_s=plan.search_budget_s,
                 expected_rps=count * measured[1] if count > 1 and measured.get(1) else None, on_start=started,
-                on_probe=lambda p: progress(f"  replicas={count} probe {p.rate_rps:.1f} rps: {p.verdict} ({p.reason})"),
+                on_probe=lambda p: progress(f"  replicas={count} probe {p.rate_rps:.1f} rps{_workers(p)}: {p.verdict} "
+                                            f"({p.reason})"),
             )
             measured[count] = result.max_rate_rps
             return result

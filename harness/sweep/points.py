@@ -106,11 +106,13 @@ def to_point_measurement(level: float, windows: list[WindowMeasurement]) -> Poin
 
     sent = med("sent_rate_rps")
     growth = med("backlog_growth")
+    details = list(dict.fromkeys(w.generator_detail for w in windows if w.generator_saturated and w.generator_detail))
     return PointMeasurement(
         rate_rps=level, throughput_rps=med("throughput_rps") if windows else 0.0, p99_ms=med("p99_ms"),
         error_rate=med("error_rate") if windows else 1.0, p50_ms=med("p50_ms"), p95_ms=med("p95_ms"),
         sent_rate_rps=None if math.isnan(sent) else sent,
         generator_saturated=any(w.generator_saturated for w in windows), backlog_growth=growth,
+        generator_workers=max((w.generator_workers for w in windows), default=1), generator_detail="; ".join(details),
         windows=len(windows),
     )
 

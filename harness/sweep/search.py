@@ -89,6 +89,8 @@ class PointMeasurement:
     sent_rate_rps: float | None = None
     generator_saturated: bool = False
     backlog_growth: float = math.nan  # latency added per second of sending (harness.measure.overload); NaN: unknown
+    generator_workers: int = 1  # the generator's processes that measured it
+    generator_detail: str = ""  # why the generator could not keep up, in words ("" when it could)
     windows: int = 1
     status: str = "ok"
     reason: str = ""
@@ -219,7 +221,8 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
     if m.status == INCOMPLETE:
         return INCOMPLETE, f"probe cut short by the budget: {m.reason}".rstrip(": ")
     if _generator_lagged(m):
-        return GENERATOR_LIMITED, f"load generator could not keep its schedule at {m.rate_rps:.1f} rps"
+        why = f" ({m.generator_detail})" if m.generator_detail else ""
+        return GENERATOR_LIMITED, f"load generator could not keep its schedule at {m.rate_rps:.1f} rps{why}"
     if m.status not in ("ok", "unstable"):
         return CLEAR_FAIL, f"measurement {m.status}: {m.reason}".rstrip(": ")
     problems = []

@@ -222,6 +222,11 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
         return INCOMPLETE, f"probe cut short by the budget: {m.reason}".rstrip(": ")
     if _generator_lagged(m):
         why = f" ({m.generator_detail})" if m.generator_detail else ""
+        if m.status in ("ok", "unstable") and m.error_rate > s.clear_error_rate:
+            # the service refused what it was sent: its failure, whatever the generator's lag (a lagging
+            # generator only sends later, never more; its latencies might be the generator's, its errors are not)
+            return CLEAR_FAIL, (f"error rate {m.error_rate:.2%} > {s.max_error_rate:.2%} (the service's answers; the "
+                                f"generator also lagged{why})")
         return GENERATOR_LIMITED, f"load generator could not keep its schedule at {m.rate_rps:.1f} rps{why}"
     if m.status not in ("ok", "unstable"):
         return CLEAR_FAIL, f"measurement {m.status}: {m.reason}".rstrip(": ")

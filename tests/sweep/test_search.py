@@ -237,3 +237,26 @@ def test_requests_shed_under_overload_make_the_successes_a_hint():
 
     search_max_rate(measure, SearchSettings(p99_ms=SLO_MS, start_rps=204.0, max_probes=4))
     assert calls == [204.0, 408.0, 816.0, 448.0]  # the successes under overload, not the midpoint 612
+
+
+def test_a_service_refusing_requests_fails_the_probe_even_when_the_generator_also_lagged():
+    s = SearchSettings(p99_ms=SLO_MS)
+    # 39% answered 503 at 1496 rps while the generator's send lag crept over its tolerance: the service's failure,
+    # an upper bound with its successful throughput as the next hint, not "the generator limited the search"
+    shed = PointMeasurement(rate_rps=1496.0, throughput_rps=928.0, p99_ms=299.0, error_rate=0.386, sent_rate_rps=1522.0,
+                            generator_saturated=True, generator_detail="p99 send lag 53 ms > 50 ms")
+    verdict, why = classify(shed, s)
+    assert verdict == CLEAR_FAIL and "error rate 38.60%" in why and "generator also lagged" in why
+    # no errors: the lag is all there is to see, and the search stops there saying so
+    lagging = dataclasses.replace(shed, error_rate=0.0, throughput_rps=1500.0)
+    assert classify(lagging, s)[0] == GENERATOR_LIMITED
+    answers = {374.0: PointMeasurement(374.0, 374.0, 80.0, sent_rate_rps=374.0),
+               748.0: PointMeasurement(748.0, 748.0, 110.0, sent_rate_rps=748.0), 1496.0: shed}
+    calls = []
+
+    def measure(rate):
+        calls.append(rate)
+        return answers.get(rate) or PointMeasurement(rate, rate, 150.0, sent_rate_rps=rate)
+
+    result = search_max_rate(measure, SearchSettings(p99_ms=SLO_MS, start_rps=374.0, max_probes=4))
+    assert calls[:4] == [374.0, 748.0, 1496.0, 928.0] and result.stop_reason != "generator-limited"

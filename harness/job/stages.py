@@ -57,9 +57,8 @@ KUBERNETES_SKIPS = {
 
 # Stages that do not apply to a spec of the user's own on the local platform (`PlatformTarget.own_spec`), and why.
 OWN_SPEC_SKIPS = {
-    "sweep": "the precision x batch-size sweep and its accuracy drift deploy the reference service at each precision "
-             "and batch size (its own models); a team's server has its own precision and batching, so there is nothing "
-             "of the given spec to sweep",
+    "sweep": "the precision x batch-size sweep and its accuracy drift deploy the reference service at each precision and "
+             "batch size (its own models); a team's server has its own precision and batching: nothing of the spec to sweep",
     "capacity": "capacity planning deploys 1..N replicas of the reference service's configuration, not the given spec; "
                 "measure replicas of a team's server with harness chaos or harness load --spec at each replica count",
 }
@@ -199,9 +198,8 @@ def own_spec(target: Any) -> Any:
     try:
         return merge_spec(base, target.spec_overlay())
     except ConfigError as exc:  # name the file the bad field is in
-        if exc.source or target.spec_path is None:
-            raise
-        raise ConfigError(exc.field, exc.value, exc.reason, source=str(target.spec_path)) from None
+        raise (exc if exc.source or target.spec_path is None else
+               ConfigError(exc.field, exc.value, exc.reason, source=str(target.spec_path))) from None
 
 
 def _attach_stage(ctx: JobContext) -> StageOutcome:
@@ -216,9 +214,8 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
     spec = load_spec(target.spec_path)
     out = ctx.out_dir / LOAD_DIR
     theirs = spec.target_kind == "deployment"  # a team's own Deployment: its name, replicas and probes are read from it
-    what = (f"their Deployment ({spec.target.deployment or spec.target.selector})" if theirs else
-            f"{target.namespace}/{spec.name} ({spec.topology}, {spec.replica_count} replica(s), model {spec.service.model})")
-    ctx.say(f"attaching to {what} on kubernetes")
+    ctx.say("attaching to " + (f"their Deployment ({spec.target.deployment or spec.target.selector})" if theirs else f"{target.namespace}/"
+            f"{spec.name} ({spec.topology}, {spec.replica_count} replica(s), model {spec.service.model})") + " on kubernetes")
     began = time.monotonic()
     deployment = deploy(spec, platform="kubernetes", workdir=out / "platform", timeout_s=preset.ready_timeout_s,
                         **target.deploy_options())
@@ -226,8 +223,7 @@ def _attach_stage(ctx: JobContext) -> StageOutcome:
     ctx.values.update(spec=spec, cpu_plan=CpuPlan(service=None, generator=None))  # the cluster places the pods
     ready_s = time.monotonic() - began
     replicas = getattr(deployment, "replica_count", spec.replica_count)
-    ctx.say(f"{target.namespace}/{getattr(deployment, 'name', spec.name)}: {replicas} pod(s) Ready after {ready_s:.1f} s; "
-            f"service at {deployment.endpoint}")
+    ctx.say(f"{target.namespace}/{getattr(deployment, 'name', spec.name)}: {replicas} pod(s) Ready after {ready_s:.1f} s; service at {deployment.endpoint}")
     return StageOutcome(summary={"ready_s": round(ready_s, 2), "topology": spec.topology, "replicas": replicas,
                                  "model": None if theirs else spec.service.model, "target": spec.target_kind,
                                  "namespace": target.namespace, "endpoint": deployment.endpoint})

@@ -337,19 +337,19 @@ def sweep_stage(ctx: JobContext) -> StageOutcome:
 def capacity_stage(ctx: JobContext) -> StageOutcome:
     """Plan replicas for the preset's target and check the linear model (`harness.workflows.capacity.run_capacity`,
     as `harness capacity`)."""
+    from harness.sweep.crosscheck import read_sweep_reference
     from harness.sweep.planner import CapacitySettings
-    from harness.workflows.capacity import run_capacity
+    from harness.workflows.capacity import capacity_summary, run_capacity
 
     settings = CapacitySettings.from_mapping(dict(ctx.preset.capacity))
-    data = run_capacity(settings, run_context(ctx).part(CAPACITY_DIR))
+    # the sweep's figure for the same configuration (when it ran) cross-checks one replica's search
+    data = run_capacity(settings, run_context(ctx).part(CAPACITY_DIR),
+                        reference=read_sweep_reference(ctx.out_dir / SWEEP_DIR, settings))
     plan = data.get("plan") or {}
     bound = "" if plan.get("per_replica_converged", True) else "at most "
     ctx.say(f"plan: {bound}{plan.get('replicas')} replica(s) for {plan.get('target_rps'):g} rps, one replica sustaining "
             f"{plan.get('per_replica_text')}" + (f"; {plan['bound_note']}" if plan.get("bound_note") else ""))
-    summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
-               "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
-               "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}
-    return StageOutcome(summary=summary, path=CAPACITY_DIR, reason=data.get("note") or None)
+    return StageOutcome(summary=capacity_summary(data), path=CAPACITY_DIR, reason=data.get("note") or None)
 
 
 # ----- report ---------------------------------------------------------------------------------------

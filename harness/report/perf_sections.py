@@ -249,10 +249,19 @@ def capacity_section(directory: Path, root: Path) -> Section:
         section.tables.append(("measured vs predicted", check))
     if data.get("note"):
         section.paragraphs.append(str(data["note"]))
+    cross = data.get("cross_check") or {}
+    if cross.get("reference"):
+        used = (cross.get("second") or cross.get("first") or {}).get("max_rate_rps")
+        section.paragraphs.append(
+            f"Cross-check: one replica {fmt(used)} req/s here, {fmt(cross['reference'].get('rate_rps'))} req/s in "
+            f"{cross['reference'].get('source')}: {'agree' if cross.get('agrees') else 'DISAGREE'} ({cross.get('definition')}).")
+        if not cross.get("agrees"):
+            section.findings.append(f"one replica's max rate disagrees with the sweep's: {cross.get('note')}")
     add_figure(section, "measured max rate vs the linear model (hatched: a lower bound)",
                 charts.capacity_chart(data.get("points") or [], plan.get("per_replica_rps"), plan.get("target_rps")))
     section.summary = {k: plan.get(k) for k in ("target_rps", "replicas", "per_replica_rps", "per_replica_converged",
                                                 "per_replica_upper_rps", "fewest_replicas")}
     section.summary["per_replica"] = per_replica
     section.summary["linear_model_error"] = data.get("linear_model_error")
+    section.summary["agrees_with_sweep"] = cross.get("agrees")
     return section

@@ -84,8 +84,12 @@ def _workers(probe) -> str:
 
 
 def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
-                 progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                     progress: Callable[[str], None] = lambda line: None, reference: Any = None) -> dict[str, Any]:
     """Measure, plan and check; write ``capacity.json`` under ``out_dir`` and return its data.
+
+    ``reference`` (a `harness.sweep.crosscheck.ReplicaReference`: the sweep's figure for the same
+    configuration) cross-checks one replica's search: on a disagreement it is searched once more from
+    the reference's figure and the plan uses that search (``cross_check`` in the data, said in the note).
 
     Raises ConfigError for bad settings (before anything is deployed), HarnessError when one replica
     meets the SLO at no rate or a deployment fails.
@@ -93,7 +97,8 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
     from harness.jsonfile import write_json
     from harness.sweep.capacity import check_linear_scaling
     from harness.sweep.local import LocalSweepBackend
-    from harness.sweep.maxrate import find_max_rate
+    from harness.sweep.crosscheck import agree, cross_check_note
+    from harness.sweep.maxrate import find_max_rate, search_session
 
     validate_capacity_settings(settings)
     cores = usable_cpus() or [0]  # [0]: a platform that cannot pin; one core counted
@@ -104,6 +109,7 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
     generator_cpus = plan_cpus(cores).generator
     measured: dict[int, float] = {}
     what = f"{settings.precision} batch={settings.batch_size}"
+    checked: dict[str, Any] = {}
 
     def measure_replicas(count: int):
         # one replica gets the service cores and is measured directly, as the sweep measures it; more
@@ -118,12 +124,27 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
                 source = f"pre-check {pre.detail}" if pre is not None else f"expected {count} x {measured[1]:.1f} rps"
                 progress(f"replicas={count}: {source}; searching from {start_rps:.0f} rps")
 
+            def on_probe(p) -> None:
+                progress(f"  replicas={count} probe {p.rate_rps:.1f} rps{_workers(p)}: {p.verdict} ({p.reason})")
+
             result = find_max_rate(
                 session, plan, budget_s=plan.search_budget_s,
                 expected_rps=count * measured[1] if count > 1 and measured.get(1) else None, on_start=started,
-                on_probe=lambda p: progress(f"  replicas={count} probe {p.rate_rps:.1f} rps{_workers(p)}: {p.verdict} "
-                                            f"({p.reason})"),
+                on_probe=on_probe,
             )
+            if count == 1 and reference is not None:
+                first = result
+                if not agree(first.max_rate_rps, reference.rate_rps):
+                    progress(f"replicas=1: {first.max_rate_rps:.1f} rps disagrees with {reference.source} "
+                             f"({reference.rate_rps:.1f} rps); searching again from {reference.rate_rps:.1f} rps")
+                    result = search_session(session, plan, start_rps=reference.rate_rps,
+                                            budget_s=plan.search_budget_s, on_probe=on_probe)
+                second = result if result is not first else None
+                checked.update(reference=reference.to_dict(), first=first.to_dict(),
+                               second=second.to_dict() if second else None,
+                               agrees=agree(result.max_rate_rps, reference.rate_rps),
+                               note=cross_check_note(reference, first.max_rate_rps,
+                                                     second.max_rate_rps if second else None))
             measured[count] = result.max_rate_rps
             return result
 
@@ -139,6 +160,11 @@ def measure_capacity(settings: CapacitySettings, out_dir: str | Path, *,
         data["note"] = "; ".join(filter(None, [data["note"], (
             f"with {max(p.replicas for p in check.points)} replicas on {len(cores)} cores the replicas share cores with "
             "the load generator and the front balancer, so the check includes that contention")]))
+    if checked:
+        from harness.sweep.crosscheck import DEFINITION
+
+        data["cross_check"] = {**checked, "definition": DEFINITION}
+        data["note"] = "; ".join(filter(None, [checked["note"], data["note"]]))
     data["config"] = {"model": plan.model, "precision": settings.precision, "max_batch_size": settings.batch_size,
                       "max_queue_delay_ms": plan.max_queue_delay_ms, "cores": cores,
                       "generator_cpus": list(generator_cpus) if generator_cpus else None,

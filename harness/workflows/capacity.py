@@ -17,12 +17,13 @@ from harness.results import new_part_record, new_run_record, save_run
 from harness.sweep.planner import CAPACITY_JSON, CapacitySettings
 from harness.workflows.context import RunContext
 
-__all__ = ["run_capacity"]
+__all__ = ["run_capacity", "capacity_summary"]
 
 
-def run_capacity(settings: CapacitySettings, context: RunContext) -> dict[str, Any]:
+def run_capacity(settings: CapacitySettings, context: RunContext, *, reference: Any = None) -> dict[str, Any]:
     """Measure, plan and check into ``context.out_dir`` (see the module docstring); return ``capacity.json``'s
-    data. ``context`` gives the progress callback and the parent run.
+    data. ``context`` gives the progress callback and the parent run; ``reference`` (the sweep's figure for
+    the same configuration, `harness.sweep.crosscheck`) cross-checks one replica's search.
 
     Raises ConfigError naming the first bad setting (before anything is deployed), HarnessError when
     one replica meets the SLO at no rate or a deployment fails (recorded in run.json first).
@@ -38,17 +39,24 @@ def run_capacity(settings: CapacitySettings, context: RunContext) -> dict[str, A
               else new_part_record(parent, "capacity", out.name, **fields))
     save_run(out, record)
     try:
-        data = measure_capacity(settings, out, progress=context.say)
+        data = measure_capacity(settings, out, progress=context.say, reference=reference)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         record.finish("aborted" if interrupted else "failed", "interrupted" if interrupted else f"{type(exc).__name__}: {exc}")
         save_run(out, record)
         raise
-    plan = data.get("plan") or {}
     record.add_artifact("capacity", CAPACITY_JSON)
-    record.summary = {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
-                      "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
-                      "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio")}
+    record.summary = capacity_summary(data)
     record.finish("completed")
     save_run(out, record)
     return data
+
+
+def capacity_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the run record's summary of ``capacity.json``'s data (the plan's figures and the check's worst ratio)."""
+    plan = data.get("plan") or {}
+    cross = data.get("cross_check") or {}
+    return {"replicas": plan.get("replicas"), "per_replica_rps": plan.get("per_replica_rps"),
+            "per_replica": plan.get("per_replica_text"), "per_replica_converged": plan.get("per_replica_converged"),
+            "target_rps": plan.get("target_rps"), "worst_ratio": data.get("worst_ratio"),
+            "agrees_with_sweep": cross.get("agrees")}

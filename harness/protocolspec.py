@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.modelnames import DEFAULT_MODEL
+from harness.promptspec import LengthRange, parse_length, read_dataset
 from harness.validation import validate_model
 
 __all__ = ["PROTOCOL_NAMES", "DEFAULT_PROMPT", "ProtocolSettings", "protocol_settings"]
@@ -31,6 +32,8 @@ class ProtocolSettings(BaseModel):
     ``model``: oip-v2's reference model (default the harness's default model), the ``model`` field an
     OpenAI-compatible request names (omitted when unset). ``path`` overrides the protocol's own path
     (http-json needs one). ``stream``, ``max_tokens`` and ``prompt`` are the OpenAI protocols';
+    ``prompt_words``, ``dataset``, ``dataset_lengths`` and ``seed`` too (``max_tokens`` and ``prompt_words``
+    fixed or a uniform range; see `harness.promptspec`, which draws the n-th request's prompt and length);
     ``method``, ``body_template``, ``bodies_file``, ``success_status`` and ``success_field`` http-json's;
     ``inputs`` and ``bodies_file`` (v2 request bodies) oip-v2's, for a model that is not a reference model.
     """
@@ -43,8 +46,12 @@ class ProtocolSettings(BaseModel):
     path: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     stream: bool = True
-    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=1_000_000)
+    max_tokens: int | LengthRange = DEFAULT_MAX_TOKENS  # fixed, or a uniform range {min, max}
     prompt: str = DEFAULT_PROMPT
+    prompt_words: int | LengthRange | None = None  # a prompt of that many seeded words instead of ``prompt``
+    dataset: str | None = None  # a JSONL file of prompts or messages (and output lengths)
+    dataset_lengths: bool = True  # a dataset line's max_tokens wins over the settings'
+    seed: int = Field(0, ge=0, le=2**31 - 1)  # draws request n's prompt and length
     method: str = "POST"
     body_template: str | None = None
     bodies_file: str | None = None
@@ -80,12 +87,17 @@ class ProtocolSettings(BaseModel):
             raise ValueError("must be one or more HTTP statuses from 100 to 599")
         return values
 
-    @field_validator("bodies_file")
+    @field_validator("bodies_file", "dataset")
     @classmethod
-    def _resolved(cls, value: str | None) -> str | None:
+    def _resolved(cls, value: str | None, info: ValidationInfo) -> str | None:
         from harness.paths import resolve_path
 
-        return None if value is None else str(resolve_path(value, "bodies_file"))  # children get absolute paths
+        return None if value is None else str(resolve_path(value, info.field_name))  # children get absolute paths
+
+    @field_validator("max_tokens", "prompt_words", mode="before")
+    @classmethod
+    def _length(cls, value: Any, info: ValidationInfo) -> Any:
+        return None if value is None and info.field_name == "prompt_words" else parse_length(value)
 
     @model_validator(mode="after")  # raises ConfigError itself: its value is the value, not its text
     def _fits_protocol(self) -> "ProtocolSettings":
@@ -100,7 +112,20 @@ class ProtocolSettings(BaseModel):
                     raise ConfigError(name, getattr(self, name), "only the http-json protocol takes it")
         elif self.path is None:
             raise ConfigError("path", None, "the http-json protocol needs the path to send to")
+        if not self.protocol.startswith("openai"):
+            for name in ("prompt_words", "dataset"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, getattr(self, name), "only the openai-chat and openai-completions protocols "
+                                      "take it")
+        if self.dataset is not None:
+            if self.prompt_words is not None:
+                raise ConfigError("prompt_words", self.prompt_words, "a dataset gives the prompts; give one or the other")
+            read_dataset(self.dataset, chat=self.protocol == "openai-chat")  # a bad line fails here, where it enters
         return self
+
+    @field_serializer("max_tokens", "prompt_words")
+    def _written(self, value: int | LengthRange | None) -> int | dict[str, int] | None:
+        return value.to_value() if isinstance(value, LengthRange) else value  # as written: children read it back
 
     @property
     def reference_model(self) -> str:

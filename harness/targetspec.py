@@ -33,7 +33,7 @@ negative (``app!=x`` alone would select every other pod in the namespace, and po
 
 ``protocol`` (`harness.protocolspec.ProtocolSettings`; default: Open Inference Protocol v2 to the spec's
 model) is what the load, the prober and the main job send to the target, with its own success rule
-(a stream cut mid-response is a failure); a relative ``bodies_file`` in it is read from the spec's folder.
+(a stream cut mid-response is a failure); a relative ``bodies_file`` or ``dataset`` in it is read from the spec's folder.
 ``{port}`` (required in a command's argv) is the port the platform picked for the replica, ``{venv}``
 the ``venv`` folder and ``{python}`` the harness's own interpreter; they are substituted in argv and
 env values alike. **Relative paths** (``venv``,
@@ -358,9 +358,10 @@ def resolve_target_paths(data: Mapping[str, Any], base_dir: Path) -> dict[str, A
         if isinstance(value, str) and value.strip() and not Path(os.path.expanduser(value)).is_absolute():
             target[name] = str(base_dir / value)
     protocol = target.get("protocol")
-    if isinstance(protocol, Mapping) and isinstance(protocol.get("bodies_file"), str) and protocol["bodies_file"].strip() \
-            and not Path(os.path.expanduser(protocol["bodies_file"])).is_absolute():
-        target["protocol"] = {**protocol, "bodies_file": str(base_dir / protocol["bodies_file"])}
+    for name in ("bodies_file", "dataset"):  # the protocol's files, read from the spec's folder too
+        if isinstance(protocol, Mapping) and isinstance(protocol.get(name), str) and protocol[name].strip() \
+                and not Path(os.path.expanduser(protocol[name])).is_absolute():
+            protocol = target["protocol"] = {**protocol, name: str(base_dir / protocol[name])}
     if target.get("command") is not None and target.get("endpoint") is None and "workdir" not in target:
         target["workdir"] = str(base_dir)
     out["target"] = target

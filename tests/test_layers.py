@@ -48,7 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("ground floor", frozenset({
         "harness", "config", "errors", "paths", "userfiles", "atomicfile", "jsonfile", "modelnames", "faultparams",
         "validation", "quantities", "request_records", "gpu", "environment", "policies", "extras", "slo",
-        "processes", "signals", "cpus", "targetspec", "protocolspec",
+        "processes", "signals", "cpus", "targetspec", "protocolspec", "promptspec",
     })),
     ("service, platforms", frozenset({"service", "platforms", "preflight"})),
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),

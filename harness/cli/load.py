@@ -36,7 +36,7 @@ PROTOCOL_CHOICES = ("oip-v2", "openai-chat", "openai-completions", "http-json") 
 # flag -> ProtocolSettings field, for the flags given (a flag left out keeps the protocol's default)
 PROTOCOL_FLAGS = {"path": "path", "method": "method", "body_template": "body_template", "bodies_file": "bodies_file",
                   "success_status": "success_status", "success_field": "success_field", "max_tokens": "max_tokens",
-                  "prompt": "prompt"}
+                  "prompt": "prompt", "prompt_words": "prompt_words", "dataset": "dataset", "prompt_seed": "seed"}
 
 PROFILE_CHOICES = ("steady", "ramp", "step", "spike", "soak")  # harness.load.profiles.PROFILE_KINDS
 DEFAULT_WARMUP_S = 2.0  # with --rounds > 1 or --rate-rps; a single Locust run starts measuring at once
@@ -115,17 +115,32 @@ def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--success-field", default=None, metavar="DOTTED",
                        help="http-json: a field the JSON answer must hold to succeed (outputs.0.data)")
     group.add_argument("--no-stream", action="store_true", help="openai-*: ask for the whole answer, not a stream")
-    group.add_argument("--max-tokens", type=int, default=None, metavar="N", help="openai-*: max_tokens (default 16)")
+    group.add_argument("--max-tokens", type=length_arg, default=None, metavar="N|MIN-MAX",
+                       help="openai-*: max_tokens, fixed or uniform in MIN-MAX (default 16)")
     group.add_argument("--prompt", default=None, help="openai-*: the prompt")
     for flag, what in (("--ttft-ms", "time to first token"), ("--tpot-ms", "time per output token"),
                        ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
         group.add_argument(flag, type=float, default=None, metavar="MS",
                            help=f"generative loads: the bound on a good request's {what}, for goodput")
+    group.add_argument("--prompt-words", type=length_arg, default=None, metavar="N|MIN-MAX",
+                       help="openai-*: prompts of N seeded words (or uniform in MIN-MAX) instead of --prompt")
+    group.add_argument("--dataset", type=path_type("--dataset"), default=None, metavar="FILE",
+                       help='openai-*: a JSONL file of {"prompt": ...} or {"messages": [...]} with optional max_tokens')
+    group.add_argument("--prompt-seed", type=int, default=None, metavar="N",
+                       help="openai-*: the seed request n's prompt and length are drawn from (default 0)")
 
 
 def _spec(args: argparse.Namespace) -> Any:
     from harness.config import ServiceSpec, load_spec
     from harness.validation import validate_model
+
+def length_arg(text: str) -> int | dict[str, int] | str:
+    """Return ``N`` as an int and ``MIN-MAX`` as a range (anything else as given: validation names the flag)."""
+    low, dash, high = text.partition("-")
+    if low.strip().isdigit() and (not dash or high.strip().isdigit()):
+        return {"min": int(low), "max": int(high)} if dash else int(low)
+    return text
+
 
     spec = load_spec(args.spec, topology=args.topology)
     # the spec's model is a reference model; with --endpoint or a protocol of its own, --model is the protocol's
@@ -146,14 +161,15 @@ def _protocol(args: argparse.Namespace, model: str) -> Any:
     data: dict[str, Any] = {"protocol": args.protocol, "stream": not args.no_stream,
                             "model": (args.model or model) if args.protocol == "oip-v2" else args.model}
     data.update({field: getattr(args, flag) for flag, field in PROTOCOL_FLAGS.items() if getattr(args, flag) is not None})
-    if data.get("bodies_file") is not None:
-        data["bodies_file"] = str(data["bodies_file"])
+    for name in ("bodies_file", "dataset"):
+        if data.get(name) is not None:
+            data[name] = str(data[name])
     try:
         settings = validate_model(ProtocolSettings, data)
         if not settings.needs_metadata:  # else its tensors are read from the server before the load starts
             build_adapter(settings)
     except ConfigError as exc:
-        name = exc.field.split(".")[0]
+        name = {"seed": "prompt_seed"}.get(exc.field.split(".")[0], exc.field.split(".")[0])
         raise ConfigError(f"--{name.replace('_', '-')}", exc.value, exc.reason) from None
     plain = args.protocol == "oip-v2" and set(data) == {"protocol", "stream", "model"} and args.endpoint is None
     return None if plain else settings  # None: the load's own oip-v2 to its model, as before protocols

@@ -16,6 +16,7 @@ send time) and reports p50/p99/max on `Prober.stop`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import signal
@@ -110,9 +111,11 @@ async def _probe(config: ProberConfig) -> dict[str, object]:
     counts = {"ok": 0, "failed": 0, "missed": 0}
     epoch_minus_mono = time.time() - time.monotonic()
 
+    numbers = itertools.count()  # sample n sends the adapter's n-th request: the load's sequence
+
     async def send(session: aiohttp.ClientSession) -> None:
         sent = time.monotonic()
-        reading, latency_ms = await aio.send(session, adapter, config.host, 0, config.timeout_s, sent)
+        reading, latency_ms = await aio.send(session, adapter, config.host, next(numbers), config.timeout_s, sent)
         counts["ok" if reading.ok else "failed"] += 1
         buffer.append(ProbeSample(sent + epoch_minus_mono, reading.ok, latency_ms, reading.status, reading.error))
 

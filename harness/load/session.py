@@ -159,10 +159,11 @@ def run_session(
 
 def _probe_protocol(protocol: ProtocolSettings | None) -> ProtocolSettings | None:
     """Return what the prober sends: the load's protocol, asking a generative server for one token (the prober
-    watches availability and answer time, and a long answer would outlast its timeout)."""
+    watches availability and answer time, and a long answer would outlast its timeout): the load's prompts, a
+    dataset's lengths ignored."""
     if protocol is None or not protocol.protocol.startswith("openai"):
         return protocol
-    return protocol.model_copy(update={"max_tokens": 1})
+    return protocol.model_copy(update={"max_tokens": 1, "dataset_lengths": False})
 
 
 def _with_metadata(profile: LoadProfile | RateLoad, endpoint: str) -> LoadProfile | RateLoad:

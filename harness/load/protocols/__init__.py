@@ -38,7 +38,8 @@ def build_adapter(settings: ProtocolSettings) -> Adapter:
 
         return OpenAiAdapter(chat=settings.protocol == "openai-chat", model=settings.model, prompt=settings.prompt,
                              max_tokens=settings.max_tokens, stream=settings.stream, path=settings.path,
-                             headers=settings.headers)
+                             headers=settings.headers, prompt_words=settings.prompt_words, dataset=settings.dataset,
+                             dataset_lengths=settings.dataset_lengths, seed=settings.seed)
     from harness.load.protocols.http_json import HttpJsonAdapter
 
     return HttpJsonAdapter(method=settings.method, path=settings.path or "/", body_template=settings.body_template,

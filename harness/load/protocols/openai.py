@@ -1,5 +1,8 @@
 """OpenAI-compatible text generation: ``/v1/chat/completions`` and ``/v1/completions``, streamed or not.
 
+Request n's prompt and ``max_tokens`` come from `harness.promptspec.PromptPlan` (fixed, uniform ranges or a
+JSONL dataset, drawn from a seed): the same n is the same request in every sender.
+
 Definitions (per request; the report and `harness.measure.tokens` quote them). Every time runs from
 the request's *intended* send time, as ``RequestRecord.latency_ms`` does (open-loop load: the schedule),
 so a request that waited in the generator counts that wait in its TTFT too.
@@ -33,6 +36,7 @@ import math
 from typing import Any, Sequence
 
 from harness.load.protocols.base import Adapter, HttpRequest, Piece, Reading, timed_lines
+from harness.promptspec import LengthRange, PromptPlan, read_dataset
 
 __all__ = ["OpenAiAdapter", "CHAT_PATH", "COMPLETIONS_PATH"]
 
@@ -44,8 +48,10 @@ DONE = b"[DONE]"
 class OpenAiAdapter(Adapter):
     """``chat`` (messages in, ``delta.content`` out) or completions (``prompt`` in, ``text`` out)."""
 
-    def __init__(self, *, chat: bool, model: str | None, prompt: str, max_tokens: int, stream: bool,
-                 path: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, *, chat: bool, model: str | None, prompt: str, max_tokens: int | LengthRange, stream: bool,
+                 path: str | None = None, headers: dict[str, str] | None = None,
+                 prompt_words: int | LengthRange | None = None, dataset: str | None = None,
+                 dataset_lengths: bool = True, seed: int = 0) -> None:
         self.name = "openai-chat" if chat else "openai-completions"
         self.chat, self.stream = chat, stream
         self.path = path or (CHAT_PATH if chat else COMPLETIONS_PATH)
@@ -53,15 +59,28 @@ class OpenAiAdapter(Adapter):
         if stream:
             self.headers.setdefault("Accept", "text/event-stream")
             self.headers.setdefault("Accept-Encoding", "identity")  # events read as they come, never compressed
-        body: dict[str, Any] = {"model": model} if model else {}
-        body.update({"messages": [{"role": "user", "content": prompt}]} if chat else {"prompt": prompt})
-        body.update({"max_tokens": max_tokens, "stream": stream})
-        if stream:
+        self.model = model
+        self.plan = PromptPlan(prompt=prompt, max_tokens=max_tokens, prompt_words=prompt_words, seed=seed,
+                               dataset=read_dataset(dataset, chat=chat) if dataset is not None else None,
+                               dataset_lengths=dataset_lengths)
+        varies = dataset is not None or prompt_words is not None or isinstance(max_tokens, LengthRange)
+        self.body = None if varies else self._body(0)  # one body for every request when nothing is drawn
+
+    def _body(self, n: int) -> bytes:
+        prompt, messages, max_tokens = self.plan.draw(n)
+        body: dict[str, Any] = {"model": self.model} if self.model else {}
+        if self.chat:
+            body["messages"] = list(messages) if messages is not None else [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        body.update({"max_tokens": max_tokens, "stream": self.stream})
+        if self.stream:
             body["stream_options"] = {"include_usage": True}
-        self.body = json.dumps(body).encode()
+        return json.dumps(body).encode()
 
     def request(self, n: int) -> HttpRequest:
-        return HttpRequest("POST", self.path, self.headers, self.body, self.stream)
+        return HttpRequest("POST", self.path, self.headers, self.body if self.body is not None else self._body(n),
+                           self.stream)
 
     def read(self, status: int, pieces: Sequence[Piece], latency_ms: float, error: str = "") -> Reading:
         if self.stream and status == 200:  # a transport error mid-stream is a cut: say what came before it

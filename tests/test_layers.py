@@ -11,7 +11,8 @@ module of a layer below it):
    (``__version__``); ``processes`` (the one spawner), ``signals`` (the one home of signal handlers)
    and ``cpus`` (the one CPU-splitting rule). Its modules may import one another, except
    ``config``: it stands on the rest, so none of them imports it.
-1. **service, platforms**: the reference service, the platforms that deploy it, and ``preflight``
+1. **service, platforms**: the reference service, the reference generative service (``llmservice``, which
+   stands on ``service``'s weights, metrics and fault hooks), the platforms that deploy it, and ``preflight``
    (is this machine fit to run them). ``platforms`` may import ``service`` (it runs the service's
    command and reads its options); ``service`` and ``preflight`` import no peer.
 2. **load, chaos, measure, sweep**: the building blocks of a workflow. ``measure`` (pure
@@ -50,7 +51,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "validation", "quantities", "request_records", "gpu", "environment", "policies", "extras", "slo",
         "processes", "signals", "cpus", "targetspec", "protocolspec", "promptspec",
     })),
-    ("service, platforms", frozenset({"service", "platforms", "preflight"})),
+    ("service, platforms", frozenset({"service", "llmservice", "platforms", "preflight"})),
     ("load, chaos, measure, sweep", frozenset({"measure", "load", "chaos", "sweep"})),
     ("results", frozenset({"results"})),
     ("report, workflows", frozenset({"report", "workflows"})),
@@ -62,6 +63,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
 # is handled by its own rule (see the module docstring).
 PEERS: dict[str, frozenset[str]] = {
     "platforms": frozenset({"service"}),
+    "llmservice": frozenset({"service"}),
     "load": frozenset({"measure"}),
     "chaos": frozenset({"load", "measure"}),
     "sweep": frozenset({"load", "measure"}),

@@ -15,10 +15,12 @@ Definitions (reports quote these):
   canary's analysis.
 
 - **Token SLO** (generative, OpenAI-compatible targets; `TokenSlo`): optional bounds on a request's
-  time to first token ``ttft_ms``, time per output token ``tpot_ms`` and end-to-end latency ``e2e_ms``
-  (unset: the SLO's ``p99_ms``, the bound a request meets the SLO by). No defaults: an unset TTFT or
-  TPOT bound does not judge. A request is **good** when it succeeded and meets every bound that is
-  set (a TPOT that is undefined, for one output token, meets the TPOT bound; a TTFT that is
+  time to first token ``ttft_ms``, time per output token ``tpot_ms``, inter-token latency ``itl_ms``
+  (every gap between two output events of the request: its longest gap) and end-to-end latency
+  ``e2e_ms`` (unset: the SLO's ``p99_ms``, the bound a request meets the SLO by). No defaults: an
+  unset TTFT, TPOT or ITL bound does not judge. A request is **good** when it succeeded and meets every bound that is
+  set (a TPOT that is undefined, for one output token, meets the TPOT bound, as a request with no gap
+  meets the ITL bound; a TTFT that is
   undefined, for no output token, does not meet a TTFT bound); a failed request, a stream cut
   mid-response included, is never good. **Goodput** is good requests per second of the load
   (`harness.measure.tokens`).
@@ -94,17 +96,20 @@ class TokenSlo:
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None  # None: the SLO's p99_ms
+    itl_ms: float | None = None  # every inter-token gap of a good request
 
     def __post_init__(self) -> None:
-        for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        for name in ("ttft_ms", "tpot_ms", "e2e_ms", "itl_ms"):
             value = getattr(self, name)
             if value is not None and not (_is_number(value) and value > 0):
                 raise ConfigError(name, value, "a per-request bound must be a finite number of milliseconds greater than zero")
 
     def bounds(self, slo: Slo) -> dict[str, float | None]:
-        """Return the bounds a request is judged by under ``slo``: ttft_ms, tpot_ms (None: not judged), e2e_ms."""
-        return {"ttft_ms": self.ttft_ms, "tpot_ms": self.tpot_ms,
-                "e2e_ms": self.e2e_ms if self.e2e_ms is not None else slo.p99_ms}
+        """Return the bounds a request is judged by under ``slo``: ttft_ms, tpot_ms (None: not judged), e2e_ms,
+        and itl_ms where it is set."""
+        bounds = {"ttft_ms": self.ttft_ms, "tpot_ms": self.tpot_ms,
+                  "e2e_ms": self.e2e_ms if self.e2e_ms is not None else slo.p99_ms}
+        return {**bounds, "itl_ms": self.itl_ms} if self.itl_ms is not None else bounds
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)

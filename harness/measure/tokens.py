@@ -72,6 +72,8 @@ def is_good(record: RequestRecord, bounds: dict[str, float | None]) -> bool:
         return False
     if bounds.get("ttft_ms") is not None and not record.ttft_ms <= bounds["ttft_ms"]:  # NaN: no token came
         return False
+    if bounds.get("itl_ms") is not None and any(gap > bounds["itl_ms"] for gap in record.itl_ms):  # no gap meets it
+        return False
     return bounds.get("tpot_ms") is None or not record.tpot_ms > bounds["tpot_ms"]  # NaN: one token, no gap
 
 

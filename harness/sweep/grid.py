@@ -93,6 +93,7 @@ class SweepPlan:
     search: bool = False  # also search each configuration's max sustainable rate (SLO p99_ms)
     search_budget_s: float = 120.0  # wall-clock bound of one configuration's search
     search_rel_tol: float = 0.05  # the search converges when (lowest fail - highest pass) / lowest fail <= this
+    min_good_share: float | None = None  # generative: a probe passes when this share of requests is good (token SLO)
     forward_window_s: float = 0.3  # forward-pass timing: one loop per precision x batch size per round
     forward_rounds: int = 3  # rounds of those loops, interleaved (drift hits every figure alike)
     seed: int = 0
@@ -161,6 +162,8 @@ def validate_plan(plan: SweepPlan) -> SweepPlan:
         raise ConfigError("min_windows", plan.min_windows, f"must lie in [2, max_windows={plan.max_windows}]")
     if plan.max_windows > 100:
         raise ConfigError("max_windows", plan.max_windows, "at most 100")
+    if plan.min_good_share is not None and not 0 < plan.min_good_share <= 1:
+        raise ConfigError("min_good_share", plan.min_good_share, "must lie in (0, 1] (0.9: 90% of requests good)")
     if not 0 < plan.search_rel_tol < 1:
         raise ConfigError("search_rel_tol", plan.search_rel_tol, "must lie in (0, 1)")
     if isinstance(plan.forward_rounds, bool) or not isinstance(plan.forward_rounds, int) or not 1 <= plan.forward_rounds <= 100:
@@ -239,6 +242,10 @@ class WindowMeasurement:
     gpu_memory_mb: float = math.nan
     started_s: float = math.nan
     duration_s: float = math.nan
+    good_share: float = math.nan  # generative: the share of requests meeting the token SLO (harness.measure.tokens)
+    goodput_rps: float = math.nan
+    ttft_p99_ms: float = math.nan
+    itl_p99_ms: float = math.nan
 
 
 CSV_COLUMNS = (

@@ -73,7 +73,8 @@ def search_session(
     confirm_s = RERUN_WARMUP_S + CONFIRM_WINDOWS * (plan.window_s + RERUN_WARMUP_S) + GENERATOR_START_S
     deadline = clock() + budget_s
     settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, rel_tol=plan.search_rel_tol,
-                              start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=MAX_PROBES)
+                              start_rps=min(max(start_rps, 0.5), 100_000.0), max_probes=MAX_PROBES,
+                              min_good_share=plan.min_good_share)  # generative: the token SLO's good share
     # a whole probe: the generator's start, warm-up, its windows and re-runs; then as long as the longest so far
     probe_s = [plan.warmup_s + PROBE_WINDOWS * (plan.window_s + RERUN_WARMUP_S) + GENERATOR_START_S]
 

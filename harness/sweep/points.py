@@ -113,7 +113,8 @@ def to_point_measurement(level: float, windows: list[WindowMeasurement]) -> Poin
         sent_rate_rps=None if math.isnan(sent) else sent,
         generator_saturated=any(w.generator_saturated for w in windows), backlog_growth=growth,
         generator_workers=max((w.generator_workers for w in windows), default=1), generator_detail="; ".join(details),
-        windows=len(windows),
+        windows=len(windows), good_share=med("good_share"), goodput_rps=med("goodput_rps"),
+        ttft_p99_ms=med("ttft_p99_ms"), itl_p99_ms=med("itl_p99_ms"),
     )
 
 
@@ -130,7 +131,7 @@ def measure_level(
     is ok; timeout when fewer than ``min_windows`` windows fit (and no clear violation ended it);
     error when the session failed. Never raises HarnessError.
     """
-    settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate)
+    settings = SearchSettings(p99_ms=plan.p99_ms, max_error_rate=plan.max_error_rate, min_good_share=plan.min_good_share)
     mode = mode or plan.load_mode
     windows: list[WindowMeasurement] = []
     cost_per_window = plan.window_s + RERUN_WARMUP_S  # learnt from each run: window plus generator start-up
@@ -161,7 +162,8 @@ def measure_level(
         m = to_point_measurement(level, first)
         if is_clear_violation(m, settings):
             lag = ", generator lagging" if m.generator_saturated else ""
-            reason = f"stopped early: clear SLO violation (p99 {m.p99_ms:.0f} ms, errors {m.error_rate:.1%}{lag})"
+            share = f", good {m.good_share:.0%}" if plan.min_good_share is not None else ""
+            reason = f"stopped early: clear SLO violation (p99 {m.p99_ms:.0f} ms, errors {m.error_rate:.1%}{share}{lag})"
             record(first, reason)
             return OK, reason, windows
         record(first, "")

@@ -19,6 +19,12 @@ bound taken from it would end the search below the true knee. Both ends of the b
 rates. A lagging generator stops the search: rates beyond what
 the generator can send cannot be measured, and the result says so instead of blaming the service.
 The answer is always a rate that was measured to pass, never an interpolation.
+
+**Goodput** (a generative target, ``min_good_share`` set): a probe's latency criterion is the token SLO
+instead of the p99: it passes when at least ``min_good_share`` of its requests are good (succeeded within
+every TTFT / ITL / TPOT / end-to-end bound, `harness.slo.TokenSlo`, `harness.measure.tokens`), with the
+error-rate and keep-up criteria as ever; under half that share is a clear violation. The max rate found
+is then the max rate meeting the token SLO, and its goodput is that rate's good requests per second.
 """
 
 from __future__ import annotations
@@ -94,6 +100,10 @@ class PointMeasurement:
     windows: int = 1
     status: str = "ok"
     reason: str = ""
+    good_share: float = math.nan  # generative: the share of requests meeting the token SLO
+    goodput_rps: float = math.nan  # good requests per second
+    ttft_p99_ms: float = math.nan
+    itl_p99_ms: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +125,7 @@ class SearchSettings:
     clear_p99_factor: float = 4.0  # p99 beyond this many SLOs is a clear violation
     clear_error_rate: float = 0.10
     overload_margin: float = 0.10  # no pass yet: the next probe = completed throughput under overload x (1 - margin)
+    min_good_share: float | None = None  # generative: the token SLO's share of good requests a pass needs
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,8 @@ def validate_search_settings(settings: SearchSettings) -> None:
             raise ConfigError(name, value, "must lie in [0, 1]")
     if settings.clear_p99_factor < 1:
         raise ConfigError("clear_p99_factor", settings.clear_p99_factor, "must be at least 1")
+    if settings.min_good_share is not None and not 0 < settings.min_good_share <= 1:
+        raise ConfigError("min_good_share", settings.min_good_share, "must lie in (0, 1]")
     if settings.overload_margin < 0:
         raise ConfigError("overload_margin", settings.overload_margin, "must not be negative")
 
@@ -212,7 +225,17 @@ def kept_up_rps(m: PointMeasurement) -> float:
 def is_clear_violation(m: PointMeasurement, s: SearchSettings) -> bool:
     """Return True when ``m`` is so far beyond the SLO that more windows at this rate are pointless."""
     p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
-    return p99 > s.clear_p99_factor * s.p99_ms or m.error_rate > s.clear_error_rate or _generator_lagged(m)
+    slow = _good_share(m) < s.min_good_share / 2 if s.min_good_share is not None else p99 > s.clear_p99_factor * s.p99_ms
+    return slow or m.error_rate > s.clear_error_rate or _generator_lagged(m)
+
+
+def _good_share(m: PointMeasurement) -> float:
+    return m.good_share if math.isfinite(m.good_share) else 0.0  # no token figure: no good request
+
+
+def _tokens_text(m: PointMeasurement) -> str:
+    return (f"good {_good_share(m):.1%}, goodput {m.goodput_rps:.1f} rps, TTFT p99 {m.ttft_p99_ms:.1f} ms, "
+            f"ITL p99 {m.itl_p99_ms:.1f} ms")
 
 
 def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
@@ -232,7 +255,10 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
         return CLEAR_FAIL, f"measurement {m.status}: {m.reason}".rstrip(": ")
     problems = []
     p99 = m.p99_ms if math.isfinite(m.p99_ms) else math.inf
-    if p99 > s.p99_ms:
+    tokens = s.min_good_share is not None
+    if tokens and _good_share(m) < s.min_good_share:
+        problems.append(f"{_tokens_text(m)}: good share < {s.min_good_share:.0%}")
+    elif not tokens and p99 > s.p99_ms:
         problems.append(f"p99 {p99:.1f} ms > SLO {s.p99_ms:g} ms")
     if m.error_rate > s.max_error_rate:
         problems.append(f"error rate {m.error_rate:.2%} > {s.max_error_rate:.2%}")
@@ -244,6 +270,8 @@ def classify(m: PointMeasurement, s: SearchSettings) -> tuple[str, str]:
                             f"{completed:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
         else:
             problems.append(f"throughput {m.throughput_rps:.1f} rps < {s.min_throughput_ratio:.0%} of offered {offered:.1f} rps")
+    if not problems and tokens:
+        return PASS, f"{_tokens_text(m)} >= {s.min_good_share:.0%} good at {m.throughput_rps:.1f} rps"
     if not problems:
         return PASS, f"p99 {p99:.1f} ms <= SLO {s.p99_ms:g} ms at {m.throughput_rps:.1f} rps"
     verdict = CLEAR_FAIL if is_clear_violation(m, s) else FAIL

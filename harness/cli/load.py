@@ -67,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="client-side prober interval (default: 0.05)")
     parser.add_argument("--no-prober", action="store_true", help="run without the client-side prober")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the service and the generator to CPUs")
+    parser.add_argument("--load-workers", type=int, default=1, metavar="N",
+                        help="the load generator's processes: Locust's distributed mode (a master and N workers) or "
+                             "the open-loop generator split N ways, their records merged into one requests.csv; "
+                             "0: one per generator CPU (default 1: one process)")
     parser.add_argument("--inject-fault", default=None, metavar="KIND",
                         help="inject a service fault into every replica for the whole run (e.g. slow-inference), "
                              "to measure a deliberately degraded build")
@@ -251,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         fault_params=parse_fault_params(args.fault_param),
         cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
         prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],
+        load_workers=_load_workers(args),
     )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     context = RunContext(args.out, platform=args.platform, spec=spec, slo=slo, progress=say)
@@ -261,13 +266,27 @@ def run(args: argparse.Namespace) -> int:
     if result.get("tokens"):
         say(_tokens_line(result["tokens"]))
     if result.get("generator_saturated"):
-        say("warning: the load generator was saturated (CPU above 90% of a core); the figures describe the "
+        why = (result.get("generator") or {}).get("saturated_why") or "CPU above 90% of a core"
+        say(f"warning: the load generator was saturated ({why}); the figures describe the "
             "generator's limit, not only the service's")
     say(f"verdict: {load.verdict.line()}")  # the last line: what the load means against the SLO
     figures = {k: result.get(k) for k in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "errors", "generator_saturated")}
     tokens = {"tokens": result["tokens"]} if result.get("tokens") else {}
     print(json.dumps({**figures, **tokens, "slo_verdict": load.verdict.outcome}))
     return 0
+
+
+def _load_workers(args: argparse.Namespace) -> int:
+    """Return --load-workers (0: one per generator CPU); raise ConfigError outside 0..64."""
+    from harness.cpus import plan_cpus
+    from harness.errors import ConfigError
+    from harness.load.workers import generator_cores
+
+    if not 0 <= args.load_workers <= 64:
+        raise ConfigError("--load-workers", args.load_workers, "must be from 1 to 64, or 0 for one per generator CPU")
+    if args.load_workers == 0:
+        return generator_cores(64, None if args.no_pin else plan_cpus().generator)
+    return args.load_workers
 
 
 def _endpoint(args: argparse.Namespace) -> str | None:

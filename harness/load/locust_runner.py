@@ -4,7 +4,8 @@ Locust is never imported here: it runs as ``python -m locust`` in a child proces
 to the CPUs given), bounded by a hard deadline. Every request lands in a per-request CSV written by
 the locustfile; percentiles are computed exactly from it with `harness.measure.percentiles`. Locust's
 own CSVs (``<prefix>_stats.csv`` ...) and final JSON summary are kept beside it; Locust's own figures
-(`locust_figures`) come from the summary, which Locust writes last.
+(`locust_figures`) come from the summary, which Locust writes last. ``workers`` > 1 runs Locust's own
+distributed mode instead, a master and that many worker processes (`harness.load.locust_distributed`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from harness import processes
+from harness.errors import ConfigError
 from harness.load.cpu_sampler import CpuSampler
 from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile
 from harness.load.result import LoadResult, no_records_error, result_from_records
@@ -29,6 +31,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOCUST_PREFIX = "locust"  # <out>/locust_stats.csv, locust_stats_history.csv, locust_failures.csv, ...
 LOCUST_LOG = "locust.log"
 STARTUP_GRACE_S = 30.0  # Locust's imports take seconds on a busy machine; the deadline allows for it
+MAX_WORKERS = 64  # Locust worker processes of one run
 
 
 def locust_argv(host: str, profile: LoadProfile, out_dir: Path, *, stop_timeout_s: float) -> list[str]:
@@ -119,17 +122,34 @@ def run_locust(
     startup_grace_s: float = STARTUP_GRACE_S,
     deadline_s: float | None = None,
     cpu_interval_s: float = 0.5,
+    workers: int = 1,
 ) -> LoadResult:
     """Run ``profile`` against ``host`` with Locust in a child process; return its `LoadResult`.
 
     Writes ``<out_dir>/requests.csv`` (every request), Locust's ``locust_*.csv`` and
     ``locust_summary.json``, and ``locust.log``. The child is pinned to ``cpus`` and killed if it runs
     past ``deadline_s`` (default ``duration + stop_timeout + startup_grace``). ``out_dir`` is resolved
-    first: Locust runs in it and gets absolute paths only. Raises ConfigError for bad ``cpus`` or an
-    empty ``out_dir``, HarnessError when Locust recorded no request (whatever its exit code).
+    first: Locust runs in it and gets absolute paths only. ``workers`` > 1: a Locust master and that many
+    workers, each process pinned to ``cpus``, their records merged (`harness.load.locust_distributed`);
+    with ``HARNESS_LOCUST_MASTER_PORT`` set, a master only, for workers elsewhere (``HARNESS_LOCUST_WORKERS`` of them).
+    Raises ConfigError for bad ``cpus``, an empty ``out_dir`` or ``workers`` outside 1..`MAX_WORKERS`,
+    HarnessError when Locust recorded no request (whatever its exit code).
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("workers", workers, f"must be an integer in [1, {MAX_WORKERS}]")
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
+    from harness.load.locust_distributed import external_master
+
+    external = external_master()  # the in-cluster runner: its workers are the rendered worker Deployment
+    if workers > 1 or external is not None:
+        from harness.load.locust_distributed import run_locust_distributed
+
+        (out / REQUESTS_FILE).unlink(missing_ok=True)
+        limit_s = profile.duration_s + stop_timeout_s + startup_grace_s if deadline_s is None else deadline_s
+        return run_locust_distributed(host, profile, out, workers=max(workers, external[1]) if external else workers,
+                                      cpus=cpus, stop_timeout_s=stop_timeout_s, limit_s=limit_s,
+                                      cpu_interval_s=cpu_interval_s, external_port=external[0] if external else None)
     requests_path = out / REQUESTS_FILE
     requests_path.unlink(missing_ok=True)  # the locustfile appends
     log_path = out / LOCUST_LOG

@@ -17,6 +17,15 @@ Environment (all optional):
 - ``HARNESS_REQUESTS_FILE``: CSV that every request is appended to as a `harness.request_records.RequestRecord`
   (source ``locust``), buffered and flushed about once a second and when Locust stops.
 
+Distributed (``--master`` / ``--worker``): the master hands the profile to its workers (the
+``--harness-profile`` argument, which defaults to ``HARNESS_LOAD_PROFILE``: Locust forwards a
+locustfile's own arguments to every worker), so a worker started without the variable (a pod of the
+rendered worker Deployment) sends what the master's profile says. A worker with
+``HARNESS_RECORDS_TO_MASTER=1`` sends its records to the master in Locust messages instead of writing
+them (its master may be on another machine), and a master with ``HARNESS_REQUESTS_FILE`` appends
+what it receives there; with ``HARNESS_WORKERS_FILE`` a master also writes, every second, each
+worker's CPU as the worker reports it, and at the end how many records each sent (JSON lines).
+
 This module imports Locust (which monkey-patches the interpreter with gevent): only a Locust process
 may import it, never the harness or pytest process.
 """
@@ -24,9 +33,11 @@ may import it, never the harness or pytest process.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import gevent
@@ -35,7 +46,10 @@ from locust.contrib.fasthttp import LocustBadStatusCode
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
-from harness.load.profiles import ENV_MODEL, ENV_PROFILE, ENV_REQUESTS_FILE, LoadProfile, profile_from_env, target_users
+from harness.load.profiles import (
+    ENV_MODEL, ENV_PROFILE, ENV_RECORDS_TO_MASTER, ENV_REQUESTS_FILE, ENV_WORKERS_FILE, LoadProfile, profile_from_env,
+    target_users,
+)
 from harness.load.protocols import ProtocolSettings, Reading, build_adapter
 from harness.request_records import RequestRecord, append_records
 from harness.service.registry import get_signature
@@ -43,6 +57,10 @@ from harness.service.registry import get_signature
 FLUSH_INTERVAL_S = 1.0
 ERROR_TEXT_CHARS = 200
 SOURCE = "locust"
+RECORDS_MESSAGE = "harness_records"  # a worker's batch of records, to its master
+DRAIN_IDLE_S = 1.5  # a master receiving records ends this long after its workers report no user running
+DRAIN_CAP_S = 10.0  # ... and at the latest this long (beyond the stop timeout) after the profile ended
+RECORD_FIELDS = [f.name for f in fields(RequestRecord)]
 
 
 def _read_profile() -> LoadProfile | None:
@@ -72,14 +90,18 @@ except ConfigError as exc:
 
 
 class RequestRecorder:
-    """Collects one `RequestRecord` per request event and appends them to a CSV in batches."""
+    """Collects one `RequestRecord` per request event and appends them to a CSV in batches (or, without a
+    path, hands each batch to ``send``: a worker's records on their way to its master)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).unlink(missing_ok=True)  # records are appended: start from an empty file
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).unlink(missing_ok=True)  # records are appended: start from an empty file
         self.buffer: list[RequestRecord] = []
         self.written = 0
+        self.send = None  # set at init on a worker that sends its records to its master
+        self.received: dict[str, int] = {}  # on a master: records received from each worker
 
     def on_request(self, request_type, name, response_time, response_length, response=None,
                    context=None, exception=None, start_time=None, url=None, **_kwargs) -> None:
@@ -98,8 +120,23 @@ class RequestRecorder:
 
     def flush(self, **_kwargs) -> None:
         batch, self.buffer = self.buffer, []
-        if batch:
-            self.written += append_records(self.path, batch, RequestRecord)
+        if not batch:
+            return
+        if self.path is None:
+            if self.send is not None:  # rows of plain values: Locust's messages are msgpack
+                self.send([[list(v) if isinstance(v, tuple) else v for v in (getattr(r, n) for n in RECORD_FIELDS)]
+                           for r in batch])
+                self.written += len(batch)
+            return
+        self.written += append_records(self.path, batch, RequestRecord)
+
+    def receive(self, environment, msg, **_kwargs) -> None:
+        """On a master: append a worker's batch of records (a `RECORDS_MESSAGE`) to this recorder's file."""
+        records = [RequestRecord(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(RECORD_FIELDS, row)})
+                   for row in msg.data]
+        self.received[msg.node_id] = self.received.get(msg.node_id, 0) + len(records)
+        if self.path is not None:
+            append_records(self.path, records, RequestRecord)
 
     def run_flusher(self) -> None:
         while True:
@@ -108,19 +145,64 @@ class RequestRecorder:
 
 
 _REQUESTS_FILE = os.environ.get(ENV_REQUESTS_FILE, "").strip()
-RECORDER = RequestRecorder(_REQUESTS_FILE) if _REQUESTS_FILE else None
+_TO_MASTER = os.environ.get(ENV_RECORDS_TO_MASTER, "").strip() == "1"
+RECORDER = RequestRecorder(_REQUESTS_FILE or None) if _REQUESTS_FILE or _TO_MASTER else None
+_WORKERS_FILE = os.environ.get(ENV_WORKERS_FILE, "").strip()
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser, **_kwargs) -> None:
+    parser.add_argument("--harness-profile", type=str, env_var=ENV_PROFILE, default="", include_in_web_ui=False,
+                        help="the harness's load profile (JSON); a master hands it to its workers")
 
 
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
+    from locust.runners import MasterRunner, WorkerRunner
+
+    if isinstance(environment.runner, MasterRunner) and _WORKERS_FILE:
+        gevent.spawn(_watch_workers, environment)
     if RECORDER is None:
         return
+    if isinstance(environment.runner, MasterRunner):  # a master sends nothing: it records what workers send
+        environment.runner.register_message(RECORDS_MESSAGE, RECORDER.receive)
+        ProfileShape.drain = True
+        return
+    if RECORDER.path is None and isinstance(environment.runner, WorkerRunner):
+        RECORDER.send = lambda rows: environment.runner.send_message(RECORDS_MESSAGE, rows)
     environment.events.request.add_listener(RECORDER.on_request)
     # flush at every way out: the test ends, the process quits (SIGTERM included), and just before exit
     environment.events.test_stop.add_listener(RECORDER.flush)
     environment.events.quitting.add_listener(RECORDER.flush)
     environment.events.quit.add_listener(RECORDER.flush)
     gevent.spawn(RECORDER.run_flusher)
+
+
+def _watch_workers(environment) -> None:
+    """On a master: every second, each worker's CPU as its heartbeats report it; at the end, its records."""
+    def line(data: dict) -> None:
+        with open(_WORKERS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(data) + "\n")
+
+    environment.events.quitting.add_listener(
+        lambda **_kw: line({"records": dict(RECORDER.received) if RECORDER is not None else {}}))
+    while True:
+        gevent.sleep(FLUSH_INTERVAL_S)
+        now = time.time()
+        for worker in list(environment.runner.clients.values()):
+            line({"time_s": now, "worker": worker.id, "cpu_percent": worker.cpu_usage})
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:
+    """A worker started without a profile takes its master's (forwarded as ``--harness-profile``)."""
+    text = (getattr(environment.parsed_options, "harness_profile", "") or "").strip()
+    if PROFILE is None and text:
+        try:
+            _use(profile_from_env({ENV_PROFILE: text}))
+        except ConfigError as exc:
+            sys.stderr.write(f"harness locustfile: --harness-profile: {exc}\n")
+            gevent.spawn(environment.runner.quit)
 
 
 class InferenceUser(FastHttpUser):
@@ -172,11 +254,27 @@ class ProfileShape(LoadTestShape):
 
     abstract = True
     profile: LoadProfile | None = PROFILE
+    drain = False  # a master whose workers send it their records: they arrive after the users stop
+    _ended_s: float | None = None
+    _idle_s: float | None = None
 
     def tick(self):
         if self.profile is None:
             return None
-        return target_users(self.profile, self.get_run_time())
+        target = target_users(self.profile, self.get_run_time())
+        return self._drain() if target is None and self.drain else target
+
+    def _drain(self):
+        """Stop every user and end once the workers have reported none running for `DRAIN_IDLE_S` (their last
+        records, flushed every `FLUSH_INTERVAL_S`, then in), or `DRAIN_CAP_S` past the stop timeout: a master
+        that quit at once would lose the records its workers send while their users stop."""
+        now = time.monotonic()
+        self._ended_s = self._ended_s if self._ended_s is not None else now
+        self._idle_s = None if self.get_current_user_count() > 0 else (self._idle_s if self._idle_s is not None else now)
+        cap_s = float(getattr(self.runner.environment, "stop_timeout", 0.0) or 0.0) + DRAIN_CAP_S
+        if (self._idle_s is not None and now - self._idle_s >= DRAIN_IDLE_S) or now - self._ended_s >= cap_s:
+            return None
+        return 0, float(max(self.profile.users, self.profile.peak_users, 100))
 
 
 class SteadyShape(ProfileShape):
@@ -207,6 +305,16 @@ class SoakShape(ProfileShape):
     """A long steady run (leaks and drift show over time)."""
 
     abstract = True
+
+
+def _use(profile: LoadProfile) -> None:
+    """Send what ``profile`` says from now on (a worker configured by its master's profile)."""
+    global PROFILE, MODEL, BATCH_SIZE, TIMEOUT_S, THINK_TIME_S, ADAPTER
+    PROFILE, MODEL, BATCH_SIZE = profile, profile.model, profile.batch_size
+    TIMEOUT_S, THINK_TIME_S = profile.request_timeout_s, profile.think_time_s
+    ADAPTER = build_adapter(profile.protocol or ProtocolSettings(model=MODEL, batch_size=BATCH_SIZE))
+    InferenceUser.wait_time = constant(THINK_TIME_S)
+    InferenceUser.network_timeout = InferenceUser.connection_timeout = TIMEOUT_S
 
 
 SHAPES = {"steady": SteadyShape, "ramp": RampShape, "step": StepShape, "spike": SpikeShape, "soak": SoakShape}

@@ -25,6 +25,8 @@ __all__ = [
     "ENV_PROFILE",
     "ENV_MODEL",
     "ENV_REQUESTS_FILE",
+    "ENV_RECORDS_TO_MASTER",
+    "ENV_WORKERS_FILE",
     "LoadProfile",
     "PRESETS",
     "target_users",
@@ -39,6 +41,8 @@ PROFILE_KINDS = ("steady", "ramp", "step", "spike", "soak")
 ENV_PROFILE = "HARNESS_LOAD_PROFILE"  # JSON of a LoadProfile, read by the locustfile
 ENV_MODEL = "HARNESS_MODEL"  # model to send requests to when no profile is given
 ENV_REQUESTS_FILE = "HARNESS_REQUESTS_FILE"  # per-request CSV the locustfile appends to
+ENV_RECORDS_TO_MASTER = "HARNESS_RECORDS_TO_MASTER"  # "1": a Locust worker sends its records to its master
+ENV_WORKERS_FILE = "HARNESS_WORKERS_FILE"  # a Locust master's JSON lines of its workers' CPU and records
 
 Kind = Literal["steady", "ramp", "step", "spike", "soak"]
 

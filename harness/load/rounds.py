@@ -216,6 +216,7 @@ def measure_round(
     arm: Arm, load: LoadProfile | RateLoad, out: Path, *, platform: str, cpus: CpuPlan, warmup_s: float,
     prober: bool, prober_interval_s: float, metadata: Mapping[str, Any], progress: Progress,
     telemetry: bool = True, teardown: Teardown | None = None, ready_timeout_s: float = READY_TIMEOUT_S,
+    load_workers: int = 1,
 ) -> dict[str, Any]:
     """Deploy ``arm``, wait Ready, inject its fault, warm up, measure ``load`` into ``out``, tear down
     (through ``teardown``, default in the foreground); return the round's ``result.json`` content.
@@ -238,7 +239,8 @@ def measure_round(
             progress(f"warmed up with {warm_up(deployment, load, warmup_s)} request(s) in {warmup_s:g} s (not measured)")
         return run_session(deployment, load, out, generator_cpus=cpus.generator, prober=prober,
                            prober_interval_s=prober_interval_s, telemetry=telemetry, progress=progress,
-                           metadata={**metadata, "injected_fault": injected, "warmup_s": warmup_s})
+                           metadata={**metadata, "injected_fault": injected, "warmup_s": warmup_s},
+                           load_workers=load_workers)
     finally:
         teardown(deployment, out)
 
@@ -257,6 +259,7 @@ def run_rounds(
     telemetry: bool = True,
     metadata: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    load_workers: int = 1,
 ) -> dict[str, Any]:
     """Measure ``load`` against ``arm`` in ``rounds`` fresh deployments; return the run's ``result.json``.
 
@@ -273,7 +276,7 @@ def run_rounds(
     out = resolve_path(out_dir, "out_dir")
     out.mkdir(parents=True, exist_ok=True)
     common = dict(platform=platform, cpus=cpus, warmup_s=warmup_s, prober=prober, prober_interval_s=prober_interval_s,
-                  telemetry=telemetry, progress=say)
+                  telemetry=telemetry, progress=say, load_workers=load_workers)
     if rounds == 1:
         return measure_round(arm, load, out, metadata=dict(metadata or {}), **common)
     results: list[dict[str, Any]] = []

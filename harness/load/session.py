@@ -7,7 +7,10 @@ the open-loop rate generator (blocking, bounded),
 stops the observers whatever happened, and writes ``result.json`` next to the per-request data,
 timeline and telemetry. A progress callback that takes beats (`harness.load.heartbeat.LoadProgress`)
 gets the load so far every few seconds while it runs. Where the service and the generator run is
-`harness.cpus.plan_cpus`'s to decide.
+`harness.cpus.plan_cpus`'s to decide; ``load_workers`` > 1 runs the generator from that many processes
+(Locust's master and workers, `harness.load.locust_distributed`; the rate generator's shares,
+`harness.load.rate_workers`), their records merged into one requests.csv, saturation judged per worker
+and overall (``result.generator``).
 """
 
 from __future__ import annotations
@@ -108,13 +111,15 @@ def run_session(
     stop_timeout_s: float = 5.0,
     metadata: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    load_workers: int = 1,
 ) -> dict[str, Any]:
     """Run ``profile`` against a Ready ``deployment``; write and return the ``result.json`` content.
 
     Files in ``out_dir``: requests.csv, timeline.csv (with ``prober``), telemetry.csv (with
     ``telemetry``), locust_*.csv, locust_summary.json, result.json; ``out_dir`` is resolved first.
-    Raises ConfigError for bad CPUs or an empty ``out_dir``, HarnessError when the load generator or
-    prober cannot run or the generator recorded no request.
+    ``load_workers``: the generator's processes (1: one process, as always). Raises ConfigError for bad
+    CPUs, an empty ``out_dir`` or a bad ``load_workers``, HarnessError when the load generator or prober
+    cannot run or the generator recorded no request.
     """
     say = progress or (lambda _msg: None)
     profile = _with_metadata(profile, deployment.endpoint)
@@ -132,6 +137,7 @@ def run_session(
                            protocol=_probe_protocol(profile.protocol)).start()
             say(f"prober running every {prober_interval_s * 1000:g} ms")
         speaking = f", {profile.protocol.protocol}" if profile.protocol is not None else ""
+        speaking += f", from {load_workers} generator processes" if load_workers > 1 else ""
         if isinstance(profile, RateLoad):
             say(f"running open-loop load at {profile.rate_rps:g} req/s ({profile.request_rows} sample(s) each{speaking}) "
                 f"for {profile.duration_s:g} s")
@@ -141,9 +147,10 @@ def run_session(
             if isinstance(profile, RateLoad):
                 result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
                                   model=profile.model, batch_size=profile.request_rows, cpus=cpus,
-                                  protocol=profile.protocol).load
+                                  protocol=profile.protocol, workers=load_workers).load
             else:
-                result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s)
+                result = run_locust(deployment.endpoint, profile, out, cpus=cpus, stop_timeout_s=stop_timeout_s,
+                                    workers=load_workers)
     finally:
         if probe is not None:
             summary = probe.stop()
@@ -219,6 +226,13 @@ def build_result(
         "machine": machine_info(),
         "files": {k: Path(v).name for k, v in result.paths.items()},
     }
+    if "worker_loads" in result.extra:  # several generator processes: each judged, and the whole
+        data["generator"] = {key: result.extra.get(key) for key in (
+            "workers", "generator_cores", "generator_cpus", "saturated_why", "worker_loads", "master_cpu")
+            if key in result.extra}
+        for section in ("rate", "locust"):
+            if isinstance(data[section], dict):
+                data[section] = {k: v for k, v in data[section].items() if k not in data["generator"]}
     data.update(metadata or {})
     return _json_ready(data)
 

@@ -72,6 +72,7 @@ class LoadSettings:
     command: list[str] | None = None  # recorded in a run of its own (default: this process's argv)
     endpoint: str | None = None  # measure this URL as it is: no deployment, telemetry or events
     token_slo: TokenSlo | None = None  # per-request TTFT / TPOT / e2e bounds of goodput (generative loads)
+    load_workers: int = 1  # the load generator's processes (Locust's master and workers, or the rate generator's)
 
     def metadata(self, context: RunContext) -> dict[str, Any]:
         """Return what result.json says about where the load ran."""
@@ -121,14 +122,15 @@ def run_load(settings: LoadSettings, context: RunContext, *, deployment: Any = N
         result = run_rounds(arm, settings.load, out, rounds=settings.rounds, platform=context.platform,
                             cpus=settings.cpus, warmup_s=settings.warmup_s, prober=settings.prober,
                             prober_interval_s=settings.prober_interval_s, telemetry=settings.telemetry,
-                            metadata=settings.metadata(context), progress=progress)
+                            metadata=settings.metadata(context), progress=progress, load_workers=settings.load_workers)
     else:
         _validate_given_deployment(settings)
         try:
             result = run_session(deployment, settings.load, out, generator_cpus=settings.cpus.generator,
                                  prober=settings.prober, prober_interval_s=settings.prober_interval_s,
                                  telemetry=settings.telemetry and not isinstance(deployment, Endpoint),
-                                 metadata=settings.metadata(context), progress=progress)
+                                 metadata=settings.metadata(context), progress=progress,
+                                 load_workers=settings.load_workers)
         finally:
             if not isinstance(deployment, Endpoint):
                 copy_events(deployment, out)

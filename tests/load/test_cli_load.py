@@ -138,6 +138,7 @@ def test_sigint_mid_run_tears_everything_down(tmp_path):
         (["--duration-s", "-1"], "duration_s"),
         (["--duration-s", "5", "--users", "0"], "users"),
         (["--duration-s", "5", "--model", "no-such-model"], "model"),
+        (["--duration-s", "5", "--load-workers", "65"], "--load-workers"),
     ],
 )
 def test_bad_options_exit_2_naming_the_field_before_deploying(args, named, tmp_path, capsys):

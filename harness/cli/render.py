@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_out(parser, default=DEFAULT_OUT, what="output directory of the manifests")
     parser.add_argument("--runner", action="store_true", help="also render the in-cluster runner Job with its RBAC and results volume")
     parser.add_argument("--schedule", metavar="CRON", help="also render a runner CronJob on this schedule, e.g. '0 2 * * *'")
+    parser.add_argument("--load-workers", type=int, default=0, metavar="N",
+                        help="with the runner: a Deployment of N Locust workers and the Service of their master, the "
+                             "runner, whose Locust loads then run distributed over them (default 0: none)")
     parser.add_argument(
         "--load-time-s", type=float, default=MEASURED_LOAD_TIME_S, metavar="S",
         help=f"measured model load time that sizes the startup probe (default: {MEASURED_LOAD_TIME_S:g})",
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     options = RenderOptions(
         image=args.image, namespace=args.namespace, load_time_s=args.load_time_s, hpa_metric=args.hpa_metric,
         max_replicas=args.max_replicas, runner=args.runner, schedule=args.schedule, results_volume=args.results_volume,
-        **extra,
+        load_workers=args.load_workers, **extra,
     )
     for path in write_manifests(render_manifests(spec, options), args.out):
         print(path)

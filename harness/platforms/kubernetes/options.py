@@ -74,6 +74,7 @@ class RenderOptions:
     results_size: str = "2Gi"
     runner_command: tuple[str, ...] = field(default=DEFAULT_RUNNER_COMMAND)
     runner_deadline_s: int = 7200  # activeDeadlineSeconds of one runner Job: nightly's budgets total 69 min on it
+    load_workers: int = 0  # Locust workers next to the runner, whose Locust loads are their master (0: none)
 
     @property
     def with_runner(self) -> bool:
@@ -118,3 +119,8 @@ def validate_render_options(options: RenderOptions, spec: ServiceSpec) -> None:
         raise ConfigError("runner_command", options.runner_command, "must name a command")
     if not (60 <= options.runner_deadline_s <= 7 * 86400):
         raise ConfigError("runner_deadline_s", options.runner_deadline_s, "must be between 60 s and 7 days")
+    if isinstance(options.load_workers, bool) or not isinstance(options.load_workers, int) or not 0 <= options.load_workers <= 1000:
+        raise ConfigError("load_workers", options.load_workers, "must be an integer from 0 (none) to 1000")
+    if options.load_workers and not options.with_runner:
+        raise ConfigError("load_workers", options.load_workers, "the workers' master is the in-cluster runner: "
+                          "render it too (--runner or --schedule)")

@@ -15,6 +15,7 @@ import yaml
 from harness import __version__
 from harness.config import ServiceSpec
 from harness.errors import ConfigError
+from harness.platforms.kubernetes.loadgen import loadgen_objects
 from harness.platforms.kubernetes.manifests import service_objects
 from harness.platforms.kubernetes.options import RenderOptions, validate_render_options
 from harness.platforms.kubernetes.runner_job import runner_objects
@@ -37,7 +38,7 @@ def render_manifests(spec: ServiceSpec, options: RenderOptions | None = None) ->
     validate_render_options(options, spec)
     objects = service_objects(spec, options)
     if options.with_runner:
-        objects += runner_objects(spec, options)
+        objects += runner_objects(spec, options) + loadgen_objects(spec, options)
     return objects
 
 

@@ -19,6 +19,8 @@ from harness.platforms.kubernetes.manifests import (
     pod_security_context,
     selector,
 )
+from harness.platforms.kubernetes.loadgen import runner_env as loadgen_env
+from harness.platforms.kubernetes.loadgen import runner_ingress
 from harness.platforms.kubernetes.options import RenderOptions
 from harness.platforms.kubernetes.rbac import role_rules
 
@@ -65,6 +67,7 @@ def runner_env(spec: ServiceSpec, options: RenderOptions) -> list[dict[str, Any]
         {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
         {"name": "HARNESS_FAULT_TOKEN", "valueFrom": {"secretKeyRef": {"name": "harness-fault-token", "key": "token", "optional": True}}},
+        *loadgen_env(options),  # with Locust workers rendered: the runner's Locust loads are their master
     ]
 
 
@@ -144,11 +147,13 @@ def runner_objects(spec: ServiceSpec, options: RenderOptions) -> list[dict[str, 
         },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(spec, options, f"{spec.name}-spec"), "data": {"spec.yaml": spec_yaml}},
         {
-            # the runner serves nothing: no ingress at all; egress (the API server, the Service) stays open
+            # the runner serves nothing (but its Locust master, to its rendered workers): no other ingress;
+            # egress (the API server, the Service) stays open
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": _meta(spec, options, name),
-            "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/component": "runner"}}, "policyTypes": ["Ingress"]},
+            "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": spec.name, "app.kubernetes.io/component": "runner"}},
+                     "policyTypes": ["Ingress"], **({"ingress": runner_ingress(spec, options)} if options.load_workers else {})},
         },
     ]
     if options.results_volume == "pvc":

@@ -28,6 +28,7 @@ CASES = {
         RenderOptions(image="registry.example.org/ml/harness@sha256:" + "a" * 64, runner=True, schedule="0 2 * * *", max_replicas=8),
     ),
     "runner-emptydir": ({"topology": "multi-active"}, RenderOptions(runner=True, results_volume="emptyDir", hpa_metric="rps")),
+    "runner-locust-workers": ({"topology": "multi-active"}, RenderOptions(runner=True, schedule="@daily", load_workers=4)),
     "autoscaled-drill": (
         {"topology": "multi-active", "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
          "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targetRequestsPerSecond": 12.5, "scaleDownStabilizationSeconds": 8},
@@ -252,6 +253,8 @@ def test_a_fractional_cpu_target_is_refused_naming_it():
         ({}, RenderOptions(namespace="Bad_NS"), "namespace", "Bad_NS"),
         ({}, RenderOptions(schedule="every night"), "schedule", "every night"),
         ({}, RenderOptions(load_time_s=0), "load_time_s", 0),
+        ({}, RenderOptions(load_workers=2), "load_workers", 2),  # the workers' master is the runner
+        ({}, RenderOptions(runner=True, load_workers=-1), "load_workers", -1),
         ({"topology": "multi-active", "replicas": 3}, RenderOptions(max_replicas=2), "max_replicas", 2),
     ],
 )

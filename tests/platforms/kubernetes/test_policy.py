@@ -22,7 +22,10 @@ EXPECTED_SKIPS = {
     "CKV_K8S_35": {"Deployment", "Job", "CronJob"},  # optional fault token from a Secret via env
     "CKV_K8S_38": {"Job", "CronJob"},  # the runner needs its ServiceAccount token
     "CKV_K8S_43": {"Deployment", "Job", "CronJob"},  # image by tag unless rendered with a digest
+    "CKV_K8S_8": {"Deployment"},  # the Locust workers serve no port to probe (their Deployment only: see below)
+    "CKV_K8S_9": {"Deployment"},
 }
+WORKER_ONLY_SKIPS = {"CKV_K8S_8", "CKV_K8S_9"}  # never the service's own probes
 
 
 def _hadolint() -> str:
@@ -56,7 +59,8 @@ def checkov_report(checkov_bin, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("checkov")
     gpu = ServiceSpec.model_validate({"topology": "multi-active", "replicas": 3, "resources": {"nvidia.com/gpu": 1}, "service": {"device": "cuda"}})
     write_manifests(render_manifests(gpu, RenderOptions(runner=True, schedule="0 2 * * *")), out / "gpu")
-    write_manifests(render_manifests(ServiceSpec(), RenderOptions(runner=True, results_volume="emptyDir")), out / "single")
+    write_manifests(render_manifests(ServiceSpec(), RenderOptions(runner=True, results_volume="emptyDir", load_workers=2)),
+                    out / "single")
     result = subprocess.run(
         [str(checkov_bin), "--directory", str(out), "--framework", "kubernetes", "--skip-download", "--output", "json", "--compact"],
         capture_output=True, text=True, timeout=300,
@@ -76,4 +80,6 @@ def test_checkov_suppressions_are_the_explained_ones(checkov_report):
     for check in checkov_report["results"]["skipped_checks"]:
         kind = check["resource"].split(".", 1)[0]
         assert kind in EXPECTED_SKIPS.get(check["check_id"], set()), check["resource"]
+        if check["check_id"] in WORKER_ONLY_SKIPS:
+            assert check["resource"].endswith("-locust-worker"), check["resource"]
         assert len(check["check_result"]["suppress_comment"]) > 30

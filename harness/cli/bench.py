@@ -228,21 +228,27 @@ def _register_loadgen(benches: Any) -> None:
     defaults = LoadgenSettings()
     loadgen = benches.add_parser(
         "loadgen",
-        help="the open-loop generator from N processes against one: how much more load does it keep up with?",
+        help="the load generator from N processes against one: how much more load does it send?",
         description="Drive a trivial endpoint with the open-loop rate generator from 1 process and from N, side by "
                     "side in one run, and find the highest rate each keeps up with (schedule kept, nothing "
-                    "overflowed or failed). Prints both and their ratio. Exit 1 if the ratio is below --min-ratio.",
+                    "overflowed or failed); or (--generator locust) with one Locust process and Locust's master "
+                    "with N workers, alternately, each run's answered requests per second after a warm-up. Prints "
+                    "both and their ratio. Exit 1 if the ratio is below --min-ratio.",
     )
     add = loadgen.add_argument
+    add("--generator", choices=("rate", "locust"), default="rate",
+        help="rate: the open-loop generator (default); locust: Locust's distributed mode, closed loop")
+    add("--users", type=int, default=64, help="locust: users, no think time (default 64)")
+    add("--rounds", type=int, default=2, help="locust: runs of each count, alternating (default 2)")
     add("--workers", type=int, default=defaults.workers, help="N (default 0: one per usable CPU, at least 2)")
     add("--start-rps", type=float, default=defaults.start_rps, help=f"first rate probed (default {defaults.start_rps:g})")
     add("--growth", type=float, default=defaults.growth, help=f"rate factor per step (default {defaults.growth:g})")
     add("--refine", type=int, default=defaults.refine, help=f"bisections of each bracket (default {defaults.refine})")
     add("--max-rps", type=float, default=defaults.max_rps, help=f"highest rate probed (default {defaults.max_rps:g})")
-    add("--probe-s", type=float, default=defaults.probe_s,
-        help=f"seconds of load per probe that are judged (default {defaults.probe_s:g})")
-    add("--warmup-s", type=float, default=defaults.warmup_s,
-        help=f"seconds of load before them, not judged (default {defaults.warmup_s:g})")
+    add("--probe-s", type=float, default=None,
+        help=f"seconds of load per probe that are judged (default {defaults.probe_s:g}; locust 4)")
+    add("--warmup-s", type=float, default=None,
+        help=f"seconds of load before them, not judged (default {defaults.warmup_s:g}; locust 2)")
     add("--seed", type=int, default=defaults.seed, help=f"seed of the Poisson arrivals (default {defaults.seed})")
     add("--min-ratio", type=float, default=defaults.min_ratio,
         help=f"the claim: N processes keep up with at least this many times one's rate (default {defaults.min_ratio:g})")
@@ -260,16 +266,24 @@ def _loadgen_out() -> str:
 def run_loadgen(args: argparse.Namespace) -> int:
     """Run the load-generator benchmark; return 0, or raise VerdictFailed when the ratio misses the claim."""
     from harness.bench.loadgen import LoadgenSettings, format_loadgen_table, run_loadgen_bench
+    from harness.bench.loadgen_locust import LocustBenchSettings, format_locust_table, run_locust_bench
     from harness.cli._display import ProgressDisplay
 
-    settings = LoadgenSettings(workers=args.workers, start_rps=args.start_rps, growth=args.growth, refine=args.refine,
-                               max_rps=args.max_rps, probe_s=args.probe_s, warmup_s=args.warmup_s, seed=args.seed,
-                               min_ratio=args.min_ratio).validate()
-    result = run_loadgen_bench(settings, args.out, progress=ProgressDisplay("harness bench loadgen"))
-    print(json.dumps(result, indent=2) if args.json else format_loadgen_table(result))
+    timing = {k: getattr(args, k) for k in ("probe_s", "warmup_s") if getattr(args, k) is not None}
+    if args.generator == "locust":
+        settings = LocustBenchSettings(workers=args.workers, users=args.users, rounds=args.rounds,
+                                       min_ratio=args.min_ratio, **timing).validate()
+        result = run_locust_bench(settings, args.out, progress=ProgressDisplay("harness bench loadgen"))
+    else:
+        settings = LoadgenSettings(workers=args.workers, start_rps=args.start_rps, growth=args.growth,
+                                   refine=args.refine, max_rps=args.max_rps, seed=args.seed, min_ratio=args.min_ratio,
+                                   **timing).validate()
+        result = run_loadgen_bench(settings, args.out, progress=ProgressDisplay("harness bench loadgen"))
+    table = format_locust_table if args.generator == "locust" else format_loadgen_table
+    print(json.dumps(result, indent=2) if args.json else table(result))
     print(f"bench loadgen: results in {args.out}", file=sys.stderr)
     if not result["meets_claim"]:
-        raise VerdictFailed(f"{result['workers']} processes kept up with {result['ratio'] or 0:.2f}x one process's rate, "
+        raise VerdictFailed(f"{result['workers']} processes sent {result['ratio'] or 0:.2f}x one process's rate, "
                             f"below {settings.min_ratio:g}x", [f"{count} process(es): {figure['text']} req/s"
                                                               for count, figure in result["figures"].items()])
     return EXIT_OK

@@ -233,6 +233,12 @@ def build_result(
         for section in ("rate", "locust"):
             if isinstance(data[section], dict):
                 data[section] = {k: v for k, v in data[section].items() if k not in data["generator"]}
+    elif result.generator_saturated:  # one process: why, in the same words
+        from harness.load.rate import LAG_TOLERANCE_MS
+        from harness.load.workers import cpu_finding
+
+        lagged = f"the schedule not kept (p99 send lag over {LAG_TOLERANCE_MS:g} ms)" if result.extra.get("schedule_kept") is False else ""
+        data["generator"] = {"workers": 1, "saturated_why": "; ".join(filter(None, [cpu_finding(result.generator_cpu), lagged]))}
     data.update(metadata or {})
     return _json_ready(data)
 

@@ -29,7 +29,8 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
         f"{result.get('requests', 'n/a')} requests, {fmt(result.get('throughput_rps'))} req/s, p50 {fmt(result.get('p50_ms'))} ms, p95 "
         f"{fmt(result.get('p95_ms'))} ms, p99 {fmt(result.get('p99_ms'))} ms (exact, from every request); "
         f"errors: {result.get('errors', result.get('error_count', 'n/a'))}."
-        + (" The load generator saturated its CPU: latencies include generator delay." if result.get("generator_saturated") else "")
+        + (f" The load generator was saturated ({_generator_why(result)}): latencies include generator delay."
+           if result.get("generator_saturated") else "")
     )
     tokens = load_tokens(directory)
     if tokens is not None:
@@ -43,7 +44,10 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
         section.failed, section.inconclusive = verdict.failed, not verdict.failed
         section.findings += [f"{verdict.criteria} {verdict.outcome}: {reason}" for reason in verdict.reasons]
     if result.get("generator_saturated"):
-        section.findings.append("load generator saturated (> 90% CPU): figures are a lower bound on what the service can do")
+        processes = (result.get("generator") or {}).get("workers") or 1
+        section.findings.append(f"load generator saturated ({_generator_why(result)}, from {processes} process(es)): the "
+                                "figures are a lower bound on what the service can do; more generator processes "
+                                "(harness load --load-workers N) would lift it")
     requests = frames.read_requests(directory / "requests.csv")
     add_figure(section, "throughput and latency per second", charts.load_over_time(frames.latency_over_time(requests)))
     add_telemetry(section, directory)
@@ -52,6 +56,11 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
     if tokens is not None:
         section.summary["tokens"] = tokens
     return section
+
+
+def _generator_why(result: dict[str, Any]) -> str:
+    """Return why the load generator was saturated, as its run recorded it (result.json's ``generator``)."""
+    return (result.get("generator") or {}).get("saturated_why") or "CPU above 90% of a core"
 
 
 def load_tokens(directory: Path) -> dict[str, Any] | None:

@@ -69,6 +69,8 @@ class LocalSession:
         self.generator_cpus = generator_cpus
         self.sampler = sampler
         self.runs = 0
+        self.protocol = None  # what the rate load sends (None: oip-v2 to the plan's model; harness.sweep.specsearch)
+        self.token_slo = None  # generative: each window's good share under it (harness.measure.tokens)
         self.workers = 1  # the rate generator's processes: doubled while it limits a run, up to max_workers
         from harness.load.workers import generator_cores
 
@@ -137,6 +139,7 @@ class LocalSession:
                 self.target, self.workdir / f"load-{self.runs:03d}-{level:g}rps", rate_rps=level, duration_s=duration_s,
                 arrival=ARRIVAL, seed=seed, model=self.plan.model, batch_size=1, timeout_s=request_timeout_s,
                 max_in_flight=256, cpus=self.generator_cpus, startup_grace_s=min(20.0, grace_s), workers=self.workers,
+                protocol=self.protocol,
             )
             more = min(self.workers * 2, self.max_workers)
             # another run must fit what is left: as long as this one took (start, load, draining), and its bounds
@@ -179,8 +182,9 @@ class LocalSession:
             findings = [f"p99 send lag {lag_p99:.0f} ms > {LAG_TOLERANCE_MS:g} ms" if lagging else "",
                         cpu_why if result.cpu_saturated else ""]
             cpu, rss, gpu_util, gpu_mem = _telemetry_in(telemetry, lo, hi)
+            tokens = self._tokens(inside, window_s)
             windows.append(WindowMeasurement(
-                throughput_rps=summary.throughput_rps, p50_ms=summary.p50_ms, p95_ms=summary.p95_ms,
+                **tokens, throughput_rps=summary.throughput_rps, p50_ms=summary.p50_ms, p95_ms=summary.p95_ms,
                 p99_ms=summary.p99_ms, error_rate=summary.error_rate if summary.count else 1.0,
                 requests=summary.count, sent_rate_rps=summary.request_rate_rps,
                 generator_saturated=saturated, backlog_growth=backlog_growth(records, lo, hi),
@@ -190,6 +194,17 @@ class LocalSession:
                 started_s=lo, duration_s=window_s,
             ))
         return windows
+
+    def _tokens(self, records, window_s: float) -> dict[str, float]:
+        """Return a window's token fields: its good share, goodput, TTFT and ITL p99 (none without a token SLO)."""
+        if self.token_slo is None:
+            return {}
+        from harness.measure.tokens import summarize_tokens
+        from harness.slo import Slo
+
+        t = summarize_tokens(records, Slo(self.plan.p99_ms, self.plan.max_error_rate), self.token_slo, duration_s=window_s)
+        return {"good_share": t.good_share, "goodput_rps": t.goodput_rps, "ttft_p99_ms": t.ttft_ms.get(99.0, math.nan),
+                "itl_p99_ms": t.itl_ms.get(99.0, math.nan)}
 
     def _measure_clients(self, clients: int, *, warmup_s: float, window_s: float, count: int,
                          timeout_s: float) -> list[WindowMeasurement]:

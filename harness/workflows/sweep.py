@@ -12,6 +12,10 @@ search probe and per precision's accuracy.
 Files in ``out_dir``: ``sweep.csv`` (one row per point and window, as they complete),
 ``sweep_summary.json`` (medians with CIs, max rates under the SLO, frontier, effects, accuracy),
 ``deployments/`` and ``run.json``.
+
+`run_spec_search` is the sweep of a spec's own deployment (``harness sweep --spec FILE``): its max rate by
+the same search (`harness.sweep.specsearch`), for an LLM its max goodput rate under the token SLO; it
+writes ``max_rate.json``, ``deployment/`` and ``run.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from harness.sweep.grid import SUMMARY_JSON, SWEEP_CSV, SweepPlan
 from harness.sweep.loop import SweepOutcome
 from harness.workflows.context import RunContext
 
-__all__ = ["SweepSettings", "run_sweep"]
+MAX_RATE_JSON = "max_rate.json"
+
+__all__ = ["SweepSettings", "run_sweep", "SpecSearchSettings", "run_spec_search", "MAX_RATE_JSON"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +103,43 @@ def run_sweep(settings: SweepSettings, context: RunContext) -> SweepOutcome:
     record.finish("aborted" if outcome.interrupted else "completed", "interrupted (SIGINT)" if outcome.interrupted else None)
     save_run(out, record)
     return outcome
+
+
+@dataclass(frozen=True)
+class SpecSearchSettings:
+    """The search of the context's spec: the plan (its SLO, windows, budget and ``min_good_share``) and the token
+    SLO a generative target's requests are judged by (None: every bound unset but the end-to-end one)."""
+
+    plan: SweepPlan
+    token_slo: Any = None
+
+
+def run_spec_search(settings: SpecSearchSettings, context: RunContext) -> dict[str, Any]:
+    """Deploy the context's spec, search its max rate (an LLM: its max goodput rate), write ``max_rate.json`` and
+    run.json; return the result's data. Any error is recorded in run.json as the run's failure and raised."""
+    from harness.cpus import plan_cpus
+    from harness.jsonfile import write_json
+    from harness.sweep.specsearch import search_spec
+
+    spec, plan, out = context.require_spec(), settings.plan, context.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    cpus = plan_cpus(replicas=spec.replica_count)
+    fields: dict[str, Any] = {"config": {**plan.to_dict(), "spec": spec.name}, "topology": spec.topology}
+    record = (new_run_record("sweep", preset=plan.preset, platform="local", **fields) if context.parent is None
+              else new_part_record(context.parent, "sweep", out.name, **fields))
+    save_run(out, record)
+    context.say(f"max-rate search of spec {spec.name} ({spec.topology}, {spec.replica_count} replica(s)), up to "
+                f"{plan.search_budget_s:g} s; service on CPU {list(cpus.service) if cpus.service else 'all'}")
+    try:
+        data = search_spec(spec, plan, out, cpus=cpus, token_slo=settings.token_slo, progress=context.say)
+    except BaseException as exc:
+        record.finish("failed", f"{type(exc).__name__}: {exc}")
+        save_run(out, record)
+        raise
+    write_json(out / MAX_RATE_JSON, data)
+    record.add_artifact("max_rate", MAX_RATE_JSON)
+    record.summary = {k: data.get(k) for k in ("max_rate_rps", "max_rate_text", "goodput_rps", "good_share", "protocol")
+                      if k in data}
+    record.finish("completed", None)
+    save_run(out, record)
+    return data

@@ -8,3 +8,7 @@ recompute (`harness.llmservice.scheduler`, `harness.llmservice.engine`), a maxim
 Prometheus metrics named as vLLM's (`harness.llmservice.metrics`), liveness, readiness and an
 inference-level health check, and the harness's fault hooks (`harness.llmservice.api`).
 """
+
+__all__ = ["MODEL_NAME"]
+
+MODEL_NAME = "reference-llm"  # what /v1/models lists and requests may name

@@ -52,19 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"python -m harness.llmservice: error: {problems[0]}", file=sys.stderr)
         return 2
-    import torch
-
-    torch.set_num_threads(args.torch_threads)
     from harness.llmservice.api import LLMApp
     from harness.llmservice.server import emit_event, serve
 
     app = LLMApp(settings, seed=args.seed, weights_dir=str(args.weights_dir or default_weights_dir()),
-                 fault_token=os.environ.get(ENV_FAULT_TOKEN) or None, on_event=emit_event)
+                 fault_token=os.environ.get(ENV_FAULT_TOKEN) or None, on_event=emit_event, torch_threads=args.torch_threads)
     try:
-        return serve(app, args.host, args.port, args.grace_period_s)
+        code = serve(app, args.host, args.port, args.grace_period_s)
     except HarnessError as exc:
         print(f"python -m harness.llmservice: error: {exc}", file=sys.stderr)
         return 1
+    # drained and said so: skip the interpreter's teardown (torch's takes most of a second, inside the grace period)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

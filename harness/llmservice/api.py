@@ -32,10 +32,9 @@ import numpy as np
 import orjson
 
 from harness.faultparams import FaultError
-from harness.llmservice import openai
+from harness.llmservice import MODEL_NAME, openai
 from harness.llmservice.engine import Draining, EngineSettings, LLMEngine, QueueFull, Sampling, Token
 from harness.llmservice.metrics import CONTENT_TYPE, LLMMetrics
-from harness.llmservice.model import MODEL_NAME
 from harness.llmservice.tokenizer import encode
 from harness.service.faults import FaultManager
 
@@ -59,7 +58,8 @@ class LLMApp:
     """One server process's app; the model loads (and the engine starts) with the ASGI lifespan."""
 
     def __init__(self, settings: EngineSettings, *, seed: int, weights_dir: str, fault_token: str | None,
-                 on_event: Callable[[dict[str, Any]], None] = lambda event: None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] = lambda event: None, torch_threads: int | None = None) -> None:
+        self.torch_threads = torch_threads
         self.settings, self.seed, self.weights_dir, self.fault_token = settings, seed, weights_dir, fault_token
         self.on_event = on_event
         self.metrics = LLMMetrics(MODEL_NAME)
@@ -91,12 +91,20 @@ class LLMApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _load(self) -> None:
+    def _load_model(self) -> tuple[Any, dict[str, Any]]:
+        # torch is imported here, in a thread, after the port listens: most of a replica's start, with /health answering
+        import torch
+
         from harness.llmservice.model import load_decoder
 
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
+        return load_decoder(self.seed, self.weights_dir)
+
+    async def _load(self) -> None:
         started = time.monotonic()
         try:
-            model, manifest = await asyncio.to_thread(load_decoder, self.seed, self.weights_dir)
+            model, manifest = await asyncio.to_thread(self._load_model)
             engine = LLMEngine(model, self.settings, self.metrics, self.faults)
             await asyncio.to_thread(engine.warm_up, encode("warm-up"))
         except Exception as exc:  # bad weights, a cache too large for memory: said, and readiness stays 503

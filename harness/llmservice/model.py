@@ -27,12 +27,12 @@ from torch import nn
 
 from harness import __version__
 from harness.errors import ModelIntegrityError
+from harness.llmservice import MODEL_NAME
 from harness.llmservice.tokenizer import VOCAB_SIZE
 from harness.service.weights import MANIFEST_FILE, WEIGHTS_FILE, file_sha256, load_state_dict, verify_weights, weights_folder
 
 __all__ = ["MODEL_NAME", "DIMENSIONS", "TinyDecoder", "KVCache", "generate_weights", "load_decoder"]
 
-MODEL_NAME = "reference-llm"
 # on the 2-core development CPU (one torch thread, fp32) a decode step of 16 sequences takes ~1.5 ms
 DIMENSIONS = {"d_model": 128, "heads": 4, "layers": 2, "ff_width": 512}
 

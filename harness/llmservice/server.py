@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import uvicorn
 
+from harness.llmservice import MODEL_NAME
 from harness.llmservice.api import LLMApp
 from harness.service.server import bind_socket
 
@@ -76,7 +77,7 @@ def serve(app: LLMApp, host: str, port: int, grace_period_s: float) -> int:
     config = uvicorn.Config(app, loop=loop, http=http, lifespan="on", access_log=False, log_config=None,
                             log_level="warning", timeout_keep_alive=5)
     server = _Server(config, app, grace_period_s)
-    emit_event({"event": "listening", "host": host, "port": bound, "pid": os.getpid(), "model": "reference-llm"})
+    emit_event({"event": "listening", "host": host, "port": bound, "pid": os.getpid(), "model": MODEL_NAME})
     server.run(sockets=[sock])
     emit_event({"event": "exit", "code": 0})
     return 0

@@ -15,7 +15,7 @@ from harness.report import charts, frames
 from harness.report.section import Section, add_figure, add_telemetry, fmt
 from harness.slo import Slo
 
-__all__ = ["load_section", "load_verdict", "load_tokens", "sweep_section", "capacity_section"]
+__all__ = ["load_section", "load_verdict", "load_tokens", "sweep_section", "capacity_section", "max_rate_section"]
 
 
 def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section:
@@ -273,4 +273,40 @@ def capacity_section(directory: Path, root: Path) -> Section:
     section.summary["per_replica"] = per_replica
     section.summary["linear_model_error"] = data.get("linear_model_error")
     section.summary["agrees_with_sweep"] = cross.get("agrees")
+    return section
+
+
+def max_rate_section(directory: Path, root: Path) -> Section:
+    """The max-rate search of a spec's own deployment (``max_rate.json``): an LLM's max goodput rate, every probe."""
+    data = read_json(directory / "max_rate.json")
+    search = data.get("search") or {}
+    o = data.get("objectives") or {}
+    if data.get("generative"):
+        title = "Max goodput rate"
+        bounds = ", ".join(f"{k.removesuffix('_ms').upper()} <= {fmt(v)} ms" for k, v in o.items()
+                           if k.endswith("_ms") and v is not None)
+        share = fmt((data.get("good_share") or 0) * 100) + "% good" if data.get("good_share") is not None else "none good"
+        answer = (f"{data.get('spec')} ({data.get('protocol')}): {data.get('max_rate_text')} with goodput "
+                  f"{fmt(data.get('goodput_rps'))} good requests/s ({share}), a rate passing when at least "
+                  f"{fmt((o.get('min_good_share') or 0) * 100, 0)}% of its requests are good under {bounds}.")
+    else:
+        title = "Max rate"
+        answer = (f"{data.get('spec')} ({data.get('protocol')}): {data.get('max_rate_text')} under p99 <= "
+                  f"{fmt(o.get('p99_ms'))} ms and errors <= {fmt((o.get('max_error_rate') or 0) * 100)}%.")
+    section = Section("max-rate", title, str(directory.relative_to(root)))
+    section.paragraphs.append(answer + f" The search: {search.get('stop_reason')}, {search.get('detail')}.")
+    if not search.get("converged"):
+        section.findings.append(f"the max rate is a lower bound: {search.get('detail')}")
+    rows = []
+    for probe in search.get("probes") or []:
+        m = probe.get("measurement") or {}
+        row = {"rate (rps)": probe.get("rate_rps"), "verdict": probe.get("verdict"),
+               "throughput (rps)": m.get("throughput_rps"), "p99 (ms)": m.get("p99_ms"), "errors": m.get("error_rate")}
+        if data.get("generative"):
+            row.update({"good share": m.get("good_share"), "goodput (rps)": m.get("goodput_rps"),
+                        "TTFT p99 (ms)": m.get("ttft_p99_ms"), "ITL p99 (ms)": m.get("itl_p99_ms")})
+        rows.append(row)
+    if rows:
+        section.tables.append(("probes, in the order measured", rows))
+    section.summary = {k: data.get(k) for k in ("max_rate_rps", "max_rate_text", "goodput_rps", "good_share", "protocol")}
     return section

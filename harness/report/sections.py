@@ -8,7 +8,8 @@ so a report can be rebuilt from any saved run (a whole `harness run`, or one `ha
 - ``matrix.csv``: a fault x topology matrix (its cells are chaos runs in sub-directories);
 - ``result.json`` with ``throughput_rps``: a load run (requests, telemetry beside it);
 - ``sweep.csv``: a sweep (``sweep_summary.json`` beside it when present);
-- ``capacity.json``: a capacity plan and its check.
+- ``capacity.json``: a capacity plan and its check;
+- ``max_rate.json``: the max-rate search of a spec's own deployment (an LLM's max goodput rate).
 
 Each kind's section is built in `harness.report.chaos_sections` or `harness.report.perf_sections`;
 a section is a `harness.report.section.Section`.
@@ -21,7 +22,7 @@ from typing import Callable
 
 from harness.jsonfile import read_json
 from harness.report.chaos_sections import chaos_section, matrix_section
-from harness.report.perf_sections import capacity_section, load_section, sweep_section
+from harness.report.perf_sections import capacity_section, load_section, max_rate_section, sweep_section
 from harness.report.section import Section
 
 __all__ = ["collect_sections", "MAX_DEPTH"]
@@ -40,12 +41,14 @@ def _classify(directory: Path, root: Path) -> Section | None:
         return sweep_section(directory, root)
     if (directory / "capacity.json").exists():
         return capacity_section(directory, root)
+    if (directory / "max_rate.json").exists():
+        return max_rate_section(directory, root)
     if isinstance(result, dict) and "throughput_rps" in result:
         return load_section(directory, result, root)
     return None
 
 
-_ORDER: dict[str, int] = {"load": 0, "matrix": 1, "chaos": 2, "sweep": 3, "capacity": 4}
+_ORDER: dict[str, int] = {"load": 0, "matrix": 1, "chaos": 2, "sweep": 3, "capacity": 4, "max-rate": 5}
 
 
 def collect_sections(run_dir: str | Path, on_error: Callable[[Path, Exception], None] | None = None) -> list[Section]:

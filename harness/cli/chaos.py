@@ -149,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{result['experiment']} x {result['topology']}: skipped ({'; '.join(result['reasons'])})")
         return 0
     print(_summary_line(result))
+    if result.get("tokens"):
+        print(_tokens_line(result))
     if result["aborted"]:
         print(f"harness chaos: interrupted; result recorded as aborted in {args.out / 'result.json'}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -177,6 +179,21 @@ def _summary_line(result: dict) -> str:
         f"{fmt(result.get('p99_ms_after'), ' ms', 1)}, tier {result['tier']} {result.get('outcome')}, "
         f"behaviour {'seen' if result.get('behaviour_seen') else 'NOT seen'}"
     )
+
+
+def _tokens_line(result: dict) -> str:
+    """The token figures of a generative load, before and from the injection (TTFT p50/p99, ITL p99, goodput)."""
+    def part(name: str) -> str:
+        figures = result.get(name)
+        if not figures:
+            return "n/a"
+        def ms(key):
+            value = figures.get(key)
+            return "n/a" if value is None or value != value else f"{value:.1f}"
+        return (f"TTFT p50/p99 {ms('ttft_p50_ms')}/{ms('ttft_p99_ms')} ms, ITL p99 {ms('itl_p99_ms')} ms, "
+                f"goodput {figures['good']}/{figures['requests']}")
+
+    return f"  tokens before the fault: {part('tokens_before')}; from it: {part('tokens_after')}"
 
 
 def _matrix(args: argparse.Namespace) -> int:

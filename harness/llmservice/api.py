@@ -97,6 +97,8 @@ class LLMApp:
 
         from harness.llmservice.model import load_decoder
 
+        _fixed_mmap_threshold()
+
         if self.torch_threads is not None:
             torch.set_num_threads(self.torch_threads)
         return load_decoder(self.seed, self.weights_dir)
@@ -326,6 +328,18 @@ class LLMApp:
     def _crash(self, exit_code: int) -> None:
         self.on_event({"event": "crash", "exit_code": exit_code})
         os._exit(exit_code)
+
+
+def _fixed_mmap_threshold() -> None:
+    # glibc raises its mmap threshold each time a large block is freed, after which the step's tensors (their
+    # sizes change with the batch) come from a heap it keeps: the resident set would climb for the first
+    # minute of load and trip the memory-growth alert. A fixed threshold gives every large block back at once.
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to fix
+        pass
 
 
 async def _read_body(receive: Receive) -> bytes:

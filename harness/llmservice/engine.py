@@ -137,12 +137,23 @@ class LLMEngine:
             self.metrics.finished["abort"] += 1
 
     def warm_up(self, prompt: list[int]) -> float:
-        """Run ``prompt`` through the model once before taking traffic (nothing is kept); return the seconds taken."""
+        """Run the shapes serving will run before taking traffic: a full prefill chunk, then a full decode batch
+        (the allocator settles, so memory does not climb under the first load); nothing is kept or counted.
+        Returns the seconds taken."""
         started = time.perf_counter()
-        seq = Sequence(prompt, 1, None)
-        self.scheduler.add(seq)
-        self._forward(self.scheduler.schedule().work)
-        self.scheduler.finish(seq)
+        real, self.metrics = self.metrics, type(self.metrics)(self.metrics.model)
+        settings = self.settings
+        count = max(1, min(settings.max_num_seqs, self.scheduler.pool.num_blocks // 2))
+        room = self.scheduler.capacity_tokens // count - 2 * settings.block_size
+        length = max(len(prompt), min(settings.max_batched_tokens, settings.max_model_len - 2, room))
+        long_prompt = (prompt * (length // len(prompt) + 1))[:length]
+        for n in range(count):
+            seq = Sequence(long_prompt if n == 0 else prompt, 2, Sampling(0.0, 1.0, np.random.default_rng(n)))
+            self.scheduler.waiting.append(seq)  # past max_waiting: the warm-up is no request
+        while self.scheduler.has_work():
+            self.step()
+        self.scheduler.preemptions = 0
+        self.metrics = real
         return time.perf_counter() - started
 
     def idle(self) -> bool:

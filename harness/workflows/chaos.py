@@ -301,7 +301,7 @@ class ChaosRun:
 
     def _judge(self) -> dict[str, Any]:
         from harness.chaos.behaviour import check_behaviour
-        from harness.chaos.result import RESULT_FILE, build_result, drill_outputs, kill_label, serving_telemetry
+        from harness.chaos.result import RESULT_FILE, build_result, drill_outputs, kill_label, serving_telemetry, token_figures
         from harness.jsonfile import write_json
         from harness.measure.sla import evaluate_fault
         from harness.measure.telemetry import TELEMETRY_FILE, read_telemetry
@@ -342,6 +342,7 @@ class ChaosRun:
             "drills": drill_outputs(self.journal),
             "phase_s": self.phase_s,
             "errors": self.errors,
+            **token_figures(requests, self.injected_at, self.slo_latency_ms, self.preset.baseline_s),  # TTFT, ITL, goodput
         }
         result = build_result(
             experiment=self.experiment.name, fault=self.experiment.fault, topology=self.spec.topology,

@@ -126,7 +126,8 @@ def test_harness_load_flags_take_ranges_and_name_the_flag_when_bad(tmp_path, cap
     bad.write_text('{"prompt": "a"}\n{"prompt": 3}\n', encoding="utf-8")
     for flags, first in ((["--max-tokens", "9-2"], "--max-tokens={'min': 9, 'max': 2}: min 9 is above max 2"),
                          (["--prompt-words", "x"], "--prompt-words='x': must be a fixed count"),
-                         (["--dataset", str(bad)], f"--dataset='{bad}:2': prompt must be a non-empty string")):
+                         (["--dataset", str(bad)], f"--dataset='{bad}:2': prompt must be a non-empty string"),
+                         (["--itl-ms", "0"], "--itl-ms=0.0: a per-request bound must be")):
         assert main(["load", "--endpoint", "http://127.0.0.1:9", "--duration-s", "1", "--no-pin", "--out",
                      str(tmp_path / "r"), "--protocol", "openai-chat", *flags]) == 2
         err = capsys.readouterr().err.strip()

@@ -123,7 +123,7 @@ def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
                        help="openai-*: max_tokens, fixed or uniform in MIN-MAX (default 16)")
     group.add_argument("--prompt", default=None, help="openai-*: the prompt")
     for flag, what in (("--ttft-ms", "time to first token"), ("--tpot-ms", "time per output token"),
-                       ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
+                       ("--itl-ms", "every inter-token gap"), ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
         group.add_argument(flag, type=float, default=None, metavar="MS",
                            help=f"generative loads: the bound on a good request's {what}, for goodput")
     group.add_argument("--prompt-words", type=length_arg, default=None, metavar="N|MIN-MAX",
@@ -184,7 +184,7 @@ def _token_slo(args: argparse.Namespace) -> Any:
     from harness.slo import TokenSlo
 
     try:
-        return TokenSlo(args.ttft_ms, args.tpot_ms, args.e2e_ms)
+        return TokenSlo(args.ttft_ms, args.tpot_ms, args.e2e_ms, args.itl_ms)
     except ConfigError as exc:
         raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness.report import charts, drills, frames
 from harness.report.section import Section, add_figure, add_telemetry, fmt
+from harness.report.tokens_over_time import add_tokens_over_time
 
 __all__ = ["chaos_section", "matrix_section"]
 
@@ -46,6 +47,7 @@ def chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Sectio
     if checks:
         section.tables.append(("alert checks (expected alerts must fire; others must not)", checks))
     injected = result.get("injected_at_s", result.get("injected_at"))
+    token_phases = None  # a generative load's TTFT and ITL by phase around the fault
     timeline = frames.read_timeline(directory / "timeline.csv")
     events = frames.read_events(directory / "events.jsonl")
     if isinstance(injected, (int, float)):
@@ -53,6 +55,7 @@ def chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Sectio
         add_figure(section, "client-side prober: latency, failures and platform events around the fault",
                     charts.chaos_timeline(timeline, events, float(injected), recovered_at_s=result.get("recovered_at_s"),
                                           slo_latency_ms=result.get("slo_latency_ms"), window=window, title=name))
+        token_phases = add_tokens_over_time(section, directory, result, float(injected), window, title=name)
         if drills.has_drill_events(events) or result.get("drills"):
             _drill_parts(section, directory, result, events, float(injected), name, window)
         if not events.empty:
@@ -65,6 +68,8 @@ def chaos_section(directory: Path, result: dict[str, Any], root: Path) -> Sectio
                                                   "unavailability_s", "failed_requests", "total_requests", "availability",
                                                   "tier", "tier_met", "highest_tier_met")}
     section.summary.update(outcome=outcome, reasons=reasons, projected_burn=budget_summary.get("projected_burn"))
+    if token_phases:
+        section.summary["token_phases"] = token_phases
     return section
 
 

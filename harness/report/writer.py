@@ -205,7 +205,8 @@ def _definitions(generative: bool = False) -> list[tuple[str, str]]:
     quoted = []
     names = ("harness.slo", "harness.measure.load_verdict", "harness.measure.recovery", "harness.measure.sla",
              "harness.measure.regression")
-    for name in names + (("harness.load.protocols.openai", "harness.measure.tokens") if generative else ()):
+    generative_names = ("harness.load.protocols.openai", "harness.measure.tokens", "harness.measure.token_timeline")
+    for name in names + (generative_names if generative else ()):
         doc = importlib.import_module(name).__doc__ or ""
         marker = doc.find("Definitions")
         block = doc[marker:] if marker >= 0 else doc
@@ -341,7 +342,8 @@ def write_report(run_dir: str | Path, *, comparison: Mapping[str, Any] | None = 
             out_md.append(f"_chart: {caption} (embedded in report.html)_\n")
     out_html.append("<h2>How the verdicts are judged</h2><p>Quoted from the modules that compute them.</p>")
     out_md.append("## How the verdicts are judged\n\nQuoted from the modules that compute them.\n")
-    for module, block in _definitions(any(isinstance(s.summary, dict) and "tokens" in s.summary for s in sections)):
+    generative = any(isinstance(s.summary, dict) and ("tokens" in s.summary or "token_phases" in s.summary) for s in sections)
+    for module, block in _definitions(generative):
         out_html.append(f"<h3>{html.escape(module)}</h3><pre class=\"definitions\">{html.escape(block)}</pre>")
         out_md.append(f"### {module}\n\n```text\n{block}\n```\n")
     env_rows = _flatten(environment)

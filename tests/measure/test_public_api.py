@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts", "overload", "load_verdict"]
+MODULES = ["percentiles", "stats", "regression", "recovery", "sla", "alerts", "overload", "load_verdict", "token_timeline"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -177,5 +177,6 @@ def _answer(data: dict[str, Any]) -> str:
     bounds = ", ".join(f"{k.removesuffix('_ms').upper()} <= {v:g} ms" for k, v in o.items()
                        if k.endswith("_ms") and v is not None)
     share = f", {data['good_share']:.1%} good" if data.get("good_share") is not None else ""
+    sent = f" of {data['sent_rate_rps']:.1f} sent" if data.get("sent_rate_rps") else ""
     return (f"max goodput rate of {data['spec']} ({data['protocol']}): {data['max_rate_text']} (goodput "
-            f"{data['goodput_rps'] or 0:.1f} good requests/s{share}) under {bounds}, >= {o['min_good_share']:.0%} good")
+            f"{data['goodput_rps'] or 0:.1f} good requests/s{sent}{share}) under {bounds}, >= {o['min_good_share']:.0%} good")

@@ -286,8 +286,9 @@ def max_rate_section(directory: Path, root: Path) -> Section:
         bounds = ", ".join(f"{k.removesuffix('_ms').upper()} <= {fmt(v)} ms" for k, v in o.items()
                            if k.endswith("_ms") and v is not None)
         share = fmt((data.get("good_share") or 0) * 100) + "% good" if data.get("good_share") is not None else "none good"
+        sent = f" of {fmt(data['sent_rate_rps'])} sent" if data.get("sent_rate_rps") else ""
         answer = (f"{data.get('spec')} ({data.get('protocol')}): {data.get('max_rate_text')} with goodput "
-                  f"{fmt(data.get('goodput_rps'))} good requests/s ({share}), a rate passing when at least "
+                  f"{fmt(data.get('goodput_rps'))} good requests/s{sent} ({share}), a rate passing when at least "
                   f"{fmt((o.get('min_good_share') or 0) * 100, 0)}% of its requests are good under {bounds}.")
     else:
         title = "Max rate"

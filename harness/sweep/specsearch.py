@@ -135,6 +135,7 @@ def search_spec(spec: Any, plan: SweepPlan, out_dir: str | Path, *, cpus: CpuPla
         data["max_goodput_rate_rps"] = result.max_rate_rps
         data["goodput_rps"] = at_max.goodput_rps if at_max is not None else 0.0
         data["good_share"] = at_max.good_share if at_max is not None else None
+        data["sent_rate_rps"] = at_max.sent_rate_rps if at_max is not None else None  # Poisson: near the rate asked
     else:
         data["objectives"] = {"p99_ms": plan.p99_ms, "max_error_rate": plan.max_error_rate}
     data["max_rate_rps"] = result.max_rate_rps

@@ -47,3 +47,28 @@ def test_the_closed_loop_process_speaks_a_protocol_given_as_json(server):
                           capture_output=True, text=True, timeout=30)
     result = json.loads(done.stdout)
     assert done.returncode == 0 and result["requests_ok"] > 5 and result["tokens"]["output_tokens_per_s"] > 0
+
+
+def test_the_rate_generator_and_locust_send_the_same_drawn_sequence(server, tmp_path):
+    from harness.load.locust_runner import run_locust
+    from harness.load.profiles import LoadProfile
+    from harness.load.protocols import build_adapter
+    from harness.load.rate import run_rate
+    from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
+
+    protocol = ProtocolSettings(protocol="openai-chat", max_tokens={"min": 1, "max": 5}, prompt_words={"min": 2, "max": 9},
+                                seed=11)
+    asked = [json.loads(build_adapter(protocol).request(n).body)["max_tokens"] for n in range(12)]
+    assert len(set(asked)) > 2  # drawn, not fixed
+
+    def answered(out) -> list[int]:  # the server answers max_tokens tokens (5 at most): the n-th request's draw
+        records = sorted(read_records(out / REQUESTS_FILE, RequestRecord), key=lambda r: r.intended_s)
+        return [r.output_tokens for r in records if r.ok]
+
+    run_rate(server.url, tmp_path / "rate", rate_rps=12, duration_s=1.0, timeout_s=5.0, protocol=protocol)
+    run_locust(server.url, LoadProfile(users=1, spawn_rate=10, duration_s=1.0, protocol=protocol), tmp_path / "locust",
+               stop_timeout_s=2.0)
+    by_rate, by_locust = answered(tmp_path / "rate"), answered(tmp_path / "locust")
+    cut = {n for n in range(12) if (n + 1) % 10 == 0}  # every 10th stream of the server is cut: its count differs
+    assert [a for n, a in enumerate(asked) if n not in cut][:8] == by_rate[:8]
+    assert len(by_locust) >= 4 and by_locust[:4] == asked[:4]  # one user: requests 0, 1, 2, ... in order

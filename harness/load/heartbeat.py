@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -126,14 +126,16 @@ class Heartbeat:
     """Calls ``on_beat`` with a `LoadSnapshot` every ``interval_s`` from a daemon thread, and once more
     with ``final=True`` when stopped. Use as a context manager around the load, or `start`/`stop`."""
 
-    def __init__(self, requests_path: str | Path, duration_s: float, on_beat: Callable[[LoadSnapshot], None], *,
-                 interval_s: float = HEARTBEAT_INTERVAL_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, requests_path: str | Path | Sequence[str | Path], duration_s: float,
+                 on_beat: Callable[[LoadSnapshot], None], *, interval_s: float = HEARTBEAT_INTERVAL_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self.duration_s = float(duration_s)
         self.interval_s = max(0.05, float(interval_s))
         self._on_beat = on_beat
         self._clock = clock
         started_s = clock()
-        self._tail = RequestTail(requests_path, since_s=started_s)
+        paths = [requests_path] if isinstance(requests_path, (str, Path)) else list(requests_path)
+        self._tails = [RequestTail(path, since_s=started_s) for path in paths]  # several: each generator process's
         self._first_s: float | None = None
         self._requests = 0
         self._errors = 0
@@ -144,7 +146,7 @@ class Heartbeat:
 
     def snapshot(self, final: bool = False) -> LoadSnapshot:
         """Read what was appended and return the load so far."""
-        rows = self._tail.read_new()
+        rows = [row for tail in self._tails for row in tail.read_new()]
         now = self._clock()
         if rows:
             first = min(row[0] for row in rows)
@@ -204,9 +206,11 @@ def format_snapshot(snapshot: LoadSnapshot) -> str:
             f"({snapshot.rate_rps:.1f}/s), {snapshot.errors:,} errors, p99 {p99} so far")
 
 
-def heartbeat_for(requests_path: str | Path, duration_s: float, progress: Callable[[str], None] | None) -> Any:
-    """Return a context that beats the load appended to ``requests_path`` into ``progress``, if it takes
-    beats (a `LoadProgress`: `harness.cli._display.ProgressDisplay`); else one that does nothing."""
+def heartbeat_for(requests_path: str | Path | Sequence[str | Path], duration_s: float,
+                  progress: Callable[[str], None] | None) -> Any:
+    """Return a context that beats the load appended to ``requests_path`` (or to each of several: a generator's
+    processes) into ``progress``, if it takes beats (a `LoadProgress`: `harness.cli._display.ProgressDisplay`);
+    else one that does nothing."""
     if not isinstance(progress, LoadProgress):
         return contextlib.nullcontext()
     return Heartbeat(requests_path, duration_s, progress.beat, interval_s=progress.beat_interval_s)

@@ -33,6 +33,7 @@ from harness.load.profiles import LoadProfile
 from harness.load.protocols import ProtocolSettings
 from harness.load.rate import run_rate
 from harness.load.result import LoadResult
+from harness.load.workers import worker_dir
 from harness.paths import resolve_path
 from harness.request_records import REQUESTS_FILE, TIMELINE_FILE
 
@@ -143,7 +144,9 @@ def run_session(
                 f"for {profile.duration_s:g} s")
         else:
             say(f"running {profile.kind} load for {profile.duration_s:g} s (peak {profile.peak_users} users{speaking})")
-        with heartbeat_for(out / REQUESTS_FILE, profile.duration_s, progress):
+        # several generator processes write their own records (merged at the end): the heartbeat reads each
+        beating = [worker_dir(out, i) / REQUESTS_FILE for i in range(load_workers)] if load_workers > 1 else out / REQUESTS_FILE
+        with heartbeat_for(beating, profile.duration_s, progress):
             if isinstance(profile, RateLoad):
                 result = run_rate(deployment.endpoint, out, rate_rps=profile.rate_rps, duration_s=profile.duration_s,
                                   model=profile.model, batch_size=profile.request_rows, cpus=cpus,

@@ -98,6 +98,21 @@ def test_a_snapshot_counts_requests_errors_rate_and_the_exact_p99(tmp_path):
     assert snap.p99_ms == percentile(np.array(ok), 99.0)  # the one percentile definition, over successes
 
 
+def test_a_heartbeat_of_several_generator_processes_counts_every_workers_records(tmp_path):
+    paths = [tmp_path / "workers" / str(i) / "requests.csv" for i in (0, 1)]
+    clock = _Clock(T0)
+    heartbeat = Heartbeat(paths, 30.0, lambda _s: None, clock=clock)
+    shares = [_records(T0 + 0.5, 100, every_s=0.02), _records(T0 + 0.51, 60, every_s=0.02, failing_every=20)]
+    for path, share in zip(paths, shares):
+        path.parent.mkdir(parents=True)
+        append_records(path, share, RequestRecord)
+    clock.now = T0 + 3.0
+    snap = heartbeat.snapshot()
+    assert (snap.requests, snap.errors) == (160, 3)
+    ok = [r.latency_ms for r in shares[0] + shares[1] if r.ok]
+    assert snap.p99_ms == percentile(np.array(sorted(ok)), 99.0)
+
+
 def test_a_failing_display_never_breaks_the_run(tmp_path):
     def broken(_snapshot):
         raise RuntimeError("display gone")

@@ -13,7 +13,8 @@ Settings of the OpenAI protocols (a spec's ``target.protocol``, the load's flags
   ``{"messages": [{"role": "user", "content": "..."}, ...]}`` (chat only), with an optional
   ``max_tokens`` (or ``output_tokens``, the same) that this request asks for instead of the settings';
   other keys are ignored. ``dataset_lengths: false`` ignores the lines' lengths (every request takes
-  ``max_tokens``). A relative path in a spec is read from the spec file's folder.
+  ``max_tokens``). A relative path in a spec is read from the spec file's folder; a file is read whole,
+  up to `harness.userfiles.MAX_FILE_BYTES` (16 MiB: tens of thousands of prompts).
 - ``seed``: the draw of every request: request n's prompt and length are the same for the same seed and
   n, whichever sender builds it (Locust, the open-loop generator, the closed-loop clients, the prober)
   and in whichever order, so every sender sends one sequence. A dataset is visited in an order drawn from

@@ -132,8 +132,10 @@ def run_spec_search(settings: SpecSearchSettings, context: RunContext) -> dict[s
                 f"{plan.search_budget_s:g} s; service on CPU {list(cpus.service) if cpus.service else 'all'}")
     try:
         data = search_spec(spec, plan, out, cpus=cpus, token_slo=settings.token_slo, progress=context.say)
-    except BaseException as exc:
-        record.finish("failed", f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # the deployment is down already (search_spec's teardown); SIGINT: aborted
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        record.finish("aborted" if interrupted else "failed",
+                      "interrupted (SIGINT)" if interrupted else f"{type(exc).__name__}: {exc}")
         save_run(out, record)
         raise
     write_json(out / MAX_RATE_JSON, data)

@@ -16,8 +16,9 @@ percentiles `harness.measure.percentiles`' exact ones, as `harness.measure.token
   stream, an error status, no answer -- adds no TTFT or gap: it is counted here).
 - **Phases**: the measured span cut at the marks given (the injection, the rollback, the recovery,
   in time order); each phase's figures are exact percentiles over its own requests and gaps (by the
-  same times), not over bins. The **worst bin** of a phase is, of the bins that start in it, the one of
-  highest p99 (TTFT, or ITL).
+  same times), not over bins. The **worst bin** of a phase is, of the bins that overlap it (a bin
+  across a mark counts for both phases: a phase shorter than a bin still has one), the one of highest
+  p99 (TTFT, or ITL).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def token_phases(records: Sequence[RequestRecord], origin_s: float, marks: Seque
         oks = [s[2] for s in chosen if s[0] == "request"]
         ttft = [s[3] for s in chosen if s[0] == "request" and math.isfinite(s[3])]
         gaps = [s[3] for s in chosen if s[0] == "gap"]
-        within = [b for b in bins if low <= b.start_s < high]
+        within = [b for b in bins if b.start_s < high and b.start_s + bin_s > low]
         worst_ttft, worst_itl = _worst(within, "ttft_p99_ms"), _worst(within, "itl_p99_ms")
         phases.append(TokenPhase(
             name=name, start_s=low, end_s=high, requests=len(oks), failed=oks.count(False), gaps=len(gaps),

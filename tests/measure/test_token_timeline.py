@@ -76,3 +76,11 @@ def test_phases_cut_at_the_marks_in_time_order_with_exact_percentiles_and_worst_
 def test_a_mark_outside_the_span_cuts_nothing():
     (only,) = token_phases(RECORDS, T0, [("rollback", 9.0)], start_s=-2.0, end_s=3.0)
     assert (only.name, only.requests, only.gaps) == ("measured span", 6, 7)
+
+
+def test_a_phase_shorter_than_a_bin_has_the_worst_bin_it_overlaps():
+    phases = token_phases(RECORDS, T0, [("injection", 0.0), ("recovery", 0.3)], start_s=-2.0, end_s=3.0)
+    short = phases[1]
+    assert (short.name, short.start_s, short.end_s, short.requests, short.gaps) == ("from injection", 0.0, 0.3, 1, 3)
+    assert (short.worst_itl_bin_s, short.worst_itl_p99_ms) == (0.0, pytest.approx(588.4))
+    assert (phases[2].worst_itl_bin_s, phases[2].worst_itl_p99_ms) == (0.0, pytest.approx(588.4))  # bin 0 spans the mark

@@ -153,14 +153,17 @@ def _run_spec_search(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
     share = (args.min_good_share if args.min_good_share is not None else DEFAULT_GOOD_SHARE) if generative else None
+    e2e_s = (args.e2e_ms or args.p99_ms or DEFAULT_P99_MS) / 1000.0
     try:
         plan = build_plan(args.preset, p99_ms=args.p99_ms, window_s=args.window_s, warmup_s=args.warmup_s,
                           min_windows=args.min_windows, max_windows=args.max_windows,
                           point_budget_s=args.point_budget_s, search=True, search_budget_s=args.search_budget_s,
-                          min_good_share=share)
+                          min_good_share=share, request_timeout_s=max(5.0, 1.5 * e2e_s))  # a long answer is not cut
     except ConfigError as exc:
         raise ConfigError(f"--{exc.field.replace('_', '-')}", exc.value, exc.reason) from None
     context = RunContext(args.out, spec=spec, slo=Slo(plan.p99_ms, plan.max_error_rate), progress=_say)
+    if generative and args.e2e_ms is None:
+        _say(f"a good request also ends within --p99-ms ({plan.p99_ms:g} ms); --e2e-ms sets another bound for long answers")
     data = run_spec_search(SpecSearchSettings(plan, token_slo), context)
     _say(f"search {data['search']['stop_reason']}: {data['search']['detail']}; {context.out_dir / MAX_RATE_JSON}")
     print(_answer(data))

@@ -50,7 +50,7 @@ def test_an_external_master_waits_for_the_workers_its_environment_names():
 def test_a_master_and_two_workers_record_every_request_once_merged_and_judged_per_worker(standin, tmp_path, gen_cpus):
     from harness.load.session import run_session
 
-    profile = LoadProfile(kind="steady", users=4, duration_s=3, think_time_s=0.01)
+    profile = LoadProfile(kind="steady", users=4, duration_s=2, think_time_s=0.01)
     deployment = SimpleNamespace(endpoint=standin.url, replicas=lambda: [])
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     result = run_session(deployment, profile, tmp_path, generator_cpus=gen_cpus, prober=False, telemetry=False,

@@ -31,6 +31,7 @@ __all__ = [
     "SMOKE_TOPOLOGIES",
     "SMOKE_MATRIX_NOTE",
     "SERVER_FAULTS",
+    "LLM_FAULTS",
     "JobPreset",
     "JOB_PRESETS",
     "get_job_preset",
@@ -65,6 +66,11 @@ SMOKE_MATRIX_NOTE = (
 # endpoint target takes only the network fault: the harness runs no process of it).
 SERVER_FAULTS = ("pod-kill", "oom-squeeze", "freeze", "network-abort")
 
+# Against a generative spec (an OpenAI protocol: `harness.job.chaosplan`, the LLM profile): the five LLM faults of
+# experiments/llm/, each the way LLM servers break (a long context refused or OOM-killed, KV-cache pressure and
+# preemption, an engine wedged behind green probes, a burst past the liveness probe's timeout, a kill mid-stream).
+LLM_FAULTS = ("llm-long-context", "llm-kv-pressure", "llm-healthy-but-broken", "llm-burst-liveness", "llm-kill-mid-stream")
+
 
 @dataclass(frozen=True)
 class JobPreset:
@@ -85,6 +91,10 @@ class JobPreset:
     topologies: tuple[str, ...] = SMOKE_TOPOLOGIES
     matrix_note: str = SMOKE_MATRIX_NOTE
     server_faults: tuple[str, ...] | None = SERVER_FAULTS  # the faults run against a team's own server (--spec)
+    # against a generative spec (the LLM profile): experiments/llm/'s faults (None: all) on these topologies (None:
+    # the spec's own)
+    llm_faults: tuple[str, ...] | None = LLM_FAULTS
+    llm_topologies: tuple[str, ...] | None = None
     # sweep: `harness.sweep.grid.build_plan(sweep_preset, **sweep)`; accuracy drift measured or not
     sweep_preset: str = "smoke"
     sweep: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +156,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         topologies=("single", "active-standby", "multi-active"),
         matrix_note="nightly runs the full chaos matrix: every experiment in experiments/ on every topology.",
         server_faults=None,
+        llm_faults=LLM_FAULTS + ("llm-healthy-but-broken-fixed",),
         sweep_preset="nightly",
         capacity=dict(target_rps=2000.0, p99_ms=DEFAULT_P99_MS, headroom=0.3, precision="fp32", batch_size=32,
                       warmup_s=3.0, window_s=5.0, search_budget_s=240.0),
@@ -160,6 +171,7 @@ JOB_PRESETS: dict[str, JobPreset] = {
         topologies=("single",),
         matrix_note="tiny runs one chaos cell (pod-kill on single): it checks the job's wiring, not the service.",
         server_faults=("pod-kill",),
+        llm_faults=("llm-kill-mid-stream",),
         sweep=dict(precisions=("fp32",), batch_sizes=(8,), load_levels=(20.0,), warmup_s=0.5, window_s=1.0,
                    min_windows=2, max_windows=2, point_budget_s=12.0, search=False),
         sweep_accuracy=False,

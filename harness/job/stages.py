@@ -7,7 +7,7 @@ Every stage writes under its own directory of the job's (the report finds the pa
   on Kubernetes, the applied Deployment attached to (rolled out, every pod Ready), created by nobody here;
 - load: a Locust profile with the prober and telemetry against that deployment
   (`harness.workflows.load.run_load`, as `harness load`) into ``load/``, then the deployment is torn down;
-- chaos: the fault x topology matrix (`harness.workflows.matrix.run_matrix`) into ``chaos/``;
+- chaos: the fault x topology matrix (which: `harness.job.chaosplan`; `harness.workflows.matrix.run_matrix`) into ``chaos/``;
 - sweep: precision x batch size x rate (`harness.workflows.sweep.run_sweep`, as `harness sweep`) into ``sweep/``;
 - capacity: the plan and its check (`harness.workflows.capacity.run_capacity`, as `harness capacity`) into
   ``capacity/``;
@@ -17,7 +17,8 @@ Every stage writes under its own directory of the job's (the report finds the pa
 On Kubernetes (``ctx.target``) preflight, sweep and capacity are skipped with the reason in
 `KUBERNETES_SKIPS`: they check or deploy on this machine, and the in-cluster runner only attaches.
 Given a spec of its own on the local platform (``--spec``: a team's server, or ``--endpoint``), deploy,
-load and chaos run against that spec (its target's protocol, the preset's ``server_faults``) and the
+load and chaos run against that spec (its target's protocol; the preset's ``server_faults``, or for a generative
+spec the LLM profile: `harness.job.chaosplan`) and the
 sweep and capacity, which deploy the reference service's own configurations, are skipped with the
 reason in `OWN_SPEC_SKIPS`.
 
@@ -264,27 +265,11 @@ def _number(value: Any) -> str:
 
 def chaos_stage(ctx: JobContext) -> StageOutcome:
     """Run the preset's fault x topology matrix; verdict FAIL listing every cell that missed its tier."""
-    from harness.chaos.matrix import MatrixPlan
+    from harness.job.chaosplan import chaos_plan
     from harness.workflows.matrix import run_matrix
 
-    preset = ctx.preset
-    kubernetes = ctx.target.is_kubernetes  # the applied Deployment's topology, experiments/kubernetes/
-    own = ctx.target.own_spec  # a team's server: the faults that need nothing from it
-    faults = preset.server_faults if own else preset.faults
-    plan = MatrixPlan.from_args(
-        faults=",".join(faults) if faults else None,
-        topologies=None if kubernetes else ",".join(preset.topologies),
-        experiments_dir=None, preset=preset.chaos_preset, spec_file=ctx.target.spec_path if own else None,
-        retry=False, tier=None, target=ctx.target, sla=ctx.sla,
-    )
-    note = preset.matrix_note
-    if own:
-        note = (f"{preset.name} against the given spec runs {', '.join(e.name for e in plan.experiments)} on "
-                f"{', '.join(plan.topologies)} (the faults that need nothing from the server: a cell its target cannot "
-                f"take is skipped, saying why)")
-    if kubernetes:
-        note = (f"{preset.name} on Kubernetes runs {len(plan.experiments)} experiment(s) of experiments/kubernetes/ "
-                f"({', '.join(e.name for e in plan.experiments)}) on the applied {plan.topologies[0]} Deployment")
+    # the preset's faults; a team's server: those that need nothing from it; a generative one: the LLM profile
+    plan, note = chaos_plan(ctx.preset, ctx.target, ctx.sla, own_spec(ctx.target) if ctx.target.own_spec else None)
     ctx.say(note)
     try:
         table = run_matrix(plan, run_context(ctx).part(CHAOS_DIR))

@@ -13,6 +13,7 @@ In a spec file::
       liveness_path: /health                  # the liveness probe's path (default /v2/health/live)
       startup_timeout_s: 120                  # a startup probe: this long to answer before liveness counts
       protocol: {protocol: openai-chat, model: tiny-llm, stream: true}   # what load and prober send (optional)
+      fault_hooks: true                       # it serves the harness's fault hooks (/v2/faults; default false)
 
     target:                                   # an endpoint target: measured, never deployed
       endpoint: http://10.0.0.7:8080
@@ -44,7 +45,8 @@ spec file's folder, else the current directory. An endpoint is plain ``http://``
 balancer in front of it, where network faults act, speaks HTTP/1.1 without TLS).
 
 What a target can take from chaos: the reference service has every fault; a command target every
-fault that acts outside its process (kill, SIGTERM, freeze, CPU throttling, memory cgroup, network);
+fault that acts outside its process (kill, SIGTERM, freeze, CPU throttling, memory cgroup, network), and
+with ``fault_hooks: true`` the faults of the harness's hooks too;
 an endpoint target only the network faults in the balancer; a deployment target the pod deletions
 of experiments/kubernetes/ (`harness.chaos.fit`).
 """
@@ -73,7 +75,7 @@ PYTHON_PLACEHOLDER = "{python}"  # the interpreter the harness runs on (a server
 STARTUP_PERIOD_S = 1.0  # a startup timeout becomes a startup probe every this many seconds
 _PATH_FIELDS = ("venv", "workdir")
 # which kind alone takes a field (a field of another kind given with it is one ConfigError naming it)
-_ONLY_COMMAND = ("venv", "workdir", "env", "startup_timeout_s", "liveness_path")
+_ONLY_COMMAND = ("venv", "workdir", "env", "startup_timeout_s", "liveness_path", "fault_hooks")
 _ONLY_DEPLOYMENT = ("port", "service")
 _NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"  # a DNS-1123 label: a Service's name
 _DEPLOYMENT_NAME = re.compile(rf"^{_NAME}(\.{_NAME})*$")  # a DNS-1123 subdomain: a Deployment's name
@@ -104,6 +106,10 @@ class Target(BaseModel):
     liveness_path: str | None = None
     startup_timeout_s: float | None = Field(None, gt=0, le=3600)
     protocol: ProtocolSettings | None = None  # what load and prober send; None: oip-v2 to the spec's model
+    # the command serves the harness's fault hooks (POST /v2/faults/{kind}, its token from HARNESS_FAULT_TOKEN), as
+    # the reference service and the reference generative service (harness.llmservice) do: the experiments that
+    # need them run on it (harness.chaos.fit)
+    fault_hooks: bool = False
     deployment: str | None = None  # an existing Kubernetes Deployment's name
     selector: str | None = None  # a label selector of its pods (default: the Deployment's own)
     port: int | None = Field(None, ge=1, le=65535)  # its container port (default: its pod template's first)

@@ -7,9 +7,11 @@ balancer); an ``endpoint`` only the network faults in the balancer, since the ha
 of it; a ``deployment`` (a team's Deployment on Kubernetes) what chaostoolkit-kubernetes does to its
 pods by their label selector (pod-kill, pod-kill-graceful), never a patch of the Deployment. An experiment may say which kinds it applies to (``extensions[harness].targets``); when it
 does not, the kinds follow from its activities (`ACTIVITY_NEEDS`, `MODULE_NEEDS`): a fault hook of
-the reference service (over HTTP) needs the reference service, an action on a replica's process or
+the reference service (over HTTP) needs the reference service (or a command target that serves the same hooks:
+``target.fault_hooks``, as the reference generative service does), an action on a replica's process or
 cgroup needs a process the harness runs, chaosk8s's pod actions and probes need pods selected by
-their labels, a patch of the Deployment (`harness.chaos.kubernetes_activities`' slow starts) needs the
+their labels, an OpenAI-compatible request of `harness.chaos.llm_activities` needs a server that speaks it
+(a command or an endpoint target: the reference service does not), a patch of the Deployment (`harness.chaos.kubernetes_activities`' slow starts) needs the
 reference service's own, an HTTP action on ``/v2/faults`` (the Kubernetes experiments' fault hooks)
 needs the reference service, and an activity this module does not know is assumed to
 need the reference service (declare ``targets`` to say otherwise). A spec overlay that changes the
@@ -35,6 +37,7 @@ OUTCOME_SKIPPED = "skipped"
 # the modules whose activities ACTIVITY_NEEDS knows
 _MODULES = ("harness.chaos.activities", "harness.chaos.cpuquota", "harness.chaos.memlimit", "harness.chaos.kubernetes_activities")
 _ANY, _PROCESS, _HOOKS, _BALANCER, _PODS, _PATCH = "any", "process", "hooks", "balancer", "pods", "patch"
+_OPENAI = "openai"
 _FAULT_HOOKS = "/v2/faults"  # the reference service's fault hooks, as the Kubernetes experiments call them over HTTP
 
 # what each activity of harness.chaos.activities (and .cpuquota, .memlimit) needs from the system under test
@@ -48,10 +51,12 @@ ACTIVITY_NEEDS = {
 }
 # modules whose every activity needs the same: network faults act in the front balancer (any server
 # behind it), chaosk8s's pod actions and probes on pods selected by their labels
-MODULE_NEEDS = {"harness.chaos.network_activities": _BALANCER, "chaosk8s.pod.actions": _PODS,
+MODULE_NEEDS = {"harness.chaos.network_activities": _BALANCER, "harness.chaos.llm_activities": _OPENAI,
+                "chaosk8s.pod.actions": _PODS,
                 "chaosk8s.pod.probes": _PODS, "chaosk8s.deployment.probes": _PODS}
 _KINDS_FOR = {_ANY: TARGET_KINDS, _PROCESS: ("reference", "command"), _HOOKS: ("reference",), _PATCH: ("reference",),
-              _BALANCER: ("reference", "command", "endpoint"), _PODS: ("reference", "deployment")}
+              _BALANCER: ("reference", "command", "endpoint"), _PODS: ("reference", "deployment"),
+              _OPENAI: ("command", "endpoint")}
 _WHY = {
     _HOOKS: "{func} needs the reference service's fault hooks, which {a_kind} target does not have",
     _PROCESS: "{func} acts on a replica's process, and the harness runs no process of {a_kind} target",
@@ -59,6 +64,7 @@ _WHY = {
             "{a_kind} target",
     _BALANCER: "{func} acts in the local platform's balancer, which is not in front of {a_kind} target",
     _PODS: "{func} acts on Kubernetes pods by their labels, which {a_kind} target does not have",
+    _OPENAI: "{func} sends OpenAI-compatible requests to the replicas, which {a_kind} target does not serve",
 }
 
 
@@ -81,8 +87,10 @@ def hook_calls(document: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             yield str(activity.get("name")), url[url.index(_FAULT_HOOKS):]
 
 
-def target_kinds(experiment: Experiment) -> tuple[list[str], dict[str, str]]:
-    """Return the target kinds ``experiment`` applies to, and for each kind it does not, why."""
+def target_kinds(experiment: Experiment, *, hooks: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Return the target kinds ``experiment`` applies to, and for each kind it does not, why. With ``hooks`` a
+    command target serves the harness's fault hooks (``target.fault_hooks``), so what needs them runs on it."""
+    hook_kinds = ("reference", "command") if hooks else _KINDS_FOR[_HOOKS]
     declared = experiment.extension.targets
     if declared is not None:
         why = f"experiment {experiment.name} applies to {', '.join(declared)} targets (extensions[harness].targets)"
@@ -106,16 +114,17 @@ def target_kinds(experiment: Experiment) -> tuple[list[str], dict[str, str]]:
             exclude(_KINDS_FOR[_HOOKS], f"{module}.{func} is not known to work on {{a_kind}} target "
                                         f"(declare extensions[harness].targets if it does)")
         elif need in _WHY:
-            exclude(_KINDS_FOR[need], _WHY[need].replace("{func}", func))
+            exclude(hook_kinds if need == _HOOKS else _KINDS_FOR[need], _WHY[need].replace("{func}", func))
     for name, url in hook_calls(experiment.document):
-        exclude(_KINDS_FOR[_HOOKS], f"{name} calls the reference service's fault hook ({url}), which {{a_kind}} "
+        exclude(hook_kinds, f"{name} calls the reference service's fault hook ({url}), which {{a_kind}} "
                                     f"target does not have")
     return kinds, reasons
 
 
-def target_fit(experiment: Experiment, kind: str) -> str | None:
-    """Return why ``experiment`` cannot run on a ``kind`` target (a sentence), None when it can."""
-    kinds, reasons = target_kinds(experiment)
+def target_fit(experiment: Experiment, kind: str, *, hooks: bool = False) -> str | None:
+    """Return why ``experiment`` cannot run on a ``kind`` target (a sentence), None when it can; ``hooks``: the
+    target serves the harness's fault hooks (a command target's ``fault_hooks``)."""
+    kinds, reasons = target_kinds(experiment, hooks=hooks)
     return None if kind in kinds else f"skipped on {_a(kind)} target: {reasons[kind]}"
 
 

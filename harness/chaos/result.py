@@ -240,11 +240,11 @@ def build_result(
     return {k: _finite(val) for k, val in result.items()}
 
 
-def token_figures(requests: Sequence[Any], injected_at: float | None, slo_latency_ms: float,
+def token_figures(requests: Sequence[Any], injected_at: float | None, end_s: float | None, slo_latency_ms: float,
                   baseline_s: float) -> dict[str, Any]:
     """Return a generative load's token figures around the fault (``harness.measure.tokens``, exact, from the
     records): ``tokens_before`` over the requests sent in the ``baseline_s`` before the injection, ``tokens_after``
-    over those sent from it, ``tokens`` over both; empty when the records carry no tokens (a load that is not
+    over those sent from it until ``end_s`` (the end of the recovery window: not the teardown), ``tokens`` over both; empty when the records carry no tokens (a load that is not
     OpenAI-compatible) or nothing was injected."""
     from harness.measure.tokens import has_tokens, summarize_tokens
     from harness.slo import Slo
@@ -253,6 +253,6 @@ def token_figures(requests: Sequence[Any], injected_at: float | None, slo_latenc
         return {}
     slo = Slo(p99_ms=slo_latency_ms)
     before = [r for r in requests if injected_at - baseline_s <= r.sent_s < injected_at]
-    after = [r for r in requests if r.sent_s >= injected_at]
+    after = [r for r in requests if injected_at <= r.sent_s < (end_s if end_s is not None else math.inf)]
     return {key: summarize_tokens(part, slo).to_dict() if part else None
             for key, part in (("tokens", before + after), ("tokens_before", before), ("tokens_after", after))}

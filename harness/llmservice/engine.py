@@ -28,6 +28,7 @@ __all__ = ["EngineSettings", "Sampling", "Token", "LLMEngine", "QueueFull", "Dra
 
 _LOW, _HIGH = OUTPUT_IDS[0], OUTPUT_IDS[-1] + 1
 _HANG_POLL_S = 0.05
+_YIELDS = 3
 
 
 class Draining(Exception):
@@ -179,7 +180,10 @@ class LLMEngine:
                 self._fail_running(f"generation failed: {type(exc).__name__}: {exc}")
             elapsed = time.perf_counter() - started
             extra = self._slowdown_s(elapsed)
-            await asyncio.sleep(extra)  # 0: one turn of the loop, so HTTP is served between steps
+            if extra > 0:
+                await asyncio.sleep(extra)
+            for _ in range(_YIELDS):  # turns of the loop for HTTP between steps: a new connection takes a few
+                await asyncio.sleep(0)
 
     async def _stalled(self) -> bool:
         """Wait out a hang fault (generation stalls; the loop keeps serving HTTP); return True if there was one."""

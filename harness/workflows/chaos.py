@@ -107,7 +107,7 @@ class ChaosRun:
         from harness.chaos.fit import target_fit
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        why_not = target_fit(self.experiment, self.spec.target_kind)
+        why_not = target_fit(self.experiment, self.spec.target_kind, hooks=bool(getattr(self.spec.target, "fault_hooks", 0)))
         if why_not is not None:  # a fault this system under test cannot take: said, never a failure
             return self._skip(why_not)
         failure: BaseException | None = None
@@ -342,7 +342,7 @@ class ChaosRun:
             "drills": drill_outputs(self.journal),
             "phase_s": self.phase_s,
             "errors": self.errors,
-            **token_figures(requests, self.injected_at, self.slo_latency_ms, self.preset.baseline_s),  # TTFT, ITL, goodput
+            **token_figures(requests, self.injected_at, self.end_s, self.slo_latency_ms, self.preset.baseline_s),
         }
         result = build_result(
             experiment=self.experiment.name, fault=self.experiment.fault, topology=self.spec.topology,

@@ -16,7 +16,8 @@ def test_token_figures_split_at_the_injection_and_leave_out_what_came_before_the
     records = [_record(90.0, ttft_ms=999.0)]  # before the baseline window: not counted
     records += [_record(100.0 + i * 0.1, ttft_ms=10.0) for i in range(10)]
     records += [_record(101.0 + i * 0.1, ok=i % 2 == 0, ttft_ms=30.0) for i in range(10)]
-    figures = token_figures(records, injected_at=101.0, slo_latency_ms=500.0, baseline_s=2.0)
+    records += [_record(103.0, ok=False)]  # after the recovery window (the teardown): not counted
+    figures = token_figures(records, injected_at=101.0, end_s=102.5, slo_latency_ms=500.0, baseline_s=2.0)
     before, after = figures["tokens_before"], figures["tokens_after"]
     assert before["requests"] == before["ok"] == before["good"] == 10 and before["ttft_p50_ms"] == 10.0
     assert after["requests"] == 10 and after["ok"] == after["good"] == 5 and after["ttft_p50_ms"] == 30.0
@@ -25,5 +26,5 @@ def test_token_figures_split_at_the_injection_and_leave_out_what_came_before_the
 
 def test_a_load_without_tokens_or_without_an_injection_has_no_token_figures():
     plain = [RequestRecord(intended_s=1.0, sent_s=1.0, latency_ms=5.0, status=200, ok=True)]
-    assert token_figures(plain, injected_at=1.0, slo_latency_ms=500.0, baseline_s=2.0) == {}
-    assert token_figures([_record(1.0)], injected_at=None, slo_latency_ms=500.0, baseline_s=2.0) == {}
+    assert token_figures(plain, injected_at=1.0, end_s=None, slo_latency_ms=500.0, baseline_s=2.0) == {}
+    assert token_figures([_record(1.0)], injected_at=None, end_s=None, slo_latency_ms=500.0, baseline_s=2.0) == {}

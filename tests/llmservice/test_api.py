@@ -114,3 +114,23 @@ def test_a_full_waiting_queue_is_a_503_with_retry_after(start_app):
     app.request("DELETE", "/v2/faults", headers=auth)
     waiting.join(10)
     assert not waiting.is_alive()
+
+
+def test_no_body_a_client_sends_is_answered_5xx(start_app):
+    import random
+
+    app = start_app(max_model_len=128, kv_cache_tokens=256)
+    rng = random.Random(18)
+    values = [None, True, -1, 0, 1, 2**63, 1e308, float("nan"), "", "x" * 300, [], {}, [1, "a"], {"a": 1}, [300], ["a", 1]]
+    fields = ["prompt", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stream",
+              "stream_options", "stop", "seed", "model", "logprobs"]
+    for n in range(150):
+        body = {"prompt": "hi"} if n % 2 else {"messages": [{"role": "user", "content": "hi"}]}
+        body["max_tokens"] = 2
+        for field in rng.sample(fields, rng.randint(1, 4)):
+            body[field] = rng.choice(values)
+        raw = json.dumps(body, allow_nan=True).encode()
+        answer = _post(app, CHAT if n % 3 else COMPLETIONS, raw)
+        assert answer.status < 500, (body, answer.body)
+        if answer.status >= 400:
+            assert json.loads(answer.body)["error"]["message"], body

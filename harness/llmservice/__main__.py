@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"python -m harness.llmservice: error: {problems[0]}", file=sys.stderr)
         return 2
+    from harness.extras import require_extra
+
+    try:  # torch is imported once the port listens; without it, say so now, in one line
+        require_extra("service", "the reference generative service")
+    except HarnessError as exc:
+        print(f"python -m harness.llmservice: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     from harness.llmservice.api import LLMApp
     from harness.llmservice.server import emit_event, serve
 

@@ -28,3 +28,12 @@ def test_a_load_without_tokens_or_without_an_injection_has_no_token_figures():
     plain = [RequestRecord(intended_s=1.0, sent_s=1.0, latency_ms=5.0, status=200, ok=True)]
     assert token_figures(plain, injected_at=1.0, end_s=None, slo_latency_ms=500.0, baseline_s=2.0) == {}
     assert token_figures([_record(1.0)], injected_at=None, end_s=None, slo_latency_ms=500.0, baseline_s=2.0) == {}
+
+
+def test_the_chaos_command_prints_the_token_figures_before_and_from_the_fault():
+    from harness.cli.chaos import _tokens_line
+
+    records = [_record(100.0 + i * 0.1) for i in range(10)] + [_record(101.0 + i * 0.1, ok=i > 0, ttft_ms=40.0) for i in range(4)]
+    line = _tokens_line(token_figures(records, injected_at=101.0, end_s=None, slo_latency_ms=500.0, baseline_s=2.0))
+    assert line == ("  tokens before the fault: TTFT p50/p99 10.0/10.0 ms, ITL p99 2.0 ms, goodput 10/10; "
+                    "from it: TTFT p50/p99 40.0/40.0 ms, ITL p99 2.0 ms, goodput 3/4")

@@ -130,7 +130,10 @@ def _rate_cell(figure: dict[str, Any] | None) -> str:
 
 
 def _expected_cells(effect: dict[str, Any]) -> dict[str, Any]:
-    return {"expected from the forward pass": _rate_cell(effect.get("expected_from_forward")),
+    said = effect.get("direction") or {}
+    return {"direction: effect / forward": (f"{said['effect']} / {said['forward']}: "
+                                            f"{'agree' if said.get('agree') else 'DISAGREE'}") if said else "n/a",
+            "expected from the forward pass": _rate_cell(effect.get("expected_from_forward")),
             "effect / expected": _rate_cell(effect.get("effect_vs_expected")),
             "forward share of a request": effect.get("forward_share")}
 

@@ -11,6 +11,11 @@ Definitions (reports quote these):
   unknown (no failing rate) leaves that end open: "at least L", "at most H", or n/a when both are.
 - A throughput measured at a load the service kept up with is the offered load, not a capacity:
   it only ever gives a lower bound (``rate_from_grid``), never an effect on its own.
+- An effect's *direction* (`direction`) is a gain when its whole bracket lies above 1 + `NOISE_BAND`, a
+  loss when it lies below 1 / (1 + `NOISE_BAND`), none beyond noise when it lies between the two, and
+  unclear otherwise. `NOISE_BAND` is the tolerance within which two searches of ONE configuration agree
+  (`harness.sweep.crosscheck.AGREE_TOLERANCE`): a ratio closer to 1 than that cannot be told apart from
+  the same configuration measured twice.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-__all__ = ["EXACT", "AT_LEAST", "AT_MOST", "RANGE", "UNKNOWN", "Bracket", "rate_from_search", "rate_from_grid",
-           "ratio", "plain_ratio"]
+from harness.sweep.crosscheck import AGREE_TOLERANCE
+
+__all__ = ["EXACT", "AT_LEAST", "AT_MOST", "RANGE", "UNKNOWN", "NOISE_BAND", "GAIN", "LOSS", "NO_EFFECT", "UNCLEAR",
+           "Bracket", "rate_from_search", "rate_from_grid", "ratio", "plain_ratio", "direction"]
 
 EXACT = "exact"
 AT_LEAST = "at least"
 AT_MOST = "at most"
 RANGE = "range"
 UNKNOWN = "unknown"
+
+NOISE_BAND = AGREE_TOLERANCE
+GAIN, LOSS, NO_EFFECT, UNCLEAR = "gain", "loss", "none beyond noise", "unclear"
 
 GRID_TOLERANCE = 0.05  # adjacent grid levels this close (relative) locate a knee as well as a search does
 
@@ -130,3 +140,20 @@ def plain_ratio(a: float, b: float, source: str = "forward", detail: str = "") -
     ok = _finite(a) and _finite(b) and b > 0
     value = a / b if ok else math.nan
     return Bracket(value, value if ok else None, value if ok else None, ok, source, detail)
+
+
+def direction(effect: Bracket) -> str:
+    """Return an effect's direction: gain, loss, none beyond noise or unclear (see the module's definitions)."""
+    bound = effect.bound
+    if bound == EXACT:
+        low = high = effect.value
+    else:
+        low = effect.low if bound in (AT_LEAST, RANGE) else None
+        high = effect.high if bound in (AT_MOST, RANGE) else None
+    if low is not None and low > 1.0 + NOISE_BAND:
+        return GAIN
+    if high is not None and high < 1.0 / (1.0 + NOISE_BAND):
+        return LOSS
+    if low is not None and high is not None and low >= 1.0 / (1.0 + NOISE_BAND) and high <= 1.0 + NOISE_BAND:
+        return NO_EFFECT
+    return UNCLEAR

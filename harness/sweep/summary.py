@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 
 from harness.measure.stats import summarize_repeats
 from harness.slo import DEFAULT_MAX_ERROR_RATE
-from harness.sweep.figures import UNKNOWN, Bracket, plain_ratio, rate_from_grid, rate_from_search, ratio
+from harness.sweep.figures import NOISE_BAND, UNCLEAR, UNKNOWN, Bracket, direction, plain_ratio, rate_from_grid, rate_from_search, ratio
 from harness.sweep.grid import OK, RATE
 from harness.sweep.search import PASS, PointMeasurement, SearchSettings, classify
 
@@ -48,7 +48,9 @@ EFFECTS_BASIS = (
     "Effects are ratios of each configuration's max rate under the p99 SLO (found by search; a grid "
     "level the service kept up with only gives a lower bound, since throughput there is the offered "
     "load). A figure that is a bound says so: 'at least', 'at most', 'between'. Each is set against "
-    "the forward pass's own speed-up measured in the same run."
+    "the forward pass's own speed-up measured in the same run, and both get a direction: a gain or a loss "
+    f"only beyond {NOISE_BAND:.0%} either side of 1, since two searches of one configuration may differ by that "
+    "much; closer to 1 it is none beyond noise."
 )
 
 
@@ -268,7 +270,9 @@ def _effect(key_a: tuple[str, int], a: Bracket, key_b: tuple[str, int], b: Brack
                                          key_b[1] / key_a[1])
     inputs = {role: {"precision": key[0], "max_batch_size": key[1], **figure.to_dict()}
               for role, key, figure in (("numerator", key_a, a), ("denominator", key_b, b))}
+    said = {"effect": direction(effect), "forward": direction(forward)}
     return {"effect": effect.to_dict(2), "forward_speedup": forward.to_dict(2), "effect_vs_forward": versus.to_dict(2),
+            "direction": {**said, "agree": said["effect"] == said["forward"] and UNCLEAR not in said.values()},
             "expected_from_forward": expected.to_dict(2),
             "effect_vs_expected": ratio(effect, expected, detail="effect / the effect the forward pass predicts").to_dict(2),
             "forward_share": share, "other_ms_per_request": rest_ms, "inputs": inputs}

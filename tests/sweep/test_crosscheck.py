@@ -147,3 +147,18 @@ def test_the_report_shows_the_cross_check_and_flags_a_disagreement(tmp_path, mon
     assert "agree when the larger max rate is at most 15%" in text
     assert any("disagrees with the sweep's" in finding for finding in section.findings)
     assert section.summary["agrees_with_sweep"] is False and data["cross_check"]["agrees"] is False
+
+
+def test_an_effect_has_a_direction_only_beyond_the_noise_two_searches_of_one_configuration_show():
+    from harness.sweep.figures import GAIN, LOSS, NO_EFFECT, NOISE_BAND, UNCLEAR, Bracket, direction, plain_ratio
+
+    assert NOISE_BAND == AGREE_TOLERANCE
+    assert direction(plain_ratio(6.37, 1.0)) == GAIN and direction(plain_ratio(1.0, 2.41)) == LOSS
+    # bf16 over fp32 at batch 1 on this CPU: 0.93 in the service, 1.07 in the forward pass: neither is an effect
+    assert direction(plain_ratio(0.93, 1.0)) == NO_EFFECT == direction(plain_ratio(1.07, 1.0))
+    assert direction(plain_ratio(1.16, 1.0)) == GAIN and direction(plain_ratio(1.0, 1.16)) == LOSS
+    assert direction(Bracket(2.5, 2.46, 2.72, False, "ratio")) == GAIN  # a range wholly above the band
+    assert direction(Bracket(1.1, 1.05, 1.3, False, "ratio")) == UNCLEAR  # straddles the band's edge
+    assert direction(Bracket(1.2, 1.2, None, False, "ratio")) == GAIN  # "at least 1.2"
+    assert direction(Bracket(1.0, 1.0, None, False, "ratio")) == UNCLEAR  # "at least 1.0": could be anything above
+    assert direction(Bracket(float("nan"), None, None, False, "ratio")) == UNCLEAR

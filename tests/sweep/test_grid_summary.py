@@ -162,6 +162,8 @@ def test_effects_are_ratios_of_searched_max_rates_next_to_the_forward_pass_and_a
     assert fp32["effect"]["bound"] == "exact" and fp32["effect"]["value"] == pytest.approx(550.0 / 140.0)
     assert fp32["forward_speedup"]["value"] == pytest.approx(1.0 / (8.0 / 32))  # per sample: 1 ms vs 0.25 ms
     assert fp32["effect_vs_forward"]["value"] == pytest.approx((550.0 / 140.0) / 4.0)
+    # both point the same way: a gain beyond the noise two searches of one configuration show
+    assert fp32["direction"] == {"effect": "gain", "forward": "gain", "agree": True}
     # bf16 at batch 32 did not converge: its effects are bounds, bracketed by what failed
     assert batching["bf16"]["effect"]["bound"] == "range"
     assert batching["bf16"]["effect"]["low"] == pytest.approx(900.0 / 156.0)
@@ -172,6 +174,8 @@ def test_effects_are_ratios_of_searched_max_rates_next_to_the_forward_pass_and_a
     precision = {e["max_batch_size"]: e for e in summary["effects"]["precision"]}
     assert precision[1]["effect"]["value"] == pytest.approx(150.0 / 140.0) and precision[1]["effect"]["bound"] == "exact"
     assert precision[1]["forward_speedup"]["value"] == pytest.approx(1.0 / 0.9)
+    # 1.07 and 1.11: neither is a direction (within 15% of 1), so they agree on "none beyond noise"
+    assert precision[1]["direction"] == {"effect": "none beyond noise", "forward": "none beyond noise", "agree": True}
     assert precision[32]["effect"]["text"].startswith("between")
     assert precision[32]["forward_speedup"]["value"] == pytest.approx(2.0)
     assert precision[1]["max_abs_error"] == 1e-4 and precision[1]["p50_speedup_at_same_load"] == pytest.approx(2.0)

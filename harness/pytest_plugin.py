@@ -16,7 +16,9 @@ name, still works), ``--harness-platform local|kubernetes``,
 ``--harness-baseline DIR`` (a saved run; compared, shown in the report, regressions fail the
 performance scenario), ``--harness-tier NAME`` (the SLA tier every scenario must meet; default each
 topology's own), ``--harness-replay DIR`` (judge the parts of a saved run instead of measuring),
-``--harness-experiments DIR``.
+``--harness-experiments DIR``, ``--harness-spec FILE`` (a team's own server, as ``harness run --spec``:
+deployed and loaded in its protocol, faulted with the main job's cells against it, the LLM profile for an
+OpenAI-compatible one; the sweep and capacity scenarios skipped with the job's reason).
 
 Markers: ``chaos``, ``perf``, ``capacity`` (scenario kinds); ``gpu`` (skipped without CUDA) and
 ``kubernetes`` (skipped without a reachable cluster), each skip with its reason. With
@@ -69,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-tier", default=None, help="the SLA tier scenarios must meet (default: each topology's own)")
     group.addoption("--harness-replay", default=None, help="judge the parts of this saved run instead of measuring live")
     group.addoption("--harness-experiments", default=None, help="directory of experiment files (default experiments/)")
+    group.addoption("--harness-spec", default=None, help="a team's own server's spec (a command or endpoint target): "
+                    "deployed, loaded in its protocol and faulted as `harness run --spec` does (an OpenAI-compatible "
+                    "one: the LLM profile); the sweep and capacity scenarios are skipped, saying why")
 
 
 class _PluginState:
@@ -122,11 +127,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if name not in known:
             config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        paths = {name: _path_option(config, name) for name in ("report_dir", "baseline", "replay", "experiments")}
+        paths = {name: _path_option(config, name) for name in ("report_dir", "baseline", "replay", "experiments", "spec")}
         options = validate_options(
             preset=config.getoption("harness_preset"), platform=config.getoption("harness_platform"),
             report_dir=paths["report_dir"], baseline=paths["baseline"], tier=config.getoption("harness_tier"),
-            replay=paths["replay"], experiments_dir=paths["experiments"],
+            replay=paths["replay"], experiments_dir=paths["experiments"], spec=paths["spec"],
         )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -148,7 +153,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     options = _state(metafunc.config).options
     params = []
-    for case in resilience_cases(options.preset, options.experiments_dir, options.platform):
+    for case in resilience_cases(options.preset, options.experiments_dir, options.platform, spec=options.spec):
         marks = [pytest.mark.xfail(strict=True, raises=SlaNotMet, reason=case.expected_miss)] if case.expected_miss else []
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("fault_case", params)

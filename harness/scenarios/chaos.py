@@ -3,7 +3,10 @@
 `resilience_cases(preset)` lists the cells: ``nightly`` every local experiment in ``experiments/``
 on every topology; ``smoke`` the main job's reduced matrix (`harness.job.presets.SMOKE_FAULTS` x
 `SMOKE_TOPOLOGIES`, see `SMOKE_MATRIX_NOTE` for why), so a ``harness run smoke`` output and a
-scenario run are each other's baselines and replays.
+scenario run are each other's baselines and replays. With ``--harness-spec`` (a team's own server) the
+cells are the main job's against it (`harness.job.chaosplan`: the faults that need nothing from the
+server, or for an OpenAI-compatible one the LLM profile of ``experiments/llm/``), a cell its target
+cannot take skipped with the reason.
 
 A cell is judged as `harness.measure.sla` defines: the fault's cost against the tier's error
 budget, its recovery time against the tier's maximum, and the alerts it should (and should not)
@@ -76,8 +79,32 @@ def _experiments_dir(directory: str | Path | None) -> Path:
     return Path(directory) if directory is not None else default_experiments_dir()
 
 
-def resilience_cases(preset: str, experiments_dir: str | Path | None = None, platform: str = "local") -> list[FaultCase]:
-    """Return the fault x topology cells ``preset`` runs on ``platform``, experiments read from ``experiments_dir``.
+def _experiment_file(directory: str | Path | None, name: str) -> Path:
+    """Return experiment ``name``'s file: in the experiments folder, else in its LLM experiments' (``llm/``)."""
+    from harness.job.chaosplan import LLM_EXPERIMENTS
+
+    folder = _experiments_dir(directory)
+    path, llm = folder / f"{name}.json", folder / LLM_EXPERIMENTS / f"{name}.json"
+    return llm if not path.exists() and llm.exists() else path
+
+
+def _spec_cases(preset: str, spec: Path) -> list[FaultCase]:
+    """Return the cells the main job's chaos stage runs against ``spec`` (`harness.job.chaosplan`: a team's
+    server's faults, or the LLM profile for a generative one)."""
+    from harness.job.chaosplan import chaos_plan
+    from harness.job.presets import get_job_preset
+    from harness.job.stages import own_spec
+    from harness.platforms.target import PlatformTarget
+
+    target = PlatformTarget.resolve("local", spec=spec)
+    plan, _ = chaos_plan(get_job_preset(preset), target, None, own_spec(target))
+    return [FaultCase(e.name, t) for e in plan.experiments for t in plan.topologies if t in e.extension.topologies]
+
+
+def resilience_cases(preset: str, experiments_dir: str | Path | None = None, platform: str = "local",
+                     spec: Path | None = None) -> list[FaultCase]:
+    """Return the fault x topology cells ``preset`` runs on ``platform``, experiments read from ``experiments_dir``;
+    with a ``spec`` of a team's own, the main job's cells against it.
 
     Raises ConfigError for an unknown preset or an invalid experiment file (naming the field).
     """
@@ -88,6 +115,8 @@ def resilience_cases(preset: str, experiments_dir: str | Path | None = None, pla
 
     if preset not in ("smoke", "nightly"):
         raise ConfigError("preset", preset, "choose one of smoke, nightly")
+    if spec is not None and platform == "local":
+        return _spec_cases(preset, spec)
     files = {path.stem: path for path in experiment_files(_experiments_dir(experiments_dir))}
     names = sorted(files) if preset == "nightly" else [name for name in SMOKE_FAULTS if name in files]
     topologies = TOPOLOGIES if preset == "nightly" else SMOKE_TOPOLOGIES
@@ -164,18 +193,19 @@ class ChaosScenario:
         from harness.chaos.experiment import load_experiment
         from harness.chaos.presets import get_chaos_preset
         from harness.chaos.settings import ChaosRunSettings
-        from harness.config import TOPOLOGIES
+        from harness.config import TOPOLOGIES, load_spec_data
         from harness.errors import ConfigError
 
         if topology not in TOPOLOGIES:
             raise ConfigError("topology", topology, f"choose one of {', '.join(TOPOLOGIES)}")
         self.session = session
         self.topology = topology
-        self.experiment = load_experiment(_experiments_dir(session.options.experiments_dir) / f"{experiment}.json")
+        self.experiment = load_experiment(_experiment_file(session.options.experiments_dir, experiment))
         self.relative = f"{CHAOS_DIR}/{experiment}/{topology}"
         self.settings = ChaosRunSettings(
             experiment=self.experiment, topology=topology, preset=get_chaos_preset(session.options.preset),
             tier=tier or session.options.tier,
+            spec_data=load_spec_data(session.options.spec) if session.options.spec is not None else None,
         )
 
     @property
@@ -189,6 +219,7 @@ class ChaosScenario:
         Raises NotApplicable off the local platform (chaos runs drive local deployments), HarnessError
         when the run cannot start (nothing Ready), ConfigError for an invalid experiment.
         """
+        from harness.chaos.fit import OUTCOME_SKIPPED
         from harness.jsonfile import read_json
         from harness.scenarios.perf import run_context
         from harness.workflows.chaos import ChaosRun
@@ -208,6 +239,8 @@ class ChaosScenario:
         self.session.save_part(path, "chaos", topology=self.topology, config={"experiment": self.experiment.name},
                                summary={**summary, "cell_s": round(time.monotonic() - started, 1)},
                                status="aborted" if result.get("aborted") else "completed")
+        if result.get("outcome") == OUTCOME_SKIPPED:  # a fault the target cannot take (harness.chaos.fit)
+            raise NotApplicable(f"{self.experiment.name} on {self.topology}: {'; '.join(result.get('reasons') or [])}")
         return ChaosOutcome(result, path)
 
 

@@ -58,6 +58,14 @@ def _job_preset(session: ScenarioSession) -> Any:
     return get_job_preset(session.options.preset)
 
 
+def _not_for_a_spec(session: ScenarioSession, stage: str) -> None:
+    """Raise NotApplicable with the main job's reason (`OWN_SPEC_SKIPS`) when the session measures a spec of its own."""
+    from harness.job.stages import OWN_SPEC_SKIPS
+
+    if session.options.spec is not None:
+        raise NotApplicable(f"{stage} with --harness-spec: {OWN_SPEC_SKIPS[stage]}")
+
+
 class DeploymentFactory:
     """Deploys service specs on the session's platform; `close` tears down every one it made."""
 
@@ -79,7 +87,7 @@ class DeploymentFactory:
 
         if self.session.replaying:
             raise NotApplicable("a live deployment cannot be replayed from saved data")
-        service_spec = load_spec(spec, topology=topology)
+        service_spec = load_spec(spec or self.session.options.spec, topology=topology)  # default: --harness-spec
         platform = self.session.options.platform
         workdir = self.session.run_dir / DEPLOYMENTS_DIR / f"{service_spec.name}-{topology}-{len(self._deployments) + 1}"
         cpus = plan_cpus().service if platform == "local" else None
@@ -163,8 +171,8 @@ class LoadScenarios:
 
         job = _job_preset(self.session)
         spec = deployment.spec
-        profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s,
-                                users=users or job.load_users, model=spec.service.model)
+        profile = build_profile(kind or job.load_kind, duration_s or job.load_duration_s, users=users or job.load_users,
+                                model=spec.service.model, protocol=spec.target.protocol if spec.target else None)
         platform = self.session.options.platform
         tier = tier or self.session.options.tier or TIER_FOR_TOPOLOGY[spec.topology]
         settings = LoadSettings(load=profile, cpus=plan_cpus() if platform == "local" else CpuPlan(None, None), tier=tier)
@@ -251,6 +259,7 @@ class PerfScenario:
         if self._result is None:
             if self.session.options.platform != "local" and not self.session.replaying:
                 raise NotApplicable("sweeps deploy on the local platform only (harness.sweep.local)")
+            _not_for_a_spec(self.session, "sweep")
             path = self.session.part_dir(SWEEP_DIR, unique=False)
             if not self.session.replaying:
                 settings = SweepSettings(self.sweep_plan(), accuracy=_job_preset(self.session).sweep_accuracy)
@@ -329,6 +338,7 @@ class CapacityScenario:
         if self._result is None:
             if self.session.options.platform != "local" and not self.session.replaying:
                 raise NotApplicable("the capacity check deploys on the local platform only")
+            _not_for_a_spec(self.session, "capacity")
             path = self.session.part_dir(CAPACITY_DIR, unique=False)
             if not self.session.replaying:
                 run_capacity(CapacitySettings.from_mapping(self.target), run_context(self.session, path))

@@ -96,6 +96,7 @@ class ScenarioOptions:
     replay: Path | None = None
     experiments_dir: Path | None = None  # default: experiments/ here, else the one shipped with the harness
     reports_root: Path = REPORTS_ROOT
+    spec: Path | None = None  # a team's own server (--harness-spec): deployed, loaded and faulted as the main job does
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -120,6 +121,7 @@ def validate_options(
     replay: str | Path | None = None,
     experiments_dir: str | Path | None = None,
     reports_root: str | Path = REPORTS_ROOT,
+    spec: str | Path | None = None,
 ) -> ScenarioOptions:
     """Return the validated options; raise ConfigError/UsageError naming the option and its value."""
     from harness.measure.sla_config import SlaConfig
@@ -139,8 +141,23 @@ def validate_options(
     return ScenarioOptions(
         preset=preset, platform=platform, report_dir=report, baseline=_directory("--harness-baseline", baseline),
         tier=tier, replay=_directory("--harness-replay", replay), experiments_dir=_directory("--harness-experiments", experiments_dir),
-        reports_root=Path(reports_root),
+        reports_root=Path(reports_root), spec=_spec_file(spec),
     )
+
+
+def _spec_file(value: str | Path | None) -> Path | None:
+    """Return ``--harness-spec`` as a path once it names a valid spec file; raise ConfigError naming what is wrong."""
+    if value is None or value == "":
+        return None
+    from harness.config import load_spec
+
+    try:
+        load_spec(value)  # ConfigError naming the bad field and the file
+    except ConfigError as exc:
+        if exc.field != "spec":
+            raise
+        raise ConfigError("--harness-spec", str(value), exc.reason) from None  # the file itself: named as the option
+    return Path(value)
 
 
 @dataclass

@@ -210,7 +210,8 @@ def run_dir(harness_run: ScenarioSession) -> Path:
 
 @pytest.fixture
 def deploy_service(harness_run: ScenarioSession) -> Iterator[Any]:
-    """A factory: ``deploy_service(topology="single", spec=None)`` returns a Ready deployment, torn down after the test."""
+    """A factory: ``deploy_service(topology=None, spec=None)`` returns a Ready deployment (default: --harness-spec in
+    its own topology, else the reference service on one replica), torn down after the test."""
     from harness.scenarios.perf import DeploymentFactory
 
     factory = DeploymentFactory(harness_run)

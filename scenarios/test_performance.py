@@ -16,8 +16,8 @@ pytestmark = pytest.mark.perf
 
 
 def test_steady_load_meets_the_tier(deploy_service, load):
-    # given: the reference service on one replica, Ready
-    service = deploy_service(topology="single")
+    # given: the reference service on one replica (or --harness-spec's server in its own topology), Ready
+    service = deploy_service()
 
     # when: the preset's load profile runs against it (Locust in its own process, the prober alongside)
     outcome = load.run(service)

@@ -73,9 +73,10 @@ class DeploymentFactory:
         self.session = session
         self._deployments: list[Any] = []
 
-    def __call__(self, topology: str = "single", *, spec: str | Path | None = None,
+    def __call__(self, topology: str | None = None, *, spec: str | Path | None = None,
                  ready_timeout_s: float | None = None) -> Any:
-        """Deploy ``spec`` (a YAML file; default the reference service) as ``topology``; return it once Ready.
+        """Deploy ``spec`` (a YAML file; default ``--harness-spec``, else the reference service) as ``topology``
+        (default: a spec file's own, the reference service's single); return it once Ready.
 
         Raises NotApplicable when replaying or when the platform is unavailable here, ConfigError for
         a bad spec, DeploymentError when it does not become Ready within ``ready_timeout_s``.
@@ -87,8 +88,10 @@ class DeploymentFactory:
 
         if self.session.replaying:
             raise NotApplicable("a live deployment cannot be replayed from saved data")
-        service_spec = load_spec(spec or self.session.options.spec, topology=topology)  # default: --harness-spec
+        spec = spec or self.session.options.spec
+        service_spec = load_spec(spec, topology=topology or (None if spec else "single"))
         platform = self.session.options.platform
+        topology = service_spec.topology
         workdir = self.session.run_dir / DEPLOYMENTS_DIR / f"{service_spec.name}-{topology}-{len(self._deployments) + 1}"
         cpus = plan_cpus().service if platform == "local" else None
         try:

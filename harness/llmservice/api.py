@@ -83,7 +83,7 @@ class LLMApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.engine is not None:
-                    self.engine.close()
+                    await asyncio.to_thread(self.engine.close)
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -114,7 +114,7 @@ class LLMApp:
             self.on_event({"event": "load_failed", "error": self.load_error})
             return
         self.engine = engine
-        self._tasks.append(asyncio.ensure_future(engine.run()))
+        engine.start(asyncio.get_running_loop())
         self.on_event({"event": "ready", "model": MODEL_NAME, "load_s": round(time.monotonic() - started, 3),
                        "sha256": manifest["sha256"], "kv_cache_mb": round(engine.cache.nbytes / 2**20, 1)})
 

@@ -13,6 +13,7 @@ from harness.jsonfile import read_json
 from harness.measure.load_verdict import MET, LoadVerdict, judge_saved_load
 from harness.report import charts, frames
 from harness.report.section import Section, add_figure, add_telemetry, fmt
+from harness.report.tokens_over_time import add_load_tokens_over_time
 from harness.slo import Slo
 
 __all__ = ["load_section", "load_verdict", "load_tokens", "sweep_section", "capacity_section", "max_rate_section"]
@@ -50,6 +51,8 @@ def load_section(directory: Path, result: dict[str, Any], root: Path) -> Section
                                 "(harness load --load-workers N) would lift it")
     requests = frames.read_requests(directory / "requests.csv")
     add_figure(section, "throughput and latency per second", charts.load_over_time(frames.latency_over_time(requests)))
+    if tokens is not None:
+        add_load_tokens_over_time(section, directory)
     add_telemetry(section, directory)
     section.summary = {k: result.get(k) for k in ("requests", "errors", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "generator_saturated")}
     section.summary["verdict"] = verdict.to_dict()

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from harness.report import charts
 from harness.report.section import Section, add_figure, fmt
 
-__all__ = ["add_tokens_over_time", "fault_marks", "tokens_chart"]
+__all__ = ["add_tokens_over_time", "add_load_tokens_over_time", "fault_marks", "tokens_chart"]
 
 Q_COLOURS = {"p50": "#00838f", "p99": "#6a1b9a"}  # apart from the marks' red and green
 MARK_STYLES = {  # mark name -> (colour, line style): the fault, its rollback, the recovery
@@ -59,9 +59,10 @@ def fault_marks(directory: Path, result: dict[str, Any], injected_s: float) -> l
     return marks
 
 
-def tokens_chart(bins: Sequence[Any], marks: Sequence[tuple[str, float]], *, bin_s: float, title: str = "") -> Figure | None:
+def tokens_chart(bins: Sequence[Any], marks: Sequence[tuple[str, float]], *, bin_s: float, title: str = "",
+                 origin: str = "fault injection") -> Figure | None:
     """Return per-bin TTFT p50/p99, ITL p50/p99 and requests/failures (`harness.measure.token_timeline.TokenBin`s)
-    against seconds from the injection, the marks drawn as vertical lines; None without bins."""
+    against seconds from ``origin`` (the injection), the marks drawn as vertical lines; None without bins."""
     if not bins:
         return None
     starts = [b.start_s for b in bins]
@@ -92,7 +93,7 @@ def tokens_chart(bins: Sequence[Any], marks: Sequence[tuple[str, float]], *, bin
     ttft.legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=6)
     itl.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     count.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    count.set_xlabel(f"seconds from fault injection (bins of {bin_s:g} s; requests and TTFT by send time, "
+    count.set_xlabel(f"seconds from {origin} (bins of {bin_s:g} s; requests and TTFT by send time, "
                      "ITL by when the gap ended)")
     ttft.set_title(title or "TTFT and inter-token latency around the fault", fontsize=10, pad=18)
     return figure
@@ -130,3 +131,20 @@ def add_tokens_over_time(section: Section, directory: Path, result: dict[str, An
     } for p in phases]))
     return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in p.to_dict().items()}
             for p in phases]
+
+
+def add_load_tokens_over_time(section: Section, directory: Path) -> None:
+    """Add the chart of TTFT and ITL per second over a generative load (from its first request) to its ``section``;
+    nothing for a load whose requests.csv carries no tokens."""
+    from harness.measure.token_timeline import DEFAULT_BIN_S, bin_tokens
+    from harness.measure.tokens import has_tokens
+    from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
+
+    path = directory / REQUESTS_FILE
+    records = list(read_records(path, RequestRecord)) if path.exists() else []
+    if not has_tokens(records):
+        return
+    origin = min(r.intended_s for r in records)
+    add_figure(section, f"TTFT and inter-token latency per {DEFAULT_BIN_S:g} s over the load (p50, p99)",
+               tokens_chart(bin_tokens(records, origin, DEFAULT_BIN_S), [], bin_s=DEFAULT_BIN_S,
+                            title="TTFT and inter-token latency over the load", origin="the first request"))

@@ -10,7 +10,7 @@ from harness.jsonfile import read_json, write_json
 from harness.report.writer import write_report
 from harness.request_records import RequestRecord, write_records
 
-from .conftest import T0, write_chaos
+from .conftest import T0, write_chaos, write_load
 
 INJECTED = T0 + 10.0  # write_chaos's injection; its outage (and recovery) 2 s later
 
@@ -71,3 +71,14 @@ def test_a_chaos_run_without_tokens_has_no_token_parts(tmp_path: Path) -> None:
     assert "token_phases" not in section["summary"]
     markdown = paths["markdown"].read_text(encoding="utf-8")
     assert "TTFT and inter-token latency by phase" not in markdown and "harness.measure.token_timeline" not in markdown
+
+
+def test_a_generative_loads_section_charts_ttft_and_itl_over_the_load(tmp_path: Path) -> None:
+    for name, tokens in (("llm", True), ("plain", False)):
+        write_load(tmp_path / name / "load", seed=1)
+        if tokens:
+            write_records(tmp_path / name / "load" / "requests.csv", token_records(), RequestRecord)
+        paths = write_report(tmp_path / name)
+        (section,) = [s for s in read_json(paths["summary"])["sections"] if s["kind"] == "load"]
+        charted = "TTFT and inter-token latency per 1 s over the load (p50, p99)" in paths["html"].read_text(encoding="utf-8")
+        assert (charted, section["charts"]) == ((True, 3) if tokens else (False, 2)), name

@@ -122,21 +122,17 @@ def _add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens", type=length_arg, default=None, metavar="N|MIN-MAX",
                        help="openai-*: max_tokens, fixed or uniform in MIN-MAX (default 16)")
     group.add_argument("--prompt", default=None, help="openai-*: the prompt")
-    for flag, what in (("--ttft-ms", "time to first token"), ("--tpot-ms", "time per output token"),
-                       ("--itl-ms", "every inter-token gap"), ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
-        group.add_argument(flag, type=float, default=None, metavar="MS",
-                           help=f"generative loads: the bound on a good request's {what}, for goodput")
     group.add_argument("--prompt-words", type=length_arg, default=None, metavar="N|MIN-MAX",
                        help="openai-*: prompts of N seeded words (or uniform in MIN-MAX) instead of --prompt")
     group.add_argument("--dataset", type=path_type("--dataset"), default=None, metavar="FILE",
                        help='openai-*: a JSONL file of {"prompt": ...} or {"messages": [...]} with optional max_tokens')
     group.add_argument("--prompt-seed", type=int, default=None, metavar="N",
                        help="openai-*: the seed request n's prompt and length are drawn from (default 0)")
+    for flag, what in (("--ttft-ms", "time to first token"), ("--tpot-ms", "time per output token"),
+                       ("--itl-ms", "every inter-token gap"), ("--e2e-ms", "end-to-end latency (default: --p99-ms)")):
+        group.add_argument(flag, type=float, default=None, metavar="MS",
+                           help=f"generative loads: the bound on a good request's {what}, for goodput")
 
-
-def _spec(args: argparse.Namespace) -> Any:
-    from harness.config import ServiceSpec, load_spec
-    from harness.validation import validate_model
 
 def length_arg(text: str) -> int | dict[str, int] | str:
     """Return ``N`` as an int and ``MIN-MAX`` as a range (anything else as given: validation names the flag)."""
@@ -145,6 +141,10 @@ def length_arg(text: str) -> int | dict[str, int] | str:
         return {"min": int(low), "max": int(high)} if dash else int(low)
     return text
 
+
+def _spec(args: argparse.Namespace) -> Any:
+    from harness.config import ServiceSpec, load_spec
+    from harness.validation import validate_model
 
     spec = load_spec(args.spec, topology=args.topology)
     # the spec's model is a reference model; with --endpoint or a protocol of its own, --model is the protocol's

@@ -405,7 +405,7 @@ def test_profiles_cover_every_stage_and_smoke_fits_15_minutes():
     smoke = JOB_PRESETS["smoke"]
     assert smoke.total_budget_s <= 15 * 60 - 60  # a minute to spare for start-up and contention
     assert smoke.budgets_s["chaos"] <= 7 * 60 and smoke.budgets_s["sweep"] <= 5.5 * 60
-    assert smoke.budgets_s["capacity"] <= 2 * 60
+    assert smoke.budgets_s["capacity"] <= 2.5 * 60  # two searches, a third when one replica disagrees with the sweep
     # the sweep's budget holds its searches: one per configuration, bounded
     plan = build_plan(smoke.sweep_preset, **smoke.sweep)
     configs = len(plan.precisions) * len(plan.batch_sizes)

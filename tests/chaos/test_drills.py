@@ -18,7 +18,8 @@ from harness.workflows.context import RunContext
 
 from .helpers import ROOT, assert_nothing_left
 
-pytestmark = pytest.mark.chaos
+# serial: verdicts judged on this machine's timing; `make test` runs these alone, after the parallel part
+pytestmark = [pytest.mark.chaos, pytest.mark.serial]
 
 
 def run(experiment: str, out: Path, topology: str) -> dict:

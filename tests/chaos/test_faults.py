@@ -20,7 +20,8 @@ from harness.workflows.context import RunContext
 
 from .helpers import ROOT, assert_nothing_left
 
-pytestmark = pytest.mark.chaos
+# serial: verdicts judged on this machine's timing; `make test` runs these alone, after the parallel part
+pytestmark = [pytest.mark.chaos, pytest.mark.serial]
 RESULT_KEYS = {
     "experiment", "fault", "topology", "injected_at", "ttr_s", "outage_s", "failed_requests", "total_requests",
     "availability", "p99_ms_before", "p99_ms_during", "p99_ms_after", "tier", "violations", "journal_status", "aborted",

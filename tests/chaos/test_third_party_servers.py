@@ -26,6 +26,9 @@ from harness.request_records import REQUESTS_FILE, RequestRecord, read_records
 
 from .helpers import ROOT, assert_nothing_left
 
+# serial: verdicts judged on this machine's timing; `make test` runs these alone, after the parallel part
+pytestmark = pytest.mark.serial
+
 TARGETS = ROOT / "experiments" / "targets"
 SERVERS = ("kserve", "litserve", "fastapi")
 def _installer():

@@ -22,7 +22,7 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["run_closed_loop", "run_closed_loop_protocol", "main"]
 
@@ -190,9 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         url = f"{base_url.rstrip('/')}/v2/models/{args.model}/infer"
         return _run(run_closed_loop(url, body, args.batch, args.concurrency, warmup_s, duration_s))
 
+    return _serve_windows(args, window)
+
+
+def _serve_windows(args: argparse.Namespace, window: Callable[[str, float, float], dict[str, Any]]) -> int:
+    """Run one window (``--url``) or, with ``--windows``, one per stdin line; print one JSON object per window."""
     if not args.windows:
-        if not args.url:
-            parser.error("--url is required without --windows")
         sys.stdout.write(json.dumps(window(args.url, args.warmup_s, args.duration_s)) + "\n")
         return 0
     sys.stdout.write(json.dumps({"event": "ready"}) + "\n")
@@ -218,19 +221,7 @@ def _protocol_main(args: argparse.Namespace) -> int:
         return _run(run_closed_loop_protocol(base_url, protocol, args.concurrency, warmup_s, duration_s,
                                              token_slo=token_slo))
 
-    if not args.windows:
-        sys.stdout.write(json.dumps(window(args.url, args.warmup_s, args.duration_s)) + "\n")
-        return 0
-    sys.stdout.write(json.dumps({"event": "ready"}) + "\n")
-    sys.stdout.flush()
-    for line in sys.stdin:
-        if line.strip():
-            spec = json.loads(line)
-            sys.stdout.write(json.dumps(window(spec["url"], float(spec.get("warmup_s", args.warmup_s)),
-                                               float(spec.get("duration_s", args.duration_s)))) + "\n")
-            sys.stdout.flush()
-    return 0
-
+    return _serve_windows(args, window)
 
 if __name__ == "__main__":
     sys.exit(main())

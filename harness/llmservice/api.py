@@ -143,12 +143,24 @@ class LLMApp:
             return
         except ConnectionResetError:
             return
-        if path in ("/v1/completions", "/v1/chat/completions"):
-            await self._generate(send, receive, body, chat=path == "/v1/chat/completions")
-        elif kind is not None or path == "/v2/faults":
-            await self._fault_hook(scope, send, body, kind)
-        else:
-            await self._simple(scope, send, receive, path)
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            if path in ("/v1/completions", "/v1/chat/completions"):
+                await self._generate(tracked, receive, body, chat=path == "/v1/chat/completions")
+            elif kind is not None or path == "/v2/faults":
+                await self._fault_hook(scope, tracked, body, kind)
+            else:
+                await self._simple(scope, tracked, receive, path)
+        except Exception as exc:  # a bug: said in JSON (and as an event), never an HTML page or a dropped connection
+            self.on_event({"event": "internal_error", "path": path, "error": f"{type(exc).__name__}: {exc}"})
+            if not started:
+                await self._reply(send, 500, openai.error_body(f"internal error: {type(exc).__name__}: {exc}", status=500), path)
 
     async def _reply(self, send: Send, status: int, body: bytes, route: str,
                      headers: list[tuple[bytes, bytes]] | None = None, content_type: list | None = None) -> None:
@@ -233,7 +245,8 @@ class LLMApp:
             await self._reply(send, 503, openai.error_body(f"not ready: {self._not_ready()}", status=503), route,
                               [(b"retry-after", b"1")])
             return
-        seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(8), "little")
+        # any integer seeds (OpenAI's is int64; numpy's generator takes non-negative ones)
+        seed = request.seed % 2**64 if request.seed is not None else int.from_bytes(os.urandom(8), "little")
         sampling = Sampling(request.temperature, request.top_p, np.random.default_rng(seed), request.stop)
         assert self.engine is not None
         try:

@@ -70,6 +70,13 @@ def test_a_bad_request_is_a_4xx_naming_the_field_never_a_5xx(start_app, path, bo
         assert "maximum context length is 256" in error["message"]
 
 
+def test_any_integer_seed_is_taken_and_repeats_its_answer(start_app):
+    app = start_app()
+    answers = [json.loads(_post(app, COMPLETIONS, {"prompt": "s", "max_tokens": 6, "seed": seed}).body)["choices"][0]["text"]
+               for seed in (-1, -1, 2**63 - 1)]
+    assert answers[0] == answers[1] and len(answers[2]) == 6
+
+
 def test_routes_models_metrics_and_probes(start_app):
     app = start_app()
     models = json.loads(app.request("GET", "/v1/models").body)

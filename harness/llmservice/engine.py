@@ -118,7 +118,10 @@ class LLMEngine:
         self.torch = torch
         self.model, self.settings, self.metrics, self.faults = model, settings, metrics, faults
         num_blocks = -(-settings.kv_cache_tokens // settings.block_size)
-        self.cache = model.new_cache(num_blocks, settings.block_size)
+        # one block more than the pool hands out: the scratch block, where padding (and a row aborted while its step
+        # was prepared) writes, so no step ever writes into a block another sequence owns
+        self.cache = model.new_cache(num_blocks + 1, settings.block_size)
+        self._scratch = num_blocks
         self.scheduler = Scheduler(num_blocks, settings.block_size, settings.max_num_seqs, settings.max_batched_tokens,
                                    settings.max_waiting)
         self.draining = False
@@ -239,7 +242,7 @@ class LLMEngine:
         tokens = 0
         out: list[tuple[Sampling, Token]] = []
         for group in groups:
-            logits = self._forward(group)  # unlocked: an abort meanwhile only frees blocks the next plan may reuse
+            logits = self._forward(group)
             tokens += sum(count for _, count in group)
             with self._lock:
                 ready = []
@@ -259,17 +262,20 @@ class LLMEngine:
     def _forward(self, group: list[tuple[Sequence, int]]) -> np.ndarray:
         torch = self.torch
         width = max(count for _, count in group)
-        table_width = max(len(seq.blocks) for seq, _ in group)
-        tokens = np.zeros((len(group), width), dtype=np.int64)
-        positions = np.zeros((len(group), width), dtype=np.int64)
-        tables = np.zeros((len(group), table_width), dtype=np.int64)
-        counts = np.zeros(len(group), dtype=np.int64)
-        for row, (seq, count) in enumerate(group):
-            pieces = seq.tokens[seq.computed:seq.computed + count]
-            tokens[row, :count] = pieces
-            positions[row] = np.minimum(np.arange(seq.computed, seq.computed + width), seq.computed + count - 1)
-            tables[row, :len(seq.blocks)] = seq.blocks
-            counts[row] = count
+        with self._lock:  # the inputs as the scheduler has them now; an abort after this frees blocks no one reuses yet
+            live = [seq.state != FINISHED for seq, _ in group]
+            table_width = max([len(seq.blocks) for (seq, _), on in zip(group, live) if on] + [1])
+            tokens = np.zeros((len(group), width), dtype=np.int64)
+            positions = np.zeros((len(group), width), dtype=np.int64)
+            tables = np.full((len(group), table_width), self._scratch, dtype=np.int64)
+            counts = np.ones(len(group), dtype=np.int64)  # an aborted row: one token at 0, into the scratch block
+            for row, (seq, count) in enumerate(group):
+                if not live[row]:
+                    continue
+                tokens[row, :count] = seq.tokens[seq.computed:seq.computed + count]
+                positions[row] = np.minimum(np.arange(seq.computed, seq.computed + width), seq.computed + count - 1)
+                tables[row, :len(seq.blocks)] = seq.blocks
+                counts[row] = count
         logits = self.model(torch.from_numpy(tokens), torch.from_numpy(positions), torch.from_numpy(counts),
                             torch.from_numpy(tables), self.cache)
         return logits[:, _LOW:_HIGH].numpy()

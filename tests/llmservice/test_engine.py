@@ -109,3 +109,31 @@ def test_the_engine_records_vllm_named_metrics(decoder):
 def test_impossible_sizes_are_named(settings, field):
     problems = EngineSettings(**settings).check()
     assert problems and problems[0].startswith(field)
+
+
+def test_a_request_aborted_between_the_plan_and_the_forward_pass_harms_no_other(decoder):
+    async def go(abort_mid_step: bool) -> str:
+        engine = _engine(decoder, block_size=4)
+        a, b = _sampling(temperature=0.0), _sampling(temperature=0.0)
+        engine.submit(encode("keep me"), 20, a)
+        other = engine.submit(encode("drop me"), 20, b)
+        for _ in range(3):
+            engine.step()
+        plan = engine.scheduler.schedule
+
+        def plan_then_abort():  # as the event loop's abort lands while the engine thread prepares the step
+            planned = plan()
+            engine.scheduler.finish(other)
+            return planned
+
+        if abort_mid_step:
+            engine.scheduler.schedule = plan_then_abort
+            engine.step()
+            engine.scheduler.schedule = plan
+        else:
+            engine.abort(other)
+        _drain(engine)
+        assert engine.scheduler.pool.free == engine.scheduler.pool.num_blocks
+        return a.text
+
+    assert asyncio.run(go(True)) == asyncio.run(go(False)) and len(asyncio.run(go(True))) == 20

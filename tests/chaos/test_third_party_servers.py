@@ -121,6 +121,34 @@ def test_pod_kill_on_a_real_server_gives_ttr_both_outages_and_the_verdict(checko
     assert sum(r.ok for r in records) > 10 and any(not r.ok for r in records), len(records)
 
 
+@pytest.mark.parametrize("checkout", ("litserve",), indirect=True)
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_llm_experiments_run_unchanged_on_an_external_openai_server_and_skip_what_needs_our_hooks(
+        checkout, tmp_path, capsys):
+    # a replica killed mid-stream: LitServe's OpenAI spec streams; the cut streams are the load's failures
+    try:
+        code = main(["chaos", "run", "experiments/llm/llm-kill-mid-stream.json", "--spec",
+                     "experiments/targets/litserve.yaml", "--out", "runs/kill-mid-stream"])
+    finally:
+        assert_nothing_left(tmp_path / "runs" / "kill-mid-stream")
+    out = capsys.readouterr()
+    assert code in (0, 1), out.err[-3000:]
+    result = json.loads((tmp_path / "runs" / "kill-mid-stream" / "result.json").read_text())
+    assert result["behaviour_seen"] is True, result["behaviour_findings"]  # streams were cut by the kill
+    assert result["outcome"] in ("met", "not met", "inconclusive") and result["recovered"] is True
+    assert result["platform"]["exit_code"] == 137 and result["failed_requests"] > 0
+    assert result["tokens_before"]["requests"] > 0 and result["tokens_before"]["ttft_p50_ms"] >= 10  # its 10 ms prefill
+    # the wedged-generation fault needs the harness's hang hook, which LitServe has not: skipped saying so
+    code = main(["chaos", "run", "experiments/llm/llm-healthy-but-broken.json", "--spec",
+                 "experiments/targets/litserve.yaml", "--out", "runs/healthy-but-broken"])
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert "skipped" in out.out and "needs the reference service's fault hooks" in out.out
+    skipped = json.loads((tmp_path / "runs" / "healthy-but-broken" / "result.json").read_text())
+    assert skipped["outcome"] == "skipped" and skipped["ttr_s"] is None
+
+
 def test_an_unreachable_registry_is_one_line_naming_the_server_and_nothing_is_linked(tmp_path, monkeypatch):
     for name in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
         monkeypatch.delenv(name, raising=False)

@@ -1,5 +1,6 @@
 """Validation at the boundary: a pydantic model validated from user data, its first error turned into
-a `ConfigError` naming the field (dotted path) and the bad value; and the merge of layered settings.
+a `ConfigError` naming the field (dotted path) and the bad value; numeric fields checked against their
+ranges (`check_ranges`, for the benchmarks' plain dataclass settings); and the merge of layered settings.
 
 At the bottom of the layering: the service spec and service settings (`harness.config`), the SLA
 configuration, load profiles, experiments and the platforms all validate through `validate_model`,
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import ConfigError
 
-__all__ = ["validate_model", "deep_merge"]
+__all__ = ["validate_model", "check_ranges", "deep_merge"]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -50,6 +51,15 @@ def validate_model(cls: type[M], data: Any, *, source: str | None = None) -> M:
         if others:
             reason += f" (and {others} more error{'s' if others > 1 else ''})"
         raise ConfigError(field, value, reason, source=source) from None
+
+
+def check_ranges(settings: Any, ranges: Mapping[str, tuple[float, float]]) -> None:
+    """Raise ConfigError naming the first of ``ranges``' fields of ``settings`` that is not a number within
+    its (low, high), both ends included."""
+    for name, (low, high) in ranges.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ConfigError(name, value, f"must be a number from {low:g} to {high:g}")
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import ConfigError, HarnessError
+from harness.validation import check_ranges
 
 __all__ = ["LoadgenSettings", "run_loadgen_bench", "format_loadgen_table", "BENCH_FILE"]
 
@@ -59,10 +60,7 @@ class LoadgenSettings:
         ranges = {"workers": (0, 64), "start_rps": (1, 100_000), "growth": (1.05, 10), "refine": (0, 10),
                   "max_rps": (1, 100_000), "probe_s": (0.5, 60), "warmup_s": (0, 60), "max_in_flight": (2, 100_000), "seed": (0, 2**31),
                   "min_ratio": (0, 64)}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ConfigError(name, value, f"must be a number from {low:g} to {high:g}")
+        check_ranges(self, ranges)
         if self.workers == 1:
             raise ConfigError("workers", self.workers, "compares N processes with one: choose 2 or more (0: one per CPU)")
         if self.start_rps > self.max_rps:

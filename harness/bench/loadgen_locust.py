@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.errors import ConfigError
+from harness.validation import check_ranges
 
 __all__ = ["LocustBenchSettings", "run_locust_bench", "format_locust_table", "window_throughput"]
 
@@ -45,10 +46,7 @@ class LocustBenchSettings:
         """Return self; raise ConfigError naming the first bad field and its value."""
         ranges = {"workers": (0, 64), "users": (1, 10_000), "probe_s": (1, 600), "warmup_s": (0, 60), "rounds": (1, 20),
                   "min_ratio": (0, 64)}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ConfigError(name, value, f"must be a number from {low:g} to {high:g}")
+        check_ranges(self, ranges)
         for name in ("workers", "users", "rounds"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(name, getattr(self, name), "must be a whole number")

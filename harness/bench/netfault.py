@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from harness.config import DEFAULT_MODEL
 from harness.errors import ConfigError
+from harness.validation import check_ranges
 
 __all__ = ["NetfaultSettings", "netfault_spec", "run_netfault_bench", "format_netfault_table", "window_figures"]
 
@@ -71,10 +72,7 @@ class NetfaultSettings:
                   "abort_percent": (0.1, 100), "abort_requests": (1, 1_000_000), "reset_percent": (0.1, 100),
                   "reset_requests": (0, 1_000_000), "guard_s": (0, 10), "settle_s": (0, 60),
                   "latency_tolerance_ms": (0.001, 10_000), "abort_tolerance_pct": (0.001, 100), "abort_status": (400, 599)}
-        for name, (low, high) in ranges.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ConfigError(name, value, f"must be a number from {low:g} to {high:g}")
+        check_ranges(self, ranges)
         if self.abort_requests / self.rate_rps > 600 or self.reset_requests / self.rate_rps > 600:
             raise ConfigError("abort_requests", self.abort_requests, f"at {self.rate_rps:g} requests/s a window would "
                               f"outlast a network fault's 600 s here; ask for fewer requests or a higher rate")

@@ -250,12 +250,13 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec(args)
     warmup_s = args.warmup_s if args.warmup_s is not None else (
         DEFAULT_WARMUP_S if endpoint is None and (args.rounds > 1 or args.rate_rps is not None) else 0.0)
+    cpus = CpuPlan(None, None) if args.no_pin else plan_cpus()
     settings = LoadSettings(endpoint=endpoint, token_slo=token_slo,
         load=_load_shape(args, spec.service.model, spec.target.protocol if spec.target else None), rounds=args.rounds, warmup_s=warmup_s, fault=args.inject_fault,
         fault_params=parse_fault_params(args.fault_param),
-        cpus=CpuPlan(None, None) if args.no_pin else plan_cpus(), prober=not args.no_prober,
+        cpus=cpus, prober=not args.no_prober,
         prober_interval_s=args.prober_interval_s, profile=args.profile, command=["harness", *sys.argv[1:]],
-        load_workers=_load_workers(args),
+        load_workers=_load_workers(args, cpus.generator),
     )
     say = ProgressDisplay("harness load")  # lines, and the load's heartbeat: a bar on a terminal, lines in CI
     context = RunContext(args.out, platform=args.platform, spec=spec, slo=slo, progress=say)
@@ -276,16 +277,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_workers(args: argparse.Namespace) -> int:
-    """Return --load-workers (0: one per generator CPU); raise ConfigError outside 0..64."""
-    from harness.cpus import plan_cpus
+def _load_workers(args: argparse.Namespace, generator_cpus: Any) -> int:
+    """Return --load-workers (0: one per CPU of ``generator_cpus``, the run's plan); raise ConfigError outside 0..64."""
     from harness.errors import ConfigError
     from harness.load.workers import generator_cores
 
     if not 0 <= args.load_workers <= 64:
         raise ConfigError("--load-workers", args.load_workers, "must be from 1 to 64, or 0 for one per generator CPU")
     if args.load_workers == 0:
-        return generator_cores(64, None if args.no_pin else plan_cpus().generator)
+        return generator_cores(64, generator_cpus)
     return args.load_workers
 
 
